@@ -1,0 +1,115 @@
+//! What the engine tells its host.
+
+use serde::Serialize;
+
+use crate::model::{RowKey, Side};
+use crate::state::{ConflictRecord, HeldRow};
+
+/// The kind of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteKind {
+    /// A row was inserted or updated.
+    Upsert,
+    /// A row was deleted.
+    Delete,
+    /// A new row was given its key.
+    SetKey,
+}
+
+/// Something that happened during a cycle. Subscribe with [`crate::Engine::subscribe`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A write to a side was applied.
+    Synced {
+        /// The row (`None` for a database-generated key not yet known).
+        key: Option<RowKey>,
+        /// The side written.
+        side: Side,
+        /// What was written.
+        kind: WriteKind,
+    },
+    /// A conflict was kept for a person.
+    Conflict(ConflictRecord),
+    /// A row is held back.
+    Held(HeldRow),
+    /// A held or conflicted row syncs again.
+    Released {
+        /// The row.
+        key: RowKey,
+    },
+    /// The mass-delete guard stopped a side's deletes this cycle.
+    GuardTripped {
+        /// The side whose rows would have been deleted.
+        side: Side,
+        /// How many deletes were withheld.
+        deletes: usize,
+        /// How many rows the side has.
+        rows: usize,
+    },
+    /// An operation failed; the cycle's affected rows are retried.
+    Error {
+        /// The side involved, if one.
+        side: Option<Side>,
+        /// The error.
+        message: String,
+    },
+    /// A cycle finished.
+    Cycle(CycleReport),
+}
+
+/// Counts for one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SideCounts {
+    /// The Sheet's count.
+    pub sheet: usize,
+    /// The database's count.
+    pub db: usize,
+}
+
+impl SideCounts {
+    /// The count of `side`.
+    pub fn get(&self, side: Side) -> usize {
+        match side {
+            Side::Sheet => self.sheet,
+            Side::Db => self.db,
+        }
+    }
+
+    /// A mutable reference to the count of `side`.
+    pub fn get_mut(&mut self, side: Side) -> &mut usize {
+        match side {
+            Side::Sheet => &mut self.sheet,
+            Side::Db => &mut self.db,
+        }
+    }
+
+    /// The sum of both sides.
+    pub fn total(&self) -> usize {
+        self.sheet + self.db
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CycleReport {
+    /// The cycle's number since the engine started.
+    pub cycle: u64,
+    /// Which sides were read in full.
+    pub full_reads: SideCounts,
+    /// Changed rows observed per side.
+    pub changes: SideCounts,
+    /// Operations applied per side.
+    pub writes: SideCounts,
+    /// `Sink::apply` calls per side.
+    pub write_calls: SideCounts,
+    /// Rows held at the end of the cycle.
+    pub held: usize,
+    /// Conflicts kept at the end of the cycle.
+    pub conflicts: usize,
+    /// Keys to retry next cycle.
+    pub pending: usize,
+    /// Sides whose deletes the guard stopped.
+    pub guard_tripped: Vec<crate::model::Side>,
+}

@@ -1,0 +1,172 @@
+//! Reading one side for a cycle: a full scan or the changes since the cursor.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Change, Cursor, InvalidRow, Observation, Row, RowKey, Side, UnkeyedRow};
+use crate::table::Table;
+
+/// A row as a side showed it this cycle.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    /// `None`: the side does not have the row.
+    pub row: Option<Row>,
+    /// When it changed (engine clock).
+    pub at: u64,
+}
+
+/// Everything read from one side in a cycle.
+#[derive(Debug, Default)]
+pub(crate) struct SideRead {
+    /// True for a full scan: `rows` holds every row the side has.
+    pub full: bool,
+    /// Full scan: every row. Incremental: the rows the feed touched.
+    pub rows: HashMap<RowKey, Seen>,
+    /// Rows held for bad data, by key where known.
+    pub invalid: Vec<InvalidRow>,
+    /// Rows without a key.
+    pub unkeyed: Vec<UnkeyedRow>,
+    /// Keys seen more than once in a full scan, with where.
+    pub duplicates: BTreeMap<RowKey, Vec<String>>,
+    /// The cursor to persist after this cycle.
+    pub cursor: Option<Cursor>,
+    /// The feed's position before this read, to ack after persisting.
+    pub ack: Option<Cursor>,
+}
+
+impl SideRead {
+    /// True when some row could not be identified, so rows missing from a full scan may just be
+    /// unreadable: no delete may be inferred from absence this cycle.
+    pub fn has_unidentified(&self) -> bool {
+        self.invalid.iter().any(|r| r.key.is_none())
+    }
+
+    fn take(&mut self, obs: Observation, clock: &Clock, schema_key: impl Fn(&Row) -> Option<RowKey>) {
+        let at = clock.stamp(obs.at);
+        match obs.change {
+            Change::Upsert(row) => match schema_key(&row) {
+                Some(key) => {
+                    if self.full {
+                        if let Some(prev) = self.rows.get(&key) {
+                            let locs = self.duplicates.entry(key.clone()).or_default();
+                            if locs.is_empty() {
+                                locs.push(describe(prev.row.as_ref()));
+                            }
+                            locs.push(describe(Some(&row)));
+                        }
+                    }
+                    self.rows.insert(
+                        key,
+                        Seen {
+                            row: Some(row),
+                            at,
+                        },
+                    );
+                }
+                // An adapter that reports a keyless row as an upsert: treat it as unkeyed only
+                // if it gave a locator, which it did not, so hold it.
+                None => self.invalid.push(InvalidRow {
+                    key: None,
+                    locator: None,
+                    reason: "row has an empty key but the side reported no locator for it".into(),
+                }),
+            },
+            Change::Delete(key) => {
+                self.rows.insert(key, Seen { row: None, at });
+            }
+            Change::Invalid(inv) => self.invalid.push(inv),
+            Change::Unkeyed(u) => {
+                if u.row.0.iter().any(|v| !v.is_null()) {
+                    self.unkeyed.push(u)
+                }
+            }
+        }
+    }
+}
+
+fn describe(row: Option<&Row>) -> String {
+    match row {
+        Some(r) => r
+            .0
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "(deleted)".into(),
+    }
+}
+
+/// Reads every row of `table`.
+pub(crate) async fn full_scan(table: &dyn Table, clock: &Clock) -> Result<SideRead> {
+    let schema = table.schema().clone();
+    let mut read = SideRead {
+        full: true,
+        ..Default::default()
+    };
+    // The feed position before the scan: changes during the scan are read again afterwards.
+    read.cursor = table.cursor().await?;
+    read.ack = read.cursor.clone();
+    let mut pages = table.scan();
+    while let Some(page) = pages.next().await {
+        for obs in page? {
+            if matches!(obs.change, Change::Delete(_)) {
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{} returned a delete from a full scan", table.name()),
+                ));
+            }
+            read.take(obs, clock, |r| r.key(&schema));
+        }
+    }
+    Ok(read)
+}
+
+/// Reads the changes of `table` since `cursor`, page after page until the feed is drained.
+pub(crate) async fn incremental(
+    table: &dyn Table,
+    cursor: &Cursor,
+    batch: usize,
+    clock: &Clock,
+) -> Result<SideRead> {
+    let schema = table.schema().clone();
+    let mut read = SideRead::default();
+    let mut at = cursor.clone();
+    loop {
+        let page = table.changes(&at, batch.max(1)).await?;
+        for obs in page.changes {
+            read.take(obs, clock, |r| r.key(&schema));
+        }
+        at = page.cursor;
+        if !page.more {
+            break;
+        }
+    }
+    read.ack = Some(at.clone());
+    read.cursor = Some(at);
+    Ok(read)
+}
+
+/// Re-reads `keys` from an incremental side: the rows found (deleted ones as `None`) and the
+/// rows that are there but invalid.
+pub(crate) async fn fetch(
+    table: &dyn Table,
+    side: Side,
+    keys: &[RowKey],
+    clock: &Clock,
+) -> Result<(HashMap<RowKey, Seen>, Vec<InvalidRow>)> {
+    let schema = table.schema().clone();
+    let mut read = SideRead::default();
+    for chunk in keys.chunks(table.capabilities().max_batch.max(1)) {
+        let found = table
+            .fetch(chunk)
+            .await
+            .map_err(|e| e.with_context("side", side.to_string()))?;
+        for obs in found {
+            read.take(obs, clock, |r| r.key(&schema));
+        }
+    }
+    Ok((read.rows, read.invalid))
+}

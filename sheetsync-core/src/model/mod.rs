@@ -1,0 +1,13 @@
+//! The data model: values, schemas, rows, keys and changes.
+
+mod change;
+mod decimal;
+mod row;
+mod schema;
+mod value;
+
+pub use change::{ChangeBatch, Change, Cursor, InvalidRow, Observation, Side, UnkeyedRow};
+pub use decimal::{Decimal, ParseDecimalError};
+pub use row::{Row, RowHash, RowKey};
+pub use schema::{Column, ColumnType, Direction, TableSchema};
+pub use value::{ConvertError, Value};

@@ -1,0 +1,171 @@
+//! Rows, their identity (key) and their content hash.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::TableSchema;
+use super::value::Value;
+
+/// One row: a value per schema column, in schema order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    /// A row of the given values.
+    pub fn new(values: Vec<Value>) -> Self {
+        Row(values)
+    }
+
+    /// The values in schema order.
+    pub fn values(&self) -> &[Value] {
+        &self.0
+    }
+
+    /// The content hash of the canonical encoding of every value.
+    pub fn hash(&self) -> RowHash {
+        let mut buf = Vec::with_capacity(16 * self.0.len());
+        for v in &self.0 {
+            v.encode(&mut buf);
+        }
+        RowHash(xxhash_rust::xxh3::xxh3_128(&buf))
+    }
+
+    /// The row's key under `schema`, or `None` when a key value is `Null` (a new Sheet row that
+    /// has not been given a key yet).
+    pub fn key(&self, schema: &TableSchema) -> Option<RowKey> {
+        let mut buf = Vec::new();
+        for &i in &schema.key {
+            let v = self.0.get(i)?;
+            if v.is_null() {
+                return None;
+            }
+            v.encode(&mut buf);
+        }
+        Some(RowKey(buf.into_boxed_slice()))
+    }
+}
+
+/// A row's identity: the canonical encoding of its key values.
+///
+/// Keys order by their encoding, which gives the engine a deterministic processing order.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowKey(Box<[u8]>);
+
+impl RowKey {
+    /// The key made of these values (in key-column order).
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut buf = Vec::new();
+        for v in values {
+            v.encode(&mut buf);
+        }
+        RowKey(buf.into_boxed_slice())
+    }
+
+    /// The key from its canonical bytes (as persisted by a state store); `None` when the bytes
+    /// are not a sequence of encoded values.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            Value::decode(&mut rest)?;
+        }
+        Some(RowKey(bytes.into()))
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The key values, in key-column order.
+    pub fn values(&self) -> Vec<Value> {
+        let mut rest: &[u8] = &self.0;
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            match Value::decode(&mut rest) {
+                Some(v) => out.push(v),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for RowKey {
+    /// The key values joined by `/`, e.g. `42` or `acme/2024-01-31`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let vals = self.values();
+        for (i, v) in vals.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            write!(f, "{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RowKey({self})")
+    }
+}
+
+impl Serialize for RowKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.values().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RowKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let values = Vec::<Value>::deserialize(d)?;
+        Ok(RowKey::from_values(&values))
+    }
+}
+
+/// A 128-bit content hash of a row's canonical encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RowHash(pub u128);
+
+impl fmt::Debug for RowHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RowHash({:032x})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Column, ColumnType};
+
+    #[test]
+    fn key_roundtrips_and_null_key_is_unkeyed() {
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("a", ColumnType::Text),
+                Column::new("b", ColumnType::Int),
+            ],
+            &["a", "b"],
+        )
+        .unwrap();
+        let row = Row::new(vec!["x/y".into(), Value::Int(3)]);
+        let key = row.key(&schema).unwrap();
+        assert_eq!(key.values(), vec![Value::Text("x/y".into()), Value::Int(3)]);
+        assert_eq!(RowKey::from_bytes(key.as_bytes()), Some(key.clone()));
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<RowKey>(&json).unwrap(), key);
+        assert!(Row::new(vec![Value::Null, Value::Int(3)]).key(&schema).is_none());
+        assert!(RowKey::from_bytes(&[200]).is_none());
+    }
+
+    #[test]
+    fn hash_depends_on_every_value() {
+        let a = Row::new(vec![Value::Int(1), Value::Text("a".into())]);
+        let b = Row::new(vec![Value::Int(1), Value::Text("b".into())]);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), a.clone().hash());
+    }
+}

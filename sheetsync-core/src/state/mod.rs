@@ -1,0 +1,190 @@
+//! The engine's persistent memory: per-row merge bases, cursors, held rows and conflicts.
+//!
+//! The engine keeps the bases of a mapping in memory while it runs and persists each cycle's
+//! changes as one [`StateDelta`], which a store must commit atomically. [`MemoryStateStore`] is the
+//! reference implementation; the SQL adapters provide one that lives in the synced database.
+
+mod memory;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::{Cursor, Row, RowHash, RowKey, Side, Value};
+
+pub use memory::MemoryStateStore;
+
+/// The last state of a row that both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowBase {
+    /// The agreed values (empty for a tombstone).
+    pub row: Row,
+    /// `row.hash()`, kept so unchanged rows are recognised without comparing values.
+    pub hash: RowHash,
+    /// The row was deleted on both sides.
+    pub tombstone: bool,
+    /// The engine clock when the sides agreed.
+    pub synced_at: u64,
+}
+
+impl RowBase {
+    /// The base for an agreed row.
+    pub fn live(row: Row, synced_at: u64) -> Self {
+        RowBase {
+            hash: row.hash(),
+            row,
+            tombstone: false,
+            synced_at,
+        }
+    }
+
+    /// The base for a row deleted on both sides.
+    pub fn tombstone(synced_at: u64) -> Self {
+        let row = Row::new(Vec::new());
+        RowBase {
+            hash: row.hash(),
+            row,
+            tombstone: true,
+            synced_at,
+        }
+    }
+
+    /// The agreed row, or `None` for a tombstone.
+    pub fn live_row(&self) -> Option<&Row> {
+        (!self.tombstone).then_some(&self.row)
+    }
+}
+
+/// A row the engine is holding back, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRow {
+    /// The row's key, when known.
+    pub key: Option<RowKey>,
+    /// The side whose data is at fault, when one is.
+    pub side: Option<Side>,
+    /// Where the row is on that side, for people.
+    pub locator: Option<String>,
+    /// Exactly what is wrong.
+    pub reason: String,
+}
+
+/// One field changed to different values on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    /// The column's name.
+    pub column: String,
+    /// The base value (`None` when the row is new on both sides).
+    pub base: Option<Value>,
+    /// The Sheet's value.
+    pub sheet: Value,
+    /// The database's value.
+    pub db: Value,
+}
+
+/// A conflict kept for a person to resolve (the Manual strategy, or no strategy decided).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// The row.
+    pub key: RowKey,
+    /// The fields in conflict (empty for update-vs-delete).
+    pub fields: Vec<FieldDiff>,
+    /// For update-vs-delete: the side that deleted the row.
+    pub deleted_on: Option<Side>,
+    /// The Sheet's row when the conflict arose (`None` if deleted there).
+    pub sheet: Option<Row>,
+    /// The database's row when the conflict arose (`None` if deleted there).
+    pub db: Option<Row>,
+    /// The engine clock when the conflict arose.
+    pub at: u64,
+}
+
+/// How a person resolved a kept conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    /// Take the row as it is on this side (a delete if it was deleted there).
+    Side(Side),
+    /// Take these values.
+    Row(Row),
+}
+
+/// Everything a store keeps for one mapping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    /// Merge bases by key.
+    pub bases: BTreeMap<RowKey, RowBase>,
+    /// The persisted change-feed cursor per side.
+    pub cursors: BTreeMap<Side, Cursor>,
+    /// Keys the engine must merge again next cycle (held, stale, failed writes).
+    pub pending: Vec<RowKey>,
+    /// Rows held back.
+    pub held: Vec<HeldRow>,
+    /// Conflicts kept for people.
+    pub conflicts: Vec<ConflictRecord>,
+    /// Resolutions chosen for kept conflicts, applied next cycle.
+    pub choices: Vec<(RowKey, Choice)>,
+    /// The engine clock, so it never runs backwards after a restart.
+    pub clock: u64,
+}
+
+/// One cycle's changes to a mapping's state. Fields that are `None` stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDelta {
+    /// Bases to insert or replace.
+    pub upsert: Vec<(RowKey, RowBase)>,
+    /// Bases to forget.
+    pub remove: Vec<RowKey>,
+    /// Cursors to set.
+    pub cursors: Vec<(Side, Cursor)>,
+    /// Replaces the pending keys.
+    pub pending: Option<Vec<RowKey>>,
+    /// Replaces the held rows.
+    pub held: Option<Vec<HeldRow>>,
+    /// Replaces the conflicts.
+    pub conflicts: Option<Vec<ConflictRecord>>,
+    /// Replaces the choices.
+    pub choices: Option<Vec<(RowKey, Choice)>>,
+    /// The engine clock.
+    pub clock: u64,
+}
+
+impl StateDelta {
+    /// Applies the delta to a snapshot: what a store must do atomically.
+    pub fn apply_to(&self, s: &mut StateSnapshot) {
+        for (k, b) in &self.upsert {
+            s.bases.insert(k.clone(), b.clone());
+        }
+        for k in &self.remove {
+            s.bases.remove(k);
+        }
+        for (side, c) in &self.cursors {
+            s.cursors.insert(*side, c.clone());
+        }
+        if let Some(p) = &self.pending {
+            s.pending = p.clone();
+        }
+        if let Some(h) = &self.held {
+            s.held = h.clone();
+        }
+        if let Some(c) = &self.conflicts {
+            s.conflicts = c.clone();
+        }
+        if let Some(c) = &self.choices {
+            s.choices = c.clone();
+        }
+        s.clock = s.clock.max(self.clock);
+    }
+}
+
+/// Persists the engine's state, per mapping name.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Everything stored for `mapping` (empty for a new mapping).
+    async fn load(&self, mapping: &str) -> Result<StateSnapshot>;
+
+    /// Commits `delta` for `mapping` atomically: after a crash either all of it or none of it is
+    /// visible to the next [`StateStore::load`].
+    async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()>;
+}

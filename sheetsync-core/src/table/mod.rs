@@ -1,0 +1,182 @@
+//! The adapter contract: [`Source`] (read a side), [`Sink`] (write a side) and the
+//! [`Capabilities`] each adapter declares.
+//!
+//! The traits are object-safe so a host can pick adapters from configuration at run time; the
+//! engine holds them as `Arc<dyn Table>`.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{ChangeBatch, Cursor, Observation, Row, RowKey, TableSchema};
+
+/// What an adapter can do. The engine and the conformance suite rely on these flags, so an
+/// adapter must declare only what it really does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// [`Source::changes`] returns the changes since a cursor. An incremental adapter must also
+    /// support [`Source::fetch`], which the engine uses to re-read rows it has to retry.
+    pub incremental: bool,
+    /// [`Source::fetch`] reads rows by key.
+    pub fetch: bool,
+    /// [`Source::wakeups`] signals when something may have changed.
+    pub wakeups: bool,
+    /// The side generates keys: [`WriteOp::Insert`] is supported.
+    pub generated_keys: bool,
+    /// Writes honour [`Expected`] and report [`WriteOutcome::Stale`] on a mismatch.
+    pub conditional_writes: bool,
+    /// The side can hold rows without a key ([`crate::Change::Unkeyed`]) and accepts
+    /// [`WriteOp::SetKey`].
+    pub unkeyed_rows: bool,
+    /// Observations carry source timestamps.
+    pub source_timestamps: bool,
+    /// The largest number of operations [`Sink::apply`] takes in one call.
+    pub max_batch: usize,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            incremental: false,
+            fetch: false,
+            wakeups: false,
+            generated_keys: false,
+            conditional_writes: false,
+            unkeyed_rows: false,
+            source_timestamps: false,
+            max_batch: 10_000,
+        }
+    }
+}
+
+/// Reads one side of a mapping.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// A short name for messages (`"sheet:1AbC…/Orders"`, `"postgres:public.orders"`).
+    fn name(&self) -> &str;
+
+    /// What this adapter can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The columns rows carry, in order, and the key.
+    fn schema(&self) -> &TableSchema;
+
+    /// Every row, streamed in pages of [`Change::Upsert`](crate::Change::Upsert),
+    /// [`Change::Invalid`](crate::Change::Invalid) and [`Change::Unkeyed`](crate::Change::Unkeyed)
+    /// observations. A read that fails part-way must end the stream with an error, never just
+    /// stop: the engine would take the missing rows as deleted.
+    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>>;
+
+    /// The current position of the change feed, taken before a full scan so that changes made
+    /// during the scan are read afterwards. `None` for adapters without a feed.
+    async fn cursor(&self) -> Result<Option<Cursor>> {
+        Ok(None)
+    }
+
+    /// Up to `limit` changes after `since`. Changes are state-based: an upsert carries the row as
+    /// it is now, so re-reading a change is harmless.
+    async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
+        let _ = (since, limit);
+        Err(Error::unsupported("changes", self.name()))
+    }
+
+    /// The current rows for `keys`: an upsert for each that exists, a delete for each that does
+    /// not.
+    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
+        let _ = keys;
+        Err(Error::unsupported("fetch", self.name()))
+    }
+
+    /// Called after the engine has persisted its state up to `cursor`. Queue-style feeds delete
+    /// the entries they handed out; others need do nothing.
+    async fn ack(&self, cursor: &Cursor) -> Result<()> {
+        let _ = cursor;
+        Ok(())
+    }
+
+    /// A stream that yields whenever something may have changed (a NOTIFY, a webhook). A hint
+    /// only: correctness never depends on it.
+    fn wakeups(&self) -> Option<BoxStream<'static, ()>> {
+        None
+    }
+}
+
+/// What the engine expects a row to be on the side before it writes, for conditional writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// No expectation.
+    Any,
+    /// The row must not exist.
+    Absent,
+    /// The row must hold exactly these values.
+    Row(Row),
+}
+
+/// One write to a side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Insert or update the row with the row's key.
+    Upsert {
+        /// The row to store.
+        row: Row,
+        /// What the side held when the engine read it.
+        expected: Expected,
+    },
+    /// Insert a row whose key the side generates (its key values are `Null`).
+    Insert {
+        /// The row without its key.
+        row: Row,
+    },
+    /// Delete the row with this key.
+    Delete {
+        /// The key.
+        key: RowKey,
+        /// What the side held when the engine read it.
+        expected: Expected,
+    },
+    /// Give the unkeyed row at `locator` its key: store `row` (key included) there.
+    SetKey {
+        /// Where the unkeyed row was found.
+        locator: String,
+        /// The row with its new key.
+        row: Row,
+    },
+}
+
+/// The result of one [`WriteOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Done as asked.
+    Applied,
+    /// Done, and the side stored this row (a generated key, a value the side normalised).
+    Stored(Row),
+    /// Not done: the side refused this row (a constraint, a type) for this reason. The other
+    /// operations of the batch are unaffected.
+    Held(String),
+    /// Not done: the row no longer matched [`Expected`]; the engine re-reads and merges again.
+    Stale,
+}
+
+/// Context of a write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteContext {
+    /// The engine's origin tag. Sides with change capture record it so the engine's own writes
+    /// never come back as changes.
+    pub origin: String,
+}
+
+/// Writes one side of a mapping.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Applies `ops` (at most [`Capabilities::max_batch`]) and returns one outcome per op, in
+    /// order. One bad row yields [`WriteOutcome::Held`] for that op and never fails the others;
+    /// an `Err` means the batch as a whole could not be applied (the engine retries it, so
+    /// applying an op twice must be harmless).
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>>;
+}
+
+/// A side that can be read and written: what the engine drives.
+pub trait Table: Source + Sink {}
+
+impl<T: Source + Sink + ?Sized> Table for T {}
