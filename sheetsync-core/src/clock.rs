@@ -100,6 +100,9 @@ mod tests {
         assert!(c.stamp(Some(t2)) < c.now());
         let future = Utc::now() + chrono::Duration::days(1);
         assert!(c.stamp(Some(future)) < (physical_now() + 1000) << COUNTER_BITS);
-        assert_eq!(to_datetime(c.stamp(Some(t1))).unwrap().timestamp_millis(), t1.timestamp_millis());
+        assert_eq!(
+            to_datetime(c.stamp(Some(t1))).unwrap().timestamp_millis(),
+            t1.timestamp_millis()
+        );
     }
 }

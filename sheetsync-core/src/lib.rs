@@ -81,7 +81,9 @@ mod table;
 pub mod testkit;
 
 pub use clock::Clock;
-pub use engine::{CycleReport, Engine, EngineBuilder, Event, Plan, PlannedOp, SideCounts, WriteKind};
+pub use engine::{
+    CycleReport, Engine, EngineBuilder, Event, Plan, PlannedOp, SideCounts, WriteKind,
+};
 pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use mapping::{ColumnSpec, DeleteGuard, KeyStrategy, MappingConfig, Timing};
 pub use memory::{key_of, MemoryTable};
@@ -99,6 +101,4 @@ pub use state::{
     Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, StateDelta,
     StateSnapshot, StateStore,
 };
-pub use table::{
-    Capabilities, Expected, Sink, Source, Table, WriteContext, WriteOp, WriteOutcome,
-};
+pub use table::{Capabilities, Expected, Sink, Source, Table, WriteContext, WriteOp, WriteOutcome};

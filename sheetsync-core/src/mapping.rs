@@ -49,6 +49,15 @@ pub struct DeleteGuard {
     /// The share limit applies to tables of at least this many rows.
     #[serde(default = "default_min_rows")]
     pub min_rows: usize,
+    /// Deleting every row of a non-empty side trips the guard whatever the limits (an empty
+    /// read is never taken as "everything was deleted"). Turn off only for tests or tables that
+    /// are emptied on purpose.
+    #[serde(default = "yes")]
+    pub stop_total_wipe: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_share() -> f64 {
@@ -65,6 +74,7 @@ impl Default for DeleteGuard {
             max_count: None,
             max_share: default_share(),
             min_rows: default_min_rows(),
+            stop_total_wipe: true,
         }
     }
 }
@@ -76,7 +86,7 @@ impl DeleteGuard {
         if deletes == 0 {
             return false;
         }
-        if deletes >= rows {
+        if deletes >= rows && self.stop_total_wipe {
             return true;
         }
         if self.max_count.is_some_and(|m| deletes > m) {

@@ -77,7 +77,11 @@ impl MemoryTable {
 
     /// An empty table with exactly these capabilities. With `generated_keys`, the key must be a
     /// single integer column, numbered from 1.
-    pub fn with_capabilities(name: impl Into<String>, schema: TableSchema, caps: Capabilities) -> Self {
+    pub fn with_capabilities(
+        name: impl Into<String>,
+        schema: TableSchema,
+        caps: Capabilities,
+    ) -> Self {
         let (wake, _) = broadcast::channel(64);
         MemoryTable {
             name: name.into(),
@@ -344,11 +348,17 @@ impl Source for MemoryTable {
                 row: row.clone(),
             }))
         }));
-        all.extend(g.invalid.iter().cloned().map(|i| Observation::new(Change::Invalid(i))));
+        all.extend(
+            g.invalid
+                .iter()
+                .cloned()
+                .map(|i| Observation::new(Change::Invalid(i))),
+        );
         let fail = g.fail_scans > 0;
         g.fail_scans = g.fail_scans.saturating_sub(1);
         drop(g);
-        let mut pages: Vec<Result<Vec<Observation>>> = all.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+        let mut pages: Vec<Result<Vec<Observation>>> =
+            all.chunks(1000).map(|c| Ok(c.to_vec())).collect();
         if fail {
             pages.truncate(1);
             pages.push(Err(Error::new(
@@ -405,11 +415,9 @@ impl Source for MemoryTable {
         let rx = self.wake.subscribe();
         Some(
             stream::unfold(rx, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => return Some(((), rx)),
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
+                match rx.recv().await {
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
+                    Err(broadcast::error::RecvError::Closed) => None,
                 }
             })
             .boxed(),
@@ -435,7 +443,10 @@ impl Sink for MemoryTable {
                 format!("{}: connection dropped during apply", self.name),
             ));
         }
-        Ok(ops.into_iter().map(|op| self.apply_one(&mut g, op)).collect())
+        Ok(ops
+            .into_iter()
+            .map(|op| self.apply_one(&mut g, op))
+            .collect())
     }
 }
 

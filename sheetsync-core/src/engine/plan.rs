@@ -118,7 +118,13 @@ impl Engine {
         // Rows without a key: give them back a key they lost, or a new one.
         let mut restored: [HashSet<RowKey>; 2] = Default::default();
         for side in Side::BOTH {
-            self.plan_unkeyed(side, st, &reads[idx(side)], &mut restored[idx(side)], &mut plan);
+            self.plan_unkeyed(
+                side,
+                st,
+                &reads[idx(side)],
+                &mut restored[idx(side)],
+                &mut plan,
+            );
         }
 
         // Rows that differ from their base on either side, and rows to retry.
@@ -183,15 +189,16 @@ impl Engine {
             };
             let (sheet, db) = (view(Side::Sheet), view(Side::Db));
             let merged = match st.choices.get(&k) {
-                Some(Choice::Side(s)) => Merged::Write(
-                    if *s == Side::Sheet { sheet.row } else { db.row }.cloned(),
-                ),
+                Some(Choice::Side(s)) => {
+                    Merged::Write(if *s == Side::Sheet { sheet.row } else { db.row }.cloned())
+                }
                 Some(Choice::Row(r)) => Merged::Write(Some(r.clone())),
                 None => merge_row(&policy, &k, base_row, sheet, db, now),
             };
             match merged {
                 Merged::Agreed(t) => {
-                    if t.as_ref() != base_row || (t.is_none() && base.is_some_and(|b| !b.tombstone)) {
+                    if t.as_ref() != base_row || (t.is_none() && base.is_some_and(|b| !b.tombstone))
+                    {
                         plan.agreed.insert(k, t);
                     } else if st.pending.contains(&k) || st.conflicts.contains_key(&k) {
                         // Nothing to write, but the retry or conflict is over.
@@ -236,12 +243,16 @@ impl Engine {
                 .filter_map(|p| p.key.clone())
                 .collect();
             let rows = st.bases.values().filter(|b| !b.tombstone).count();
-            if deletes.is_empty() || st.allow_deletes || !self.mapping.guard.trips(deletes.len(), rows) {
+            if deletes.is_empty()
+                || st.allow_deletes
+                || !self.mapping.guard.trips(deletes.len(), rows)
+            {
                 continue;
             }
             let withheld: HashSet<&RowKey> = deletes.iter().collect();
             plan.ops(side).retain(|p| {
-                !(matches!(p.op, WriteOp::Delete { .. }) && p.key.as_ref().is_some_and(|k| withheld.contains(k)))
+                !(matches!(p.op, WriteOp::Delete { .. })
+                    && p.key.as_ref().is_some_and(|k| withheld.contains(k)))
             });
             for k in &deletes {
                 plan.targets.remove(k);

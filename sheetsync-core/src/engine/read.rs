@@ -44,7 +44,12 @@ impl SideRead {
         self.invalid.iter().any(|r| r.key.is_none())
     }
 
-    fn take(&mut self, obs: Observation, clock: &Clock, schema_key: impl Fn(&Row) -> Option<RowKey>) {
+    fn take(
+        &mut self,
+        obs: Observation,
+        clock: &Clock,
+        schema_key: impl Fn(&Row) -> Option<RowKey>,
+    ) {
         let at = clock.stamp(obs.at);
         match obs.change {
             Change::Upsert(row) => match schema_key(&row) {
@@ -58,13 +63,7 @@ impl SideRead {
                             locs.push(describe(Some(&row)));
                         }
                     }
-                    self.rows.insert(
-                        key,
-                        Seen {
-                            row: Some(row),
-                            at,
-                        },
-                    );
+                    self.rows.insert(key, Seen { row: Some(row), at });
                 }
                 // An adapter that reports a keyless row as an upsert: treat it as unkeyed only
                 // if it gave a locator, which it did not, so hold it.
@@ -89,12 +88,12 @@ impl SideRead {
 
 fn describe(row: Option<&Row>) -> String {
     match row {
-        Some(r) => r
-            .0
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        Some(r) => {
+            r.0.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         None => "(deleted)".into(),
     }
 }

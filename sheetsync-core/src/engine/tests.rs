@@ -1,0 +1,484 @@
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::*;
+use crate::mapping::DeleteGuard;
+use crate::memory::{key_of, MemoryTable};
+use crate::model::{Column, ColumnType, InvalidRow, Row, Value};
+use crate::state::MemoryStateStore;
+use crate::table::Capabilities;
+
+fn schema(key_ty: ColumnType) -> TableSchema {
+    TableSchema::new(
+        "items",
+        vec![
+            Column::new("id", key_ty).nullable(false),
+            Column::new("name", ColumnType::Text),
+            Column::new("qty", ColumnType::Int),
+        ],
+        &["id"],
+    )
+    .unwrap()
+}
+
+fn r(id: i64, name: &str, qty: i64) -> Row {
+    Row::new(vec![Value::Int(id), name.into(), Value::Int(qty)])
+}
+
+struct Rig {
+    sheet: Arc<MemoryTable>,
+    db: Arc<MemoryTable>,
+    store: Arc<MemoryStateStore>,
+    mapping: MappingConfig,
+}
+
+impl Rig {
+    fn new() -> Self {
+        Self::with(
+            schema(ColumnType::Int),
+            Capabilities {
+                incremental: true,
+                fetch: true,
+                conditional_writes: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn with(schema: TableSchema, db_caps: Capabilities) -> Self {
+        Rig {
+            sheet: Arc::new(MemoryTable::sheet_like("sheet", schema.clone())),
+            db: Arc::new(MemoryTable::with_capabilities("db", schema, db_caps)),
+            store: Arc::new(MemoryStateStore::new()),
+            mapping: MappingConfig::new("items", &["id"]),
+        }
+    }
+
+    async fn engine(&self) -> Engine {
+        Engine::builder(self.mapping.clone(), self.sheet.clone(), self.db.clone())
+            .state(self.store.clone())
+            .build()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn initial_sync_merges_both_sides_without_clearing_either() {
+    let rig = Rig::new();
+    rig.sheet.upsert(r(1, "sheet only", 1));
+    rig.db.upsert(r(2, "db only", 2));
+    rig.sheet.upsert(r(3, "same", 3));
+    rig.db.upsert(r(3, "same", 3));
+    let e = rig.engine().await;
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(
+        rig.sheet.rows(),
+        vec![r(1, "sheet only", 1), r(2, "db only", 2), r(3, "same", 3)]
+    );
+    assert_eq!(rig.db.rows(), rig.sheet.rows());
+    assert_eq!(rep.writes, SideCounts { sheet: 1, db: 1 });
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(rep.writes.total(), 0, "steady state writes nothing");
+    assert_eq!(
+        rep.write_calls.total(),
+        0,
+        "steady state makes no write calls"
+    );
+}
+
+#[tokio::test]
+async fn updates_and_deletes_flow_both_ways() {
+    let rig = Rig::new();
+    for i in 1..=4 {
+        rig.db.upsert(r(i, "x", i));
+    }
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.upsert(r(1, "sheet edit", 1));
+    rig.db.upsert(r(2, "db edit", 2));
+    rig.sheet.delete(&key_of(3));
+    rig.db.delete(&key_of(4));
+    e.run_once().await.unwrap();
+    let want = vec![r(1, "sheet edit", 1), r(2, "db edit", 2)];
+    assert_eq!(rig.sheet.rows(), want);
+    assert_eq!(rig.db.rows(), want);
+    assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn bad_rows_are_held_and_released_and_never_deleted() {
+    let rig = Rig::new();
+    rig.db.upsert(r(1, "a", 1));
+    rig.db.upsert(r(2, "b", 2));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    // A person types text into qty of row 2: the Sheet adapter reports it invalid.
+    rig.sheet.delete(&key_of(2));
+    rig.sheet.insert_invalid(InvalidRow {
+        key: Some(key_of(2)),
+        locator: Some("Sheet1!A3:C3".into()),
+        reason: "qty: \"lots\" is not a valid integer".into(),
+    });
+    rig.sheet.upsert(r(1, "still syncing", 1));
+    let mut events = e.subscribe();
+    e.run_once().await.unwrap();
+    assert_eq!(
+        rig.db.get(&key_of(2)),
+        Some(r(2, "b", 2)),
+        "a held row is never deleted"
+    );
+    assert_eq!(
+        rig.db.get(&key_of(1)),
+        Some(r(1, "still syncing", 1)),
+        "other rows keep syncing"
+    );
+    let held = e.held().await;
+    assert_eq!(held.len(), 1);
+    assert!(held[0].reason.contains("lots"));
+    let mut saw_held = false;
+    while let Ok(ev) = events.try_recv() {
+        saw_held |= matches!(ev, Event::Held(_));
+    }
+    assert!(saw_held);
+    // Fixed.
+    rig.sheet.clear_invalid();
+    rig.sheet.upsert(r(2, "b", 20));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.get(&key_of(2)), Some(r(2, "b", 20)));
+    assert!(e.held().await.is_empty());
+}
+
+#[tokio::test]
+async fn unidentifiable_rows_suspend_deletes_inferred_from_absence() {
+    let rig = Rig::new();
+    rig.db.upsert(r(1, "a", 1));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    // Row 1's key cell now holds garbage: the row is missing under its key.
+    rig.sheet.delete(&key_of(1));
+    rig.sheet.insert_invalid(InvalidRow {
+        key: None,
+        locator: Some("row 2".into()),
+        reason: "id: \"x\" is not a valid integer".into(),
+    });
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "a", 1)]);
+}
+
+#[tokio::test]
+async fn constraint_violations_hold_one_row_only() {
+    let rig = Rig::new();
+    let e = rig.engine().await;
+    rig.db.reject_rows(|row| {
+        (row.0[2] == Value::Int(-1)).then(|| "CHECK (qty >= 0) violated".to_string())
+    });
+    rig.sheet.upsert(r(1, "ok", 1));
+    rig.sheet.upsert(r(2, "bad", -1));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "ok", 1)]);
+    let held = e.held().await;
+    assert_eq!(held.len(), 1);
+    assert!(held[0].reason.contains("CHECK"), "{}", held[0].reason);
+    rig.db.accept_all_rows();
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "ok", 1), r(2, "bad", -1)]);
+    assert!(e.held().await.is_empty());
+}
+
+#[tokio::test]
+async fn mass_delete_guard_stops_and_host_can_override() {
+    let rig = Rig::new();
+    for i in 1..=20 {
+        rig.db.upsert(r(i, "x", i));
+    }
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.clear();
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(rep.guard_tripped, vec![Side::Db]);
+    assert_eq!(rig.db.rows().len(), 20, "guard keeps the database rows");
+    // Edits elsewhere still sync while the guard holds.
+    rig.db.upsert(r(21, "new", 21));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.sheet.rows(), vec![r(21, "new", 21)]);
+    e.allow_deletes_once().await;
+    let rep = e.run_once().await.unwrap();
+    assert!(rep.guard_tripped.is_empty());
+    assert_eq!(rig.db.rows(), vec![r(21, "new", 21)]);
+}
+
+#[tokio::test]
+async fn a_failed_read_is_not_taken_as_deletes() {
+    let rig = Rig::new();
+    for i in 1..=3 {
+        rig.db.upsert(r(i, "x", i));
+    }
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.fail_next_scans(1);
+    assert!(e.run_once().await.is_err());
+    assert_eq!(rig.db.rows().len(), 3);
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows().len(), 3);
+}
+
+#[tokio::test]
+async fn failed_writes_are_retried_and_nothing_is_lost_across_restart() {
+    let rig = Rig::new();
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.db.upsert(r(1, "db", 1));
+    rig.sheet.fail_next_applies(1);
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(rep.pending, 1);
+    assert!(rig.sheet.rows().is_empty());
+    // The database feed moved past the change; a restarted engine must still deliver it.
+    drop(e);
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    assert_eq!(rig.sheet.rows(), vec![r(1, "db", 1)]);
+}
+
+#[tokio::test]
+async fn manual_conflicts_are_kept_and_resolved_through_the_api() {
+    let mut rig = Rig::new();
+    rig.mapping.resolvers = vec![crate::ResolverSpec::Manual];
+    rig.db.upsert(r(1, "base", 1));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.upsert(r(1, "sheet", 1));
+    rig.db.upsert(r(1, "db", 1));
+    e.run_once().await.unwrap();
+    let conflicts = e.conflicts().await;
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(
+        rig.sheet.rows(),
+        vec![r(1, "sheet", 1)],
+        "a held row is not written"
+    );
+    assert_eq!(rig.db.rows(), vec![r(1, "db", 1)]);
+    // Survives a restart.
+    drop(e);
+    let e = rig.engine().await;
+    assert_eq!(e.conflicts().await.len(), 1);
+    assert!(e
+        .resolve_conflict(&key_of(9), Choice::Side(Side::Db))
+        .await
+        .is_err());
+    e.resolve_conflict(&key_of(1), Choice::Side(Side::Sheet))
+        .await
+        .unwrap();
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "sheet", 1)]);
+    assert!(e.conflicts().await.is_empty());
+    assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn new_sheet_rows_get_uuid_keys_first_then_reach_the_db() {
+    let rig = Rig::with(
+        schema(ColumnType::Text),
+        Capabilities {
+            incremental: true,
+            fetch: true,
+            ..Default::default()
+        },
+    );
+    let e = rig.engine().await;
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
+    e.run_once().await.unwrap();
+    let rows = rig.sheet.rows();
+    assert_eq!(rows.len(), 1);
+    assert!(rig.sheet.unkeyed().is_empty());
+    assert!(matches!(&rows[0].0[0], Value::Text(s) if s.len() == 36));
+    assert_eq!(rig.db.rows(), rows);
+    assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn database_generated_keys_are_written_back() {
+    let rig = Rig::with(
+        schema(ColumnType::Int),
+        Capabilities {
+            incremental: true,
+            fetch: true,
+            generated_keys: true,
+            ..Default::default()
+        },
+    );
+    rig.db.upsert(r(41, "existing", 1));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.get(&key_of(42)), Some(r(42, "new", 5)));
+    assert_eq!(rig.sheet.rows(), rig.db.rows());
+    assert!(rig.sheet.unkeyed().is_empty());
+    assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn a_cleared_key_cell_gets_its_key_back() {
+    let rig = Rig::new();
+    rig.db.upsert(r(7, "keep me", 3));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.delete(&key_of(7));
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "keep me".into(), Value::Int(3)]));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.sheet.rows(), vec![r(7, "keep me", 3)]);
+    assert_eq!(rig.db.rows(), vec![r(7, "keep me", 3)]);
+}
+
+#[tokio::test]
+async fn rows_without_key_are_held_when_keys_are_required() {
+    let mut rig = Rig::new();
+    rig.mapping.keys = crate::KeyStrategy::Require;
+    let e = rig.engine().await;
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "no key".into(), Value::Int(1)]));
+    e.run_once().await.unwrap();
+    let held = e.held().await;
+    assert_eq!(held.len(), 1);
+    assert!(held[0].reason.contains("key column"), "{}", held[0].reason);
+    assert!(rig.db.rows().is_empty());
+}
+
+/// A Sheet whose scan shows one key typed twice (a memory table cannot hold that).
+struct DupSheet(MemoryTable, Row);
+
+#[async_trait::async_trait]
+impl crate::Source for DupSheet {
+    fn name(&self) -> &str {
+        "dup-sheet"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn schema(&self) -> &TableSchema {
+        self.0.schema()
+    }
+    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
+        let extra = crate::Observation::row(self.1.clone());
+        self.0
+            .scan()
+            .map(move |p| {
+                p.map(|mut v| {
+                    v.push(extra.clone());
+                    v
+                })
+            })
+            .boxed()
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Sink for DupSheet {
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
+        self.0.apply(ops, ctx).await
+    }
+}
+
+#[tokio::test]
+async fn duplicate_keys_in_the_sheet_are_held() {
+    let schema = schema(ColumnType::Int);
+    let inner = MemoryTable::sheet_like("sheet", schema.clone());
+    inner.upsert(r(1, "a", 1));
+    inner.upsert(r(2, "first", 2));
+    let sheet = Arc::new(DupSheet(inner, r(2, "second", 2)));
+    let db = Arc::new(MemoryTable::new("db", schema));
+    db.upsert(r(2, "first", 2));
+    let e = Engine::builder(MappingConfig::new("items", &["id"]), sheet, db.clone())
+        .build()
+        .await
+        .unwrap();
+    e.run_once().await.unwrap();
+    assert_eq!(
+        db.rows(),
+        vec![r(1, "a", 1), r(2, "first", 2)],
+        "the duplicated key is not synced"
+    );
+    let held = e.held().await;
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0].reason.contains("appears in 2 rows"),
+        "{}",
+        held[0].reason
+    );
+}
+
+#[tokio::test]
+async fn stale_conditional_writes_are_merged_again() {
+    let rig = Rig::new();
+    rig.db.upsert(r(1, "base", 1));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    // A sheet edit, and a db edit that the engine's read does not see: insert it between read
+    // and write by making the db edit right after planning.
+    rig.sheet.upsert(r(1, "sheet", 1));
+    let plan = e.plan().await.unwrap();
+    assert_eq!(plan.db.len(), 1);
+    rig.db.upsert(r(1, "base", 99));
+    e.run_once().await.unwrap();
+    // The db edit to qty survives next to the sheet edit to name.
+    assert_eq!(rig.db.rows(), vec![r(1, "sheet", 99)]);
+    assert_eq!(rig.sheet.rows(), vec![r(1, "sheet", 99)]);
+}
+
+#[tokio::test]
+async fn guard_count_limit() {
+    let mut rig = Rig::new();
+    rig.mapping.guard = DeleteGuard {
+        max_count: Some(2),
+        max_share: 1.0,
+        min_rows: 1,
+        stop_total_wipe: true,
+    };
+    for i in 1..=10 {
+        rig.db.upsert(r(i, "x", i));
+    }
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    for i in 1..=3 {
+        rig.db.delete(&key_of(i));
+    }
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(rep.guard_tripped, vec![Side::Sheet]);
+    assert_eq!(rig.sheet.rows().len(), 10);
+}
+
+#[tokio::test]
+async fn run_loop_wakes_on_changes_and_shuts_down() {
+    let rig = Rig::new();
+    let e = Arc::new(rig.engine().await);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            e.run(async {
+                let _ = rx.await;
+            })
+            .await
+        })
+    };
+    let mut events = e.subscribe();
+    rig.db.upsert(r(1, "woken", 1));
+    // Wait (bounded) until the row arrives.
+    let arrived = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if rig.sheet.rows() == vec![r(1, "woken", 1)] {
+                break;
+            }
+            let _ = events.recv().await;
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "the db change never reached the sheet");
+    tx.send(()).unwrap();
+    runner.await.unwrap();
+}

@@ -99,7 +99,9 @@ pub fn merge_row(
         (_, Some(s), Some(d)) => merge_fields(policy, key, base, (s, sheet.at), (d, db.at), now),
         (None, Some(s), None) => Merged::Write(Some(s.clone())),
         (None, None, Some(d)) => Merged::Write(Some(d.clone())),
-        (Some(b), None, Some(d)) => one_deleted(policy, key, b, Side::Sheet, sheet.at, d, db.at, now),
+        (Some(b), None, Some(d)) => {
+            one_deleted(policy, key, b, Side::Sheet, sheet.at, d, db.at, now)
+        }
         (Some(b), Some(s), None) => one_deleted(policy, key, b, Side::Db, db.at, s, sheet.at, now),
         (_, None, None) => unreachable!("equal sides returned above"),
     }

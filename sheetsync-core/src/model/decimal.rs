@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(d("1.5E3"), "1500");
         assert_eq!(d(".5"), "0.5");
         assert_eq!(d("5."), "5");
-        assert_eq!(d("-12345678901234567890.123456789012345678901"), "-12345678901234567890.123456789012345678901");
+        assert_eq!(
+            d("-12345678901234567890.123456789012345678901"),
+            "-12345678901234567890.123456789012345678901"
+        );
         assert_eq!(d("1e-3"), "0.001");
     }
 
@@ -173,10 +176,31 @@ mod tests {
 
     #[test]
     fn lossless_f64_only_when_exact() {
-        assert_eq!("0.1".parse::<Decimal>().unwrap().to_f64_lossless(), Some(0.1));
-        assert_eq!("123.25".parse::<Decimal>().unwrap().to_f64_lossless(), Some(123.25));
-        assert_eq!("12345678901234567890.12".parse::<Decimal>().unwrap().to_f64_lossless(), None);
-        assert_eq!("0.10000000000000000001".parse::<Decimal>().unwrap().to_f64_lossless(), None);
-        assert_eq!(Decimal::from_f64(1e21).unwrap().as_str(), "1000000000000000000000");
+        assert_eq!(
+            "0.1".parse::<Decimal>().unwrap().to_f64_lossless(),
+            Some(0.1)
+        );
+        assert_eq!(
+            "123.25".parse::<Decimal>().unwrap().to_f64_lossless(),
+            Some(123.25)
+        );
+        assert_eq!(
+            "12345678901234567890.12"
+                .parse::<Decimal>()
+                .unwrap()
+                .to_f64_lossless(),
+            None
+        );
+        assert_eq!(
+            "0.10000000000000000001"
+                .parse::<Decimal>()
+                .unwrap()
+                .to_f64_lossless(),
+            None
+        );
+        assert_eq!(
+            Decimal::from_f64(1e21).unwrap().as_str(),
+            "1000000000000000000000"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod row;
 mod schema;
 mod value;
 
-pub use change::{ChangeBatch, Change, Cursor, InvalidRow, Observation, Side, UnkeyedRow};
+pub use change::{Change, ChangeBatch, Cursor, InvalidRow, Observation, Side, UnkeyedRow};
 pub use decimal::{Decimal, ParseDecimalError};
 pub use row::{Row, RowHash, RowKey};
 pub use schema::{Column, ColumnType, Direction, TableSchema};

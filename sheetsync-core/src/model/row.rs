@@ -157,7 +157,9 @@ mod tests {
         assert_eq!(RowKey::from_bytes(key.as_bytes()), Some(key.clone()));
         let json = serde_json::to_string(&key).unwrap();
         assert_eq!(serde_json::from_str::<RowKey>(&json).unwrap(), key);
-        assert!(Row::new(vec![Value::Null, Value::Int(3)]).key(&schema).is_none());
+        assert!(Row::new(vec![Value::Null, Value::Int(3)])
+            .key(&schema)
+            .is_none());
         assert!(RowKey::from_bytes(&[200]).is_none());
     }
 

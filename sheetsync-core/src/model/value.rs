@@ -269,15 +269,16 @@ impl Value {
             {
                 Ok(Value::Int(*f as i64))
             }
-            (Value::Float(f), ColumnType::Decimal) => {
-                Decimal::from_f64(*f).map(Value::Decimal).ok_or_else(|| err(&self))
-            }
+            (Value::Float(f), ColumnType::Decimal) => Decimal::from_f64(*f)
+                .map(Value::Decimal)
+                .ok_or_else(|| err(&self)),
             (Value::Decimal(d), ColumnType::Int) => {
                 d.as_str().parse().map(Value::Int).map_err(|_| err(&self))
             }
-            (Value::Decimal(d), ColumnType::Float) => {
-                d.to_f64_lossless().map(Value::Float).ok_or_else(|| err(&self))
-            }
+            (Value::Decimal(d), ColumnType::Float) => d
+                .to_f64_lossless()
+                .map(Value::Float)
+                .ok_or_else(|| err(&self)),
             (Value::Int(i), ColumnType::Bool) if *i == 0 || *i == 1 => Ok(Value::Bool(*i == 1)),
             (Value::Timestamp(t), ColumnType::TimestampTz) => Ok(Value::TimestampTz(t.and_utc())),
             (Value::TimestampTz(t), ColumnType::Timestamp) => Ok(Value::Timestamp(t.naive_utc())),
@@ -322,7 +323,9 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Value::Float(a), Value::Float(b)) => canonical_float_bits(*a) == canonical_float_bits(*b),
+            (Value::Float(a), Value::Float(b)) => {
+                canonical_float_bits(*a) == canonical_float_bits(*b)
+            }
             (Value::Json(a), Value::Json(b)) => a == b,
             (Value::Null, Value::Null) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -400,7 +403,10 @@ mod tests {
     fn canonical_equality_folds_float_zero_and_nan() {
         assert_eq!(Value::Float(-0.0), Value::Float(0.0));
         assert_eq!(Value::Float(f64::NAN), Value::Float(-f64::NAN));
-        assert_eq!(Value::Float(-0.0).to_canonical(), Value::Float(0.0).to_canonical());
+        assert_eq!(
+            Value::Float(-0.0).to_canonical(),
+            Value::Float(0.0).to_canonical()
+        );
         assert_ne!(Value::Int(1), Value::Float(1.0));
         assert_ne!(Value::Text("".into()), Value::Null);
     }
@@ -422,7 +428,10 @@ mod tests {
 
     #[test]
     fn coerce_is_lossless_or_fails() {
-        assert_eq!(Value::Float(3.0).coerce(ColumnType::Int).unwrap(), Value::Int(3));
+        assert_eq!(
+            Value::Float(3.0).coerce(ColumnType::Int).unwrap(),
+            Value::Int(3)
+        );
         assert!(Value::Float(3.5).coerce(ColumnType::Int).is_err());
         assert_eq!(
             Value::Int(7).coerce(ColumnType::Decimal).unwrap(),
