@@ -1,0 +1,517 @@
+//! Golden tests for the [OBS] facts of docs/sheets-api-v4.md, compared on the raw wire JSON
+//! (field omission matters and typed clients cannot see it).
+
+mod common;
+
+use common::{emulator, raw, Raw};
+use serde_json::{json, Value};
+use sheetsync_emulator::EmulatorHandle;
+
+async fn put(emu: &EmulatorHandle, id: &str, range: &str, opt: &str, values: Value) -> Raw {
+    raw(
+        emu,
+        "PUT",
+        &format!(
+            "/v4/spreadsheets/{id}/values/{}?valueInputOption={opt}",
+            common::enc(range)
+        ),
+        Some(json!({ "values": values })),
+    )
+    .await
+}
+
+async fn get(emu: &EmulatorHandle, id: &str, range: &str, query: &str) -> Raw {
+    raw(
+        emu,
+        "GET",
+        &format!(
+            "/v4/spreadsheets/{id}/values/{}?alt=json{query}",
+            common::enc(range)
+        ),
+        None,
+    )
+    .await
+}
+
+async fn append(emu: &EmulatorHandle, id: &str, range: &str, values: Value) -> Value {
+    let r = raw(
+        emu,
+        "POST",
+        &format!(
+            "/v4/spreadsheets/{id}/values/{}:append?valueInputOption=RAW",
+            common::enc(range)
+        ),
+        Some(json!({ "values": values })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+#[tokio::test]
+async fn trimming_and_omitted_values() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("golden").unwrap();
+    let empty = get(&emu, &id, "'Sheet1'!A1:D2", "").await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(
+        empty.content_type.as_deref(),
+        Some("application/json; charset=UTF-8")
+    );
+    assert_eq!(
+        empty.body,
+        json!({"range": "Sheet1!A1:D2", "majorDimension": "ROWS"})
+    );
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "RAW",
+        json!([
+            ["A1", "B1", "", "D1"],
+            ["", "b2", "", ""],
+            ["", "", "", ""],
+            ["A4", "B4", "", "D4"]
+        ]),
+    )
+    .await;
+    let r = get(&emu, &id, "'Sheet1'!A1:D4", "").await;
+    assert_eq!(
+        r.body,
+        json!({"range": "Sheet1!A1:D4", "majorDimension": "ROWS",
+               "values": [["A1", "B1", "", "D1"], ["", "b2"], [], ["A4", "B4", "", "D4"]]})
+    );
+    // Trailing empty rows of a bigger range are dropped too.
+    let r = get(&emu, &id, "Sheet1!A1:Z10", "").await;
+    assert_eq!(r.body["values"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn range_normalisation() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("norm").unwrap();
+    let batch = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}:batchUpdate"),
+        Some(json!({"requests": [
+            {"addSheet": {"properties": {"title": "🌵 test_values_get 1", "gridProperties": {"rowCount": 10, "columnCount": 10}}}},
+            {"addSheet": {"properties": {"title": "D3"}}},
+            {"addSheet": {"properties": {"title": "Small", "gridProperties": {"rowCount": 2, "columnCount": 4}}}}
+        ]})),
+    )
+    .await;
+    assert_eq!(batch.status, 200, "{}", batch.text);
+    let cases = [
+        ("'Sheet1'!A1:1", "Sheet1!A1:Z1"),
+        ("'Small'", "Small!A1:D2"),
+        ("🌵 test_values_get 1", "'🌵 test_values_get 1'!A1:J10"),
+        ("🌵 test_values_get 1!A:A", "'🌵 test_values_get 1'!A1:A10"),
+        ("'Sheet1'!B1", "Sheet1!B1"),
+        ("'D3'!A1:D1", "'D3'!A1:D1"),
+        ("Sheet1!B3:A1", "Sheet1!A1:B3"),
+        ("Sheet1!A5:A", "Sheet1!A5:A1000"),
+        ("Sheet1!2:3", "Sheet1!A2:Z3"),
+        ("C2:D3", "Sheet1!C2:D3"),
+        ("sheet1!$A$1:$B$2", "Sheet1!A1:B2"),
+    ];
+    for (input, want) in cases {
+        let r = get(&emu, &id, input, "").await;
+        assert_eq!(r.status, 200, "{input}: {}", r.text);
+        assert_eq!(r.body["range"], want, "{input}");
+    }
+    let r = raw(
+        &emu,
+        "POST",
+        &format!(
+            "/v4/spreadsheets/{id}/values/{}:clear",
+            common::enc("'Sheet1'")
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        json!({"spreadsheetId": id, "clearedRange": "Sheet1!A1:Z1000"})
+    );
+    // PUT 'Sheet1'!A1 with 4x4 data → anchor + extent.
+    let r = put(
+        &emu,
+        &id,
+        "'Sheet1'!A1",
+        "RAW",
+        json!([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]]),
+    )
+    .await;
+    assert_eq!(r.body["updatedRange"], "Sheet1!A1:D4");
+    // Quoted names with doubled apostrophes, unquoted names with spaces.
+    raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}:batchUpdate"),
+        Some(json!({"requests": [{"addSheet": {"properties": {"title": "Jon's Data"}}}, {"addSheet": {"properties": {"title": "My Sheet"}}}]})),
+    )
+    .await;
+    let r = put(&emu, &id, "'Jon''s Data'!B2", "RAW", json!([["x"]])).await;
+    assert_eq!(r.body["updatedRange"], "'Jon''s Data'!B2");
+    let r = get(&emu, &id, "My Sheet!A1:B2", "").await;
+    assert_eq!(r.body["range"], "'My Sheet'!A1:B2");
+}
+
+#[tokio::test]
+async fn update_counts_null_skips_and_empty_strings() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("counts").unwrap();
+    let r = put(
+        &emu,
+        &id,
+        "Sheet1!A1:D6",
+        "RAW",
+        json!([
+            ["x", null, null, null],
+            [null, null, null, null],
+            [null, null, null, null],
+            [null, null, null, null],
+            [null, null, null, null],
+            [null, null, null, "y"]
+        ]),
+    )
+    .await;
+    assert_eq!(
+        r.body,
+        json!({"spreadsheetId": id, "updatedRange": "Sheet1!A1:D6", "updatedRows": 2, "updatedColumns": 2, "updatedCells": 2})
+    );
+    let r = put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "RAW",
+        json!([
+            ["", "", "a", ""],
+            ["", "", "", ""],
+            ["b", "", "", ""],
+            ["", "", "", "c"]
+        ]),
+    )
+    .await;
+    assert_eq!(r.body["updatedCells"], 16);
+    assert_eq!(r.body["updatedRange"], "Sheet1!A1:D4");
+    let r = get(&emu, &id, "Sheet1!A1:D6", "").await;
+    assert_eq!(
+        r.body["values"],
+        json!([
+            ["", "", "a"],
+            [],
+            ["b"],
+            ["", "", "", "c"],
+            [],
+            ["", "", "", "y"]
+        ]),
+        "\"\" cleared x, null kept y"
+    );
+    // y at D6 survived the null.
+    let r = get(&emu, &id, "Sheet1!D6", "").await;
+    assert_eq!(r.body["values"], json!([["y"]]));
+    // Nested values are rejected.
+    let r = put(&emu, &id, "Sheet1!A1", "RAW", json!([[["nested"]]])).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Invalid values[0][0]: list_value"));
+    let r = put(&emu, &id, "Sheet1!A1", "RAW", json!(["A"])).await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Invalid value at 'data.values[0]' (type.googleapis.com/google.protobuf.ListValue), \"A\""
+    );
+}
+
+#[tokio::test]
+async fn append_placement_matches_recorded_traffic() {
+    let emu = emulator().await;
+    // empty sheet
+    let id = emu.create_spreadsheet("a1").unwrap();
+    let r = append(
+        &emu,
+        &id,
+        "'Sheet1'",
+        json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]),
+    )
+    .await;
+    assert!(r.get("tableRange").is_none());
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A1:J1");
+    // A1:J1 filled
+    let r = append(
+        &emu,
+        &id,
+        "'Sheet1'",
+        json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]),
+    )
+    .await;
+    assert_eq!(r["tableRange"], "Sheet1!A1:J1");
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:J2");
+    // A1:J4 filled
+    append(
+        &emu,
+        &id,
+        "'Sheet1'",
+        json!([
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        ]),
+    )
+    .await;
+    let r = append(&emu, &id, "'Sheet1'", json!([[1]])).await;
+    assert_eq!(r["tableRange"], "Sheet1!A1:J4");
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A5");
+    // row1 = x,"",y
+    let id = emu.create_spreadsheet("a2").unwrap();
+    put(&emu, &id, "Sheet1!A1", "RAW", json!([["x", "", "y"]])).await;
+    let r = append(&emu, &id, "'Sheet1'", json!([["p", "q", "r"]])).await;
+    assert_eq!(r["tableRange"], "Sheet1!C1");
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!C2:E2");
+    let id = emu.create_spreadsheet("a3").unwrap();
+    put(&emu, &id, "Sheet1!A1", "RAW", json!([["x", "", "y"]])).await;
+    let r = append(&emu, &id, "'Sheet1'!A1", json!([["p", "q", "r"]])).await;
+    assert_eq!(r["tableRange"], "Sheet1!A1");
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:C2");
+    // row 2 empty, rows 1 and 3..7 filled, range A2
+    let id = emu.create_spreadsheet("a4").unwrap();
+    let row = json!([1, 2, 3, 4, 5, 6, 7, 8]);
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "RAW",
+        json!([
+            row.clone(),
+            [],
+            row.clone(),
+            row.clone(),
+            row.clone(),
+            row.clone(),
+            row
+        ]),
+    )
+    .await;
+    let r = append(&emu, &id, "'Sheet1'!A2", json!([[1, 2, 3, 4, 5, 6, 7, 8]])).await;
+    assert!(r.get("tableRange").is_none());
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:H2");
+    // Append past the end grows the grid.
+    let id = emu.create_spreadsheet("grow").unwrap();
+    raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}:batchUpdate"),
+        Some(json!({"requests": [{"updateSheetProperties": {"properties": {"sheetId": 0, "gridProperties": {"rowCount": 2, "columnCount": 2}}, "fields": "gridProperties(rowCount,columnCount)"}}]})),
+    )
+    .await;
+    put(&emu, &id, "Sheet1!A1", "RAW", json!([[1, 2], [3, 4]])).await;
+    let r = append(&emu, &id, "Sheet1!A:B", json!([[5, 6, 7]])).await;
+    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A3:C3");
+    let s = raw(
+        &emu,
+        "GET",
+        &format!("/v4/spreadsheets/{id}?fields=sheets.properties.gridProperties"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s.body,
+        json!({"sheets": [{"properties": {"gridProperties": {"rowCount": 3, "columnCount": 3}}}]})
+    );
+}
+
+#[tokio::test]
+async fn error_texts_and_shapes() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("err").unwrap();
+    let r = raw(&emu, "GET", "/v4/spreadsheets/doesnotexist?alt=json", None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.content_type.as_deref(),
+        Some("application/json; charset=UTF-8")
+    );
+    assert_eq!(
+        r.body,
+        json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}})
+    );
+    // `+` in the path is a space (Google decodes it).
+    let r = raw(
+        &emu,
+        "GET",
+        &format!("/v4/spreadsheets/{id}/values/Users+!1:101"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Unable to parse range: Users !1:101"
+    );
+    let r = get(&emu, &id, "Sheet1!A1001", "").await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Range (Sheet1!A1001) exceeds grid limits. Max rows: 1000, max columns: 26"
+    );
+    let r = get(&emu, &id, "'Sheet1'!AA1", "").await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Range (Sheet1!AA1) exceeds grid limits. Max rows: 1000, max columns: 26"
+    );
+    let r = get(&emu, &id, "A1", "&valueRenderOption=PRETTY").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["status"], "INVALID_ARGUMENT");
+    let r = raw(
+        &emu,
+        "GET",
+        &format!("/v4/spreadsheets/{id}/values/A1?alt=proto"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = raw(
+        &emu,
+        "PUT",
+        &format!("/v4/spreadsheets/{id}/values/A1?valueInputOption=INPUT_VALUE_OPTION_UNSPECIFIED"),
+        Some(json!({"values": [[1]]})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}/values/A1"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"]["status"], "NOT_FOUND");
+    let r = raw(
+        &emu,
+        "GET",
+        &format!("/v4/spreadsheets/{id}/values:batchGetByDataFilter"),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["error"]["code"], 501);
+    // Every error is Google-shaped.
+    for r in [r] {
+        let e = &r.body["error"];
+        assert!(e["code"].is_number() && e["message"].is_string() && e["status"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn user_entered_parsing_and_formulas() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("parse").unwrap();
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "USER_ENTERED",
+        json!([[
+            "0042",
+            "2,000,000.01",
+            "= 1 / 1024",
+            "'007",
+            "TRUE",
+            "12%",
+            "$1,234.50",
+            "1/2/2024",
+            "13:45",
+            "hello"
+        ]]),
+    )
+    .await;
+    let f = get(&emu, &id, "Sheet1!A1:J1", "").await;
+    assert_eq!(
+        f.body["values"],
+        json!([[
+            "42",
+            "2,000,000.01",
+            "0.0009765625",
+            "007",
+            "TRUE",
+            "12%",
+            "$1,234.50",
+            "1/2/2024",
+            "13:45:00",
+            "hello"
+        ]])
+    );
+    let u = get(
+        &emu,
+        &id,
+        "Sheet1!A1:J1",
+        "&valueRenderOption=UNFORMATTED_VALUE",
+    )
+    .await;
+    assert_eq!(
+        u.body["values"],
+        json!([[
+            42,
+            2000000.01,
+            0.0009765625,
+            "007",
+            true,
+            0.12,
+            1234.5,
+            45293,
+            0.5729166666666666,
+            "hello"
+        ]])
+    );
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "RAW",
+        json!([["12345", "=1+1", "TRUE"]]),
+    )
+    .await;
+    let u = get(
+        &emu,
+        &id,
+        "Sheet1!A1:C1",
+        "&valueRenderOption=UNFORMATTED_VALUE",
+    )
+    .await;
+    assert_eq!(u.body["values"], json!([["12345", "=1+1", "TRUE"]]));
+    put(
+        &emu,
+        &id,
+        "Sheet1!A2",
+        "USER_ENTERED",
+        json!([[
+            1,
+            2,
+            "=SUM(A2:B2)",
+            "=CONCATENATE(\"a\",A2)",
+            "=A2/0",
+            "=NOSUCH(1)",
+            "=Sheet1!A2+B2*2",
+            "=1+"
+        ]]),
+    )
+    .await;
+    let f = get(&emu, &id, "Sheet1!A2:H2", "").await;
+    assert_eq!(
+        f.body["values"],
+        json!([["1", "2", "3", "a1", "#DIV/0!", "#NAME?", "5", "#ERROR!"]])
+    );
+    let u = get(&emu, &id, "Sheet1!A2:H2", "&valueRenderOption=FORMULA").await;
+    assert_eq!(
+        u.body["values"],
+        json!([[
+            1,
+            2,
+            "=SUM(A2:B2)",
+            "=CONCATENATE(\"a\",A2)",
+            "=A2/0",
+            "=NOSUCH(1)",
+            "=Sheet1!A2+B2*2",
+            "=1+"
+        ]])
+    );
+}
