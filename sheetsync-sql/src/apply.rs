@@ -1,0 +1,268 @@
+//! The write path shared by every database: one transaction per batch, conditional writes
+//! checked against locked rows, multi-row statements, and savepoints so that a row the database
+//! refuses is held while the rest of the batch applies.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use sheetsync_core::{Expected, Result, Row, RowKey, WriteOp, WriteOutcome};
+
+use crate::dialect::TableInfo;
+use crate::error::RowError;
+
+/// A write transaction on one database, tagged with the engine's origin.
+#[async_trait]
+pub(crate) trait WriteTx: Send {
+    /// The current rows for `keys` (locked until commit where the database locks rows). A row
+    /// that does not decode is reported as `Err(reason)`.
+    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>;
+    /// Runs a statement without results (savepoints).
+    async fn execute(&mut self, sql: &str) -> Result<()>;
+    /// Inserts or updates `rows` in one statement.
+    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError>;
+    /// Deletes `keys` in one statement.
+    async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError>;
+    /// Inserts a row whose key the database generates and returns the stored row.
+    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError>;
+    /// Clears the origin tag and commits.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// How many rows one statement may carry: at most `max_rows`, and within the database's bind
+/// parameter limit.
+pub(crate) fn rows_per_statement(info: &TableInfo, max_params: usize, max_rows: usize) -> usize {
+    let per_row = info.columns.len().max(1);
+    (max_params / per_row).clamp(1, max_rows.max(1))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Upsert,
+    Delete,
+}
+
+/// Applies `ops` inside `tx` and returns one outcome per op. `Err` only for failures that are
+/// not about a row (the connection, a permission): the caller drops the transaction.
+pub(crate) async fn apply_ops(
+    info: &TableInfo,
+    tx: &mut dyn WriteTx,
+    ops: Vec<WriteOp>,
+    rows_per_stmt: usize,
+) -> Result<Vec<WriteOutcome>> {
+    let schema_key = |row: &Row| -> Option<RowKey> {
+        let vals: Vec<&sheetsync_core::Value> = info.key.iter().map(|&i| &row.0[i]).collect();
+        if vals.iter().any(|v| v.is_null()) {
+            None
+        } else {
+            Some(RowKey::from_values(vals))
+        }
+    };
+    let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; ops.len()];
+
+    // 1. Rows the database would refuse for their shape, and keys to check.
+    let mut conditional: Vec<RowKey> = Vec::new();
+    let mut keys: Vec<Option<RowKey>> = Vec::with_capacity(ops.len());
+    for (n, op) in ops.iter().enumerate() {
+        let key = match op {
+            WriteOp::Upsert { row, expected } => {
+                if let Some(reason) = info.check_row(row, false) {
+                    outcomes[n] = Some(WriteOutcome::Held(reason));
+                    None
+                } else {
+                    match schema_key(row) {
+                        None => {
+                            outcomes[n] = Some(WriteOutcome::Held("upsert of a row without a key".into()));
+                            None
+                        }
+                        Some(k) => {
+                            if *expected != Expected::Any {
+                                conditional.push(k.clone());
+                            }
+                            Some(k)
+                        }
+                    }
+                }
+            }
+            WriteOp::Delete { key, expected } => {
+                if *expected != Expected::Any {
+                    conditional.push(key.clone());
+                }
+                Some(key.clone())
+            }
+            WriteOp::Insert { row } => {
+                if !info.generated_key {
+                    outcomes[n] = Some(WriteOutcome::Held(format!("table {} does not generate keys", info.display())));
+                } else if let Some(reason) = info.check_row(row, true) {
+                    outcomes[n] = Some(WriteOutcome::Held(reason));
+                }
+                None
+            }
+            WriteOp::SetKey { .. } => {
+                outcomes[n] = Some(WriteOutcome::Held(format!(
+                    "table {} has no rows without a key; set_key does not apply",
+                    info.display()
+                )));
+                None
+            }
+        };
+        keys.push(key);
+    }
+
+    // 2. Conditional writes: compare with the locked current rows, in op order.
+    if !conditional.is_empty() {
+        conditional.sort();
+        conditional.dedup();
+        let mut state: HashMap<RowKey, Option<std::result::Result<Row, String>>> =
+            conditional.iter().map(|k| (k.clone(), None)).collect();
+        for chunk in conditional.chunks(rows_per_stmt.max(1)) {
+            for (k, r) in tx.current(chunk).await? {
+                state.insert(k, Some(r));
+            }
+        }
+        for (n, op) in ops.iter().enumerate() {
+            if outcomes[n].is_some() {
+                continue;
+            }
+            let (key, expected, after) = match op {
+                WriteOp::Upsert { row, expected } => (keys[n].as_ref(), expected, Some(Ok(row.clone()))),
+                WriteOp::Delete { key, expected } => (Some(key), expected, None),
+                _ => continue,
+            };
+            let Some(key) = key else { continue };
+            let Some(cur) = state.get_mut(key) else { continue };
+            let matches = match expected {
+                Expected::Any => true,
+                Expected::Absent => cur.is_none(),
+                Expected::Row(r) => matches!(cur, Some(Ok(c)) if c == r),
+            };
+            if !matches {
+                outcomes[n] = Some(WriteOutcome::Stale);
+            } else {
+                *cur = after;
+            }
+        }
+    }
+
+    // 3. Execute in groups of one kind with distinct keys, keeping the order of ops on a key.
+    let mut group: Vec<usize> = Vec::new();
+    let mut group_keys: HashSet<RowKey> = HashSet::new();
+    let mut group_kind = Kind::Upsert;
+    for n in 0..ops.len() {
+        if outcomes[n].is_some() {
+            continue;
+        }
+        let kind = match &ops[n] {
+            WriteOp::Upsert { .. } => Kind::Upsert,
+            WriteOp::Delete { .. } => Kind::Delete,
+            WriteOp::Insert { row } => {
+                run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
+                group.clear();
+                group_keys.clear();
+                outcomes[n] = Some(insert_one(tx, row).await?);
+                continue;
+            }
+            WriteOp::SetKey { .. } => continue,
+        };
+        let key = keys[n].clone().expect("upserts and deletes have keys");
+        if !group.is_empty() && (kind != group_kind || group_keys.contains(&key)) {
+            run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
+            group.clear();
+            group_keys.clear();
+        }
+        group_kind = kind;
+        group_keys.insert(key);
+        group.push(n);
+    }
+    run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(WriteOutcome::Applied))
+        .collect())
+}
+
+const SAVEPOINT: &str = "SAVEPOINT sheetsync_row";
+const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT sheetsync_row";
+const RELEASE: &str = "RELEASE SAVEPOINT sheetsync_row";
+
+async fn run_stmt(tx: &mut dyn WriteTx, ops: &[WriteOp], idx: &[usize], kind: Kind) -> std::result::Result<(), RowError> {
+    match kind {
+        Kind::Upsert => {
+            let rows: Vec<&Row> = idx
+                .iter()
+                .map(|&n| match &ops[n] {
+                    WriteOp::Upsert { row, .. } => row,
+                    _ => unreachable!("upsert group holds upserts"),
+                })
+                .collect();
+            tx.upsert(&rows).await
+        }
+        Kind::Delete => {
+            let keys: Vec<&RowKey> = idx
+                .iter()
+                .map(|&n| match &ops[n] {
+                    WriteOp::Delete { key, .. } => key,
+                    _ => unreachable!("delete group holds deletes"),
+                })
+                .collect();
+            tx.delete(&keys).await
+        }
+    }
+}
+
+/// Runs one statement inside a savepoint; on a row error rolls back to it.
+async fn guarded(tx: &mut dyn WriteTx, ops: &[WriteOp], idx: &[usize], kind: Kind) -> Result<std::result::Result<(), String>> {
+    tx.execute(SAVEPOINT).await?;
+    match run_stmt(tx, ops, idx, kind).await {
+        Ok(()) => {
+            tx.execute(RELEASE).await?;
+            Ok(Ok(()))
+        }
+        Err(RowError::Held(msg)) => {
+            tx.execute(ROLLBACK).await?;
+            tx.execute(RELEASE).await?;
+            Ok(Err(msg))
+        }
+        Err(RowError::Fatal(e)) => Err(e),
+    }
+}
+
+async fn run_group(
+    tx: &mut dyn WriteTx,
+    ops: &[WriteOp],
+    group: &[usize],
+    kind: Kind,
+    rows_per_stmt: usize,
+    outcomes: &mut [Option<WriteOutcome>],
+) -> Result<()> {
+    for chunk in group.chunks(rows_per_stmt.max(1)) {
+        match guarded(tx, ops, chunk, kind).await? {
+            Ok(()) => {}
+            Err(msg) if chunk.len() == 1 => outcomes[chunk[0]] = Some(WriteOutcome::Held(msg)),
+            Err(_) => {
+                // One row spoiled the statement: find it by writing each row on its own.
+                for &n in chunk {
+                    if let Err(msg) = guarded(tx, ops, &[n], kind).await? {
+                        outcomes[n] = Some(WriteOutcome::Held(msg));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn insert_one(tx: &mut dyn WriteTx, row: &Row) -> Result<WriteOutcome> {
+    tx.execute(SAVEPOINT).await?;
+    match tx.insert(row).await {
+        Ok(stored) => {
+            tx.execute(RELEASE).await?;
+            Ok(WriteOutcome::Stored(stored))
+        }
+        Err(RowError::Held(msg)) => {
+            tx.execute(ROLLBACK).await?;
+            tx.execute(RELEASE).await?;
+            Ok(WriteOutcome::Held(msg))
+        }
+        Err(RowError::Fatal(e)) => Err(e),
+    }
+}

@@ -1,0 +1,20 @@
+//! SQL adapters for sheetsync.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod apply;
+mod common;
+mod dialect;
+mod error;
+
+pub use common::SqlOptions;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresTable;
+
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteTable;

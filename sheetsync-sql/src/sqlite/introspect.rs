@@ -1,0 +1,131 @@
+//! Reads a SQLite table's columns, declared types and primary key.
+
+use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::dialect::{Dialect, ReadAs, SqlColumn, TableInfo};
+use crate::error::db_error;
+
+/// The sheetsync type of a declared SQLite column type. SQLite stores any value in any column;
+/// the declared type says what the application means.
+pub(crate) fn map_type(declared: &str) -> Option<ColumnType> {
+    let t = declared.to_ascii_uppercase();
+    let has = |s: &str| t.contains(s);
+    Some(if has("BOOL") {
+        ColumnType::Bool
+    } else if has("DECIMAL") || has("NUMERIC") || has("MONEY") {
+        ColumnType::Decimal
+    } else if has("INT") {
+        ColumnType::Int
+    } else if has("REAL") || has("FLOA") || has("DOUB") {
+        ColumnType::Float
+    } else if has("UUID") || has("GUID") {
+        ColumnType::Uuid
+    } else if has("JSON") {
+        ColumnType::Json
+    } else if has("TIMESTAMPTZ") || has("WITH TIME ZONE") || has("DATETIMETZ") || has("INSTANT") {
+        ColumnType::TimestampTz
+    } else if has("TIMESTAMP") || has("DATETIME") {
+        ColumnType::Timestamp
+    } else if has("DATE") {
+        ColumnType::Date
+    } else if has("TIME") {
+        ColumnType::Time
+    } else if has("CHAR") || has("CLOB") || has("TEXT") || has("ENUM") || has("STRING") {
+        ColumnType::Text
+    } else if has("BLOB") || has("BINARY") || has("BYTES") {
+        ColumnType::Bytes
+    } else {
+        return None;
+    })
+}
+
+/// The table `table` of the main schema.
+pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableInfo> {
+    let err = |e| db_error(e, "introspect");
+    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
+        .bind(table)
+        .fetch_optional(pool)
+        .await
+        .map_err(err)?;
+    if exists.is_none() {
+        return Err(Error::new(ErrorKind::NotFound, format!("table {table:?} does not exist")));
+    }
+    let cols = sqlx::query("SELECT name, type, \"notnull\" AS nn, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid")
+        .bind(table)
+        .fetch_all(pool)
+        .await
+        .map_err(err)?;
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, usize)> = Vec::new();
+    let mut integer_pk = false;
+    for c in &cols {
+        let hidden: i64 = c.get("hidden");
+        if hidden == 1 {
+            continue; // hidden columns of virtual tables
+        }
+        let name: String = c.get("name");
+        let declared: String = c.get("type");
+        let Some(ty) = map_type(&declared) else {
+            let shown = if declared.is_empty() { "no declared type".to_string() } else { format!("type {declared}") };
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!("column {name:?} of table {table:?} has {shown}, which sheetsync does not support"),
+            ));
+        };
+        let key_pos: i64 = c.get("pk");
+        let nn: i64 = c.get("nn");
+        if key_pos > 0 {
+            pk.push((key_pos, columns.len()));
+            integer_pk = declared.eq_ignore_ascii_case("INTEGER");
+        }
+        columns.push(SqlColumn {
+            name,
+            ty,
+            cast: declared,
+            nullable: nn == 0 && key_pos == 0,
+            read: ReadAs::Dynamic,
+            writable: hidden == 0,
+        });
+    }
+    if pk.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("table {table:?} has no primary key; sheetsync identifies rows by their primary key"),
+        ));
+    }
+    pk.sort();
+    let key: Vec<usize> = pk.into_iter().map(|(_, i)| i).collect();
+    let generated_key = key.len() == 1 && integer_pk;
+    Ok(TableInfo {
+        dialect: Dialect::Sqlite,
+        schema: None,
+        table: table.to_string(),
+        columns,
+        key,
+        generated_key,
+        identity_always: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_map() {
+        assert_eq!(map_type("INTEGER"), Some(ColumnType::Int));
+        assert_eq!(map_type("boolean"), Some(ColumnType::Bool));
+        assert_eq!(map_type("DECIMAL(10,2)"), Some(ColumnType::Decimal));
+        assert_eq!(map_type("DECIMAL_TEXT"), Some(ColumnType::Decimal));
+        assert_eq!(map_type("varchar(20)"), Some(ColumnType::Text));
+        assert_eq!(map_type("DATETIME"), Some(ColumnType::Timestamp));
+        assert_eq!(map_type("TIMESTAMPTZ"), Some(ColumnType::TimestampTz));
+        assert_eq!(map_type("DATE"), Some(ColumnType::Date));
+        assert_eq!(map_type("TIME"), Some(ColumnType::Time));
+        assert_eq!(map_type("JSON"), Some(ColumnType::Json));
+        assert_eq!(map_type("BLOB"), Some(ColumnType::Bytes));
+        assert_eq!(map_type(""), None);
+        assert_eq!(map_type("GEOMETRY"), None);
+    }
+}

@@ -1,0 +1,466 @@
+//! The SQLite adapter (SQLite 3.35 or later; the bundled library is used).
+
+mod capture;
+mod introspect;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
+use sheetsync_core::{
+    Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink, Source,
+    TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
+
+use crate::apply::{apply_ops, rows_per_statement, WriteTx};
+use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
+use crate::dialect::{audited, from_float, from_int, parse_text, Bind};
+use crate::error::{db_error, row_error, RowError};
+
+const MAX_PARAMS: usize = 32_766;
+
+/// A SQLite table as one side of a sheetsync mapping.
+///
+/// Declared column types decide the sheetsync type (`INTEGER`, `BOOLEAN`, `DECIMAL`, `REAL`,
+/// `TEXT`, `DATE`, `TIME`, `DATETIME`, `TIMESTAMPTZ`, `UUID`, `JSON`, `BLOB`, ...). SQLite gives
+/// `DECIMAL`/`NUMERIC` columns numeric affinity, which stores long decimals as doubles; declare
+/// exact decimal columns as `DECIMAL_TEXT` (text affinity) to keep every digit.
+pub struct SqliteTable {
+    common: Common,
+    pool: SqlitePool,
+}
+
+impl SqliteTable {
+    /// Opens the database file at `path` (created if missing, in WAL mode) and the table
+    /// `table`.
+    pub async fn connect(path: &str, table: &str) -> Result<Self> {
+        let pool = connect_pool(path).await?;
+        Self::open(pool, table, SqlOptions::default()).await
+    }
+
+    /// Opens `table` through `pool`, reading its columns, declared types and primary key.
+    pub async fn open(pool: SqlitePool, table: &str, options: SqlOptions) -> Result<Self> {
+        let info = introspect::introspect(&pool, table).await?;
+        Ok(SqliteTable {
+            common: Common::new("sqlite", info, options)?,
+            pool,
+        })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Installs change capture for this table: the `_sheetsync_*` tables and three triggers.
+    /// Idempotent.
+    pub async fn install(&self) -> Result<()> {
+        capture::install(&self.pool, &self.common.info).await
+    }
+
+    /// Removes this table's triggers and change-log entries, and the `_sheetsync_*` capture
+    /// tables once no table uses them. The table's own columns and rows are never touched.
+    pub async fn uninstall(&self) -> Result<()> {
+        capture::uninstall(&self.pool, &self.common.info).await
+    }
+
+    /// True when change capture is installed for this table.
+    pub async fn is_installed(&self) -> Result<bool> {
+        capture::is_installed(&self.pool, &self.common.info.table).await
+    }
+
+    fn decode(&self, row: &SqliteRow) -> std::result::Result<Row, (Option<RowKey>, String)> {
+        self.common
+            .decode_row(|i| decode_value(self.common.info.columns[i].ty, row, i))
+    }
+
+    fn chunk(&self) -> usize {
+        rows_per_statement(&self.common.info, MAX_PARAMS, self.common.options.statement_rows)
+    }
+
+    async fn fetch_rows<'e, E>(&self, exec: E, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.common.info.select_keys_sql(keys.len(), false);
+        let mut q = sqlx::query(audited(sql));
+        for k in keys {
+            for b in self.common.info.key_binds(k) {
+                q = bind(q, b);
+            }
+        }
+        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| match self.decode(r) {
+                Ok(row) => row.key(&self.common.schema).map(|k| (k, Ok(row))),
+                Err((k, reason)) => k.map(|k| (k, Err(reason))),
+            })
+            .collect())
+    }
+
+    async fn current(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(self.chunk()) {
+            found.extend(self.fetch_rows(&self.pool, chunk).await?);
+        }
+        Ok(found)
+    }
+}
+
+/// A pool for the SQLite file at `path` (or a `sqlite:` URL): created if missing, WAL journal,
+/// a 10 s busy timeout, foreign keys on.
+pub(crate) async fn connect_pool(path: &str) -> Result<SqlitePool> {
+    let opts = if path.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(path).map_err(|e| db_error(e, "connect"))?
+    } else {
+        SqliteConnectOptions::new().filename(path)
+    };
+    let opts = opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .map_err(|e| db_error(e, "connect"))
+}
+
+fn bind(q: Query<'_, Sqlite, SqliteArguments>, b: Bind) -> Query<'_, Sqlite, SqliteArguments> {
+    match b {
+        Bind::Null => q.bind(None::<String>),
+        Bind::Bool(v) => q.bind(v),
+        Bind::Int(v) => q.bind(v),
+        Bind::Float(v) => q.bind(v),
+        Bind::Text(v) => q.bind(v),
+        Bind::Bytes(v) => q.bind(v),
+    }
+}
+
+/// A value of `ty` from whatever SQLite holds.
+fn decode_value(ty: ColumnType, row: &SqliteRow, i: usize) -> std::result::Result<Value, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let storage = raw.type_info().name().to_string();
+    let e = |e: sqlx::Error| e.to_string();
+    match storage.as_str() {
+        "INTEGER" => from_int(ty, row.try_get_unchecked::<i64, _>(i).map_err(e)?),
+        "REAL" => from_float(ty, row.try_get_unchecked::<f64, _>(i).map_err(e)?),
+        "BLOB" => {
+            let b = row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?;
+            match ty {
+                ColumnType::Bytes => Ok(Value::Bytes(b)),
+                ColumnType::Uuid if b.len() == 16 => Ok(Value::Uuid(uuid::Uuid::from_slice(&b).map_err(|e| e.to_string())?)),
+                _ => Err(format!("a blob of {} bytes is not a valid {ty}", b.len())),
+            }
+        }
+        _ => parse_text(ty, &row.try_get_unchecked::<String, _>(i).map_err(e)?),
+    }
+}
+
+/// A key value from the JSON the change-log trigger recorded.
+fn key_value(ty: ColumnType, v: &serde_json::Value) -> std::result::Result<Value, String> {
+    match v {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => from_int(ty, i),
+            None => from_float(ty, n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => parse_text(ty, s),
+        other => Err(format!("unexpected change-log key value {other}")),
+    }
+}
+
+#[async_trait]
+impl Source for SqliteTable {
+    fn name(&self) -> &str {
+        &self.common.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.common.capabilities()
+    }
+
+    fn schema(&self) -> &TableSchema {
+        &self.common.schema
+    }
+
+    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
+        sqlx::query(audited(self.common.select_all.clone()))
+            .fetch(&self.pool)
+            .enumerate()
+            .map(|(n, r)| r.map(|r| self.common.scanned(self.decode(&r), n)).map_err(|e| db_error(e, "scan")))
+            .chunks(1_000)
+            .map(|page| page.into_iter().collect::<Result<Vec<_>>>())
+            .boxed()
+    }
+
+    async fn cursor(&self) -> Result<Option<Cursor>> {
+        if !self.is_installed().await? {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("change capture is not installed for {}; call install() first", self.common.name),
+            )
+            .with_operation("cursor"));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '_sheetsync_changelog'), 0)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "cursor"))?;
+        Ok(Some(Cursor(format!("sqlite:{id}"))))
+    }
+
+    async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
+        let since_id = parse_cursor(&since.0)?;
+        let limit = limit.max(1);
+        let entries = sqlx::query(
+            "SELECT id, pk, origin, at FROM _sheetsync_changelog WHERE tbl = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(&self.common.info.table)
+        .bind(since_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(e, "changes"))?;
+        let mut cursor = since_id;
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut invalid = Vec::new();
+        for e in &entries {
+            cursor = e.get("id");
+            let origin: Option<String> = e.get("origin");
+            if self.common.is_echo(origin.as_deref()) {
+                continue;
+            }
+            let pk: String = e.get("pk");
+            let at: Option<String> = e.get("at");
+            let at = at
+                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|d| d.with_timezone(&Utc));
+            let parsed: std::result::Result<RowKey, String> = serde_json::from_str::<Vec<serde_json::Value>>(&pk)
+                .map_err(|e| format!("change-log key {pk:?} is not a JSON array: {e}"))
+                .and_then(|vals| {
+                    let info = &self.common.info;
+                    if vals.len() != info.key.len() {
+                        return Err(format!("change-log key {pk:?} has {} values", vals.len()));
+                    }
+                    let vals = vals
+                        .iter()
+                        .zip(&info.key)
+                        .map(|(v, &i)| key_value(info.columns[i].ty, v))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    Ok(RowKey::from_values(&vals))
+                });
+            match parsed {
+                Ok(k) => keys.push((k, at)),
+                Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(sheetsync_core::InvalidRow {
+                    key: None,
+                    locator: Some(format!("{} change log entry {cursor}", self.common.name)),
+                    reason,
+                }))),
+            }
+        }
+        let keys = dedup_keys(keys);
+        let just_keys: Vec<RowKey> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let found = self.current(&just_keys).await?;
+        let mut changes = self.common.observations(&keys, found);
+        changes.extend(invalid);
+        Ok(ChangeBatch {
+            changes,
+            cursor: Cursor(format!("sqlite:{cursor}")),
+            more: entries.len() >= limit,
+        })
+    }
+
+    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
+        let found = self.current(keys).await?;
+        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+        Ok(self.common.observations(&keys, found))
+    }
+
+    async fn ack(&self, cursor: &Cursor) -> Result<()> {
+        let id = parse_cursor(&cursor.0)?;
+        let err = |e| db_error(e, "ack");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO _sheetsync_consumers (tbl, consumer, id) VALUES (?, ?, ?)
+             ON CONFLICT (tbl, consumer) DO UPDATE SET id = excluded.id",
+        )
+        .bind(&self.common.info.table)
+        .bind(&self.common.options.consumer)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "DELETE FROM _sheetsync_changelog WHERE tbl = ?1
+             AND id <= (SELECT min(id) FROM _sheetsync_consumers WHERE tbl = ?1)",
+        )
+        .bind(&self.common.info.table)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    fn wakeups(&self) -> Option<BoxStream<'static, ()>> {
+        let (tx, stream) = wake_channel();
+        let opts = (*self.pool.connect_options()).clone();
+        let interval = self.common.options.poll_interval.unwrap_or(Duration::from_millis(250));
+        tokio::spawn(async move {
+            // `PRAGMA data_version` changes when another connection commits: poll it on a
+            // connection of our own.
+            let mut conn = None;
+            let mut last: Option<i64> = None;
+            while !tx.is_closed() {
+                if conn.is_none() {
+                    conn = sqlx::SqliteConnection::connect_with(&opts).await.ok();
+                }
+                if let Some(c) = conn.as_mut() {
+                    match sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *c).await {
+                        Ok(v) => {
+                            // The first reading is a catch-up: writes before it were not seen.
+                            if last != Some(v) {
+                                wake(&tx);
+                            }
+                            last = Some(v);
+                        }
+                        Err(_) => {
+                            conn = None;
+                            wake(&tx);
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Some(stream)
+    }
+}
+
+fn parse_cursor(s: &str) -> Result<i64> {
+    s.strip_prefix("sqlite:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("{s:?} is not a SQLite change cursor")))
+}
+
+struct SqliteTx<'a> {
+    table: &'a SqliteTable,
+    tx: sqlx::Transaction<'static, Sqlite>,
+    tagged: bool,
+}
+
+#[async_trait]
+impl WriteTx for SqliteTx<'_> {
+    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+        // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
+        self.table.fetch_rows(&mut *self.tx, keys).await
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        sqlx::query(audited(sql))
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| db_error(e, "apply"))
+    }
+
+    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+        let info = &self.table.common.info;
+        let sql = info.upsert_sql(rows.len());
+        let cols = info.write_columns();
+        let mut q = sqlx::query(audited(sql));
+        for r in rows {
+            for &i in &cols {
+                q = bind(q, info.bind(&r.0[i]));
+            }
+        }
+        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+    }
+
+    async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {
+        let info = &self.table.common.info;
+        let sql = info.delete_sql(keys.len());
+        let mut q = sqlx::query(audited(sql));
+        for k in keys {
+            for b in info.key_binds(k) {
+                q = bind(q, b);
+            }
+        }
+        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+    }
+
+    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+        let info = &self.table.common.info;
+        let (sql, cols) = info.insert_generated_sql();
+        let mut q = sqlx::query(audited(sql));
+        for &i in &cols {
+            q = bind(q, info.bind(&row.0[i]));
+        }
+        let stored = q.fetch_one(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
+        self.table
+            .decode(&stored)
+            .map_err(|(_, reason)| RowError::Held(format!("the stored row does not read back: {reason}")))
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.tagged {
+            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'").await?;
+        }
+        self.tx.commit().await.map_err(|e| db_error(e, "apply"))
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteTable {
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
+        if ops.len() > self.common.options.max_batch.max(1) {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{} ops exceed max_batch {}", ops.len(), self.common.options.max_batch),
+            ));
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.common.note_origin(&ctx.origin);
+        let err = |e| db_error(e, "apply");
+        // One writer at a time: the origin row below is invisible to every other connection
+        // until it is deleted again, just before commit.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let tagged: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        if tagged {
+            sqlx::query(
+                "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&ctx.origin)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        let mut w = Box::new(SqliteTx { table: self, tx, tagged });
+        let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+        w.commit().await?;
+        Ok(out)
+    }
+}
