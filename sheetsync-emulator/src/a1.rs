@@ -277,7 +277,7 @@ pub fn cell_name(row: u32, col: u32) -> String {
 
 /// Formats a resolved range: `Sheet1!A1:D4`, or `Sheet1!B1` when `single`.
 pub fn format_range(title: &str, r0: u32, c0: u32, r1: u32, c1: u32, single: bool) -> String {
-    if single || (r0 == r1 && c0 == c1 && single) {
+    if single {
         format!("{}!{}", quote_title(title), cell_name(r0, c0))
     } else {
         format!(

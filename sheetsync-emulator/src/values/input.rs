@@ -35,9 +35,9 @@ pub enum Write {
     Set(Option<CellValue>, Option<NumberFormat>),
 }
 
-/// Converts one JSON value of a `values` matrix. Errors on arrays/objects.
-pub fn from_json(v: &Value, opt: InputOption) -> Result<Write, ()> {
-    Ok(match v {
+/// Converts one JSON value of a `values` matrix; `None` for arrays/objects (invalid).
+pub fn from_json(v: &Value, opt: InputOption) -> Option<Write> {
+    Some(match v {
         Value::Null => Write::Skip,
         Value::Bool(b) => Write::Set(Some(CellValue::Bool(*b)), None),
         Value::Number(n) => Write::Set(Some(CellValue::Number(n.as_f64().unwrap_or(0.0))), None),
@@ -54,7 +54,7 @@ pub fn from_json(v: &Value, opt: InputOption) -> Result<Write, ()> {
                 Write::Set(v, f)
             }
         },
-        Value::Array(_) | Value::Object(_) => return Err(()),
+        Value::Array(_) | Value::Object(_) => return None,
     })
 }
 

@@ -276,7 +276,7 @@ pub fn parse_matrix(
         })?;
         let mut out = Vec::with_capacity(cells.len());
         for (j, v) in cells.iter().enumerate() {
-            let w = from_json(v, opt).map_err(|()| {
+            let w = from_json(v, opt).ok_or_else(|| {
                 let kind = if v.is_array() {
                     "list_value"
                 } else {
