@@ -4,6 +4,7 @@
 
 mod apply;
 mod common;
+#[cfg_attr(not(all(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
 mod dialect;
 mod error;
 

@@ -108,7 +108,7 @@ impl Db {
     fn other(&self) -> Arc<Other> {
         Arc::new(Other {
             pool: self.other.clone(),
-            table: self.name.clone(),
+            table: quote(D, &self.name),
             schema: self.schema.clone(),
         })
     }
@@ -133,7 +133,7 @@ impl FixtureFactory for Factory {
         t.install().await?;
         let other = Other {
             pool: pool(&path).await,
-            table: schema.name.clone(),
+            table: quote(D, &schema.name),
             schema,
         };
         Ok(Fixture {

@@ -298,7 +298,7 @@ pub fn text_of(d: Dialect, v: &Value) -> Option<String> {
 
 /// `INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` for every column of `schema`, with `?` or
 /// `$n::type` placeholders.
-pub fn external_upsert_sql(d: Dialect, table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
+pub fn external_upsert_sql(d: Dialect, quoted_table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
     let names: Vec<String> = schema.columns.iter().map(|c| quote(d, &c.name)).collect();
     let params: Vec<String> = (0..schema.columns.len())
         .map(|i| match d {
@@ -311,7 +311,7 @@ pub fn external_upsert_sql(d: Dialect, table: &str, schema: &TableSchema, pg_typ
         .filter(|i| !schema.is_key(*i))
         .map(|i| quote(d, &schema.columns[i].name))
         .collect();
-    let head = format!("INSERT INTO {} ({}) VALUES ({})", quote(d, table), names.join(", "), params.join(", "));
+    let head = format!("INSERT INTO {} ({}) VALUES ({})", quoted_table, names.join(", "), params.join(", "));
     match d {
         Dialect::MySql => format!(
             "{head} ON DUPLICATE KEY UPDATE {}",
@@ -325,8 +325,8 @@ pub fn external_upsert_sql(d: Dialect, table: &str, schema: &TableSchema, pg_typ
     }
 }
 
-/// `DELETE FROM table WHERE k1 = ? AND ...`.
-pub fn external_delete_sql(d: Dialect, table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
+/// `DELETE FROM table WHERE k1 = ? AND ...` (`quoted_table` already quoted and qualified).
+pub fn external_delete_sql(d: Dialect, quoted_table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
     let conds: Vec<String> = schema
         .key
         .iter()
@@ -336,7 +336,7 @@ pub fn external_delete_sql(d: Dialect, table: &str, schema: &TableSchema, pg_typ
             _ => format!("{} = ?", quote(d, &schema.columns[i].name)),
         })
         .collect();
-    format!("DELETE FROM {} WHERE {}", quote(d, table), conds.join(" AND "))
+    format!("DELETE FROM {} WHERE {}", quoted_table, conds.join(" AND "))
 }
 
 /// The PostgreSQL type names of a schema's columns, for casts.

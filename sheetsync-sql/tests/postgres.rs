@@ -1,0 +1,538 @@
+//! The PostgreSQL adapter against a real server: `SHEETSYNC_TEST_POSTGRES_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/postgres`. Each test creates its own database and drops
+//! it afterwards (also when the test fails).
+//!
+//! The change feed's horizon is cluster-wide, so the tests run one at a time: a transaction
+//! held open by one test (on purpose, in the out-of-order test) would hold back the others'
+//! feeds.
+
+mod common;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::*;
+use futures::{FutureExt, StreamExt};
+use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
+use sheetsync_core::{
+    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryStateStore, MemoryTable, Result, Row, RowKey, Sink,
+    Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
+};
+use sheetsync_sql::{PostgresTable, SqlOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgPool};
+
+const D: Dialect = Dialect::Postgres;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn admin_url() -> String {
+    std::env::var("SHEETSYNC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database, dropped when this goes out of scope.
+struct TestDb {
+    name: String,
+    pool: PgPool,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl TestDb {
+    async fn new() -> TestDb {
+        let serial = SERIAL.lock().await;
+        let url = admin_url();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url}: {e}. Set SHEETSYNC_TEST_POSTGRES_URL to a server where the user \
+                 may create databases, or start one on 127.0.0.1:5432 (e.g. `pg_ctlcluster 15 main start`, or \
+                 `docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16`)."
+            )
+        });
+        let name = format!("sheetsync_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let opts = PgConnectOptions::from_str(&url).unwrap().database(&name);
+        let pool = PgPoolOptions::new().max_connections(5).connect_with(opts).await.unwrap();
+        TestDb {
+            name,
+            pool,
+            _serial: serial,
+        }
+    }
+
+    fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(&admin_url()).unwrap().database(&self.name)
+    }
+
+    /// A second pool: another program.
+    async fn other_pool(&self) -> PgPool {
+        PgPoolOptions::new().max_connections(3).connect_with(self.options()).await.unwrap()
+    }
+
+    async fn table(&self, name: &str, schema: &TableSchema, generated: bool, options: SqlOptions) -> (Arc<PostgresTable>, Arc<Other>) {
+        sqlx::query(AssertSqlSafe(create_table_sql(D, name, schema, generated)))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let t = PostgresTable::open(self.pool.clone(), None, name, options).await.unwrap();
+        t.install().await.unwrap();
+        let other = Other {
+            pool: self.other_pool().await,
+            table: quote(D, name),
+            schema: schema.clone(),
+        };
+        (Arc::new(t), Arc::new(other))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let url = admin_url();
+        // Runs during unwinding too, so on its own thread and runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                        .execute(&mut admin)
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    v: &Value,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match v {
+        Value::Null => q.bind(None::<String>),
+        Value::Bool(b) => q.bind(*b),
+        Value::Int(i) => q.bind(*i),
+        Value::Float(f) => q.bind(*f),
+        Value::Bytes(b) => q.bind(b.clone()),
+        other => q.bind(text_of(D, other).unwrap()),
+    }
+}
+
+/// Plain SQL on another pool, with no origin: what another program does.
+struct Other {
+    pool: PgPool,
+    table: String,
+    schema: TableSchema,
+}
+
+#[async_trait]
+impl ExternalWriter for Other {
+    async fn upsert(&self, row: Row) -> Result<()> {
+        let sql = external_upsert_sql(D, &self.table, &self.schema, &pg_types(&self.schema));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in &row.0 {
+            q = bind(q, v);
+        }
+        q.execute(&self.pool).await.unwrap();
+        Ok(())
+    }
+
+    async fn delete(&self, key: RowKey) -> Result<()> {
+        let sql = external_delete_sql(D, &self.table, &self.schema, &pg_types(&self.schema));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in key.values() {
+            q = bind(q, &v);
+        }
+        q.execute(&self.pool).await.unwrap();
+        Ok(())
+    }
+}
+
+struct Factory {
+    db: TestDb,
+    n: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl FixtureFactory for Factory {
+    async fn create(&self, schema: TableSchema) -> Result<Fixture> {
+        // A fresh table of exactly this name: each fixture in a schema of its own.
+        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ns = format!("fixture_{n}");
+        let table = format!("{ns}.{}", quote(D, &schema.name));
+        for sql in [format!("CREATE SCHEMA {ns}"), create_table_sql(D, &schema.name, &schema, true).replacen(&quote(D, &schema.name), &table, 1)] {
+            sqlx::query(AssertSqlSafe(sql)).execute(&self.db.pool).await.unwrap();
+        }
+        let t = PostgresTable::open(self.db.pool.clone(), Some(&ns), &schema.name, SqlOptions::default()).await?;
+        t.install().await?;
+        let other = Other {
+            pool: self.db.other_pool().await,
+            table,
+            schema,
+        };
+        Ok(Fixture { table: Arc::new(t), external: Arc::new(other) })
+    }
+}
+
+#[tokio::test]
+async fn conformance() {
+    let factory = Factory {
+        db: TestDb::new().await,
+        n: Default::default(),
+    };
+    let report = run_conformance(&factory).await;
+    assert!(report.skipped.is_empty(), "every capability is declared: {:?}", report.skipped);
+}
+
+#[tokio::test]
+async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
+    let db = TestDb::new().await;
+    for sql in [
+        "CREATE TYPE mood AS ENUM ('happy', 'sad')",
+        "CREATE DOMAIN positive AS integer CHECK (VALUE > 0)",
+        "CREATE TABLE t (a smallint, b integer, c bigint, d numeric(10,2), e real, f double precision, g boolean,
+           h char(3), i varchar(10), j text, k date, l time, m timestamp, n timestamptz, o json, p jsonb, q uuid,
+           r mood, s positive, u bytea, PRIMARY KEY (j, c))",
+        "CREATE TABLE nokey (a int)",
+        "CREATE TABLE odd (id int PRIMARY KEY, span interval)",
+        "CREATE TABLE gen (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, x int, twice int GENERATED ALWAYS AS (x * 2) STORED)",
+    ] {
+        sqlx::query(sql).execute(&db.pool).await.unwrap();
+    }
+    let t = PostgresTable::open(db.pool.clone(), None, "t", SqlOptions::default()).await.unwrap();
+    use ColumnType::*;
+    let types: Vec<ColumnType> = t.schema().columns.iter().map(|c| c.ty).collect();
+    assert_eq!(
+        types,
+        vec![Int, Int, Int, Decimal, Float, Float, Bool, Text, Text, Text, Date, Time, Timestamp, TimestampTz, Json, Json, Uuid, Text, Int, Bytes]
+    );
+    assert_eq!(t.schema().key_names(), vec!["j", "c"]);
+    assert!(!t.capabilities().generated_keys);
+
+    let e = PostgresTable::open(db.pool.clone(), None, "nokey", SqlOptions::default()).await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
+    assert!(e.to_string().contains("\"public.nokey\" has no primary key"), "{e}");
+    let e = PostgresTable::open(db.pool.clone(), None, "odd", SqlOptions::default()).await.err().unwrap();
+    assert!(e.to_string().contains("column \"span\"") && e.to_string().contains("interval"), "{e}");
+    let e = PostgresTable::open(db.pool.clone(), Some("nope"), "t", SqlOptions::default()).await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+
+    // GENERATED ALWAYS identity key: upserts override it, inserts generate it; the generated
+    // column is read-only (database to sheet).
+    let g = PostgresTable::open(db.pool.clone(), None, "gen", SqlOptions::default()).await.unwrap();
+    g.install().await.unwrap();
+    assert!(g.capabilities().generated_keys);
+    assert_eq!(g.schema().columns[2].direction, sheetsync_core::Direction::DbToSheet);
+    let out = g
+        .apply(
+            vec![
+                upsert(Row::new(vec![Value::Int(10), Value::Int(1), Value::Null])),
+                WriteOp::Insert { row: Row::new(vec![Value::Null, Value::Int(2), Value::Null]) },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0], WriteOutcome::Applied);
+    assert_eq!(out[1], WriteOutcome::Stored(Row::new(vec![Value::Int(1), Value::Int(2), Value::Int(4)])));
+    assert_eq!(
+        scan_rows(&g).await,
+        vec![
+            Row::new(vec![Value::Int(1), Value::Int(2), Value::Int(4)]),
+            Row::new(vec![Value::Int(10), Value::Int(1), Value::Int(2)])
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_type_round_trips_exactly() {
+    let db = TestDb::new().await;
+    let schema = sheetsync_core::testkit::conformance_schema();
+    let (t, other) = db.table("all_types", &schema, false, SqlOptions::default()).await;
+    let mut nulls = full_row(2);
+    for v in nulls.0.iter_mut().skip(2) {
+        *v = Value::Null;
+    }
+    let mut tiny = full_row(3);
+    tiny.0[3] = Value::Decimal("-0.000000000000000000000000000001".parse().unwrap());
+    tiny.0[1] = Value::Text("=SUM(A1:A9) 007".into());
+    let rows = vec![full_row(1), nulls, tiny];
+    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    assert!(out.iter().all(applied), "{out:?}");
+    assert_eq!(scan_rows(&*t).await, rows);
+    other.upsert(full_row(4)).await.unwrap();
+    let fetched = t.fetch(&[int_key(4)]).await.unwrap();
+    assert_eq!(fetched[0].change, sheetsync_core::Change::Upsert(full_row(4)));
+    // numeric keeps every digit; the scale the column stores does not make it a different value.
+    let text: String = sqlx::query_scalar("SELECT price::text FROM all_types WHERE id = 1").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(text, "12345678901234567890.125");
+}
+
+#[tokio::test]
+async fn engine_writes_never_come_back_but_other_writers_do() {
+    let db = TestDb::new().await;
+    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let c0 = t.cursor().await.unwrap().unwrap();
+    t.apply(vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))], &ctx()).await.unwrap();
+    let (seen, c1) = drain(&*t, &c0).await;
+    assert!(seen.is_empty(), "the engine's own writes came back: {seen:?}");
+    other.upsert(item(2, "other", 22)).await.unwrap();
+    other.delete(int_key(1)).await.unwrap();
+    let (seen, c2) = drain(&*t, &c1).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[&int_key(2)], Some(item(2, "other", 22)));
+    assert_eq!(seen[&int_key(1)], None);
+    // The tag is transaction-local: the same pooled connection writes untagged afterwards.
+    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2").execute(&db.pool).await.unwrap();
+    let (seen, c3) = drain(&*t, &c2).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    // Acknowledged entries are pruned.
+    t.ack(&c3).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sheetsync.changelog").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_transaction_that_commits_late_is_never_skipped() {
+    let db = TestDb::new().await;
+    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let c0 = t.cursor().await.unwrap().unwrap();
+    let mut a = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut b = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
+    // A starts first and writes first: its change-log entry has the lower xid and seq.
+    sqlx::query("BEGIN").execute(&mut a).await.unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (1, 'from A')").execute(&mut a).await.unwrap();
+    // B writes later and commits first.
+    sqlx::query("INSERT INTO items (id, name) VALUES (2, 'from B')").execute(&mut b).await.unwrap();
+    let (mut seen, c1) = drain(&*t, &c0).await;
+    assert!(!seen.contains_key(&int_key(1)), "A has not committed");
+    // Now A commits, after the reader has moved on.
+    sqlx::query("COMMIT").execute(&mut a).await.unwrap();
+    let (later, _) = drain(&*t, &c1).await;
+    seen.extend(later);
+    assert!(seen.contains_key(&int_key(1)), "A's late commit was skipped: {seen:?}");
+    assert!(seen.contains_key(&int_key(2)), "B's row is missing: {seen:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_connection_is_recovered_with_nothing_missed() {
+    let db = TestDb::new().await;
+    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
+    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
+        .build()
+        .await
+        .unwrap();
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    engine.run_once().await.unwrap();
+    let mut wake = t.wakeups().unwrap();
+    wake.next().await.unwrap(); // the catch-up after LISTEN
+    // Kill every connection of the engine's pool and of the listener.
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db.name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty());
+    other.upsert(item(2, "written while the engine was cut off", 2)).await.ok();
+    // The other program's pool was killed too; its next write reconnects.
+    other.upsert(item(2, "written while the engine was cut off", 2)).await.unwrap();
+    // The listener reports the lost connection as a wake-up (a catch-up poll).
+    tokio::time::timeout(Duration::from_secs(60), wake.next()).await.unwrap().unwrap();
+    let mut ok = false;
+    for _ in 0..5 {
+        match engine.run_once().await {
+            Ok(_) => {
+                ok = true;
+                break;
+            }
+            Err(e) => assert!(e.is_temporary(), "a dropped connection is temporary: {e}"),
+        }
+    }
+    assert!(ok, "the engine did not recover");
+    assert_eq!(sheet.rows(), vec![item(1, "a", 1), item(2, "written while the engine was cut off", 2)]);
+    admin.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
+    let db = TestDb::new().await;
+    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name)").execute(&db.pool).await.unwrap();
+    sqlx::query("ALTER TABLE items ADD CONSTRAINT qty_small CHECK (qty < 1000)").execute(&db.pool).await.unwrap();
+    let out = t
+        .apply(
+            vec![
+                upsert(item(1, "a", 1)),
+                upsert(item(2, "a", 2)),    // unique violation
+                upsert(item(3, "c", 5000)), // check violation
+                upsert(item(4, "d", 4)),
+                WriteOp::Delete { key: int_key(9), expected: Expected::Any },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert!(applied(&out[0]) && applied(&out[3]) && applied(&out[4]), "{out:?}");
+    match (&out[1], &out[2]) {
+        (WriteOutcome::Held(a), WriteOutcome::Held(b)) => {
+            assert!(a.contains("items_name"), "{a}");
+            assert!(b.contains("qty_small"), "{b}");
+        }
+        o => panic!("expected two held rows, got {o:?}"),
+    }
+    assert_eq!(scan_rows(&*t).await, vec![item(1, "a", 1), item(4, "d", 4)]);
+}
+
+#[tokio::test]
+async fn hostile_names_are_quoted_everywhere() {
+    let db = TestDb::new().await;
+    let schema = hostile_schema();
+    let (t, other) = db.table(HOSTILE_TABLE, &schema, false, SqlOptions::default()).await;
+    let c0 = t.cursor().await.unwrap().unwrap();
+    let rows = vec![hostile_row("'; DROP TABLE x; --", 1, "`backtick`"), hostile_row("\u{00e9}t\u{00e9}", 2, "$1 \"q\"")];
+    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    assert!(out.iter().all(applied), "{out:?}");
+    let mut sorted = rows.clone();
+    sorted.sort_by_key(|r| r.key(&schema));
+    assert_eq!(scan_rows(&*t).await, sorted);
+    other.upsert(hostile_row("x", 3, "other")).await.unwrap();
+    other.delete(rows[0].key(&schema).unwrap()).await.unwrap();
+    let (seen, _) = drain(&*t, &c0).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[&rows[0].key(&schema).unwrap()], None);
+    t.uninstall().await.unwrap();
+    let left: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'sheetsync'")
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, None, "uninstall removes the sheetsync schema once unused");
+    assert_eq!(scan_rows(&*t).await.len(), 2, "user rows stay");
+}
+
+#[tokio::test]
+async fn install_is_idempotent_and_uninstall_keeps_other_tables_captured() {
+    let db = TestDb::new().await;
+    let (a, _) = db.table("a", &small_schema(), false, SqlOptions::default()).await;
+    let (b, other_b) = db.table("b", &small_schema(), false, SqlOptions::default()).await;
+    a.install().await.unwrap();
+    a.install().await.unwrap();
+    let c0 = b.cursor().await.unwrap().unwrap();
+    a.uninstall().await.unwrap();
+    assert!(!a.is_installed().await.unwrap());
+    assert!(b.is_installed().await.unwrap());
+    other_b.upsert(item(1, "b", 1)).await.unwrap();
+    let (seen, _) = drain(&*b, &c0).await;
+    assert_eq!(seen.len(), 1);
+    let e = a.cursor().await.unwrap_err();
+    assert!(e.to_string().contains("install()"), "{e}");
+}
+
+#[tokio::test]
+async fn wakeups_come_from_notify() {
+    let db = TestDb::new().await;
+    let opts = SqlOptions {
+        // Long enough that only NOTIFY can produce the second wake-up.
+        poll_interval: Some(Duration::from_secs(3600)),
+        ..SqlOptions::default()
+    };
+    let (t, other) = db.table("items", &small_schema(), false, opts).await;
+    let mut w = t.wakeups().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn engine_round_trip_both_ways_without_echo() {
+    let db = TestDb::new().await;
+    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let o2 = other.clone();
+    engine_round_trip(
+        t,
+        move |r| {
+            let o = other.clone();
+            async move { o.upsert(r).await.unwrap() }.boxed()
+        },
+        move |k| {
+            let o = o2.clone();
+            async move { o.delete(k).await.unwrap() }.boxed()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
+    let db = TestDb::new().await;
+    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
+    let state = Arc::new(MemoryStateStore::new());
+    let build = || {
+        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
+            .state(state.clone())
+            .build()
+    };
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    let engine = build().await.unwrap();
+    engine.run_once().await.unwrap();
+    drop(engine);
+    other.upsert(item(1, "a while stopped", 2)).await.unwrap();
+    other.upsert(item(2, "b while stopped", 3)).await.unwrap();
+    let engine = build().await.unwrap();
+    engine.run_once().await.unwrap();
+    assert_eq!(sheet.rows(), vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]);
+}
+
+#[tokio::test]
+async fn concurrent_writers_during_sync_converge() {
+    let db = TestDb::new().await;
+    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
+    let engine = Arc::new(
+        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let o = Other {
+            pool: db.other_pool().await,
+            table: quote(D, "items"),
+            schema: small_schema(),
+        };
+        writers.push(tokio::spawn(async move {
+            for i in 0..40 {
+                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i)).await.unwrap();
+            }
+        }));
+    }
+    let syncing = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                engine.run_once().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    syncing.await.unwrap();
+    engine.run_once().await.unwrap();
+    let rows = scan_rows(&*t).await;
+    assert_eq!(rows.len(), 30);
+    assert_eq!(sheet.rows(), rows, "the sheet converged to the database");
+}
