@@ -512,3 +512,44 @@ async fn user_entered_parsing_and_formulas() {
         ]])
     );
 }
+
+#[tokio::test]
+async fn unknown_request_fields_are_rejected_like_google() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("unknown").unwrap();
+    let r = raw(
+        &emu,
+        "PUT",
+        &format!("/v4/spreadsheets/{id}/values/A1?valueInputOption=RAW"),
+        Some(json!({"values": [[1]], "valuez": 2})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["error"]["message"],
+        "Invalid JSON payload received. Unknown name \"valuez\": Cannot find field."
+    );
+    assert_eq!(
+        r.body["error"]["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    let r = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}/values:batchUpdate"),
+        Some(json!({"valueInputOption": "RAW", "data": [{"range": "A1", "values": [[1]], "extra": true}]})),
+    )
+    .await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "Invalid JSON payload received. Unknown name \"extra\" at 'data[0]': Cannot find field."
+    );
+    // Injected 429s read like quota errors of the right kind.
+    emu.inject_fault(sheetsync_emulator::FaultRule::status_next(429, 1));
+    let r = get(&emu, &id, "A1", "").await;
+    assert_eq!(r.status, 429);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Quota exceeded for quota metric 'Read requests'"));
+}

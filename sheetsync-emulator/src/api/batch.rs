@@ -871,6 +871,16 @@ pub(crate) fn apply_requests(
 
 /// `spreadsheets.batchUpdate`.
 pub(crate) fn batch_update(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    super::sheets::check_fields(
+        body,
+        &[
+            "requests",
+            "includeSpreadsheetInResponse",
+            "responseRanges",
+            "responseIncludeGridData",
+        ],
+        None,
+    )?;
     let requests = body
         .get("requests")
         .and_then(Value::as_array)

@@ -205,6 +205,7 @@ pub fn matches(ss: &Spreadsheet, m: &DevMeta, f: &Value) -> Result<bool, ApiErro
 
 /// `developerMetadata.search`.
 pub(crate) fn search(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
+    super::sheets::check_fields(body, &["dataFilters"], None)?;
     let ss = open(shared, id)?;
     let ss = ss.read();
     let filters = body

@@ -408,7 +408,21 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     match fault {
-        Some(FaultKind::Status { status }) => return ApiError::injected(status).into_response(),
+        Some(FaultKind::Status { status }) => {
+            let mut e = ApiError::injected(status);
+            if status == 429 {
+                let kind = if route.sheets_write() == Some(false) {
+                    "Read"
+                } else {
+                    "Write"
+                };
+                let project = shared.config.read().quota.project_number;
+                e.message = format!(
+                    "Quota exceeded for quota metric '{kind} requests' and limit '{kind} requests per minute per user' of service 'sheets.googleapis.com' for consumer 'project_number:{project}'."
+                );
+            }
+            return e.into_response();
+        }
         Some(FaultKind::Drop) => {
             let mut r = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             r.extensions_mut().insert(DropConnection);
@@ -478,7 +492,7 @@ pub(crate) fn dispatch(
         Route::ValuesUpdate(id, range) => sheets::values_update(shared, id, range, q, &body()?)?,
         Route::ValuesBatchUpdate(id) => sheets::values_batch_update(shared, id, &body()?)?,
         Route::ValuesAppend(id, range) => sheets::values_append(shared, id, range, q, &body()?)?,
-        Route::ValuesClear(id, range) => sheets::values_clear(shared, id, range)?,
+        Route::ValuesClear(id, range) => sheets::values_clear(shared, id, range, &body()?)?,
         Route::ValuesBatchClear(id) => sheets::values_batch_clear(shared, id, &body()?)?,
         Route::MetaSearch(id) => metadata::search(shared, id, &body()?)?,
         Route::MetaGet(id, mid) => metadata::get(shared, id, mid)?,

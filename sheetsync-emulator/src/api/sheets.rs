@@ -34,6 +34,42 @@ pub fn check_cap(ss: &Spreadsheet, limit: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Rejects unknown fields the way Google's JSON binding does.
+pub fn check_fields(body: &Value, allowed: &[&str], at: Option<&str>) -> Result<(), ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(format!(
+            "Invalid JSON payload received. Expected an object{}.",
+            at.map(|a| format!(" at '{a}'")).unwrap_or_default()
+        )));
+    };
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let at = at.map(|a| format!(" at '{a}'")).unwrap_or_default();
+            let msg = format!(
+                "Invalid JSON payload received. Unknown name \"{k}\"{at}: Cannot find field."
+            );
+            let mut e = ApiError::bad_request(msg.clone());
+            e.details = Some(json!([{
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": at_field(at.as_str(), k), "description": msg}]
+            }]));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn at_field(at: &str, k: &str) -> String {
+    let base = at.trim_start_matches(" at '").trim_end_matches('\'');
+    if base.is_empty() {
+        k.to_string()
+    } else {
+        format!("{base}.{k}")
+    }
+}
+
+const VALUE_RANGE_FIELDS: &[&str] = &["range", "majorDimension", "values"];
+
 fn enum_error(field: &str, ty: &str, v: &str) -> ApiError {
     ApiError::bad_request(format!(
         "Invalid value at '{field}' (type.googleapis.com/google.apps.sheets.v4.{ty}), \"{v}\""
@@ -583,6 +619,7 @@ pub(crate) fn values_update(
     q: &Query,
     body: &Value,
 ) -> Result<Value, ApiError> {
+    check_fields(body, VALUE_RANGE_FIELDS, None)?;
     let opt = input_option(q.get("valueInputOption"))?;
     let include = q.bool("includeValuesInResponse")?.unwrap_or(false);
     let ropts = render_opts(
@@ -618,6 +655,17 @@ pub(crate) fn values_batch_update(
     id: &str,
     body: &Value,
 ) -> Result<Value, ApiError> {
+    check_fields(
+        body,
+        &[
+            "valueInputOption",
+            "data",
+            "includeValuesInResponse",
+            "responseValueRenderOption",
+            "responseDateTimeRenderOption",
+        ],
+        None,
+    )?;
     let opt = input_option(str_field(body, "valueInputOption"))?;
     let include = body
         .get("includeValuesInResponse")
@@ -638,6 +686,7 @@ pub(crate) fn values_batch_update(
     let mut ss = ss.write();
     let mut plan = Vec::new();
     for (i, vr) in data.iter().enumerate() {
+        check_fields(vr, VALUE_RANGE_FIELDS, Some(&format!("data[{i}]")))?;
         let prefix = format!("Invalid data[{i}]: ");
         let range = str_field(vr, "range").unwrap_or_default();
         let major = major_of(str_field(vr, "majorDimension")).map_err(|e| e.prefixed(&prefix))?;
@@ -698,6 +747,7 @@ pub(crate) fn values_append(
     q: &Query,
     body: &Value,
 ) -> Result<Value, ApiError> {
+    check_fields(body, VALUE_RANGE_FIELDS, None)?;
     let opt = input_option(q.get("valueInputOption"))?;
     let insert_rows = match q.get("insertDataOption") {
         None | Some("OVERWRITE") => false,
@@ -771,7 +821,13 @@ pub(crate) fn values_append(
 }
 
 /// `values.clear`.
-pub(crate) fn values_clear(shared: &Shared, id: &str, range: &str) -> Result<Value, ApiError> {
+pub(crate) fn values_clear(
+    shared: &Shared,
+    id: &str,
+    range: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    check_fields(body, &[], None)?;
     let clip = shared.config.read().clip_explicit_ranges;
     let ss = open(shared, id)?;
     let mut ss = ss.write();
@@ -787,6 +843,7 @@ pub(crate) fn values_batch_clear(
     id: &str,
     body: &Value,
 ) -> Result<Value, ApiError> {
+    check_fields(body, &["ranges"], None)?;
     let ranges: Vec<String> = body
         .get("ranges")
         .and_then(Value::as_array)
