@@ -486,6 +486,33 @@ fn control(
                 json!({"offsetMs": shared.clock_offset_ms.load(std::sync::atomic::Ordering::SeqCst)}),
             )
         }
+        (Method::GET, ["requests"]) => {
+            let log: Vec<crate::RequestRecord> = shared.requests.lock().iter().cloned().collect();
+            ok(serde_json::to_value(log).unwrap_or_default())
+        }
+        (Method::POST, ["auth"]) => {
+            let body = parse_body(bytes)?;
+            if let Some(b) = body.get("requireCredentials").and_then(Value::as_bool) {
+                shared.config.write().require_credentials = b;
+            }
+            ok(json!({"requireCredentials": shared.config.read().require_credentials}))
+        }
+        (Method::POST, ["spreadsheets", id, "deny"])
+        | (Method::POST, ["spreadsheets", id, "allow"]) => {
+            let body = parse_body(bytes)?;
+            let user = body
+                .get("user")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("\"user\" is required."))?
+                .to_string();
+            let key = (id.to_string(), user);
+            if segs[2] == "deny" {
+                shared.denied.lock().insert(key);
+            } else {
+                shared.denied.lock().remove(&key);
+            }
+            ok(json!({}))
+        }
         (Method::GET, ["deliveries"]) => {
             ok(serde_json::to_value(shared.triggers.log()).unwrap_or_default())
         }

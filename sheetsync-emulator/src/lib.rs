@@ -79,7 +79,41 @@ pub struct Config {
     /// Whether person row moves and sorts carry row developer metadata along (undocumented
     /// by Google, spec §12).
     pub metadata_follows_person_moves: bool,
+    /// Answer 401 `UNAUTHENTICATED` to API requests without any credential (bearer token,
+    /// `access_token` or `key`). Off by default: any token or none is accepted.
+    pub require_credentials: bool,
 }
+
+impl Config {
+    /// The binary's defaults: Google's quotas (60 per user, 300 per project, per minute).
+    pub fn google_quotas() -> Self {
+        Config {
+            quota: QuotaConfig::google(),
+            ..Config::default()
+        }
+    }
+}
+
+/// One entry of the request log (`GET /__emulator/requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// Discovery method id (`sheets.spreadsheets.values.get`).
+    pub method_id: String,
+    /// HTTP method.
+    pub http_method: String,
+    /// Raw path.
+    pub path: String,
+    /// Raw query string.
+    pub query: String,
+    /// The user the request was attributed to (bearer token, `quotaUser`, `key`, `anonymous`).
+    pub user: String,
+    /// HTTP status answered (a dropped connection is logged as 500).
+    pub status: u16,
+}
+
+/// Most requests kept in the log.
+const REQUEST_LOG_CAP: usize = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -93,6 +127,7 @@ impl Default for Config {
             state_file: None,
             default_editor: "person@example.com".into(),
             metadata_follows_person_moves: true,
+            require_credentials: false,
         }
     }
 }
@@ -108,6 +143,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) clock_offset_ms: AtomicU64,
     pub(crate) triggers: triggers::TriggerHub,
+    pub(crate) denied: Mutex<std::collections::HashSet<(String, String)>>,
+    pub(crate) requests: Mutex<std::collections::VecDeque<RequestRecord>>,
 }
 
 impl Shared {
@@ -125,7 +162,17 @@ impl Shared {
             started: Instant::now(),
             clock_offset_ms: AtomicU64::new(0),
             triggers: triggers::TriggerHub::new(),
+            denied: Mutex::new(Default::default()),
+            requests: Mutex::new(Default::default()),
         }
+    }
+
+    pub(crate) fn log_request(&self, r: RequestRecord) {
+        let mut log = self.requests.lock();
+        if log.len() >= REQUEST_LOG_CAP {
+            log.pop_front();
+        }
+        log.push_back(r);
     }
 
     /// Emulator clock for quota windows (real time since start plus test offset).
@@ -188,6 +235,8 @@ impl Shared {
         self.quota.lock().reset();
         self.faults.lock().rules.clear();
         self.counters.lock().clear();
+        self.requests.lock().clear();
+        self.denied.lock().clear();
         self.triggers.clear();
         self.clock_offset_ms.store(0, Ordering::SeqCst);
         self.config.write().latency = Latency::default();
@@ -513,8 +562,35 @@ impl EmulatorHandle {
             .unwrap_or(0)
     }
 
-    /// Zeroes the request counters.
+    /// Zeroes the request counters and empties the request log.
     pub fn reset_counters(&self) {
         self.shared.counters.lock().clear();
+        self.shared.requests.lock().clear();
+    }
+
+    /// The last requests received (up to 10,000), oldest first.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.shared.requests.lock().iter().cloned().collect()
+    }
+
+    /// Makes `user` (bearer token) get 403 `PERMISSION_DENIED` on a spreadsheet.
+    pub fn deny_access(&self, spreadsheet_id: &str, user: &str) {
+        self.shared
+            .denied
+            .lock()
+            .insert((spreadsheet_id.to_string(), user.to_string()));
+    }
+
+    /// Undoes [`EmulatorHandle::deny_access`].
+    pub fn allow_access(&self, spreadsheet_id: &str, user: &str) {
+        self.shared
+            .denied
+            .lock()
+            .remove(&(spreadsheet_id.to_string(), user.to_string()));
+    }
+
+    /// Turns "401 without credentials" on or off.
+    pub fn set_require_credentials(&self, on: bool) {
+        self.shared.config.write().require_credentials = on;
     }
 }

@@ -1123,3 +1123,87 @@ async fn ten_million_cell_cap() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn auth_modes_permission_errors_and_request_log() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("auth").unwrap();
+    let anonymous = hub(&emu);
+    let carol = hub_with_token(&emu, "carol");
+    anonymous
+        .spreadsheets()
+        .get(&id)
+        .doit()
+        .await
+        .expect("any token or none by default");
+    emu.set_require_credentials(true);
+    let err = bad_request(anonymous.spreadsheets().get(&id).doit().await.unwrap_err());
+    assert_eq!(err["error"]["code"], 401);
+    assert_eq!(err["error"]["status"], "UNAUTHENTICATED");
+    carol
+        .spreadsheets()
+        .get(&id)
+        .doit()
+        .await
+        .expect("a bearer token is enough");
+    emu.deny_access(&id, "carol");
+    let err = bad_request(
+        carol
+            .spreadsheets()
+            .values_get(&id, "A1")
+            .doit()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err,
+        json!({"error": {"code": 403, "message": "The caller does not have permission", "status": "PERMISSION_DENIED"}})
+    );
+    emu.allow_access(&id, "carol");
+    carol
+        .spreadsheets()
+        .values_get(&id, "A1")
+        .doit()
+        .await
+        .unwrap();
+    let log = emu.request_log();
+    let statuses: Vec<(String, u16, String)> = log
+        .iter()
+        .map(|r| (r.method_id.clone(), r.status, r.user.clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (
+                "sheets.spreadsheets.get".to_string(),
+                200,
+                "anonymous".to_string()
+            ),
+            (
+                "sheets.spreadsheets.get".to_string(),
+                401,
+                "anonymous".to_string()
+            ),
+            (
+                "sheets.spreadsheets.get".to_string(),
+                200,
+                "carol".to_string()
+            ),
+            (
+                "sheets.spreadsheets.values.get".to_string(),
+                403,
+                "carol".to_string()
+            ),
+            (
+                "sheets.spreadsheets.values.get".to_string(),
+                200,
+                "carol".to_string()
+            ),
+        ]
+    );
+    assert!(
+        log[0].query.contains("alt=json"),
+        "google-sheets4 always sends alt=json"
+    );
+    emu.shutdown().await;
+}

@@ -218,6 +218,27 @@ impl Route {
         }
     }
 
+    /// The spreadsheet (or Drive file) the request addresses.
+    pub fn spreadsheet_id(&self) -> Option<&str> {
+        match self {
+            Route::Get(id)
+            | Route::BatchUpdate(id)
+            | Route::ValuesGet(id, _)
+            | Route::ValuesUpdate(id, _)
+            | Route::ValuesAppend(id, _)
+            | Route::ValuesClear(id, _)
+            | Route::ValuesBatchGet(id)
+            | Route::ValuesBatchUpdate(id)
+            | Route::ValuesBatchClear(id)
+            | Route::MetaSearch(id)
+            | Route::MetaGet(id, _)
+            | Route::DriveGet(id)
+            | Route::DriveUpdate(id)
+            | Route::DriveDelete(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Whether the Sheets quota counts this as a write (else a read). `None` for Drive.
     pub fn sheets_write(&self) -> Option<bool> {
         match self {
@@ -384,6 +405,33 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         )
         .into_response();
     };
+    let user = user_of(&parts.headers, &query);
+    let has_credential = parts
+        .headers
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || query.get("accessToken").is_some()
+        || query.get("oauthToken").is_some()
+        || query.get("key").is_some();
+    let resp = api_entry(&shared, &route, &query, &bytes, &user, has_credential).await;
+    shared.log_request(crate::RequestRecord {
+        method_id: route.method_id().to_string(),
+        http_method: parts.method.to_string(),
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        user,
+        status: resp.status().as_u16(),
+    });
+    resp
+}
+
+async fn api_entry(
+    shared: &Arc<Shared>,
+    route: &Route,
+    query: &Query,
+    bytes: &[u8],
+    user: &str,
+    has_credential: bool,
+) -> Response {
     let method_id = route.method_id();
     *shared
         .counters
@@ -438,17 +486,35 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
     }
 
+    // Authentication and per-spreadsheet access.
+    if shared.config.read().require_credentials && !has_credential {
+        return ApiError::new(
+            401,
+            "UNAUTHENTICATED",
+            "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        )
+        .into_response();
+    }
+    if let Some(sid) = route.spreadsheet_id() {
+        if shared
+            .denied
+            .lock()
+            .contains(&(sid.to_string(), user.to_string()))
+        {
+            return ApiError::permission_denied().into_response();
+        }
+    }
+
     // Quotas (Sheets methods only).
     if let Some(write) = route.sheets_write() {
-        let user = user_of(&parts.headers, &query);
         let cfg = shared.config.read().quota.clone();
         let elapsed = shared.elapsed();
-        if let Err(e) = shared.quota.lock().check(&cfg, elapsed, &user, write) {
+        if let Err(e) = shared.quota.lock().check(&cfg, elapsed, user, write) {
             return e.into_response();
         }
     }
 
-    let result = run_blocking(|| dispatch(&shared, &route, &query, &bytes));
+    let result = run_blocking(|| dispatch(shared, route, query, bytes));
     match result {
         Ok(Reply::Json(v)) => {
             let v = match query.get("fields") {
