@@ -553,3 +553,41 @@ async fn unknown_request_fields_are_rejected_like_google() {
         .unwrap()
         .starts_with("Quota exceeded for quota metric 'Read requests'"));
 }
+
+#[tokio::test]
+async fn formulas_follow_inserted_and_deleted_rows() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("refs").unwrap();
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "USER_ENTERED",
+        json!([[1], [2], [3], ["=SUM(A1:A3)"], ["=A2*10"]]),
+    )
+    .await;
+    let batch = |requests: Value| {
+        let emu = emu.clone();
+        let id = id.clone();
+        async move {
+            let r = raw(
+                &emu,
+                "POST",
+                &format!("/v4/spreadsheets/{id}:batchUpdate"),
+                Some(json!({"requests": requests})),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    batch(json!([{"insertDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": 1, "endIndex": 2}}}])).await;
+    let f = get(&emu, &id, "Sheet1!A5:A6", "&valueRenderOption=FORMULA").await;
+    assert_eq!(f.body["values"], json!([["=SUM(A1:A4)"], ["=A3*10"]]));
+    let v = get(&emu, &id, "Sheet1!A5:A6", "").await;
+    assert_eq!(v.body["values"], json!([["6"], ["20"]]));
+    batch(json!([{"deleteDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": 2, "endIndex": 3}}}])).await;
+    let f = get(&emu, &id, "Sheet1!A4:A5", "&valueRenderOption=FORMULA").await;
+    assert_eq!(f.body["values"], json!([["=SUM(A1:A3)"], ["=#REF!*10"]]));
+    let v = get(&emu, &id, "Sheet1!A4:A5", "").await;
+    assert_eq!(v.body["values"], json!([["4"], ["#REF!"]]));
+}

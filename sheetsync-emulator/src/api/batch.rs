@@ -161,6 +161,16 @@ pub fn insert_dimension(
         sh.props.column_count += n;
     }
     ss.shift_meta_insert(sid, rows, start, n);
+    ops::adjust_formulas(
+        ss,
+        si,
+        crate::values::formula::Shift {
+            rows,
+            at: start,
+            n,
+            insert: true,
+        },
+    );
     Ok(())
 }
 
@@ -219,6 +229,16 @@ pub fn delete_dimension(
             .min(sh.props.column_count.saturating_sub(1));
     }
     ss.shift_meta_delete(sid, rows, start, n);
+    ops::adjust_formulas(
+        ss,
+        si,
+        crate::values::formula::Shift {
+            rows,
+            at: start,
+            n,
+            insert: false,
+        },
+    );
     Ok(())
 }
 

@@ -791,6 +791,16 @@ pub(crate) fn values_append(
     if h > 0 && insert_rows && sr < rows0 {
         ss.sheets[sheet].grid.insert_rows(sr, h);
         ss.shift_meta_insert(sid, true, sr, h);
+        ops::adjust_formulas(
+            &mut ss,
+            sheet,
+            crate::values::formula::Shift {
+                rows: true,
+                at: sr,
+                n: h,
+                insert: true,
+            },
+        );
     }
     if h > 0 {
         ss.sheets[sheet].props.row_count = new_rows;

@@ -145,6 +145,15 @@ impl Grid {
         }
     }
 
+    /// Every stored cell, mutably, with its coordinates.
+    pub fn cells_mut(&mut self) -> impl Iterator<Item = (u32, u32, &mut Cell)> {
+        self.rows.iter_mut().flat_map(|(r, row)| {
+            row.iter_mut()
+                .enumerate()
+                .map(move |(c, cell)| (*r, c as u32, cell))
+        })
+    }
+
     /// Number of stored cells (for diagnostics).
     pub fn stored_cells(&self) -> usize {
         self.rows.values().map(Vec::len).sum()

@@ -98,7 +98,19 @@ enum Tok {
     RParen,
     Comma,
     Colon,
+    ErrLit(ErrKind),
 }
+
+const ERROR_LITERALS: [(&str, ErrKind); 8] = [
+    ("#DIV/0!", ErrKind::Div0),
+    ("#VALUE!", ErrKind::Value),
+    ("#REF!", ErrKind::Ref),
+    ("#NAME?", ErrKind::Name),
+    ("#N/A", ErrKind::Na),
+    ("#NUM!", ErrKind::Num),
+    ("#NULL!", ErrKind::Null),
+    ("#ERROR!", ErrKind::Error),
+];
 
 fn tokenize(s: &str) -> Option<Vec<Tok>> {
     let chars: Vec<char> = s.chars().collect();
@@ -196,6 +208,12 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 } else {
                     out.push(Tok::Ident(text));
                 }
+            }
+            '#' => {
+                let rest: String = chars[i..].iter().collect::<String>().to_ascii_uppercase();
+                let (text, kind) = ERROR_LITERALS.iter().find(|(t, _)| rest.starts_with(t))?;
+                out.push(Tok::ErrLit(*kind));
+                i += text.chars().count();
             }
             '(' => {
                 out.push(Tok::LParen);
@@ -398,9 +416,11 @@ impl Parser<'_> {
                     _ => None,
                 }
             }
+            Tok::ErrLit(k) => Some(Expr::Lit(Eff::Err(k))),
             Tok::Sheet(name) => {
                 let first = match self.next()? {
                     Tok::Ident(s) => s,
+                    Tok::ErrLit(k) => return Some(Expr::Lit(Eff::Err(k))),
                     _ => return None,
                 };
                 match self.ss.sheet_index_by_title(&name) {
@@ -929,5 +949,358 @@ mod tests {
         assert_eq!(ev("=B2"), Eff::Err(ErrKind::Ref));
         assert_eq!(ev("=50%"), Eff::Num(0.5));
         assert_eq!(ev("=AVERAGE(A1:A3)"), Eff::Num(2.0));
+    }
+}
+
+/// A structural change references must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    /// Rows (true) or columns.
+    pub rows: bool,
+    /// First index inserted or deleted (zero-based).
+    pub at: u32,
+    /// How many.
+    pub n: u32,
+    /// Insertion (true) or deletion.
+    pub insert: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Endpoint {
+    col: Option<u32>,
+    col_abs: bool,
+    row: Option<u32>,
+    row_abs: bool,
+}
+
+fn parse_endpoint(chars: &[char], mut i: usize) -> Option<(Endpoint, usize)> {
+    let start = i;
+    let col_abs = chars.get(i) == Some(&'$');
+    if col_abs {
+        i += 1;
+    }
+    let ls = i;
+    while i < chars.len() && chars[i].is_ascii_alphabetic() && i - ls < 4 {
+        i += 1;
+    }
+    let letters: String = chars[ls..i].iter().collect();
+    let row_abs = chars.get(i) == Some(&'$') && !letters.is_empty();
+    if row_abs {
+        i += 1;
+    }
+    let ds = i;
+    while i < chars.len() && chars[i].is_ascii_digit() {
+        i += 1;
+    }
+    let digits: String = chars[ds..i].iter().collect();
+    if letters.is_empty() && digits.is_empty() {
+        return None;
+    }
+    if col_abs && letters.is_empty() {
+        // `$5` style absolute row.
+        let row: u32 = digits.parse().ok()?;
+        return Some((
+            Endpoint {
+                col: None,
+                col_abs: false,
+                row: Some(row.checked_sub(1)?),
+                row_abs: true,
+            },
+            i,
+        ));
+    }
+    let col = if letters.is_empty() {
+        None
+    } else {
+        Some(a1::letters_col(&letters)?)
+    };
+    let row = if digits.is_empty() {
+        None
+    } else {
+        Some(digits.parse::<u32>().ok()?.checked_sub(1)?)
+    };
+    let _ = start;
+    Some((
+        Endpoint {
+            col,
+            col_abs,
+            row,
+            row_abs,
+        },
+        i,
+    ))
+}
+
+fn emit(e: &Endpoint) -> String {
+    let mut s = String::new();
+    if let Some(c) = e.col {
+        if e.col_abs {
+            s.push('$');
+        }
+        s.push_str(&a1::col_letters(c));
+    }
+    if let Some(r) = e.row {
+        if e.row_abs {
+            s.push('$');
+        }
+        s.push_str(&(r + 1).to_string());
+    }
+    s
+}
+
+/// Moves an index for a shift; `None` if it was deleted.
+fn shift_index(i: u32, s: &Shift) -> Option<u32> {
+    if s.insert {
+        Some(if i >= s.at { i + s.n } else { i })
+    } else if i >= s.at && i < s.at + s.n {
+        None
+    } else if i >= s.at + s.n {
+        Some(i - s.n)
+    } else {
+        Some(i)
+    }
+}
+
+/// Rewrites the references of `formula` (which lives on sheet `own`) that point at sheet
+/// `target` after rows/columns were inserted or deleted there, as Sheets does: references
+/// move, ranges grow or shrink, references to deleted cells become `#REF!`.
+pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -> String {
+    let chars: Vec<char> = formula.chars().collect();
+    let mut out = String::with_capacity(formula.len());
+    let mut i = 0;
+    let mut in_str = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_str {
+            out.push(c);
+            if c == '"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let prev_ident =
+            i > 0 && (chars[i - 1].is_alphanumeric() || matches!(chars[i - 1], '_' | '.' | '$'));
+        if prev_ident {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // Optional sheet prefix.
+        let mut j = i;
+        let mut sheet: Option<String> = None;
+        if c == '\'' {
+            let mut k = i + 1;
+            let mut name = String::new();
+            let mut closed = false;
+            while k < chars.len() {
+                if chars[k] == '\'' {
+                    if chars.get(k + 1) == Some(&'\'') {
+                        name.push('\'');
+                        k += 2;
+                        continue;
+                    }
+                    closed = true;
+                    k += 1;
+                    break;
+                }
+                name.push(chars[k]);
+                k += 1;
+            }
+            if closed && chars.get(k) == Some(&'!') {
+                sheet = Some(name);
+                j = k + 1;
+            }
+        } else if c.is_alphanumeric() || c == '_' {
+            let mut k = i;
+            while k < chars.len() && (chars[k].is_alphanumeric() || chars[k] == '_') {
+                k += 1;
+            }
+            if chars.get(k) == Some(&'!') {
+                sheet = Some(chars[i..k].iter().collect());
+                j = k + 1;
+            }
+        }
+        let Some((e1, mut k)) = parse_endpoint(&chars, j) else {
+            out.push(c);
+            i += 1;
+            continue;
+        };
+        let mut e2 = None;
+        if chars.get(k) == Some(&':') {
+            if let Some((e, k2)) = parse_endpoint(&chars, k + 1) {
+                e2 = Some(e);
+                k = k2;
+            }
+        }
+        let next_ident = chars
+            .get(k)
+            .is_some_and(|ch| ch.is_alphanumeric() || matches!(ch, '_' | '(' | '.' | '!'));
+        let valid = match e2 {
+            None => e1.col.is_some() && e1.row.is_some(),
+            Some(e2) => {
+                (e1.col.is_some() == e2.col.is_some() || e1.row.is_some() == e2.row.is_some())
+                    && (e1.col.is_some() || e1.row.is_some())
+            }
+        };
+        if next_ident || !valid {
+            // Not a reference (function name, identifier): copy the word as is.
+            let mut k = i;
+            while k < chars.len()
+                && (chars[k].is_alphanumeric() || matches!(chars[k], '_' | '.' | '$'))
+            {
+                k += 1;
+            }
+            let k = k.max(i + 1);
+            out.extend(&chars[i..k]);
+            i = k;
+            continue;
+        }
+        let refers = sheet.as_deref().unwrap_or(own) == target;
+        let prefix: String = chars[i..j].iter().collect();
+        if !refers {
+            out.extend(&chars[i..k]);
+            i = k;
+            continue;
+        }
+        let get = |e: &Endpoint| if shift.rows { e.row } else { e.col };
+        let set = |e: &mut Endpoint, v: u32| {
+            if shift.rows {
+                e.row = Some(v)
+            } else {
+                e.col = Some(v)
+            }
+        };
+        let replaced = match e2 {
+            None => {
+                let mut e = e1;
+                match get(&e).map(|v| shift_index(v, shift)) {
+                    Some(None) => format!("{prefix}#REF!"),
+                    Some(Some(v)) => {
+                        set(&mut e, v);
+                        format!("{prefix}{}", emit(&e))
+                    }
+                    None => format!("{prefix}{}", emit(&e)),
+                }
+            }
+            Some(e2) => {
+                let (mut a, mut b) = (e1, e2);
+                match (get(&a), get(&b)) {
+                    (Some(x), Some(y)) => {
+                        let (lo, hi) = (x.min(y), x.max(y));
+                        let new_lo = if shift.insert {
+                            shift_index(lo, shift)
+                        } else {
+                            // A deleted start snaps to the first surviving index.
+                            (lo..=hi).find_map(|v| shift_index(v, shift))
+                        };
+                        let new_hi = if shift.insert {
+                            shift_index(hi, shift)
+                        } else {
+                            (lo..=hi).rev().find_map(|v| shift_index(v, shift))
+                        };
+                        match (new_lo, new_hi) {
+                            (Some(l), Some(h)) => {
+                                set(&mut a, l);
+                                set(&mut b, h);
+                                format!("{prefix}{}:{}", emit(&a), emit(&b))
+                            }
+                            _ => format!("{prefix}#REF!"),
+                        }
+                    }
+                    _ => format!("{prefix}{}:{}", emit(&a), emit(&b)),
+                }
+            }
+        };
+        out.push_str(&replaced);
+        i = k;
+    }
+    out
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    fn ins_rows(at: u32, n: u32) -> Shift {
+        Shift {
+            rows: true,
+            at,
+            n,
+            insert: true,
+        }
+    }
+
+    fn del_rows(at: u32, n: u32) -> Shift {
+        Shift {
+            rows: true,
+            at,
+            n,
+            insert: false,
+        }
+    }
+
+    #[test]
+    fn references_follow_rows() {
+        assert_eq!(
+            shift_references("=SUM(B2,B4)", "S", "S", &ins_rows(1, 1)),
+            "=SUM(B3,B5)"
+        );
+        assert_eq!(
+            shift_references("=SUM(A1:A10)", "S", "S", &ins_rows(4, 2)),
+            "=SUM(A1:A12)"
+        );
+        assert_eq!(
+            shift_references("=$A$5+A1", "S", "S", &ins_rows(0, 1)),
+            "=$A$6+A2"
+        );
+        assert_eq!(
+            shift_references("=B3*2", "S", "S", &del_rows(2, 1)),
+            "=#REF!*2"
+        );
+        assert_eq!(
+            shift_references("=SUM(A2:A5)", "S", "S", &del_rows(1, 2)),
+            "=SUM(A2:A3)"
+        );
+        assert_eq!(
+            shift_references("=Other!A5+A5", "S", "Other", &ins_rows(0, 1)),
+            "=Other!A6+A5"
+        );
+        assert_eq!(
+            shift_references("='My Sheet'!A5", "S", "My Sheet", &ins_rows(0, 1)),
+            "='My Sheet'!A6"
+        );
+        assert_eq!(
+            shift_references("=CONCATENATE(\"A1\",A1)", "S", "S", &ins_rows(0, 1)),
+            "=CONCATENATE(\"A1\",A2)"
+        );
+        assert_eq!(
+            shift_references("=LOG10(A1)", "S", "S", &ins_rows(0, 1)),
+            "=LOG10(A2)"
+        );
+        assert_eq!(
+            shift_references("=SUM(A:A)", "S", "S", &ins_rows(0, 1)),
+            "=SUM(A:A)"
+        );
+        assert_eq!(
+            shift_references(
+                "=B1+C1",
+                "S",
+                "S",
+                &Shift {
+                    rows: false,
+                    at: 1,
+                    n: 1,
+                    insert: true
+                }
+            ),
+            "=C1+D1"
+        );
     }
 }

@@ -489,3 +489,20 @@ pub fn find_table(ss: &Spreadsheet, res: &Resolved) -> (Option<Resolved>, u32, u
     };
     (Some(table), br1 + 1, bc0)
 }
+
+/// Rewrites every formula of the spreadsheet that refers to sheet `sheet` after rows or
+/// columns were inserted or deleted there.
+pub fn adjust_formulas(ss: &mut Spreadsheet, sheet: usize, shift: super::formula::Shift) {
+    let target = ss.sheets[sheet].props.title.clone();
+    for sh in &mut ss.sheets {
+        let own = sh.props.title.clone();
+        for (_, _, cell) in sh.grid.cells_mut() {
+            if let Some(crate::model::CellValue::Formula(f)) = &mut cell.value {
+                let new = super::formula::shift_references(f, &own, &target, &shift);
+                if new != *f {
+                    *f = new;
+                }
+            }
+        }
+    }
+}

@@ -56,8 +56,11 @@ eq(ws.acell("C1", value_render_option="FORMULA").value, "=SUM(B2,B4)", "FORMULA 
 ws.insert_row(["kiwi", 1], index=2)
 eq(ws.row_values(2), ["kiwi", "1"], "insert_row")
 eq(ws.row_values(3), ["apple", "3"], "rows shifted down")
+eq(ws.acell("C1", value_render_option="FORMULA").value, "=SUM(B3,B5)", "formula references followed the insert")
+eq(ws.acell("C1").value, "10", "formula value unchanged by the insert")
 ws.delete_rows(2)
 eq(ws.row_values(2), ["apple", "3"], "delete_rows")
+eq(ws.acell("C1", value_render_option="FORMULA").value, "=SUM(B2,B4)", "formula references followed the delete")
 
 ws.batch_clear(["A3:B3"])
 eq(
