@@ -90,7 +90,8 @@ pub use memory::{key_of, MemoryTable};
 pub use merge::{merge_row, DeletePropagation, MergePolicy, Merged, SideState};
 pub use model::{
     Change, ChangeBatch, Column, ColumnType, ConvertError, Cursor, Decimal, Direction, InvalidRow,
-    Observation, ParseDecimalError, Row, RowHash, RowKey, Side, TableSchema, UnkeyedRow, Value,
+    KeyHashBuilder, KeyHasher, KeyMap, Observation, ParseDecimalError, Row, RowHash, RowKey, Side,
+    TableSchema, UnkeyedRow, Value,
 };
 pub use resolve::{
     Chain, ColumnOwner, ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict,

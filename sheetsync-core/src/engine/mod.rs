@@ -17,7 +17,7 @@ mod events;
 mod plan;
 mod read;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, Mutex, Notify};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{KeyStrategy, MappingConfig};
-use crate::model::{Cursor, RowKey, Side, TableSchema};
+use crate::model::{Cursor, KeyMap, RowKey, Side, TableSchema};
 use crate::resolve::{ConflictResolver, ResolverSpec};
 use crate::state::{Choice, ConflictRecord, HeldRow, RowBase, StateDelta, StateStore};
 use crate::table::{Table, WriteContext, WriteOp, WriteOutcome};
@@ -57,7 +57,9 @@ pub struct Engine {
 
 #[derive(Default)]
 struct EngineState {
-    bases: HashMap<RowKey, RowBase>,
+    bases: KeyMap<RowBase>,
+    /// How many bases are not tombstones.
+    live_bases: usize,
     cursors: BTreeMap<Side, Cursor>,
     pending: BTreeSet<RowKey>,
     held: Vec<HeldRow>,
@@ -145,6 +147,7 @@ impl EngineBuilder {
             .unwrap_or_else(|| Arc::new(crate::state::MemoryStateStore::new()));
         let snap = store.load(&self.mapping.name).await?;
         let state = EngineState {
+            live_bases: snap.bases.values().filter(|b| !b.tombstone).count(),
             bases: snap.bases.into_iter().collect(),
             cursors: snap.cursors,
             pending: snap.pending.into_iter().collect(),
@@ -366,7 +369,7 @@ impl Engine {
                 Some(c) if caps.incremental && !full_due => {
                     read::incremental(table, c, self.mapping.timing.change_batch, &self.clock).await
                 }
-                _ => read::full_scan(table, &self.clock).await,
+                _ => read::full_scan(table, &self.clock, &st.bases).await,
             }
             .map_err(|e| e.with_context("side", side.to_string()))?;
             if !read.full && caps.fetch {
@@ -582,10 +585,16 @@ impl Engine {
 
         // 5. The state is safe: update memory, then let queue-style feeds drop what we read.
         for (k, b) in delta.upsert {
-            st.bases.insert(k, b);
+            let live = !b.tombstone;
+            if let Some(old) = st.bases.insert(k, b) {
+                st.live_bases -= !old.tombstone as usize;
+            }
+            st.live_bases += live as usize;
         }
         for k in &delta.remove {
-            st.bases.remove(k);
+            if let Some(old) = st.bases.remove(k) {
+                st.live_bases -= !old.tombstone as usize;
+            }
         }
         for (side, c) in delta.cursors {
             st.cursors.insert(side, c);

@@ -145,9 +145,10 @@ impl Engine {
                     changed += 1;
                 }
             }
-            if r.full && !r.has_unidentified() {
+            // Rows missing from a full read; skipped when every based row was seen.
+            if r.full && !r.has_unidentified() && r.seen_with_base < st.live_bases {
                 for (k, b) in &st.bases {
-                    if !b.tombstone && !r.rows.contains_key(k) && !restored[idx(side)].contains(k) {
+                    if !b.tombstone && !r.seen.contains_key(k) && !restored[idx(side)].contains(k) {
                         dirty.insert(k.clone());
                         changed += 1;
                     }
@@ -169,7 +170,6 @@ impl Engine {
             let base = st.bases.get(&k);
             let base_row = base.and_then(|b| b.live_row());
             let view = |side: Side| -> SideState<'_> {
-                let r = &reads[idx(side)];
                 let assumed = SideState {
                     row: base_row,
                     at: base.map_or(0, |b| b.synced_at),
@@ -177,12 +177,11 @@ impl Engine {
                 if restored[idx(side)].contains(&k) {
                     return assumed;
                 }
-                match r.rows.get(&k) {
-                    Some(seen) => SideState {
-                        row: seen.row.as_ref(),
-                        at: seen.at,
+                match reads[idx(side)].row_of(&k, base) {
+                    Some((row, at)) => SideState {
+                        row,
+                        at: if row.is_none() && at == 0 { now } else { at },
                     },
-                    None if r.full && !r.has_unidentified() => SideState { row: None, at: now },
                     // Not in the feed: unchanged since the base.
                     None => assumed,
                 }
@@ -242,7 +241,7 @@ impl Engine {
                 .filter(|p| matches!(p.op, WriteOp::Delete { .. }))
                 .filter_map(|p| p.key.clone())
                 .collect();
-            let rows = st.bases.values().filter(|b| !b.tombstone).count();
+            let rows = st.live_bases;
             if deletes.is_empty()
                 || st.allow_deletes
                 || !self.mapping.guard.trips(deletes.len(), rows)
@@ -290,7 +289,7 @@ impl Engine {
         let vanished: Vec<(&RowKey, &Row)> = if read.full {
             st.bases
                 .iter()
-                .filter(|(k, _)| !read.rows.contains_key(*k))
+                .filter(|(k, _)| !read.seen.contains_key(*k))
                 .filter_map(|(k, b)| b.live_row().map(|r| (k, r)))
                 .collect()
         } else {

@@ -1,12 +1,15 @@
 //! Reading one side for a cycle: a full scan or the changes since the cursor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use futures::StreamExt;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Change, Cursor, InvalidRow, Observation, Row, RowKey, Side, UnkeyedRow};
+use crate::model::{
+    Change, Cursor, InvalidRow, KeyMap, Observation, Row, RowKey, Side, UnkeyedRow,
+};
+use crate::state::RowBase;
 use crate::table::Table;
 
 /// A row as a side showed it this cycle.
@@ -19,12 +22,19 @@ pub(crate) struct Seen {
 }
 
 /// Everything read from one side in a cycle.
+///
+/// A full scan keeps only the rows that differ from their base: an unchanged row is dropped as
+/// soon as it is compared, so a scan's memory grows with the changes, not with the table.
 #[derive(Debug, Default)]
 pub(crate) struct SideRead {
-    /// True for a full scan: `rows` holds every row the side has.
+    /// True for a full scan: `seen` holds every key the side has.
     pub full: bool,
-    /// Full scan: every row. Incremental: the rows the feed touched.
-    pub rows: HashMap<RowKey, Seen>,
+    /// Full scan: the rows that differ from their base. Incremental: the rows the feed touched.
+    pub rows: KeyMap<Seen>,
+    /// Full scan: every key seen.
+    pub seen: KeyMap<()>,
+    /// Full scan: how many seen keys have a live base.
+    pub seen_with_base: usize,
     /// Rows held for bad data, by key where known.
     pub invalid: Vec<InvalidRow>,
     /// Rows without a key.
@@ -44,23 +54,62 @@ impl SideRead {
         self.invalid.iter().any(|r| r.key.is_none())
     }
 
+    /// The row this side holds for `key`, if the read tells: `Some(None)` for absent.
+    pub fn row_of<'a>(
+        &'a self,
+        key: &RowKey,
+        base: Option<&'a RowBase>,
+    ) -> Option<(Option<&'a Row>, u64)> {
+        if let Some(seen) = self.rows.get(key) {
+            return Some((seen.row.as_ref(), seen.at));
+        }
+        if self.full {
+            if self.seen.contains_key(key) {
+                // Seen and equal to its base.
+                return Some((
+                    base.and_then(|b| b.live_row()),
+                    base.map_or(0, |b| b.synced_at),
+                ));
+            }
+            if !self.has_unidentified() {
+                return Some((None, 0));
+            }
+        }
+        None
+    }
+
+    /// Adds one observation. `now` stamps observations without a source time: one clock
+    /// reading per read, since a full scan cannot tell when its rows changed anyway. `bases`
+    /// is given for full scans.
     fn take(
         &mut self,
         obs: Observation,
         clock: &Clock,
+        now: u64,
+        bases: Option<&KeyMap<RowBase>>,
         schema_key: impl Fn(&Row) -> Option<RowKey>,
     ) {
-        let at = clock.stamp(obs.at);
+        let at = match obs.at {
+            Some(_) => clock.stamp(obs.at),
+            None => now,
+        };
         match obs.change {
             Change::Upsert(row) => match schema_key(&row) {
                 Some(key) => {
-                    if self.full {
-                        if let Some(prev) = self.rows.get(&key) {
+                    if let Some(bases) = bases {
+                        let base = bases.get(&key).and_then(|b| b.live_row());
+                        if self.seen.insert(key.clone(), ()).is_some() {
+                            let prev = self.rows.get(&key).map_or(base, |s| s.row.as_ref());
                             let locs = self.duplicates.entry(key.clone()).or_default();
                             if locs.is_empty() {
-                                locs.push(describe(prev.row.as_ref()));
+                                locs.push(describe(prev));
                             }
                             locs.push(describe(Some(&row)));
+                        } else if base.is_some() {
+                            self.seen_with_base += 1;
+                        }
+                        if base == Some(&row) && !self.duplicates.contains_key(&key) {
+                            return;
                         }
                     }
                     self.rows.insert(key, Seen { row: Some(row), at });
@@ -99,15 +148,21 @@ fn describe(row: Option<&Row>) -> String {
 }
 
 /// Reads every row of `table`.
-pub(crate) async fn full_scan(table: &dyn Table, clock: &Clock) -> Result<SideRead> {
+pub(crate) async fn full_scan(
+    table: &dyn Table,
+    clock: &Clock,
+    bases: &KeyMap<RowBase>,
+) -> Result<SideRead> {
     let schema = table.schema().clone();
     let mut read = SideRead {
         full: true,
+        seen: KeyMap::with_capacity_and_hasher(bases.len(), Default::default()),
         ..Default::default()
     };
     // The feed position before the scan: changes during the scan are read again afterwards.
     read.cursor = table.cursor().await?;
     read.ack = read.cursor.clone();
+    let now = clock.now();
     let mut pages = table.scan();
     while let Some(page) = pages.next().await {
         for obs in page? {
@@ -117,7 +172,7 @@ pub(crate) async fn full_scan(table: &dyn Table, clock: &Clock) -> Result<SideRe
                     format!("{} returned a delete from a full scan", table.name()),
                 ));
             }
-            read.take(obs, clock, |r| r.key(&schema));
+            read.take(obs, clock, now, Some(bases), |r| r.key(&schema));
         }
     }
     Ok(read)
@@ -133,10 +188,11 @@ pub(crate) async fn incremental(
     let schema = table.schema().clone();
     let mut read = SideRead::default();
     let mut at = cursor.clone();
+    let now = clock.now();
     loop {
         let page = table.changes(&at, batch.max(1)).await?;
         for obs in page.changes {
-            read.take(obs, clock, |r| r.key(&schema));
+            read.take(obs, clock, now, None, |r| r.key(&schema));
         }
         at = page.cursor;
         if !page.more {
@@ -155,16 +211,17 @@ pub(crate) async fn fetch(
     side: Side,
     keys: &[RowKey],
     clock: &Clock,
-) -> Result<(HashMap<RowKey, Seen>, Vec<InvalidRow>)> {
+) -> Result<(KeyMap<Seen>, Vec<InvalidRow>)> {
     let schema = table.schema().clone();
     let mut read = SideRead::default();
+    let now = clock.now();
     for chunk in keys.chunks(table.capabilities().max_batch.max(1)) {
         let found = table
             .fetch(chunk)
             .await
             .map_err(|e| e.with_context("side", side.to_string()))?;
         for obs in found {
-            read.take(obs, clock, |r| r.key(&schema));
+            read.take(obs, clock, now, None, |r| r.key(&schema));
         }
     }
     Ok((read.rows, read.invalid))

@@ -8,6 +8,6 @@ mod value;
 
 pub use change::{Change, ChangeBatch, Cursor, InvalidRow, Observation, Side, UnkeyedRow};
 pub use decimal::{Decimal, ParseDecimalError};
-pub use row::{Row, RowHash, RowKey};
+pub use row::{KeyHashBuilder, KeyHasher, KeyMap, Row, RowHash, RowKey};
 pub use schema::{Column, ColumnType, Direction, TableSchema};
 pub use value::{ConvertError, Value};

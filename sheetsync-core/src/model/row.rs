@@ -43,24 +43,73 @@ impl Row {
             }
             v.encode(&mut buf);
         }
-        Some(RowKey(buf.into_boxed_slice()))
+        Some(RowKey::from_vec(buf))
     }
 }
 
 /// A row's identity: the canonical encoding of its key values.
 ///
 /// Keys order by their encoding, which gives the engine a deterministic processing order.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RowKey(Box<[u8]>);
+/// Short keys (up to 22 bytes: any integer, a UUID, short text) are stored inline, so the
+/// engine's per-row state needs no allocation for them.
+#[derive(Clone)]
+pub struct RowKey(KeyBytes);
+
+#[derive(Clone)]
+enum KeyBytes {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+const INLINE: usize = 22;
+
+impl PartialEq for RowKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RowKey {}
+
+impl PartialOrd for RowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RowKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for RowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
 
 impl RowKey {
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            RowKey(KeyBytes::Inline {
+                len: bytes.len() as u8,
+                buf,
+            })
+        } else {
+            RowKey(KeyBytes::Heap(bytes.into_boxed_slice()))
+        }
+    }
+
     /// The key made of these values (in key-column order).
     pub fn from_values<'a>(values: impl IntoIterator<Item = &'a Value>) -> Self {
         let mut buf = Vec::new();
         for v in values {
             v.encode(&mut buf);
         }
-        RowKey(buf.into_boxed_slice())
+        RowKey::from_vec(buf)
     }
 
     /// The key from its canonical bytes (as persisted by a state store); `None` when the bytes
@@ -70,17 +119,20 @@ impl RowKey {
         while !rest.is_empty() {
             Value::decode(&mut rest)?;
         }
-        Some(RowKey(bytes.into()))
+        Some(RowKey::from_vec(bytes.to_vec()))
     }
 
     /// The canonical bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            KeyBytes::Inline { len, buf } => &buf[..*len as usize],
+            KeyBytes::Heap(b) => b,
+        }
     }
 
     /// The key values, in key-column order.
     pub fn values(&self) -> Vec<Value> {
-        let mut rest: &[u8] = &self.0;
+        let mut rest: &[u8] = self.as_bytes();
         let mut out = Vec::new();
         while !rest.is_empty() {
             match Value::decode(&mut rest) {
@@ -124,6 +176,47 @@ impl<'de> Deserialize<'de> for RowKey {
         Ok(RowKey::from_values(&values))
     }
 }
+
+/// Builds hashers for maps keyed by [`RowKey`]: xxh3 over the key's canonical bytes with a
+/// per-map random seed. Faster than the default SipHash on the engine's hot path, and seeded so
+/// that keys typed into a Sheet cannot be chosen to collide.
+#[derive(Clone)]
+pub struct KeyHashBuilder(u64);
+
+impl Default for KeyHashBuilder {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        KeyHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+}
+
+impl std::hash::BuildHasher for KeyHashBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: self.0,
+            hash: 0,
+        }
+    }
+}
+
+/// The hasher of [`KeyHashBuilder`].
+pub struct KeyHasher {
+    seed: u64,
+    hash: u64,
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.hash = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.seed ^ self.hash);
+    }
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// A hash map keyed by [`RowKey`].
+pub type KeyMap<V> = std::collections::HashMap<RowKey, V, KeyHashBuilder>;
 
 /// A 128-bit content hash of a row's canonical encoding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
