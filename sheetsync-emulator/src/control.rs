@@ -310,8 +310,8 @@ pub(crate) fn person_edit(
             (res.sheet, "EDIT", Some(res))
         }
     };
-    let now = shared.now_ms();
-    ss.touch(now);
+    shared.touch(&mut ss);
+    let now = ss.modified_ms;
     // Build the payload while the spreadsheet is locked, send after.
     let payload = {
         let mut ev = Evaluator::new(&ss);

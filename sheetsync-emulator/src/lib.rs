@@ -145,6 +145,9 @@ pub(crate) struct Shared {
     pub(crate) triggers: triggers::TriggerHub,
     pub(crate) denied: Mutex<std::collections::HashSet<(String, String)>>,
     pub(crate) requests: Mutex<std::collections::VecDeque<RequestRecord>>,
+    /// Drive change log: (sequence, file id, removed, unix ms).
+    pub(crate) changes: Mutex<Vec<(u64, String, bool, u64)>>,
+    change_seq: AtomicU64,
 }
 
 impl Shared {
@@ -164,7 +167,27 @@ impl Shared {
             triggers: triggers::TriggerHub::new(),
             denied: Mutex::new(Default::default()),
             requests: Mutex::new(Default::default()),
+            changes: Mutex::new(Vec::new()),
+            change_seq: AtomicU64::new(1),
         }
+    }
+
+    /// Records a change of a spreadsheet: Drive `version`, `modifiedTime` and the changes feed.
+    pub(crate) fn touch(&self, ss: &mut Spreadsheet) {
+        ss.touch(self.now_ms());
+        self.record_change(&ss.id, false);
+    }
+
+    pub(crate) fn record_change(&self, id: &str, removed: bool) {
+        let seq = self.change_seq.fetch_add(1, Ordering::SeqCst);
+        let now = self.now_ms();
+        self.changes
+            .lock()
+            .push((seq, id.to_string(), removed, now));
+    }
+
+    pub(crate) fn next_change_seq(&self) -> u64 {
+        self.change_seq.load(Ordering::SeqCst)
     }
 
     pub(crate) fn log_request(&self, r: RequestRecord) {
@@ -194,6 +217,7 @@ impl Shared {
     }
 
     pub(crate) fn insert(&self, ss: Spreadsheet) {
+        self.record_change(&ss.id, false);
         self.store
             .write()
             .insert(ss.id.clone(), Arc::new(RwLock::new(ss)));
@@ -237,6 +261,7 @@ impl Shared {
         self.counters.lock().clear();
         self.requests.lock().clear();
         self.denied.lock().clear();
+        self.changes.lock().clear();
         self.triggers.clear();
         self.clock_offset_ms.store(0, Ordering::SeqCst);
         self.config.write().latency = Latency::default();

@@ -330,3 +330,69 @@ async fn concurrent_clients_stay_consistent() {
     assert_eq!(emu.request_count("sheets.spreadsheets.values.append"), 200);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn drive_changes_feed() {
+    let emu = emulator().await;
+    let a = emu.create_spreadsheet("A").unwrap();
+    let b = emu.create_spreadsheet("B").unwrap();
+    let t = raw(&emu, "GET", "/drive/v3/changes/startPageToken", None).await;
+    assert_eq!(t.body["kind"], "drive#startPageToken");
+    let token = t.body["startPageToken"].as_str().unwrap().to_string();
+    let none = raw(
+        &emu,
+        "GET",
+        &format!("/drive/v3/changes?pageToken={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(none.body["changes"], json!([]));
+    assert_eq!(none.body["newStartPageToken"], token.as_str());
+    // Two API writes and a person edit on A, a delete of B: one entry per file.
+    let h = hub(&emu);
+    for n in 0..2 {
+        h.spreadsheets()
+            .values_update(
+                ValueRange {
+                    values: Some(vec![vec![json!(n)]]),
+                    ..Default::default()
+                },
+                &a,
+                "A1",
+            )
+            .value_input_option("RAW")
+            .doit()
+            .await
+            .unwrap();
+    }
+    emu.set_cells(&a, "B1", vec![vec![json!("p")]]).unwrap();
+    raw(&emu, "DELETE", &format!("/drive/v3/files/{b}"), None).await;
+    let c = raw(
+        &emu,
+        "GET",
+        &format!("/drive/v3/changes?pageToken={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    let changes = c.body["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0]["fileId"], a.as_str());
+    assert_eq!(changes[0]["removed"], false);
+    assert_eq!(changes[0]["file"]["name"], "A");
+    assert_eq!(changes[1]["fileId"], b.as_str());
+    assert_eq!(changes[1]["removed"], true);
+    let next = c.body["newStartPageToken"].as_str().unwrap();
+    assert_ne!(next, token);
+    let after = raw(
+        &emu,
+        "GET",
+        &format!("/drive/v3/changes?pageToken={next}"),
+        None,
+    )
+    .await;
+    assert_eq!(after.body["changes"], json!([]));
+    let bad = raw(&emu, "GET", "/drive/v3/changes?pageToken=abc", None).await;
+    assert_eq!(bad.status, 400);
+    emu.shutdown().await;
+}

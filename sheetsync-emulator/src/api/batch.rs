@@ -915,7 +915,7 @@ pub(crate) fn batch_update(shared: &Shared, id: &str, body: &Value) -> Result<Va
     let mut ss = ss.write();
     let replies = apply_requests(&ctx, &mut ss, &requests)?;
     if !requests.is_empty() {
-        ss.touch(shared.now_ms());
+        shared.touch(&mut ss);
     }
     let mut out = json!({"spreadsheetId": ss.id, "replies": replies});
     if body

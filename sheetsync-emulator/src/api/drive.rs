@@ -76,8 +76,7 @@ pub(crate) fn update(shared: &Shared, id: &str, body: &Value) -> Result<Value, A
     let mut ss = ss.write();
     if let Some(n) = body.get("name").and_then(Value::as_str) {
         ss.title = n.to_string();
-        let now = shared.now_ms();
-        ss.touch(now);
+        shared.touch(&mut ss);
     }
     Ok(default_fields(&file_json(&ss)))
 }
@@ -91,7 +90,47 @@ pub(crate) fn delete(shared: &Shared, id: &str) -> Result<(), ApiError> {
         .map(|_| ())
         .ok_or_else(|| not_found(id))?;
     shared.triggers.remove_spreadsheet(id);
+    shared.record_change(id, true);
     Ok(())
+}
+
+/// `changes.getStartPageToken`.
+pub(crate) fn start_page_token(shared: &Shared) -> Value {
+    json!({"kind": "drive#startPageToken", "startPageToken": shared.next_change_seq().to_string()})
+}
+
+/// `changes.list`: one entry per file changed since `pageToken` (latest change wins).
+pub(crate) fn changes(shared: &Shared, q: &Query) -> Result<Value, ApiError> {
+    let token = q.get("pageToken").unwrap_or_default();
+    let from: u64 = token
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("Invalid Value: pageToken \"{token}\"")))?;
+    let log = shared.changes.lock().clone();
+    let mut latest: Vec<(u64, String, bool, u64)> = Vec::new();
+    for (seq, id, removed, time) in log.into_iter().filter(|c| c.0 >= from) {
+        latest.retain(|c| c.1 != id);
+        latest.push((seq, id, removed, time));
+    }
+    let changes: Vec<Value> = latest
+        .into_iter()
+        .map(|(_, id, removed, time)| {
+            let mut c = json!({"kind": "drive#change", "changeType": "file", "fileId": id,
+                               "removed": removed, "time": rfc3339_ms(time)});
+            if !removed {
+                if let Some(ss) = shared.spreadsheet(&id) {
+                    c["file"] = default_fields(&file_json(&ss.read()));
+                } else {
+                    c["removed"] = json!(true);
+                }
+            }
+            c
+        })
+        .collect();
+    Ok(json!({
+        "kind": "drive#changeList",
+        "newStartPageToken": shared.next_change_seq().to_string(),
+        "changes": changes,
+    }))
 }
 
 /// One clause of a `q` query.

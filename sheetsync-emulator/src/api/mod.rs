@@ -191,6 +191,10 @@ pub enum Route {
     DriveUpdate(String),
     /// drive.files.delete
     DriveDelete(String),
+    /// drive.changes.getStartPageToken
+    DriveStartPageToken,
+    /// drive.changes.list
+    DriveChanges,
 }
 
 impl Route {
@@ -215,6 +219,8 @@ impl Route {
             Route::DriveGet(_) => "drive.files.get",
             Route::DriveUpdate(_) => "drive.files.update",
             Route::DriveDelete(_) => "drive.files.delete",
+            Route::DriveStartPageToken => "drive.changes.getStartPageToken",
+            Route::DriveChanges => "drive.changes.list",
         }
     }
 
@@ -251,7 +257,9 @@ impl Route {
             | Route::DriveList
             | Route::DriveGet(_)
             | Route::DriveUpdate(_)
-            | Route::DriveDelete(_) => None,
+            | Route::DriveDelete(_)
+            | Route::DriveStartPageToken
+            | Route::DriveChanges => None,
             _ => Some(true),
         }
     }
@@ -266,6 +274,13 @@ pub fn decode_segment(s: &str) -> String {
 
 /// Routes on the raw (undecoded) path.
 pub fn route(method: &Method, raw_path: &str) -> Option<Route> {
+    match (method, raw_path.trim_end_matches('/')) {
+        (&Method::GET, "/drive/v3/changes/startPageToken") => {
+            return Some(Route::DriveStartPageToken)
+        }
+        (&Method::GET, "/drive/v3/changes") => return Some(Route::DriveChanges),
+        _ => {}
+    }
     if let Some(rest) = raw_path.strip_prefix("/drive/v3/files") {
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() {
@@ -573,6 +588,8 @@ pub(crate) fn dispatch(
         Route::DriveList => drive::list(shared, q)?,
         Route::DriveGet(id) => drive::get(shared, id, q)?,
         Route::DriveUpdate(id) => drive::update(shared, id, &body()?)?,
+        Route::DriveStartPageToken => drive::start_page_token(shared),
+        Route::DriveChanges => drive::changes(shared, q)?,
         Route::DriveDelete(id) => {
             drive::delete(shared, id)?;
             return Ok(Reply::NoContent);

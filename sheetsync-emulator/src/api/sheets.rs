@@ -636,7 +636,7 @@ pub(crate) fn values_update(
     check_body_range(&ss, body, &res, range, clip)?;
     ops::check_fit(&ss, &res, &matrix)?;
     let w = ops::write(&mut ss, &res, &matrix);
-    ss.touch(shared.now_ms());
+    shared.touch(&mut ss);
     let mut out = w.to_json(&ss.id);
     if include {
         let read_res = if res.single {
@@ -724,7 +724,7 @@ pub(crate) fn values_batch_update(
         responses.push(r);
     }
     if !plan.is_empty() {
-        ss.touch(shared.now_ms());
+        shared.touch(&mut ss);
     }
     let mut out = json!({"spreadsheetId": ss.id});
     if !rows.is_empty() {
@@ -815,7 +815,7 @@ pub(crate) fn values_append(
         single: true,
     };
     let wr = ops::write(&mut ss, &anchor, &matrix);
-    ss.touch(shared.now_ms());
+    shared.touch(&mut ss);
     let mut updates = wr.to_json(&ss.id);
     if include {
         if let Some(d) = updated_data(&ss, &wr, major, ropts) {
@@ -843,7 +843,7 @@ pub(crate) fn values_clear(
     let mut ss = ss.write();
     let res = ops::resolve(&ss, range, clip)?;
     ops::clear(&mut ss, &res);
-    ss.touch(shared.now_ms());
+    shared.touch(&mut ss);
     Ok(json!({"spreadsheetId": ss.id, "clearedRange": res.a1(&ss)}))
 }
 
@@ -873,7 +873,7 @@ pub(crate) fn values_batch_clear(
     for r in &resolved {
         ops::clear(&mut ss, r);
     }
-    ss.touch(shared.now_ms());
+    shared.touch(&mut ss);
     let mut out = json!({"spreadsheetId": ss.id});
     if !resolved.is_empty() {
         out["clearedRanges"] = Value::Array(resolved.iter().map(|r| json!(r.a1(&ss))).collect());
