@@ -250,7 +250,8 @@ impl TableInfo {
         format!("DELETE FROM {} WHERE {}", self.quoted(), self.key_in(n, 1))
     }
 
-    /// Inserts or updates `n` rows (binds: the write columns of each row in turn).
+    /// Inserts or updates `n` rows (binds: the write columns of each row in turn). PostgreSQL and
+    /// SQLite only.
     pub(crate) fn upsert_sql(&self, n: usize) -> String {
         let cols = self.write_columns();
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
@@ -289,17 +290,70 @@ impl TableInfo {
                     format!("{head} ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), set.join(", "))
                 }
             }
-            Dialect::MySql => {
-                // With no non-key column, "update" the key to itself: a no-op that keeps the
-                // statement an upsert.
-                let upd: Vec<usize> = if non_key.is_empty() { vec![self.key[0]] } else { non_key };
-                let set: Vec<String> = upd
-                    .iter()
-                    .map(|&i| format!("{} = VALUES({})", self.q(i), self.q(i)))
-                    .collect();
-                format!("{head} ON DUPLICATE KEY UPDATE {}", set.join(", "))
-            }
+            // ON DUPLICATE KEY UPDATE fires on every unique index, not only the primary key, and
+            // would update whichever row collided: the MySQL adapter inserts and updates apart
+            // (`insert_sql`, `update_join_sql`).
+            Dialect::MySql => unreachable!("the MySQL adapter never builds an upsert statement"),
         }
+    }
+
+    /// Inserts `n` rows (binds: the write columns of each row in turn); no upsert.
+    pub(crate) fn insert_sql(&self, n: usize) -> String {
+        let cols = self.write_columns();
+        let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
+        let mut p = 1;
+        let tuples: Vec<String> = (0..n)
+            .map(|_| {
+                let t: Vec<String> = cols
+                    .iter()
+                    .map(|&i| {
+                        let s = self.param(i, p);
+                        p += 1;
+                        s
+                    })
+                    .collect();
+                format!("({})", t.join(", "))
+            })
+            .collect();
+        format!("INSERT INTO {} ({}) VALUES {}", self.quoted(), names.join(", "), tuples.join(", "))
+    }
+
+    /// MySQL: updates `n` existing rows from a derived table of bound values joined on the
+    /// primary key (binds: the write columns of each row in turn). `None` when every column is
+    /// a key column (nothing to update).
+    pub(crate) fn update_join_sql(&self, n: usize) -> Option<String> {
+        let cols = self.write_columns();
+        let non_key: Vec<(usize, usize)> = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !self.key.contains(i))
+            .map(|(pos, &i)| (pos, i))
+            .collect();
+        if non_key.is_empty() {
+            return None;
+        }
+        let first: Vec<String> = (0..cols.len()).map(|pos| format!("? AS `c{pos}`")).collect();
+        let rest = vec![format!("SELECT {}", vec!["?"; cols.len()].join(", ")); n.saturating_sub(1)];
+        let mut derived = format!("SELECT {}", first.join(", "));
+        for r in rest {
+            derived.push_str(" UNION ALL ");
+            derived.push_str(&r);
+        }
+        let on: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| {
+                let pos = cols.iter().position(|c| c == k).expect("key columns are written");
+                format!("t.{} = v.`c{pos}`", self.q(*k))
+            })
+            .collect();
+        let set: Vec<String> = non_key.iter().map(|(pos, i)| format!("t.{} = v.`c{pos}`", self.q(*i))).collect();
+        Some(format!(
+            "UPDATE {} AS t JOIN ({derived}) AS v ON {} SET {}",
+            self.quoted(),
+            on.join(" AND "),
+            set.join(", ")
+        ))
     }
 
     /// Inserts one row without its key (the database generates it). PostgreSQL and SQLite return
@@ -538,10 +592,15 @@ mod tests {
             "INSERT INTO \"we\"\"ird`; DROP TABLE x;--\" (\"id\", \"na\"\"me`\") VALUES ($1::bigint, $2::text), ($3::bigint, $4::text) \
              ON CONFLICT (\"id\") DO UPDATE SET \"na\"\"me`\" = EXCLUDED.\"na\"\"me`\""
         );
-        let my = info(Dialect::MySql).upsert_sql(1);
+        let my = info(Dialect::MySql).update_join_sql(2).unwrap();
         assert_eq!(
             my,
-            "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?) ON DUPLICATE KEY UPDATE `na\"me``` = VALUES(`na\"me```)"
+            "UPDATE `we\"ird``; DROP TABLE x;--` AS t JOIN (SELECT ? AS `c0`, ? AS `c1` UNION ALL SELECT ?, ?) AS v \
+             ON t.`id` = v.`c0` SET t.`na\"me``` = v.`c1`"
+        );
+        assert_eq!(
+            info(Dialect::MySql).insert_sql(2),
+            "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?), (?, ?)"
         );
         let del = info(Dialect::Sqlite).delete_sql(3);
         assert_eq!(del, "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)");

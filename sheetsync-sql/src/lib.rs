@@ -19,3 +19,8 @@ pub use postgres::PostgresTable;
 mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteTable;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlTable;

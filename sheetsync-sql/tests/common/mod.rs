@@ -51,7 +51,7 @@ fn sql_type(d: Dialect, ty: ColumnType, key: bool) -> &'static str {
         (Dialect::MySql, Time) => "TIME(6)",
         (Dialect::MySql, Timestamp) => "DATETIME(6)",
         (Dialect::MySql, TimestampTz) => "TIMESTAMP(6) NULL",
-        (Dialect::MySql, Uuid) => "UUID",
+        (Dialect::MySql, Uuid) => "CHAR(36) COMMENT 'sheetsync:uuid'",
         (Dialect::MySql, Json) => "JSON",
         (Dialect::MySql, Bytes) if key => "VARBINARY(191)",
         (Dialect::MySql, Bytes) => "BLOB",
