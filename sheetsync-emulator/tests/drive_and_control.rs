@@ -193,6 +193,36 @@ async fn control_surface_over_http() {
     .await;
     assert_eq!(r.status, 200);
 
+    // A delay rule for the next request is consumed and the request still succeeds.
+    raw(
+        &emu,
+        "POST",
+        "/__emulator/faults",
+        Some(json!({"kind": "delay", "ms": 5, "times": 1})),
+    )
+    .await;
+    assert_eq!(
+        raw(&emu, "GET", "/__emulator/faults", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = raw(
+        &emu,
+        "GET",
+        "/v4/spreadsheets/seeded-sheet/values/Data!A1",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        raw(&emu, "GET", "/__emulator/faults", None).await.body,
+        json!([])
+    );
+
     // Latency settings are accepted and visible.
     raw(
         &emu,
