@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -550,17 +550,11 @@ fn control(
                 .collect();
             ok(json!({"triggers": list}))
         }
-        _ => {
-            return Ok((
-                StatusCode::NOT_FOUND,
-                ApiError::new(
-                    404,
-                    "NOT_FOUND",
-                    format!("Unknown control endpoint: {method} /__emulator{path}"),
-                ),
-            )
-                .1
-                .into_response())
-        }
+        _ => ApiError::new(
+            404,
+            "NOT_FOUND",
+            format!("Unknown control endpoint: {method} /__emulator{path}"),
+        )
+        .into_response(),
     })
 }

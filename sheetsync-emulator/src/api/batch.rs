@@ -285,7 +285,7 @@ fn grid_range(ss: &Spreadsheet, v: &Value) -> Result<Resolved, ApiError> {
     })
 }
 
-fn update_cells(ctx: &Ctx<'_>, ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> {
+fn update_cells(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> {
     let fields = req
         .get("fields")
         .and_then(Value::as_str)
@@ -411,7 +411,6 @@ fn update_cells(ctx: &Ctx<'_>, ss: &mut Spreadsheet, req: &Value) -> Result<(), 
         apply_patch(&mut cell, &p);
         grid.set(r, c, cell);
     }
-    let _ = ctx;
     Ok(())
 }
 
@@ -653,26 +652,14 @@ fn update_meta(ss: &mut Spreadsheet, req: &Value) -> Result<Value, ApiError> {
         None
     };
     let mut matched = Vec::new();
-    for i in 0..ss.metadata.len() {
-        let hit = filters
-            .iter()
-            .any(|f| metadata::matches(ss, &ss.metadata[i], f).unwrap_or(false));
+    for (i, m) in ss.metadata.iter().enumerate() {
+        let mut hit = false;
+        for f in &filters {
+            hit |= metadata::matches(ss, m, f)?;
+        }
         if hit {
             matched.push(i);
         }
-    }
-    for f in &filters {
-        metadata::matches(
-            ss,
-            &DevMeta {
-                id: 0,
-                key: String::new(),
-                value: None,
-                visibility: String::new(),
-                location: MetaLocation::Spreadsheet,
-            },
-            f,
-        )?;
     }
     let mut out = Vec::new();
     for i in matched {
@@ -821,7 +808,7 @@ fn apply_one(
             insert_dimension(ss, si, rows, count, count + len, ctx.limit)?;
             Ok(json!({}))
         }
-        "updateCells" => update_cells(ctx, ss, req).map(|()| json!({})),
+        "updateCells" => update_cells(ss, req).map(|()| json!({})),
         "createDeveloperMetadata" => create_meta(ctx, ss, req),
         "updateDeveloperMetadata" => update_meta(ss, req),
         "deleteDeveloperMetadata" => delete_meta(ss, req),

@@ -974,7 +974,6 @@ struct Endpoint {
 }
 
 fn parse_endpoint(chars: &[char], mut i: usize) -> Option<(Endpoint, usize)> {
-    let start = i;
     let col_abs = chars.get(i) == Some(&'$');
     if col_abs {
         i += 1;
@@ -1019,7 +1018,6 @@ fn parse_endpoint(chars: &[char], mut i: usize) -> Option<(Endpoint, usize)> {
     } else {
         Some(digits.parse::<u32>().ok()?.checked_sub(1)?)
     };
-    let _ = start;
     Some((
         Endpoint {
             col,
