@@ -83,7 +83,7 @@ pub(crate) fn is_row_error(e: &sqlx::Error) -> bool {
         #[cfg(feature = "mysql")]
         Some((Native::MySql, n)) if MYSQL_ROW_ERRORS.iter().any(|&m| u32::from(m) == n) => return true,
         // SQLite: SQLITE_CONSTRAINT (19), SQLITE_MISMATCH (20), SQLITE_TOOBIG (18), with extended codes.
-        Some((Native::Sqlite, n)) => return matches!(n & 0xff, 18 | 19 | 20),
+        Some((Native::Sqlite, n)) => return matches!(n & 0xff, 18..=20),
         _ => {}
     }
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();

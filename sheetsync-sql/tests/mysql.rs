@@ -13,10 +13,10 @@ use common::*;
 use futures::{FutureExt, StreamExt};
 use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
-    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryStateStore, MemoryTable, Result, Row, RowKey, Sink,
+    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
     Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
 };
-use sheetsync_sql::{MySqlTable, SqlOptions};
+use sheetsync_sql::{MySqlStateStore, MySqlTable, SqlOptions};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, MySqlPool};
 
@@ -411,7 +411,7 @@ async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = TestDb::new().await;
     let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let state = Arc::new(MemoryStateStore::new());
+    let state = Arc::new(MySqlStateStore::new(db.pool.clone()).await.unwrap());
     other.upsert(item(1, "a", 1)).await.unwrap();
     let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
         .state(state.clone())
@@ -475,4 +475,13 @@ async fn concurrent_writers_during_sync_converge() {
     let rows = scan_rows(&*t).await;
     assert_eq!(rows.len(), 30);
     assert_eq!(sheet.rows(), rows, "the sheet converged to the database");
+}
+
+#[tokio::test]
+async fn state_store_keeps_what_was_committed() {
+    let db = TestDb::new().await;
+    let store = MySqlStateStore::new(db.pool.clone()).await.unwrap();
+    MySqlStateStore::new(db.pool.clone()).await.unwrap(); // idempotent
+    state_store_contract(&store).await;
+    store.uninstall().await.unwrap();
 }

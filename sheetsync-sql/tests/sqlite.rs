@@ -9,10 +9,10 @@ use common::*;
 use futures::{FutureExt, StreamExt};
 use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
-    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryStateStore, MemoryTable, Result, Row, RowKey, Sink,
+    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
     Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
 };
-use sheetsync_sql::{SqlOptions, SqliteTable};
+use sheetsync_sql::{SqliteStateStore, SqlOptions, SqliteTable};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, SqlitePool};
 
@@ -384,7 +384,7 @@ async fn engine_round_trip_both_ways_without_echo() {
 async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = setup("items", &small_schema(), false).await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let state = Arc::new(MemoryStateStore::new());
+    let state = Arc::new(SqliteStateStore::new(db.other.clone()).await.unwrap());
     let build = || {
         Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), db.table.clone() as Arc<dyn Table>)
             .state(state.clone())
@@ -440,4 +440,19 @@ async fn concurrent_writers_during_sync_converge() {
     assert_eq!(rows.len(), 30);
     assert_eq!(sheet.rows(), rows, "the sheet converged to the database");
     let _ = &db.path;
+}
+
+#[tokio::test]
+async fn state_store_keeps_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir.path().join("state.db")).await;
+    let store = SqliteStateStore::new(p.clone()).await.unwrap();
+    SqliteStateStore::new(p.clone()).await.unwrap(); // idempotent
+    state_store_contract(&store).await;
+    store.uninstall().await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE '%sheetsync%'")
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }

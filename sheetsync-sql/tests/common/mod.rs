@@ -343,3 +343,78 @@ pub fn external_delete_sql(d: Dialect, quoted_table: &str, schema: &TableSchema,
 pub fn pg_types(schema: &TableSchema) -> Vec<&'static str> {
     schema.columns.iter().map(|c| sql_type(Dialect::Postgres, c.ty, false)).collect()
 }
+
+/// A state store behaves like the reference `MemoryStateStore`: every delta applies atomically
+/// and `load` returns what was committed, per mapping.
+pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
+    use sheetsync_core::{
+        Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, Side, StateDelta, StateStore,
+    };
+    let oracle = MemoryStateStore::new();
+    assert_eq!(store.load("m").await.unwrap(), Default::default(), "a new mapping loads empty");
+
+    let mut d1 = StateDelta {
+        cursors: vec![(Side::Db, Cursor("pg:10:2".into())), (Side::Sheet, Cursor("rev-7".into()))],
+        pending: Some(vec![int_key(3)]),
+        held: Some(vec![HeldRow {
+            key: Some(int_key(3)),
+            side: Some(Side::Db),
+            locator: None,
+            reason: "duplicate name".into(),
+        }]),
+        conflicts: Some(vec![ConflictRecord {
+            key: int_key(4),
+            fields: vec![FieldDiff {
+                column: "qty".into(),
+                base: Some(Value::Int(1)),
+                sheet: Value::Int(2),
+                db: Value::Int(3),
+            }],
+            deleted_on: None,
+            sheet: Some(item(4, "s", 2)),
+            db: Some(item(4, "d", 3)),
+            at: 5,
+        }]),
+        choices: Some(vec![(int_key(4), Choice::Side(Side::Sheet))]),
+        clock: 100,
+        ..Default::default()
+    };
+    for i in 0..2_500 {
+        d1.upsert.push((int_key(i), RowBase::live(item(i, &format!("row {i}"), i), 90)));
+    }
+    // Exact values: a float NaN and a long decimal survive.
+    let mut odd = item(5_000, "odd", 1);
+    odd.0[3] = Value::Decimal("-12345678901234567890.000000000000000000001".parse().unwrap());
+    d1.upsert.push((int_key(5_000), RowBase::live(odd, 91)));
+    d1.upsert.push((int_key(6_000), RowBase::tombstone(92)));
+    store.commit("m", &d1).await.unwrap();
+    oracle.commit("m", &d1).await.unwrap();
+    assert_eq!(store.load("m").await.unwrap(), oracle.load("m").await.unwrap());
+
+    let d2 = StateDelta {
+        upsert: vec![(int_key(1), RowBase::live(item(1, "changed", 1), 101))],
+        remove: (0..1_200).filter(|i| *i != 1).map(int_key).chain([int_key(6_000)]).collect(),
+        cursors: vec![(Side::Db, Cursor("pg:11:0".into()))],
+        pending: None,
+        held: Some(Vec::new()),
+        clock: 50, // never runs backwards
+        ..Default::default()
+    };
+    store.commit("m", &d2).await.unwrap();
+    oracle.commit("m", &d2).await.unwrap();
+    let got = store.load("m").await.unwrap();
+    assert_eq!(got, oracle.load("m").await.unwrap());
+    assert_eq!(got.clock, 100);
+    assert_eq!(got.bases.len(), 2_500 - 1_199 + 1);
+
+    // Mappings are independent.
+    assert_eq!(store.load("other").await.unwrap(), Default::default());
+    let d3 = StateDelta {
+        upsert: vec![(int_key(1), RowBase::live(item(1, "other mapping", 1), 1))],
+        clock: 1,
+        ..Default::default()
+    };
+    store.commit("other", &d3).await.unwrap();
+    assert_eq!(store.load("other").await.unwrap().bases.len(), 1);
+    assert_eq!(store.load("m").await.unwrap(), oracle.load("m").await.unwrap());
+}

@@ -1,0 +1,569 @@
+//! [`StateStore`](sheetsync_core::StateStore)s that keep the engine's state in the synced
+//! database itself, in tables of their own:
+//!
+//! * `..._state_mappings (mapping, doc)`: cursors, pending keys, held rows, conflicts, choices
+//!   and the clock of a mapping, as one JSON document;
+//! * `..._state_bases (mapping, kh, k, row_data, tombstone, synced_at)`: one merge base per row,
+//!   the row in sheetsync's canonical binary encoding (exact for every value, NaN included).
+//!
+//! Each [`StateDelta`] commits in one transaction; the mapping's document row is locked first,
+//! so two engines committing for the same mapping serialise.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sheetsync_core::{
+    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, Result, Row, RowBase, RowKey, Side, StateDelta,
+    StateSnapshot, Value,
+};
+
+/// What a mapping keeps besides its bases.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Doc {
+    #[serde(default)]
+    pub cursors: BTreeMap<Side, Cursor>,
+    #[serde(default)]
+    pub pending: Vec<RowKey>,
+    #[serde(default)]
+    pub held: Vec<HeldRow>,
+    #[serde(default)]
+    pub conflicts: Vec<ConflictRecord>,
+    #[serde(default)]
+    pub choices: Vec<(RowKey, Choice)>,
+    #[serde(default)]
+    pub clock: u64,
+}
+
+impl Doc {
+    pub(crate) fn parse(s: Option<String>) -> Result<Doc> {
+        match s {
+            None => Ok(Doc::default()),
+            Some(s) => serde_json::from_str(&s).map_err(|e| {
+                Error::new(ErrorKind::InvalidData, format!("stored sheetsync state is unreadable: {e}")).with_operation("state.load")
+            }),
+        }
+    }
+
+    pub(crate) fn render(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| {
+            Error::new(ErrorKind::InvalidData, format!("sheetsync state cannot be stored: {e}")).with_operation("state.commit")
+        })
+    }
+
+    /// Everything in `delta` except the bases.
+    pub(crate) fn apply(&mut self, delta: &StateDelta) {
+        for (side, c) in &delta.cursors {
+            self.cursors.insert(*side, c.clone());
+        }
+        if let Some(p) = &delta.pending {
+            self.pending = p.clone();
+        }
+        if let Some(h) = &delta.held {
+            self.held = h.clone();
+        }
+        if let Some(c) = &delta.conflicts {
+            self.conflicts = c.clone();
+        }
+        if let Some(c) = &delta.choices {
+            self.choices = c.clone();
+        }
+        self.clock = self.clock.max(delta.clock);
+    }
+
+    pub(crate) fn into_snapshot(self, bases: BTreeMap<RowKey, RowBase>) -> StateSnapshot {
+        StateSnapshot {
+            bases,
+            cursors: self.cursors,
+            pending: self.pending,
+            held: self.held,
+            conflicts: self.conflicts,
+            choices: self.choices,
+            clock: self.clock,
+        }
+    }
+}
+
+/// A 16-byte hash of a key's canonical bytes: the primary key column (keys themselves may be
+/// longer than an index allows).
+pub(crate) fn key_hash(key: &RowKey) -> Vec<u8> {
+    // `Row::hash` is xxh3-128 of the concatenated canonical encodings, which is what a key's
+    // bytes are.
+    Row::new(key.values()).hash().0.to_be_bytes().to_vec()
+}
+
+/// The canonical encoding of a row.
+pub(crate) fn encode_row(row: &Row) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * row.0.len());
+    for v in &row.0 {
+        v.encode(&mut out);
+    }
+    out
+}
+
+/// A stored base.
+pub(crate) fn decode_base(k: &[u8], row: &[u8], tombstone: bool, synced_at: i64) -> Result<(RowKey, RowBase)> {
+    let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("stored sheetsync base has an unreadable {what}")).with_operation("state.load");
+    let key = RowKey::from_bytes(k).ok_or_else(|| bad("key"))?;
+    let mut rest = row;
+    let mut vals = Vec::new();
+    while !rest.is_empty() {
+        vals.push(Value::decode(&mut rest).ok_or_else(|| bad("row"))?);
+    }
+    let synced_at = synced_at as u64;
+    let base = if tombstone {
+        RowBase::tombstone(synced_at)
+    } else {
+        RowBase::live(Row::new(vals), synced_at)
+    };
+    Ok((key, base))
+}
+
+/// How many bases one statement writes (6 parameters each).
+pub(crate) const BASES_PER_STATEMENT: usize = 1_000;
+
+/// `(?, ?, ?, ?, ?, ?), ...` or `($1, ...)` for `n` bases.
+pub(crate) fn base_tuples(n: usize, dollar: bool) -> String {
+    let mut p = 0;
+    (0..n)
+        .map(|_| {
+            let t: Vec<String> = (0..6)
+                .map(|_| {
+                    p += 1;
+                    if dollar {
+                        format!("${p}")
+                    } else {
+                        "?".to_string()
+                    }
+                })
+                .collect();
+            format!("({})", t.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `?, ?, ...` or `$2, $3, ...` (after the mapping parameter) for `n` key hashes.
+pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
+    (0..n)
+        .map(|i| if dollar { format!("${}", i + 2) } else { "?".to_string() })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use async_trait::async_trait;
+    use sheetsync_core::StateStore;
+    use sqlx::{PgPool, Row as _};
+
+    use crate::dialect::audited;
+    use crate::error::db_error;
+
+    /// A [`StateStore`] in a PostgreSQL database: tables `sheetsync.state_mappings` and
+    /// `sheetsync.state_bases`.
+    pub struct PostgresStateStore {
+        pool: PgPool,
+    }
+
+    impl PostgresStateStore {
+        /// Creates the state tables if needed and returns the store.
+        pub async fn new(pool: PgPool) -> Result<Self> {
+            let err = |e| db_error(e, "state.install");
+            let mut tx = pool.begin().await.map_err(err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sheetsync.install'))")
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            for ddl in [
+                "CREATE SCHEMA IF NOT EXISTS sheetsync",
+                "CREATE TABLE IF NOT EXISTS sheetsync.state_mappings (mapping text PRIMARY KEY, doc text NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS sheetsync.state_bases (
+                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, row_data bytea NOT NULL,
+                    tombstone boolean NOT NULL, synced_at bigint NOT NULL, PRIMARY KEY (mapping, kh))",
+            ] {
+                sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(PostgresStateStore { pool })
+        }
+
+        /// Drops the state tables (every mapping's state).
+        pub async fn uninstall(&self) -> Result<()> {
+            let err = |e| db_error(e, "state.uninstall");
+            for ddl in ["DROP TABLE IF EXISTS sheetsync.state_mappings", "DROP TABLE IF EXISTS sheetsync.state_bases"] {
+                sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
+            }
+            sqlx::query("DO $$ BEGIN DROP SCHEMA IF EXISTS sheetsync; EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$")
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl StateStore for PostgresStateStore {
+        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
+            let err = |e| db_error(e, "state.load");
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            // One snapshot for the document and the bases.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1")
+                .bind(mapping)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM sheetsync.state_bases WHERE mapping = $1")
+                .bind(mapping)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let mut bases = BTreeMap::new();
+            for r in rows {
+                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                bases.insert(k, b);
+            }
+            Ok(Doc::parse(doc)?.into_snapshot(bases))
+        }
+
+        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+            let err = |e| db_error(e, "state.commit");
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            sqlx::query("INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING")
+                .bind(mapping)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let doc: String = sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE")
+                .bind(mapping)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut doc = Doc::parse(Some(doc))?;
+            doc.apply(delta);
+            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO sheetsync.state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                     ON CONFLICT (mapping, kh) DO UPDATE SET k = EXCLUDED.k, row_data = EXCLUDED.row_data,
+                       tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
+                    base_tuples(chunk.len(), true)
+                );
+                let mut q = sqlx::query(audited(sql));
+                for (k, b) in chunk {
+                    q = q
+                        .bind(mapping)
+                        .bind(key_hash(k))
+                        .bind(k.as_bytes().to_vec())
+                        .bind(encode_row(&b.row))
+                        .bind(b.tombstone)
+                        .bind(b.synced_at as i64);
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM sheetsync.state_bases WHERE mapping = $1 AND kh IN ({})",
+                    hash_list(chunk.len(), true)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            sqlx::query("UPDATE sheetsync.state_mappings SET doc = $2 WHERE mapping = $1")
+                .bind(mapping)
+                .bind(doc.render()?)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use async_trait::async_trait;
+    use sheetsync_core::StateStore;
+    use sqlx::{MySqlPool, Row as _};
+
+    use crate::dialect::audited;
+    use crate::error::db_error;
+
+    /// A [`StateStore`] in a MySQL/MariaDB database: tables `_sheetsync_state_mappings` and
+    /// `_sheetsync_state_bases`.
+    pub struct MySqlStateStore {
+        pool: MySqlPool,
+    }
+
+    impl MySqlStateStore {
+        /// Creates the state tables if needed and returns the store.
+        pub async fn new(pool: MySqlPool) -> Result<Self> {
+            let err = |e| db_error(e, "state.install");
+            for ddl in [
+                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_mappings` (
+                    mapping VARCHAR(191) NOT NULL PRIMARY KEY, doc LONGTEXT NOT NULL
+                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_bases` (
+                    mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
+                    row_data LONGBLOB NOT NULL, tombstone BOOLEAN NOT NULL, synced_at BIGINT NOT NULL,
+                    PRIMARY KEY (mapping, kh)
+                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            ] {
+                sqlx::query(ddl).execute(&pool).await.map_err(err)?;
+            }
+            Ok(MySqlStateStore { pool })
+        }
+
+        /// Drops the state tables (every mapping's state).
+        pub async fn uninstall(&self) -> Result<()> {
+            sqlx::query("DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`")
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db_error(e, "state.uninstall"))?;
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl StateStore for MySqlStateStore {
+        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
+            let err = |e| db_error(e, "state.load");
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ?")
+                .bind(mapping)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let rows = sqlx::query(
+                "SELECT k, row_data, tombstone, synced_at FROM `_sheetsync_state_bases` WHERE mapping = ?",
+            )
+            .bind(mapping)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let mut bases = BTreeMap::new();
+            for r in rows {
+                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                bases.insert(k, b);
+            }
+            Ok(Doc::parse(doc)?.into_snapshot(bases))
+        }
+
+        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+            let err = |e| db_error(e, "state.commit");
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            sqlx::query("INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')")
+                .bind(mapping)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let doc: String = sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE")
+                .bind(mapping)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut doc = Doc::parse(Some(doc))?;
+            doc.apply(delta);
+            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+                // Only the primary key is unique in this table of ours.
+                let sql = format!(
+                    "INSERT INTO `_sheetsync_state_bases` (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                     ON DUPLICATE KEY UPDATE k = VALUES(k), row_data = VALUES(row_data),
+                       tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
+                    base_tuples(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql));
+                for (k, b) in chunk {
+                    q = q
+                        .bind(mapping)
+                        .bind(key_hash(k))
+                        .bind(k.as_bytes().to_vec())
+                        .bind(encode_row(&b.row))
+                        .bind(b.tombstone)
+                        .bind(b.synced_at as i64);
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM `_sheetsync_state_bases` WHERE mapping = ? AND kh IN ({})",
+                    hash_list(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            sqlx::query("UPDATE `_sheetsync_state_mappings` SET doc = ? WHERE mapping = ?")
+                .bind(doc.render()?)
+                .bind(mapping)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use async_trait::async_trait;
+    use sheetsync_core::StateStore;
+    use sqlx::{Row as _, SqlitePool};
+
+    use crate::dialect::audited;
+    use crate::error::db_error;
+
+    /// A [`StateStore`] in a SQLite database: tables `_sheetsync_state_mappings` and
+    /// `_sheetsync_state_bases`.
+    pub struct SqliteStateStore {
+        pool: SqlitePool,
+    }
+
+    impl SqliteStateStore {
+        /// Creates the state tables if needed and returns the store.
+        pub async fn new(pool: SqlitePool) -> Result<Self> {
+            let err = |e| db_error(e, "state.install");
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+            for ddl in [
+                "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS _sheetsync_state_bases (
+                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, row_data BLOB NOT NULL,
+                    tombstone INTEGER NOT NULL, synced_at INTEGER NOT NULL, PRIMARY KEY (mapping, kh))",
+            ] {
+                sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(SqliteStateStore { pool })
+        }
+
+        /// Drops the state tables (every mapping's state).
+        pub async fn uninstall(&self) -> Result<()> {
+            let err = |e| db_error(e, "state.uninstall");
+            for ddl in ["DROP TABLE IF EXISTS _sheetsync_state_mappings", "DROP TABLE IF EXISTS _sheetsync_state_bases"] {
+                sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl StateStore for SqliteStateStore {
+        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
+            let err = |e| db_error(e, "state.load");
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
+                .bind(mapping)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM _sheetsync_state_bases WHERE mapping = ?")
+                .bind(mapping)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            let mut bases = BTreeMap::new();
+            for r in rows {
+                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                bases.insert(k, b);
+            }
+            Ok(Doc::parse(doc)?.into_snapshot(bases))
+        }
+
+        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+            let err = |e| db_error(e, "state.commit");
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
+                .bind(mapping)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut doc = Doc::parse(doc)?;
+            doc.apply(delta);
+            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO _sheetsync_state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                     ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
+                       tombstone = excluded.tombstone, synced_at = excluded.synced_at",
+                    base_tuples(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql));
+                for (k, b) in chunk {
+                    q = q
+                        .bind(mapping)
+                        .bind(key_hash(k))
+                        .bind(k.as_bytes().to_vec())
+                        .bind(encode_row(&b.row))
+                        .bind(b.tombstone)
+                        .bind(b.synced_at as i64);
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM _sheetsync_state_bases WHERE mapping = ? AND kh IN ({})",
+                    hash_list(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
+            }
+            sqlx::query(
+                "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, ?)
+                 ON CONFLICT (mapping) DO UPDATE SET doc = excluded.doc",
+            )
+            .bind(mapping)
+            .bind(doc.render()?)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlStateStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStateStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStateStore;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bases_round_trip_exactly() {
+        let row = Row::new(vec![Value::Int(1), Value::Float(f64::NAN), Value::Decimal("0.10".parse().unwrap()), Value::Null]);
+        let key = RowKey::from_values(&[Value::Int(1)]);
+        let (k, b) = decode_base(key.as_bytes(), &encode_row(&row), false, 42).unwrap();
+        assert_eq!(k, key);
+        assert_eq!(b, RowBase::live(row, 42));
+        let (_, t) = decode_base(key.as_bytes(), &[], true, 7).unwrap();
+        assert_eq!(t, RowBase::tombstone(7));
+        assert_eq!(key_hash(&key).len(), 16);
+        assert!(decode_base(&[200], &[], false, 0).is_err());
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(base_tuples(1, true), "($1, $2, $3, $4, $5, $6)");
+        assert_eq!(hash_list(2, true), "$2, $3");
+        assert_eq!(hash_list(2, false), "?, ?");
+    }
+}
