@@ -41,7 +41,7 @@
 //! )?;
 //! let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
 //! let db = Arc::new(MemoryTable::new("db", schema.clone()));
-//! db.upsert(Row::new(vec!["A-1".into(), 5.into(), "".into()]));
+//! db.upsert(Row::new(vec!["A-1".into(), 5.into(), Value::Null]));
 //!
 //! let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
 //!     .resolver(Chain::new().then(LargerQuantity))
@@ -52,7 +52,7 @@
 //!
 //! // Both sides change the same row: qty conflicts, note changed on one side only.
 //! sheet.upsert(Row::new(vec!["A-1".into(), 7.into(), "recount".into()]));
-//! db.upsert(Row::new(vec!["A-1".into(), 9.into(), "".into()]));
+//! db.upsert(Row::new(vec!["A-1".into(), 9.into(), Value::Null]));
 //! engine.run_once().await?;
 //! let expected = Row::new(vec!["A-1".into(), 9.into(), "recount".into()]);
 //! assert_eq!(sheet.rows(), vec![expected.clone()]);

@@ -364,7 +364,8 @@ impl Engine {
             let table = self.table(side);
             let caps = table.capabilities();
             let cursor = st.cursors.get(&side);
-            let full_due = st.last_full[idx(side)].is_none_or(|t| t.elapsed() >= full_every);
+            let full_due = st.last_full[idx(side)].is_none_or(|t| t.elapsed() >= full_every)
+                || table.full_scan_requested();
             let mut read = match cursor {
                 Some(c) if caps.incremental && !full_due => {
                     read::incremental(table, c, self.mapping.timing.change_batch, &self.clock).await

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    Change, Cursor, InvalidRow, KeyMap, Observation, Row, RowKey, Side, UnkeyedRow,
+    Change, Cursor, InvalidRow, KeyMap, Observation, Row, RowKey, Side, TableSchema, UnkeyedRow,
 };
 use crate::state::RowBase;
 use crate::table::Table;
@@ -87,14 +87,17 @@ impl SideRead {
         clock: &Clock,
         now: u64,
         bases: Option<&KeyMap<RowBase>>,
-        schema_key: impl Fn(&Row) -> Option<RowKey>,
+        schema: &TableSchema,
     ) {
         let at = match obs.at {
             Some(_) => clock.stamp(obs.at),
             None => now,
         };
         match obs.change {
-            Change::Upsert(row) => match schema_key(&row) {
+            Change::Upsert(mut row) => match {
+                schema.normalize(&mut row);
+                row.key(schema)
+            } {
                 Some(key) => {
                     if let Some(bases) = bases {
                         let base = bases.get(&key).and_then(|b| b.live_row());
@@ -126,7 +129,8 @@ impl SideRead {
                 self.rows.insert(key, Seen { row: None, at });
             }
             Change::Invalid(inv) => self.invalid.push(inv),
-            Change::Unkeyed(u) => {
+            Change::Unkeyed(mut u) => {
+                schema.normalize(&mut u.row);
                 if u.row.0.iter().any(|v| !v.is_null()) {
                     self.unkeyed.push(u)
                 }
@@ -172,7 +176,7 @@ pub(crate) async fn full_scan(
                     format!("{} returned a delete from a full scan", table.name()),
                 ));
             }
-            read.take(obs, clock, now, Some(bases), |r| r.key(&schema));
+            read.take(obs, clock, now, Some(bases), &schema);
         }
     }
     Ok(read)
@@ -192,7 +196,7 @@ pub(crate) async fn incremental(
     loop {
         let page = table.changes(&at, batch.max(1)).await?;
         for obs in page.changes {
-            read.take(obs, clock, now, None, |r| r.key(&schema));
+            read.take(obs, clock, now, None, &schema);
         }
         at = page.cursor;
         if !page.more {
@@ -221,7 +225,7 @@ pub(crate) async fn fetch(
             .await
             .map_err(|e| e.with_context("side", side.to_string()))?;
         for obs in found {
-            read.take(obs, clock, now, None, |r| r.key(&schema));
+            read.take(obs, clock, now, None, &schema);
         }
     }
     Ok((read.rows, read.invalid))

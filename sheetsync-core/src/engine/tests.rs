@@ -482,3 +482,32 @@ async fn run_loop_wakes_on_changes_and_shuts_down() {
     tx.send(()).unwrap();
     runner.await.unwrap();
 }
+
+#[tokio::test]
+async fn empty_text_and_null_are_one_value() {
+    let mut s = schema(ColumnType::Int);
+    s.columns[1].nullable = true;
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", s.clone()));
+    let db = Arc::new(MemoryTable::new("db", s));
+    db.upsert(r(1, "", 1));
+    sheet.upsert(Row::new(vec![Value::Int(1), Value::Null, Value::Int(1)]));
+    let e = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        db.clone(),
+    )
+    .build()
+    .await
+    .unwrap();
+    let rep = e.run_once().await.unwrap();
+    assert_eq!(
+        rep.writes.total(),
+        0,
+        "'' in the database equals an empty cell"
+    );
+    assert_eq!(
+        db.rows(),
+        vec![r(1, "", 1)],
+        "the database keeps its empty text"
+    );
+}

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Row, Value};
 
 /// The type of a column, shared by both sides of a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +174,25 @@ impl TableSchema {
             .iter()
             .map(|&i| self.columns[i].name.as_str())
             .collect()
+    }
+
+    /// Brings a row to the form both sides agree on: an empty cell and an empty text are one
+    /// value. In a nullable text column `""` becomes `NULL`; in a `NOT NULL` text column that is
+    /// not part of the key, `NULL` becomes `""` (so a database constraint never refuses an empty
+    /// Sheet cell).
+    pub fn normalize(&self, row: &mut Row) {
+        for (i, (v, c)) in row.0.iter_mut().zip(&self.columns).enumerate() {
+            if c.ty != ColumnType::Text {
+                continue;
+            }
+            match v {
+                Value::Text(s) if s.is_empty() && c.nullable => *v = Value::Null,
+                Value::Null if !c.nullable && !self.key.contains(&i) => {
+                    *v = Value::Text(String::new())
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Checks that `other` has the same columns (names and types, in order) and key, naming the

@@ -95,6 +95,12 @@ pub trait Source: Send + Sync {
         Ok(())
     }
 
+    /// True when the feed knows it missed something (a Sheet row was deleted or inserted, which
+    /// the edit trigger cannot describe): the engine then reads this side in full next cycle.
+    fn full_scan_requested(&self) -> bool {
+        false
+    }
+
     /// A stream that yields whenever something may have changed (a NOTIFY, a webhook). A hint
     /// only: correctness never depends on it.
     fn wakeups(&self) -> Option<BoxStream<'static, ()>> {
