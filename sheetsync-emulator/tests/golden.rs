@@ -591,3 +591,64 @@ async fn formulas_follow_inserted_and_deleted_rows() {
     let v = get(&emu, &id, "Sheet1!A4:A5", "").await;
     assert_eq!(v.body["values"], json!([["4"], ["#REF!"]]));
 }
+
+#[tokio::test]
+async fn columns_writes_and_values_in_responses() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("cols").unwrap();
+    let r = raw(
+        &emu,
+        "PUT",
+        &format!("/v4/spreadsheets/{id}/values/Sheet1!A1?valueInputOption=RAW&includeValuesInResponse=True&responseValueRenderOption=UNFORMATTED_VALUE"),
+        Some(json!({"majorDimension": "COLUMNS", "values": [[1, 2, 3], ["a", "b"]]})),
+    )
+    .await;
+    assert_eq!(r.body["updatedRange"], "Sheet1!A1:B3");
+    assert_eq!(
+        (
+            r.body["updatedRows"].clone(),
+            r.body["updatedColumns"].clone(),
+            r.body["updatedCells"].clone()
+        ),
+        (json!(3), json!(2), json!(5))
+    );
+    assert_eq!(
+        r.body["updatedData"],
+        json!({"range": "Sheet1!A1:B3", "majorDimension": "COLUMNS", "values": [[1, 2, 3], ["a", "b"]]})
+    );
+    let g = get(&emu, &id, "Sheet1!A1:B3", "").await;
+    assert_eq!(g.body["values"], json!([["1", "a"], ["2", "b"], ["3"]]));
+    let b = raw(
+        &emu,
+        "GET",
+        &format!("/v4/spreadsheets/{id}/values:batchGet"),
+        None,
+    )
+    .await;
+    assert_eq!(b.body, json!({"spreadsheetId": id}));
+    let a = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}/values/Sheet1!A:B:append?valueInputOption=USER_ENTERED&includeValuesInResponse=true"),
+        Some(json!({"values": [["=A1+A2", "c"]]})),
+    )
+    .await;
+    assert_eq!(a.body["tableRange"], "Sheet1!A1:B3");
+    assert_eq!(
+        a.body["updates"]["updatedData"],
+        json!({"range": "Sheet1!A4:B4", "majorDimension": "ROWS", "values": [["3", "c"]]})
+    );
+    let u = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}/values:batchUpdate"),
+        Some(json!({"valueInputOption": "RAW", "includeValuesInResponse": true, "responseValueRenderOption": "FORMULA",
+                    "data": [{"range": "Sheet1!C1", "values": [["=1"]]}]})),
+    )
+    .await;
+    assert_eq!(
+        u.body["responses"][0]["updatedData"]["values"],
+        json!([["=1"]])
+    );
+    assert_eq!(u.body["totalUpdatedSheets"], 1);
+}
