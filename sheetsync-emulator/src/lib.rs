@@ -363,6 +363,13 @@ impl EmulatorHandle {
         Ok(v["spreadsheetId"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Creates a spreadsheet from a `Spreadsheet` JSON body (as `spreadsheets.create` takes it,
+    /// plus an optional `spreadsheetId`; `sheets[].data[]` GridData seeds cells). Returns its id.
+    pub fn create_spreadsheet_from(&self, body: &serde_json::Value) -> Result<String, ApiError> {
+        let v = api::sheets::create(&self.shared, body)?;
+        Ok(v["spreadsheetId"].as_str().unwrap_or_default().to_string())
+    }
+
     /// A copy of a spreadsheet's full state.
     pub fn spreadsheet(&self, id: &str) -> Option<Spreadsheet> {
         self.shared.spreadsheet(id).map(|s| s.read().clone())

@@ -326,7 +326,12 @@ async fn failed_deliveries_are_logged_and_sheet_filters_apply() {
 #[tokio::test]
 async fn row_metadata_follows_person_moves() {
     let emu = emulator().await;
-    let id = emu.create_spreadsheet("meta-moves").unwrap();
+    let id = emu
+        .create_spreadsheet_from(
+            &json!({"spreadsheetId": "fixed-id", "properties": {"title": "meta-moves"}}),
+        )
+        .unwrap();
+    assert_eq!(id, "fixed-id");
     let r = raw(
         &emu,
         "POST",
