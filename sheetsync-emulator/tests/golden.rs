@@ -652,3 +652,34 @@ async fn columns_writes_and_values_in_responses() {
     );
     assert_eq!(u.body["totalUpdatedSheets"], 1);
 }
+
+#[tokio::test]
+async fn append_cells_grows_the_sheet() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("appendCells").unwrap();
+    let r = raw(
+        &emu,
+        "POST",
+        &format!("/v4/spreadsheets/{id}:batchUpdate"),
+        Some(json!({"requests": [
+            {"updateSheetProperties": {"properties": {"sheetId": 0, "gridProperties": {"rowCount": 2, "columnCount": 2}}, "fields": "gridProperties"}},
+            {"updateCells": {"start": {"sheetId": 0}, "rows": [{"values": [{"userEnteredValue": {"stringValue": "h"}}]}], "fields": "*"}},
+            {"appendCells": {"sheetId": 0, "rows": [
+                {"values": [{"userEnteredValue": {"stringValue": "=not a formula"}}]},
+                {"values": [{"userEnteredValue": {"numberValue": 1}}, {"userEnteredValue": {"boolValue": false}}, {"userEnteredValue": {"stringValue": "c"}}]}
+            ], "fields": "userEnteredValue"}}
+        ], "includeSpreadsheetInResponse": true}))
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["replies"], json!([{}, {}, {}]));
+    assert_eq!(
+        r.body["updatedSpreadsheet"]["sheets"][0]["properties"]["gridProperties"],
+        json!({"rowCount": 3, "columnCount": 3})
+    );
+    let g = get(&emu, &id, "Sheet1", "&valueRenderOption=UNFORMATTED_VALUE").await;
+    assert_eq!(
+        g.body["values"],
+        json!([["h"], ["=not a formula"], [1, false, "c"]])
+    );
+}

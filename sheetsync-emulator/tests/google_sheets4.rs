@@ -570,6 +570,40 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         json!([["=1+1", 3, true]])
     );
 
+    // appendCells: typed rows after the last row with data, growing the 5-row sheet.
+    h.spreadsheets()
+        .batch_update(
+            requests(json!([{"appendCells": {
+                "sheetId": 77,
+                "rows": [{"values": [{"userEnteredValue": {"stringValue": "+cmd"}}]},
+                         {"values": [{"userEnteredValue": {"numberValue": 2.5}}]}],
+                "fields": "userEnteredValue"}}])),
+            &id,
+        )
+        .doit()
+        .await
+        .unwrap();
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(&id, &enc("'Data Sheet'!A2:A3"))
+        .value_render_option("UNFORMATTED_VALUE")
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(g.values.unwrap()).unwrap(),
+        json!([["+cmd"], [2.5]])
+    );
+    h.spreadsheets()
+        .values_clear(
+            ClearValuesRequest::default(),
+            &id,
+            &enc("'Data Sheet'!A2:A3"),
+        )
+        .doit()
+        .await
+        .unwrap();
+
     // updateCells outside the grid.
     let err = bad_request(
         h.spreadsheets()

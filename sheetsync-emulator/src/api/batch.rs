@@ -414,6 +414,58 @@ fn update_cells(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `appendCells`: typed rows after the last row with data, growing the sheet if needed.
+fn append_cells(ctx: &Ctx<'_>, ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> {
+    let si = sheet_idx(ss, req.get("sheetId"))?;
+    let rows = req
+        .get("rows")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut width = 0u32;
+    for r in &rows {
+        let cells = r
+            .get("values")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        width = width.max(cells.len() as u32);
+        for cd in &cells {
+            parse_cell_data(cd)?;
+        }
+    }
+    if req
+        .get("fields")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err(ApiError::bad_request(
+            "At least one field must be specified.",
+        ));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let start = ss.sheets[si].grid.last_value_row().map_or(0, |r| r + 1);
+    let p = &ss.sheets[si].props;
+    let (rows0, cols0) = (p.row_count, p.column_count);
+    let (rows1, cols1) = (rows0.max(start + rows.len() as u32), cols0.max(width));
+    let extra = u64::from(rows1) * u64::from(cols1) - u64::from(rows0) * u64::from(cols0);
+    if ss.total_cells() + extra > ctx.limit {
+        return Err(super::sheets::cap_error(ctx.limit));
+    }
+    let sid = ss.sheets[si].props.sheet_id;
+    ss.sheets[si].props.row_count = rows1;
+    ss.sheets[si].props.column_count = cols1;
+    let synthetic = json!({
+        "start": {"sheetId": sid, "rowIndex": start, "columnIndex": 0},
+        "rows": rows,
+        "fields": req.get("fields").cloned().unwrap_or(Value::Null),
+    });
+    update_cells(ss, &synthetic)
+}
+
 fn update_sheet_properties(ss: &mut Spreadsheet, req: &Value, limit: u64) -> Result<(), ApiError> {
     let props = req.get("properties").cloned().unwrap_or(json!({}));
     let fields = req
@@ -809,6 +861,7 @@ fn apply_one(
             Ok(json!({}))
         }
         "updateCells" => update_cells(ss, req).map(|()| json!({})),
+        "appendCells" => append_cells(ctx, ss, req).map(|()| json!({})),
         "createDeveloperMetadata" => create_meta(ctx, ss, req),
         "updateDeveloperMetadata" => update_meta(ss, req),
         "deleteDeveloperMetadata" => delete_meta(ss, req),
