@@ -14,9 +14,8 @@ use crate::api::error::{json_response, ApiError};
 use crate::api::sheets::{cap_error, open};
 use crate::api::{parse_body, Query};
 use crate::faults::{FaultRule, Latency};
-use crate::model::{Cell, MetaLocation, Spreadsheet};
+use crate::model::{Cell, Spreadsheet};
 use crate::triggers::{Payload, PayloadRange, PayloadRow, TriggerSpec};
-use crate::values::formula::Eff;
 use crate::values::ops::{self, Major, Resolved};
 use crate::values::render::render_cell;
 use crate::values::{DateRender, Evaluator, InputOption, RenderOpts, ValueRender};
@@ -116,32 +115,6 @@ fn sheet_by_title(ss: &Spreadsheet, title: &str) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("No sheet named \"{title}\".")))
 }
 
-/// Moves row metadata for a permutation: `map(old_index) -> new_index` within a sheet.
-fn remap_row_meta(ss: &mut Spreadsheet, sheet_id: i32, map: impl Fn(u32) -> u32) {
-    for m in &mut ss.metadata {
-        if let MetaLocation::Dimension {
-            sheet_id: s,
-            rows: true,
-            index,
-        } = &mut m.location
-        {
-            if *s == sheet_id {
-                *index = map(*index);
-            }
-        }
-    }
-}
-
-fn sort_key(e: &Eff) -> (u8, f64, String) {
-    match e {
-        Eff::Num(n) => (0, *n, String::new()),
-        Eff::Text(s) => (1, 0.0, s.to_lowercase()),
-        Eff::Bool(b) => (2, f64::from(u8::from(*b)), String::new()),
-        Eff::Err(_) => (3, 0.0, String::new()),
-        Eff::Empty => (4, 0.0, String::new()),
-    }
-}
-
 /// Applies a person edit and fires the triggers of the spreadsheet.
 pub(crate) fn person_edit(
     shared: &Shared,
@@ -222,31 +195,10 @@ pub(crate) fn person_edit(
         } => {
             let si = sheet_by_title(&ss, sheet)?;
             let (s, n, d) = (start.saturating_sub(1), *count, before.saturating_sub(1));
-            let rows = ss.sheets[si].props.row_count;
-            if n == 0 || s + n > rows || d > rows || (d >= s && d <= s + n) {
+            if d >= s && d <= s + n {
                 return Err(ApiError::bad_request("Invalid row move."));
             }
-            let grid = &mut ss.sheets[si].grid;
-            let block = grid.take_rows(s, s + n);
-            grid.delete_rows(s, n);
-            let dest = if d > s { d - n } else { d };
-            grid.insert_rows(dest, n);
-            grid.put_rows(dest, block);
-            if follow {
-                let sid = ss.sheets[si].props.sheet_id;
-                remap_row_meta(&mut ss, sid, |i| {
-                    if i >= s && i < s + n {
-                        dest + (i - s)
-                    } else {
-                        let after_del = if i >= s + n { i - n } else { i };
-                        if after_del >= dest {
-                            after_del + n
-                        } else {
-                            after_del
-                        }
-                    }
-                });
-            }
+            ops::move_dimension(&mut ss, si, true, s, n, d, follow)?;
             (si, "OTHER", None)
         }
         PersonEdit::SortRange {
@@ -255,58 +207,12 @@ pub(crate) fn person_edit(
             ascending,
         } => {
             let res = ops::resolve(&ss, range, true)?;
-            let key_col = column.saturating_sub(1);
-            if key_col < res.c0 || key_col > res.c1 {
-                return Err(ApiError::bad_request(
-                    "The sort column must be inside the range.",
-                ));
-            }
-            let keys: Vec<(u32, (u8, f64, String))> = {
-                let mut ev = Evaluator::new(&ss);
-                (res.r0..=res.r1)
-                    .map(|r| (r, sort_key(&ev.cell(res.sheet, r, key_col))))
-                    .collect()
-            };
-            let mut order: Vec<(u32, (u8, f64, String))> = keys;
-            order.sort_by(|a, b| {
-                let (ka, kb) = (&a.1, &b.1);
-                // Empty cells always sort last.
-                if ka.0 == 4 || kb.0 == 4 {
-                    return ka.0.cmp(&kb.0).then(std::cmp::Ordering::Equal);
-                }
-                let o =
-                    ka.0.cmp(&kb.0)
-                        .then(ka.1.partial_cmp(&kb.1).unwrap_or(std::cmp::Ordering::Equal))
-                        .then(ka.2.cmp(&kb.2));
-                if *ascending {
-                    o
-                } else {
-                    o.reverse()
-                }
-            });
-            let grid = &ss.sheets[res.sheet].grid;
-            let old: Vec<Vec<Cell>> = (res.r0..=res.r1)
-                .map(|r| {
-                    (res.c0..=res.c1)
-                        .map(|c| grid.get(r, c).cloned().unwrap_or_default())
-                        .collect()
-                })
-                .collect();
-            let grid = &mut ss.sheets[res.sheet].grid;
-            for (k, (src, _)) in order.iter().enumerate() {
-                let r = res.r0 + k as u32;
-                for (j, cell) in old[(src - res.r0) as usize].iter().enumerate() {
-                    grid.set(r, res.c0 + j as u32, cell.clone());
-                }
-            }
-            if follow {
-                let sid = ss.sheets[res.sheet].props.sheet_id;
-                let mut map = std::collections::HashMap::new();
-                for (k, (src, _)) in order.iter().enumerate() {
-                    map.insert(*src, res.r0 + k as u32);
-                }
-                remap_row_meta(&mut ss, sid, |i| map.get(&i).copied().unwrap_or(i));
-            }
+            ops::sort_rows(
+                &mut ss,
+                &res,
+                &[(column.saturating_sub(1), *ascending)],
+                follow,
+            )?;
             (res.sheet, "EDIT", Some(res))
         }
     };

@@ -683,3 +683,63 @@ async fn append_cells_grows_the_sheet() {
         json!([["h"], ["=not a formula"], [1, false, "c"]])
     );
 }
+
+#[tokio::test]
+async fn move_dimension_and_sort_range_requests() {
+    let emu = emulator().await;
+    let id = emu.create_spreadsheet("moves").unwrap();
+    put(
+        &emu,
+        &id,
+        "Sheet1!A1",
+        "RAW",
+        json!([["b", 2, "x"], ["a", 2, "y"], ["c", 1, "z"], ["", 0, "w"]]),
+    )
+    .await;
+    let batch = |requests: Value| {
+        let emu = emu.clone();
+        let id = id.clone();
+        async move {
+            let r = raw(
+                &emu,
+                "POST",
+                &format!("/v4/spreadsheets/{id}:batchUpdate"),
+                Some(json!({"requests": requests})),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    // Sort by B ascending, then A descending; the empty A sorts last only within equal B.
+    batch(json!([{"sortRange": {"range": {"sheetId": 0, "startRowIndex": 0, "endRowIndex": 4, "startColumnIndex": 0, "endColumnIndex": 3},
+        "sortSpecs": [{"dimensionIndex": 1, "sortOrder": "ASCENDING"}, {"dimensionIndex": 0, "sortOrder": "DESCENDING"}]}}]))
+    .await;
+    let g = get(
+        &emu,
+        &id,
+        "Sheet1!A1:C4",
+        "&valueRenderOption=UNFORMATTED_VALUE",
+    )
+    .await;
+    assert_eq!(
+        g.body["values"],
+        json!([["", 0, "w"], ["c", 1, "z"], ["b", 2, "x"], ["a", 2, "y"]])
+    );
+    // Move row 1 to the end; move column C to the front.
+    batch(json!([
+        {"moveDimension": {"source": {"sheetId": 0, "dimension": "ROWS", "startIndex": 0, "endIndex": 1}, "destinationIndex": 4}},
+        {"moveDimension": {"source": {"sheetId": 0, "dimension": "COLUMNS", "startIndex": 2, "endIndex": 3}, "destinationIndex": 0}}
+    ]))
+    .await;
+    let g = get(
+        &emu,
+        &id,
+        "Sheet1!A1:C4",
+        "&valueRenderOption=UNFORMATTED_VALUE",
+    )
+    .await;
+    assert_eq!(
+        g.body["values"],
+        json!([["z", "c", 1], ["x", "b", 2], ["y", "a", 2], ["w", "", 0]])
+    );
+}

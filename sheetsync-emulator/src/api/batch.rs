@@ -862,6 +862,40 @@ fn apply_one(
         }
         "updateCells" => update_cells(ss, req).map(|()| json!({})),
         "appendCells" => append_cells(ctx, ss, req).map(|()| json!({})),
+        "moveDimension" => {
+            let src = req.get("source").cloned().unwrap_or(json!({}));
+            let si = sheet_idx(ss, src.get("sheetId"))?;
+            let rows = dim_is_rows(src.get("dimension"))?;
+            let (Some(start), Some(end)) = (u32_of(&src, "startIndex"), u32_of(&src, "endIndex"))
+            else {
+                return Err(ApiError::bad_request(
+                    "Both the start and end indexes must be bounded.",
+                ));
+            };
+            let dest = u32_of(req, "destinationIndex").unwrap_or(0);
+            ops::move_dimension(ss, si, rows, start, end.saturating_sub(start), dest, true)?;
+            Ok(json!({}))
+        }
+        "sortRange" => {
+            let res = grid_range(ss, req.get("range").unwrap_or(&json!({})))?;
+            let specs: Vec<(u32, bool)> = req
+                .get("sortSpecs")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|s| {
+                            (
+                                u32_of(s, "dimensionIndex").unwrap_or(0),
+                                s.get("sortOrder").and_then(Value::as_str) != Some("DESCENDING"),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let follow = ctx.shared.config.read().metadata_follows_person_moves;
+            ops::sort_rows(ss, &res, &specs, follow)?;
+            Ok(json!({}))
+        }
         "createDeveloperMetadata" => create_meta(ctx, ss, req),
         "updateDeveloperMetadata" => update_meta(ss, req),
         "deleteDeveloperMetadata" => delete_meta(ss, req),

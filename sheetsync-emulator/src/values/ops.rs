@@ -506,3 +506,170 @@ pub fn adjust_formulas(ss: &mut Spreadsheet, sheet: usize, shift: super::formula
         }
     }
 }
+
+/// Moves `n` rows (or columns) starting at `s` so they sit before index `d` (coordinates before
+/// the move, as `moveDimension` defines them). Row/column metadata moves along if `move_meta`.
+pub fn move_dimension(
+    ss: &mut Spreadsheet,
+    si: usize,
+    rows: bool,
+    s: u32,
+    n: u32,
+    d: u32,
+    move_meta: bool,
+) -> Result<(), ApiError> {
+    let p = &ss.sheets[si].props;
+    let count = if rows { p.row_count } else { p.column_count };
+    if n == 0 || s + n > count || d > count {
+        return Err(ApiError::bad_request(format!(
+            "Invalid move: source {s}..{} or destination {d} outside the {count} {}.",
+            s + n,
+            if rows { "rows" } else { "columns" }
+        )));
+    }
+    if d >= s && d <= s + n {
+        return Ok(());
+    }
+    let dest = if d > s { d - n } else { d };
+    let map = |i: u32| -> u32 {
+        if i >= s && i < s + n {
+            dest + (i - s)
+        } else {
+            let after = if i >= s + n { i - n } else { i };
+            if after >= dest {
+                after + n
+            } else {
+                after
+            }
+        }
+    };
+    let grid = &mut ss.sheets[si].grid;
+    if rows {
+        let block = grid.take_rows(s, s + n);
+        grid.delete_rows(s, n);
+        grid.insert_rows(dest, n);
+        grid.put_rows(dest, block);
+    } else {
+        let width = (s + n).max(d) as usize;
+        let keys: Vec<u32> = grid.all_rows().map(|(r, _)| r).collect();
+        for r in keys {
+            let mut cells: Vec<Cell> = (0..width as u32)
+                .map(|c| grid.get(r, c).cloned().unwrap_or_default())
+                .collect();
+            let block: Vec<Cell> = cells.drain(s as usize..(s + n) as usize).collect();
+            for (k, cell) in block.into_iter().enumerate() {
+                cells.insert(dest as usize + k, cell);
+            }
+            for (c, cell) in cells.into_iter().enumerate() {
+                grid.set(r, c as u32, cell);
+            }
+        }
+    }
+    if move_meta {
+        let sid = ss.sheets[si].props.sheet_id;
+        for m in &mut ss.metadata {
+            if let Some(idx) = m.location.dim_index_mut(sid, rows) {
+                *idx = map(*idx);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sort_key(e: &super::Eff) -> (u8, f64, String) {
+    use super::Eff;
+    match e {
+        Eff::Num(n) => (0, *n, String::new()),
+        Eff::Text(s) => (1, 0.0, s.to_lowercase()),
+        Eff::Bool(b) => (2, f64::from(u8::from(*b)), String::new()),
+        Eff::Err(_) => (3, 0.0, String::new()),
+        Eff::Empty => (4, 0.0, String::new()),
+    }
+}
+
+/// Sorts the rows of a range by columns `(absolute column, ascending)`, numbers before text
+/// before booleans, empty cells last whatever the direction. Row metadata follows if asked.
+pub fn sort_rows(
+    ss: &mut Spreadsheet,
+    res: &Resolved,
+    specs: &[(u32, bool)],
+    move_meta: bool,
+) -> Result<(), ApiError> {
+    if specs.is_empty() {
+        return Err(ApiError::bad_request("At least one sort spec is required."));
+    }
+    for (col, _) in specs {
+        if *col < res.c0 || *col > res.c1 {
+            return Err(ApiError::bad_request(
+                "The sort column must be inside the range.",
+            ));
+        }
+    }
+    let mut order: Vec<(u32, Vec<(u8, f64, String)>)> = {
+        let mut ev = Evaluator::new(ss);
+        (res.r0..=res.r1)
+            .map(|r| {
+                (
+                    r,
+                    specs
+                        .iter()
+                        .map(|(c, _)| sort_key(&ev.cell(res.sheet, r, *c)))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    order.sort_by(|a, b| {
+        for (k, (_, asc)) in specs.iter().enumerate() {
+            let (ka, kb) = (&a.1[k], &b.1[k]);
+            let o = if ka.0 == 4 || kb.0 == 4 {
+                ka.0.cmp(&kb.0)
+            } else {
+                let o =
+                    ka.0.cmp(&kb.0)
+                        .then(ka.1.partial_cmp(&kb.1).unwrap_or(std::cmp::Ordering::Equal))
+                        .then(ka.2.cmp(&kb.2));
+                if *asc {
+                    o
+                } else {
+                    o.reverse()
+                }
+            };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    let grid = &ss.sheets[res.sheet].grid;
+    let old: Vec<Vec<Cell>> = (res.r0..=res.r1)
+        .map(|r| {
+            (res.c0..=res.c1)
+                .map(|c| grid.get(r, c).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let grid = &mut ss.sheets[res.sheet].grid;
+    for (k, (src, _)) in order.iter().enumerate() {
+        let r = res.r0 + k as u32;
+        for (j, cell) in old[(src - res.r0) as usize].iter().enumerate() {
+            grid.set(r, res.c0 + j as u32, cell.clone());
+        }
+    }
+    if move_meta {
+        let sid = ss.sheets[res.sheet].props.sheet_id;
+        let map: std::collections::HashMap<u32, u32> = order
+            .iter()
+            .enumerate()
+            .map(|(k, (src, _))| (*src, res.r0 + k as u32))
+            .collect();
+        for m in &mut ss.metadata {
+            if let Some(idx) = m.location.dim_index_mut(sid, true) {
+                if let Some(n) = map.get(idx) {
+                    *idx = *n;
+                }
+            }
+        }
+    }
+    Ok(())
+}
