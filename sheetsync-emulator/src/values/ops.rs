@@ -576,7 +576,10 @@ pub fn move_dimension(
     Ok(())
 }
 
-fn sort_key(e: &super::Eff) -> (u8, f64, String) {
+/// Sort key of a cell: kind rank, number, lower-cased text.
+type SortKey = (u8, f64, String);
+
+fn sort_key(e: &super::Eff) -> SortKey {
     use super::Eff;
     match e {
         Eff::Num(n) => (0, *n, String::new()),
@@ -605,7 +608,7 @@ pub fn sort_rows(
             ));
         }
     }
-    let mut order: Vec<(u32, Vec<(u8, f64, String)>)> = {
+    let mut order: Vec<(u32, Vec<SortKey>)> = {
         let mut ev = Evaluator::new(ss);
         (res.r0..=res.r1)
             .map(|r| {
