@@ -57,6 +57,18 @@ fn ensure_venv() -> PathBuf {
     venv
 }
 
+/// Kills the emulator if the test panics before stopping it.
+struct Guard(Option<std::process::Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn gspread_and_google_api_python_client_scenario_against_the_binary() {
     let venv = ensure_venv();
@@ -71,7 +83,9 @@ fn gspread_and_google_api_python_client_scenario_against_the_binary() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start sheetsync-emulator");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    let mut guard = Guard(Some(child));
+    let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().expect("a first line").expect("readable");
     let url = first
         .strip_prefix("listening on ")
