@@ -107,6 +107,7 @@ fn gspread_and_google_api_python_client_scenario_against_the_binary() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
 
     // Stop the emulator like a person pressing Ctrl-C: it must save its state and exit 0.
+    let mut child = guard.0.take().expect("running");
     run(
         Command::new("kill").args(["-INT", &child.id().to_string()]),
         "kill -INT",
