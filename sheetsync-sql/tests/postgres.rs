@@ -550,3 +550,20 @@ async fn state_store_keeps_what_was_committed() {
         .unwrap();
     assert_eq!(left, None);
 }
+
+#[tokio::test]
+async fn a_key_change_reports_the_old_key_as_deleted() {
+    let db = TestDb::new().await;
+    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let pool = db.pool.clone();
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    other.upsert(item(2, "b", 2)).await.unwrap();
+    let c0 = t.cursor().await.unwrap().unwrap();
+    sqlx::query("UPDATE items SET id = id + 10").execute(&pool).await.unwrap();
+    let (seen, _) = drain(&*t, &c0).await;
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[&int_key(1)], None);
+    assert_eq!(seen[&int_key(2)], None);
+    assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
+    assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
+}

@@ -52,23 +52,16 @@ fn function_sql(info: &TableInfo, oid: i64) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let tuple = |alias: &str| -> String {
-        let cols: Vec<String> = info.key.iter().map(|i| format!("{alias}.{}", q(i))).collect();
-        if cols.len() == 1 {
-            cols[0].clone()
-        } else {
-            format!("ROW({})", cols.join(", "))
-        }
-    };
     let body = format!(
         "BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO sheetsync.changelog (tbl, op, pk) SELECT TG_RELID::int8, 'I', ARRAY[{new}] FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO sheetsync.changelog (tbl, op, pk) SELECT TG_RELID::int8, 'U', ARRAY[{new}] FROM new_rows n;
-    -- A changed key: the old key is gone.
-    INSERT INTO sheetsync.changelog (tbl, op, pk) SELECT TG_RELID::int8, 'D', ARRAY[{old}] FROM old_rows o
-      WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE {tn} IS NOT DISTINCT FROM {to});
+    -- A changed key: the old key is gone (a hashed set difference, linear in the rows).
+    INSERT INTO sheetsync.changelog (tbl, op, pk)
+      SELECT TG_RELID::int8, 'D', gone.pk FROM (
+        SELECT ARRAY[{old}] AS pk FROM old_rows o EXCEPT SELECT ARRAY[{new}] FROM new_rows n) gone;
   ELSE
     INSERT INTO sheetsync.changelog (tbl, op, pk) SELECT TG_RELID::int8, 'D', ARRAY[{old}] FROM old_rows o;
   END IF;
@@ -79,8 +72,6 @@ fn function_sql(info: &TableInfo, oid: i64) -> String {
 END",
         new = pk("n"),
         old = pk("o"),
-        tn = tuple("n"),
-        to = tuple("o"),
     );
     // A dollar-quote tag that the body (which holds column names) does not contain.
     let mut tag = "$sheetsync$".to_string();
