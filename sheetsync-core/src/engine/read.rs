@@ -93,11 +93,12 @@ impl SideRead {
             Some(_) => clock.stamp(obs.at),
             None => now,
         };
-        match obs.change {
-            Change::Upsert(mut row) => match {
-                schema.normalize(&mut row);
-                row.key(schema)
-            } {
+        let mut change = obs.change;
+        if let Change::Upsert(row) = &mut change {
+            schema.normalize(row);
+        }
+        match change {
+            Change::Upsert(row) => match row.key(schema) {
                 Some(key) => {
                     if let Some(bases) = bases {
                         let base = bases.get(&key).and_then(|b| b.live_row());

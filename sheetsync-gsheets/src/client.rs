@@ -1,0 +1,555 @@
+//! A Sheets API client that keeps to the quota, retries what may be retried, counts its calls
+//! and maps Google's errors to sheetsync's once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use google_sheets4::api::{
+    BatchGetValuesResponse, BatchUpdateSpreadsheetRequest, BatchUpdateValuesRequest, Spreadsheet,
+    ValueRange,
+};
+use google_sheets4::common::{self, GetToken};
+use google_sheets4::Sheets;
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sheetsync_core::{Error, ErrorKind, Result};
+
+use crate::quota::{Backoff, CallCounter, RateLimiter};
+
+/// Supplies OAuth2 bearer tokens (a host's own token cache, workload identity, ...).
+pub trait TokenProvider: Send + Sync + 'static {
+    /// A token valid for `scopes`.
+    fn token<'a>(
+        &'a self,
+        scopes: &'a [&str],
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// How the client authenticates.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No credentials (the emulator).
+    #[default]
+    None,
+    /// A fixed bearer token (tests, short jobs). The emulator uses it to name the quota user.
+    Bearer(String),
+    /// Tokens from the host.
+    Provider(Arc<dyn TokenProvider>),
+    /// A service account's JSON key (the spreadsheet must be shared with its e-mail).
+    #[cfg(feature = "service-account")]
+    ServiceAccount(Box<yup_oauth2::ServiceAccountKey>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "Auth::None",
+            Auth::Bearer(_) => "Auth::Bearer(..)",
+            Auth::Provider(_) => "Auth::Provider(..)",
+            #[cfg(feature = "service-account")]
+            Auth::ServiceAccount(_) => "Auth::ServiceAccount(..)",
+        })
+    }
+}
+
+impl Auth {
+    /// Reads a service-account JSON key file.
+    #[cfg(feature = "service-account")]
+    pub async fn service_account_file(path: impl AsRef<std::path::Path>) -> Result<Auth> {
+        let path = path.as_ref();
+        let key = yup_oauth2::read_service_account_key(path)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!(
+                        "cannot read the service-account key {}: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+        Ok(Auth::ServiceAccount(Box::new(key)))
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The Sheets API root, ending in `/` (`https://sheets.googleapis.com/`, or the emulator's).
+    pub sheets_url: String,
+    /// The Drive API root, ending in `/` (`https://www.googleapis.com/`, or the emulator's).
+    pub drive_url: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// Read requests per minute this client may make (Google: 60 per user).
+    pub reads_per_minute: u32,
+    /// Write requests per minute (Google: 60 per user).
+    pub writes_per_minute: u32,
+    /// Retries of 429, 5xx and dropped connections.
+    pub backoff: Backoff,
+    /// How long one request may take (Google stops at 180 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            sheets_url: "https://sheets.googleapis.com/".into(),
+            drive_url: "https://www.googleapis.com/".into(),
+            auth: Auth::None,
+            reads_per_minute: 60,
+            writes_per_minute: 60,
+            backoff: Backoff::default(),
+            request_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Settings for an emulator (or any endpoint serving both APIs) at `base_url`.
+    pub fn emulator(base_url: &str) -> Self {
+        let base = if base_url.ends_with('/') {
+            base_url.to_string()
+        } else {
+            format!("{base_url}/")
+        };
+        ClientConfig {
+            sheets_url: base.clone(),
+            drive_url: base,
+            ..ClientConfig::default()
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token(Arc<TokenSource>);
+
+enum TokenSource {
+    None,
+    Bearer(String),
+    Provider(Arc<dyn TokenProvider>),
+    #[cfg(feature = "service-account")]
+    ServiceAccount(yup_oauth2::authenticator::DefaultAuthenticator),
+}
+
+impl Token {
+    async fn get(&self, scopes: &[&str]) -> Result<Option<String>> {
+        match &*self.0 {
+            TokenSource::None => Ok(None),
+            TokenSource::Bearer(t) => Ok(Some(t.clone())),
+            TokenSource::Provider(p) => p.token(scopes).await.map(Some),
+            #[cfg(feature = "service-account")]
+            TokenSource::ServiceAccount(a) => a
+                .token(scopes)
+                .await
+                .map(|t| t.token().map(str::to_owned))
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unauthenticated,
+                        format!("service-account token: {e}"),
+                    )
+                    .temporary()
+                }),
+        }
+    }
+}
+
+impl GetToken for Token {
+    fn get_token<'a>(
+        &'a self,
+        scopes: &'a [&str],
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = std::result::Result<
+                        Option<String>,
+                        Box<dyn std::error::Error + Send + Sync>,
+                    >,
+                > + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move { self.get(scopes).await.map_err(|e| e.into()) })
+    }
+}
+
+type Connector = HttpsConnector<HttpConnector>;
+
+/// The Sheets (and Drive `files.get`) client the adapter uses.
+pub struct SheetsClient {
+    hub: Sheets<Connector>,
+    http: common::Client<Connector>,
+    token: Token,
+    config: ClientConfig,
+    reads: RateLimiter,
+    writes: RateLimiter,
+    counter: CallCounter,
+}
+
+/// Whether a request reads or writes, for the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Counted against the read quota.
+    Read,
+    /// Counted against the write quota.
+    Write,
+    /// A write that must not run twice (an append): retried only when Google refused it
+    /// outright (429), never after a timeout or 5xx that may have applied it.
+    WriteOnce,
+}
+
+const SCOPE_SHEETS: &str = "https://www.googleapis.com/auth/spreadsheets";
+const SCOPE_DRIVE_READ: &str = "https://www.googleapis.com/auth/drive.metadata.readonly";
+
+impl SheetsClient {
+    /// A client with these settings.
+    pub async fn new(config: ClientConfig) -> Result<Self> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| Error::new(ErrorKind::ConfigInvalid, format!("TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let http: common::Client<Connector> =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        let source = match &config.auth {
+            Auth::None => TokenSource::None,
+            Auth::Bearer(t) => TokenSource::Bearer(t.clone()),
+            Auth::Provider(p) => TokenSource::Provider(p.clone()),
+            #[cfg(feature = "service-account")]
+            Auth::ServiceAccount(key) => TokenSource::ServiceAccount(
+                yup_oauth2::ServiceAccountAuthenticator::builder((**key).clone())
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::ConfigInvalid,
+                            format!("service-account key: {e}"),
+                        )
+                    })?,
+            ),
+        };
+        let token = Token(Arc::new(source));
+        let mut hub = Sheets::new(http.clone(), token.clone());
+        hub.base_url(config.sheets_url.clone());
+        hub.root_url(config.sheets_url.clone());
+        Ok(SheetsClient {
+            hub,
+            http,
+            token,
+            reads: RateLimiter::new(config.reads_per_minute),
+            writes: RateLimiter::new(config.writes_per_minute),
+            counter: CallCounter::default(),
+            config,
+        })
+    }
+
+    /// The calls made so far.
+    pub fn counter(&self) -> &CallCounter {
+        &self.counter
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Runs one API call under the quota, retrying temporary failures with backoff.
+    async fn call<T, F, Fut>(&self, access: Access, method: &'static str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = common::Result<(common::Response, T)>>,
+    {
+        let limiter = match access {
+            Access::Read => &self.reads,
+            Access::Write | Access::WriteOnce => &self.writes,
+        };
+        let mut attempt = 0;
+        loop {
+            limiter.acquire().await;
+            self.counter.count(method);
+            let result = match tokio::time::timeout(self.config.request_timeout, f()).await {
+                Ok(Ok((_, v))) => return Ok(v),
+                Ok(Err(e)) => map_error(e),
+                Err(_) => Error::new(
+                    ErrorKind::Connection,
+                    format!("no answer within {:?}", self.config.request_timeout),
+                ),
+            }
+            .with_operation(method);
+            let retryable = result.is_temporary()
+                && (access != Access::WriteOnce || result.kind() == ErrorKind::RateLimited);
+            if !retryable || attempt >= self.config.backoff.max_retries {
+                return Err(if result.is_temporary() {
+                    result.persistent()
+                } else {
+                    result
+                });
+            }
+            self.counter.retry(method);
+            let delay = self.config.backoff.delay(attempt);
+            tracing::debug!(method, attempt, ?delay, error = %result, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// `spreadsheets.get` with a field mask.
+    pub async fn get_spreadsheet(&self, id: &str, fields: &str) -> Result<Spreadsheet> {
+        self.call(Access::Read, "spreadsheets.get", || {
+            self.hub
+                .spreadsheets()
+                .get(id)
+                .param("fields", fields)
+                .add_scope(SCOPE_SHEETS)
+                .doit()
+        })
+        .await
+    }
+
+    /// `values.batchGet` of A1 ranges, unformatted, dates as serial numbers.
+    pub async fn batch_get(
+        &self,
+        id: &str,
+        ranges: &[String],
+        render: &str,
+    ) -> Result<Vec<ValueRange>> {
+        let resp: BatchGetValuesResponse = self
+            .call(Access::Read, "values.batchGet", || {
+                let mut c = self
+                    .hub
+                    .spreadsheets()
+                    .values_batch_get(id)
+                    .value_render_option(render)
+                    .date_time_render_option("SERIAL_NUMBER")
+                    .major_dimension("ROWS")
+                    .add_scope(SCOPE_SHEETS);
+                for r in ranges {
+                    c = c.add_ranges(r);
+                }
+                c.doit()
+            })
+            .await?;
+        let got = resp.value_ranges.unwrap_or_default();
+        if got.len() != ranges.len() {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "values.batchGet returned {} ranges for {} requested",
+                    got.len(),
+                    ranges.len()
+                ),
+            ));
+        }
+        Ok(got)
+    }
+
+    /// `values.batchUpdate` with RAW input: text is never parsed (no formulas, no dates).
+    pub async fn batch_update_values(&self, id: &str, data: Vec<ValueRange>) -> Result<()> {
+        let req = BatchUpdateValuesRequest {
+            data: Some(data),
+            value_input_option: Some("RAW".into()),
+            ..Default::default()
+        };
+        self.call(Access::Write, "values.batchUpdate", || {
+            self.hub
+                .spreadsheets()
+                .values_batch_update(req.clone(), id)
+                .add_scope(SCOPE_SHEETS)
+                .doit()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `values.append` of rows after the table anchored at `range`, inserting rows, RAW input.
+    pub async fn append(
+        &self,
+        id: &str,
+        range: &str,
+        rows: Vec<Vec<serde_json::Value>>,
+    ) -> Result<()> {
+        let body = ValueRange {
+            values: Some(rows),
+            major_dimension: Some("ROWS".into()),
+            range: None,
+        };
+        let encoded = encode_range(range);
+        self.call(Access::WriteOnce, "values.append", || {
+            self.hub
+                .spreadsheets()
+                .values_append(body.clone(), id, &encoded)
+                .value_input_option("RAW")
+                .insert_data_option("INSERT_ROWS")
+                .add_scope(SCOPE_SHEETS)
+                .doit()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// `spreadsheets.batchUpdate`.
+    pub async fn batch_update(&self, id: &str, req: BatchUpdateSpreadsheetRequest) -> Result<()> {
+        self.call(Access::Write, "spreadsheets.batchUpdate", || {
+            self.hub
+                .spreadsheets()
+                .batch_update(req.clone(), id)
+                .add_scope(SCOPE_SHEETS)
+                .doit()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The Drive `version` of the spreadsheet file: it changes with every change to the file, so
+    /// an unchanged version means a full read can be skipped. Costs no Sheets quota.
+    pub async fn drive_version(&self, id: &str) -> Result<String> {
+        let url = format!(
+            "{}drive/v3/files/{}?fields=version&supportsAllDrives=true",
+            self.config.drive_url,
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let mut attempt = 0;
+        loop {
+            self.counter.count("drive.files.get");
+            let result = self.drive_get(&url).await;
+            match result {
+                Ok(body) => {
+                    return body
+                        .get("version")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Unexpected,
+                                format!("drive files.get returned no version: {body}"),
+                            )
+                        })
+                }
+                Err(e) if e.is_temporary() && attempt < self.config.backoff.max_retries => {
+                    self.counter.retry("drive.files.get");
+                    tokio::time::sleep(self.config.backoff.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.with_operation("drive.files.get")),
+            }
+        }
+    }
+
+    async fn drive_get(&self, url: &str) -> Result<serde_json::Value> {
+        let mut req = hyper::Request::get(url);
+        if let Some(t) = self.token.get(&[SCOPE_DRIVE_READ]).await? {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(common::to_body::<String>(None))
+            .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
+        let resp = tokio::time::timeout(self.config.request_timeout, self.http.request(req))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Connection, "drive files.get timed out"))?
+            .map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if (200..300).contains(&status) {
+            Ok(json)
+        } else {
+            Err(status_error(status, &json))
+        }
+    }
+}
+
+/// Percent-encodes a range for the path (google-sheets4 inserts it verbatim, so `#`, `?` or `/`
+/// in a sheet title would otherwise break the URL: Byron/google-apis-rs#560).
+pub fn encode_range(range: &str) -> String {
+    percent_encoding::utf8_percent_encode(range, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn status_error(status: u16, body: &serde_json::Value) -> Error {
+    let message = body["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let reason = body["error"]["status"].as_str().unwrap_or("");
+    let rate =
+        message.to_ascii_lowercase().contains("rate limit") || reason == "RESOURCE_EXHAUSTED";
+    let kind = match status {
+        401 => ErrorKind::Unauthenticated,
+        403 if rate => ErrorKind::RateLimited,
+        403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::NotFound,
+        429 => ErrorKind::RateLimited,
+        400 => ErrorKind::InvalidData,
+        500..=599 => ErrorKind::Connection,
+        _ => ErrorKind::Unexpected,
+    };
+    let e = Error::new(
+        kind,
+        format!("{status} {reason}: {message}").replace(" : ", ": "),
+    );
+    match kind {
+        ErrorKind::RateLimited | ErrorKind::Connection => e.temporary(),
+        _ => e.permanent(),
+    }
+}
+
+fn map_error(e: common::Error) -> Error {
+    match e {
+        common::Error::BadRequest(json) => {
+            let status = json["error"]["code"].as_u64().unwrap_or(400) as u16;
+            status_error(status, &json)
+        }
+        common::Error::Failure(resp) => {
+            status_error(resp.status().as_u16(), &serde_json::Value::Null)
+        }
+        common::Error::HttpError(e) => {
+            Error::new(ErrorKind::Connection, format!("connection failed: {e}")).temporary()
+        }
+        common::Error::Io(e) => Error::new(ErrorKind::Connection, e.to_string()).temporary(),
+        common::Error::MissingToken(e) => {
+            Error::new(ErrorKind::Unauthenticated, format!("no token: {e}")).temporary()
+        }
+        other => Error::new(ErrorKind::Unexpected, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_and_retryability() {
+        let e = status_error(
+            429,
+            &serde_json::json!({"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}),
+        );
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert!(e.is_temporary());
+        let e = status_error(
+            403,
+            &serde_json::json!({"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}),
+        );
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(!e.is_temporary());
+        assert!(status_error(503, &serde_json::Value::Null).is_temporary());
+        assert!(!status_error(400, &serde_json::Value::Null).is_temporary());
+    }
+
+    #[test]
+    fn ranges_are_encoded_once() {
+        assert_eq!(
+            encode_range("'My #1/Sheet'!A1:B2"),
+            "%27My%20%231%2FSheet%27%21A1%3AB2"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the webhook receiver lands here.
