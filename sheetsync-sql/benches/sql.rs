@@ -14,14 +14,21 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sheetsync_core::{Change, Column, ColumnType, Cursor, Expected, Row, Sink, Source, TableSchema, Value, WriteContext, WriteOp};
+use sheetsync_core::{
+    Change, Column, ColumnType, Cursor, Expected, Row, Sink, Source, TableSchema, Value,
+    WriteContext, WriteOp,
+};
 use sheetsync_sql::{MySqlTable, PostgresTable, SqlOptions, SqliteTable};
 use sqlx::{AssertSqlSafe, Connection};
 
 const ROWS: i64 = 100_000;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn schema() -> TableSchema {
@@ -67,7 +74,9 @@ async fn upsert_all<T: Sink + Source>(t: &T, round: u64) -> Duration {
     while ops.peek().is_some() {
         let batch: Vec<WriteOp> = ops.by_ref().take(max).collect();
         let out = t.apply(batch, &ctx()).await.unwrap();
-        assert!(out.iter().all(|o| matches!(o, sheetsync_core::WriteOutcome::Applied)));
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, sheetsync_core::WriteOutcome::Applied)));
     }
     start.elapsed()
 }
@@ -79,7 +88,11 @@ async fn read_all<T: Source>(t: &T, cursor: &Cursor) -> (Duration, usize) {
     let mut n = 0;
     loop {
         let b = t.changes(&at, 10_000).await.unwrap();
-        n += b.changes.iter().filter(|o| matches!(o.change, Change::Upsert(_))).count();
+        n += b
+            .changes
+            .iter()
+            .filter(|o| matches!(o.change, Change::Upsert(_)))
+            .count();
         at = b.cursor;
         if !b.more {
             return (start.elapsed(), n);
@@ -92,30 +105,55 @@ const EXTERNAL_INSERT_PG: &str =
 
 fn postgres(c: &mut Criterion) {
     let rt = rt();
-    let url = std::env::var("SHEETSYNC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = std::env::var("SHEETSYNC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("sheetsync_bench_{}", std::process::id());
     let (table, feed, cursor) = rt.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(&url).await.expect("PostgreSQL for the benchmark");
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-        let opts = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().database(&name);
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(opts).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&url)
+            .await
+            .expect("PostgreSQL for the benchmark");
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .unwrap()
+            .database(&name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .unwrap();
         for sql in [
             "CREATE TABLE bench (id bigint PRIMARY KEY, name text, qty bigint, price numeric)",
             "CREATE TABLE feed (id bigint PRIMARY KEY, name text, qty bigint, price numeric)",
         ] {
             sqlx::query(sql).execute(&pool).await.unwrap();
         }
-        let table = PostgresTable::open(pool.clone(), None, "bench", SqlOptions::default()).await.unwrap();
+        let table = PostgresTable::open(pool.clone(), None, "bench", SqlOptions::default())
+            .await
+            .unwrap();
         table.install().await.unwrap();
-        let feed = PostgresTable::open(pool.clone(), None, "feed", SqlOptions::default()).await.unwrap();
+        let feed = PostgresTable::open(pool.clone(), None, "feed", SqlOptions::default())
+            .await
+            .unwrap();
         feed.install().await.unwrap();
         let cursor = feed.cursor().await.unwrap().unwrap();
-        sqlx::query(AssertSqlSafe(EXTERNAL_INSERT_PG.replace("bench", "feed"))).execute(&pool).await.unwrap();
+        sqlx::query(AssertSqlSafe(EXTERNAL_INSERT_PG.replace("bench", "feed")))
+            .execute(&pool)
+            .await
+            .unwrap();
         (table, feed, cursor)
     });
     let mut g = c.benchmark_group("postgres");
-    g.sample_size(10).throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(ROWS as u64));
     let mut round = 0;
     g.bench_function("apply_100k_upserts", |b| {
         b.iter_custom(|iters| {
@@ -142,13 +180,19 @@ fn postgres(c: &mut Criterion) {
     rt.block_on(async {
         table.pool().close().await;
         let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     });
 }
 
 fn mysql(c: &mut Criterion) {
     let rt = rt();
-    let url = std::env::var("SHEETSYNC_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into());
+    let url = std::env::var("SHEETSYNC_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into());
     let name = format!("sheetsync_bench_{}", std::process::id());
     let (table, pool) = rt.block_on(async {
         let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("MySQL/MariaDB for the benchmark");
@@ -179,7 +223,8 @@ fn mysql(c: &mut Criterion) {
         (table, pool)
     });
     let mut g = c.benchmark_group("mysql");
-    g.sample_size(10).throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(ROWS as u64));
     let mut round = 0;
     g.bench_function("apply_100k_upserts", |b| {
         b.iter_custom(|iters| {
@@ -197,7 +242,9 @@ fn mysql(c: &mut Criterion) {
                 .map(|_| {
                     // A queue: a fresh reader (nothing handed out yet) reads it all, without acking.
                     let (d, n) = rt.block_on(async {
-                        let feed = MySqlTable::open(pool.clone(), "feed", SqlOptions::default()).await.unwrap();
+                        let feed = MySqlTable::open(pool.clone(), "feed", SqlOptions::default())
+                            .await
+                            .unwrap();
                         let cursor = feed.cursor().await.unwrap().unwrap();
                         read_all(&feed, &cursor).await
                     });
@@ -211,7 +258,10 @@ fn mysql(c: &mut Criterion) {
     rt.block_on(async {
         pool.close().await;
         let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     });
 }
 
@@ -248,7 +298,8 @@ fn sqlite(c: &mut Criterion) {
         (table, feed, cursor)
     });
     let mut g = c.benchmark_group("sqlite");
-    g.sample_size(10).throughput(Throughput::Elements(ROWS as u64));
+    g.sample_size(10)
+        .throughput(Throughput::Elements(ROWS as u64));
     let mut round = 0;
     g.bench_function("apply_100k_upserts", |b| {
         b.iter_custom(|iters| {

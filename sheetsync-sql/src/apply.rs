@@ -15,7 +15,10 @@ use crate::error::RowError;
 pub(crate) trait WriteTx: Send {
     /// The current rows for `keys` (locked until commit where the database locks rows). A row
     /// that does not decode is reported as `Err(reason)`.
-    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>;
+    async fn current(
+        &mut self,
+        keys: &[RowKey],
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>;
     /// Runs a statement without results (savepoints).
     async fn execute(&mut self, sql: &str) -> Result<()>;
     /// Inserts or updates `rows` in one statement.
@@ -71,7 +74,8 @@ pub(crate) async fn apply_ops(
                 } else {
                     match schema_key(row) {
                         None => {
-                            outcomes[n] = Some(WriteOutcome::Held("upsert of a row without a key".into()));
+                            outcomes[n] =
+                                Some(WriteOutcome::Held("upsert of a row without a key".into()));
                             None
                         }
                         Some(k) => {
@@ -91,7 +95,10 @@ pub(crate) async fn apply_ops(
             }
             WriteOp::Insert { row } => {
                 if !info.generated_key {
-                    outcomes[n] = Some(WriteOutcome::Held(format!("table {} does not generate keys", info.display())));
+                    outcomes[n] = Some(WriteOutcome::Held(format!(
+                        "table {} does not generate keys",
+                        info.display()
+                    )));
                 } else if let Some(reason) = info.check_row(row, true) {
                     outcomes[n] = Some(WriteOutcome::Held(reason));
                 }
@@ -124,12 +131,16 @@ pub(crate) async fn apply_ops(
                 continue;
             }
             let (key, expected, after) = match op {
-                WriteOp::Upsert { row, expected } => (keys[n].as_ref(), expected, Some(Ok(row.clone()))),
+                WriteOp::Upsert { row, expected } => {
+                    (keys[n].as_ref(), expected, Some(Ok(row.clone())))
+                }
                 WriteOp::Delete { key, expected } => (Some(key), expected, None),
                 _ => continue,
             };
             let Some(key) = key else { continue };
-            let Some(cur) = state.get_mut(key) else { continue };
+            let Some(cur) = state.get_mut(key) else {
+                continue;
+            };
             let matches = match expected {
                 Expected::Any => true,
                 Expected::Absent => cur.is_none(),
@@ -184,7 +195,12 @@ const SAVEPOINT: &str = "SAVEPOINT sheetsync_row";
 const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT sheetsync_row";
 const RELEASE: &str = "RELEASE SAVEPOINT sheetsync_row";
 
-async fn run_stmt(tx: &mut dyn WriteTx, ops: &[WriteOp], idx: &[usize], kind: Kind) -> std::result::Result<(), RowError> {
+async fn run_stmt(
+    tx: &mut dyn WriteTx,
+    ops: &[WriteOp],
+    idx: &[usize],
+    kind: Kind,
+) -> std::result::Result<(), RowError> {
     match kind {
         Kind::Upsert => {
             let rows: Vec<&Row> = idx
@@ -210,7 +226,12 @@ async fn run_stmt(tx: &mut dyn WriteTx, ops: &[WriteOp], idx: &[usize], kind: Ki
 }
 
 /// Runs one statement inside a savepoint; on a row error rolls back to it.
-async fn guarded(tx: &mut dyn WriteTx, ops: &[WriteOp], idx: &[usize], kind: Kind) -> Result<std::result::Result<(), String>> {
+async fn guarded(
+    tx: &mut dyn WriteTx,
+    ops: &[WriteOp],
+    idx: &[usize],
+    kind: Kind,
+) -> Result<std::result::Result<(), String>> {
     tx.execute(SAVEPOINT).await?;
     match run_stmt(tx, ops, idx, kind).await {
         Ok(()) => {

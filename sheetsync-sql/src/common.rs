@@ -58,7 +58,11 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    pub(crate) fn new(prefix: &str, info: TableInfo, options: SqlOptions) -> sheetsync_core::Result<Self> {
+    pub(crate) fn new(
+        prefix: &str,
+        info: TableInfo,
+        options: SqlOptions,
+    ) -> sheetsync_core::Result<Self> {
         let schema = info.table_schema()?;
         Ok(Common {
             name: format!("{prefix}:{}", info.display()),
@@ -97,7 +101,14 @@ impl Common {
         let Some(o) = origin else { return false };
         match &self.options.origin {
             None => true,
-            Some(mine) => o == mine || self.used_origins.lock().expect("origin set lock poisoned").contains(o),
+            Some(mine) => {
+                o == mine
+                    || self
+                        .used_origins
+                        .lock()
+                        .expect("origin set lock poisoned")
+                        .contains(o)
+            }
         }
     }
 
@@ -124,7 +135,11 @@ impl Common {
     }
 
     /// A scanned row, or the reason it cannot be read.
-    pub(crate) fn scanned(&self, row: Result<Row, (Option<RowKey>, String)>, n: usize) -> Observation {
+    pub(crate) fn scanned(
+        &self,
+        row: Result<Row, (Option<RowKey>, String)>,
+        n: usize,
+    ) -> Observation {
         match row {
             Ok(r) => Observation::row(r),
             Err((key, reason)) => Observation::new(Change::Invalid(InvalidRow {
@@ -168,7 +183,9 @@ impl Common {
 }
 
 /// Changed keys in first-seen order with the latest time each was seen.
-pub(crate) fn dedup_keys(entries: impl IntoIterator<Item = (RowKey, Option<DateTime<Utc>>)>) -> Vec<(RowKey, Option<DateTime<Utc>>)> {
+pub(crate) fn dedup_keys(
+    entries: impl IntoIterator<Item = (RowKey, Option<DateTime<Utc>>)>,
+) -> Vec<(RowKey, Option<DateTime<Utc>>)> {
     let mut order: Vec<(RowKey, Option<DateTime<Utc>>)> = Vec::new();
     let mut index: HashMap<RowKey, usize> = HashMap::new();
     for (k, at) in entries {
@@ -187,7 +204,11 @@ pub(crate) fn dedup_keys(entries: impl IntoIterator<Item = (RowKey, Option<DateT
 /// stops when the stream is dropped.
 pub(crate) fn wake_channel() -> (mpsc::Sender<()>, BoxStream<'static, ()>) {
     let (tx, rx) = mpsc::channel::<()>(1);
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|()| ((), rx)) }).boxed();
+    let stream = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
+    )
+    .boxed();
     (tx, stream)
 }
 

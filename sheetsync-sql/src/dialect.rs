@@ -127,7 +127,11 @@ impl TableInfo {
     /// The table's name, quoted and qualified.
     pub(crate) fn quoted(&self) -> String {
         match &self.schema {
-            Some(s) => format!("{}.{}", self.dialect.quote(s), self.dialect.quote(&self.table)),
+            Some(s) => format!(
+                "{}.{}",
+                self.dialect.quote(s),
+                self.dialect.quote(&self.table)
+            ),
             None => self.dialect.quote(&self.table),
         }
     }
@@ -154,7 +158,11 @@ impl TableInfo {
                 }
             })
             .collect();
-        let key: Vec<&str> = self.key.iter().map(|&i| self.columns[i].name.as_str()).collect();
+        let key: Vec<&str> = self
+            .key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect();
         TableSchema::new(self.table.clone(), columns, &key)
     }
 
@@ -193,7 +201,9 @@ impl TableInfo {
 
     /// The columns an upsert writes: every writable column.
     pub(crate) fn write_columns(&self) -> Vec<usize> {
-        (0..self.columns.len()).filter(|&i| self.columns[i].writable).collect()
+        (0..self.columns.len())
+            .filter(|&i| self.columns[i].writable)
+            .collect()
     }
 
     /// Every row, in key order.
@@ -222,7 +232,11 @@ impl TableInfo {
                     s
                 })
                 .collect();
-            tuples.push(if t.len() == 1 { t[0].clone() } else { format!("({})", t.join(", ")) });
+            tuples.push(if t.len() == 1 {
+                t[0].clone()
+            } else {
+                format!("({})", t.join(", "))
+            });
         }
         if cols.len() == 1 {
             format!("{} IN ({})", cols[0], tuples.join(", "))
@@ -268,9 +282,17 @@ impl TableInfo {
                 .collect();
             tuples.push(format!("({})", t.join(", ")));
         }
-        let non_key: Vec<usize> = cols.iter().copied().filter(|i| !self.key.contains(i)).collect();
+        let non_key: Vec<usize> = cols
+            .iter()
+            .copied()
+            .filter(|i| !self.key.contains(i))
+            .collect();
         let keys: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
-        let overriding = if self.identity_always { " OVERRIDING SYSTEM VALUE" } else { "" };
+        let overriding = if self.identity_always {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
         let head = format!(
             "INSERT INTO {} ({}){overriding} VALUES {}",
             self.quoted(),
@@ -279,7 +301,11 @@ impl TableInfo {
         );
         match self.dialect {
             Dialect::Postgres | Dialect::Sqlite => {
-                let excluded = if self.dialect == Dialect::Postgres { "EXCLUDED" } else { "excluded" };
+                let excluded = if self.dialect == Dialect::Postgres {
+                    "EXCLUDED"
+                } else {
+                    "excluded"
+                };
                 if non_key.is_empty() {
                     format!("{head} ON CONFLICT ({}) DO NOTHING", keys.join(", "))
                 } else {
@@ -287,7 +313,11 @@ impl TableInfo {
                         .iter()
                         .map(|&i| format!("{} = {excluded}.{}", self.q(i), self.q(i)))
                         .collect();
-                    format!("{head} ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), set.join(", "))
+                    format!(
+                        "{head} ON CONFLICT ({}) DO UPDATE SET {}",
+                        keys.join(", "),
+                        set.join(", ")
+                    )
                 }
             }
             // ON DUPLICATE KEY UPDATE fires on every unique index, not only the primary key, and
@@ -315,7 +345,12 @@ impl TableInfo {
                 format!("({})", t.join(", "))
             })
             .collect();
-        format!("INSERT INTO {} ({}) VALUES {}", self.quoted(), names.join(", "), tuples.join(", "))
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.quoted(),
+            names.join(", "),
+            tuples.join(", ")
+        )
     }
 
     /// MySQL: updates `n` existing rows from a derived table of bound values joined on the
@@ -332,8 +367,11 @@ impl TableInfo {
         if non_key.is_empty() {
             return None;
         }
-        let first: Vec<String> = (0..cols.len()).map(|pos| format!("? AS `c{pos}`")).collect();
-        let rest = vec![format!("SELECT {}", vec!["?"; cols.len()].join(", ")); n.saturating_sub(1)];
+        let first: Vec<String> = (0..cols.len())
+            .map(|pos| format!("? AS `c{pos}`"))
+            .collect();
+        let rest =
+            vec![format!("SELECT {}", vec!["?"; cols.len()].join(", ")); n.saturating_sub(1)];
         let mut derived = format!("SELECT {}", first.join(", "));
         for r in rest {
             derived.push_str(" UNION ALL ");
@@ -343,11 +381,17 @@ impl TableInfo {
             .key
             .iter()
             .map(|k| {
-                let pos = cols.iter().position(|c| c == k).expect("key columns are written");
+                let pos = cols
+                    .iter()
+                    .position(|c| c == k)
+                    .expect("key columns are written");
                 format!("t.{} = v.`c{pos}`", self.q(*k))
             })
             .collect();
-        let set: Vec<String> = non_key.iter().map(|(pos, i)| format!("t.{} = v.`c{pos}`", self.q(*i))).collect();
+        let set: Vec<String> = non_key
+            .iter()
+            .map(|(pos, i)| format!("t.{} = v.`c{pos}`", self.q(*i)))
+            .collect();
         Some(format!(
             "UPDATE {} AS t JOIN ({derived}) AS v ON {} SET {}",
             self.quoted(),
@@ -359,9 +403,17 @@ impl TableInfo {
     /// Inserts one row without its key (the database generates it). PostgreSQL and SQLite return
     /// the stored row.
     pub(crate) fn insert_generated_sql(&self) -> (String, Vec<usize>) {
-        let cols: Vec<usize> = self.write_columns().into_iter().filter(|i| !self.key.contains(i)).collect();
+        let cols: Vec<usize> = self
+            .write_columns()
+            .into_iter()
+            .filter(|i| !self.key.contains(i))
+            .collect();
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
-        let params: Vec<String> = cols.iter().enumerate().map(|(n, &i)| self.param(i, n + 1)).collect();
+        let params: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| self.param(i, n + 1))
+            .collect();
         let body = if cols.is_empty() {
             match self.dialect {
                 Dialect::MySql => "() VALUES ()".to_string(),
@@ -374,7 +426,10 @@ impl TableInfo {
             Dialect::Postgres | Dialect::Sqlite => format!(" RETURNING {}", self.select_list("")),
             Dialect::MySql => String::new(),
         };
-        (format!("INSERT INTO {} {body}{returning}", self.quoted()), cols)
+        (
+            format!("INSERT INTO {} {body}{returning}", self.quoted()),
+            cols,
+        )
     }
 
     /// The bind of `v` for column `i`.
@@ -417,14 +472,20 @@ impl TableInfo {
     /// The key of a row from the key columns' texts as the change log recorded them.
     pub(crate) fn key_from_texts(&self, texts: &[Option<String>]) -> Result<RowKey, String> {
         if texts.len() != self.key.len() {
-            return Err(format!("change log key has {} values, expected {}", texts.len(), self.key.len()));
+            return Err(format!(
+                "change log key has {} values, expected {}",
+                texts.len(),
+                self.key.len()
+            ));
         }
         let mut vals = Vec::with_capacity(texts.len());
         for (t, &i) in texts.iter().zip(&self.key) {
             let c = &self.columns[i];
             match t {
                 None => return Err(format!("change log key column {:?} is NULL", c.name)),
-                Some(s) => vals.push(parse_text(c.ty, s).map_err(|e| format!("column {:?}: {e}", c.name))?),
+                Some(s) => {
+                    vals.push(parse_text(c.ty, s).map_err(|e| format!("column {:?}: {e}", c.name))?)
+                }
             }
         }
         Ok(RowKey::from_values(&vals))
@@ -468,8 +529,12 @@ pub(crate) fn parse_text(ty: ColumnType, s: &str) -> Result<Value, String> {
         ColumnType::Decimal => Value::Decimal(s.parse::<Decimal>().map_err(|_| bad())?),
         ColumnType::Float => Value::Float(s.trim().parse().map_err(|_| bad())?),
         ColumnType::Text => Value::Text(s.to_string()),
-        ColumnType::Date => Value::Date(NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad())?),
-        ColumnType::Time => Value::Time(NaiveTime::parse_from_str(s.trim(), "%H:%M:%S%.f").map_err(|_| bad())?),
+        ColumnType::Date => {
+            Value::Date(NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad())?)
+        }
+        ColumnType::Time => {
+            Value::Time(NaiveTime::parse_from_str(s.trim(), "%H:%M:%S%.f").map_err(|_| bad())?)
+        }
         ColumnType::Timestamp => Value::Timestamp(parse_naive_timestamp(s).ok_or_else(bad)?),
         ColumnType::TimestampTz => {
             let t = s.trim();
@@ -522,8 +587,12 @@ pub(crate) fn from_int(ty: ColumnType, i: i64) -> Result<Value, String> {
 pub(crate) fn from_float(ty: ColumnType, f: f64) -> Result<Value, String> {
     Ok(match ty {
         ColumnType::Float => Value::Float(f),
-        ColumnType::Decimal => Value::Decimal(Decimal::from_f64(f).ok_or_else(|| format!("{f} is not a valid decimal"))?),
-        ColumnType::Int if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Value::Int(f as i64),
+        ColumnType::Decimal => Value::Decimal(
+            Decimal::from_f64(f).ok_or_else(|| format!("{f} is not a valid decimal"))?,
+        ),
+        ColumnType::Int if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            Value::Int(f as i64)
+        }
         ColumnType::Text => Value::Text(f.to_string()),
         _ => return Err(format!("the number {f} is not a valid {ty}")),
     })
@@ -567,7 +636,10 @@ mod tests {
             dialect,
             schema: None,
             table: "we\"ird`; DROP TABLE x;--".into(),
-            columns: vec![col("id", ColumnType::Int, "bigint"), col("na\"me`", ColumnType::Text, "text")],
+            columns: vec![
+                col("id", ColumnType::Int, "bigint"),
+                col("na\"me`", ColumnType::Text, "text"),
+            ],
             key: vec![0],
             generated_key: false,
             identity_always: false,
@@ -581,7 +653,10 @@ mod tests {
         assert_eq!(Dialect::MySql.quote("a`b"), "`a``b`");
         assert_eq!(Dialect::MySql.quote("a\"b"), "`a\"b`");
         assert_eq!(Dialect::Postgres.literal("it's"), "'it''s'");
-        assert_eq!(Dialect::MySql.literal("a'\\"), "CONVERT(X'61275C' USING utf8mb4)");
+        assert_eq!(
+            Dialect::MySql.literal("a'\\"),
+            "CONVERT(X'61275C' USING utf8mb4)"
+        );
     }
 
     #[test]
@@ -603,7 +678,10 @@ mod tests {
             "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?), (?, ?)"
         );
         let del = info(Dialect::Sqlite).delete_sql(3);
-        assert_eq!(del, "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)");
+        assert_eq!(
+            del,
+            "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)"
+        );
     }
 
     #[test]
@@ -615,7 +693,9 @@ mod tests {
             "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE (\"id\", \"na\"\"me`\") IN (($1::bigint, $2::text), ($3::bigint, $4::text))"
         );
         // All columns are key columns: nothing to update.
-        assert!(i.upsert_sql(1).ends_with("ON CONFLICT (\"id\", \"na\"\"me`\") DO NOTHING"));
+        assert!(i
+            .upsert_sql(1)
+            .ends_with("ON CONFLICT (\"id\", \"na\"\"me`\") DO NOTHING"));
     }
 
     #[test]
@@ -624,18 +704,35 @@ mod tests {
             parse_text(ColumnType::Decimal, "12345678901234567890.1250").unwrap(),
             Value::Decimal("12345678901234567890.125".parse().unwrap())
         );
-        assert_eq!(parse_text(ColumnType::Bool, "t").unwrap(), Value::Bool(true));
-        assert_eq!(parse_text(ColumnType::Bool, "0").unwrap(), Value::Bool(false));
+        assert_eq!(
+            parse_text(ColumnType::Bool, "t").unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            parse_text(ColumnType::Bool, "0").unwrap(),
+            Value::Bool(false)
+        );
         let ts = parse_text(ColumnType::TimestampTz, "2024-03-01 10:00:00+01").unwrap();
-        assert_eq!(ts, parse_text(ColumnType::TimestampTz, "2024-03-01T09:00:00Z").unwrap());
+        assert_eq!(
+            ts,
+            parse_text(ColumnType::TimestampTz, "2024-03-01T09:00:00Z").unwrap()
+        );
         assert_eq!(
             parse_text(ColumnType::Timestamp, "2024-02-29 13:45:10.123456").unwrap(),
             parse_text(ColumnType::Timestamp, "2024-02-29T13:45:10.123456").unwrap()
         );
-        assert_eq!(parse_text(ColumnType::Bytes, "\\x00ff").unwrap(), Value::Bytes(vec![0, 255]));
-        assert!(parse_text(ColumnType::Int, "12x").unwrap_err().contains("12x"));
+        assert_eq!(
+            parse_text(ColumnType::Bytes, "\\x00ff").unwrap(),
+            Value::Bytes(vec![0, 255])
+        );
+        assert!(parse_text(ColumnType::Int, "12x")
+            .unwrap_err()
+            .contains("12x"));
         assert!(parse_text(ColumnType::Decimal, "NaN").is_err());
-        assert_eq!(parse_text(ColumnType::Text, " 007 ").unwrap(), Value::Text(" 007 ".into()));
+        assert_eq!(
+            parse_text(ColumnType::Text, " 007 ").unwrap(),
+            Value::Text(" 007 ".into())
+        );
     }
 
     #[test]
@@ -646,8 +743,14 @@ mod tests {
             Bind::Text("-0.000000000000000000000000000001".into())
         );
         let t = Utc.with_ymd_and_hms(2024, 3, 1, 9, 0, 0).unwrap();
-        assert_eq!(to_bind(Dialect::Postgres, &Value::TimestampTz(t)), Bind::Text("2024-03-01T09:00:00Z".into()));
-        assert_eq!(to_bind(Dialect::MySql, &Value::TimestampTz(t)), Bind::Text("2024-03-01 09:00:00".into()));
+        assert_eq!(
+            to_bind(Dialect::Postgres, &Value::TimestampTz(t)),
+            Bind::Text("2024-03-01T09:00:00Z".into())
+        );
+        assert_eq!(
+            to_bind(Dialect::MySql, &Value::TimestampTz(t)),
+            Bind::Text("2024-03-01 09:00:00".into())
+        );
     }
 
     use chrono::TimeZone;

@@ -81,7 +81,9 @@ pub(crate) fn is_row_error(e: &sqlx::Error) -> bool {
     }
     match native_number(db.as_ref()) {
         #[cfg(feature = "mysql")]
-        Some((Native::MySql, n)) if MYSQL_ROW_ERRORS.iter().any(|&m| u32::from(m) == n) => return true,
+        Some((Native::MySql, n)) if MYSQL_ROW_ERRORS.iter().any(|&m| u32::from(m) == n) => {
+            return true
+        }
         // SQLite: SQLITE_CONSTRAINT (19), SQLITE_MISMATCH (20), SQLITE_TOOBIG (18), with extended codes.
         Some((Native::Sqlite, n)) => return matches!(n & 0xff, 18..=20),
         _ => {}
@@ -106,8 +108,10 @@ fn is_temporary(e: &sqlx::Error) -> bool {
                 None => {}
             }
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            matches!(code.as_str(), "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
-                || sqlstate_class(&code) == "08"
+            matches!(
+                code.as_str(),
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+            ) || sqlstate_class(&code) == "08"
         }
         _ => false,
     }
@@ -116,15 +120,17 @@ fn is_temporary(e: &sqlx::Error) -> bool {
 /// Maps a sqlx error to a sheetsync error, naming the operation.
 pub(crate) fn db_error(e: sqlx::Error, operation: &'static str) -> Error {
     let kind = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            ErrorKind::Connection
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => ErrorKind::Connection,
         sqlx::Error::Configuration(_) => ErrorKind::ConfigInvalid,
         sqlx::Error::RowNotFound => ErrorKind::NotFound,
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::InvalidData,
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if sqlstate_class(&code) == "08" || matches!(code.as_str(), "57P01" | "57P02" | "57P03") {
+            if sqlstate_class(&code) == "08" || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+            {
                 ErrorKind::Connection
             } else if code == "42501" {
                 ErrorKind::PermissionDenied
@@ -142,7 +148,9 @@ pub(crate) fn db_error(e: sqlx::Error, operation: &'static str) -> Error {
     };
     let temporary = is_temporary(&e);
     let message = e.to_string();
-    let err = Error::new(kind, message).with_operation(operation).with_source(e);
+    let err = Error::new(kind, message)
+        .with_operation(operation)
+        .with_source(e);
     if temporary {
         err.temporary()
     } else {
@@ -170,7 +178,10 @@ mod tests {
     #[test]
     fn io_errors_are_temporary_connection_errors() {
         let e = db_error(
-            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
             "scan",
         );
         assert_eq!(e.kind(), ErrorKind::Connection);
@@ -186,6 +197,9 @@ mod tests {
     #[test]
     fn non_database_errors_never_hold_rows() {
         assert!(!is_row_error(&sqlx::Error::PoolTimedOut));
-        assert!(matches!(row_error(sqlx::Error::PoolTimedOut, "apply"), RowError::Fatal(_)));
+        assert!(matches!(
+            row_error(sqlx::Error::PoolTimedOut, "apply"),
+            RowError::Fatal(_)
+        ));
     }
 }

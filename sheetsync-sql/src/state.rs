@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sheetsync_core::{
-    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, Result, Row, RowBase, RowKey, Side, StateDelta,
-    StateSnapshot, Value,
+    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, Result, Row, RowBase, RowKey, Side,
+    StateDelta, StateSnapshot, Value,
 };
 
 /// What a mapping keeps besides its bases.
@@ -39,14 +39,22 @@ impl Doc {
         match s {
             None => Ok(Doc::default()),
             Some(s) => serde_json::from_str(&s).map_err(|e| {
-                Error::new(ErrorKind::InvalidData, format!("stored sheetsync state is unreadable: {e}")).with_operation("state.load")
+                Error::new(
+                    ErrorKind::InvalidData,
+                    format!("stored sheetsync state is unreadable: {e}"),
+                )
+                .with_operation("state.load")
             }),
         }
     }
 
     pub(crate) fn render(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| {
-            Error::new(ErrorKind::InvalidData, format!("sheetsync state cannot be stored: {e}")).with_operation("state.commit")
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("sheetsync state cannot be stored: {e}"),
+            )
+            .with_operation("state.commit")
         })
     }
 
@@ -101,8 +109,19 @@ pub(crate) fn encode_row(row: &Row) -> Vec<u8> {
 }
 
 /// A stored base.
-pub(crate) fn decode_base(k: &[u8], row: &[u8], tombstone: bool, synced_at: i64) -> Result<(RowKey, RowBase)> {
-    let bad = |what: &str| Error::new(ErrorKind::InvalidData, format!("stored sheetsync base has an unreadable {what}")).with_operation("state.load");
+pub(crate) fn decode_base(
+    k: &[u8],
+    row: &[u8],
+    tombstone: bool,
+    synced_at: i64,
+) -> Result<(RowKey, RowBase)> {
+    let bad = |what: &str| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("stored sheetsync base has an unreadable {what}"),
+        )
+        .with_operation("state.load")
+    };
     let key = RowKey::from_bytes(k).ok_or_else(|| bad("key"))?;
     let mut rest = row;
     let mut vals = Vec::new();
@@ -145,7 +164,13 @@ pub(crate) fn base_tuples(n: usize, dollar: bool) -> String {
 /// `?, ?, ...` or `$2, $3, ...` (after the mapping parameter) for `n` key hashes.
 pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
     (0..n)
-        .map(|i| if dollar { format!("${}", i + 2) } else { "?".to_string() })
+        .map(|i| {
+            if dollar {
+                format!("${}", i + 2)
+            } else {
+                "?".to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -191,7 +216,10 @@ mod postgres {
         /// Drops the state tables (every mapping's state).
         pub async fn uninstall(&self) -> Result<()> {
             let err = |e| db_error(e, "state.uninstall");
-            for ddl in ["DROP TABLE IF EXISTS sheetsync.state_mappings", "DROP TABLE IF EXISTS sheetsync.state_bases"] {
+            for ddl in [
+                "DROP TABLE IF EXISTS sheetsync.state_mappings",
+                "DROP TABLE IF EXISTS sheetsync.state_bases",
+            ] {
                 sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
             }
             sqlx::query("DO $$ BEGIN DROP SCHEMA IF EXISTS sheetsync; EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$")
@@ -212,11 +240,12 @@ mod postgres {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1")
-                .bind(mapping)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let doc: Option<String> =
+                sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1")
+                    .bind(mapping)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM sheetsync.state_bases WHERE mapping = $1")
                 .bind(mapping)
                 .fetch_all(&mut *tx)
@@ -225,7 +254,12 @@ mod postgres {
             tx.commit().await.map_err(err)?;
             let mut bases = BTreeMap::new();
             for r in rows {
-                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                let (k, b) = decode_base(
+                    &r.get::<Vec<u8>, _>(0),
+                    &r.get::<Vec<u8>, _>(1),
+                    r.get(2),
+                    r.get(3),
+                )?;
                 bases.insert(k, b);
             }
             Ok(Doc::parse(doc)?.into_snapshot(bases))
@@ -239,11 +273,13 @@ mod postgres {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-            let doc: String = sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE")
-                .bind(mapping)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
+            let doc: String = sqlx::query_scalar(
+                "SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE",
+            )
+            .bind(mapping)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
             let mut doc = Doc::parse(Some(doc))?;
             doc.apply(delta);
             for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
@@ -324,10 +360,12 @@ mod mysql {
 
         /// Drops the state tables (every mapping's state).
         pub async fn uninstall(&self) -> Result<()> {
-            sqlx::query("DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`")
-                .execute(&self.pool)
-                .await
-                .map_err(|e| db_error(e, "state.uninstall"))?;
+            sqlx::query(
+                "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`",
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(e, "state.uninstall"))?;
             Ok(())
         }
     }
@@ -337,11 +375,12 @@ mod mysql {
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ?")
-                .bind(mapping)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let doc: Option<String> =
+                sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ?")
+                    .bind(mapping)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let rows = sqlx::query(
                 "SELECT k, row_data, tombstone, synced_at FROM `_sheetsync_state_bases` WHERE mapping = ?",
             )
@@ -352,7 +391,12 @@ mod mysql {
             tx.commit().await.map_err(err)?;
             let mut bases = BTreeMap::new();
             for r in rows {
-                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                let (k, b) = decode_base(
+                    &r.get::<Vec<u8>, _>(0),
+                    &r.get::<Vec<u8>, _>(1),
+                    r.get(2),
+                    r.get(3),
+                )?;
                 bases.insert(k, b);
             }
             Ok(Doc::parse(doc)?.into_snapshot(bases))
@@ -361,16 +405,20 @@ mod mysql {
         async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
             let err = |e| db_error(e, "state.commit");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            sqlx::query("INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')")
-                .bind(mapping)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            let doc: String = sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE")
-                .bind(mapping)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)?;
+            sqlx::query(
+                "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
+            )
+            .bind(mapping)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            let doc: String = sqlx::query_scalar(
+                "SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE",
+            )
+            .bind(mapping)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
             let mut doc = Doc::parse(Some(doc))?;
             doc.apply(delta);
             for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
@@ -451,7 +499,10 @@ mod sqlite {
         /// Drops the state tables (every mapping's state).
         pub async fn uninstall(&self) -> Result<()> {
             let err = |e| db_error(e, "state.uninstall");
-            for ddl in ["DROP TABLE IF EXISTS _sheetsync_state_mappings", "DROP TABLE IF EXISTS _sheetsync_state_bases"] {
+            for ddl in [
+                "DROP TABLE IF EXISTS _sheetsync_state_mappings",
+                "DROP TABLE IF EXISTS _sheetsync_state_bases",
+            ] {
                 sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
             }
             Ok(())
@@ -463,11 +514,12 @@ mod sqlite {
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
-                .bind(mapping)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let doc: Option<String> =
+                sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
+                    .bind(mapping)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM _sheetsync_state_bases WHERE mapping = ?")
                 .bind(mapping)
                 .fetch_all(&mut *tx)
@@ -476,7 +528,12 @@ mod sqlite {
             tx.commit().await.map_err(err)?;
             let mut bases = BTreeMap::new();
             for r in rows {
-                let (k, b) = decode_base(&r.get::<Vec<u8>, _>(0), &r.get::<Vec<u8>, _>(1), r.get(2), r.get(3))?;
+                let (k, b) = decode_base(
+                    &r.get::<Vec<u8>, _>(0),
+                    &r.get::<Vec<u8>, _>(1),
+                    r.get(2),
+                    r.get(3),
+                )?;
                 bases.insert(k, b);
             }
             Ok(Doc::parse(doc)?.into_snapshot(bases))
@@ -485,11 +542,12 @@ mod sqlite {
         async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
             let err = |e| db_error(e, "state.commit");
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-            let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
-                .bind(mapping)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let doc: Option<String> =
+                sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
+                    .bind(mapping)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let mut doc = Doc::parse(doc)?;
             doc.apply(delta);
             for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
@@ -549,7 +607,12 @@ mod tests {
 
     #[test]
     fn bases_round_trip_exactly() {
-        let row = Row::new(vec![Value::Int(1), Value::Float(f64::NAN), Value::Decimal("0.10".parse().unwrap()), Value::Null]);
+        let row = Row::new(vec![
+            Value::Int(1),
+            Value::Float(f64::NAN),
+            Value::Decimal("0.10".parse().unwrap()),
+            Value::Null,
+        ]);
         let key = RowKey::from_values(&[Value::Int(1)]);
         let (k, b) = decode_base(key.as_bytes(), &encode_row(&row), false, 42).unwrap();
         assert_eq!(k, key);

@@ -23,7 +23,8 @@ use sqlx::{AssertSqlSafe, Connection, MySqlPool};
 const D: Dialect = Dialect::MySql;
 
 fn admin_url() -> String {
-    std::env::var("SHEETSYNC_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into())
+    std::env::var("SHEETSYNC_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into())
 }
 
 /// A fresh database, dropped when this goes out of scope.
@@ -43,29 +44,49 @@ impl TestDb {
             )
         });
         let name = format!("sheetsync_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4")))
-            .execute(&mut admin)
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(5)
+            .connect_with(Self::opts(&name))
             .await
             .unwrap();
-        admin.close().await.unwrap();
-        let pool = MySqlPoolOptions::new().max_connections(5).connect_with(Self::opts(&name)).await.unwrap();
         TestDb { name, pool }
     }
 
     fn opts(name: &str) -> MySqlConnectOptions {
-        MySqlConnectOptions::from_str(&admin_url()).unwrap().database(name)
+        MySqlConnectOptions::from_str(&admin_url())
+            .unwrap()
+            .database(name)
     }
 
     async fn other_pool(&self) -> MySqlPool {
-        MySqlPoolOptions::new().max_connections(3).connect_with(Self::opts(&self.name)).await.unwrap()
+        MySqlPoolOptions::new()
+            .max_connections(3)
+            .connect_with(Self::opts(&self.name))
+            .await
+            .unwrap()
     }
 
-    async fn table(&self, name: &str, schema: &TableSchema, generated: bool, options: SqlOptions) -> (Arc<MySqlTable>, Arc<Other>) {
+    async fn table(
+        &self,
+        name: &str,
+        schema: &TableSchema,
+        generated: bool,
+        options: SqlOptions,
+    ) -> (Arc<MySqlTable>, Arc<Other>) {
         sqlx::query(AssertSqlSafe(create_table_sql(D, name, schema, generated)))
             .execute(&self.pool)
             .await
             .unwrap();
-        let t = MySqlTable::open(self.pool.clone(), name, options).await.unwrap();
+        let t = MySqlTable::open(self.pool.clone(), name, options)
+            .await
+            .unwrap();
         t.install().await.unwrap();
         let other = Other {
             pool: self.other_pool().await,
@@ -81,7 +102,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let url = admin_url();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok(mut admin) = sqlx::MySqlConnection::connect(&url).await {
                     let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
@@ -147,17 +171,28 @@ struct Factory {
 impl FixtureFactory for Factory {
     async fn create(&self, schema: TableSchema) -> Result<Fixture> {
         let db = Arc::new(TestDb::new().await);
-        let (t, o) = db.table(&schema.name, &schema, true, SqlOptions::default()).await;
+        let (t, o) = db
+            .table(&schema.name, &schema, true, SqlOptions::default())
+            .await;
         self.dbs.lock().unwrap().push(db);
-        Ok(Fixture { table: t, external: o })
+        Ok(Fixture {
+            table: t,
+            external: o,
+        })
     }
 }
 
 #[tokio::test]
 async fn conformance() {
-    let factory = Factory { dbs: Mutex::new(Vec::new()) };
+    let factory = Factory {
+        dbs: Mutex::new(Vec::new()),
+    };
     let report = run_conformance(&factory).await;
-    assert!(report.skipped.is_empty(), "every capability is declared: {:?}", report.skipped);
+    assert!(
+        report.skipped.is_empty(),
+        "every capability is declared: {:?}",
+        report.skipped
+    );
 }
 
 #[tokio::test]
@@ -172,20 +207,53 @@ async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
     ] {
         sqlx::query(sql).execute(&db.pool).await.unwrap();
     }
-    let t = MySqlTable::open(db.pool.clone(), "t", SqlOptions::default()).await.unwrap();
+    let t = MySqlTable::open(db.pool.clone(), "t", SqlOptions::default())
+        .await
+        .unwrap();
     use ColumnType::*;
     let types: Vec<ColumnType> = t.schema().columns.iter().map(|c| c.ty).collect();
     assert_eq!(
         types,
-        vec![Bool, Int, Int, Decimal, Float, Float, Text, Text, Text, Text, Date, Time, Timestamp, TimestampTz, Json, Uuid, Bytes, Uuid]
+        vec![
+            Bool,
+            Int,
+            Int,
+            Decimal,
+            Float,
+            Float,
+            Text,
+            Text,
+            Text,
+            Text,
+            Date,
+            Time,
+            Timestamp,
+            TimestampTz,
+            Json,
+            Uuid,
+            Bytes,
+            Uuid
+        ]
     );
     assert_eq!(t.schema().key_names(), vec!["h", "b"]);
-    let e = MySqlTable::open(db.pool.clone(), "nokey", SqlOptions::default()).await.err().unwrap();
+    let e = MySqlTable::open(db.pool.clone(), "nokey", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
     assert!(e.to_string().contains("nokey\" has no primary key"), "{e}");
-    let e = MySqlTable::open(db.pool.clone(), "odd", SqlOptions::default()).await.err().unwrap();
-    assert!(e.to_string().contains("column \"y\"") && e.to_string().contains("year"), "{e}");
-    let e = MySqlTable::open(db.pool.clone(), "missing", SqlOptions::default()).await.err().unwrap();
+    let e = MySqlTable::open(db.pool.clone(), "odd", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("column \"y\"") && e.to_string().contains("year"),
+        "{e}"
+    );
+    let e = MySqlTable::open(db.pool.clone(), "missing", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
@@ -193,7 +261,9 @@ async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
 async fn every_type_round_trips_exactly() {
     let db = TestDb::new().await;
     let schema = sheetsync_core::testkit::conformance_schema();
-    let (t, other) = db.table("all_types", &schema, false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("all_types", &schema, false, SqlOptions::default())
+        .await;
     let mut nulls = full_row(2);
     for v in nulls.0.iter_mut().skip(2) {
         *v = Value::Null;
@@ -202,66 +272,115 @@ async fn every_type_round_trips_exactly() {
     tiny.0[3] = Value::Decimal("-0.000000000000000000000000000001".parse().unwrap());
     tiny.0[1] = Value::Text("=SUM(A1:A9) 007".into());
     let rows = vec![full_row(1), nulls, tiny];
-    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let out = t
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     assert_eq!(scan_rows(&*t).await, rows);
     other.upsert(full_row(4)).await.unwrap();
     let fetched = t.fetch(&[int_key(4)]).await.unwrap();
-    assert_eq!(fetched[0].change, sheetsync_core::Change::Upsert(full_row(4)));
+    assert_eq!(
+        fetched[0].change,
+        sheetsync_core::Change::Upsert(full_row(4))
+    );
 }
 
 #[tokio::test]
 async fn engine_writes_never_come_back_and_the_session_tag_never_leaks() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    t.apply(vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))], &ctx()).await.unwrap();
+    t.apply(
+        vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))],
+        &ctx(),
+    )
+    .await
+    .unwrap();
     // A conditional write that goes stale, and one that fails: the tag is cleared either way.
     let out = t
-        .apply(vec![WriteOp::Upsert { row: item(1, "x", 0), expected: Expected::Absent }], &ctx())
+        .apply(
+            vec![WriteOp::Upsert {
+                row: item(1, "x", 0),
+                expected: Expected::Absent,
+            }],
+            &ctx(),
+        )
         .await
         .unwrap();
     assert_eq!(out, vec![WriteOutcome::Stale]);
     let (seen, c1) = drain(&*t, &c0).await;
-    assert!(seen.is_empty(), "the engine's own writes came back: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the engine's own writes came back: {seen:?}"
+    );
     t.ack(&c1).await.unwrap();
     // Every pooled connection is untagged: writes through it are seen as changes.
     let mut conns = Vec::new();
     for _ in 0..5 {
         let mut c = t.pool().acquire().await.unwrap();
-        let tag: Option<String> = sqlx::query_scalar("SELECT @sheetsync_origin").fetch_one(&mut *c).await.unwrap();
+        let tag: Option<String> = sqlx::query_scalar("SELECT @sheetsync_origin")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
         assert_eq!(tag, None, "a pooled connection kept the engine's origin");
         conns.push(c);
     }
     drop(conns);
-    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2").execute(t.pool()).await.unwrap();
+    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2")
+        .execute(t.pool())
+        .await
+        .unwrap();
     other.delete(int_key(1)).await.unwrap();
     let (seen, c2) = drain(&*t, &c1).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[&int_key(1)], None);
     t.ack(&c2).await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sheetsync_changelog").fetch_one(&db.pool).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sheetsync_changelog")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(left, 0, "acknowledged entries are deleted");
 }
 
 #[tokio::test]
 async fn a_transaction_that_commits_late_is_never_skipped() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    let mut a = sqlx::MySqlConnection::connect_with(&TestDb::opts(&db.name)).await.unwrap();
-    let mut b = sqlx::MySqlConnection::connect_with(&TestDb::opts(&db.name)).await.unwrap();
+    let mut a = sqlx::MySqlConnection::connect_with(&TestDb::opts(&db.name))
+        .await
+        .unwrap();
+    let mut b = sqlx::MySqlConnection::connect_with(&TestDb::opts(&db.name))
+        .await
+        .unwrap();
     // A writes first (the lower change-log id) but commits last.
     sqlx::query("BEGIN").execute(&mut a).await.unwrap();
-    sqlx::query("INSERT INTO items (id, name) VALUES (1, 'from A')").execute(&mut a).await.unwrap();
-    sqlx::query("INSERT INTO items (id, name) VALUES (2, 'from B')").execute(&mut b).await.unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (1, 'from A')")
+        .execute(&mut a)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (2, 'from B')")
+        .execute(&mut b)
+        .await
+        .unwrap();
     let (mut seen, c1) = drain(&*t, &c0).await;
-    assert!(seen.contains_key(&int_key(2)) && !seen.contains_key(&int_key(1)), "{seen:?}");
+    assert!(
+        seen.contains_key(&int_key(2)) && !seen.contains_key(&int_key(1)),
+        "{seen:?}"
+    );
     t.ack(&c1).await.unwrap();
     sqlx::query("COMMIT").execute(&mut a).await.unwrap();
     let (later, _) = drain(&*t, &c1).await;
     seen.extend(later);
-    assert!(seen.contains_key(&int_key(1)), "A's late commit was skipped: {seen:?}");
+    assert!(
+        seen.contains_key(&int_key(1)),
+        "A's late commit was skipped: {seen:?}"
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
@@ -269,12 +388,18 @@ async fn a_transaction_that_commits_late_is_never_skipped() {
 #[tokio::test]
 async fn a_killed_connection_is_recovered_with_nothing_missed() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-        .build()
-        .await
-        .unwrap();
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t.clone() as Arc<dyn Table>,
+    )
+    .build()
+    .await
+    .unwrap();
     other.upsert(item(1, "a", 1)).await.unwrap();
     engine.run_once().await.unwrap();
     let mut admin = sqlx::MySqlConnection::connect(&admin_url()).await.unwrap();
@@ -287,10 +412,18 @@ async fn a_killed_connection_is_recovered_with_nothing_missed() {
     .unwrap();
     assert!(!ids.is_empty());
     for id in ids {
-        let _ = sqlx::query(AssertSqlSafe(format!("KILL {id}"))).execute(&mut admin).await;
+        let _ = sqlx::query(AssertSqlSafe(format!("KILL {id}")))
+            .execute(&mut admin)
+            .await;
     }
-    other.upsert(item(2, "written while the engine was cut off", 2)).await.ok();
-    other.upsert(item(2, "written while the engine was cut off", 2)).await.unwrap();
+    other
+        .upsert(item(2, "written while the engine was cut off", 2))
+        .await
+        .ok();
+    other
+        .upsert(item(2, "written while the engine was cut off", 2))
+        .await
+        .unwrap();
     let mut ok = false;
     for _ in 0..5 {
         match engine.run_once().await {
@@ -302,32 +435,61 @@ async fn a_killed_connection_is_recovered_with_nothing_missed() {
         }
     }
     assert!(ok, "the engine did not recover");
-    assert_eq!(sheet.rows(), vec![item(1, "a", 1), item(2, "written while the engine was cut off", 2)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![
+            item(1, "a", 1),
+            item(2, "written while the engine was cut off", 2)
+        ]
+    );
     admin.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
-    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name(50))").execute(&db.pool).await.unwrap();
-    sqlx::query("ALTER TABLE items ADD CONSTRAINT qty_small CHECK (qty < 1000)").execute(&db.pool).await.unwrap();
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name(50))")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE items ADD CONSTRAINT qty_small CHECK (qty < 1000)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let out = t
         .apply(
             vec![
                 upsert(item(1, "a", 1)),
-                WriteOp::Upsert { row: item(2, "a", 2), expected: Expected::Absent }, // duplicate name
-                upsert(item(3, "c", 5000)),                                            // check
+                WriteOp::Upsert {
+                    row: item(2, "a", 2),
+                    expected: Expected::Absent,
+                }, // duplicate name
+                upsert(item(3, "c", 5000)), // check
                 upsert(item(4, "d", 4)),
-                WriteOp::Delete { key: int_key(9), expected: Expected::Any },
+                WriteOp::Delete {
+                    key: int_key(9),
+                    expected: Expected::Any,
+                },
             ],
             &ctx(),
         )
         .await
         .unwrap();
-    assert!(applied(&out[0]) && applied(&out[3]) && applied(&out[4]), "{out:?}");
-    assert!(matches!(&out[1], WriteOutcome::Held(m) if m.contains("Duplicate")), "{out:?}");
-    assert!(matches!(&out[2], WriteOutcome::Held(m) if m.contains("qty_small")), "{out:?}");
+    assert!(
+        applied(&out[0]) && applied(&out[3]) && applied(&out[4]),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1], WriteOutcome::Held(m) if m.contains("Duplicate")),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], WriteOutcome::Held(m) if m.contains("qty_small")),
+        "{out:?}"
+    );
     assert_eq!(scan_rows(&*t).await, vec![item(1, "a", 1), item(4, "d", 4)]);
 }
 
@@ -339,8 +501,14 @@ async fn hostile_names_are_quoted_everywhere() {
     let table = "Order\"s`; DELETE FROM x; -- \u{00e9}";
     let (t, other) = db.table(table, &schema, false, SqlOptions::default()).await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    let rows = vec![hostile_row("'; DROP TABLE x; --", 1, "`backtick`"), hostile_row("\u{00e9}t\u{00e9}", 2, "\\ \"q\"")];
-    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let rows = vec![
+        hostile_row("'; DROP TABLE x; --", 1, "`backtick`"),
+        hostile_row("\u{00e9}t\u{00e9}", 2, "\\ \"q\""),
+    ];
+    let out = t
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     let mut sorted = rows.clone();
     sorted.sort_by_key(|r| r.key(&schema));
@@ -358,10 +526,12 @@ async fn hostile_names_are_quoted_everywhere() {
     .await
     .unwrap();
     assert_eq!(left, 0, "uninstall removes the capture tables once unused");
-    let triggers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(triggers, 0);
     assert_eq!(scan_rows(&*t).await.len(), 2, "user rows stay");
 }
@@ -369,28 +539,55 @@ async fn hostile_names_are_quoted_everywhere() {
 #[tokio::test]
 async fn generated_keys_come_back_with_the_stored_row() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), true, SqlOptions::default()).await;
+    let (t, _) = db
+        .table("items", &small_schema(), true, SqlOptions::default())
+        .await;
     assert!(t.capabilities().generated_keys);
     let mut new = item(0, "new", 1);
     new.0[0] = Value::Null;
-    let out = t.apply(vec![WriteOp::Insert { row: new.clone() }, WriteOp::Insert { row: new }], &ctx()).await.unwrap();
-    assert_eq!(out, vec![WriteOutcome::Stored(item(1, "new", 1)), WriteOutcome::Stored(item(2, "new", 1))]);
+    let out = t
+        .apply(
+            vec![
+                WriteOp::Insert { row: new.clone() },
+                WriteOp::Insert { row: new },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Stored(item(1, "new", 1)),
+            WriteOutcome::Stored(item(2, "new", 1))
+        ]
+    );
 }
 
 #[tokio::test]
 async fn wakeups_follow_the_queue() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let mut w = t.wakeups().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
     other.upsert(item(1, "a", 1)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn engine_round_trip_both_ways_without_echo() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let o2 = other.clone();
     engine_round_trip(
         t,
@@ -409,41 +606,64 @@ async fn engine_round_trip_both_ways_without_echo() {
 #[tokio::test]
 async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let state = Arc::new(MySqlStateStore::new(db.pool.clone()).await.unwrap());
     other.upsert(item(1, "a", 1)).await.unwrap();
-    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-        .state(state.clone())
-        .build()
-        .await
-        .unwrap();
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t.clone() as Arc<dyn Table>,
+    )
+    .state(state.clone())
+    .build()
+    .await
+    .unwrap();
     engine.run_once().await.unwrap();
     drop(engine);
     drop(t);
     other.upsert(item(1, "a while stopped", 2)).await.unwrap();
     other.upsert(item(2, "b while stopped", 3)).await.unwrap();
     // A new process: a new adapter with no memory of what it handed out.
-    let t = Arc::new(MySqlTable::open(db.pool.clone(), "items", SqlOptions::default()).await.unwrap());
-    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t as Arc<dyn Table>)
-        .state(state)
-        .build()
-        .await
-        .unwrap();
+    let t = Arc::new(
+        MySqlTable::open(db.pool.clone(), "items", SqlOptions::default())
+            .await
+            .unwrap(),
+    );
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t as Arc<dyn Table>,
+    )
+    .state(state)
+    .build()
+    .await
+    .unwrap();
     engine.run_once().await.unwrap();
-    assert_eq!(sheet.rows(), vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
+    );
 }
 
 #[tokio::test]
 async fn concurrent_writers_during_sync_converge() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let engine = Arc::new(
-        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-            .build()
-            .await
-            .unwrap(),
+        Engine::builder(
+            MappingConfig::new("items", &["id"]),
+            sheet.clone(),
+            t.clone() as Arc<dyn Table>,
+        )
+        .build()
+        .await
+        .unwrap(),
     );
     let mut writers = Vec::new();
     for w in 0..3i64 {
@@ -454,7 +674,9 @@ async fn concurrent_writers_during_sync_converge() {
         };
         writers.push(tokio::spawn(async move {
             for i in 0..40 {
-                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i)).await.unwrap();
+                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -489,12 +711,17 @@ async fn state_store_keeps_what_was_committed() {
 #[tokio::test]
 async fn a_key_change_reports_the_old_key_as_deleted() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let pool = db.pool.clone();
     other.upsert(item(1, "a", 1)).await.unwrap();
     other.upsert(item(2, "b", 2)).await.unwrap();
     let c0 = t.cursor().await.unwrap().unwrap();
-    sqlx::query("UPDATE items SET id = id + 10").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE items SET id = id + 10")
+        .execute(&pool)
+        .await
+        .unwrap();
     let (seen, _) = drain(&*t, &c0).await;
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[&int_key(1)], None);

@@ -29,7 +29,8 @@ const D: Dialect = Dialect::Postgres;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn admin_url() -> String {
-    std::env::var("SHEETSYNC_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SHEETSYNC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh database, dropped when this goes out of scope.
@@ -57,7 +58,11 @@ impl TestDb {
             .unwrap();
         admin.close().await.unwrap();
         let opts = PgConnectOptions::from_str(&url).unwrap().database(&name);
-        let pool = PgPoolOptions::new().max_connections(5).connect_with(opts).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(5)
+            .connect_with(opts)
+            .await
+            .unwrap();
         TestDb {
             name,
             pool,
@@ -66,20 +71,34 @@ impl TestDb {
     }
 
     fn options(&self) -> PgConnectOptions {
-        PgConnectOptions::from_str(&admin_url()).unwrap().database(&self.name)
+        PgConnectOptions::from_str(&admin_url())
+            .unwrap()
+            .database(&self.name)
     }
 
     /// A second pool: another program.
     async fn other_pool(&self) -> PgPool {
-        PgPoolOptions::new().max_connections(3).connect_with(self.options()).await.unwrap()
+        PgPoolOptions::new()
+            .max_connections(3)
+            .connect_with(self.options())
+            .await
+            .unwrap()
     }
 
-    async fn table(&self, name: &str, schema: &TableSchema, generated: bool, options: SqlOptions) -> (Arc<PostgresTable>, Arc<Other>) {
+    async fn table(
+        &self,
+        name: &str,
+        schema: &TableSchema,
+        generated: bool,
+        options: SqlOptions,
+    ) -> (Arc<PostgresTable>, Arc<Other>) {
         sqlx::query(AssertSqlSafe(create_table_sql(D, name, schema, generated)))
             .execute(&self.pool)
             .await
             .unwrap();
-        let t = PostgresTable::open(self.pool.clone(), None, name, options).await.unwrap();
+        let t = PostgresTable::open(self.pool.clone(), None, name, options)
+            .await
+            .unwrap();
         t.install().await.unwrap();
         let other = Other {
             pool: self.other_pool().await,
@@ -96,12 +115,17 @@ impl Drop for TestDb {
         let url = admin_url();
         // Runs during unwinding too, so on its own thread and runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                        .execute(&mut admin)
-                        .await;
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
                 }
             })
         })
@@ -165,17 +189,36 @@ impl FixtureFactory for Factory {
         let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let ns = format!("fixture_{n}");
         let table = format!("{ns}.{}", quote(D, &schema.name));
-        for sql in [format!("CREATE SCHEMA {ns}"), create_table_sql(D, &schema.name, &schema, true).replacen(&quote(D, &schema.name), &table, 1)] {
-            sqlx::query(AssertSqlSafe(sql)).execute(&self.db.pool).await.unwrap();
+        for sql in [
+            format!("CREATE SCHEMA {ns}"),
+            create_table_sql(D, &schema.name, &schema, true).replacen(
+                &quote(D, &schema.name),
+                &table,
+                1,
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&self.db.pool)
+                .await
+                .unwrap();
         }
-        let t = PostgresTable::open(self.db.pool.clone(), Some(&ns), &schema.name, SqlOptions::default()).await?;
+        let t = PostgresTable::open(
+            self.db.pool.clone(),
+            Some(&ns),
+            &schema.name,
+            SqlOptions::default(),
+        )
+        .await?;
         t.install().await?;
         let other = Other {
             pool: self.db.other_pool().await,
             table,
             schema,
         };
-        Ok(Fixture { table: Arc::new(t), external: Arc::new(other) })
+        Ok(Fixture {
+            table: Arc::new(t),
+            external: Arc::new(other),
+        })
     }
 }
 
@@ -186,7 +229,11 @@ async fn conformance() {
         n: Default::default(),
     };
     let report = run_conformance(&factory).await;
-    assert!(report.skipped.is_empty(), "every capability is declared: {:?}", report.skipped);
+    assert!(
+        report.skipped.is_empty(),
+        "every capability is declared: {:?}",
+        report.skipped
+    );
 }
 
 #[tokio::test]
@@ -204,42 +251,91 @@ async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
     ] {
         sqlx::query(sql).execute(&db.pool).await.unwrap();
     }
-    let t = PostgresTable::open(db.pool.clone(), None, "t", SqlOptions::default()).await.unwrap();
+    let t = PostgresTable::open(db.pool.clone(), None, "t", SqlOptions::default())
+        .await
+        .unwrap();
     use ColumnType::*;
     let types: Vec<ColumnType> = t.schema().columns.iter().map(|c| c.ty).collect();
     assert_eq!(
         types,
-        vec![Int, Int, Int, Decimal, Float, Float, Bool, Text, Text, Text, Date, Time, Timestamp, TimestampTz, Json, Json, Uuid, Text, Int, Bytes]
+        vec![
+            Int,
+            Int,
+            Int,
+            Decimal,
+            Float,
+            Float,
+            Bool,
+            Text,
+            Text,
+            Text,
+            Date,
+            Time,
+            Timestamp,
+            TimestampTz,
+            Json,
+            Json,
+            Uuid,
+            Text,
+            Int,
+            Bytes
+        ]
     );
     assert_eq!(t.schema().key_names(), vec!["j", "c"]);
     assert!(!t.capabilities().generated_keys);
 
-    let e = PostgresTable::open(db.pool.clone(), None, "nokey", SqlOptions::default()).await.err().unwrap();
+    let e = PostgresTable::open(db.pool.clone(), None, "nokey", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
-    assert!(e.to_string().contains("\"public.nokey\" has no primary key"), "{e}");
-    let e = PostgresTable::open(db.pool.clone(), None, "odd", SqlOptions::default()).await.err().unwrap();
-    assert!(e.to_string().contains("column \"span\"") && e.to_string().contains("interval"), "{e}");
-    let e = PostgresTable::open(db.pool.clone(), Some("nope"), "t", SqlOptions::default()).await.err().unwrap();
+    assert!(
+        e.to_string()
+            .contains("\"public.nokey\" has no primary key"),
+        "{e}"
+    );
+    let e = PostgresTable::open(db.pool.clone(), None, "odd", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("column \"span\"") && e.to_string().contains("interval"),
+        "{e}"
+    );
+    let e = PostgresTable::open(db.pool.clone(), Some("nope"), "t", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
     // GENERATED ALWAYS identity key: upserts override it, inserts generate it; the generated
     // column is read-only (database to sheet).
-    let g = PostgresTable::open(db.pool.clone(), None, "gen", SqlOptions::default()).await.unwrap();
+    let g = PostgresTable::open(db.pool.clone(), None, "gen", SqlOptions::default())
+        .await
+        .unwrap();
     g.install().await.unwrap();
     assert!(g.capabilities().generated_keys);
-    assert_eq!(g.schema().columns[2].direction, sheetsync_core::Direction::DbToSheet);
+    assert_eq!(
+        g.schema().columns[2].direction,
+        sheetsync_core::Direction::DbToSheet
+    );
     let out = g
         .apply(
             vec![
                 upsert(Row::new(vec![Value::Int(10), Value::Int(1), Value::Null])),
-                WriteOp::Insert { row: Row::new(vec![Value::Null, Value::Int(2), Value::Null]) },
+                WriteOp::Insert {
+                    row: Row::new(vec![Value::Null, Value::Int(2), Value::Null]),
+                },
             ],
             &ctx(),
         )
         .await
         .unwrap();
     assert_eq!(out[0], WriteOutcome::Applied);
-    assert_eq!(out[1], WriteOutcome::Stored(Row::new(vec![Value::Int(1), Value::Int(2), Value::Int(4)])));
+    assert_eq!(
+        out[1],
+        WriteOutcome::Stored(Row::new(vec![Value::Int(1), Value::Int(2), Value::Int(4)]))
+    );
     assert_eq!(
         scan_rows(&g).await,
         vec![
@@ -253,7 +349,9 @@ async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
 async fn every_type_round_trips_exactly() {
     let db = TestDb::new().await;
     let schema = sheetsync_core::testkit::conformance_schema();
-    let (t, other) = db.table("all_types", &schema, false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("all_types", &schema, false, SqlOptions::default())
+        .await;
     let mut nulls = full_row(2);
     for v in nulls.0.iter_mut().skip(2) {
         *v = Value::Null;
@@ -262,25 +360,44 @@ async fn every_type_round_trips_exactly() {
     tiny.0[3] = Value::Decimal("-0.000000000000000000000000000001".parse().unwrap());
     tiny.0[1] = Value::Text("=SUM(A1:A9) 007".into());
     let rows = vec![full_row(1), nulls, tiny];
-    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let out = t
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     assert_eq!(scan_rows(&*t).await, rows);
     other.upsert(full_row(4)).await.unwrap();
     let fetched = t.fetch(&[int_key(4)]).await.unwrap();
-    assert_eq!(fetched[0].change, sheetsync_core::Change::Upsert(full_row(4)));
+    assert_eq!(
+        fetched[0].change,
+        sheetsync_core::Change::Upsert(full_row(4))
+    );
     // numeric keeps every digit; the scale the column stores does not make it a different value.
-    let text: String = sqlx::query_scalar("SELECT price::text FROM all_types WHERE id = 1").fetch_one(&db.pool).await.unwrap();
+    let text: String = sqlx::query_scalar("SELECT price::text FROM all_types WHERE id = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(text, "12345678901234567890.125");
 }
 
 #[tokio::test]
 async fn engine_writes_never_come_back_but_other_writers_do() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    t.apply(vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))], &ctx()).await.unwrap();
+    t.apply(
+        vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))],
+        &ctx(),
+    )
+    .await
+    .unwrap();
     let (seen, c1) = drain(&*t, &c0).await;
-    assert!(seen.is_empty(), "the engine's own writes came back: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the engine's own writes came back: {seen:?}"
+    );
     other.upsert(item(2, "other", 22)).await.unwrap();
     other.delete(int_key(1)).await.unwrap();
     let (seen, c2) = drain(&*t, &c1).await;
@@ -288,35 +405,59 @@ async fn engine_writes_never_come_back_but_other_writers_do() {
     assert_eq!(seen[&int_key(2)], Some(item(2, "other", 22)));
     assert_eq!(seen[&int_key(1)], None);
     // The tag is transaction-local: the same pooled connection writes untagged afterwards.
-    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let (seen, c3) = drain(&*t, &c2).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     // Acknowledged entries are pruned.
     t.ack(&c3).await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sheetsync.changelog").fetch_one(&db.pool).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sheetsync.changelog")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(left, 0);
 }
 
 #[tokio::test]
 async fn a_transaction_that_commits_late_is_never_skipped() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    let mut a = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
-    let mut b = sqlx::PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut a = sqlx::PgConnection::connect_with(&db.options())
+        .await
+        .unwrap();
+    let mut b = sqlx::PgConnection::connect_with(&db.options())
+        .await
+        .unwrap();
     // A starts first and writes first: its change-log entry has the lower xid and seq.
     sqlx::query("BEGIN").execute(&mut a).await.unwrap();
-    sqlx::query("INSERT INTO items (id, name) VALUES (1, 'from A')").execute(&mut a).await.unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (1, 'from A')")
+        .execute(&mut a)
+        .await
+        .unwrap();
     // B writes later and commits first.
-    sqlx::query("INSERT INTO items (id, name) VALUES (2, 'from B')").execute(&mut b).await.unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (2, 'from B')")
+        .execute(&mut b)
+        .await
+        .unwrap();
     let (mut seen, c1) = drain(&*t, &c0).await;
     assert!(!seen.contains_key(&int_key(1)), "A has not committed");
     // Now A commits, after the reader has moved on.
     sqlx::query("COMMIT").execute(&mut a).await.unwrap();
     let (later, _) = drain(&*t, &c1).await;
     seen.extend(later);
-    assert!(seen.contains_key(&int_key(1)), "A's late commit was skipped: {seen:?}");
-    assert!(seen.contains_key(&int_key(2)), "B's row is missing: {seen:?}");
+    assert!(
+        seen.contains_key(&int_key(1)),
+        "A's late commit was skipped: {seen:?}"
+    );
+    assert!(
+        seen.contains_key(&int_key(2)),
+        "B's row is missing: {seen:?}"
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
@@ -324,17 +465,23 @@ async fn a_transaction_that_commits_late_is_never_skipped() {
 #[tokio::test]
 async fn a_killed_connection_is_recovered_with_nothing_missed() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-        .build()
-        .await
-        .unwrap();
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t.clone() as Arc<dyn Table>,
+    )
+    .build()
+    .await
+    .unwrap();
     other.upsert(item(1, "a", 1)).await.unwrap();
     engine.run_once().await.unwrap();
     let mut wake = t.wakeups().unwrap();
     wake.next().await.unwrap(); // the catch-up after LISTEN
-    // Kill every connection of the engine's pool and of the listener.
+                                // Kill every connection of the engine's pool and of the listener.
     let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -344,11 +491,20 @@ async fn a_killed_connection_is_recovered_with_nothing_missed() {
     .await
     .unwrap();
     assert!(!killed.is_empty());
-    other.upsert(item(2, "written while the engine was cut off", 2)).await.ok();
+    other
+        .upsert(item(2, "written while the engine was cut off", 2))
+        .await
+        .ok();
     // The other program's pool was killed too; its next write reconnects.
-    other.upsert(item(2, "written while the engine was cut off", 2)).await.unwrap();
+    other
+        .upsert(item(2, "written while the engine was cut off", 2))
+        .await
+        .unwrap();
     // The listener reports the lost connection as a wake-up (a catch-up poll).
-    tokio::time::timeout(Duration::from_secs(60), wake.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), wake.next())
+        .await
+        .unwrap()
+        .unwrap();
     let mut ok = false;
     for _ in 0..5 {
         match engine.run_once().await {
@@ -360,16 +516,30 @@ async fn a_killed_connection_is_recovered_with_nothing_missed() {
         }
     }
     assert!(ok, "the engine did not recover");
-    assert_eq!(sheet.rows(), vec![item(1, "a", 1), item(2, "written while the engine was cut off", 2)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![
+            item(1, "a", 1),
+            item(2, "written while the engine was cut off", 2)
+        ]
+    );
     admin.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
-    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name)").execute(&db.pool).await.unwrap();
-    sqlx::query("ALTER TABLE items ADD CONSTRAINT qty_small CHECK (qty < 1000)").execute(&db.pool).await.unwrap();
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE items ADD CONSTRAINT qty_small CHECK (qty < 1000)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
     let out = t
         .apply(
             vec![
@@ -377,13 +547,19 @@ async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
                 upsert(item(2, "a", 2)),    // unique violation
                 upsert(item(3, "c", 5000)), // check violation
                 upsert(item(4, "d", 4)),
-                WriteOp::Delete { key: int_key(9), expected: Expected::Any },
+                WriteOp::Delete {
+                    key: int_key(9),
+                    expected: Expected::Any,
+                },
             ],
             &ctx(),
         )
         .await
         .unwrap();
-    assert!(applied(&out[0]) && applied(&out[3]) && applied(&out[4]), "{out:?}");
+    assert!(
+        applied(&out[0]) && applied(&out[3]) && applied(&out[4]),
+        "{out:?}"
+    );
     match (&out[1], &out[2]) {
         (WriteOutcome::Held(a), WriteOutcome::Held(b)) => {
             assert!(a.contains("items_name"), "{a}");
@@ -398,10 +574,18 @@ async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
 async fn hostile_names_are_quoted_everywhere() {
     let db = TestDb::new().await;
     let schema = hostile_schema();
-    let (t, other) = db.table(HOSTILE_TABLE, &schema, false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table(HOSTILE_TABLE, &schema, false, SqlOptions::default())
+        .await;
     let c0 = t.cursor().await.unwrap().unwrap();
-    let rows = vec![hostile_row("'; DROP TABLE x; --", 1, "`backtick`"), hostile_row("\u{00e9}t\u{00e9}", 2, "$1 \"q\"")];
-    let out = t.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let rows = vec![
+        hostile_row("'; DROP TABLE x; --", 1, "`backtick`"),
+        hostile_row("\u{00e9}t\u{00e9}", 2, "$1 \"q\""),
+    ];
+    let out = t
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     let mut sorted = rows.clone();
     sorted.sort_by_key(|r| r.key(&schema));
@@ -412,19 +596,27 @@ async fn hostile_names_are_quoted_everywhere() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[&rows[0].key(&schema).unwrap()], None);
     t.uninstall().await.unwrap();
-    let left: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'sheetsync'")
-        .fetch_optional(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(left, None, "uninstall removes the sheetsync schema once unused");
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'sheetsync'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left, None,
+        "uninstall removes the sheetsync schema once unused"
+    );
     assert_eq!(scan_rows(&*t).await.len(), 2, "user rows stay");
 }
 
 #[tokio::test]
 async fn install_is_idempotent_and_uninstall_keeps_other_tables_captured() {
     let db = TestDb::new().await;
-    let (a, _) = db.table("a", &small_schema(), false, SqlOptions::default()).await;
-    let (b, other_b) = db.table("b", &small_schema(), false, SqlOptions::default()).await;
+    let (a, _) = db
+        .table("a", &small_schema(), false, SqlOptions::default())
+        .await;
+    let (b, other_b) = db
+        .table("b", &small_schema(), false, SqlOptions::default())
+        .await;
     a.install().await.unwrap();
     a.install().await.unwrap();
     let c0 = b.cursor().await.unwrap().unwrap();
@@ -448,15 +640,23 @@ async fn wakeups_come_from_notify() {
     };
     let (t, other) = db.table("items", &small_schema(), false, opts).await;
     let mut w = t.wakeups().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
     other.upsert(item(1, "a", 1)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn engine_round_trip_both_ways_without_echo() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let o2 = other.clone();
     engine_round_trip(
         t,
@@ -475,13 +675,19 @@ async fn engine_round_trip_both_ways_without_echo() {
 #[tokio::test]
 async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let state = Arc::new(PostgresStateStore::new(db.pool.clone()).await.unwrap());
     let build = || {
-        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-            .state(state.clone())
-            .build()
+        Engine::builder(
+            MappingConfig::new("items", &["id"]),
+            sheet.clone(),
+            t.clone() as Arc<dyn Table>,
+        )
+        .state(state.clone())
+        .build()
     };
     other.upsert(item(1, "a", 1)).await.unwrap();
     let engine = build().await.unwrap();
@@ -491,19 +697,28 @@ async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     other.upsert(item(2, "b while stopped", 3)).await.unwrap();
     let engine = build().await.unwrap();
     engine.run_once().await.unwrap();
-    assert_eq!(sheet.rows(), vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
+    );
 }
 
 #[tokio::test]
 async fn concurrent_writers_during_sync_converge() {
     let db = TestDb::new().await;
-    let (t, _) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let engine = Arc::new(
-        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t.clone() as Arc<dyn Table>)
-            .build()
-            .await
-            .unwrap(),
+        Engine::builder(
+            MappingConfig::new("items", &["id"]),
+            sheet.clone(),
+            t.clone() as Arc<dyn Table>,
+        )
+        .build()
+        .await
+        .unwrap(),
     );
     let mut writers = Vec::new();
     for w in 0..3i64 {
@@ -514,7 +729,9 @@ async fn concurrent_writers_during_sync_converge() {
         };
         writers.push(tokio::spawn(async move {
             for i in 0..40 {
-                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i)).await.unwrap();
+                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -544,22 +761,28 @@ async fn state_store_keeps_what_was_committed() {
     PostgresStateStore::new(db.pool.clone()).await.unwrap(); // idempotent
     state_store_contract(&store).await;
     store.uninstall().await.unwrap();
-    let left: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'sheetsync'")
-        .fetch_optional(&db.pool)
-        .await
-        .unwrap();
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'sheetsync'")
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(left, None);
 }
 
 #[tokio::test]
 async fn a_key_change_reports_the_old_key_as_deleted() {
     let db = TestDb::new().await;
-    let (t, other) = db.table("items", &small_schema(), false, SqlOptions::default()).await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
     let pool = db.pool.clone();
     other.upsert(item(1, "a", 1)).await.unwrap();
     other.upsert(item(2, "b", 2)).await.unwrap();
     let c0 = t.cursor().await.unwrap().unwrap();
-    sqlx::query("UPDATE items SET id = id + 10").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE items SET id = id + 10")
+        .execute(&pool)
+        .await
+        .unwrap();
     let (seen, _) = drain(&*t, &c0).await;
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[&int_key(1)], None);

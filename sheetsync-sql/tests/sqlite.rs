@@ -12,7 +12,7 @@ use sheetsync_core::{
     ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
     Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
 };
-use sheetsync_sql::{SqliteStateStore, SqlOptions, SqliteTable};
+use sheetsync_sql::{SqlOptions, SqliteStateStore, SqliteTable};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, SqlitePool};
 
@@ -24,7 +24,11 @@ async fn pool(path: &std::path::Path) -> SqlitePool {
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .busy_timeout(std::time::Duration::from_secs(10));
-    SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.unwrap()
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
+        .unwrap()
 }
 
 /// A database file with one table of `schema`, capture installed, and a second pool playing
@@ -46,7 +50,9 @@ async fn setup(table: &str, schema: &TableSchema, generated: bool) -> Db {
         .execute(&p)
         .await
         .unwrap();
-    let t = SqliteTable::open(p, table, SqlOptions::default()).await.unwrap();
+    let t = SqliteTable::open(p, table, SqlOptions::default())
+        .await
+        .unwrap();
     t.install().await.unwrap();
     let other = pool(&path).await;
     Db {
@@ -125,10 +131,15 @@ impl FixtureFactory for Factory {
         let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = self.dir.path().join(format!("conformance-{n}.db"));
         let p = pool(&path).await;
-        sqlx::query(AssertSqlSafe(create_table_sql(D, &schema.name, &schema, true)))
-            .execute(&p)
-            .await
-            .unwrap();
+        sqlx::query(AssertSqlSafe(create_table_sql(
+            D,
+            &schema.name,
+            &schema,
+            true,
+        )))
+        .execute(&p)
+        .await
+        .unwrap();
         let t = SqliteTable::open(p, &schema.name, SqlOptions::default()).await?;
         t.install().await?;
         let other = Other {
@@ -150,7 +161,11 @@ async fn conformance() {
         n: Default::default(),
     };
     let report = run_conformance(&factory).await;
-    assert!(report.skipped.is_empty(), "every capability is declared: {:?}", report.skipped);
+    assert!(
+        report.skipped.is_empty(),
+        "every capability is declared: {:?}",
+        report.skipped
+    );
     assert!(report.passed.contains(&"changes_since_cursor"));
     assert!(report.passed.contains(&"generated_keys"));
 }
@@ -166,28 +181,68 @@ async fn introspection_maps_types_keys_and_refuses_what_it_cannot_sync() {
     .execute(&p)
     .await
     .unwrap();
-    let t = SqliteTable::open(p.clone(), "t", SqlOptions::default()).await.unwrap();
+    let t = SqliteTable::open(p.clone(), "t", SqlOptions::default())
+        .await
+        .unwrap();
     let s = t.schema();
     let types: Vec<ColumnType> = s.columns.iter().map(|c| c.ty).collect();
     use ColumnType::*;
     assert_eq!(
         types,
-        vec![Text, Int, Bool, Decimal, Float, Date, Time, Timestamp, TimestampTz, Uuid, Json, Bytes, Text]
+        vec![
+            Text,
+            Int,
+            Bool,
+            Decimal,
+            Float,
+            Date,
+            Time,
+            Timestamp,
+            TimestampTz,
+            Uuid,
+            Json,
+            Bytes,
+            Text
+        ]
     );
     assert_eq!(s.key_names(), vec!["b", "a"], "composite key in key order");
     assert!(!s.columns[0].nullable && s.columns[2].nullable);
-    assert!(!t.capabilities().generated_keys, "a composite key is not generated");
+    assert!(
+        !t.capabilities().generated_keys,
+        "a composite key is not generated"
+    );
 
-    sqlx::query("CREATE TABLE nokey (a TEXT)").execute(&p).await.unwrap();
-    let e = SqliteTable::open(p.clone(), "nokey", SqlOptions::default()).await.err().unwrap();
+    sqlx::query("CREATE TABLE nokey (a TEXT)")
+        .execute(&p)
+        .await
+        .unwrap();
+    let e = SqliteTable::open(p.clone(), "nokey", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
-    assert!(e.to_string().contains("\"nokey\" has no primary key"), "{e}");
+    assert!(
+        e.to_string().contains("\"nokey\" has no primary key"),
+        "{e}"
+    );
 
-    sqlx::query("CREATE TABLE geo (id INTEGER PRIMARY KEY, shape GEOMETRY)").execute(&p).await.unwrap();
-    let e = SqliteTable::open(p.clone(), "geo", SqlOptions::default()).await.err().unwrap();
-    assert!(e.to_string().contains("column \"shape\"") && e.to_string().contains("GEOMETRY"), "{e}");
+    sqlx::query("CREATE TABLE geo (id INTEGER PRIMARY KEY, shape GEOMETRY)")
+        .execute(&p)
+        .await
+        .unwrap();
+    let e = SqliteTable::open(p.clone(), "geo", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("column \"shape\"") && e.to_string().contains("GEOMETRY"),
+        "{e}"
+    );
 
-    let e = SqliteTable::open(p, "missing", SqlOptions::default()).await.err().unwrap();
+    let e = SqliteTable::open(p, "missing", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
@@ -203,13 +258,20 @@ async fn every_type_round_trips_exactly() {
     tiny.0[3] = Value::Decimal("-0.000000000000000000000000000001".parse().unwrap());
     tiny.0[1] = Value::Text("=SUM(A1:A9) 007".into());
     let rows = vec![full_row(1), nulls, tiny];
-    let out = db.table.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let out = db
+        .table
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     assert_eq!(scan_rows(&*db.table).await, rows);
     // What another program wrote reads the same.
     db.other().upsert(full_row(4)).await.unwrap();
     let fetched = db.table.fetch(&[int_key(4)]).await.unwrap();
-    assert_eq!(fetched[0].change, sheetsync_core::Change::Upsert(full_row(4)));
+    assert_eq!(
+        fetched[0].change,
+        sheetsync_core::Change::Upsert(full_row(4))
+    );
 }
 
 #[tokio::test]
@@ -217,11 +279,17 @@ async fn engine_writes_never_come_back_but_other_writers_do() {
     let db = setup("items", &small_schema(), false).await;
     let c0 = db.table.cursor().await.unwrap().unwrap();
     db.table
-        .apply(vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))], &ctx())
+        .apply(
+            vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))],
+            &ctx(),
+        )
         .await
         .unwrap();
     let (seen, c1) = drain(&*db.table, &c0).await;
-    assert!(seen.is_empty(), "the engine's own writes came back: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the engine's own writes came back: {seen:?}"
+    );
     db.other().upsert(item(2, "other", 22)).await.unwrap();
     db.other().delete(int_key(1)).await.unwrap();
     let (seen, c2) = drain(&*db.table, &c1).await;
@@ -229,11 +297,17 @@ async fn engine_writes_never_come_back_but_other_writers_do() {
     assert_eq!(seen[&int_key(2)], Some(item(2, "other", 22)));
     assert_eq!(seen[&int_key(1)], None);
     // The origin row never stays behind.
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_ctx").fetch_one(&db.other).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_ctx")
+        .fetch_one(&db.other)
+        .await
+        .unwrap();
     assert_eq!(left, 0);
     // Acknowledged entries are pruned; nothing is handed out twice.
     db.table.ack(&c2).await.unwrap();
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_changelog").fetch_one(&db.other).await.unwrap();
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_changelog")
+        .fetch_one(&db.other)
+        .await
+        .unwrap();
     assert_eq!(entries, 0);
     let (seen, _) = drain(&*db.table, &c2).await;
     assert!(seen.is_empty());
@@ -242,7 +316,10 @@ async fn engine_writes_never_come_back_but_other_writers_do() {
 #[tokio::test]
 async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
     let db = setup("items", &small_schema(), false).await;
-    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name)").execute(&db.other).await.unwrap();
+    sqlx::query("CREATE UNIQUE INDEX items_name ON items (name)")
+        .execute(&db.other)
+        .await
+        .unwrap();
     let out = db
         .table
         .apply(
@@ -250,18 +327,27 @@ async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
                 upsert(item(1, "a", 1)),
                 upsert(item(2, "a", 2)), // duplicate name
                 upsert(item(3, "c", 3)),
-                WriteOp::Delete { key: int_key(9), expected: Expected::Any },
+                WriteOp::Delete {
+                    key: int_key(9),
+                    expected: Expected::Any,
+                },
             ],
             &ctx(),
         )
         .await
         .unwrap();
-    assert!(applied(&out[0]) && applied(&out[2]) && applied(&out[3]), "{out:?}");
+    assert!(
+        applied(&out[0]) && applied(&out[2]) && applied(&out[3]),
+        "{out:?}"
+    );
     match &out[1] {
         WriteOutcome::Held(msg) => assert!(msg.contains("UNIQUE"), "{msg}"),
         o => panic!("expected held, got {o:?}"),
     }
-    assert_eq!(scan_rows(&*db.table).await, vec![item(1, "a", 1), item(3, "c", 3)]);
+    assert_eq!(
+        scan_rows(&*db.table).await,
+        vec![item(1, "a", 1), item(3, "c", 3)]
+    );
 }
 
 #[tokio::test]
@@ -269,22 +355,44 @@ async fn conditional_writes_compare_null_safely() {
     let db = setup("items", &small_schema(), false).await;
     let mut with_null = item(1, "a", 1);
     with_null.0[2] = Value::Null;
-    db.table.apply(vec![upsert(with_null.clone())], &ctx()).await.unwrap();
+    db.table
+        .apply(vec![upsert(with_null.clone())], &ctx())
+        .await
+        .unwrap();
     let out = db
         .table
         .apply(
             vec![
-                WriteOp::Upsert { row: item(1, "b", 5), expected: Expected::Row(with_null.clone()) },
-                WriteOp::Upsert { row: item(1, "c", 6), expected: Expected::Row(with_null) },
-                WriteOp::Upsert { row: item(2, "new", 2), expected: Expected::Absent },
+                WriteOp::Upsert {
+                    row: item(1, "b", 5),
+                    expected: Expected::Row(with_null.clone()),
+                },
+                WriteOp::Upsert {
+                    row: item(1, "c", 6),
+                    expected: Expected::Row(with_null),
+                },
+                WriteOp::Upsert {
+                    row: item(2, "new", 2),
+                    expected: Expected::Absent,
+                },
             ],
             &ctx(),
         )
         .await
         .unwrap();
     // The second op expected the state before the first one in the same batch: stale.
-    assert_eq!(out, vec![WriteOutcome::Applied, WriteOutcome::Stale, WriteOutcome::Applied]);
-    assert_eq!(scan_rows(&*db.table).await, vec![item(1, "b", 5), item(2, "new", 2)]);
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Applied,
+            WriteOutcome::Stale,
+            WriteOutcome::Applied
+        ]
+    );
+    assert_eq!(
+        scan_rows(&*db.table).await,
+        vec![item(1, "b", 5), item(2, "new", 2)]
+    );
 }
 
 #[tokio::test]
@@ -292,22 +400,41 @@ async fn hostile_names_are_quoted_everywhere() {
     let schema = hostile_schema();
     let db = setup(HOSTILE_TABLE, &schema, false).await;
     let c0 = db.table.cursor().await.unwrap().unwrap();
-    let rows = vec![hostile_row("'; DROP TABLE x; --", 1, "`backtick`"), hostile_row("\u{00e9}t\u{00e9}", 2, "\"q\"")];
-    let out = db.table.apply(rows.iter().cloned().map(upsert).collect(), &ctx()).await.unwrap();
+    let rows = vec![
+        hostile_row("'; DROP TABLE x; --", 1, "`backtick`"),
+        hostile_row("\u{00e9}t\u{00e9}", 2, "\"q\""),
+    ];
+    let out = db
+        .table
+        .apply(rows.iter().cloned().map(upsert).collect(), &ctx())
+        .await
+        .unwrap();
     assert!(out.iter().all(applied), "{out:?}");
     assert_eq!(scan_rows(&*db.table).await, {
         let mut r = rows.clone();
         r.sort_by_key(|r| r.key(&schema));
         r
     });
-    db.other().upsert(hostile_row("x", 3, "other")).await.unwrap();
-    db.other().delete(rows[0].key(&schema).unwrap()).await.unwrap();
+    db.other()
+        .upsert(hostile_row("x", 3, "other"))
+        .await
+        .unwrap();
+    db.other()
+        .delete(rows[0].key(&schema).unwrap())
+        .await
+        .unwrap();
     let (seen, _) = drain(&*db.table, &c0).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[&rows[0].key(&schema).unwrap()], None);
     let out = db
         .table
-        .apply(vec![WriteOp::Delete { key: rows[1].key(&schema).unwrap(), expected: Expected::Row(rows[1].clone()) }], &ctx())
+        .apply(
+            vec![WriteOp::Delete {
+                key: rows[1].key(&schema).unwrap(),
+                expected: Expected::Row(rows[1].clone()),
+            }],
+            &ctx(),
+        )
         .await
         .unwrap();
     assert_eq!(out, vec![WriteOutcome::Applied]);
@@ -318,14 +445,18 @@ async fn hostile_names_are_quoted_everywhere() {
 async fn install_is_idempotent_and_uninstall_leaves_user_data() {
     let db = setup("items", &small_schema(), false).await;
     db.table.install().await.unwrap();
-    db.table.apply(vec![upsert(item(1, "a", 1))], &ctx()).await.unwrap();
+    db.table
+        .apply(vec![upsert(item(1, "a", 1))], &ctx())
+        .await
+        .unwrap();
     db.table.uninstall().await.unwrap();
     assert!(!db.table.is_installed().await.unwrap());
-    let objects: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name LIKE '%sheetsync%' ORDER BY name")
-            .fetch_all(&db.other)
-            .await
-            .unwrap();
+    let objects: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE name LIKE '%sheetsync%' ORDER BY name",
+    )
+    .fetch_all(&db.other)
+    .await
+    .unwrap();
     assert!(objects.is_empty(), "left behind: {objects:?}");
     assert_eq!(scan_rows(&*db.table).await, vec![item(1, "a", 1)]);
     let e = db.table.cursor().await.unwrap_err();
@@ -340,7 +471,17 @@ async fn generated_keys_come_back_with_the_stored_row() {
     assert!(db.table.capabilities().generated_keys);
     let mut new = item(0, "new", 1);
     new.0[0] = Value::Null;
-    let out = db.table.apply(vec![WriteOp::Insert { row: new.clone() }, WriteOp::Insert { row: new }], &ctx()).await.unwrap();
+    let out = db
+        .table
+        .apply(
+            vec![
+                WriteOp::Insert { row: new.clone() },
+                WriteOp::Insert { row: new },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
     let stored: Vec<Row> = out
         .into_iter()
         .map(|o| match o {
@@ -356,9 +497,15 @@ async fn wakeups_follow_other_connections_commits() {
     let db = setup("items", &small_schema(), false).await;
     let mut w = db.table.wakeups().unwrap();
     // The first wake-up is the catch-up after the watcher starts.
-    tokio::time::timeout(std::time::Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
     db.other().upsert(item(1, "a", 1)).await.unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(60), w.next()).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), w.next())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -386,20 +533,33 @@ async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let state = Arc::new(SqliteStateStore::new(db.other.clone()).await.unwrap());
     let build = || {
-        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), db.table.clone() as Arc<dyn Table>)
-            .state(state.clone())
-            .build()
+        Engine::builder(
+            MappingConfig::new("items", &["id"]),
+            sheet.clone(),
+            db.table.clone() as Arc<dyn Table>,
+        )
+        .state(state.clone())
+        .build()
     };
     db.other().upsert(item(1, "a", 1)).await.unwrap();
     let engine = build().await.unwrap();
     engine.run_once().await.unwrap();
     drop(engine);
     // While no engine runs.
-    db.other().upsert(item(1, "a while stopped", 2)).await.unwrap();
-    db.other().upsert(item(2, "b while stopped", 3)).await.unwrap();
+    db.other()
+        .upsert(item(1, "a while stopped", 2))
+        .await
+        .unwrap();
+    db.other()
+        .upsert(item(2, "b while stopped", 3))
+        .await
+        .unwrap();
     let engine = build().await.unwrap();
     engine.run_once().await.unwrap();
-    assert_eq!(sheet.rows(), vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
+    );
 }
 
 #[tokio::test]
@@ -407,17 +567,23 @@ async fn concurrent_writers_during_sync_converge() {
     let db = setup("items", &small_schema(), false).await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
     let engine = Arc::new(
-        Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), db.table.clone() as Arc<dyn Table>)
-            .build()
-            .await
-            .unwrap(),
+        Engine::builder(
+            MappingConfig::new("items", &["id"]),
+            sheet.clone(),
+            db.table.clone() as Arc<dyn Table>,
+        )
+        .build()
+        .await
+        .unwrap(),
     );
     let writers: Vec<_> = (0..3)
         .map(|w| {
             let o = db.other();
             tokio::spawn(async move {
                 for i in 0..40 {
-                    o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i)).await.unwrap();
+                    o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -450,10 +616,11 @@ async fn state_store_keeps_what_was_committed() {
     SqliteStateStore::new(p.clone()).await.unwrap(); // idempotent
     state_store_contract(&store).await;
     store.uninstall().await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE '%sheetsync%'")
-        .fetch_one(&p)
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE '%sheetsync%'")
+            .fetch_one(&p)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
 }
 
@@ -464,7 +631,10 @@ async fn a_key_change_reports_the_old_key_as_deleted() {
     other.upsert(item(1, "a", 1)).await.unwrap();
     other.upsert(item(2, "b", 2)).await.unwrap();
     let c0 = t.cursor().await.unwrap().unwrap();
-    sqlx::query("UPDATE items SET id = id + 10").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE items SET id = id + 10")
+        .execute(&pool)
+        .await
+        .unwrap();
     let (seen, _) = drain(&*t, &c0).await;
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[&int_key(1)], None);

@@ -95,7 +95,11 @@ pub(crate) async fn install(pool: &MySqlPool, info: &TableInfo) -> Result<()> {
         .await
         .map_err(err)?;
     if locked != Some(1) {
-        return Err(Error::new(ErrorKind::Unexpected, "could not take the sheetsync install lock").temporary());
+        return Err(Error::new(
+            ErrorKind::Unexpected,
+            "could not take the sheetsync install lock",
+        )
+        .temporary());
     }
     let result = async {
         for ddl in SHARED_DDL {
@@ -153,7 +157,9 @@ pub(crate) async fn install(pool: &MySqlPool, info: &TableInfo) -> Result<()> {
         Ok(())
     }
     .await;
-    let _ = sqlx::query("SELECT RELEASE_LOCK('sheetsync.install')").execute(&mut *conn).await;
+    let _ = sqlx::query("SELECT RELEASE_LOCK('sheetsync.install')")
+        .execute(&mut *conn)
+        .await;
     result
 }
 
@@ -187,14 +193,24 @@ pub(crate) async fn uninstall(pool: &MySqlPool, info: &TableInfo) -> Result<()> 
     let err = |e| db_error(e, "uninstall");
     let mut conn = pool.acquire().await.map_err(err)?;
     for name in trigger_names(&info.table) {
-        sqlx::query(audited(format!("DROP TRIGGER IF EXISTS {}", Dialect::MySql.quote(&name))))
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
+        sqlx::query(audited(format!(
+            "DROP TRIGGER IF EXISTS {}",
+            Dialect::MySql.quote(&name)
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
     }
     if shared_exists(&mut conn).await? {
-        for sql in ["DELETE FROM `_sheetsync_changelog` WHERE tbl = ?", "DELETE FROM `_sheetsync_tables` WHERE tbl = ?"] {
-            sqlx::query(sql).bind(&info.table).execute(&mut *conn).await.map_err(err)?;
+        for sql in [
+            "DELETE FROM `_sheetsync_changelog` WHERE tbl = ?",
+            "DELETE FROM `_sheetsync_tables` WHERE tbl = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(&info.table)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
         }
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM `_sheetsync_tables`")
             .fetch_one(&mut *conn)

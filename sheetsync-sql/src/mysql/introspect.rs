@@ -11,17 +11,23 @@ pub(crate) fn map_type(data_type: &str, column_type: &str) -> Option<(ColumnType
     let ct = column_type.to_ascii_lowercase();
     Some(match data_type.to_ascii_lowercase().as_str() {
         "tinyint" if ct.starts_with("tinyint(1)") => (ColumnType::Bool, ReadAs::Text),
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => (ColumnType::Int, ReadAs::Text),
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
+            (ColumnType::Int, ReadAs::Text)
+        }
         "decimal" | "numeric" => (ColumnType::Decimal, ReadAs::Text),
         "float" | "double" | "real" | "double precision" => (ColumnType::Float, ReadAs::Float),
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => (ColumnType::Text, ReadAs::Text),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => {
+            (ColumnType::Text, ReadAs::Text)
+        }
         "json" => (ColumnType::Json, ReadAs::Text),
         "date" => (ColumnType::Date, ReadAs::Text),
         "time" => (ColumnType::Time, ReadAs::Text),
         "datetime" => (ColumnType::Timestamp, ReadAs::Text),
         "timestamp" => (ColumnType::TimestampTz, ReadAs::Text),
         "uuid" => (ColumnType::Uuid, ReadAs::Text),
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => (ColumnType::Bytes, ReadAs::Bytes),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            (ColumnType::Bytes, ReadAs::Bytes)
+        }
         _ => return None,
     })
 }
@@ -34,7 +40,10 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
         .await
         .map_err(err)?;
     let Some(db) = db else {
-        return Err(Error::new(ErrorKind::ConfigInvalid, "the MySQL connection has no current database; name one in the URL"));
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            "the MySQL connection has no current database; name one in the URL",
+        ));
     };
     let cols = sqlx::query(
         "SELECT CAST(COLUMN_NAME AS CHAR) AS name, CAST(DATA_TYPE AS CHAR) AS data_type,
@@ -89,7 +98,10 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
         let name: String = c.get("name");
         let data_type: String = c.get("data_type");
         let column_type: String = c.get("column_type");
-        let extra: String = c.get::<Option<String>, _>("extra").unwrap_or_default().to_ascii_lowercase();
+        let extra: String = c
+            .get::<Option<String>, _>("extra")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let Some((mut ty, mut read)) = map_type(&data_type, &column_type) else {
             return Err(Error::new(
                 ErrorKind::SchemaMismatch,
@@ -108,7 +120,11 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
             ty = ColumnType::Uuid;
         }
         let nullable: String = c.get("nullable");
-        if extra.contains("auto_increment") && key_names.len() == 1 && key_names[0] == name && ty == ColumnType::Int {
+        if extra.contains("auto_increment")
+            && key_names.len() == 1
+            && key_names[0] == name
+            && ty == ColumnType::Int
+        {
             generated_key = true;
         }
         columns.push(SqlColumn {
@@ -117,12 +133,19 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
             cast: column_type,
             nullable: nullable.eq_ignore_ascii_case("YES"),
             read,
-            writable: !(extra.contains("virtual generated") || extra.contains("stored generated") || extra.contains("persistent")),
+            writable: !(extra.contains("virtual generated")
+                || extra.contains("stored generated")
+                || extra.contains("persistent")),
         });
     }
     let key = key_names
         .iter()
-        .map(|k| columns.iter().position(|c| &c.name == k).expect("key column is a column"))
+        .map(|k| {
+            columns
+                .iter()
+                .position(|c| &c.name == k)
+                .expect("key column is a column")
+        })
         .collect();
     Ok(TableInfo {
         dialect: Dialect::MySql,
@@ -141,12 +164,30 @@ mod tests {
 
     #[test]
     fn types_map() {
-        assert_eq!(map_type("tinyint", "tinyint(1)").unwrap().0, ColumnType::Bool);
-        assert_eq!(map_type("tinyint", "tinyint(4) unsigned").unwrap().0, ColumnType::Int);
-        assert_eq!(map_type("decimal", "decimal(65,30)").unwrap().0, ColumnType::Decimal);
-        assert_eq!(map_type("enum", "enum('a','b')").unwrap().0, ColumnType::Text);
-        assert_eq!(map_type("timestamp", "timestamp(6)").unwrap().0, ColumnType::TimestampTz);
-        assert_eq!(map_type("datetime", "datetime(6)").unwrap().0, ColumnType::Timestamp);
+        assert_eq!(
+            map_type("tinyint", "tinyint(1)").unwrap().0,
+            ColumnType::Bool
+        );
+        assert_eq!(
+            map_type("tinyint", "tinyint(4) unsigned").unwrap().0,
+            ColumnType::Int
+        );
+        assert_eq!(
+            map_type("decimal", "decimal(65,30)").unwrap().0,
+            ColumnType::Decimal
+        );
+        assert_eq!(
+            map_type("enum", "enum('a','b')").unwrap().0,
+            ColumnType::Text
+        );
+        assert_eq!(
+            map_type("timestamp", "timestamp(6)").unwrap().0,
+            ColumnType::TimestampTz
+        );
+        assert_eq!(
+            map_type("datetime", "datetime(6)").unwrap().0,
+            ColumnType::Timestamp
+        );
         assert_eq!(map_type("uuid", "uuid").unwrap().0, ColumnType::Uuid);
         assert!(map_type("geometry", "geometry").is_none());
         assert!(map_type("year", "year(4)").is_none());

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
-    Capabilities, Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result, Row, RowKey, Sink,
-    Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    Capabilities, Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result,
+    Row, RowKey, Sink, Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
 use sqlx::mysql::{MySqlArguments, MySqlPoolOptions, MySqlRow};
 use sqlx::query::Query;
@@ -48,7 +48,9 @@ impl MySqlTable {
             // Belt and braces: a connection never goes back to the pool with the engine's tag.
             .after_release(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("SET @sheetsync_origin = NULL").execute(conn).await?;
+                    sqlx::query("SET @sheetsync_origin = NULL")
+                        .execute(conn)
+                        .await?;
                     Ok(true)
                 })
             })
@@ -92,14 +94,24 @@ impl MySqlTable {
     }
 
     fn decode(&self, row: &MySqlRow) -> std::result::Result<Row, (Option<RowKey>, String)> {
-        self.common.decode_row(|i| decode_value(&self.common.info, row, i))
+        self.common
+            .decode_row(|i| decode_value(&self.common.info, row, i))
     }
 
     fn chunk(&self) -> usize {
-        rows_per_statement(&self.common.info, MAX_PARAMS, self.common.options.statement_rows)
+        rows_per_statement(
+            &self.common.info,
+            MAX_PARAMS,
+            self.common.options.statement_rows,
+        )
     }
 
-    async fn fetch_rows<'e, E>(&self, exec: E, keys: &[RowKey], lock: bool) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    async fn fetch_rows<'e, E>(
+        &self,
+        exec: E,
+        keys: &[RowKey],
+        lock: bool,
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
     where
         E: sqlx::Executor<'e, Database = MySql>,
     {
@@ -123,7 +135,10 @@ impl MySqlTable {
             .collect())
     }
 
-    async fn current(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
+    async fn current(
+        &self,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
             found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
@@ -147,8 +162,14 @@ fn decode_value(info: &TableInfo, row: &MySqlRow, i: usize) -> std::result::Resu
     let c = &info.columns[i];
     let e = |e: sqlx::Error| e.to_string();
     Ok(match c.read {
-        ReadAs::Float => row.try_get::<Option<f64>, _>(i).map_err(e)?.map_or(Value::Null, Value::Float),
-        ReadAs::Bytes => row.try_get::<Option<Vec<u8>>, _>(i).map_err(e)?.map_or(Value::Null, Value::Bytes),
+        ReadAs::Float => row
+            .try_get::<Option<f64>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Float),
+        ReadAs::Bytes => row
+            .try_get::<Option<Vec<u8>>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Bytes),
         _ => match row.try_get_unchecked::<Option<String>, _>(i).map_err(e)? {
             None => Value::Null,
             Some(s) => parse_text(c.ty, &s)?,
@@ -158,7 +179,12 @@ fn decode_value(info: &TableInfo, row: &MySqlRow, i: usize) -> std::result::Resu
 
 /// `mysql:<hand-out number>:<last id examined>`.
 fn parse_cursor(s: &str) -> Result<(u64, u64)> {
-    let bad = || Error::new(ErrorKind::InvalidData, format!("{s:?} is not a MySQL change cursor"));
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{s:?} is not a MySQL change cursor"),
+        )
+    };
     let rest = s.strip_prefix("mysql:").ok_or_else(bad)?;
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
     Ok((h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?))
@@ -182,7 +208,10 @@ impl Source for MySqlTable {
         sqlx::query(audited(self.common.select_all.clone()))
             .fetch(&self.pool)
             .enumerate()
-            .map(|(n, r)| r.map(|r| self.common.scanned(self.decode(&r), n)).map_err(|e| db_error(e, "scan")))
+            .map(|(n, r)| {
+                r.map(|r| self.common.scanned(self.decode(&r), n))
+                    .map_err(|e| db_error(e, "scan"))
+            })
             .chunks(1_000)
             .map(|page| page.into_iter().collect::<Result<Vec<_>>>())
             .boxed()
@@ -192,12 +221,18 @@ impl Source for MySqlTable {
         if !self.is_installed().await? {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("change capture is not installed for {}; call install() first", self.common.name),
+                format!(
+                    "change capture is not installed for {}; call install() first",
+                    self.common.name
+                ),
             )
             .with_operation("cursor"));
         }
         let q = self.queue.lock().await;
-        Ok(Some(Cursor(format!("mysql:{}:0", q.next.saturating_sub(1)))))
+        Ok(Some(Cursor(format!(
+            "mysql:{}:0",
+            q.next.saturating_sub(1)
+        ))))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
@@ -245,7 +280,8 @@ impl Source for MySqlTable {
         }
         let n = q.next;
         q.next += 1;
-        q.handed_out.insert(n, got.iter().map(|r| r.get::<u64, _>("id")).collect());
+        q.handed_out
+            .insert(n, got.iter().map(|r| r.get::<u64, _>("id")).collect());
         drop(q);
 
         let mut keys = Vec::new();
@@ -284,7 +320,8 @@ impl Source for MySqlTable {
 
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
         let found = self.current(keys).await?;
-        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
         Ok(self.common.observations(&keys, found))
     }
 
@@ -292,16 +329,23 @@ impl Source for MySqlTable {
         let (h, _) = parse_cursor(&cursor.0)?;
         let mut q = self.queue.lock().await;
         let done: Vec<u64> = q.handed_out.range(..=h).map(|(&n, _)| n).collect();
-        let ids: Vec<u64> = done.iter().flat_map(|n| q.handed_out[n].iter().copied()).collect();
+        let ids: Vec<u64> = done
+            .iter()
+            .flat_map(|n| q.handed_out[n].iter().copied())
+            .collect();
         // Exactly the entries handed out, never "everything up to id n": an entry with a lower id
         // that committed late was not handed out and stays in the queue.
         for chunk in ids.chunks(1_000) {
             let placeholders = vec!["?"; chunk.len()].join(", ");
-            let mut del = sqlx::query(audited(format!("DELETE FROM `_sheetsync_changelog` WHERE id IN ({placeholders})")));
+            let mut del = sqlx::query(audited(format!(
+                "DELETE FROM `_sheetsync_changelog` WHERE id IN ({placeholders})"
+            )));
             for id in chunk {
                 del = del.bind(*id);
             }
-            del.execute(&self.pool).await.map_err(|e| db_error(e, "ack"))?;
+            del.execute(&self.pool)
+                .await
+                .map_err(|e| db_error(e, "ack"))?;
         }
         for n in done {
             q.handed_out.remove(&n);
@@ -313,7 +357,11 @@ impl Source for MySqlTable {
         let (tx, stream) = wake_channel();
         let pool = self.pool.clone();
         let table = self.common.info.table.clone();
-        let interval = self.common.options.poll_interval.unwrap_or(Duration::from_millis(500));
+        let interval = self
+            .common
+            .options
+            .poll_interval
+            .unwrap_or(Duration::from_millis(500));
         tokio::spawn(async move {
             // No NOTIFY in MySQL: poll the newest untagged queue entry of the table (one index
             // probe).
@@ -351,7 +399,10 @@ struct MyTx<'c> {
 
 #[async_trait]
 impl WriteTx for MyTx<'_> {
-    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+    async fn current(
+        &mut self,
+        keys: &[RowKey],
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
         self.table.fetch_rows(&mut *self.tx, keys, true).await
     }
 
@@ -371,7 +422,10 @@ impl WriteTx for MyTx<'_> {
         let info = &self.table.common.info;
         let keys: Vec<RowKey> = rows
             .iter()
-            .map(|r| r.key(&self.table.common.schema).expect("upserted rows have keys"))
+            .map(|r| {
+                r.key(&self.table.common.schema)
+                    .expect("upserted rows have keys")
+            })
             .collect();
         let existing: HashSet<RowKey> = {
             let sql = info.select_keys_sql(keys.len(), true);
@@ -381,7 +435,10 @@ impl WriteTx for MyTx<'_> {
                     q = bind(q, b);
                 }
             }
-            let found = q.fetch_all(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
+            let found = q
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(|e| row_error(e, "apply"))?;
             found
                 .iter()
                 .filter_map(|r| {
@@ -395,8 +452,11 @@ impl WriteTx for MyTx<'_> {
                 .collect()
         };
         let cols = info.write_columns();
-        let (old, new): (Vec<(&Row, &RowKey)>, Vec<(&Row, &RowKey)>) =
-            rows.iter().copied().zip(&keys).partition(|(_, k)| existing.contains(*k));
+        let (old, new): (Vec<(&Row, &RowKey)>, Vec<(&Row, &RowKey)>) = rows
+            .iter()
+            .copied()
+            .zip(&keys)
+            .partition(|(_, k)| existing.contains(*k));
         if !new.is_empty() {
             let sql = info.insert_sql(new.len());
             let mut q = sqlx::query(audited(sql));
@@ -405,7 +465,9 @@ impl WriteTx for MyTx<'_> {
                     q = bind(q, info.bind(&r.0[i]));
                 }
             }
-            q.execute(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(|e| row_error(e, "apply"))?;
         }
         if !old.is_empty() {
             if let Some(sql) = info.update_join_sql(old.len()) {
@@ -415,7 +477,9 @@ impl WriteTx for MyTx<'_> {
                         q = bind(q, info.bind(&r.0[i]));
                     }
                 }
-                q.execute(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
+                q.execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| row_error(e, "apply"))?;
             }
         }
         Ok(())
@@ -430,7 +494,10 @@ impl WriteTx for MyTx<'_> {
                 q = bind(q, b);
             }
         }
-        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+        q.execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| row_error(e, "apply"))
     }
 
     async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
@@ -440,14 +507,26 @@ impl WriteTx for MyTx<'_> {
         for &i in &cols {
             q = bind(q, info.bind(&row.0[i]));
         }
-        let done = q.execute(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
-        let id = i64::try_from(done.last_insert_id())
-            .map_err(|_| RowError::Held(format!("generated key {} does not fit a 64-bit integer", done.last_insert_id())))?;
+        let done = q
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
+        let id = i64::try_from(done.last_insert_id()).map_err(|_| {
+            RowError::Held(format!(
+                "generated key {} does not fit a 64-bit integer",
+                done.last_insert_id()
+            ))
+        })?;
         let key = RowKey::from_values(&[Value::Int(id)]);
-        let found = self.table.fetch_rows(&mut *self.tx, std::slice::from_ref(&key), false).await?;
+        let found = self
+            .table
+            .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), false)
+            .await?;
         match found.into_iter().next() {
             Some((_, Ok(stored))) => Ok(stored),
-            Some((_, Err(reason))) => Err(RowError::Held(format!("the stored row does not read back: {reason}"))),
+            Some((_, Err(reason))) => Err(RowError::Held(format!(
+                "the stored row does not read back: {reason}"
+            ))),
             None => Err(RowError::Fatal(Error::new(
                 ErrorKind::Unexpected,
                 format!("the row inserted with key {id} is not there"),
@@ -467,7 +546,11 @@ impl Sink for MySqlTable {
         if ops.len() > self.common.options.max_batch.max(1) {
             return Err(Error::new(
                 ErrorKind::Unexpected,
-                format!("{} ops exceed max_batch {}", ops.len(), self.common.options.max_batch),
+                format!(
+                    "{} ops exceed max_batch {}",
+                    ops.len(),
+                    self.common.options.max_batch
+                ),
             ));
         }
         if ops.is_empty() {
@@ -491,7 +574,11 @@ impl Sink for MySqlTable {
             Ok(out)
         }
         .await;
-        if sqlx::query("SET @sheetsync_origin = NULL").execute(&mut *conn).await.is_err() {
+        if sqlx::query("SET @sheetsync_origin = NULL")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
             // Never hand a tagged session back to the pool.
             let _ = conn.detach().close().await;
         }

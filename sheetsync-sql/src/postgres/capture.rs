@@ -40,7 +40,11 @@ fn function_name(oid: i64) -> String {
     format!("sheetsync.\"capture_{oid}\"")
 }
 
-const TRIGGERS: [&str; 3] = ["sheetsync_capture_insert", "sheetsync_capture_update", "sheetsync_capture_delete"];
+const TRIGGERS: [&str; 3] = [
+    "sheetsync_capture_insert",
+    "sheetsync_capture_update",
+    "sheetsync_capture_delete",
+];
 
 /// The per-table trigger function: key columns are compiled in, quoted.
 fn function_sql(info: &TableInfo, oid: i64) -> String {
@@ -98,10 +102,11 @@ pub(crate) async fn install(pool: &PgPool, info: &TableInfo, oid: i64) -> Result
     for ddl in SHARED_DDL {
         sqlx::query(*ddl).execute(&mut *tx).await.map_err(err)?;
     }
-    let installed: Option<String> = sqlx::query_scalar("SELECT value FROM sheetsync.meta WHERE key = 'capture_version'")
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
+    let installed: Option<String> =
+        sqlx::query_scalar("SELECT value FROM sheetsync.meta WHERE key = 'capture_version'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
     if let Some(v) = installed.and_then(|v| v.parse::<i32>().ok()) {
         if v > CAPTURE_VERSION {
             return Err(Error::new(
@@ -118,12 +123,18 @@ pub(crate) async fn install(pool: &PgPool, info: &TableInfo, oid: i64) -> Result
     .execute(&mut *tx)
     .await
     .map_err(err)?;
-    sqlx::query(audited(function_sql(info, oid))).execute(&mut *tx).await.map_err(err)?;
+    sqlx::query(audited(function_sql(info, oid)))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
     let table = info.quoted();
     let f = function_name(oid);
     let defs = [
         ("INSERT", "REFERENCING NEW TABLE AS new_rows"),
-        ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        (
+            "UPDATE",
+            "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        ),
         ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
     ];
     for (name, (event, referencing)) in TRIGGERS.iter().zip(defs) {
@@ -186,10 +197,13 @@ pub(crate) async fn uninstall(pool: &PgPool, info: &TableInfo, oid: i64) -> Resu
             .await
             .map_err(err)?;
     }
-    sqlx::query(audited(format!("DROP FUNCTION IF EXISTS {}()", function_name(oid))))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+    sqlx::query(audited(format!(
+        "DROP FUNCTION IF EXISTS {}()",
+        function_name(oid)
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(err)?;
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('sheetsync.tables') IS NOT NULL")
         .fetch_one(&mut *tx)
         .await
@@ -200,7 +214,11 @@ pub(crate) async fn uninstall(pool: &PgPool, info: &TableInfo, oid: i64) -> Resu
             "DELETE FROM sheetsync.consumers WHERE tbl = $1",
             "DELETE FROM sheetsync.tables WHERE tbl = $1",
         ] {
-            sqlx::query(sql).bind(oid).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(sql)
+                .bind(oid)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sheetsync.tables")
             .fetch_one(&mut *tx)
@@ -236,7 +254,12 @@ pub(crate) struct PgCursor {
 
 impl PgCursor {
     pub(crate) fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::new(ErrorKind::InvalidData, format!("{s:?} is not a PostgreSQL change cursor"));
+        let bad = || {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("{s:?} is not a PostgreSQL change cursor"),
+            )
+        };
         let rest = s.strip_prefix("pg:").ok_or_else(bad)?;
         let (x, q) = rest.split_once(':').ok_or_else(bad)?;
         Ok(PgCursor {

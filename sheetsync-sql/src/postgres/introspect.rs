@@ -29,7 +29,11 @@ fn map_type(typname: &str, typtype: &str) -> Option<(ColumnType, ReadAs)> {
 }
 
 /// The table `schema.table` (`schema` defaults to `current_schema()`) and its oid.
-pub(crate) async fn introspect(pool: &PgPool, schema: Option<&str>, table: &str) -> Result<(TableInfo, i64)> {
+pub(crate) async fn introspect(
+    pool: &PgPool,
+    schema: Option<&str>,
+    table: &str,
+) -> Result<(TableInfo, i64)> {
     let found = sqlx::query(
         "SELECT c.oid::int8 AS oid, n.nspname::text AS nspname
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -112,7 +116,11 @@ pub(crate) async fn introspect(pool: &PgPool, schema: Option<&str>, table: &str)
         let generated: String = c.get("generated");
         let default_expr: String = c.get("default_expr");
         let is_key = key_names.contains(&name);
-        if is_key && key_names.len() == 1 && ty == ColumnType::Int && (!identity.is_empty() || default_expr.starts_with("nextval(")) {
+        if is_key
+            && key_names.len() == 1
+            && ty == ColumnType::Int
+            && (!identity.is_empty() || default_expr.starts_with("nextval("))
+        {
             generated_key = true;
             identity_always = identity == "a";
         }
@@ -127,7 +135,12 @@ pub(crate) async fn introspect(pool: &PgPool, schema: Option<&str>, table: &str)
     }
     let key = key_names
         .iter()
-        .map(|k| columns.iter().position(|c| &c.name == k).expect("key column is a column"))
+        .map(|k| {
+            columns
+                .iter()
+                .position(|c| &c.name == k)
+                .expect("key column is a column")
+        })
         .collect();
     Ok((
         TableInfo {
@@ -150,9 +163,18 @@ mod tests {
     #[test]
     fn types_map_to_sheetsync_types() {
         assert_eq!(map_type("int4", "b"), Some((ColumnType::Int, ReadAs::Int)));
-        assert_eq!(map_type("numeric", "b"), Some((ColumnType::Decimal, ReadAs::Text)));
-        assert_eq!(map_type("mood", "e"), Some((ColumnType::Text, ReadAs::Text)));
-        assert_eq!(map_type("jsonb", "b"), Some((ColumnType::Json, ReadAs::Text)));
+        assert_eq!(
+            map_type("numeric", "b"),
+            Some((ColumnType::Decimal, ReadAs::Text))
+        );
+        assert_eq!(
+            map_type("mood", "e"),
+            Some((ColumnType::Text, ReadAs::Text))
+        );
+        assert_eq!(
+            map_type("jsonb", "b"),
+            Some((ColumnType::Json, ReadAs::Text))
+        );
         assert_eq!(map_type("interval", "b"), None);
     }
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
-    Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink, Source, TableSchema,
-    Value, WriteContext, WriteOp, WriteOutcome,
+    Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink,
+    Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
 use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -49,7 +49,12 @@ impl PostgresTable {
 
     /// Opens `table` in `schema` (default: the current schema) through `pool`, reading its
     /// columns, types and primary key.
-    pub async fn open(pool: PgPool, schema: Option<&str>, table: &str, options: SqlOptions) -> Result<Self> {
+    pub async fn open(
+        pool: PgPool,
+        schema: Option<&str>,
+        table: &str,
+        options: SqlOptions,
+    ) -> Result<Self> {
         let (info, oid) = introspect::introspect(&pool, schema, table).await?;
         Ok(PostgresTable {
             common: Common::new("postgres", info, options)?,
@@ -86,17 +91,26 @@ impl PostgresTable {
         } else {
             Err(Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("change capture is not installed for {}; call install() first", self.common.name),
+                format!(
+                    "change capture is not installed for {}; call install() first",
+                    self.common.name
+                ),
             )
             .with_operation(operation))
         }
     }
 
     fn decode(&self, row: &PgRow) -> std::result::Result<Row, (Option<RowKey>, String)> {
-        self.common.decode_row(|i| decode_value(&self.common.info, row, i))
+        self.common
+            .decode_row(|i| decode_value(&self.common.info, row, i))
     }
 
-    async fn fetch_rows<'e, E>(&self, exec: E, keys: &[RowKey], lock: bool) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    async fn fetch_rows<'e, E>(
+        &self,
+        exec: E,
+        keys: &[RowKey],
+        lock: bool,
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
     where
         E: sqlx::Executor<'e, Database = Postgres>,
     {
@@ -120,7 +134,10 @@ impl PostgresTable {
             .collect())
     }
 
-    async fn current(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
+    async fn current(
+        &self,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
             found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
@@ -129,7 +146,11 @@ impl PostgresTable {
     }
 
     fn chunk(&self) -> usize {
-        rows_per_statement(&self.common.info, MAX_PARAMS, self.common.options.statement_rows)
+        rows_per_statement(
+            &self.common.info,
+            MAX_PARAMS,
+            self.common.options.statement_rows,
+        )
     }
 }
 
@@ -148,11 +169,26 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
     let c = &info.columns[i];
     let e = |e: sqlx::Error| e.to_string();
     Ok(match c.read {
-        ReadAs::Int => row.try_get::<Option<i64>, _>(i).map_err(e)?.map_or(Value::Null, Value::Int),
-        ReadAs::Float => row.try_get::<Option<f64>, _>(i).map_err(e)?.map_or(Value::Null, Value::Float),
-        ReadAs::Bool => row.try_get::<Option<bool>, _>(i).map_err(e)?.map_or(Value::Null, Value::Bool),
-        ReadAs::Date => row.try_get::<Option<NaiveDate>, _>(i).map_err(e)?.map_or(Value::Null, Value::Date),
-        ReadAs::Time => row.try_get::<Option<NaiveTime>, _>(i).map_err(e)?.map_or(Value::Null, Value::Time),
+        ReadAs::Int => row
+            .try_get::<Option<i64>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Int),
+        ReadAs::Float => row
+            .try_get::<Option<f64>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Float),
+        ReadAs::Bool => row
+            .try_get::<Option<bool>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Bool),
+        ReadAs::Date => row
+            .try_get::<Option<NaiveDate>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Date),
+        ReadAs::Time => row
+            .try_get::<Option<NaiveTime>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Time),
         ReadAs::Timestamp => row
             .try_get::<Option<NaiveDateTime>, _>(i)
             .map_err(e)?
@@ -161,7 +197,10 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
             .try_get::<Option<DateTime<Utc>>, _>(i)
             .map_err(e)?
             .map_or(Value::Null, Value::TimestampTz),
-        ReadAs::Bytes => row.try_get::<Option<Vec<u8>>, _>(i).map_err(e)?.map_or(Value::Null, Value::Bytes),
+        ReadAs::Bytes => row
+            .try_get::<Option<Vec<u8>>, _>(i)
+            .map_err(e)?
+            .map_or(Value::Null, Value::Bytes),
         ReadAs::Text | ReadAs::Dynamic => match row.try_get::<Option<String>, _>(i).map_err(e)? {
             None => Value::Null,
             Some(s) => parse_text(c.ty, &s)?,
@@ -187,7 +226,10 @@ impl Source for PostgresTable {
         sqlx::query(audited(self.common.select_all.clone()))
             .fetch(&self.pool)
             .enumerate()
-            .map(|(n, r)| r.map(|r| self.common.scanned(self.decode(&r), n)).map_err(|e| db_error(e, "scan")))
+            .map(|(n, r)| {
+                r.map(|r| self.common.scanned(self.decode(&r), n))
+                    .map_err(|e| db_error(e, "scan"))
+            })
             .chunks(1_000)
             .map(|page| page.into_iter().collect::<Result<Vec<_>>>())
             .boxed()
@@ -221,7 +263,9 @@ impl Source for PostgresTable {
         for e in &entries {
             let xid: String = e.get("xid");
             cursor = PgCursor {
-                xid: xid.parse().map_err(|_| Error::new(ErrorKind::Unexpected, format!("unexpected xid8 {xid:?}")))?,
+                xid: xid.parse().map_err(|_| {
+                    Error::new(ErrorKind::Unexpected, format!("unexpected xid8 {xid:?}"))
+                })?,
                 seq: e.get("seq"),
             };
             let origin: Option<String> = e.get("origin");
@@ -232,11 +276,17 @@ impl Source for PostgresTable {
             let at: DateTime<Utc> = e.get("at");
             match self.common.info.key_from_texts(&pk) {
                 Ok(k) => keys.push((k, Some(at))),
-                Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(sheetsync_core::InvalidRow {
-                    key: None,
-                    locator: Some(format!("{} change log entry {}", self.common.name, cursor.render())),
-                    reason,
-                }))),
+                Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(
+                    sheetsync_core::InvalidRow {
+                        key: None,
+                        locator: Some(format!(
+                            "{} change log entry {}",
+                            self.common.name,
+                            cursor.render()
+                        )),
+                        reason,
+                    },
+                ))),
             }
         }
         let keys = dedup_keys(keys);
@@ -253,7 +303,8 @@ impl Source for PostgresTable {
 
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
         let found = self.current(keys).await?;
-        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
         Ok(self.common.observations(&keys, found))
     }
 
@@ -289,7 +340,11 @@ impl Source for PostgresTable {
         let (tx, stream) = wake_channel();
         let pool = self.pool.clone();
         let payload = self.oid.to_string();
-        let interval = self.common.options.poll_interval.unwrap_or(Duration::from_secs(10));
+        let interval = self
+            .common
+            .options
+            .poll_interval
+            .unwrap_or(Duration::from_secs(10));
         tokio::spawn(async move {
             while !tx.is_closed() {
                 let listener = async {
@@ -339,7 +394,10 @@ struct PgTx<'a> {
 
 #[async_trait]
 impl WriteTx for PgTx<'_> {
-    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+    async fn current(
+        &mut self,
+        keys: &[RowKey],
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
         self.table.fetch_rows(&mut *self.tx, keys, true).await
     }
 
@@ -361,7 +419,10 @@ impl WriteTx for PgTx<'_> {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
-        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+        q.execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| row_error(e, "apply"))
     }
 
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {
@@ -373,7 +434,10 @@ impl WriteTx for PgTx<'_> {
                 q = bind(q, b);
             }
         }
-        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+        q.execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| row_error(e, "apply"))
     }
 
     async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
@@ -383,10 +447,13 @@ impl WriteTx for PgTx<'_> {
         for &i in &cols {
             q = bind(q, info.bind(&row.0[i]));
         }
-        let stored = q.fetch_one(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
-        self.table
-            .decode(&stored)
-            .map_err(|(_, reason)| RowError::Held(format!("the stored row does not read back: {reason}")))
+        let stored = q
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
+        self.table.decode(&stored).map_err(|(_, reason)| {
+            RowError::Held(format!("the stored row does not read back: {reason}"))
+        })
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
@@ -400,7 +467,11 @@ impl Sink for PostgresTable {
         if ops.len() > self.common.options.max_batch.max(1) {
             return Err(Error::new(
                 ErrorKind::Unexpected,
-                format!("{} ops exceed max_batch {}", ops.len(), self.common.options.max_batch),
+                format!(
+                    "{} ops exceed max_batch {}",
+                    ops.len(),
+                    self.common.options.max_batch
+                ),
             ));
         }
         if ops.is_empty() {

@@ -90,10 +90,11 @@ pub(crate) async fn install(pool: &SqlitePool, info: &TableInfo) -> Result<()> {
     for ddl in SHARED_DDL {
         sqlx::query(*ddl).execute(&mut *tx).await.map_err(err)?;
     }
-    let installed: Option<String> = sqlx::query_scalar("SELECT value FROM _sheetsync_meta WHERE name = 'capture_version'")
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(err)?;
+    let installed: Option<String> =
+        sqlx::query_scalar("SELECT value FROM _sheetsync_meta WHERE name = 'capture_version'")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
     if let Some(v) = installed.and_then(|v| v.parse::<i64>().ok()) {
         if v > CAPTURE_VERSION {
             return Err(Error::new(
@@ -117,7 +118,10 @@ pub(crate) async fn install(pool: &SqlitePool, info: &TableInfo) -> Result<()> {
             .map_err(err)?;
     }
     for ddl in trigger_sql(info) {
-        sqlx::query(audited(ddl)).execute(&mut *tx).await.map_err(err)?;
+        sqlx::query(audited(ddl))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
     }
     sqlx::query(
         "INSERT INTO _sheetsync_tables (tbl, version) VALUES (?, ?) ON CONFLICT (tbl) DO UPDATE SET version = excluded.version",
@@ -133,10 +137,12 @@ pub(crate) async fn install(pool: &SqlitePool, info: &TableInfo) -> Result<()> {
 /// True when this table's triggers are installed.
 pub(crate) async fn is_installed(pool: &SqlitePool, table: &str) -> Result<bool> {
     let err = |e| db_error(e, "install");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_tables')")
-        .fetch_one(pool)
-        .await
-        .map_err(err)?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_tables')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(err)?;
     if !exists {
         return Ok(false);
     }
@@ -159,24 +165,36 @@ pub(crate) async fn uninstall(pool: &SqlitePool, info: &TableInfo) -> Result<()>
             .await
             .map_err(err)?;
     }
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_tables')")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_tables')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(err)?;
     if exists {
         for sql in [
             "DELETE FROM _sheetsync_changelog WHERE tbl = ?",
             "DELETE FROM _sheetsync_consumers WHERE tbl = ?",
             "DELETE FROM _sheetsync_tables WHERE tbl = ?",
         ] {
-            sqlx::query(sql).bind(&info.table).execute(&mut *tx).await.map_err(err)?;
+            sqlx::query(sql)
+                .bind(&info.table)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_tables")
             .fetch_one(&mut *tx)
             .await
             .map_err(err)?;
         if left == 0 {
-            for t in ["_sheetsync_changelog", "_sheetsync_consumers", "_sheetsync_tables", "_sheetsync_ctx", "_sheetsync_meta"] {
+            for t in [
+                "_sheetsync_changelog",
+                "_sheetsync_consumers",
+                "_sheetsync_tables",
+                "_sheetsync_ctx",
+                "_sheetsync_meta",
+            ] {
                 sqlx::query(audited(format!("DROP TABLE IF EXISTS {t}")))
                     .execute(&mut *tx)
                     .await

@@ -43,19 +43,25 @@ pub(crate) fn map_type(declared: &str) -> Option<ColumnType> {
 /// The table `table` of the main schema.
 pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableInfo> {
     let err = |e| db_error(e, "introspect");
-    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
-        .bind(table)
-        .fetch_optional(pool)
-        .await
-        .map_err(err)?;
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(table)
+            .fetch_optional(pool)
+            .await
+            .map_err(err)?;
     if exists.is_none() {
-        return Err(Error::new(ErrorKind::NotFound, format!("table {table:?} does not exist")));
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("table {table:?} does not exist"),
+        ));
     }
-    let cols = sqlx::query("SELECT name, type, \"notnull\" AS nn, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid")
-        .bind(table)
-        .fetch_all(pool)
-        .await
-        .map_err(err)?;
+    let cols = sqlx::query(
+        "SELECT name, type, \"notnull\" AS nn, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .map_err(err)?;
     let mut columns = Vec::new();
     let mut pk: Vec<(i64, usize)> = Vec::new();
     let mut integer_pk = false;
@@ -67,7 +73,11 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
         let name: String = c.get("name");
         let declared: String = c.get("type");
         let Some(ty) = map_type(&declared) else {
-            let shown = if declared.is_empty() { "no declared type".to_string() } else { format!("type {declared}") };
+            let shown = if declared.is_empty() {
+                "no declared type".to_string()
+            } else {
+                format!("type {declared}")
+            };
             return Err(Error::new(
                 ErrorKind::SchemaMismatch,
                 format!("column {name:?} of table {table:?} has {shown}, which sheetsync does not support"),

@@ -11,11 +11,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
-    Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink, Source,
-    TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, Row,
+    RowKey, Sink, Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+};
 use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
@@ -81,10 +83,18 @@ impl SqliteTable {
     }
 
     fn chunk(&self) -> usize {
-        rows_per_statement(&self.common.info, MAX_PARAMS, self.common.options.statement_rows)
+        rows_per_statement(
+            &self.common.info,
+            MAX_PARAMS,
+            self.common.options.statement_rows,
+        )
     }
 
-    async fn fetch_rows<'e, E>(&self, exec: E, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    async fn fetch_rows<'e, E>(
+        &self,
+        exec: E,
+        keys: &[RowKey],
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
@@ -108,7 +118,10 @@ impl SqliteTable {
             .collect())
     }
 
-    async fn current(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
+    async fn current(
+        &self,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
             found.extend(self.fetch_rows(&self.pool, chunk).await?);
@@ -163,7 +176,9 @@ fn decode_value(ty: ColumnType, row: &SqliteRow, i: usize) -> std::result::Resul
             let b = row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?;
             match ty {
                 ColumnType::Bytes => Ok(Value::Bytes(b)),
-                ColumnType::Uuid if b.len() == 16 => Ok(Value::Uuid(uuid::Uuid::from_slice(&b).map_err(|e| e.to_string())?)),
+                ColumnType::Uuid if b.len() == 16 => Ok(Value::Uuid(
+                    uuid::Uuid::from_slice(&b).map_err(|e| e.to_string())?,
+                )),
                 _ => Err(format!("a blob of {} bytes is not a valid {ty}", b.len())),
             }
         }
@@ -201,7 +216,10 @@ impl Source for SqliteTable {
         sqlx::query(audited(self.common.select_all.clone()))
             .fetch(&self.pool)
             .enumerate()
-            .map(|(n, r)| r.map(|r| self.common.scanned(self.decode(&r), n)).map_err(|e| db_error(e, "scan")))
+            .map(|(n, r)| {
+                r.map(|r| self.common.scanned(self.decode(&r), n))
+                    .map_err(|e| db_error(e, "scan"))
+            })
             .chunks(1_000)
             .map(|page| page.into_iter().collect::<Result<Vec<_>>>())
             .boxed()
@@ -211,7 +229,10 @@ impl Source for SqliteTable {
         if !self.is_installed().await? {
             return Err(Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("change capture is not installed for {}; call install() first", self.common.name),
+                format!(
+                    "change capture is not installed for {}; call install() first",
+                    self.common.name
+                ),
             )
             .with_operation("cursor"));
         }
@@ -250,27 +271,30 @@ impl Source for SqliteTable {
             let at = at
                 .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
                 .map(|d| d.with_timezone(&Utc));
-            let parsed: std::result::Result<RowKey, String> = serde_json::from_str::<Vec<serde_json::Value>>(&pk)
-                .map_err(|e| format!("change-log key {pk:?} is not a JSON array: {e}"))
-                .and_then(|vals| {
-                    let info = &self.common.info;
-                    if vals.len() != info.key.len() {
-                        return Err(format!("change-log key {pk:?} has {} values", vals.len()));
-                    }
-                    let vals = vals
-                        .iter()
-                        .zip(&info.key)
-                        .map(|(v, &i)| key_value(info.columns[i].ty, v))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    Ok(RowKey::from_values(&vals))
-                });
+            let parsed: std::result::Result<RowKey, String> =
+                serde_json::from_str::<Vec<serde_json::Value>>(&pk)
+                    .map_err(|e| format!("change-log key {pk:?} is not a JSON array: {e}"))
+                    .and_then(|vals| {
+                        let info = &self.common.info;
+                        if vals.len() != info.key.len() {
+                            return Err(format!("change-log key {pk:?} has {} values", vals.len()));
+                        }
+                        let vals = vals
+                            .iter()
+                            .zip(&info.key)
+                            .map(|(v, &i)| key_value(info.columns[i].ty, v))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                        Ok(RowKey::from_values(&vals))
+                    });
             match parsed {
                 Ok(k) => keys.push((k, at)),
-                Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(sheetsync_core::InvalidRow {
-                    key: None,
-                    locator: Some(format!("{} change log entry {cursor}", self.common.name)),
-                    reason,
-                }))),
+                Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(
+                    sheetsync_core::InvalidRow {
+                        key: None,
+                        locator: Some(format!("{} change log entry {cursor}", self.common.name)),
+                        reason,
+                    },
+                ))),
             }
         }
         let keys = dedup_keys(keys);
@@ -287,7 +311,8 @@ impl Source for SqliteTable {
 
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
         let found = self.current(keys).await?;
-        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> = keys.iter().map(|k| (k.clone(), None)).collect();
+        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
         Ok(self.common.observations(&keys, found))
     }
 
@@ -319,7 +344,11 @@ impl Source for SqliteTable {
     fn wakeups(&self) -> Option<BoxStream<'static, ()>> {
         let (tx, stream) = wake_channel();
         let opts = (*self.pool.connect_options()).clone();
-        let interval = self.common.options.poll_interval.unwrap_or(Duration::from_millis(250));
+        let interval = self
+            .common
+            .options
+            .poll_interval
+            .unwrap_or(Duration::from_millis(250));
         tokio::spawn(async move {
             // `PRAGMA data_version` changes when another connection commits: poll it on a
             // connection of our own.
@@ -330,7 +359,10 @@ impl Source for SqliteTable {
                     conn = sqlx::SqliteConnection::connect_with(&opts).await.ok();
                 }
                 if let Some(c) = conn.as_mut() {
-                    match sqlx::query_scalar::<_, i64>("PRAGMA data_version").fetch_one(&mut *c).await {
+                    match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                        .fetch_one(&mut *c)
+                        .await
+                    {
                         Ok(v) => {
                             // The first reading is a catch-up: writes before it were not seen.
                             if last != Some(v) {
@@ -357,7 +389,12 @@ impl Source for SqliteTable {
 fn parse_cursor(s: &str) -> Result<i64> {
     s.strip_prefix("sqlite:")
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("{s:?} is not a SQLite change cursor")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("{s:?} is not a SQLite change cursor"),
+            )
+        })
 }
 
 struct SqliteTx<'a> {
@@ -368,7 +405,10 @@ struct SqliteTx<'a> {
 
 #[async_trait]
 impl WriteTx for SqliteTx<'_> {
-    async fn current(&mut self, keys: &[RowKey]) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+    async fn current(
+        &mut self,
+        keys: &[RowKey],
+    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
         // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
         self.table.fetch_rows(&mut *self.tx, keys).await
     }
@@ -391,7 +431,10 @@ impl WriteTx for SqliteTx<'_> {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
-        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+        q.execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| row_error(e, "apply"))
     }
 
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {
@@ -403,7 +446,10 @@ impl WriteTx for SqliteTx<'_> {
                 q = bind(q, b);
             }
         }
-        q.execute(&mut *self.tx).await.map(|_| ()).map_err(|e| row_error(e, "apply"))
+        q.execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| row_error(e, "apply"))
     }
 
     async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
@@ -413,15 +459,19 @@ impl WriteTx for SqliteTx<'_> {
         for &i in &cols {
             q = bind(q, info.bind(&row.0[i]));
         }
-        let stored = q.fetch_one(&mut *self.tx).await.map_err(|e| row_error(e, "apply"))?;
-        self.table
-            .decode(&stored)
-            .map_err(|(_, reason)| RowError::Held(format!("the stored row does not read back: {reason}")))
+        let stored = q
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
+        self.table.decode(&stored).map_err(|(_, reason)| {
+            RowError::Held(format!("the stored row does not read back: {reason}"))
+        })
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
         if self.tagged {
-            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'").await?;
+            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'")
+                .await?;
         }
         self.tx.commit().await.map_err(|e| db_error(e, "apply"))
     }
@@ -433,7 +483,11 @@ impl Sink for SqliteTable {
         if ops.len() > self.common.options.max_batch.max(1) {
             return Err(Error::new(
                 ErrorKind::Unexpected,
-                format!("{} ops exceed max_batch {}", ops.len(), self.common.options.max_batch),
+                format!(
+                    "{} ops exceed max_batch {}",
+                    ops.len(),
+                    self.common.options.max_batch
+                ),
             ));
         }
         if ops.is_empty() {
@@ -444,10 +498,12 @@ impl Sink for SqliteTable {
         // One writer at a time: the origin row below is invisible to every other connection
         // until it is deleted again, just before commit.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let tagged: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
+        let tagged: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
         if tagged {
             sqlx::query(
                 "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
@@ -458,7 +514,11 @@ impl Sink for SqliteTable {
             .await
             .map_err(err)?;
         }
-        let mut w = Box::new(SqliteTx { table: self, tx, tagged });
+        let mut w = Box::new(SqliteTx {
+            table: self,
+            tx,
+            tagged,
+        });
         let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
         w.commit().await?;
         Ok(out)

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use sheetsync_core::{
-    Change, ColumnType, Cursor, Engine, Expected, MappingConfig, Row, RowKey, Source, Table, TableSchema, Value,
-    WriteContext, WriteOp, WriteOutcome,
+    Change, ColumnType, Cursor, Engine, Expected, MappingConfig, Row, RowKey, Source, Table,
+    TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
 
 /// The SQL dialects under test.
@@ -73,7 +73,8 @@ fn sql_type(d: Dialect, ty: ColumnType, key: bool) -> &'static str {
 /// `CREATE TABLE` for `schema` named `table`. With `generated`, a single integer key is filled
 /// in by the database (identity, auto_increment, SQLite's INTEGER PRIMARY KEY).
 pub fn create_table_sql(d: Dialect, table: &str, schema: &TableSchema, generated: bool) -> String {
-    let single_int_key = schema.key.len() == 1 && schema.columns[schema.key[0]].ty == ColumnType::Int;
+    let single_int_key =
+        schema.key.len() == 1 && schema.columns[schema.key[0]].ty == ColumnType::Int;
     let mut defs = Vec::new();
     for (i, c) in schema.columns.iter().enumerate() {
         let key = schema.is_key(i);
@@ -90,7 +91,11 @@ pub fn create_table_sql(d: Dialect, table: &str, schema: &TableSchema, generated
         }
         defs.push(def);
     }
-    let keys: Vec<String> = schema.key.iter().map(|&i| quote(d, &schema.columns[i].name)).collect();
+    let keys: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&i| quote(d, &schema.columns[i].name))
+        .collect();
     defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
     format!("CREATE TABLE {} ({})", quote(d, table), defs.join(", "))
 }
@@ -188,7 +193,8 @@ pub fn hostile_schema() -> TableSchema {
         "hostile",
         vec![
             sheetsync_core::Column::new("select", ColumnType::Text).nullable(false),
-            sheetsync_core::Column::new("we\"ird`; DROP TABLE x;--", ColumnType::Int).nullable(false),
+            sheetsync_core::Column::new("we\"ird`; DROP TABLE x;--", ColumnType::Int)
+                .nullable(false),
             sheetsync_core::Column::new("prix (€) 'quoted'", ColumnType::Decimal),
             sheetsync_core::Column::new("\u{65e5}\u{672c} $1 ?", ColumnType::Text),
         ],
@@ -236,15 +242,25 @@ pub async fn engine_round_trip(
     external_delete: impl Fn(RowKey) -> futures::future::BoxFuture<'static, ()>,
 ) {
     let schema = db.schema().clone();
-    let sheet = std::sync::Arc::new(sheetsync_core::MemoryTable::sheet_like("sheet", schema.clone()));
+    let sheet = std::sync::Arc::new(sheetsync_core::MemoryTable::sheet_like(
+        "sheet",
+        schema.clone(),
+    ));
     external_upsert(item(1, "from db", 1)).await;
     sheet.upsert(item(2, "from sheet", 2));
-    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), db.clone())
-        .build()
-        .await
-        .expect("engine");
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        db.clone(),
+    )
+    .build()
+    .await
+    .expect("engine");
     engine.run_once().await.expect("cycle 1");
-    assert_eq!(sheet.rows(), vec![item(1, "from db", 1), item(2, "from sheet", 2)]);
+    assert_eq!(
+        sheet.rows(),
+        vec![item(1, "from db", 1), item(2, "from sheet", 2)]
+    );
     assert_eq!(scan_rows(&*db).await, sheet.rows());
 
     // Both directions: a database update and insert, a Sheet update and delete.
@@ -273,15 +289,25 @@ pub async fn engine_round_trip(
     // Steady state: the engine's own writes do not come back; nothing to write.
     for _ in 0..2 {
         let quiet = engine.run_once().await.expect("quiet cycle");
-        assert_eq!(quiet.writes.total(), 0, "steady state must write nothing: {quiet:?}");
-        assert_eq!(quiet.changes.total(), 0, "no echo changes in steady state: {quiet:?}");
+        assert_eq!(
+            quiet.writes.total(),
+            0,
+            "steady state must write nothing: {quiet:?}"
+        );
+        assert_eq!(
+            quiet.changes.total(),
+            0,
+            "no echo changes in steady state: {quiet:?}"
+        );
     }
 }
 
 /// The text form another program would send for a value (dates ISO, instants in UTC).
 pub fn text_of(d: Dialect, v: &Value) -> Option<String> {
     Some(match v {
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Bytes(_) => return None,
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Bytes(_) => {
+            return None
+        }
         Value::Decimal(x) => x.to_string(),
         Value::Text(s) => s.clone(),
         Value::Date(x) => x.format("%Y-%m-%d").to_string(),
@@ -298,7 +324,12 @@ pub fn text_of(d: Dialect, v: &Value) -> Option<String> {
 
 /// `INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` for every column of `schema`, with `?` or
 /// `$n::type` placeholders.
-pub fn external_upsert_sql(d: Dialect, quoted_table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
+pub fn external_upsert_sql(
+    d: Dialect,
+    quoted_table: &str,
+    schema: &TableSchema,
+    pg_types: &[&str],
+) -> String {
     let names: Vec<String> = schema.columns.iter().map(|c| quote(d, &c.name)).collect();
     let params: Vec<String> = (0..schema.columns.len())
         .map(|i| match d {
@@ -306,33 +337,60 @@ pub fn external_upsert_sql(d: Dialect, quoted_table: &str, schema: &TableSchema,
             _ => "?".into(),
         })
         .collect();
-    let keys: Vec<String> = schema.key.iter().map(|&i| quote(d, &schema.columns[i].name)).collect();
+    let keys: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&i| quote(d, &schema.columns[i].name))
+        .collect();
     let non_key: Vec<String> = (0..schema.columns.len())
         .filter(|i| !schema.is_key(*i))
         .map(|i| quote(d, &schema.columns[i].name))
         .collect();
-    let head = format!("INSERT INTO {} ({}) VALUES ({})", quoted_table, names.join(", "), params.join(", "));
+    let head = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quoted_table,
+        names.join(", "),
+        params.join(", ")
+    );
     match d {
         Dialect::MySql => format!(
             "{head} ON DUPLICATE KEY UPDATE {}",
-            non_key.iter().map(|c| format!("{c} = VALUES({c})")).collect::<Vec<_>>().join(", ")
+            non_key
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         _ => format!(
             "{head} ON CONFLICT ({}) DO UPDATE SET {}",
             keys.join(", "),
-            non_key.iter().map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ")
+            non_key
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 /// `DELETE FROM table WHERE k1 = ? AND ...` (`quoted_table` already quoted and qualified).
-pub fn external_delete_sql(d: Dialect, quoted_table: &str, schema: &TableSchema, pg_types: &[&str]) -> String {
+pub fn external_delete_sql(
+    d: Dialect,
+    quoted_table: &str,
+    schema: &TableSchema,
+    pg_types: &[&str],
+) -> String {
     let conds: Vec<String> = schema
         .key
         .iter()
         .enumerate()
         .map(|(n, &i)| match d {
-            Dialect::Postgres => format!("{} = ${}::{}", quote(d, &schema.columns[i].name), n + 1, pg_types[i]),
+            Dialect::Postgres => format!(
+                "{} = ${}::{}",
+                quote(d, &schema.columns[i].name),
+                n + 1,
+                pg_types[i]
+            ),
             _ => format!("{} = ?", quote(d, &schema.columns[i].name)),
         })
         .collect();
@@ -341,20 +399,32 @@ pub fn external_delete_sql(d: Dialect, quoted_table: &str, schema: &TableSchema,
 
 /// The PostgreSQL type names of a schema's columns, for casts.
 pub fn pg_types(schema: &TableSchema) -> Vec<&'static str> {
-    schema.columns.iter().map(|c| sql_type(Dialect::Postgres, c.ty, false)).collect()
+    schema
+        .columns
+        .iter()
+        .map(|c| sql_type(Dialect::Postgres, c.ty, false))
+        .collect()
 }
 
 /// A state store behaves like the reference `MemoryStateStore`: every delta applies atomically
 /// and `load` returns what was committed, per mapping.
 pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
     use sheetsync_core::{
-        Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, Side, StateDelta, StateStore,
+        Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, Side, StateDelta,
+        StateStore,
     };
     let oracle = MemoryStateStore::new();
-    assert_eq!(store.load("m").await.unwrap(), Default::default(), "a new mapping loads empty");
+    assert_eq!(
+        store.load("m").await.unwrap(),
+        Default::default(),
+        "a new mapping loads empty"
+    );
 
     let mut d1 = StateDelta {
-        cursors: vec![(Side::Db, Cursor("pg:10:2".into())), (Side::Sheet, Cursor("rev-7".into()))],
+        cursors: vec![
+            (Side::Db, Cursor("pg:10:2".into())),
+            (Side::Sheet, Cursor("rev-7".into())),
+        ],
         pending: Some(vec![int_key(3)]),
         held: Some(vec![HeldRow {
             key: Some(int_key(3)),
@@ -380,20 +450,34 @@ pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
         ..Default::default()
     };
     for i in 0..2_500 {
-        d1.upsert.push((int_key(i), RowBase::live(item(i, &format!("row {i}"), i), 90)));
+        d1.upsert.push((
+            int_key(i),
+            RowBase::live(item(i, &format!("row {i}"), i), 90),
+        ));
     }
     // Exact values: a float NaN and a long decimal survive.
     let mut odd = item(5_000, "odd", 1);
-    odd.0[3] = Value::Decimal("-12345678901234567890.000000000000000000001".parse().unwrap());
+    odd.0[3] = Value::Decimal(
+        "-12345678901234567890.000000000000000000001"
+            .parse()
+            .unwrap(),
+    );
     d1.upsert.push((int_key(5_000), RowBase::live(odd, 91)));
     d1.upsert.push((int_key(6_000), RowBase::tombstone(92)));
     store.commit("m", &d1).await.unwrap();
     oracle.commit("m", &d1).await.unwrap();
-    assert_eq!(store.load("m").await.unwrap(), oracle.load("m").await.unwrap());
+    assert_eq!(
+        store.load("m").await.unwrap(),
+        oracle.load("m").await.unwrap()
+    );
 
     let d2 = StateDelta {
         upsert: vec![(int_key(1), RowBase::live(item(1, "changed", 1), 101))],
-        remove: (0..1_200).filter(|i| *i != 1).map(int_key).chain([int_key(6_000)]).collect(),
+        remove: (0..1_200)
+            .filter(|i| *i != 1)
+            .map(int_key)
+            .chain([int_key(6_000)])
+            .collect(),
         cursors: vec![(Side::Db, Cursor("pg:11:0".into()))],
         pending: None,
         held: Some(Vec::new()),
@@ -416,5 +500,8 @@ pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
     };
     store.commit("other", &d3).await.unwrap();
     assert_eq!(store.load("other").await.unwrap().bases.len(), 1);
-    assert_eq!(store.load("m").await.unwrap(), oracle.load("m").await.unwrap());
+    assert_eq!(
+        store.load("m").await.unwrap(),
+        oracle.load("m").await.unwrap()
+    );
 }
