@@ -14,10 +14,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sheetsync_core::{
-    Change, Column, ColumnType, Cursor, Expected, Row, Sink, Source, TableSchema, Value,
-    WriteContext, WriteOp,
-};
+use sheetsync_core::{Change, Cursor, Expected, Row, Sink, Source, Value, WriteContext, WriteOp};
 use sheetsync_sql::{MySqlTable, PostgresTable, SqlOptions, SqliteTable};
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -29,20 +26,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn schema() -> TableSchema {
-    TableSchema::new(
-        "bench",
-        vec![
-            Column::new("id", ColumnType::Int).nullable(false),
-            Column::new("name", ColumnType::Text),
-            Column::new("qty", ColumnType::Int),
-            Column::new("price", ColumnType::Decimal),
-        ],
-        &["id"],
-    )
-    .unwrap()
 }
 
 fn row(i: i64, round: u64) -> Row {
