@@ -13,6 +13,8 @@ use crate::error::RowError;
 /// A write transaction on one database, tagged with the engine's origin.
 #[async_trait]
 pub(crate) trait WriteTx: Send {
+    /// The table written.
+    fn info(&self) -> &TableInfo;
     /// The current rows for `keys` (locked until commit where the database locks rows). A row
     /// that does not decode is reported as `Err(reason)`.
     async fn current(
@@ -23,6 +25,18 @@ pub(crate) trait WriteTx: Send {
     async fn execute(&mut self, sql: &str) -> Result<()>;
     /// Inserts or updates `rows` in one statement.
     async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError>;
+    /// Inserts `rows` that the engine expects to be absent; returns the keys actually inserted
+    /// (a row that another writer inserted meanwhile is left alone: the caller reports it stale).
+    /// The default suits databases where the preceding check holds: a single writer (SQLite), or
+    /// a plain insert that fails on a duplicate (MySQL's path).
+    async fn create(
+        &mut self,
+        rows: &[&Row],
+        keys: &[&RowKey],
+    ) -> std::result::Result<HashSet<RowKey>, RowError> {
+        self.upsert(rows).await?;
+        Ok(keys.iter().map(|k| (*k).clone()).collect())
+    }
     /// Deletes `keys` in one statement.
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError>;
     /// Inserts a row whose key the database generates and returns the stored row.
@@ -41,6 +55,8 @@ pub(crate) fn rows_per_statement(info: &TableInfo, max_params: usize, max_rows: 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Upsert,
+    /// An upsert of a row expected to be absent.
+    Create,
     Delete,
 }
 
@@ -163,6 +179,10 @@ pub(crate) async fn apply_ops(
             continue;
         }
         let kind = match &ops[n] {
+            WriteOp::Upsert {
+                expected: Expected::Absent,
+                ..
+            } => Kind::Create,
             WriteOp::Upsert { .. } => Kind::Upsert,
             WriteOp::Delete { .. } => Kind::Delete,
             WriteOp::Insert { row } => {
@@ -195,22 +215,33 @@ const SAVEPOINT: &str = "SAVEPOINT sheetsync_row";
 const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT sheetsync_row";
 const RELEASE: &str = "RELEASE SAVEPOINT sheetsync_row";
 
+/// Runs one statement; returns the ops that turned out stale.
 async fn run_stmt(
     tx: &mut dyn WriteTx,
     ops: &[WriteOp],
     idx: &[usize],
     kind: Kind,
-) -> std::result::Result<(), RowError> {
+) -> std::result::Result<Vec<usize>, RowError> {
+    let row_of = |n: usize| match &ops[n] {
+        WriteOp::Upsert { row, .. } => row,
+        _ => unreachable!("upsert group holds upserts"),
+    };
     match kind {
         Kind::Upsert => {
-            let rows: Vec<&Row> = idx
+            let rows: Vec<&Row> = idx.iter().map(|&n| row_of(n)).collect();
+            tx.upsert(&rows).await.map(|()| Vec::new())
+        }
+        Kind::Create => {
+            let rows: Vec<&Row> = idx.iter().map(|&n| row_of(n)).collect();
+            let keys: Vec<RowKey> = idx.iter().map(|&n| key_of(tx.info(), row_of(n))).collect();
+            let key_refs: Vec<&RowKey> = keys.iter().collect();
+            let inserted = tx.create(&rows, &key_refs).await?;
+            Ok(idx
                 .iter()
-                .map(|&n| match &ops[n] {
-                    WriteOp::Upsert { row, .. } => row,
-                    _ => unreachable!("upsert group holds upserts"),
-                })
-                .collect();
-            tx.upsert(&rows).await
+                .zip(&keys)
+                .filter(|(_, k)| !inserted.contains(*k))
+                .map(|(&n, _)| n)
+                .collect())
         }
         Kind::Delete => {
             let keys: Vec<&RowKey> = idx
@@ -220,23 +251,28 @@ async fn run_stmt(
                     _ => unreachable!("delete group holds deletes"),
                 })
                 .collect();
-            tx.delete(&keys).await
+            tx.delete(&keys).await.map(|()| Vec::new())
         }
     }
 }
 
-/// Runs one statement inside a savepoint; on a row error rolls back to it.
+fn key_of(info: &TableInfo, row: &Row) -> RowKey {
+    RowKey::from_values(info.key.iter().map(|&i| &row.0[i]))
+}
+
+/// Runs one statement inside a savepoint; on a row error rolls back to it. `Ok(Ok(stale))`
+/// names the ops that turned out stale.
 async fn guarded(
     tx: &mut dyn WriteTx,
     ops: &[WriteOp],
     idx: &[usize],
     kind: Kind,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<Vec<usize>, String>> {
     tx.execute(SAVEPOINT).await?;
     match run_stmt(tx, ops, idx, kind).await {
-        Ok(()) => {
+        Ok(stale) => {
             tx.execute(RELEASE).await?;
-            Ok(Ok(()))
+            Ok(Ok(stale))
         }
         Err(RowError::Held(msg)) => {
             tx.execute(ROLLBACK).await?;
@@ -257,13 +293,19 @@ async fn run_group(
 ) -> Result<()> {
     for chunk in group.chunks(rows_per_stmt.max(1)) {
         match guarded(tx, ops, chunk, kind).await? {
-            Ok(()) => {}
+            Ok(stale) => {
+                for n in stale {
+                    outcomes[n] = Some(WriteOutcome::Stale);
+                }
+            }
             Err(msg) if chunk.len() == 1 => outcomes[chunk[0]] = Some(WriteOutcome::Held(msg)),
             Err(_) => {
                 // One row spoiled the statement: find it by writing each row on its own.
                 for &n in chunk {
-                    if let Err(msg) = guarded(tx, ops, &[n], kind).await? {
-                        outcomes[n] = Some(WriteOutcome::Held(msg));
+                    match guarded(tx, ops, &[n], kind).await? {
+                        Ok(stale) if stale.is_empty() => {}
+                        Ok(_) => outcomes[n] = Some(WriteOutcome::Stale),
+                        Err(msg) => outcomes[n] = Some(WriteOutcome::Held(msg)),
                     }
                 }
             }

@@ -345,11 +345,27 @@ impl TableInfo {
                 format!("({})", t.join(", "))
             })
             .collect();
+        let overriding = if self.identity_always {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
         format!(
-            "INSERT INTO {} ({}) VALUES {}",
+            "INSERT INTO {} ({}){overriding} VALUES {}",
             self.quoted(),
             names.join(", "),
             tuples.join(", ")
+        )
+    }
+
+    /// PostgreSQL: inserts `n` rows unless their key exists, returning the rows inserted.
+    pub(crate) fn create_sql(&self, n: usize) -> String {
+        let keys: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
+        format!(
+            "{} ON CONFLICT ({}) DO NOTHING RETURNING {}",
+            self.insert_sql(n),
+            keys.join(", "),
+            self.select_list("")
         )
     }
 

@@ -790,3 +790,64 @@ async fn a_key_change_reports_the_old_key_as_deleted() {
     assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
     assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
 }
+
+#[tokio::test]
+async fn an_insert_expecting_absence_never_overwrites_a_concurrent_insert() {
+    let db = TestDb::new().await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    // Another program inserts key 5 and has not committed yet.
+    let mut b = sqlx::PgConnection::connect_with(&db.options())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut b).await.unwrap();
+    sqlx::query("INSERT INTO items (id, name, qty) VALUES (5, 'theirs', 1)")
+        .execute(&mut b)
+        .await
+        .unwrap();
+    // The engine's check sees no row 5; its insert then waits for the other transaction.
+    let engine_write = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            t.apply(
+                vec![
+                    WriteOp::Upsert {
+                        row: item(5, "ours", 2),
+                        expected: Expected::Absent,
+                    },
+                    WriteOp::Upsert {
+                        row: item(6, "ours", 2),
+                        expected: Expected::Absent,
+                    },
+                ],
+                &ctx(),
+            )
+            .await
+        })
+    };
+    let mut blocked = false;
+    for _ in 0..1_200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        blocked,
+        "the engine's insert never waited for the other transaction"
+    );
+    sqlx::query("COMMIT").execute(&mut b).await.unwrap();
+    let out = engine_write.await.unwrap().unwrap();
+    assert_eq!(out, vec![WriteOutcome::Stale, WriteOutcome::Applied]);
+    let mut theirs = item(5, "theirs", 1);
+    theirs.0[3] = Value::Null;
+    assert_eq!(scan_rows(&*t).await, vec![theirs, item(6, "ours", 2)]);
+}

@@ -399,6 +399,10 @@ struct MyTx<'c> {
 
 #[async_trait]
 impl WriteTx for MyTx<'_> {
+    fn info(&self) -> &TableInfo {
+        &self.table.common.info
+    }
+
     async fn current(
         &mut self,
         keys: &[RowKey],

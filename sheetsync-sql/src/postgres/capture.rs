@@ -94,6 +94,17 @@ END",
 pub(crate) async fn install(pool: &PgPool, info: &TableInfo, oid: i64) -> Result<()> {
     let err = |e| db_error(e, "install");
     let mut conn = pool.acquire().await.map_err(err)?;
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    if version < 130_000 {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("change capture needs PostgreSQL 13 or later (xid8); the server is version {version}"),
+        )
+        .with_operation("install"));
+    }
     let mut tx = conn.begin().await.map_err(err)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sheetsync.install'))")
         .execute(&mut *tx)

@@ -3,7 +3,7 @@
 mod capture;
 mod introspect;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -394,6 +394,10 @@ struct PgTx<'a> {
 
 #[async_trait]
 impl WriteTx for PgTx<'_> {
+    fn info(&self) -> &TableInfo {
+        &self.table.common.info
+    }
+
     async fn current(
         &mut self,
         keys: &[RowKey],
@@ -423,6 +427,35 @@ impl WriteTx for PgTx<'_> {
             .await
             .map(|_| ())
             .map_err(|e| row_error(e, "apply"))
+    }
+
+    /// `ON CONFLICT DO NOTHING`: a row that another transaction inserted after the check (no
+    /// row lock protects an absent key) is left as it is, and reported stale.
+    async fn create(
+        &mut self,
+        rows: &[&Row],
+        _keys: &[&RowKey],
+    ) -> std::result::Result<HashSet<RowKey>, RowError> {
+        let info = &self.table.common.info;
+        let sql = info.create_sql(rows.len());
+        let cols = info.write_columns();
+        let mut q = sqlx::query(audited(sql));
+        for r in rows {
+            for &i in &cols {
+                q = bind(q, info.bind(&r.0[i]));
+            }
+        }
+        let stored = q
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
+        Ok(stored
+            .iter()
+            .filter_map(|r| match self.table.decode(r) {
+                Ok(row) => row.key(&self.table.common.schema),
+                Err((k, _)) => k,
+            })
+            .collect())
     }
 
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {

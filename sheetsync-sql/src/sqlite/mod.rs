@@ -22,7 +22,7 @@ use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, from_float, from_int, parse_text, Bind};
+use crate::dialect::{audited, from_float, from_int, parse_text, Bind, TableInfo};
 use crate::error::{db_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 32_766;
@@ -405,6 +405,10 @@ struct SqliteTx<'a> {
 
 #[async_trait]
 impl WriteTx for SqliteTx<'_> {
+    fn info(&self) -> &TableInfo {
+        &self.table.common.info
+    }
+
     async fn current(
         &mut self,
         keys: &[RowKey],
