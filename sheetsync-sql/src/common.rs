@@ -2,6 +2,7 @@
 //! changed keys into observations.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub(crate) struct Common {
     pub options: SqlOptions,
     pub select_all: String,
     used_origins: Mutex<HashSet<String>>,
+    full_scan: AtomicBool,
 }
 
 impl Common {
@@ -71,6 +73,7 @@ impl Common {
             info,
             options,
             used_origins: Mutex::new(HashSet::new()),
+            full_scan: AtomicBool::new(false),
         })
     }
 
@@ -85,6 +88,22 @@ impl Common {
             source_timestamps: false,
             max_batch: self.options.max_batch.max(1),
         }
+    }
+
+    /// The feed saw something it cannot describe row by row (a TRUNCATE, a cursor from another
+    /// history): the engine should read the table in full.
+    pub(crate) fn request_full_scan(&self) {
+        self.full_scan.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a full read was requested since the last one started.
+    pub(crate) fn full_scan_requested(&self) -> bool {
+        self.full_scan.load(Ordering::SeqCst)
+    }
+
+    /// A full read starts (its cursor is taken first).
+    pub(crate) fn full_scan_started(&self) {
+        self.full_scan.store(false, Ordering::SeqCst);
     }
 
     /// Remembers an origin the engine writes with.

@@ -851,3 +851,60 @@ async fn an_insert_expecting_absence_never_overwrites_a_concurrent_insert() {
     theirs.0[3] = Value::Null;
     assert_eq!(scan_rows(&*t).await, vec![theirs, item(6, "ours", 2)]);
 }
+
+#[tokio::test]
+async fn truncate_asks_for_a_full_read_and_the_delete_guard_decides() {
+    let db = TestDb::new().await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t.clone() as Arc<dyn Table>,
+    )
+    .build()
+    .await
+    .unwrap();
+    for i in 1..=3 {
+        other.upsert(item(i, "x", i)).await.unwrap();
+    }
+    engine.run_once().await.unwrap();
+    assert_eq!(sheet.rows().len(), 3);
+    sqlx::query("TRUNCATE items")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    engine.run_once().await.unwrap();
+    assert!(
+        t.full_scan_requested(),
+        "a TRUNCATE names no rows: a full read is needed"
+    );
+    let report = engine.run_once().await.unwrap();
+    assert_eq!(report.full_reads.db, 1);
+    assert!(!t.full_scan_requested());
+    // Every row gone at once trips the mass-delete guard: the Sheet keeps its rows until the
+    // host allows the deletes.
+    assert_eq!(report.guard_tripped, vec![sheetsync_core::Side::Sheet]);
+    assert_eq!(sheet.rows().len(), 3);
+    engine.allow_deletes_once().await;
+    engine.run_once().await.unwrap();
+    assert!(sheet.rows().is_empty());
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_history_restarts_the_feed() {
+    let db = TestDb::new().await;
+    let (t, other) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    // A cursor persisted before the database was restored from a dump: ahead of its xids.
+    let ahead = sheetsync_core::Cursor(format!("pg:{}:0", u32::MAX));
+    let b = t.changes(&ahead, 100).await.unwrap();
+    assert!(b.changes.is_empty() && b.more);
+    assert!(t.full_scan_requested());
+    let (seen, _) = drain(&*t, &b.cursor).await;
+    assert_eq!(seen[&int_key(1)], Some(item(1, "a", 1)));
+}

@@ -40,10 +40,11 @@ fn function_name(oid: i64) -> String {
     format!("sheetsync.\"capture_{oid}\"")
 }
 
-const TRIGGERS: [&str; 3] = [
+const TRIGGERS: [&str; 4] = [
     "sheetsync_capture_insert",
     "sheetsync_capture_update",
     "sheetsync_capture_delete",
+    "sheetsync_capture_truncate",
 ];
 
 /// The per-table trigger function: key columns are compiled in, quoted.
@@ -66,8 +67,11 @@ fn function_sql(info: &TableInfo, oid: i64) -> String {
     INSERT INTO sheetsync.changelog (tbl, op, pk)
       SELECT TG_RELID::int8, 'D', gone.pk FROM (
         SELECT ARRAY[{old}] AS pk FROM old_rows o EXCEPT SELECT ARRAY[{new}] FROM new_rows n) gone;
-  ELSE
+  ELSIF TG_OP = 'DELETE' THEN
     INSERT INTO sheetsync.changelog (tbl, op, pk) SELECT TG_RELID::int8, 'D', ARRAY[{old}] FROM old_rows o;
+  ELSE
+    -- TRUNCATE names no rows: the reader asks the engine for a full read.
+    INSERT INTO sheetsync.changelog (tbl, op, pk) VALUES (TG_RELID::int8, 'T', '{{}}');
   END IF;
   IF NULLIF(current_setting('sheetsync.origin', true), '') IS NULL THEN
     PERFORM pg_notify('sheetsync', TG_RELID::text);
@@ -147,6 +151,7 @@ pub(crate) async fn install(pool: &PgPool, info: &TableInfo, oid: i64) -> Result
             "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
         ),
         ("DELETE", "REFERENCING OLD TABLE AS old_rows"),
+        ("TRUNCATE", ""),
     ];
     for (name, (event, referencing)) in TRIGGERS.iter().zip(defs) {
         sqlx::query(audited(format!("DROP TRIGGER IF EXISTS {name} ON {table}")))
@@ -282,6 +287,17 @@ impl PgCursor {
     pub(crate) fn render(self) -> String {
         format!("pg:{}:{}", self.xid, self.seq)
     }
+}
+
+/// The next transaction id to be assigned: a cursor at or beyond it comes from another
+/// history (a logical restore, a new cluster).
+pub(crate) async fn next_xid(pool: &PgPool) -> Result<u64> {
+    let xmax: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| db_error(e, "changes"))?;
+    xmax.parse()
+        .map_err(|_| Error::new(ErrorKind::Unexpected, format!("unexpected xid8 {xmax:?}")))
 }
 
 /// The position before every transaction that has not finished yet.

@@ -237,14 +237,19 @@ impl Source for PostgresTable {
 
     async fn cursor(&self) -> Result<Option<Cursor>> {
         self.require_installed("cursor").await?;
+        self.common.full_scan_started();
         Ok(Some(Cursor(capture::horizon(&self.pool).await?.render())))
+    }
+
+    fn full_scan_requested(&self) -> bool {
+        self.common.full_scan_requested()
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
         let since = PgCursor::parse(&since.0)?;
         let limit = limit.max(1);
         let entries = sqlx::query(
-            "SELECT xid::text AS xid, seq, pk, origin, at FROM sheetsync.changelog
+            "SELECT xid::text AS xid, seq, op, pk, origin, at FROM sheetsync.changelog
              WHERE tbl = $1 AND (xid, seq) > ($2::text::xid8, $3)
                AND xid < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY xid, seq
@@ -257,6 +262,19 @@ impl Source for PostgresTable {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error(e, "changes"))?;
+        if entries.is_empty() && since.xid >= capture::next_xid(&self.pool).await? {
+            // The transaction counter is behind the cursor: the database was restored or
+            // replaced. Entries from now on would all sort before the cursor, so start over and
+            // have the engine read the table in full.
+            tracing::warn!(table = %self.common.name, cursor = %since.render(),
+                "change cursor is ahead of the database's transaction counter; reading from the start");
+            self.common.request_full_scan();
+            return Ok(ChangeBatch {
+                changes: Vec::new(),
+                cursor: Cursor(PgCursor { xid: 0, seq: 0 }.render()),
+                more: true,
+            });
+        }
         let mut cursor = since;
         let mut keys = Vec::with_capacity(entries.len());
         let mut invalid = Vec::new();
@@ -270,6 +288,11 @@ impl Source for PostgresTable {
             };
             let origin: Option<String> = e.get("origin");
             if self.common.is_echo(origin.as_deref()) {
+                continue;
+            }
+            let op: i8 = e.get("op");
+            if op == b'T' as i8 {
+                self.common.request_full_scan();
                 continue;
             }
             let pk: Vec<Option<String>> = e.get("pk");
