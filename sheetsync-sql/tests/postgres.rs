@@ -908,3 +908,49 @@ async fn a_cursor_from_another_history_restarts_the_feed() {
     let (seen, _) = drain(&*t, &b.cursor).await;
     assert_eq!(seen[&int_key(1)], Some(item(1, "a", 1)));
 }
+
+#[tokio::test]
+async fn values_the_column_cannot_hold_are_held_with_the_database_message() {
+    let db = TestDb::new().await;
+    sqlx::query(
+        "CREATE TABLE small (id int PRIMARY KEY, code varchar(3), n smallint, amount numeric(6,2))",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let t = PostgresTable::open(db.pool.clone(), None, "small", SqlOptions::default())
+        .await
+        .unwrap();
+    let r = |id: i64, code: &str, n: i64, amount: &str| {
+        Row::new(vec![
+            Value::Int(id),
+            Value::Text(code.into()),
+            Value::Int(n),
+            Value::Decimal(amount.parse().unwrap()),
+        ])
+    };
+    let out = t
+        .apply(
+            vec![
+                upsert(r(1, "abc", 1, "1234.5")),
+                upsert(r(2, "abcd", 1, "1")),      // too long
+                upsert(r(3, "x", 100_000, "1")),   // out of smallint range
+                upsert(r(4, "y", 1, "123456789")), // numeric overflow
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert!(applied(&out[0]), "{out:?}");
+    for (o, needle) in out[1..]
+        .iter()
+        .zip(["too long", "out of range", "overflow"])
+    {
+        assert!(
+            matches!(o, WriteOutcome::Held(m) if m.contains(needle)),
+            "{o:?}"
+        );
+    }
+    // Nothing was truncated or rounded silently on the way in; numeric(6,2) shows its scale.
+    assert_eq!(scan_rows(&t).await, vec![r(1, "abc", 1, "1234.50")]);
+}
