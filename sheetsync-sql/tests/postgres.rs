@@ -954,3 +954,57 @@ async fn values_the_column_cannot_hold_are_held_with_the_database_message() {
     // Nothing was truncated or rounded silently on the way in; numeric(6,2) shows its scale.
     assert_eq!(scan_rows(&t).await, vec![r(1, "abc", 1, "1234.50")]);
 }
+
+#[tokio::test]
+async fn sqlstates_are_classified_once() {
+    let db = TestDb::new().await;
+    let (t, _) = db
+        .table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    // A user trigger that fails the way the server would: by SQLSTATE, chosen per row.
+    sqlx::query(
+        "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.name = 'serialization' THEN RAISE EXCEPTION 'retry me' USING ERRCODE = '40001'; END IF;
+           IF NEW.name = 'deadlock' THEN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END IF;
+           IF NEW.name = 'refused' THEN RAISE EXCEPTION 'refused by rule' USING ERRCODE = '23514'; END IF;
+           IF NEW.name = 'denied' THEN RAISE EXCEPTION 'not yours' USING ERRCODE = '42501'; END IF;
+           RETURN NEW;
+         END $$",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail BEFORE INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION fail()",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for (name, temporary) in [
+        ("serialization", true),
+        ("deadlock", true),
+        ("denied", false),
+    ] {
+        let e = t
+            .apply(vec![upsert(item(1, name, 1))], &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.is_temporary(), temporary, "{name}: {e}");
+        if name == "denied" {
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        }
+    }
+    let out = t
+        .apply(
+            vec![upsert(item(1, "refused", 1)), upsert(item(2, "fine", 2))],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], WriteOutcome::Held(m) if m.contains("refused by rule")),
+        "{out:?}"
+    );
+    assert_eq!(out[1], WriteOutcome::Applied);
+}
