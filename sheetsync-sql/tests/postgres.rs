@@ -1008,3 +1008,38 @@ async fn sqlstates_are_classified_once() {
     );
     assert_eq!(out[1], WriteOutcome::Applied);
 }
+
+#[tokio::test]
+async fn generated_keys_skip_past_keys_written_explicitly() {
+    let db = TestDb::new().await;
+    let (t, _) = db
+        .table("items", &small_schema(), true, SqlOptions::default())
+        .await;
+    assert!(t.capabilities().generated_keys);
+    // Rows from the Sheet with keys people typed: the identity sequence does not move.
+    t.apply(
+        vec![upsert(item(1, "a", 1)), upsert(item(2, "b", 2))],
+        &ctx(),
+    )
+    .await
+    .unwrap();
+    let mut new = item(0, "new", 3);
+    new.0[0] = Value::Null;
+    let out = t
+        .apply(
+            vec![
+                WriteOp::Insert { row: new.clone() },
+                WriteOp::Insert { row: new },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            WriteOutcome::Stored(item(3, "new", 3)),
+            WriteOutcome::Stored(item(4, "new", 3))
+        ]
+    );
+}

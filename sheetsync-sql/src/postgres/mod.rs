@@ -496,17 +496,55 @@ impl WriteTx for PgTx<'_> {
             .map_err(|e| row_error(e, "apply"))
     }
 
+    /// Rows written with explicit keys do not move an identity or serial sequence, so a
+    /// generated key may collide with one of them; then the sequence is moved past the largest
+    /// key and the insert tried once more.
     async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
         let (sql, cols) = info.insert_generated_sql();
-        let mut q = sqlx::query(audited(sql));
-        for &i in &cols {
-            q = bind(q, info.bind(&row.0[i]));
-        }
-        let stored = q
-            .fetch_one(&mut *self.tx)
+        let query = || {
+            let mut q = sqlx::query(audited(sql.clone()));
+            for &i in &cols {
+                q = bind(q, info.bind(&row.0[i]));
+            }
+            q
+        };
+        let exec = |sql: &'static str| sqlx::query(sql);
+        exec("SAVEPOINT sheetsync_generated")
+            .execute(&mut *self.tx)
             .await
-            .map_err(|e| row_error(e, "apply"))?;
+            .map_err(|e| RowError::Fatal(db_error(e, "apply")))?;
+        let stored = match query().fetch_one(&mut *self.tx).await {
+            Ok(r) => r,
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => {
+                exec("ROLLBACK TO SAVEPOINT sheetsync_generated")
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(|e| RowError::Fatal(db_error(e, "apply")))?;
+                let key = &info.columns[info.key[0]].name;
+                let table = info.quoted();
+                sqlx::query(audited(format!(
+                    // Forward only: never below the next value the sequence would give.
+                    "SELECT setval(s.seq::regclass, GREATEST((SELECT max({col}) FROM {table}), nextval(s.seq::regclass)))
+                     FROM (SELECT pg_get_serial_sequence($1, $2) AS seq) s WHERE s.seq IS NOT NULL",
+                    col = crate::dialect::Dialect::Postgres.quote(key)
+                )))
+                .bind(&table)
+                .bind(key)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(|e| RowError::Fatal(db_error(e, "apply")))?;
+                query()
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(|e| row_error(e, "apply"))?
+            }
+            Err(e) => return Err(row_error(e, "apply")),
+        };
+        exec("RELEASE SAVEPOINT sheetsync_generated")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| RowError::Fatal(db_error(e, "apply")))?;
         self.table.decode(&stored).map_err(|(_, reason)| {
             RowError::Held(format!("the stored row does not read back: {reason}"))
         })
