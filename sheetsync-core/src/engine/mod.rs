@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::sync::{broadcast, Mutex, Notify};
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -305,19 +306,23 @@ impl Engine {
         let mut st = self.state.lock().await;
         st.cycle += 1;
         let span = tracing::info_span!("cycle", mapping = %self.mapping.name, cycle = st.cycle);
-        let _enter = span.enter();
-        let reads = match self.read_sides(&st).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.emit(Event::Error {
-                    side: None,
-                    message: e.to_string(),
-                });
-                return Err(e);
-            }
-        };
-        let plan = self.make_plan(&st, &reads);
-        self.apply(&mut st, reads, plan).await
+        // A span guard must not live across an await: instrument the future instead.
+        async {
+            let reads = match self.read_sides(&st).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.emit(Event::Error {
+                        side: None,
+                        message: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            };
+            let plan = self.make_plan(&st, &reads);
+            self.apply(&mut st, reads, plan).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Runs cycles until `shutdown` completes: after a wake-up from either side or
@@ -569,20 +574,30 @@ impl Engine {
                 }
             }
         }
+        // Only what changed: a quiet cycle writes nothing to the store either.
         let delta = StateDelta {
             upsert: new_bases,
             remove: prune,
             cursors,
-            pending: Some(pending.iter().cloned().collect()),
-            held: Some(held.clone()),
-            conflicts: Some(conflicts.values().cloned().collect()),
-            choices: Some(choices.clone().into_iter().collect()),
+            pending: (pending != st.pending).then(|| pending.iter().cloned().collect()),
+            held: (held != st.held).then(|| held.clone()),
+            conflicts: (conflicts != st.conflicts).then(|| conflicts.values().cloned().collect()),
+            choices: (choices != st.choices).then(|| choices.clone().into_iter().collect()),
             clock: self.clock.last(),
         };
-        self.store
-            .commit(&self.mapping.name, &delta)
-            .await
-            .map_err(|e| e.with_operation("state.commit"))?;
+        let quiet = delta.upsert.is_empty()
+            && delta.remove.is_empty()
+            && delta.cursors.is_empty()
+            && delta.pending.is_none()
+            && delta.held.is_none()
+            && delta.conflicts.is_none()
+            && delta.choices.is_none();
+        if !quiet {
+            self.store
+                .commit(&self.mapping.name, &delta)
+                .await
+                .map_err(|e| e.with_operation("state.commit"))?;
+        }
 
         // 5. The state is safe: update memory, then let queue-style feeds drop what we read.
         for (k, b) in delta.upsert {
