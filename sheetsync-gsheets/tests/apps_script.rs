@@ -1,0 +1,633 @@
+//! `apps-script/sheetsync.gs` under Node (with the stand-in services of
+//! `tests/apps_script/harness.js`) sends byte-for-byte the payload the emulator sends for the
+//! same person edit, and both are accepted by the receiver.
+//!
+//! Needs `node` (v18+) on the PATH, or its path in `SHEETSYNC_NODE`; without it these tests
+//! fail with a message saying so.
+#![cfg(feature = "webhook")]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Request};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use sheetsync_core::{Error, ErrorKind};
+use sheetsync_emulator::{Config, EmulatorHandle, PersonEdit, TriggerSpec};
+use sheetsync_gsheets::webhook::{
+    verify, ChangeType, WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver,
+};
+
+const SECRET: &str = "s3cret-shared-with-apps-script-\u{e9}";
+const TZ: &str = "America/New_York";
+
+/// One request as it arrived on the wire.
+#[derive(Debug, Clone)]
+struct Captured {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Captured {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("header {name} missing"))
+            .to_string()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).expect("UTF-8 body")
+    }
+
+    fn verifies(&self) -> bool {
+        verify(
+            SECRET.as_bytes(),
+            &self.header("x-sheetsync-timestamp"),
+            &self.body,
+            &self.header("x-sheetsync-signature"),
+        )
+    }
+}
+
+#[derive(Clone)]
+struct Server {
+    receiver: WebhookReceiver,
+    captured: Arc<Mutex<Vec<Captured>>>,
+    handled: Arc<Mutex<Vec<WebhookPayload>>>,
+    url: String,
+}
+
+async fn capture(State(s): State<Server>, headers: HeaderMap, body: Bytes) -> Response {
+    s.captured.lock().unwrap().push(Captured {
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    let mut req = Request::post("/hook").body(Body::from(body)).unwrap();
+    *req.headers_mut() = headers;
+    s.receiver.handle(req).await
+}
+
+/// A receiver on 127.0.0.1:0 that records the raw requests; the handler fails its first
+/// `fail_first` calls.
+async fn start_server(fail_first: usize) -> Server {
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(Mutex::new(0usize));
+    let h = handled.clone();
+    let handler: WebhookHandler = Arc::new(move |p: WebhookPayload| {
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        if *n <= fail_first {
+            return Err(Error::new(ErrorKind::Connection, "engine busy"));
+        }
+        h.lock().unwrap().push(p);
+        Ok(())
+    });
+    let receiver = WebhookReceiver::new(WebhookConfig::new(SECRET), handler).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = Server {
+        receiver,
+        captured: Arc::new(Mutex::new(Vec::new())),
+        handled,
+        url,
+    };
+    let app = Router::new()
+        .route("/hook", post(capture))
+        .with_state(server.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the harness with a scenario; returns its report (script errors included).
+async fn run_script_allowing_errors(mut scenario: Value) -> Value {
+    scenario["script"] = json!(manifest_dir()
+        .join("apps-script/sheetsync.gs")
+        .display()
+        .to_string());
+    let harness = manifest_dir().join("tests/apps_script/harness.js");
+    tokio::task::spawn_blocking(move || {
+        let node = std::env::var("SHEETSYNC_NODE").unwrap_or_else(|_| "node".into());
+        let mut child = Command::new(&node)
+            .arg(&harness)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "tests/apps_script.rs runs apps-script/sheetsync.gs under Node.js, but `{node}` \
+                     could not be started ({e}). Install Node.js 18 or newer, or set SHEETSYNC_NODE \
+                     to the node binary."
+                )
+            });
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scenario.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "harness failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "harness printed no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs the harness; the script must not throw.
+async fn run_script(scenario: Value) -> Value {
+    let report = run_script_allowing_errors(scenario).await;
+    assert_eq!(report["errors"], json!([]), "script errors: {report}");
+    report
+}
+
+/// The emulator's sheet as `Range.getValues()` would return it: stored values rendered
+/// UNFORMATTED (dates as serials), with date/time-formatted cells marked `{"date": serial}`
+/// (the stand-in turns those into `Date` objects in the spreadsheet's time zone).
+fn grid_of(emu: &EmulatorHandle, id: &str, sheet: usize) -> Value {
+    let ss = emu.spreadsheet(id).expect("spreadsheet");
+    let title = ss.sheets[sheet].props.title.clone();
+    let values = emu
+        .read_values(id, &format!("'{title}'!A1:Z100"))
+        .expect("read");
+    let grid = &ss.sheets[sheet].grid;
+    let rows: Vec<Value> = values
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            Value::Array(
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| {
+                        let temporal = grid
+                            .get(r as u32, c as u32)
+                            .and_then(|cell| cell.format.as_ref())
+                            .is_some_and(|f| f.kind.is_temporal());
+                        if temporal && v.is_number() {
+                            json!({ "date": v })
+                        } else {
+                            v.clone()
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({"sheetId": ss.sheets[sheet].props.sheet_id, "name": title, "rows": rows})
+}
+
+fn scenario(emu: &EmulatorHandle, id: &str, url: &str, calls: Value) -> Value {
+    json!({
+        "spreadsheetId": id,
+        "timeZone": TZ,
+        "activeSheet": 0,
+        "sheets": [grid_of(emu, id, 0)],
+        "properties": {"SHEETSYNC_URL": url, "SHEETSYNC_SECRET": SECRET},
+        "deliver": true,
+        "calls": calls,
+    })
+}
+
+async fn new_spreadsheet(emu: &EmulatorHandle) -> String {
+    let id = emu
+        .create_spreadsheet_from(&json!({
+            "properties": {"title": "Parity", "timeZone": TZ},
+            "sheets": [{"properties": {"sheetId": 1234, "title": "Orders"}}],
+        }))
+        .unwrap();
+    // Seeded before any trigger exists, so nothing is delivered.
+    emu.set_cells(
+        &id,
+        "Orders!A1",
+        vec![
+            ["id", "sku", "qty", "price", "active", "day", "at", "note"]
+                .map(|s| json!(s))
+                .to_vec(),
+            vec![json!("1")],
+            vec![json!("2")],
+        ],
+    )
+    .unwrap();
+    id
+}
+
+/// Replaces the Apps Script's `eventId` and `timestamp` with the emulator's, textually.
+fn with_ids_of(apps: &str, apps_p: &WebhookPayload, emu_p: &WebhookPayload) -> String {
+    let swap = |s: &str, from: &str, to: &str| {
+        assert_eq!(s.matches(from).count(), 1, "{from} once in {s}");
+        s.replacen(from, to, 1)
+    };
+    let s = swap(
+        apps,
+        &format!("\"eventId\":\"{}\",", apps_p.event_id),
+        &format!("\"eventId\":\"{}\",", emu_p.event_id),
+    );
+    swap(
+        &s,
+        &format!("\"timestamp\":{},", apps_p.timestamp),
+        &format!("\"timestamp\":{},", emu_p.timestamp),
+    )
+}
+
+fn without_ids(body: &[u8]) -> Value {
+    let mut v: Value = serde_json::from_slice(body).unwrap();
+    let o = v.as_object_mut().unwrap();
+    assert!(o.remove("eventId").is_some() && o.remove("timestamp").is_some());
+    v
+}
+
+/// Asserts that two deliveries carry the same payload apart from `eventId` and `timestamp`,
+/// byte for byte (key order included), and that both verify.
+fn assert_same_payload(emu_req: &Captured, apps_req: &Captured) {
+    assert!(emu_req.verifies(), "the emulator's delivery verifies");
+    assert!(apps_req.verifies(), "the Apps Script's delivery verifies");
+    for r in [emu_req, apps_req] {
+        let p = WebhookPayload::from_json(&r.body).expect("valid payload");
+        assert_eq!(
+            r.header("x-sheetsync-timestamp"),
+            p.timestamp_secs().to_string()
+        );
+        assert_eq!(
+            r.header("content-type")
+                .split(';')
+                .next()
+                .unwrap()
+                .trim()
+                .to_ascii_lowercase(),
+            "application/json"
+        );
+    }
+    assert_eq!(without_ids(&emu_req.body), without_ids(&apps_req.body));
+    let emu_p = WebhookPayload::from_json(&emu_req.body).unwrap();
+    let apps_p = WebhookPayload::from_json(&apps_req.body).unwrap();
+    assert_ne!(emu_p.event_id, apps_p.event_id);
+    // Key order and number rendering: the script's own bytes, with the emulator's id and
+    // timestamp put in, are the emulator's bytes ...
+    assert_eq!(
+        with_ids_of(&apps_req.text(), &apps_p, &emu_p),
+        emu_req.text()
+    );
+    // ... and re-serialising the script's payload (contract order) gives them too.
+    let mut re = apps_p.clone();
+    re.event_id = emu_p.event_id.clone();
+    re.timestamp = emu_p.timestamp;
+    assert_eq!(String::from_utf8(re.to_json()).unwrap(), emu_req.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_script_edit_payload_equals_the_emulators() {
+    let server = start_server(0).await;
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = new_spreadsheet(&emu).await;
+    emu.add_trigger(
+        &id,
+        TriggerSpec {
+            url: server.url.clone(),
+            secret: SECRET.into(),
+            sheet_id: None,
+        },
+    )
+    .unwrap();
+
+    // A person pastes B2:I3: leading-zero text, a number, a decimal, a boolean, a date, a
+    // date-time, an empty cell, an error formula, non-ASCII text, and one column past the
+    // header.
+    emu.edit_as(
+        &id,
+        "alice@example.com",
+        PersonEdit::SetCells {
+            range: "Orders!B2".into(),
+            values: vec![
+                vec![
+                    json!("'007"),
+                    json!("42"),
+                    json!("19.99"),
+                    json!("TRUE"),
+                    json!("2020-01-01"),
+                    json!("2024-02-29 13:45:30"),
+                    json!(""),
+                    json!("extra"),
+                ],
+                vec![
+                    json!("'0042"),
+                    json!("=1/0"),
+                    json!("-0.5"),
+                    json!("FALSE"),
+                    json!("1999-12-31"),
+                    json!("13:45"),
+                    json!("Gr\u{f6}\u{df}e \u{2713} \"quoted\" \\ tab\t"),
+                    json!(""),
+                ],
+            ],
+        },
+    )
+    .unwrap();
+    let log = emu.wait_for_deliveries(1, Duration::from_secs(30)).await;
+    assert_eq!(log.len(), 1);
+    assert!(log[0].ok, "{log:?}");
+    let emu_req = server.captured.lock().unwrap()[0].clone();
+    let emu_p = WebhookPayload::from_json(&emu_req.body).unwrap();
+    assert_eq!(emu_p.change_type, ChangeType::Edit);
+    let range = emu_p.range.expect("EDIT range");
+    assert_eq!(
+        (
+            range.start_row,
+            range.end_row,
+            range.start_column,
+            range.end_column
+        ),
+        (2, 3, 2, 9)
+    );
+    // The rendering the contract documents.
+    assert_eq!(
+        emu_p.rows[0].values,
+        vec![
+            json!(1),
+            json!("007"),
+            json!(42),
+            json!(19.99),
+            json!(true),
+            json!(43831),
+            emu_p.rows[0].values[6].clone(),
+            json!(""),
+            json!("extra")
+        ]
+    );
+    assert!(emu_p.rows[0].values[6].as_f64().unwrap().fract() > 0.0);
+    assert_eq!(emu_p.rows[1].values[2], json!("#DIV/0!"));
+
+    // The same edit through the Apps Script.
+    let report = run_script(scenario(
+        &emu,
+        &id,
+        &server.url,
+        json!([{"fn": "sheetsyncOnEdit", "event": {
+            "sheet": 0, "user": "alice@example.com",
+            "range": {"row": range.start_row, "column": range.start_column,
+                      "numRows": range.end_row - range.start_row + 1,
+                      "numColumns": range.end_column - range.start_column + 1}}}]),
+    ))
+    .await;
+    let reqs = report["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 1, "{report}");
+    assert_eq!(reqs[0]["method"], "POST");
+    assert_eq!(reqs[0]["contentType"], "application/json");
+    assert_eq!(reqs[0]["muteHttpExceptions"], true);
+    assert_eq!(reqs[0]["status"], 200, "{report}");
+    let apps_req = server.captured.lock().unwrap()[1].clone();
+    assert_eq!(
+        reqs[0]["payload"],
+        apps_req.text(),
+        "what the script sent arrived"
+    );
+
+    assert_same_payload(&emu_req, &apps_req);
+    let apps_p = WebhookPayload::from_json(&apps_req.body).unwrap();
+    assert_eq!(apps_p.event_id.len(), 36, "Utilities.getUuid()");
+
+    // Both were accepted by the receiver, once each.
+    let handled = server.handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 2);
+    assert_eq!(handled[0].rows, handled[1].rows);
+    assert_eq!(server.receiver.stats().accepted, 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_script_change_payloads_equal_the_emulators() {
+    let server = start_server(0).await;
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = new_spreadsheet(&emu).await;
+    emu.add_trigger(
+        &id,
+        TriggerSpec {
+            url: server.url.clone(),
+            secret: SECRET.into(),
+            sheet_id: None,
+        },
+    )
+    .unwrap();
+    let ops: [(&str, &str); 3] = [
+        ("INSERT_ROW", "INSERT_ROW"),
+        ("REMOVE_ROW", "REMOVE_ROW"),
+        ("OTHER", "INSERT_COLUMN"),
+    ];
+    for (n, (expected, apps_change)) in ops.into_iter().enumerate() {
+        match expected {
+            "INSERT_ROW" => emu.insert_rows(&id, "Orders", 3, 2).unwrap(),
+            "REMOVE_ROW" => emu.delete_rows(&id, "Orders", 3, 2).unwrap(),
+            _ => emu.move_rows(&id, "Orders", 2, 1, 4).unwrap(),
+        }
+        let log = emu
+            .wait_for_deliveries(n + 1, Duration::from_secs(30))
+            .await;
+        assert_eq!(log.len(), n + 1);
+        let emu_req = server.captured.lock().unwrap().last().unwrap().clone();
+        let report = run_script(scenario(
+            &emu,
+            &id,
+            &server.url,
+            json!([{"fn": "sheetsyncOnChange",
+                    "event": {"changeType": apps_change, "user": "person@example.com"}}]),
+        ))
+        .await;
+        assert_eq!(report["requests"][0]["status"], 200, "{report}");
+        let apps_req = server.captured.lock().unwrap().last().unwrap().clone();
+        let p = WebhookPayload::from_json(&apps_req.body).unwrap();
+        assert_eq!(p.change_type.as_str(), expected);
+        assert!(p.range.is_none() && p.rows.is_empty());
+        assert_same_payload(&emu_req, &apps_req);
+    }
+    // The script ignores EDIT (onEdit reports it) and FORMAT (no value changes) changes.
+    let report = run_script(scenario(
+        &emu,
+        &id,
+        &server.url,
+        json!([{"fn": "sheetsyncOnChange", "event": {"changeType": "EDIT"}},
+               {"fn": "sheetsyncOnChange", "event": {"changeType": "FORMAT"}}]),
+    ))
+    .await;
+    assert_eq!(report["requests"], json!([]));
+    assert_eq!(server.receiver.stats().accepted, 6);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_script_retries_when_the_receiver_answers_503() {
+    let server = start_server(1).await;
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = new_spreadsheet(&emu).await;
+    let report = run_script(scenario(
+        &emu,
+        &id,
+        &server.url,
+        json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": 0, "user": "",
+                "range": {"row": 2, "column": 1, "numRows": 1, "numColumns": 1}}}]),
+    ))
+    .await;
+    let statuses: Vec<&Value> = report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(503), &json!(200)], "{report}");
+    assert_eq!(report["sleeps"], json!([1000]));
+    let reqs = server.captured.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].body, reqs[1].body, "a retry resends the same event");
+    let handled = server.handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 1, "applied once");
+    assert_eq!(handled[0].user, "");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_script_reports_an_oversized_edit_as_other() {
+    let server = start_server(0).await;
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = new_spreadsheet(&emu).await;
+    let mut sc = scenario(
+        &emu,
+        &id,
+        &server.url,
+        json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": 0, "user": "",
+                "range": {"row": 1, "column": 1, "numRows": 3, "numColumns": 2}}}]),
+    );
+    sc["properties"]["SHEETSYNC_MAX_ROWS"] = json!("2");
+    let report = run_script(sc).await;
+    assert_eq!(report["requests"][0]["status"], 200, "{report}");
+    let handled = server.handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 1);
+    assert_eq!(handled[0].change_type, ChangeType::Other);
+    assert!(handled[0].range.is_none() && handled[0].rows.is_empty());
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_script_setup_and_install() {
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = new_spreadsheet(&emu).await;
+    let mut sc = scenario(
+        &emu,
+        &id,
+        "unused",
+        json!([
+            {"fn": "setup", "args": ["https://sync.example.com/hooks/sheetsync", "k3y"]},
+            {"fn": "install"},
+            {"fn": "install"},
+        ]),
+    );
+    sc["properties"] = json!({});
+    let report = run_script(sc).await;
+    assert_eq!(
+        report["properties"],
+        json!({"SHEETSYNC_URL": "https://sync.example.com/hooks/sheetsync", "SHEETSYNC_SECRET": "k3y"})
+    );
+    // Installing twice leaves one trigger of each kind.
+    assert_eq!(
+        report["triggers"],
+        json!([
+            {"fn": "sheetsyncOnEdit", "source": id, "event": "ON_EDIT"},
+            {"fn": "sheetsyncOnChange", "source": id, "event": "ON_CHANGE"},
+        ])
+    );
+
+    // Without settings, install refuses and the handlers send nothing.
+    let mut sc = scenario(
+        &emu,
+        &id,
+        "unused",
+        json!([{"fn": "install"}, {"fn": "setup", "args": ["ftp://x", "k"]}]),
+    );
+    sc["properties"] = json!({});
+    let report = run_script_allowing_errors(sc).await;
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{report}");
+    assert!(errors[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("run setup(url, secret) first"));
+    assert!(errors[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("url must be an http(s) URL"));
+    assert_eq!(report["triggers"], json!([]));
+
+    let mut sc = scenario(
+        &emu,
+        &id,
+        "unused",
+        json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": 0, "user": "",
+                "range": {"row": 2, "column": 1, "numRows": 1, "numColumns": 1}}}]),
+    );
+    sc["properties"] = json!({});
+    let report = run_script(sc).await;
+    assert_eq!(report["requests"], json!([]));
+    assert!(report["logs"][0][1]
+        .as_str()
+        .unwrap()
+        .contains("not set up"));
+    emu.shutdown().await;
+
+    // The script carries no secret of its own.
+    let src = std::fs::read_to_string(manifest_dir().join("apps-script/sheetsync.gs")).unwrap();
+    assert!(src.contains("getScriptProperties()"));
+    assert!(!src.contains("k3y") && !src.contains(SECRET));
+}
+
+#[test]
+fn a_missing_node_is_a_clear_failure_not_a_skip() {
+    // The harness must be present next to this file, and the node binary resolvable.
+    assert!(manifest_dir()
+        .join("tests/apps_script/harness.js")
+        .is_file());
+    let node = std::env::var("SHEETSYNC_NODE").unwrap_or_else(|_| "node".into());
+    let out = Command::new(&node)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "Node.js is required for tests/apps_script.rs: `{node} --version` failed ({e}). \
+             Install Node.js 18 or newer, or set SHEETSYNC_NODE to the node binary."
+            )
+        });
+    let v = String::from_utf8_lossy(&out.stdout);
+    let major: u32 = v
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(major >= 18, "Node.js 18+ is required (fetch), found {v}");
+}
