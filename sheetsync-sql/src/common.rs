@@ -92,6 +92,7 @@ impl Common {
 
     /// The feed saw something it cannot describe row by row (a TRUNCATE, a cursor from another
     /// history): the engine should read the table in full.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn request_full_scan(&self) {
         self.full_scan.store(true, Ordering::SeqCst);
     }

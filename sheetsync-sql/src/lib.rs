@@ -86,6 +86,11 @@ mod error;
 mod state;
 
 pub use common::SqlOptions;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod any;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use any::SqlTable;
 /// The sqlx this crate is built on, for building pools of the same version.
 pub use sqlx;
 

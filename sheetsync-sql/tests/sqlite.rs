@@ -642,3 +642,22 @@ async fn a_key_change_reports_the_old_key_as_deleted() {
     assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
     assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
 }
+
+#[tokio::test]
+async fn a_cursor_into_an_earlier_change_log_restarts_the_feed() {
+    let db = setup("items", &small_schema(), false).await;
+    db.other().upsert(item(1, "a", 1)).await.unwrap();
+    let c = db.table.cursor().await.unwrap().unwrap();
+    // Capture reinstalled (or an older copy of the file): the log starts again below the cursor.
+    db.table.uninstall().await.unwrap();
+    db.table.install().await.unwrap();
+    db.other().upsert(item(2, "b", 2)).await.unwrap();
+    // The new log's first entry has the same id the old cursor points at.
+    let (seen, _) = drain(&*db.table, &c).await;
+    assert_eq!(
+        seen.get(&int_key(2)),
+        Some(&Some(item(2, "b", 2))),
+        "{seen:?}"
+    );
+    assert!(db.table.full_scan_requested());
+}

@@ -228,11 +228,16 @@ impl Source for MySqlTable {
             )
             .with_operation("cursor"));
         }
+        self.common.full_scan_started();
         let q = self.queue.lock().await;
         Ok(Some(Cursor(format!(
             "mysql:{}:0",
             q.next.saturating_sub(1)
         ))))
+    }
+
+    fn full_scan_requested(&self) -> bool {
+        self.common.full_scan_requested()
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {

@@ -90,6 +90,12 @@ pub(crate) async fn install(pool: &SqlitePool, info: &TableInfo) -> Result<()> {
     for ddl in SHARED_DDL {
         sqlx::query(*ddl).execute(&mut *tx).await.map_err(err)?;
     }
+    // A new change log gets a new epoch, so cursors into an earlier one are recognised.
+    sqlx::query("INSERT OR IGNORE INTO _sheetsync_meta (name, value) VALUES ('log_epoch', ?)")
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
     let installed: Option<String> =
         sqlx::query_scalar("SELECT value FROM _sheetsync_meta WHERE name = 'capture_version'")
             .fetch_optional(&mut *tx)

@@ -236,18 +236,34 @@ impl Source for SqliteTable {
             )
             .with_operation("cursor"));
         }
-        let id: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '_sheetsync_changelog'), 0)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| db_error(e, "cursor"))?;
-        Ok(Some(Cursor(format!("sqlite:{id}"))))
+        self.common.full_scan_started();
+        let (epoch, id) = log_position(&self.pool).await?;
+        Ok(Some(Cursor(format!("sqlite:{epoch}:{id}"))))
+    }
+
+    fn full_scan_requested(&self) -> bool {
+        self.common.full_scan_requested()
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
-        let since_id = parse_cursor(&since.0)?;
+        let (since_epoch, since_id) = parse_cursor(&since.0)?;
         let limit = limit.max(1);
+        {
+            let (epoch, last) = log_position(&self.pool).await?;
+            if epoch != since_epoch || since_id > last {
+                // The change log was created anew since this cursor (capture reinstalled), or is
+                // behind it (an older copy of the file): its ids mean nothing any more. Start
+                // over, and have the engine read the table in full.
+                tracing::warn!(table = %self.common.name, cursor = %since.0,
+                    "change cursor belongs to another change log; reading from the start");
+                self.common.request_full_scan();
+                return Ok(ChangeBatch {
+                    changes: Vec::new(),
+                    cursor: Cursor(format!("sqlite:{epoch}:0")),
+                    more: true,
+                });
+            }
+        }
         let entries = sqlx::query(
             "SELECT id, pk, origin, at FROM _sheetsync_changelog WHERE tbl = ? AND id > ? ORDER BY id LIMIT ?",
         )
@@ -304,7 +320,7 @@ impl Source for SqliteTable {
         changes.extend(invalid);
         Ok(ChangeBatch {
             changes,
-            cursor: Cursor(format!("sqlite:{cursor}")),
+            cursor: Cursor(format!("sqlite:{since_epoch}:{cursor}")),
             more: entries.len() >= limit,
         })
     }
@@ -317,7 +333,7 @@ impl Source for SqliteTable {
     }
 
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
-        let id = parse_cursor(&cursor.0)?;
+        let (_, id) = parse_cursor(&cursor.0)?;
         let err = |e| db_error(e, "ack");
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         sqlx::query(
@@ -386,15 +402,29 @@ impl Source for SqliteTable {
     }
 }
 
-fn parse_cursor(s: &str) -> Result<i64> {
+/// `sqlite:<change-log epoch>:<last id read>`.
+fn parse_cursor(s: &str) -> Result<(String, i64)> {
     s.strip_prefix("sqlite:")
-        .and_then(|n| n.parse().ok())
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(e, n)| Some((e.to_string(), n.parse().ok()?)))
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidData,
                 format!("{s:?} is not a SQLite change cursor"),
             )
         })
+}
+
+/// The change log's epoch (set when it is created) and its last id.
+async fn log_position(pool: &SqlitePool) -> Result<(String, i64)> {
+    let row = sqlx::query(
+        "SELECT COALESCE((SELECT value FROM _sheetsync_meta WHERE name = 'log_epoch'), ''),
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '_sheetsync_changelog'), 0)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| db_error(e, "changes"))?;
+    Ok((row.get(0), row.get(1)))
 }
 
 struct SqliteTx<'a> {
