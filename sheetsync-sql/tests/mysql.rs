@@ -729,3 +729,25 @@ async fn a_key_change_reports_the_old_key_as_deleted() {
     assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
     assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
 }
+
+#[tokio::test]
+async fn sql_table_opens_mariadb_by_url() {
+    let db = TestDb::new().await;
+    db.table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    let base = admin_url();
+    let url =
+        format!("{}/{}", base.trim_end_matches('/'), db.name).replacen("mysql:", "mariadb:", 1);
+    let t = sheetsync_sql::SqlTable::connect(&url, "items", SqlOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(t, sheetsync_sql::SqlTable::MySql(_)));
+    t.apply(vec![upsert(item(1, "a", 1))], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(scan_rows(&t).await, vec![item(1, "a", 1)]);
+    assert_eq!(
+        t.state_store().await.unwrap().load("m").await.unwrap(),
+        Default::default()
+    );
+}

@@ -1043,3 +1043,30 @@ async fn generated_keys_skip_past_keys_written_explicitly() {
         ]
     );
 }
+
+#[tokio::test]
+async fn sql_table_opens_postgres_by_url() {
+    let db = TestDb::new().await;
+    db.table("items", &small_schema(), false, SqlOptions::default())
+        .await;
+    let url = format!("{}/{}", admin_url().rsplit_once('/').unwrap().0, db.name);
+    let t = sheetsync_sql::SqlTable::connect(&url, "public.items", SqlOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(t, sheetsync_sql::SqlTable::Postgres(_)));
+    assert!(t.is_installed().await.unwrap());
+    let c = t.cursor().await.unwrap().unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES (7, 'x')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (seen, _) = drain(&t, &c).await;
+    assert!(seen.contains_key(&int_key(7)));
+    assert_eq!(
+        t.state_store().await.unwrap().load("m").await.unwrap(),
+        Default::default()
+    );
+    if let sheetsync_sql::SqlTable::Postgres(p) = &t {
+        p.pool().close().await;
+    }
+}

@@ -661,3 +661,25 @@ async fn a_cursor_into_an_earlier_change_log_restarts_the_feed() {
     );
     assert!(db.table.full_scan_requested());
 }
+
+#[tokio::test]
+async fn sql_table_opens_sqlite_by_path() {
+    let db = setup("items", &small_schema(), false).await;
+    let t =
+        sheetsync_sql::SqlTable::connect(db.path.to_str().unwrap(), "items", SqlOptions::default())
+            .await
+            .unwrap();
+    assert!(matches!(t, sheetsync_sql::SqlTable::Sqlite(_)));
+    assert!(t.is_installed().await.unwrap());
+    t.apply(vec![upsert(item(1, "a", 1))], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(scan_rows(&t).await, vec![item(1, "a", 1)]);
+    let store = t.state_store().await.unwrap();
+    assert_eq!(store.load("m").await.unwrap(), Default::default());
+    let e = sheetsync_sql::SqlTable::connect("oracle://x", "t", SqlOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
+}
