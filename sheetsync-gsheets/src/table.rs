@@ -189,6 +189,12 @@ impl SheetTable {
         })
     }
 
+    /// Looks the tab up and maps its header: what `check` commands report. Writes the header
+    /// into an empty tab only when [`SheetOptions::create_header`] is set.
+    pub async fn check_layout(&self) -> Result<Layout> {
+        self.layout(true).await
+    }
+
     /// The layout with the header mapped, reusing a very recent one.
     async fn layout(&self, fresh: bool) -> Result<Layout> {
         if !fresh {

@@ -1,0 +1,435 @@
+//! The daemon's configuration file (TOML), with `${VAR}` expansion and environment overrides.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use sheetsync::{Error, ErrorKind, MappingConfig, Result};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach Google (or the emulator).
+    #[serde(default)]
+    pub sheets: SheetsConfig,
+    /// The HTTP listener: webhook, `/healthz`, `/metrics`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The mappings.
+    #[serde(default, rename = "mapping")]
+    pub mappings: Vec<MappingEntry>,
+}
+
+/// `[sheets]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetsConfig {
+    /// Sheets API root (`https://sheets.googleapis.com/`, or an emulator's URL).
+    #[serde(default = "default_sheets_url")]
+    pub base_url: String,
+    /// Drive API root; defaults to `https://www.googleapis.com/`, or `base_url` when that is
+    /// not Google's.
+    pub drive_url: Option<String>,
+    /// Path of a service-account JSON key (env `SHEETSYNC_CREDENTIALS`, or
+    /// `GOOGLE_APPLICATION_CREDENTIALS`). None: no credentials (emulator).
+    pub credentials: Option<String>,
+    /// Read requests per minute for this daemon (Google: 60 per user).
+    #[serde(default = "sixty")]
+    pub reads_per_minute: u32,
+    /// Write requests per minute (Google: 60 per user).
+    #[serde(default = "sixty")]
+    pub writes_per_minute: u32,
+}
+
+fn default_sheets_url() -> String {
+    "https://sheets.googleapis.com/".into()
+}
+
+fn sixty() -> u32 {
+    60
+}
+
+impl Default for SheetsConfig {
+    fn default() -> Self {
+        SheetsConfig {
+            base_url: default_sheets_url(),
+            drive_url: None,
+            credentials: None,
+            reads_per_minute: 60,
+            writes_per_minute: 60,
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The webhook's shared secret (env `SHEETSYNC_WEBHOOK_SECRET`). Without one the webhook
+    /// is not mounted.
+    pub webhook_secret: Option<String>,
+    /// The public URL the Apps Script posts to (for `sheetsync apps-script`).
+    pub public_url: Option<String>,
+    /// The webhook's path.
+    #[serde(default = "default_webhook_path")]
+    pub webhook_path: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".into()
+}
+
+fn default_webhook_path() -> String {
+    "/webhook".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            webhook_secret: None,
+            public_url: None,
+            webhook_path: default_webhook_path(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info,sheetsync_core=debug` (env `RUST_LOG` wins).
+    pub filter: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[[mapping]]`: where the two sides are, plus the core mapping settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MappingEntry {
+    /// The spreadsheet id.
+    pub spreadsheet_id: String,
+    /// The tab's sheetId (`gid` in its URL).
+    #[serde(default)]
+    pub sheet_id: i32,
+    /// The 1-based header row.
+    #[serde(default = "one")]
+    pub header_row: u32,
+    /// `postgres://…`, `mysql://…` (MariaDB too) or `sqlite://path`.
+    pub database_url: String,
+    /// The table (optionally `schema.table` on PostgreSQL).
+    pub table: String,
+    /// Everything else: name, key, columns, resolvers, deletes, guard, keys, timing.
+    #[serde(flatten)]
+    pub sync: MappingConfig,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; a missing variable is an error that
+/// names it (a typo must not become an empty password).
+pub fn expand_env(text: &str, env: &BTreeMap<String, String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                "unterminated ${ in the configuration",
+            )
+        })?;
+        let name = &after[..end];
+        let value = env.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("the configuration uses ${{{name}}} but the environment variable {name} is not set"),
+            )
+        })?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Parses a configuration text, expanding `${VAR}`s from `env` and applying the overrides
+    /// `SHEETSYNC_WEBHOOK_SECRET`, `SHEETSYNC_CREDENTIALS` (or `GOOGLE_APPLICATION_CREDENTIALS`),
+    /// `SHEETSYNC_SHEETS_URL`, `SHEETSYNC_LISTEN`, and `SHEETSYNC_DATABASE_URL_<MAPPING>`
+    /// (mapping name upper-cased, non-alphanumerics as `_`).
+    pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Config> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorKind::ConfigInvalid, format!("configuration: {e}"))
+        };
+        // Expand inside string values only: not in comments, and an environment value can
+        // never change the file's structure.
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+        for (_, v) in doc.iter_mut() {
+            expand_value(v, env)?;
+        }
+        check_mapping_keys(&doc)?;
+        let mut cfg: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e| invalid(&e))?;
+        if let Some(v) = env.get("SHEETSYNC_WEBHOOK_SECRET") {
+            cfg.server.webhook_secret = Some(v.clone());
+        }
+        if let Some(v) = env
+            .get("SHEETSYNC_CREDENTIALS")
+            .or_else(|| env.get("GOOGLE_APPLICATION_CREDENTIALS"))
+        {
+            cfg.sheets.credentials = Some(v.clone());
+        }
+        if let Some(v) = env.get("SHEETSYNC_SHEETS_URL") {
+            cfg.sheets.base_url = v.clone();
+        }
+        if let Some(v) = env.get("SHEETSYNC_LISTEN") {
+            cfg.server.listen = v.clone();
+        }
+        for m in &mut cfg.mappings {
+            let var = format!("SHEETSYNC_DATABASE_URL_{}", env_name(&m.sync.name));
+            if let Some(v) = env.get(&var) {
+                m.database_url = v.clone();
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file with the process environment.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        Config::parse(&text, &std::env::vars().collect())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::new(ErrorKind::ConfigInvalid, m));
+        if self.mappings.is_empty() {
+            return invalid("the configuration has no [[mapping]]".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for m in &self.mappings {
+            if !names.insert(m.sync.name.as_str()) {
+                return invalid(format!("two mappings are named {:?}", m.sync.name));
+            }
+            if m.sync.key.is_empty() {
+                return invalid(format!("mapping {:?} has no key", m.sync.name));
+            }
+            if m.spreadsheet_id.trim().is_empty() {
+                return invalid(format!(
+                    "mapping {:?} has an empty spreadsheet_id",
+                    m.sync.name
+                ));
+            }
+            if ![
+                "postgres://",
+                "postgresql://",
+                "mysql://",
+                "mariadb://",
+                "sqlite:",
+            ]
+            .iter()
+            .any(|p| m.database_url.starts_with(p))
+            {
+                return invalid(format!(
+                    "mapping {:?}: database_url must start with postgres://, mysql://, mariadb:// or sqlite:",
+                    m.sync.name
+                ));
+            }
+        }
+        if !self.sheets.base_url.ends_with('/') {
+            return invalid(format!(
+                "sheets.base_url must end with '/': {:?}",
+                self.sheets.base_url
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn expand_value(v: &mut toml::Value, env: &BTreeMap<String, String>) -> Result<()> {
+    match v {
+        toml::Value::String(s) => *s = expand_env(s, env)?,
+        toml::Value::Array(a) => a.iter_mut().try_for_each(|x| expand_value(x, env))?,
+        toml::Value::Table(t) => t.iter_mut().try_for_each(|(_, x)| expand_value(x, env))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `[[mapping]]` flattens the core settings, which serde cannot check for unknown keys: do it
+/// here, so a misspelt `resolver =` is an error rather than silently ignored.
+fn check_mapping_keys(doc: &toml::Table) -> Result<()> {
+    const KNOWN: &[&str] = &[
+        "spreadsheet_id",
+        "sheet_id",
+        "header_row",
+        "database_url",
+        "table",
+        "name",
+        "key",
+        "columns",
+        "resolvers",
+        "update_vs_delete",
+        "deletes",
+        "guard",
+        "keys",
+        "timing",
+    ];
+    if let Some(toml::Value::Array(maps)) = doc.get("mapping") {
+        for (i, m) in maps.iter().enumerate() {
+            if let Some(t) = m.as_table() {
+                for k in t.keys() {
+                    if !KNOWN.contains(&k.as_str()) {
+                        return Err(Error::new(
+                            ErrorKind::ConfigInvalid,
+                            format!(
+                                "mapping #{}: unknown setting {k:?} (known: {})",
+                                i + 1,
+                                KNOWN.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `orders-eu` → `ORDERS_EU`.
+pub fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[sheets]
+base_url = "http://127.0.0.1:9000/"
+
+[server]
+webhook_secret = "${SECRET}"
+
+[[mapping]]
+name = "orders"
+spreadsheet_id = "abc"
+sheet_id = 12
+database_url = "postgres://localhost/shop"
+table = "orders"
+key = ["id"]
+columns = [{ name = "id" }, { name = "total", direction = "db_to_sheet" }]
+resolvers = [{ strategy = "column_owner", owners = { total = "db" } }, { strategy = "last_write_wins", granularity = "row" }]
+guard = { max_share = 0.2 }
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_expands_and_overrides() {
+        let cfg = Config::parse(
+            SAMPLE,
+            &env(&[
+                ("SECRET", "s3cret"),
+                ("SHEETSYNC_DATABASE_URL_ORDERS", "sqlite://x.db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.server.webhook_secret.as_deref(), Some("s3cret"));
+        let m = &cfg.mappings[0];
+        assert_eq!(m.database_url, "sqlite://x.db");
+        assert_eq!(m.sheet_id, 12);
+        assert_eq!(m.sync.guard.max_share, 0.2);
+        assert_eq!(m.sync.resolvers.len(), 2);
+    }
+
+    #[test]
+    fn the_reference_configuration_parses() {
+        let cfg = Config::parse(
+            include_str!("../sheetsync.example.toml"),
+            &env(&[
+                ("HOME", "/home/me"),
+                ("SHEETSYNC_WEBHOOK_SECRET", "x"),
+                ("PGPASSWORD", "pw"),
+            ]),
+        )
+        .unwrap();
+        let m = &cfg.mappings[0];
+        assert_eq!(m.table, "public.orders");
+        assert_eq!(
+            m.database_url,
+            "postgres://sheetsync:pw@db.internal:5432/shop"
+        );
+        assert_eq!(m.sync.columns.len(), 5);
+        assert_eq!(m.sync.guard.max_count, Some(500));
+        assert_eq!(m.sync.timing.full_scan_interval_ms, 30_000);
+        assert_eq!(
+            cfg.sheets.credentials.as_deref(),
+            Some("/home/me/.config/sheetsync/service-account.json")
+        );
+    }
+
+    #[test]
+    fn errors_say_exactly_what_is_wrong() {
+        let e = Config::parse(SAMPLE, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("SECRET is not set"), "{e}");
+        let bad = SAMPLE.replace("table = \"orders\"", "tabel = \"orders\"");
+        let e = Config::parse(&bad, &env(&[("SECRET", "x")])).unwrap_err();
+        assert!(
+            e.to_string().contains("tabel") || e.to_string().contains("table"),
+            "{e}"
+        );
+        let bad = SAMPLE.replace("resolvers =", "resolver =");
+        let e = Config::parse(&bad, &env(&[("SECRET", "x")])).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown setting \"resolver\""),
+            "{e}"
+        );
+        let bad = SAMPLE.replace("postgres://", "oracle://");
+        let e = Config::parse(&bad, &env(&[("SECRET", "x")])).unwrap_err();
+        assert!(e.to_string().contains("database_url must start"), "{e}");
+    }
+}

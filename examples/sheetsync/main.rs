@@ -1,0 +1,636 @@
+//! `sheetsync`: the reference daemon. Keeps Google Sheet tabs and SQL tables in two-way sync.
+//!
+//! ```text
+//! cargo run --example sheetsync --features full                         # embedded demo
+//! cargo run --example sheetsync --features full -- -c sheetsync.toml run
+//! cargo run --example sheetsync --features full -- -c sheetsync.toml check
+//! ```
+//!
+//! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `conflicts`.
+//! The configuration reference is in the README and in `examples/sheetsync.example.toml`.
+
+mod config;
+mod demo;
+mod metrics;
+mod server;
+mod sides;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sheetsync::gsheets::SheetTable;
+use sheetsync::{Engine, Error, ErrorKind, Result, Side, Table, WriteOp};
+use tokio::sync::watch;
+
+use config::{Config, LogFormat, MappingEntry};
+use server::{Daemon, MappingRuntime};
+
+#[derive(Parser)]
+#[command(
+    name = "sheetsync",
+    version,
+    about = "Keeps Google Sheets and SQL tables in two-way, near-real-time sync"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, `run` starts the embedded demo.
+    #[arg(short, long, env = "SHEETSYNC_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log format (overrides the configuration).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync until stopped (SIGINT/SIGTERM). Without a configuration: the embedded demo.
+    Run {
+        /// Listen address (overrides the configuration; `127.0.0.1:0` picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Do not install change capture if it is missing.
+        #[arg(long)]
+        no_install: bool,
+        /// Where the demo keeps its SQLite file.
+        #[arg(long)]
+        demo_dir: Option<PathBuf>,
+    },
+    /// Validate the configuration, connectivity, permissions, schemas and headers.
+    Check,
+    /// Show what the next cycle would do on each side; writes nothing.
+    Plan {
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install change capture (triggers and change log) on the mapped tables.
+    Install {
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+    /// Remove change capture.
+    Uninstall {
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+    /// Print the Apps Script for the Sheet, with the webhook URL and secret filled in.
+    AppsScript {
+        /// The public webhook URL (default: server.public_url).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// List or resolve conflicts and held rows of a running daemon.
+    Conflicts {
+        #[command(subcommand)]
+        action: ConflictsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConflictsCmd {
+    /// List conflicts and held rows.
+    List {
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+    /// Resolve a conflict by taking one side, or given values.
+    Resolve {
+        /// The mapping.
+        #[arg(long)]
+        mapping: String,
+        /// The key value(s); repeat for composite keys.
+        #[arg(long, required = true)]
+        key: Vec<String>,
+        /// Take this side's row.
+        #[arg(long, value_parser = parse_side, conflicts_with = "value")]
+        side: Option<Side>,
+        /// Or take these values, one per column in order.
+        #[arg(long)]
+        value: Vec<String>,
+    },
+}
+
+fn parse_side(s: &str) -> std::result::Result<Side, String> {
+    match s {
+        "sheet" => Ok(Side::Sheet),
+        "db" | "database" => Ok(Side::Db),
+        _ => Err(format!("{s:?} is not a side; use sheet or db")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(filter.unwrap_or("info,sqlx=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Run {
+        listen: None,
+        no_install: false,
+        demo_dir: None,
+    });
+    let load = || -> Result<Config> {
+        match &cli.config {
+            Some(p) => Config::load(p),
+            None => Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                "this command needs a configuration file: -c sheetsync.toml (or SHEETSYNC_CONFIG)",
+            )),
+        }
+    };
+    match command {
+        Command::Run {
+            listen,
+            no_install,
+            demo_dir,
+        } => {
+            let (cfg, demo) = match &cli.config {
+                Some(p) => (Config::load(p)?, None),
+                None => {
+                    let dir =
+                        demo_dir.unwrap_or_else(|| std::env::temp_dir().join("sheetsync-demo"));
+                    let listen = listen.clone().unwrap_or_else(|| "127.0.0.1:8787".into());
+                    let (d, cfg) = demo::Demo::start(&dir, &listen).await?;
+                    (cfg, Some(Arc::new(d)))
+                }
+            };
+            init_logging(
+                cli.log_format.unwrap_or(cfg.log.format),
+                cfg.log.filter.as_deref(),
+            );
+            run(cfg, listen, !no_install, demo).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let cfg = load()?;
+            init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
+            check(&cfg).await
+        }
+        Command::Plan { mapping, json } => {
+            let cfg = load()?;
+            init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
+            plan(&cfg, mapping.as_deref(), json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Install { ref mapping } | Command::Uninstall { ref mapping } => {
+            let install = matches!(command, Command::Install { .. });
+            let mapping = mapping.clone();
+            let cfg = load()?;
+            init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
+            for m in selected(&cfg, mapping.as_deref())? {
+                let db = sides::DbTable::open(&m.database_url, &m.table).await?;
+                if install {
+                    db.install().await?;
+                    println!("{}: change capture installed on {}", m.sync.name, m.table);
+                } else {
+                    db.uninstall().await?;
+                    println!("{}: change capture removed from {}", m.sync.name, m.table);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AppsScript { url } => {
+            let cfg = load()?;
+            let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    "give --url or set server.public_url: the address Google's servers post to",
+                )
+            })?;
+            let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
+                )
+            })?;
+            print!(
+                "{}",
+                sheetsync::gsheets::apps_script_configured(&url, &secret)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Conflicts { action } => {
+            let cfg = load()?;
+            conflicts(&cfg, action).await
+        }
+    }
+}
+
+fn selected<'a>(cfg: &'a Config, only: Option<&str>) -> Result<Vec<&'a MappingEntry>> {
+    let list: Vec<&MappingEntry> = cfg
+        .mappings
+        .iter()
+        .filter(|m| only.is_none_or(|n| m.sync.name == n))
+        .collect();
+    if list.is_empty() {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("no mapping named {:?}", only.unwrap_or_default()),
+        ));
+    }
+    Ok(list)
+}
+
+async fn build_engine(m: &MappingEntry, s: &sides::Sides) -> Result<Engine> {
+    let sheet: Arc<dyn Table> = s.sheet.clone();
+    Engine::builder(m.sync.clone(), sheet, s.db.table())
+        .state(s.db.state_store().await?)
+        .build()
+        .await
+}
+
+async fn run(
+    cfg: Config,
+    listen_override: Option<String>,
+    install: bool,
+    demo: Option<Arc<demo::Demo>>,
+) -> Result<()> {
+    let client = sides::sheets_client(&cfg.sheets).await?;
+    let mut runtimes = Vec::new();
+    let mut dbs = Vec::new();
+    for m in &cfg.mappings {
+        let s = sides::open(m, client.clone()).await?;
+        if !s.db.is_installed().await? {
+            if !install {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!(
+                        "change capture is not installed on {}; run `sheetsync install`",
+                        m.table
+                    ),
+                ));
+            }
+            s.db.install().await?;
+            tracing::info!(mapping = %m.sync.name, table = %m.table, "installed change capture");
+        }
+        let engine = Arc::new(build_engine(m, &s).await?);
+        let metrics = Arc::new(metrics::MappingMetrics::default());
+        metrics.clone().follow(engine.subscribe());
+        dbs.push(s.db.table());
+        runtimes.push(MappingRuntime {
+            name: m.sync.name.clone(),
+            engine,
+            sheet: s.sheet.clone(),
+            metrics,
+        });
+    }
+    let daemon = Arc::new(Daemon {
+        mappings: runtimes,
+        client: client.clone(),
+    });
+    let webhook = cfg
+        .server
+        .webhook_secret
+        .clone()
+        .map(|secret| (cfg.server.webhook_path.clone(), secret));
+    let mut app = server::router(daemon.clone(), webhook)?;
+    if let Some(d) = &demo {
+        app = app.merge(d.clone().router(dbs[0].clone()));
+    }
+    let listen = listen_override.unwrap_or(cfg.server.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("cannot listen on {listen}: {e}"),
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
+    println!("listening on http://{addr}/");
+    if let Some(d) = &demo {
+        d.register_webhook(addr)?;
+        println!("{}", d.banner(addr));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown_http = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_http.wait_for(|s| *s).await;
+        })
+        .await
+    });
+
+    // The first cycle of each mapping is the initial sync: show progress while it runs.
+    for m in &daemon.mappings {
+        initial_sync(m).await;
+    }
+    let mut tasks = Vec::new();
+    for m in &daemon.mappings {
+        let engine = m.engine.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    if let Some(d) = demo {
+        d.emulator.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn initial_sync(m: &MappingRuntime) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!("{}: initial sync (reading both sides)", m.name));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    match m.engine.run_once().await {
+        Ok(r) => bar.finish_with_message(format!(
+            "{}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts",
+            m.name, r.writes.sheet, r.writes.db, r.held, r.conflicts
+        )),
+        Err(e) => bar.finish_with_message(format!("{}: initial sync failed, will retry: {e}", m.name)),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn check(cfg: &Config) -> Result<ExitCode> {
+    let mut ok = true;
+    let mut report = |what: String, r: Result<String>| match r {
+        Ok(detail) => println!("ok    {what}: {detail}"),
+        Err(e) => {
+            ok = false;
+            println!("FAIL  {what}: {e}");
+        }
+    };
+    let client = match sides::sheets_client(&cfg.sheets).await {
+        Ok(c) => {
+            report("sheets credentials".into(), Ok(cfg.sheets.base_url.clone()));
+            Some(c)
+        }
+        Err(e) => {
+            report("sheets credentials".into(), Err(e));
+            None
+        }
+    };
+    for m in &cfg.mappings {
+        let name = &m.sync.name;
+        let db = match sides::DbTable::open(&m.database_url, &m.table).await {
+            Ok(db) => {
+                let cols: Vec<String> = db
+                    .schema()
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.ty))
+                    .collect();
+                report(
+                    format!("{name}: database table {}", m.table),
+                    Ok(cols.join(", ")),
+                );
+                db
+            }
+            Err(e) => {
+                report(format!("{name}: database table {}", m.table), Err(e));
+                continue;
+            }
+        };
+        report(
+            format!("{name}: change capture"),
+            db.is_installed().await.and_then(|i| {
+                if i {
+                    Ok("installed".into())
+                } else {
+                    Err(Error::new(
+                        ErrorKind::ConfigInvalid,
+                        "not installed; run `sheetsync install`",
+                    ))
+                }
+            }),
+        );
+        report(
+            format!("{name}: state store"),
+            db.state_store().await.map(|_| "ready".into()),
+        );
+        let Some(client) = &client else { continue };
+        match sides::open(m, client.clone()).await {
+            Ok(s) => {
+                let mut opts = s.sheet.options().clone();
+                opts.create_header = false;
+                let probe = SheetTable::new(client.clone(), opts, s.schema.clone());
+                report(
+                    format!("{name}: sheet {}#{}", m.spreadsheet_id, m.sheet_id),
+                    probe.check_layout().await.map(|l| {
+                        format!(
+                            "tab {:?}, {} rows, header maps all {} columns",
+                            l.title,
+                            l.row_count,
+                            l.columns.len()
+                        )
+                    }),
+                );
+            }
+            Err(e) => report(format!("{name}: mapping"), Err(e)),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
+    let client = sides::sheets_client(&cfg.sheets).await?;
+    for m in selected(cfg, only)? {
+        let s = sides::open(m, client.clone()).await?;
+        // Planning writes nothing, not even a missing header.
+        let mut opts = s.sheet.options().clone();
+        opts.create_header = false;
+        let sheet = Arc::new(SheetTable::new(client.clone(), opts, s.schema.clone()));
+        let engine = Engine::builder(m.sync.clone(), sheet, s.db.table())
+            .state(s.db.state_store().await?)
+            .build()
+            .await?;
+        let p = engine.plan().await?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "mapping": m.sync.name, "plan": p })
+            );
+            continue;
+        }
+        println!("mapping {}:", m.sync.name);
+        for (side, ops) in [(Side::Sheet, &p.sheet), (Side::Db, &p.db)] {
+            let count = |f: fn(&WriteOp) -> bool| ops.iter().filter(|o| f(&o.op)).count();
+            println!(
+                "  {side:>5}: {} upserts, {} deletes, {} new keys",
+                count(|o| matches!(o, WriteOp::Upsert { .. } | WriteOp::Insert { .. })),
+                count(|o| matches!(o, WriteOp::Delete { .. })),
+                count(|o| matches!(o, WriteOp::SetKey { .. })),
+            );
+            for o in ops.iter().take(20) {
+                println!("         {}", serde_json::to_string(o).unwrap_or_default());
+            }
+            if ops.len() > 20 {
+                println!("         ... and {} more", ops.len() - 20);
+            }
+        }
+        println!("  conflicts: {}", p.conflicts.len());
+        for c in &p.conflicts {
+            println!("    {}", serde_json::to_string(c).unwrap_or_default());
+        }
+        println!("  held: {}", p.held.len());
+        for h in &p.held {
+            println!("    {}: {}", h.locator.as_deref().unwrap_or("?"), h.reason);
+        }
+        for (side, deletes, rows) in &p.guard {
+            println!("  mass-delete guard: {deletes} of {rows} rows would be deleted on the {side}; stopped");
+        }
+    }
+    Ok(())
+}
+
+async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
+    let addr = cfg.server.listen.clone();
+    let (method, path, body) = match action {
+        ConflictsCmd::List { mapping } => (
+            "GET",
+            match mapping {
+                Some(m) => format!("/api/conflicts?mapping={}", percent_encode(&m)),
+                None => "/api/conflicts".into(),
+            },
+            None,
+        ),
+        ConflictsCmd::Resolve {
+            mapping,
+            key,
+            side,
+            value,
+        } => {
+            let body = match side {
+                Some(s) => serde_json::json!({"mapping": mapping, "key": key, "side": s}),
+                None if !value.is_empty() => {
+                    serde_json::json!({"mapping": mapping, "key": key, "row": value})
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::ConfigInvalid,
+                        "give --side sheet|db or the row's --value list",
+                    ))
+                }
+            };
+            (
+                "POST",
+                "/api/conflicts/resolve".into(),
+                Some(body.to_string()),
+            )
+        }
+    };
+    let (status, text) = admin_request(&addr, method, &path, body.as_deref()).await?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or(text);
+    println!("{pretty}");
+    Ok(if (200..300).contains(&status) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 request to the daemon's loopback admin API.
+async fn admin_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let conn_err = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Connection,
+            format!("cannot reach the daemon at {addr} (is `sheetsync run` running?): {e}"),
+        )
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(conn_err)?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.map_err(conn_err)?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.map_err(conn_err)?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::Unexpected, format!("not an HTTP answer: {head}")))?;
+    Ok((status, body.to_string()))
+}

@@ -1,0 +1,246 @@
+//! The daemon's HTTP side: the Apps Script webhook, `/healthz`, `/metrics`, and an admin API for
+//! conflicts and held rows (loopback only).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sheetsync::gsheets::webhook::{WebhookConfig, WebhookPayload, WebhookReceiver};
+use sheetsync::gsheets::{SheetEdit, SheetTable, SheetsClient};
+use sheetsync::{Choice, Engine, Row, RowKey, Side, Value};
+
+use crate::metrics::{self, MappingMetrics};
+
+/// One running mapping.
+pub struct MappingRuntime {
+    /// Its name.
+    pub name: String,
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The Sheet side, which takes webhook edits.
+    pub sheet: Arc<SheetTable>,
+    /// Its counters.
+    pub metrics: Arc<MappingMetrics>,
+}
+
+/// What the HTTP handlers share.
+pub struct Daemon {
+    /// The mappings.
+    pub mappings: Vec<MappingRuntime>,
+    /// The Sheets client (for API call metrics).
+    pub client: Arc<SheetsClient>,
+}
+
+impl Daemon {
+    fn mapping(&self, name: &str) -> Result<&MappingRuntime, ApiError> {
+        self.mappings
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no mapping named {name:?}")))
+    }
+
+    /// Routes a verified webhook payload to the mappings of its spreadsheet.
+    pub fn accept(&self, p: WebhookPayload) -> sheetsync::Result<()> {
+        let structural = p.change_type != sheetsync::gsheets::webhook::ChangeType::Edit;
+        for m in &self.mappings {
+            if m.sheet.options().spreadsheet_id != p.spreadsheet_id {
+                continue;
+            }
+            m.sheet.accept_edit(SheetEdit {
+                sheet_id: p.sheet_id,
+                timestamp_ms: p.timestamp as i64,
+                header: p.header.clone(),
+                rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
+                structural,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// An error answer of the admin API.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The router: webhook (when a secret is configured), health, metrics, admin API.
+pub fn router(daemon: Arc<Daemon>, webhook: Option<(String, String)>) -> sheetsync::Result<Router> {
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/status", get(status))
+        .route("/api/conflicts", get(conflicts))
+        .route("/api/conflicts/resolve", post(resolve))
+        .with_state(daemon.clone());
+    if let Some((path, secret)) = webhook {
+        let d = daemon.clone();
+        let receiver = WebhookReceiver::new(
+            WebhookConfig::new(secret),
+            Arc::new(move |p: WebhookPayload| d.accept(p)),
+        )?;
+        app = app.merge(receiver.router(&path));
+    }
+    Ok(app)
+}
+
+async fn healthz(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
+    // Healthy once every mapping finished a cycle within ten poll intervals.
+    let stale: Vec<&str> = d
+        .mappings
+        .iter()
+        .filter(|m| {
+            let limit = 10 * m.engine.mapping().timing.poll_interval_ms.max(1000) as i64;
+            m.metrics.lag_ms().is_none_or(|lag| lag > limit)
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    if stale.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "lagging", "mappings": stale})),
+        )
+    }
+}
+
+async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
+    let maps: Vec<(String, Arc<MappingMetrics>)> = d
+        .mappings
+        .iter()
+        .map(|m| (m.name.clone(), m.metrics.clone()))
+        .collect();
+    let counter = d.client.counter();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        metrics::render(&maps, &counter.calls(), &counter.retries()),
+    )
+}
+
+fn loopback_only(addr: SocketAddr) -> Result<(), ApiError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "the admin API answers loopback clients only".into(),
+        ))
+    }
+}
+
+async fn status(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(d): State<Arc<Daemon>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(addr)?;
+    let mut out = Vec::new();
+    for m in &d.mappings {
+        out.push(json!({
+            "mapping": m.name,
+            "lag_ms": m.metrics.lag_ms(),
+            "held": m.engine.held().await,
+            "conflicts": m.engine.conflicts().await.len(),
+        }));
+    }
+    Ok(Json(json!({ "mappings": out })))
+}
+
+#[derive(Deserialize)]
+struct MappingQuery {
+    mapping: Option<String>,
+}
+
+async fn conflicts(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<MappingQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(addr)?;
+    let mut out = Vec::new();
+    for m in &d.mappings {
+        if q.mapping.as_ref().is_some_and(|n| *n != m.name) {
+            continue;
+        }
+        out.push(json!({
+            "mapping": m.name,
+            "conflicts": m.engine.conflicts().await,
+            "held": m.engine.held().await,
+        }));
+    }
+    Ok(Json(json!(out)))
+}
+
+/// `POST /api/conflicts/resolve`: `{"mapping": "...", "key": ["42"], "side": "sheet"}` or
+/// `{..., "row": ["42", "value", ...]}` (text forms of the values).
+#[derive(Deserialize)]
+pub struct ResolveRequest {
+    /// The mapping.
+    pub mapping: String,
+    /// The key values, as text.
+    pub key: Vec<String>,
+    /// Take this side's row.
+    pub side: Option<Side>,
+    /// Or take these values (text forms, one per column).
+    pub row: Option<Vec<String>>,
+}
+
+async fn resolve(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(d): State<Arc<Daemon>>,
+    Json(req): Json<ResolveRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(addr)?;
+    let m = d.mapping(&req.mapping)?;
+    let schema = m.engine.schema();
+    let bad = |msg: String| ApiError(StatusCode::BAD_REQUEST, msg);
+    if req.key.len() != schema.key.len() {
+        return Err(bad(format!(
+            "the key has {} column(s): {:?}",
+            schema.key.len(),
+            schema.key_names()
+        )));
+    }
+    let key_values = schema
+        .key
+        .iter()
+        .zip(&req.key)
+        .map(|(&i, text)| Value::parse(schema.columns[i].ty, text).map_err(|e| bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = RowKey::from_values(&key_values);
+    let choice = match (req.side, req.row) {
+        (Some(side), None) => Choice::Side(side),
+        (None, Some(texts)) => {
+            if texts.len() != schema.columns.len() {
+                return Err(bad(format!(
+                    "the row needs {} values",
+                    schema.columns.len()
+                )));
+            }
+            let values = schema
+                .columns
+                .iter()
+                .zip(&texts)
+                .map(|(c, t)| {
+                    Value::parse(c.ty, t).map_err(|e| bad(format!("column {:?}: {e}", c.name)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Choice::Row(Row::new(values))
+        }
+        _ => return Err(bad("give exactly one of \"side\" and \"row\"".into())),
+    };
+    m.engine
+        .resolve_conflict(&key, choice)
+        .await
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    Ok(Json(json!({"resolved": req.key, "mapping": m.name})))
+}

@@ -1,0 +1,227 @@
+//! Opening the two sides of a mapping from configuration.
+
+use std::sync::Arc;
+
+use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync::sql::{MySqlStateStore, PostgresStateStore, SqliteStateStore};
+use sheetsync::sql::{MySqlTable, PostgresTable, SqliteTable};
+use sheetsync::{Error, ErrorKind, Result, StateStore, Table, TableSchema};
+
+use crate::config::{MappingEntry, SheetsConfig};
+
+/// The database side of a mapping.
+#[derive(Clone)]
+pub enum DbTable {
+    /// PostgreSQL.
+    Postgres(Arc<PostgresTable>),
+    /// MySQL or MariaDB.
+    MySql(Arc<MySqlTable>),
+    /// SQLite.
+    Sqlite(Arc<SqliteTable>),
+}
+
+impl DbTable {
+    /// Connects and introspects the table.
+    pub async fn open(url: &str, table: &str) -> Result<DbTable> {
+        let ctx = |e: Error| {
+            e.with_context("database", redact(url))
+                .with_context("table", table.to_string())
+        };
+        Ok(
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                DbTable::Postgres(Arc::new(
+                    PostgresTable::connect(url, table).await.map_err(ctx)?,
+                ))
+            } else if let Some(rest) = url.strip_prefix("mariadb://") {
+                DbTable::MySql(Arc::new(
+                    MySqlTable::connect(&format!("mysql://{rest}"), table)
+                        .await
+                        .map_err(ctx)?,
+                ))
+            } else if url.starts_with("mysql://") {
+                DbTable::MySql(Arc::new(
+                    MySqlTable::connect(url, table).await.map_err(ctx)?,
+                ))
+            } else if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
+                DbTable::Sqlite(Arc::new(
+                    SqliteTable::connect(path, table).await.map_err(ctx)?,
+                ))
+            } else {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("unsupported database URL {}", redact(url)),
+                ));
+            },
+        )
+    }
+
+    /// The adapter.
+    pub fn table(&self) -> Arc<dyn Table> {
+        match self {
+            DbTable::Postgres(t) => t.clone(),
+            DbTable::MySql(t) => t.clone(),
+            DbTable::Sqlite(t) => t.clone(),
+        }
+    }
+
+    /// The table's schema as introspected.
+    pub fn schema(&self) -> TableSchema {
+        self.table().schema().clone()
+    }
+
+    /// The state store in the same database.
+    pub async fn state_store(&self) -> Result<Arc<dyn StateStore>> {
+        Ok(match self {
+            DbTable::Postgres(t) => Arc::new(PostgresStateStore::new(t.pool().clone()).await?),
+            DbTable::MySql(t) => Arc::new(MySqlStateStore::new(t.pool().clone()).await?),
+            DbTable::Sqlite(t) => Arc::new(SqliteStateStore::new(t.pool().clone()).await?),
+        })
+    }
+
+    /// Installs change capture (idempotent).
+    pub async fn install(&self) -> Result<()> {
+        match self {
+            DbTable::Postgres(t) => t.install().await,
+            DbTable::MySql(t) => t.install().await,
+            DbTable::Sqlite(t) => t.install().await,
+        }
+    }
+
+    /// Removes change capture.
+    pub async fn uninstall(&self) -> Result<()> {
+        match self {
+            DbTable::Postgres(t) => t.uninstall().await,
+            DbTable::MySql(t) => t.uninstall().await,
+            DbTable::Sqlite(t) => t.uninstall().await,
+        }
+    }
+
+    /// Whether change capture is installed.
+    pub async fn is_installed(&self) -> Result<bool> {
+        match self {
+            DbTable::Postgres(t) => t.is_installed().await,
+            DbTable::MySql(t) => t.is_installed().await,
+            DbTable::Sqlite(t) => t.is_installed().await,
+        }
+    }
+}
+
+/// The URL with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The Sheets client for the configuration.
+pub async fn sheets_client(cfg: &SheetsConfig) -> Result<Arc<SheetsClient>> {
+    let google = cfg.base_url.starts_with("https://sheets.googleapis.com");
+    let auth = match &cfg.credentials {
+        Some(path) => Auth::service_account_file(path).await?,
+        None if google => {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                "talking to Google needs credentials: set sheets.credentials (or SHEETSYNC_CREDENTIALS) to a service-account key file",
+            ))
+        }
+        None => Auth::None,
+    };
+    let config = ClientConfig {
+        sheets_url: cfg.base_url.clone(),
+        drive_url: cfg.drive_url.clone().unwrap_or_else(|| {
+            if google {
+                "https://www.googleapis.com/".into()
+            } else {
+                cfg.base_url.clone()
+            }
+        }),
+        auth,
+        reads_per_minute: cfg.reads_per_minute,
+        writes_per_minute: cfg.writes_per_minute,
+        ..ClientConfig::default()
+    };
+    Ok(Arc::new(SheetsClient::new(config).await?))
+}
+
+/// Both sides of one mapping, ready for an engine.
+pub struct Sides {
+    /// The mapping's schema (the database columns the mapping selects, with directions).
+    pub schema: TableSchema,
+    /// The Sheet.
+    pub sheet: Arc<SheetTable>,
+    /// The database.
+    pub db: DbTable,
+}
+
+/// Opens both sides of `m`.
+pub async fn open(m: &MappingEntry, client: Arc<SheetsClient>) -> Result<Sides> {
+    let db = DbTable::open(&m.database_url, &m.table).await?;
+    let schema = m.sync.schema_from(&db.schema())?;
+    if schema.columns.len() != db.schema().columns.len() {
+        let unmapped: Vec<String> = db
+            .schema()
+            .columns
+            .iter()
+            .filter(|c| schema.index_of(&c.name).is_none())
+            .map(|c| c.name.clone())
+            .collect();
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!(
+                "mapping {:?}: the database adapters sync whole tables; map every column of {} (missing: {})",
+                m.sync.name,
+                m.table,
+                unmapped.join(", ")
+            ),
+        ));
+    }
+    // The database side must carry the same column order: the mapping's.
+    if schema
+        .columns
+        .iter()
+        .map(|c| &c.name)
+        .ne(db.schema().columns.iter().map(|c| &c.name))
+    {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!(
+                "mapping {:?}: list the columns in the table's order ({})",
+                m.sync.name,
+                db.schema()
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
+    opts.header_row = m.header_row;
+    let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));
+    Ok(Sides { schema, sheet, db })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db:5432/shop"),
+            "postgres://app:***@db:5432/shop"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}
