@@ -3,109 +3,55 @@
 use std::sync::Arc;
 
 use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
-use sheetsync::sql::{MySqlStateStore, PostgresStateStore, SqliteStateStore};
-use sheetsync::sql::{MySqlTable, PostgresTable, SqliteTable};
-use sheetsync::{Error, ErrorKind, Result, StateStore, Table, TableSchema};
+use sheetsync::sql::{SqlOptions, SqlTable};
+use sheetsync::{Error, ErrorKind, Result, Source, StateStore, Table, TableSchema};
 
 use crate::config::{MappingEntry, SheetsConfig};
 
-/// The database side of a mapping.
+/// The database side of a mapping: any of the SQL adapters, chosen by the URL's scheme.
 #[derive(Clone)]
-pub enum DbTable {
-    /// PostgreSQL.
-    Postgres(Arc<PostgresTable>),
-    /// MySQL or MariaDB.
-    MySql(Arc<MySqlTable>),
-    /// SQLite.
-    Sqlite(Arc<SqliteTable>),
-}
+pub struct DbTable(Arc<SqlTable>);
 
 impl DbTable {
     /// Connects and introspects the table.
     pub async fn open(url: &str, table: &str) -> Result<DbTable> {
-        let ctx = |e: Error| {
-            e.with_context("database", redact(url))
-                .with_context("table", table.to_string())
-        };
-        Ok(
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                DbTable::Postgres(Arc::new(
-                    PostgresTable::connect(url, table).await.map_err(ctx)?,
-                ))
-            } else if let Some(rest) = url.strip_prefix("mariadb://") {
-                DbTable::MySql(Arc::new(
-                    MySqlTable::connect(&format!("mysql://{rest}"), table)
-                        .await
-                        .map_err(ctx)?,
-                ))
-            } else if url.starts_with("mysql://") {
-                DbTable::MySql(Arc::new(
-                    MySqlTable::connect(url, table).await.map_err(ctx)?,
-                ))
-            } else if let Some(path) = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-            {
-                DbTable::Sqlite(Arc::new(
-                    SqliteTable::connect(path, table).await.map_err(ctx)?,
-                ))
-            } else {
-                return Err(Error::new(
-                    ErrorKind::ConfigInvalid,
-                    format!("unsupported database URL {}", redact(url)),
-                ));
-            },
-        )
+        SqlTable::connect(url, table, SqlOptions::default())
+            .await
+            .map(|t| DbTable(Arc::new(t)))
+            .map_err(|e| {
+                e.with_context("database", redact(url))
+                    .with_context("table", table.to_string())
+            })
     }
 
     /// The adapter.
     pub fn table(&self) -> Arc<dyn Table> {
-        match self {
-            DbTable::Postgres(t) => t.clone(),
-            DbTable::MySql(t) => t.clone(),
-            DbTable::Sqlite(t) => t.clone(),
-        }
+        self.0.clone()
     }
 
     /// The table's schema as introspected.
     pub fn schema(&self) -> TableSchema {
-        self.table().schema().clone()
+        self.0.schema().clone()
     }
 
     /// The state store in the same database.
     pub async fn state_store(&self) -> Result<Arc<dyn StateStore>> {
-        Ok(match self {
-            DbTable::Postgres(t) => Arc::new(PostgresStateStore::new(t.pool().clone()).await?),
-            DbTable::MySql(t) => Arc::new(MySqlStateStore::new(t.pool().clone()).await?),
-            DbTable::Sqlite(t) => Arc::new(SqliteStateStore::new(t.pool().clone()).await?),
-        })
+        self.0.state_store().await
     }
 
     /// Installs change capture (idempotent).
     pub async fn install(&self) -> Result<()> {
-        match self {
-            DbTable::Postgres(t) => t.install().await,
-            DbTable::MySql(t) => t.install().await,
-            DbTable::Sqlite(t) => t.install().await,
-        }
+        self.0.install().await
     }
 
     /// Removes change capture.
     pub async fn uninstall(&self) -> Result<()> {
-        match self {
-            DbTable::Postgres(t) => t.uninstall().await,
-            DbTable::MySql(t) => t.uninstall().await,
-            DbTable::Sqlite(t) => t.uninstall().await,
-        }
+        self.0.uninstall().await
     }
 
     /// Whether change capture is installed.
     pub async fn is_installed(&self) -> Result<bool> {
-        match self {
-            DbTable::Postgres(t) => t.is_installed().await,
-            DbTable::MySql(t) => t.is_installed().await,
-            DbTable::Sqlite(t) => t.is_installed().await,
-        }
+        self.0.is_installed().await
     }
 }
 
