@@ -47,18 +47,10 @@ impl Daemon {
 
     /// Routes a verified webhook payload to the mappings of its spreadsheet.
     pub fn accept(&self, p: WebhookPayload) -> sheetsync::Result<()> {
-        let structural = p.change_type != sheetsync::gsheets::webhook::ChangeType::Edit;
         for m in &self.mappings {
-            if m.sheet.options().spreadsheet_id != p.spreadsheet_id {
-                continue;
+            if m.sheet.options().spreadsheet_id == p.spreadsheet_id {
+                m.sheet.accept_edit(SheetEdit::from(&p))?;
             }
-            m.sheet.accept_edit(SheetEdit {
-                sheet_id: p.sheet_id,
-                timestamp_ms: p.timestamp as i64,
-                header: p.header.clone(),
-                rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
-                structural,
-            })?;
         }
         Ok(())
     }

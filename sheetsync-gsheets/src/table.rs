@@ -85,6 +85,21 @@ pub struct SheetEdit {
     pub structural: bool,
 }
 
+#[cfg(feature = "webhook")]
+impl From<&crate::webhook::WebhookPayload> for SheetEdit {
+    /// The edit a verified webhook payload reports: its rows for `EDIT`, a structural change
+    /// (read everything) for inserted, removed or moved rows.
+    fn from(p: &crate::webhook::WebhookPayload) -> Self {
+        SheetEdit {
+            sheet_id: p.sheet_id,
+            timestamp_ms: p.timestamp.min(i64::MAX as u64) as i64,
+            header: p.header.clone(),
+            rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
+            structural: p.change_type != crate::webhook::ChangeType::Edit,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Feed {
     instance: u64,

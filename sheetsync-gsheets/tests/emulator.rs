@@ -570,3 +570,82 @@ async fn writes_per_cycle_do_not_grow_with_rows() {
     assert_eq!(rows.len(), 1 + 1000 - 333 + 300);
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
 }
+
+/// A person's edit reaches the database through the signed webhook alone: no Sheets read
+/// happens between the edit and the database write.
+#[tokio::test]
+async fn webhook_edits_reach_the_database_without_reading_the_sheet() {
+    use sheetsync_gsheets::webhook::{WebhookConfig, WebhookPayload, WebhookReceiver};
+    let rig = rig(items()).await;
+    let db = Arc::new(MemoryTable::new("db", items()));
+    for i in 1..=3 {
+        db.upsert(item(i, "x", i));
+    }
+    let mut m = MappingConfig::new("items", &["id"]);
+    m.timing.full_scan_interval_ms = 3_600_000;
+    let e = Engine::builder(m, rig.sheet.clone(), db.clone())
+        .build()
+        .await
+        .unwrap();
+    e.run_once().await.unwrap();
+
+    let sheet = rig.sheet.clone();
+    let receiver = WebhookReceiver::new(
+        WebhookConfig::new("s3cret"),
+        Arc::new(move |p: WebhookPayload| sheet.accept_edit(SheetEdit::from(&p))),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver.router("/hook")).await });
+    rig.emu
+        .add_trigger(
+            &rig.id,
+            sheetsync_emulator::TriggerSpec {
+                url: format!("http://{addr}/hook"),
+                secret: "s3cret".into(),
+                sheet_id: None,
+            },
+        )
+        .unwrap();
+
+    rig.emu.reset_counters();
+    let r2 = sheet_rows(&rig)
+        .iter()
+        .position(|r| r[0] == json!(2))
+        .unwrap() as u32
+        + 1;
+    rig.emu
+        .set_cells(
+            &rig.id,
+            &format!("Sheet1!B{r2}"),
+            vec![vec![json!("via webhook")]],
+        )
+        .unwrap();
+    let delivered = rig
+        .emu
+        .wait_for_deliveries(1, Duration::from_secs(30))
+        .await;
+    assert!(
+        delivered.iter().any(|d| d.status == Some(200)),
+        "{delivered:?}"
+    );
+    e.run_once().await.unwrap();
+    assert_eq!(db.get(&key_of(2)), Some(item(2, "via webhook", 2)));
+    let counts = rig.emu.request_counts();
+    assert_eq!(
+        counts
+            .get("sheets.spreadsheets.values.batchGet")
+            .copied()
+            .unwrap_or(0),
+        0,
+        "the edit came through the webhook, not a read: {counts:?}"
+    );
+    // A deleted row cannot be described by the trigger: the next cycle reads in full.
+    rig.emu.delete_rows(&rig.id, "Sheet1", r2, 1).unwrap();
+    rig.emu
+        .wait_for_deliveries(2, Duration::from_secs(30))
+        .await;
+    e.run_once().await.unwrap();
+    assert_eq!(db.get(&key_of(2)), None);
+}

@@ -20,7 +20,10 @@
 //!
 //! # Mounting the router
 //!
-//! ```
+//! (Not run as a doctest: the same flow runs in `tests/webhook.rs`; linking doctests against the
+//! TLS stack fails in workspace-wide `--all-features` builds.)
+//!
+//! ```no_run
 //! use std::sync::Arc;
 //! use sheetsync_gsheets::webhook::{
 //!     sign, WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver,
