@@ -494,6 +494,27 @@ impl WriteTx for MyTx<'_> {
         Ok(())
     }
 
+    /// A plain `INSERT`: a row that another transaction inserted after the check (possible
+    /// under READ COMMITTED, which takes no gap locks) makes it fail instead of being updated.
+    async fn create(
+        &mut self,
+        rows: &[&Row],
+        keys: &[&RowKey],
+    ) -> std::result::Result<HashSet<RowKey>, RowError> {
+        let info = &self.table.common.info;
+        let cols = info.write_columns();
+        let mut q = sqlx::query(audited(info.insert_sql(rows.len())));
+        for r in rows {
+            for &i in &cols {
+                q = bind(q, info.bind(&r.0[i]));
+            }
+        }
+        q.execute(&mut *self.tx)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
+        Ok(keys.iter().map(|k| (*k).clone()).collect())
+    }
+
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
         let sql = info.delete_sql(keys.len());
