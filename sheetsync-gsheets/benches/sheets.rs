@@ -1,0 +1,142 @@
+//! The Sheets adapter against the emulator: API calls per 10,000 changed rows, and a full read
+//! of a 100,000-row sheet.
+//!
+//! `cargo bench -p sheetsync-gsheets --bench sheets`
+//!
+//! Prints a small table. The emulator runs in process without latency or quotas here, so the
+//! times are the adapter's own cost plus loopback HTTP and JSON; the end-to-end harness
+//! (`cargo bench -p sheetsync --features full --bench e2e`) adds Google-like latency.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use sheetsync_core::{
+    Column, ColumnType, Expected, Row, Sink, Source, TableSchema, Value, WriteContext, WriteOp,
+};
+use sheetsync_emulator::{Config, EmulatorHandle};
+use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
+
+const COLS: usize = 10;
+
+fn schema() -> TableSchema {
+    let mut cols = vec![Column::new("id", ColumnType::Int).nullable(false)];
+    for i in 1..COLS {
+        cols.push(Column::new(
+            format!("c{i}"),
+            if i % 2 == 0 {
+                ColumnType::Int
+            } else {
+                ColumnType::Text
+            },
+        ));
+    }
+    TableSchema::new("bench", cols, &["id"]).unwrap()
+}
+
+fn row(id: i64, v: i64) -> Row {
+    let mut r = vec![Value::Int(id)];
+    for i in 1..COLS {
+        r.push(if i % 2 == 0 {
+            Value::Int(id * 3 + v)
+        } else {
+            Value::Text(format!("r{id} c{i} v{v}"))
+        });
+    }
+    Row::new(r)
+}
+
+fn writes(emu: &EmulatorHandle) -> (u64, u64) {
+    let c = emu.request_counts();
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    let writes = get("sheets.spreadsheets.values.batchUpdate")
+        + get("sheets.spreadsheets.batchUpdate")
+        + get("sheets.spreadsheets.values.append")
+        + get("sheets.spreadsheets.values.update");
+    let reads = get("sheets.spreadsheets.values.batchGet") + get("sheets.spreadsheets.get");
+    (writes, reads)
+}
+
+async fn scan_len(t: &SheetTable) -> usize {
+    let mut n = 0;
+    let mut s = t.scan();
+    while let Some(p) = s.next().await {
+        n += p.unwrap().len();
+    }
+    n
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+        let id = emu.create_spreadsheet("bench").unwrap();
+        let mut cfg = ClientConfig::emulator(&emu.base_url());
+        cfg.reads_per_minute = 1_000_000;
+        cfg.writes_per_minute = 1_000_000;
+        let client = Arc::new(SheetsClient::new(cfg).await.unwrap());
+        let mut opts = SheetOptions::new(&id, 0);
+        opts.use_drive_version = false; // measure real reads
+        let t = SheetTable::new(client, opts, schema());
+        let ctx = WriteContext { origin: "bench".into() };
+        let n = 100_000i64;
+
+        // Load 100,000 rows (appends, in as few requests as the size budget allows).
+        emu.reset_counters();
+        let start = Instant::now();
+        let ops: Vec<WriteOp> = (0..n)
+            .map(|i| WriteOp::Upsert { row: row(i, 0), expected: Expected::Absent })
+            .collect();
+        t.apply(ops, &ctx).await.unwrap();
+        let load = start.elapsed();
+        let (load_writes, _) = writes(&emu);
+
+        // Full read of 100,000 rows x 10 columns.
+        emu.reset_counters();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            assert_eq!(scan_len(&t).await, n as usize);
+            times.push(start.elapsed());
+        }
+        times.sort();
+        let (_, read_calls) = writes(&emu);
+
+        // 10,000 changed rows: 8,000 updates, 1,000 inserts, 1,000 deletes, in one apply.
+        emu.reset_counters();
+        let mut ops = Vec::new();
+        for i in 0..8_000 {
+            ops.push(WriteOp::Upsert { row: row(i * 10, 1), expected: Expected::Row(row(i * 10, 0)) });
+        }
+        for i in 0..1_000 {
+            ops.push(WriteOp::Upsert { row: row(n + i, 0), expected: Expected::Absent });
+        }
+        for i in 0..1_000 {
+            ops.push(WriteOp::Delete {
+                key: sheetsync_core::RowKey::from_values(&[Value::Int(i * 10 + 5)]),
+                expected: Expected::Any,
+            });
+        }
+        let start = Instant::now();
+        t.apply(ops, &ctx).await.unwrap();
+        let apply = start.elapsed();
+        let (change_writes, change_reads) = writes(&emu);
+
+        println!("| measurement | result |");
+        println!("|---|---|");
+        println!("| load 100,000 rows (append) | {:.2} s, {load_writes} write calls |", load.as_secs_f64());
+        println!(
+            "| full read, 100,000 rows x {COLS} columns (median of 3) | {:.0} ms, {} read calls per read |",
+            times[1].as_secs_f64() * 1000.0,
+            read_calls / 3
+        );
+        println!(
+            "| apply 10,000 changed rows (8,000 updates, 1,000 inserts, 1,000 deletes) | {:.2} s, {change_writes} write calls, {change_reads} read calls |",
+            apply.as_secs_f64()
+        );
+        emu.shutdown().await;
+    });
+}
