@@ -1,0 +1,48 @@
+//! End-to-end tests of the `sheetsync` daemon, run as a separate process the way people run it,
+//! against the Sheets emulator (in process) and PostgreSQL, MariaDB/MySQL and SQLite.
+//!
+//! ```sh
+//! cargo build --example sheetsync --features full
+//! cargo test -p sheetsync --features full --test e2e
+//! ```
+//!
+//! PostgreSQL: `SHEETSYNC_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! MariaDB/MySQL: `SHEETSYNC_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/`). Each test
+//! creates its own database and drops it at the end; SQLite uses a temporary file.
+#![cfg(feature = "full")]
+
+mod harness;
+mod scenarios;
+
+macro_rules! backend_tests {
+    ($module:ident, $backend:ident; $($scenario:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    crate::scenarios::$scenario(crate::harness::Backend::$backend).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! e2e {
+    ($($scenario:ident),* $(,)?) => {
+        backend_tests!(postgres, Postgres; $($scenario),*);
+        backend_tests!(mysql, MySql; $($scenario),*);
+        backend_tests!(sqlite, Sqlite; $($scenario),*);
+    };
+}
+
+e2e!(
+    crud_both_ways,
+    conflicts_under_each_resolver,
+    column_owner_then_manual,
+    deletes_and_mass_delete_guard,
+    bad_cells_held_and_released,
+    kill_9_mid_cycle,
+    api_error_storms,
+    database_connections_killed,
+    check_and_plan,
+);
