@@ -19,6 +19,7 @@ mod read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,12 +54,14 @@ pub struct Engine {
     clock: Clock,
     events: broadcast::Sender<Event>,
     wake: Notify,
+    /// Marks full reads (see [`BaseEntry`]).
+    scan_gen: AtomicU32,
     state: Mutex<EngineState>,
 }
 
 #[derive(Default)]
 struct EngineState {
-    bases: KeyMap<RowBase>,
+    bases: KeyMap<BaseEntry>,
     /// How many bases are not tombstones.
     live_bases: usize,
     cursors: BTreeMap<Side, Cursor>,
@@ -69,6 +72,22 @@ struct EngineState {
     last_full: [Option<Instant>; 2],
     allow_deletes: bool,
     cycle: u64,
+}
+
+/// A merge base, and for each side the mark of the last full read that saw its key (a read
+/// marks the bases it sees instead of collecting every key in a set of its own).
+pub(crate) struct BaseEntry {
+    pub base: RowBase,
+    pub seen: [AtomicU32; 2],
+}
+
+impl BaseEntry {
+    fn new(base: RowBase) -> Self {
+        BaseEntry {
+            base,
+            seen: [AtomicU32::new(0), AtomicU32::new(0)],
+        }
+    }
 }
 
 fn idx(side: Side) -> usize {
@@ -149,7 +168,11 @@ impl EngineBuilder {
         let snap = store.load(&self.mapping.name).await?;
         let state = EngineState {
             live_bases: snap.bases.values().filter(|b| !b.tombstone).count(),
-            bases: snap.bases.into_iter().collect(),
+            bases: snap
+                .bases
+                .into_iter()
+                .map(|(k, b)| (k, BaseEntry::new(b)))
+                .collect(),
             cursors: snap.cursors,
             pending: snap.pending.into_iter().collect(),
             held: snap.held,
@@ -176,6 +199,7 @@ impl EngineBuilder {
             clock: Clock::starting_after(snap.clock),
             events,
             wake: Notify::new(),
+            scan_gen: AtomicU32::new(0),
             state: Mutex::new(state),
         })
     }
@@ -375,7 +399,13 @@ impl Engine {
                 Some(c) if caps.incremental && !full_due => {
                     read::incremental(table, c, self.mapping.timing.change_batch, &self.clock).await
                 }
-                _ => read::full_scan(table, &self.clock, &st.bases).await,
+                _ => {
+                    let gen = self
+                        .scan_gen
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1);
+                    read::full_scan(table, &self.clock, &st.bases, idx(side), gen).await
+                }
             }
             .map_err(|e| e.with_context("side", side.to_string()))?;
             if !read.full && caps.fetch {
@@ -558,9 +588,11 @@ impl Engine {
         }
         // Tombstones only matter until both sides have been read in full since the delete.
         let prune: Vec<RowKey> = if reads.iter().all(|r| r.full) {
+            let renewed: std::collections::HashSet<&RowKey> =
+                new_bases.iter().map(|(k, _)| k).collect();
             st.bases
                 .iter()
-                .filter(|(k, b)| b.tombstone && !new_bases.iter().any(|(n, _)| n == *k))
+                .filter(|(k, e)| e.base.tombstone && !renewed.contains(k))
                 .map(|(k, _)| k.clone())
                 .collect()
         } else {
@@ -602,14 +634,14 @@ impl Engine {
         // 5. The state is safe: update memory, then let queue-style feeds drop what we read.
         for (k, b) in delta.upsert {
             let live = !b.tombstone;
-            if let Some(old) = st.bases.insert(k, b) {
-                st.live_bases -= !old.tombstone as usize;
+            if let Some(old) = st.bases.insert(k, BaseEntry::new(b)) {
+                st.live_bases -= !old.base.tombstone as usize;
             }
             st.live_bases += live as usize;
         }
         for k in &delta.remove {
             if let Some(old) = st.bases.remove(k) {
-                st.live_bases -= !old.tombstone as usize;
+                st.live_bases -= !old.base.tombstone as usize;
             }
         }
         for (side, c) in delta.cursors {

@@ -139,7 +139,7 @@ impl Engine {
             let r = &reads[idx(side)];
             let mut changed = 0;
             for (k, seen) in &r.rows {
-                let base = st.bases.get(k).and_then(|b| b.live_row());
+                let base = st.bases.get(k).and_then(|e| e.base.live_row());
                 if seen.row.as_ref() != base {
                     dirty.insert(k.clone());
                     changed += 1;
@@ -147,8 +147,8 @@ impl Engine {
             }
             // Rows missing from a full read; skipped when every based row was seen.
             if r.full && !r.has_unidentified() && r.seen_with_base < st.live_bases {
-                for (k, b) in &st.bases {
-                    if !b.tombstone && !r.seen.contains_key(k) && !restored[idx(side)].contains(k) {
+                for (k, e) in &st.bases {
+                    if !e.base.tombstone && !r.saw(k, Some(e)) && !restored[idx(side)].contains(k) {
                         dirty.insert(k.clone());
                         changed += 1;
                     }
@@ -167,7 +167,8 @@ impl Engine {
             if held_keys.contains(&k) {
                 continue;
             }
-            let base = st.bases.get(&k);
+            let entry = st.bases.get(&k);
+            let base = entry.map(|e| &e.base);
             let base_row = base.and_then(|b| b.live_row());
             let view = |side: Side| -> SideState<'_> {
                 let assumed = SideState {
@@ -177,7 +178,7 @@ impl Engine {
                 if restored[idx(side)].contains(&k) {
                     return assumed;
                 }
-                match reads[idx(side)].row_of(&k, base) {
+                match reads[idx(side)].row_of(&k, entry) {
                     Some((row, at)) => SideState {
                         row,
                         at: if row.is_none() && at == 0 { now } else { at },
@@ -289,8 +290,8 @@ impl Engine {
         let vanished: Vec<(&RowKey, &Row)> = if read.full {
             st.bases
                 .iter()
-                .filter(|(k, _)| !read.seen.contains_key(*k))
-                .filter_map(|(k, b)| b.live_row().map(|r| (k, r)))
+                .filter(|(k, e)| !read.saw(k, Some(e)))
+                .filter_map(|(k, e)| e.base.live_row().map(|r| (k, r)))
                 .collect()
         } else {
             Vec::new()

@@ -9,7 +9,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Change, Cursor, InvalidRow, KeyMap, Observation, Row, RowKey, Side, TableSchema, UnkeyedRow,
 };
-use crate::state::RowBase;
+use std::sync::atomic::Ordering;
+
+use super::BaseEntry;
 use crate::table::Table;
 
 /// A row as a side showed it this cycle.
@@ -31,8 +33,12 @@ pub(crate) struct SideRead {
     pub full: bool,
     /// Full scan: the rows that differ from their base. Incremental: the rows the feed touched.
     pub rows: KeyMap<Seen>,
-    /// Full scan: every key seen.
-    pub seen: KeyMap<()>,
+    /// Full scan: the keys seen that have no base (keys with a base are marked in the base).
+    pub new_seen: KeyMap<()>,
+    /// Full scan: which of a base's two marks is this side's.
+    pub side: usize,
+    /// Full scan: the mark of this read.
+    pub gen: u32,
     /// Full scan: how many seen keys have a live base.
     pub seen_with_base: usize,
     /// Rows held for bad data, by key where known.
@@ -54,18 +60,26 @@ impl SideRead {
         self.invalid.iter().any(|r| r.key.is_none())
     }
 
+    /// True when a full read saw `key` (whose base entry is `entry`).
+    pub fn saw(&self, key: &RowKey, entry: Option<&BaseEntry>) -> bool {
+        entry.is_some_and(|e| e.seen[self.side].load(Ordering::Relaxed) == self.gen)
+            || self.rows.contains_key(key)
+            || self.new_seen.contains_key(key)
+    }
+
     /// The row this side holds for `key`, if the read tells: `Some(None)` for absent.
     pub fn row_of<'a>(
         &'a self,
         key: &RowKey,
-        base: Option<&'a RowBase>,
+        entry: Option<&'a BaseEntry>,
     ) -> Option<(Option<&'a Row>, u64)> {
         if let Some(seen) = self.rows.get(key) {
             return Some((seen.row.as_ref(), seen.at));
         }
         if self.full {
-            if self.seen.contains_key(key) {
+            if self.saw(key, entry) {
                 // Seen and equal to its base.
+                let base = entry.map(|e| &e.base);
                 return Some((
                     base.and_then(|b| b.live_row()),
                     base.map_or(0, |b| b.synced_at),
@@ -86,7 +100,7 @@ impl SideRead {
         obs: Observation,
         clock: &Clock,
         now: u64,
-        bases: Option<&KeyMap<RowBase>>,
+        bases: Option<&KeyMap<BaseEntry>>,
         schema: &TableSchema,
     ) {
         let at = match obs.at {
@@ -101,8 +115,17 @@ impl SideRead {
             Change::Upsert(row) => match row.key(schema) {
                 Some(key) => {
                     if let Some(bases) = bases {
-                        let base = bases.get(&key).and_then(|b| b.live_row());
-                        if self.seen.insert(key.clone(), ()).is_some() {
+                        let entry = bases.get(&key);
+                        let base = entry.and_then(|e| e.base.live_row());
+                        // Mark the key seen: in its base when it has one (no second map to
+                        // fill for the common case), else in `new_seen`.
+                        let again = match entry {
+                            Some(e) => {
+                                e.seen[self.side].swap(self.gen, Ordering::Relaxed) == self.gen
+                            }
+                            None => self.new_seen.insert(key.clone(), ()).is_some(),
+                        };
+                        if again {
                             let prev = self.rows.get(&key).map_or(base, |s| s.row.as_ref());
                             let locs = self.duplicates.entry(key.clone()).or_default();
                             if locs.is_empty() {
@@ -156,12 +179,15 @@ fn describe(row: Option<&Row>) -> String {
 pub(crate) async fn full_scan(
     table: &dyn Table,
     clock: &Clock,
-    bases: &KeyMap<RowBase>,
+    bases: &KeyMap<BaseEntry>,
+    side: usize,
+    gen: u32,
 ) -> Result<SideRead> {
     let schema = table.schema().clone();
     let mut read = SideRead {
         full: true,
-        seen: KeyMap::with_capacity_and_hasher(bases.len(), Default::default()),
+        side,
+        gen,
         ..Default::default()
     };
     // The feed position before the scan: changes during the scan are read again afterwards.
