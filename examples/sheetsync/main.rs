@@ -211,7 +211,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
             for m in selected(&cfg, mapping.as_deref())? {
-                let db = sides::DbTable::open(&m.database_url, &m.table).await?;
+                let db = sides::DbTable::open(&m.database_url, &m.table, None).await?;
                 if install {
                     db.install().await?;
                     println!("{}: change capture installed on {}", m.sync.name, m.table);
@@ -425,25 +425,26 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
     };
     for m in &cfg.mappings {
         let name = &m.sync.name;
-        let db = match sides::DbTable::open(&m.database_url, &m.table).await {
-            Ok(db) => {
-                let cols: Vec<String> = db
-                    .schema()
-                    .columns
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.ty))
-                    .collect();
-                report(
-                    format!("{name}: database table {}", m.table),
-                    Ok(cols.join(", ")),
-                );
-                db
-            }
-            Err(e) => {
-                report(format!("{name}: database table {}", m.table), Err(e));
-                continue;
-            }
-        };
+        let db =
+            match sides::DbTable::open(&m.database_url, &m.table, sides::mapped_columns(m)).await {
+                Ok(db) => {
+                    let cols: Vec<String> = db
+                        .schema()
+                        .columns
+                        .iter()
+                        .map(|c| format!("{} {}", c.name, c.ty))
+                        .collect();
+                    report(
+                        format!("{name}: database table {}", m.table),
+                        Ok(cols.join(", ")),
+                    );
+                    db
+                }
+                Err(e) => {
+                    report(format!("{name}: database table {}", m.table), Err(e));
+                    continue;
+                }
+            };
         report(
             format!("{name}: change capture"),
             db.is_installed().await.and_then(|i| {

@@ -13,9 +13,13 @@ use crate::config::{MappingEntry, SheetsConfig};
 pub struct DbTable(Arc<SqlTable>);
 
 impl DbTable {
-    /// Connects and introspects the table.
-    pub async fn open(url: &str, table: &str) -> Result<DbTable> {
-        SqlTable::connect(url, table, SqlOptions::default())
+    /// Connects and introspects the table; with `columns`, only those columns sync.
+    pub async fn open(url: &str, table: &str, columns: Option<Vec<String>>) -> Result<DbTable> {
+        let options = SqlOptions {
+            columns,
+            ..SqlOptions::default()
+        };
+        SqlTable::connect(url, table, options)
             .await
             .map(|t| DbTable(Arc::new(t)))
             .map_err(|e| {
@@ -99,6 +103,11 @@ pub async fn sheets_client(cfg: &SheetsConfig) -> Result<Arc<SheetsClient>> {
     Ok(Arc::new(SheetsClient::new(config).await?))
 }
 
+/// The mapping's column list, when it names one.
+pub fn mapped_columns(m: &MappingEntry) -> Option<Vec<String>> {
+    (!m.sync.columns.is_empty()).then(|| m.sync.columns.iter().map(|c| c.name.clone()).collect())
+}
+
 /// Both sides of one mapping, ready for an engine.
 pub struct Sides {
     /// The mapping's schema (the database columns the mapping selects, with directions).
@@ -111,47 +120,9 @@ pub struct Sides {
 
 /// Opens both sides of `m`.
 pub async fn open(m: &MappingEntry, client: Arc<SheetsClient>) -> Result<Sides> {
-    let db = DbTable::open(&m.database_url, &m.table).await?;
+    let db = DbTable::open(&m.database_url, &m.table, mapped_columns(m)).await?;
+    // The database side already carries exactly the mapped columns, in the mapping's order.
     let schema = m.sync.schema_from(&db.schema())?;
-    if schema.columns.len() != db.schema().columns.len() {
-        let unmapped: Vec<String> = db
-            .schema()
-            .columns
-            .iter()
-            .filter(|c| schema.index_of(&c.name).is_none())
-            .map(|c| c.name.clone())
-            .collect();
-        return Err(Error::new(
-            ErrorKind::ConfigInvalid,
-            format!(
-                "mapping {:?}: the database adapters sync whole tables; map every column of {} (missing: {})",
-                m.sync.name,
-                m.table,
-                unmapped.join(", ")
-            ),
-        ));
-    }
-    // The database side must carry the same column order: the mapping's.
-    if schema
-        .columns
-        .iter()
-        .map(|c| &c.name)
-        .ne(db.schema().columns.iter().map(|c| &c.name))
-    {
-        return Err(Error::new(
-            ErrorKind::ConfigInvalid,
-            format!(
-                "mapping {:?}: list the columns in the table's order ({})",
-                m.sync.name,
-                db.schema()
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
     let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
     opts.header_row = m.header_row;
     let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));

@@ -34,6 +34,10 @@ pub struct SqlOptions {
     /// the change-log poll on MySQL, the `PRAGMA data_version` poll on SQLite. Default: 10 s on
     /// PostgreSQL, 500 ms on MySQL, 250 ms on SQLite.
     pub poll_interval: Option<Duration>,
+    /// Sync only these columns, in this order (the key columns must be among them). Other
+    /// columns are never read or written: inserted rows get their defaults. `None` (the
+    /// default): every column, in table order.
+    pub columns: Option<Vec<String>>,
 }
 
 impl Default for SqlOptions {
@@ -44,6 +48,7 @@ impl Default for SqlOptions {
             origin: None,
             consumer: "default".into(),
             poll_interval: None,
+            columns: None,
         }
     }
 }
@@ -65,6 +70,10 @@ impl Common {
         info: TableInfo,
         options: SqlOptions,
     ) -> sheetsync_core::Result<Self> {
+        let info = match &options.columns {
+            Some(names) => info.with_columns(names)?,
+            None => info,
+        };
         let schema = info.table_schema()?;
         Ok(Common {
             name: format!("{prefix}:{}", info.display()),

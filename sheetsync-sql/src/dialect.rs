@@ -112,6 +112,51 @@ pub(crate) struct TableInfo {
     pub identity_always: bool,
 }
 
+impl TableInfo {
+    /// The same table restricted to `names`, in that order. Every name must be a column and
+    /// every key column must be kept.
+    pub(crate) fn with_columns(mut self, names: &[String]) -> sheetsync_core::Result<TableInfo> {
+        use sheetsync_core::{Error, ErrorKind};
+        let mut picked = Vec::with_capacity(names.len());
+        for n in names {
+            let i = self
+                .columns
+                .iter()
+                .position(|c| &c.name == n)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::ConfigInvalid,
+                        format!("table {} has no column {n:?}", self.display()),
+                    )
+                })?;
+            if picked.contains(&i) {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("column {n:?} is listed twice"),
+                ));
+            }
+            picked.push(i);
+        }
+        let mut key = Vec::with_capacity(self.key.len());
+        for &k in &self.key {
+            let at = picked.iter().position(|&i| i == k).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!(
+                        "the key column {:?} of {} must be among the synced columns",
+                        self.columns[k].name,
+                        self.display()
+                    ),
+                )
+            })?;
+            key.push(at);
+        }
+        self.columns = picked.iter().map(|&i| self.columns[i].clone()).collect();
+        self.key = key;
+        Ok(self)
+    }
+}
+
 /// How one value is bound.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Bind {
