@@ -381,7 +381,24 @@ async fn initial_sync(m: &MappingRuntime) {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!("{}: initial sync (reading both sides)", m.name));
     bar.enable_steady_tick(Duration::from_millis(120));
-    match m.engine.run_once().await {
+    // Rows read so far, per side, from the engine's progress events.
+    let mut events = m.engine.subscribe();
+    let (name, progress) = (m.name.clone(), bar.clone());
+    let follow = tokio::spawn(async move {
+        let mut read = [0usize; 2];
+        while let Ok(e) = events.recv().await {
+            if let sheetsync::Event::ReadProgress { side, rows } = e {
+                read[(side == Side::Db) as usize] = rows;
+                progress.set_message(format!(
+                    "{name}: initial sync: read {} Sheet rows, {} database rows",
+                    read[0], read[1]
+                ));
+            }
+        }
+    });
+    let result = m.engine.run_once().await;
+    follow.abort();
+    match result {
         Ok(r) => bar.finish_with_message(format!(
             "{}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts",
             m.name, r.writes.sheet, r.writes.db, r.held, r.conflicts

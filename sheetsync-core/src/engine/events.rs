@@ -55,6 +55,13 @@ pub enum Event {
         /// The error.
         message: String,
     },
+    /// A full read is under way: rows read so far from one side (one event per page).
+    ReadProgress {
+        /// The side being read.
+        side: Side,
+        /// Rows read so far in this read.
+        rows: usize,
+    },
     /// A cycle finished.
     Cycle(CycleReport),
 }

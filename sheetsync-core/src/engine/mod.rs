@@ -404,7 +404,8 @@ impl Engine {
                         .scan_gen
                         .fetch_add(1, Ordering::Relaxed)
                         .wrapping_add(1);
-                    read::full_scan(table, &self.clock, &st.bases, idx(side), gen).await
+                    let progress = |rows| self.emit(Event::ReadProgress { side, rows });
+                    read::full_scan(table, &self.clock, &st.bases, idx(side), gen, &progress).await
                 }
             }
             .map_err(|e| e.with_context("side", side.to_string()))?;

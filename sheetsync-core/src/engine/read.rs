@@ -182,6 +182,7 @@ pub(crate) async fn full_scan(
     bases: &KeyMap<BaseEntry>,
     side: usize,
     gen: u32,
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<SideRead> {
     let schema = table.schema().clone();
     let mut read = SideRead {
@@ -195,8 +196,11 @@ pub(crate) async fn full_scan(
     read.ack = read.cursor.clone();
     let now = clock.now();
     let mut pages = table.scan();
+    let mut rows = 0;
     while let Some(page) = pages.next().await {
-        for obs in page? {
+        let page = page?;
+        rows += page.len();
+        for obs in page {
             if matches!(obs.change, Change::Delete(_)) {
                 return Err(Error::new(
                     ErrorKind::Unexpected,
@@ -205,6 +209,7 @@ pub(crate) async fn full_scan(
             }
             read.take(obs, clock, now, Some(bases), &schema);
         }
+        progress(rows);
     }
     Ok(read)
 }

@@ -511,3 +511,22 @@ async fn empty_text_and_null_are_one_value() {
         "the database keeps its empty text"
     );
 }
+
+#[tokio::test]
+async fn full_reads_report_progress_per_page() {
+    let rig = Rig::new();
+    for i in 0..2500 {
+        rig.db.upsert(r(i, "x", i));
+    }
+    let e = rig.engine().await;
+    let mut events = e.subscribe();
+    e.run_once().await.unwrap();
+    let mut db_progress = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let Event::ReadProgress { side: Side::Db, rows } = ev {
+            db_progress.push(rows);
+        }
+    }
+    // The memory table pages by 1,000 rows.
+    assert_eq!(db_progress, vec![1000, 2000, 2500]);
+}
