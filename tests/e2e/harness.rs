@@ -692,10 +692,12 @@ impl World {
         for m in &self.mappings {
             s.push_str(&format!(
                 "\n[[mapping]]\nname = \"{}\"\nspreadsheet_id = \"{}\"\nsheet_id = 0\n\
-                 database_url = \"{}\"\ntable = \"{}\"\nkey = [\"id\"]\nkeys = \"require\"\n\
-                 timing = {{ poll_interval_ms = 200, full_scan_interval_ms = 1000 }}\n{}\n",
+                 database_url = \"{}\"\ntable = \"{}\"\nkey = [\"id\"]\nkeys = \"require\"\n{}\n",
                 m.name, m.spreadsheet_id, self.db.url, m.table, m.extra
             ));
+            if !m.extra.contains("timing =") {
+                s.push_str("timing = { poll_interval_ms = 200, full_scan_interval_ms = 1000 }\n");
+            }
         }
         s
     }

@@ -39,6 +39,7 @@ e2e!(
     crud_both_ways,
     conflicts_under_each_resolver,
     column_owner_then_manual,
+    last_write_wins_keeps_the_later_edit,
     deletes_and_mass_delete_guard,
     bad_cells_held_and_released,
     kill_9_mid_cycle,

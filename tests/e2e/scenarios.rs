@@ -851,3 +851,55 @@ pub async fn column_owner_then_manual(backend: Backend) {
     .await;
     assert_eq!(columns, vec![json!("code")], "only code waits for a person");
 }
+
+/// Scenario 2c: last_write_wins keeps the later of two conflicting edits while the daemon runs:
+/// the person's edit comes with its time (webhook), the database's with its change-log time.
+/// A slow Sheets API (1.5 s per request, as Google can be) leaves a cycle's Sheet write in flight
+/// while the person types; the person's later edit must neither be overwritten in the Sheet nor
+/// leave the two sides disagreeing. Full reads are off (every 10 minutes, as by default) so that
+/// only the change feeds decide.
+pub async fn last_write_wins_keeps_the_later_edit(backend: Backend) {
+    let mut w = World::new(backend, "lww").await;
+    let m = w
+        .add_mapping(
+            "lww",
+            &seed(),
+            "resolvers = [{ strategy = \"last_write_wins\", granularity = \"field\" }]\ntiming = { poll_interval_ms = 200, full_scan_interval_ms = 600000 }",
+        )
+        .await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    w.converge(m, &rows_map(&seed())).await;
+
+    w.emu.set_latency(Latency {
+        fixed_ms: 1500,
+        jitter_ms: 0,
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deliveries = w.emu.deliveries().len();
+    // Row 2: the Sheet first, the database later. Row 1: the database first, the Sheet later.
+    w.type_cell(m, 2, "name", json!("sheet (earlier)"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.db.exec(&format!(
+        "UPDATE {t} SET name = CASE WHEN id = 1 THEN 'db (earlier)' ELSE 'db (later)' END \
+         WHERE id IN (1, 2)"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.type_cell(m, 1, "name", json!("sheet (later)"));
+    wait_until("the webhook delivered both edits", || async {
+        let log = w.emu.deliveries();
+        let ok = log.iter().skip(deliveries).filter(|d| d.ok).count();
+        if ok >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", &log[deliveries..]))
+        }
+    })
+    .await;
+    w.emu.set_latency(Latency::default());
+    let mut want = rows_map(&seed());
+    set(&mut want, 1, "name", "sheet (later)");
+    set(&mut want, 2, "name", "db (later)");
+    w.converge(m, &want).await;
+}
