@@ -684,10 +684,12 @@ impl World {
         let mut s = format!(
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\n\
              [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n\n\
-             [log]\nfilter = \"info,sqlx=warn\"\n",
+             [log]\nfilter = \"{}\"\n",
             self.emu.base_url(),
             self.port,
-            self.secret
+            self.secret,
+            // The daemon's log filter (its RUST_LOG is cleared): e.g. `info,sheetsync_core=debug`.
+            std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())
         );
         for m in &self.mappings {
             s.push_str(&format!(

@@ -8,7 +8,14 @@
 //!
 //! PostgreSQL: `SHEETSYNC_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! MariaDB/MySQL: `SHEETSYNC_TEST_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/`). Each test
-//! creates its own database and drops it at the end; SQLite uses a temporary file.
+//! creates its own database and drops it at the end; SQLite uses a temporary file. A database
+//! server that cannot be reached fails the tests with a message saying how to start one.
+//!
+//! The first test builds the daemon (`cargo build --example sheetsync --features full`, same
+//! profile) because `cargo test` builds that example only as a test harness; set
+//! `SHEETSYNC_E2E_NO_BUILD=1` to skip that. `SHEETSYNC_E2E_LOG` sets the daemon's log filter
+//! (default `info,sqlx=warn`); a failing test prints the end of the daemon's log and keeps its
+//! files (configuration, logs, SQLite database) in a temporary directory it names.
 #![cfg(feature = "full")]
 
 mod harness;
