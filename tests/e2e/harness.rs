@@ -836,6 +836,27 @@ impl World {
         Ok(sum)
     }
 
+    /// Polls until both sides of mapping `m` hold the same rows, whatever they are; returns
+    /// them.
+    pub async fn converge_equal(&self, m: usize) -> BTreeMap<i64, Canon> {
+        let table = self.mappings[m].table.clone();
+        let start = Instant::now();
+        loop {
+            let err = match (self.db.try_rows(&table).await, self.sheet_rows(m)) {
+                (Ok(db), Ok(sheet)) if db == sheet => return db,
+                (Ok(db), Ok(sheet)) => format!("sheet vs database: {}", diff(&db, &sheet)),
+                (Err(e), _) | (_, Err(e)) => e,
+            };
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out after {DEADLINE:?} waiting until both sides of mapping {} agree: {err}",
+                    self.mappings[m].name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Checks that mapping `m` is quiet once converged: over the next cycles (a full read of
     /// both sides among them) it writes nothing, so nothing echoes or ping-pongs.
     pub async fn assert_quiet(&self, m: usize) {
