@@ -52,6 +52,10 @@ pub struct SheetOptions {
     pub use_drive_version: bool,
     /// Write the header row into a tab that has none yet.
     pub create_header: bool,
+    /// How far the clocks of Google (edit times in webhooks) and this host may differ, in
+    /// milliseconds. Edits this close to one of the adapter's own writes of the same row are
+    /// treated as possibly overwritten by it.
+    pub clock_skew_ms: i64,
 }
 
 impl SheetOptions {
@@ -65,6 +69,7 @@ impl SheetOptions {
             max_write_bytes: 1_500_000,
             use_drive_version: true,
             create_header: true,
+            clock_skew_ms: 2_000,
         }
     }
 }
@@ -104,8 +109,42 @@ impl From<&crate::webhook::WebhookPayload> for SheetEdit {
 struct Feed {
     instance: u64,
     seq: u64,
+    /// The last entry the engine has read (through `changes` or a full read's `cursor`).
+    handed_out: u64,
     entries: VecDeque<(u64, Observation)>,
     rescan: bool,
+}
+
+/// One of the adapter's writes of a row: when, and which cells it wrote.
+#[derive(Debug, Clone)]
+struct WriteMark {
+    /// `None` while the write is in flight.
+    end_ms: Option<i64>,
+    /// Schema column index and the value written.
+    cells: Vec<(usize, Value)>,
+}
+
+impl WriteMark {
+    /// True when a person's edit at `t` may have been overwritten by this write: it happened
+    /// before the write finished (allowing for clock skew).
+    fn covers(&self, t: i64, skew: i64) -> bool {
+        self.end_ms.is_none_or(|end| t < end + skew)
+    }
+
+    /// `row` with the written cells applied: what the Sheet holds after an overwrite.
+    fn applied_to(&self, row: &Row) -> Row {
+        let mut out = row.clone();
+        for (i, v) in &self.cells {
+            if let Some(slot) = out.0.get_mut(*i) {
+                *slot = v.clone();
+            }
+        }
+        out
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 #[derive(Default)]
@@ -123,6 +162,10 @@ pub struct SheetTable {
     schema: TableSchema,
     name: String,
     layout: Mutex<Option<(Layout, Instant)>>,
+    /// The adapter's own recent writes, by row, to notice a person's edit they overwrote.
+    marks: Mutex<HashMap<RowKey, WriteMark>>,
+    /// When (Unix ms) the last full read started: the state it saw includes every edit before.
+    last_read_ms: std::sync::atomic::AtomicI64,
     cache: Mutex<ReadCache>,
     feed: Mutex<Feed>,
     wake: broadcast::Sender<()>,
@@ -147,6 +190,8 @@ impl SheetTable {
             schema,
             name,
             layout: Mutex::new(None),
+            marks: Mutex::new(HashMap::new()),
+            last_read_ms: std::sync::atomic::AtomicI64::new(0),
             cache: Mutex::new(ReadCache::default()),
             feed: Mutex::new(Feed {
                 instance: rand::random::<u32>() as u64,
@@ -399,6 +444,7 @@ impl SheetTable {
                 }
             }
         }
+        let read_start = now_ms();
         let l = self.layout(true).await?;
         let width = l.width().max(1) as usize;
         let chunk_rows = (self.opts.read_chunk_cells / width).max(1) as u32;
@@ -435,6 +481,8 @@ impl SheetTable {
             start = end + 1;
         }
         let observations = Arc::new(observations);
+        self.last_read_ms
+            .store(read_start, std::sync::atomic::Ordering::Relaxed);
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = version;
         cache.observations = Some(observations.clone());
@@ -497,6 +545,18 @@ impl SheetTable {
             }
             _ => rescan = true,
         }
+        // An edit older than the last full read is already in what that read saw.
+        let read_ms = self.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let skew = self.opts.clock_skew_ms;
+        if read_ms > 0 && edit.timestamp_ms < read_ms - skew {
+            observations.clear();
+        }
+        let marks = self.marks.lock().expect("marks lock");
+        let observations: Vec<Observation> = observations
+            .into_iter()
+            .map(|o| overwritten_by(&marks, &self.schema, o, skew))
+            .collect();
+        drop(marks);
         let mut feed = self.feed.lock().expect("feed lock");
         for o in observations {
             feed.seq += 1;
@@ -555,13 +615,17 @@ impl Source for SheetTable {
     }
 
     async fn cursor(&self) -> Result<Option<Cursor>> {
-        let seq = self.feed.lock().expect("feed lock").seq;
+        let seq = {
+            let mut feed = self.feed.lock().expect("feed lock");
+            feed.handed_out = feed.seq;
+            feed.seq
+        };
         Ok(Some(self.cursor_at(seq)))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
         let since = self.parse_cursor(since);
-        let feed = self.feed.lock().expect("feed lock");
+        let mut feed = self.feed.lock().expect("feed lock");
         let pending: Vec<&(u64, Observation)> =
             feed.entries.iter().filter(|(s, _)| *s > since).collect();
         let page = &pending[..pending.len().min(limit)];
@@ -569,6 +633,7 @@ impl Source for SheetTable {
         let more = pending.len() > page.len();
         let changes = page.iter().map(|(_, o)| o.clone()).collect();
         let instance = feed.instance;
+        feed.handed_out = feed.handed_out.max(last);
         Ok(ChangeBatch {
             changes,
             cursor: Cursor(format!("{instance}:{last}")),
@@ -723,6 +788,7 @@ impl Sink for SheetTable {
         let mut updates: BTreeMap<u32, CellWrites> = BTreeMap::new();
         let mut deletes: BTreeSet<u32> = BTreeSet::new();
         let mut appends: Vec<Vec<Json>> = Vec::new();
+        let mut written: Vec<(RowKey, Vec<(usize, Value)>)> = Vec::new();
         let writable = |i: usize| self.schema.columns[i].direction != Direction::SheetToDb;
         for (n, op) in ops.iter().enumerate() {
             let outcome = match op {
@@ -762,6 +828,10 @@ impl Sink for SheetTable {
                                 Ok(cells) => {
                                     if !cells.is_empty() {
                                         updates.entry(*p).or_default().extend(cells);
+                                        written.push((
+                                            key.clone(),
+                                            changed_cells(row, before, &writable),
+                                        ));
                                     }
                                     None
                                 }
@@ -771,6 +841,7 @@ impl Sink for SheetTable {
                         (None, _) => match self.full_row(&l, row) {
                             Ok(cells) => {
                                 appends.push(cells);
+                                written.push((key.clone(), changed_cells(row, None, &|_| true)));
                                 None
                             }
                             Err(reason) => Some(WriteOutcome::Held(reason)),
@@ -823,8 +894,44 @@ impl Sink for SheetTable {
             outcomes[n] = outcome;
         }
 
+        // Mark the rows about to be written, so an edit a person makes meanwhile is noticed.
+        let start = now_ms();
+        {
+            let mut marks = self.marks.lock().expect("marks lock");
+            marks.retain(|_, m| m.end_ms.is_none_or(|e| start - e < 600_000));
+            for (k, cells) in &written {
+                marks.insert(
+                    k.clone(),
+                    WriteMark {
+                        end_ms: None,
+                        cells: cells.clone(),
+                    },
+                );
+            }
+        }
+        let result = self.send_writes(&l, updates, deletes, appends).await;
+        self.finish_marks(&written);
+        result?;
+        self.forget_read();
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(WriteOutcome::Applied))
+            .collect())
+    }
+}
+
+impl SheetTable {
+    /// Sends one cycle's writes: cell updates, then deletes, then appends.
+    async fn send_writes(
+        &self,
+        l: &Layout,
+        updates: BTreeMap<u32, CellWrites>,
+        deletes: BTreeSet<u32>,
+        appends: Vec<Vec<Json>>,
+    ) -> Result<()> {
+        let id = &self.opts.spreadsheet_id;
         // 1. Cell updates, contiguous runs merged, in requests under the size budget.
-        let data = merge_runs(&l, updates);
+        let data = merge_runs(l, updates);
         for chunk in chunk_by_size(data, self.opts.max_write_bytes, |vr| {
             serde_json::to_string(&vr.values).map_or(0, |s| s.len())
         }) {
@@ -866,15 +973,32 @@ impl Sink for SheetTable {
                 self.client.append(id, &anchor, chunk).await?;
             }
         }
-        self.forget_read();
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(WriteOutcome::Applied))
-            .collect())
+        Ok(())
     }
-}
 
-impl SheetTable {
+    /// Ends the marks of a finished (or failed) write, and turns edits of those rows that
+    /// arrived after the engine's last read, and may have been overwritten, into
+    /// [`Change::Overwritten`].
+    fn finish_marks(&self, written: &[(RowKey, Vec<(usize, Value)>)]) {
+        if written.is_empty() {
+            return;
+        }
+        let end = now_ms();
+        let mut marks = self.marks.lock().expect("marks lock");
+        for (k, _) in written {
+            if let Some(m) = marks.get_mut(k) {
+                m.end_ms = Some(end);
+            }
+        }
+        let skew = self.opts.clock_skew_ms;
+        let mut feed = self.feed.lock().expect("feed lock");
+        let handed_out = feed.handed_out;
+        for (seq, o) in feed.entries.iter_mut() {
+            if *seq > handed_out {
+                *o = overwritten_by(&marks, &self.schema, o.clone(), skew);
+            }
+        }
+    }
     /// The cells of `row` that differ from `before` (all mapped cells when unknown), skipping
     /// columns the Sheet owns.
     fn cell_writes(
@@ -904,6 +1028,53 @@ impl SheetTable {
                 .map_err(|e| format!("column {:?}: {}", self.schema.columns[i].name, e.0))?;
         }
         Ok(cells)
+    }
+}
+
+/// The cells of `row` that a write changes: those differing from `before` (all when unknown),
+/// among the writable columns.
+fn changed_cells(
+    row: &Row,
+    before: Option<&Row>,
+    writable: &dyn Fn(usize) -> bool,
+) -> Vec<(usize, Value)> {
+    row.0
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| writable(*i) && before.is_none_or(|b| b.0.get(*i) != Some(*v)))
+        .map(|(i, v)| (i, v.clone()))
+        .collect()
+}
+
+/// A person's edit of a row the adapter wrote around the same time, reported as
+/// [`Change::Overwritten`] (the Sheet then holds the edit with the written cells on top).
+fn overwritten_by(
+    marks: &HashMap<RowKey, WriteMark>,
+    schema: &TableSchema,
+    o: Observation,
+    skew: i64,
+) -> Observation {
+    let Change::Upsert(row) = &o.change else {
+        return o;
+    };
+    let (Some(key), Some(at)) = (row.key(schema), o.at) else {
+        return o;
+    };
+    match marks.get(&key) {
+        Some(m) if m.covers(at.timestamp_millis(), skew) => {
+            let actual = m.applied_to(row);
+            if actual == *row {
+                return o;
+            }
+            Observation {
+                change: Change::Overwritten {
+                    row: row.clone(),
+                    actual,
+                },
+                at: o.at,
+            }
+        }
+        _ => o,
     }
 }
 
@@ -1031,6 +1202,52 @@ mod tests {
                 vec![json!("a3"), json!("b3")]
             ])
         );
+    }
+
+    #[test]
+    fn edits_around_our_own_writes_are_reported_overwritten() {
+        use sheetsync_core::{Column, ColumnType};
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("name", ColumnType::Text),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let row = |name: &str| Row::new(vec![Value::Int(1), name.into()]);
+        let edit = |ms: i64| Observation {
+            change: Change::Upsert(row("person")),
+            at: DateTime::from_timestamp_millis(ms),
+        };
+        let mut marks = HashMap::new();
+        marks.insert(
+            row("x").key(&schema).unwrap(),
+            WriteMark {
+                end_ms: Some(10_000),
+                cells: vec![(1, Value::Text("engine".into()))],
+            },
+        );
+        // Before the write ended (within the skew): overwritten, the Sheet holds the write.
+        match overwritten_by(&marks, &schema, edit(11_000), 2_000).change {
+            Change::Overwritten { row: r, actual } => {
+                assert_eq!(r, row("person"));
+                assert_eq!(actual, row("engine"));
+            }
+            c => panic!("expected an overwrite, got {c:?}"),
+        }
+        // Well after the write: the person's edit stands.
+        assert_eq!(
+            overwritten_by(&marks, &schema, edit(13_000), 2_000).change,
+            Change::Upsert(row("person"))
+        );
+        // A write still in flight covers any edit.
+        marks.values_mut().for_each(|m| m.end_ms = None);
+        assert!(matches!(
+            overwritten_by(&marks, &schema, edit(99_000), 2_000).change,
+            Change::Overwritten { .. }
+        ));
     }
 
     #[test]

@@ -389,6 +389,9 @@ impl Engine {
     async fn read_sides(&self, st: &EngineState) -> Result<[SideRead; 2]> {
         let full_every = self.mapping.timing.full_scan_interval();
         let mut out: [SideRead; 2] = Default::default();
+        // One time for everything this cycle observes without a time of its own: which side
+        // was read first must not decide last-write-wins (the configured tie does).
+        let now = self.clock.now();
         for side in Side::BOTH {
             let table = self.table(side);
             let caps = table.capabilities();
@@ -397,7 +400,8 @@ impl Engine {
                 || table.full_scan_requested();
             let mut read = match cursor {
                 Some(c) if caps.incremental && !full_due => {
-                    read::incremental(table, c, self.mapping.timing.change_batch, &self.clock).await
+                    read::incremental(table, c, self.mapping.timing.change_batch, &self.clock, now)
+                        .await
                 }
                 _ => {
                     let gen = self
@@ -405,7 +409,16 @@ impl Engine {
                         .fetch_add(1, Ordering::Relaxed)
                         .wrapping_add(1);
                     let progress = |rows| self.emit(Event::ReadProgress { side, rows });
-                    read::full_scan(table, &self.clock, &st.bases, idx(side), gen, &progress).await
+                    read::full_scan(
+                        table,
+                        &self.clock,
+                        &st.bases,
+                        idx(side),
+                        gen,
+                        now,
+                        &progress,
+                    )
+                    .await
                 }
             }
             .map_err(|e| e.with_context("side", side.to_string()))?;
@@ -421,7 +434,8 @@ impl Engine {
                     .into_iter()
                     .collect();
                 if !retry.is_empty() {
-                    let (rows, invalid) = read::fetch(table, side, &retry, &self.clock).await?;
+                    let (rows, invalid) =
+                        read::fetch(table, side, &retry, &self.clock, now).await?;
                     read.rows.extend(rows);
                     read.invalid.extend(invalid);
                 }

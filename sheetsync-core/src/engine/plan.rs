@@ -188,13 +188,28 @@ impl Engine {
                 }
             };
             let (sheet, db) = (view(Side::Sheet), view(Side::Db));
-            let merged = match st.choices.get(&k) {
+            // What each side really holds, when a concurrent write overwrote its change.
+            let actual = |side: Side| {
+                reads[idx(side)]
+                    .rows
+                    .get(&k)
+                    .and_then(|s| s.actual.as_ref())
+            };
+            let mut merged = match st.choices.get(&k) {
                 Some(Choice::Side(s)) => {
                     Merged::Write(if *s == Side::Sheet { sheet.row } else { db.row }.cloned())
                 }
                 Some(Choice::Row(r)) => Merged::Write(Some(r.clone())),
                 None => merge_row(&policy, &k, base_row, sheet, db, now),
             };
+            if let Merged::Agreed(t) = &merged {
+                if Side::BOTH
+                    .iter()
+                    .any(|s| actual(*s).is_some_and(|a| Some(a) != t.as_ref()))
+                {
+                    merged = Merged::Write(t.clone());
+                }
+            }
             match merged {
                 Merged::Agreed(t) => {
                     if t.as_ref() != base_row || (t.is_none() && base.is_some_and(|b| !b.tombstone))
@@ -206,7 +221,8 @@ impl Engine {
                     }
                 }
                 Merged::Write(t) => {
-                    for (side, cur) in [(Side::Sheet, sheet.row), (Side::Db, db.row)] {
+                    for (side, seen) in [(Side::Sheet, sheet.row), (Side::Db, db.row)] {
+                        let cur = actual(side).or(seen);
                         if cur == t.as_ref() {
                             continue;
                         }

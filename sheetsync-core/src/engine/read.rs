@@ -19,6 +19,9 @@ use crate::table::Table;
 pub(crate) struct Seen {
     /// `None`: the side does not have the row.
     pub row: Option<Row>,
+    /// What the side really holds when a concurrent write overwrote `row`
+    /// ([`Change::Overwritten`]).
+    pub actual: Option<Row>,
     /// When it changed (engine clock).
     pub at: u64,
 }
@@ -108,6 +111,28 @@ impl SideRead {
             None => now,
         };
         let mut change = obs.change;
+        if let Change::Overwritten { row, actual } = change {
+            // An overwrite of another row's key is just that other row's change.
+            change = if row.key(schema) == actual.key(schema) {
+                let (mut row, mut actual) = (row, actual);
+                schema.normalize(&mut row);
+                schema.normalize(&mut actual);
+                if let Some(key) = row.key(schema) {
+                    self.rows.insert(
+                        key,
+                        Seen {
+                            row: Some(row),
+                            actual: Some(actual),
+                            at,
+                        },
+                    );
+                    return;
+                }
+                Change::Upsert(row)
+            } else {
+                Change::Upsert(row)
+            };
+        }
         if let Change::Upsert(row) = &mut change {
             schema.normalize(row);
         }
@@ -139,7 +164,14 @@ impl SideRead {
                             return;
                         }
                     }
-                    self.rows.insert(key, Seen { row: Some(row), at });
+                    self.rows.insert(
+                        key,
+                        Seen {
+                            row: Some(row),
+                            actual: None,
+                            at,
+                        },
+                    );
                 }
                 // An adapter that reports a keyless row as an upsert: treat it as unkeyed only
                 // if it gave a locator, which it did not, so hold it.
@@ -150,9 +182,17 @@ impl SideRead {
                 }),
             },
             Change::Delete(key) => {
-                self.rows.insert(key, Seen { row: None, at });
+                self.rows.insert(
+                    key,
+                    Seen {
+                        row: None,
+                        actual: None,
+                        at,
+                    },
+                );
             }
             Change::Invalid(inv) => self.invalid.push(inv),
+            Change::Overwritten { .. } => unreachable!("handled above"),
             Change::Unkeyed(mut u) => {
                 schema.normalize(&mut u.row);
                 if u.row.0.iter().any(|v| !v.is_null()) {
@@ -182,6 +222,7 @@ pub(crate) async fn full_scan(
     bases: &KeyMap<BaseEntry>,
     side: usize,
     gen: u32,
+    now: u64,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<SideRead> {
     let schema = table.schema().clone();
@@ -194,17 +235,19 @@ pub(crate) async fn full_scan(
     // The feed position before the scan: changes during the scan are read again afterwards.
     read.cursor = table.cursor().await?;
     read.ack = read.cursor.clone();
-    let now = clock.now();
     let mut pages = table.scan();
     let mut rows = 0;
     while let Some(page) = pages.next().await {
         let page = page?;
         rows += page.len();
         for obs in page {
-            if matches!(obs.change, Change::Delete(_)) {
+            if matches!(obs.change, Change::Delete(_) | Change::Overwritten { .. }) {
                 return Err(Error::new(
                     ErrorKind::Unexpected,
-                    format!("{} returned a delete from a full scan", table.name()),
+                    format!(
+                        "{} returned a change-feed entry from a full scan",
+                        table.name()
+                    ),
                 ));
             }
             read.take(obs, clock, now, Some(bases), &schema);
@@ -220,11 +263,11 @@ pub(crate) async fn incremental(
     cursor: &Cursor,
     batch: usize,
     clock: &Clock,
+    now: u64,
 ) -> Result<SideRead> {
     let schema = table.schema().clone();
     let mut read = SideRead::default();
     let mut at = cursor.clone();
-    let now = clock.now();
     loop {
         let page = table.changes(&at, batch.max(1)).await?;
         for obs in page.changes {
@@ -247,10 +290,10 @@ pub(crate) async fn fetch(
     side: Side,
     keys: &[RowKey],
     clock: &Clock,
+    now: u64,
 ) -> Result<(KeyMap<Seen>, Vec<InvalidRow>)> {
     let schema = table.schema().clone();
     let mut read = SideRead::default();
-    let now = clock.now();
     for chunk in keys.chunks(table.capabilities().max_batch.max(1)) {
         let found = table
             .fetch(chunk)

@@ -525,10 +525,89 @@ async fn full_reads_report_progress_per_page() {
     e.run_once().await.unwrap();
     let mut db_progress = Vec::new();
     while let Ok(ev) = events.try_recv() {
-        if let Event::ReadProgress { side: Side::Db, rows } = ev {
+        if let Event::ReadProgress {
+            side: Side::Db,
+            rows,
+        } = ev
+        {
             db_progress.push(rows);
         }
     }
     // The memory table pages by 1,000 rows.
     assert_eq!(db_progress, vec![1000, 2000, 2500]);
+}
+
+/// A Sheet whose feed reports that a concurrent write overwrote a person's edit.
+struct OverwrittenFeed(MemoryTable, std::sync::Mutex<Option<crate::Observation>>);
+
+#[async_trait::async_trait]
+impl crate::Source for OverwrittenFeed {
+    fn name(&self) -> &str {
+        "overwritten-feed"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn schema(&self) -> &TableSchema {
+        self.0.schema()
+    }
+    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
+        self.0.scan()
+    }
+    async fn cursor(&self) -> Result<Option<Cursor>> {
+        self.0.cursor().await
+    }
+    async fn changes(&self, since: &Cursor, limit: usize) -> Result<crate::ChangeBatch> {
+        let mut batch = self.0.changes(since, limit).await?;
+        batch.changes.extend(self.1.lock().unwrap().take());
+        Ok(batch)
+    }
+    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<crate::Observation>> {
+        self.0.fetch(keys).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Sink for OverwrittenFeed {
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
+        self.0.apply(ops, ctx).await
+    }
+}
+
+#[tokio::test]
+async fn an_overwritten_person_edit_is_merged_and_written_back() {
+    let schema = schema(ColumnType::Int);
+    let sheet = Arc::new(OverwrittenFeed(
+        MemoryTable::new("sheet", schema.clone()),
+        std::sync::Mutex::new(None),
+    ));
+    let db = Arc::new(MemoryTable::new("db", schema));
+    db.upsert(r(1, "engine wrote", 1));
+    let e = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        db.clone(),
+    )
+    .build()
+    .await
+    .unwrap();
+    e.run_once().await.unwrap();
+    assert_eq!(sheet.0.rows(), vec![r(1, "engine wrote", 1)]);
+    // The person typed "person" while the engine's write was in flight; the write landed last.
+    *sheet.1.lock().unwrap() = Some(crate::Observation::new(crate::Change::Overwritten {
+        row: r(1, "person", 1),
+        actual: r(1, "engine wrote", 1),
+    }));
+    e.run_once().await.unwrap();
+    assert_eq!(
+        db.rows(),
+        vec![r(1, "person", 1)],
+        "the person's edit reaches the database"
+    );
+    assert_eq!(
+        sheet.0.rows(),
+        vec![r(1, "person", 1)],
+        "and is written back into the Sheet"
+    );
+    assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
 }

@@ -270,3 +270,36 @@ fn resolver_values_must_have_the_column_type() {
         Merged::Conflict(_)
     ));
 }
+
+#[test]
+fn an_owner_before_manual_or_row_lww_still_decides_its_column() {
+    let b = row("x", 1);
+    let s = row("sheet", 2);
+    let d = row("db", 3);
+    // Column b belongs to the Sheet; the conflict on a is for a person.
+    let chain = Chain::new()
+        .then(ColumnOwner::new([("b".to_string(), Side::Sheet)]))
+        .then(Manual);
+    match merge_with(&chain, Some(&b), Some(&s), Some(&d)) {
+        Merged::Conflict(c) => {
+            let cols: Vec<&str> = c.fields.iter().map(|f| f.column.as_str()).collect();
+            assert_eq!(
+                cols,
+                vec!["a"],
+                "only the unowned column waits for a person"
+            );
+        }
+        m => panic!("expected a kept conflict, got {m:?}"),
+    }
+    // Row-level last-write-wins (the db is later) after the owner: b stays the Sheet's.
+    let chain = Chain::new()
+        .then(ColumnOwner::new([("b".to_string(), Side::Sheet)]))
+        .then(LastWriteWins {
+            granularity: Granularity::Row,
+            tie: Side::Db,
+        });
+    assert_eq!(
+        merge_with(&chain, Some(&b), Some(&s), Some(&d)),
+        Merged::Write(Some(row("db", 2)))
+    );
+}

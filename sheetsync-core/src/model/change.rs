@@ -72,6 +72,16 @@ pub enum Change {
     Invalid(InvalidRow),
     /// A row without a key.
     Unkeyed(UnkeyedRow),
+    /// A person's edit (`row`) that a write of the engine running at the same time overwrote:
+    /// the side now holds `actual`. The engine merges `row` as this side's change, as if the
+    /// write had not happened, and writes the result wherever it differs from `actual`. Sides
+    /// without a transaction or conditional write (a Sheet) report it from their change feed.
+    Overwritten {
+        /// The row as the person left it.
+        row: Row,
+        /// The row as the side holds it now.
+        actual: Row,
+    },
 }
 
 /// A [`Change`] and, where the side knows it, when it happened (a changelog timestamp, a webhook

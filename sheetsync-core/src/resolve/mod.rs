@@ -174,6 +174,20 @@ impl<R: ConflictResolver + ?Sized> ConflictResolver for Box<R> {
     }
 }
 
+/// The field conflict of column `i` within a row conflict.
+fn field_conflict<'a>(c: &RowConflict<'a>, i: usize) -> FieldConflict<'a> {
+    FieldConflict {
+        key: c.key,
+        column: &c.schema.columns[i],
+        index: i,
+        base: c.base.map(|b| &b.0[i]),
+        sheet: &c.sheet.0[i],
+        db: &c.db.0[i],
+        sheet_at: c.sheet_at,
+        db_at: c.db_at,
+    }
+}
+
 /// Asks each resolver in turn; the first answer that is not `Fallback` counts.
 #[derive(Clone, Default)]
 pub struct Chain(Vec<Arc<dyn ConflictResolver>>);
@@ -198,12 +212,25 @@ impl Chain {
 }
 
 impl ConflictResolver for Chain {
+    /// The first row-level answer, unless a resolver earlier in the chain decides some of the
+    /// conflicting fields: then the row goes field by field, so that (say) a column owner
+    /// before `manual` or row-level last-write-wins still decides its columns.
     fn resolve_row(&self, c: &RowConflict<'_>) -> RowResolution {
-        self.0
-            .iter()
-            .map(|r| r.resolve_row(c))
-            .find(|r| *r != RowResolution::Fallback)
-            .unwrap_or(RowResolution::Fallback)
+        for r in &self.0 {
+            match r.resolve_row(c) {
+                RowResolution::Fallback => {
+                    let decides_a_field = c
+                        .fields
+                        .iter()
+                        .any(|&i| r.resolve_field(&field_conflict(c, i)) != Resolution::Fallback);
+                    if decides_a_field {
+                        return RowResolution::PerField;
+                    }
+                }
+                other => return other,
+            }
+        }
+        RowResolution::Fallback
     }
     fn resolve_field(&self, c: &FieldConflict<'_>) -> Resolution {
         self.0
