@@ -69,7 +69,7 @@ impl SheetOptions {
             max_write_bytes: 1_500_000,
             use_drive_version: true,
             create_header: true,
-            clock_skew_ms: 2_000,
+            clock_skew_ms: 1_000,
         }
     }
 }

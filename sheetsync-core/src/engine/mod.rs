@@ -69,6 +69,8 @@ struct EngineState {
     held: Vec<HeldRow>,
     conflicts: BTreeMap<RowKey, ConflictRecord>,
     choices: BTreeMap<RowKey, Choice>,
+    /// For rows to retry: per side, the content hash and time of the change first seen.
+    first_seen: KeyMap<[Option<(crate::model::RowHash, u64)>; 2]>,
     last_full: [Option<Instant>; 2],
     allow_deletes: bool,
     cycle: u64,
@@ -662,6 +664,19 @@ impl Engine {
         for (side, c) in delta.cursors {
             st.cursors.insert(side, c);
         }
+        // Remember when the changes of rows to retry were first seen.
+        st.first_seen.retain(|k, _| pending.contains(k));
+        for k in &pending {
+            if let Some(now_seen) = plan.seen.get(k) {
+                let entry = st.first_seen.entry(k.clone()).or_insert(*now_seen);
+                for i in 0..2 {
+                    match (entry[i], now_seen[i]) {
+                        (Some((h, _)), Some((h2, _))) if h == h2 => {}
+                        _ => entry[i] = now_seen[i],
+                    }
+                }
+            }
+        }
         st.pending = pending;
         st.held = held;
         st.conflicts = conflicts;
@@ -740,6 +755,7 @@ impl Engine {
                 });
             match result {
                 Ok(outcomes) => {
+                    tracing::debug!(%side, ops = chunk.len(), ?outcomes, "applied");
                     for (p, o) in chunk.into_iter().zip(outcomes) {
                         match &o {
                             WriteOutcome::Applied | WriteOutcome::Stored(_) => {

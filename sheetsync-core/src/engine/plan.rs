@@ -8,7 +8,7 @@ use super::read::SideRead;
 use super::{idx, Engine, EngineState, SideCounts};
 use crate::mapping::KeyStrategy;
 use crate::merge::{merge_row, MergePolicy, Merged, SideState};
-use crate::model::{ColumnType, Row, RowKey, Side, Value};
+use crate::model::{ColumnType, Row, RowHash, RowKey, Side, Value};
 use crate::state::{Choice, ConflictRecord, HeldRow};
 use crate::table::{Expected, WriteOp};
 
@@ -68,6 +68,10 @@ pub struct Plan {
     pub(crate) retry: BTreeSet<RowKey>,
     #[serde(skip)]
     pub(crate) guard_bypassed: bool,
+    /// Each merged row's content hash and change time per side, kept for rows retried later so
+    /// that re-reading an unchanged row does not make its change look newer.
+    #[serde(skip)]
+    pub(crate) seen: BTreeMap<RowKey, [Option<(RowHash, u64)>; 2]>,
 }
 
 impl Plan {
@@ -179,15 +183,29 @@ impl Engine {
                     return assumed;
                 }
                 match reads[idx(side)].row_of(&k, entry) {
-                    Some((row, at)) => SideState {
-                        row,
-                        at: if row.is_none() && at == 0 { now } else { at },
-                    },
+                    Some((row, at)) => {
+                        let at = if row.is_none() && at == 0 { now } else { at };
+                        // A row retried with the content it had when first seen keeps the time
+                        // it was first seen (a re-read knows only when it read).
+                        let hash = row.map_or(RowHash(0), Row::hash);
+                        let at = match st.first_seen.get(&k).and_then(|f| f[idx(side)]) {
+                            Some((h, first)) if h == hash => first.min(at),
+                            _ => at,
+                        };
+                        SideState { row, at }
+                    }
                     // Not in the feed: unchanged since the base.
                     None => assumed,
                 }
             };
             let (sheet, db) = (view(Side::Sheet), view(Side::Db));
+            plan.seen.insert(
+                k.clone(),
+                [
+                    Some((sheet.row.map_or(RowHash(0), Row::hash), sheet.at)),
+                    Some((db.row.map_or(RowHash(0), Row::hash), db.at)),
+                ],
+            );
             // What each side really holds, when a concurrent write overwrote its change.
             let actual = |side: Side| {
                 reads[idx(side)]
@@ -202,6 +220,17 @@ impl Engine {
                 Some(Choice::Row(r)) => Merged::Write(Some(r.clone())),
                 None => merge_row(&policy, &k, base_row, sheet, db, now),
             };
+            tracing::debug!(
+                key = %k,
+                base = ?base_row,
+                sheet = ?sheet.row,
+                sheet_at = sheet.at,
+                sheet_actual = ?actual(Side::Sheet),
+                db = ?db.row,
+                db_at = db.at,
+                ?merged,
+                "merged"
+            );
             if let Merged::Agreed(t) = &merged {
                 if Side::BOTH
                     .iter()
