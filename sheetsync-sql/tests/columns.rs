@@ -103,6 +103,14 @@ async fn scenario(url: &str, other: &Other) {
         vec![(1, "orig".into(), 6), (2, "kept".into(), 1)],
         "unmapped columns untouched"
     );
+    // Changes carry the time the change log recorded them (last-write-wins depends on it).
+    let cursor = t.cursor().await.unwrap().expect("a cursor");
+    exec(other, "UPDATE items SET qty = 7 WHERE id = 1").await;
+    let batch = t.changes(&cursor, 10).await.unwrap();
+    assert_eq!(batch.changes.len(), 1, "{:?}", batch.changes);
+    let at = batch.changes[0].at.expect("the change log's time");
+    let age = chrono::Utc::now() - at;
+    assert!(age.num_seconds().abs() < 60, "change time {at} is not now");
     for (cols, needle) in [
         (&["qty", "name"][..], "key column"),
         (&["id", "nope"][..], "\"nope\""),

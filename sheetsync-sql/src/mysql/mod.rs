@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result,
@@ -298,12 +298,14 @@ impl Source for MySqlTable {
             }
             let id: u64 = r.get("id");
             let pk: String = r.get("pk");
-            let at: Option<NaiveDateTime> = r.try_get("at").ok();
+            // TIMESTAMP decodes as an instant (sqlx sets the session time zone to UTC), not as
+            // a NaiveDateTime: without this every change would lose its time.
+            let at: Option<DateTime<Utc>> = r.try_get("at").ok();
             let parsed = serde_json::from_str::<Vec<Option<String>>>(&pk)
                 .map_err(|e| format!("change-log key {pk:?} is not a JSON array of text: {e}"))
                 .and_then(|texts| self.common.info.key_from_texts(&texts));
             match parsed {
-                Ok(k) => keys.push((k, at.map(|t| t.and_utc()))),
+                Ok(k) => keys.push((k, at)),
                 Err(reason) => invalid.push(Observation::new(Change::Invalid(InvalidRow {
                     key: None,
                     locator: Some(format!("{} change log entry {id}", self.common.name)),
