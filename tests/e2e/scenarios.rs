@@ -835,21 +835,55 @@ pub async fn column_owner_then_manual(backend: Backend) {
         .iter()
         .map(|f| f["column"].clone())
         .collect();
-    // The owner decided the name: both sides show the Sheet's name, only code is kept.
-    wait_until("the owned column syncs", || async {
+    // The owner decided the name; only code waits for a person. The row is held as a whole
+    // until then (the manual strategy holds rows): nothing of it is written yet.
+    assert_eq!(columns, vec![json!("code")], "only code waits for a person");
+    let db = w.db.rows(&t).await;
+    assert_eq!(
+        db[&1][1],
+        Some("db name".into()),
+        "a held row is not written"
+    );
+    let out = w
+        .cli(
+            &w.cfg_path,
+            &[
+                "conflicts",
+                "resolve",
+                "--mapping",
+                "owner",
+                "--key",
+                "1",
+                "--side",
+                "sheet",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, Some(0), "conflicts resolve: {out:?}");
+    wait_until("the resolved row syncs", || async {
         let db = w.db.try_rows(&t).await?;
         let sheet = w.sheet_rows(m)?;
-        let names = (db[&1][1].clone(), sheet[&1][1].clone());
-        if names == (Some("sheet name".into()), Some("sheet name".into())) {
+        let got = (
+            db[&1][1].clone(),
+            db[&1][2].clone(),
+            sheet[&1][1].clone(),
+            sheet[&1][2].clone(),
+        );
+        let want = (
+            Some("sheet name".into()),
+            Some("sheet code".into()),
+            Some("sheet name".into()),
+            Some("sheet code".into()),
+        );
+        if got == want {
             Ok(())
         } else {
             Err(format!(
-                "name (database, sheet) = {names:?}; conflict fields {columns:?}"
+                "(db name, db code, sheet name, sheet code) = {got:?}"
             ))
         }
     })
     .await;
-    assert_eq!(columns, vec![json!("code")], "only code waits for a person");
 }
 
 /// Scenario 2c: last_write_wins keeps the later of two conflicting edits while the daemon runs:
