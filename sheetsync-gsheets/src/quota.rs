@@ -1,37 +1,29 @@
 //! Staying under Google's per-minute quotas, and retrying what Google asks us to retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::Instant;
 
-/// A token bucket refilled continuously to `per_minute` requests per minute, holding at most
-/// `per_minute` tokens (Google refills its quota every minute, so a full minute's budget may be
-/// spent in a burst).
+/// At most `per_minute` requests in any 60 seconds (a sliding window): Google counts requests
+/// per minute, and a token bucket that starts full and refills continuously lets up to twice the
+/// budget through in one minute.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
-    state: Mutex<Bucket>,
+    sent: Mutex<VecDeque<Instant>>,
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+const WINDOW: Duration = Duration::from_secs(60);
 
 impl RateLimiter {
     /// A limiter for `per_minute` requests per minute (at least one).
     pub fn new(per_minute: u32) -> Self {
-        let per_minute = per_minute.max(1);
         RateLimiter {
-            per_minute,
-            state: Mutex::new(Bucket {
-                tokens: per_minute as f64,
-                last: Instant::now(),
-            }),
+            per_minute: per_minute.max(1),
+            sent: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -40,21 +32,24 @@ impl RateLimiter {
         self.per_minute
     }
 
-    /// Waits until a request may be sent, then takes its token.
+    /// Waits until a request may be sent without exceeding the budget in any minute, then
+    /// counts it.
     pub async fn acquire(&self) {
         loop {
             let wait = {
-                let mut b = self.state.lock().expect("rate limiter lock poisoned");
+                let mut sent = self.sent.lock().expect("rate limiter lock poisoned");
                 let now = Instant::now();
-                let rate = self.per_minute as f64 / 60.0;
-                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate)
-                    .min(self.per_minute as f64);
-                b.last = now;
-                if b.tokens >= 1.0 {
-                    b.tokens -= 1.0;
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < self.per_minute as usize {
+                    sent.push_back(now);
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / rate)
+                WINDOW - now.duration_since(*sent.front().expect("full window"))
             };
             tokio::time::sleep(wait).await;
         }
@@ -136,23 +131,24 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn bucket_allows_a_minutes_burst_then_paces() {
+    async fn never_more_than_the_budget_in_any_minute() {
         let l = RateLimiter::new(60);
         let start = Instant::now();
-        for _ in 0..60 {
+        let mut sent = Vec::new();
+        for _ in 0..150 {
             l.acquire().await;
+            sent.push(start.elapsed());
         }
-        assert_eq!(
-            start.elapsed(),
-            Duration::ZERO,
-            "a full budget is available at once"
-        );
-        l.acquire().await;
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(990) && waited <= Duration::from_millis(1010),
-            "{waited:?}"
-        );
+        assert_eq!(sent[59], Duration::ZERO, "a full budget is available at once");
+        assert_eq!(sent[60], Duration::from_secs(60), "the 61st waits for the window");
+        // Any 60-second window holds at most 60 sends.
+        for (i, t) in sent.iter().enumerate() {
+            let in_window = sent[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(60))
+                .count();
+            assert!(in_window <= 60, "{in_window} sends in the minute from {t:?}");
+        }
     }
 
     #[test]

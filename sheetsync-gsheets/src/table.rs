@@ -174,8 +174,9 @@ pub struct SheetTable {
 const LAYOUT_FIELDS: &str =
     "properties.timeZone,sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))";
 
-/// How long a layout read for one operation may be reused by the next.
-const LAYOUT_TTL: Duration = Duration::from_secs(5);
+/// How long a layout read for one operation may be reused by the next. Structural changes
+/// force a fresh one (a full read always reads it), and a failed write drops it.
+const LAYOUT_TTL: Duration = Duration::from_secs(60);
 
 impl SheetTable {
     /// The tab described by `opts`, synced with `schema` (usually the database table's mapped
@@ -840,8 +841,8 @@ impl Sink for SheetTable {
                         }
                         (None, _) => match self.full_row(&l, row) {
                             Ok(cells) => {
+                                // A new row: no person can have edited it yet, so no mark.
                                 appends.push(cells);
-                                written.push((key.clone(), changed_cells(row, None, &|_| true)));
                                 None
                             }
                             Err(reason) => Some(WriteOutcome::Held(reason)),
@@ -898,7 +899,8 @@ impl Sink for SheetTable {
         let start = now_ms();
         {
             let mut marks = self.marks.lock().expect("marks lock");
-            marks.retain(|_, m| m.end_ms.is_none_or(|e| start - e < 600_000));
+            // An edit is only compared with writes that ended less than a minute before it.
+            marks.retain(|_, m| m.end_ms.is_none_or(|e| start - e < 60_000));
             for (k, cells) in &written {
                 marks.insert(
                     k.clone(),
@@ -911,6 +913,10 @@ impl Sink for SheetTable {
         }
         let result = self.send_writes(&l, updates, deletes, appends).await;
         self.finish_marks(&written);
+        if result.is_err() {
+            // The tab may have been renamed or resized: look it up again next time.
+            *self.layout.lock().expect("layout lock") = None;
+        }
         result?;
         self.forget_read();
         Ok(outcomes
