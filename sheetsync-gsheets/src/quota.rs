@@ -7,13 +7,15 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-/// At most `per_minute` requests in any 60 seconds (a sliding window): Google counts requests
-/// per minute, and a token bucket that starts full and refills continuously lets up to twice the
-/// budget through in one minute.
+/// At most `per_minute` requests in any 60 seconds (a sliding window: Google counts requests
+/// per minute, and a plain token bucket that starts full lets up to twice the budget through in
+/// one minute), paced by a small bucket (a sixth of the budget, refilled evenly) so that a busy
+/// engine spends its budget across the minute instead of in one burst followed by a long stall.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
     sent: Mutex<VecDeque<Instant>>,
+    pace: Mutex<(f64, Instant)>,
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -21,9 +23,11 @@ const WINDOW: Duration = Duration::from_secs(60);
 impl RateLimiter {
     /// A limiter for `per_minute` requests per minute (at least one).
     pub fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
         RateLimiter {
-            per_minute: per_minute.max(1),
+            per_minute,
             sent: Mutex::new(VecDeque::new()),
+            pace: Mutex::new((Self::burst(per_minute), Instant::now())),
         }
     }
 
@@ -32,12 +36,17 @@ impl RateLimiter {
         self.per_minute
     }
 
-    /// Waits until a request may be sent without exceeding the budget in any minute, then
-    /// counts it.
+    fn burst(per_minute: u32) -> f64 {
+        (per_minute as f64 / 6.0).max(1.0)
+    }
+
+    /// Waits until a request may be sent without exceeding the budget in any minute (and at
+    /// the paced rate), then counts it.
     pub async fn acquire(&self) {
         loop {
             let wait = {
                 let mut sent = self.sent.lock().expect("rate limiter lock poisoned");
+                let mut pace = self.pace.lock().expect("rate limiter lock poisoned");
                 let now = Instant::now();
                 while sent
                     .front()
@@ -45,11 +54,26 @@ impl RateLimiter {
                 {
                     sent.pop_front();
                 }
-                if sent.len() < self.per_minute as usize {
+                let rate = self.per_minute as f64 / 60.0;
+                let tokens = (pace.0 + now.duration_since(pace.1).as_secs_f64() * rate)
+                    .min(Self::burst(self.per_minute));
+                *pace = (tokens, now);
+                let window_wait = if sent.len() < self.per_minute as usize {
+                    Duration::ZERO
+                } else {
+                    WINDOW - now.duration_since(*sent.front().expect("full window"))
+                };
+                let pace_wait = if tokens >= 1.0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs_f64((1.0 - tokens) / rate)
+                };
+                if window_wait.is_zero() && pace_wait.is_zero() {
                     sent.push_back(now);
+                    pace.0 -= 1.0;
                     return;
                 }
-                WINDOW - now.duration_since(*sent.front().expect("full window"))
+                window_wait.max(pace_wait)
             };
             tokio::time::sleep(wait).await;
         }
@@ -139,15 +163,20 @@ mod tests {
             l.acquire().await;
             sent.push(start.elapsed());
         }
-        assert_eq!(sent[59], Duration::ZERO, "a full budget is available at once");
-        assert_eq!(sent[60], Duration::from_secs(60), "the 61st waits for the window");
+        // A sixth of the budget at once, then one a second.
+        assert_eq!(sent[9], Duration::ZERO, "a burst is available at once");
+        assert_eq!(sent[10], Duration::from_secs(1), "then requests are paced");
+        assert_eq!(sent[20], Duration::from_secs(11));
         // Any 60-second window holds at most 60 sends.
         for (i, t) in sent.iter().enumerate() {
             let in_window = sent[i..]
                 .iter()
                 .take_while(|u| **u < *t + Duration::from_secs(60))
                 .count();
-            assert!(in_window <= 60, "{in_window} sends in the minute from {t:?}");
+            assert!(
+                in_window <= 60,
+                "{in_window} sends in the minute from {t:?}"
+            );
         }
     }
 
