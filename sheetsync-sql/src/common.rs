@@ -141,6 +141,21 @@ impl Common {
         }
     }
 
+    /// Fetched rows by key; a row that does not decode keeps its reason (rows whose key is
+    /// unreadable are left out).
+    pub(crate) fn keyed(
+        &self,
+        decoded: impl IntoIterator<Item = Result<Row, (Option<RowKey>, String)>>,
+    ) -> Vec<(RowKey, Result<Row, String>)> {
+        decoded
+            .into_iter()
+            .filter_map(|d| match d {
+                Ok(row) => row.key(&self.schema).map(|k| (k, Ok(row))),
+                Err((k, reason)) => k.map(|k| (k, Err(reason))),
+            })
+            .collect()
+    }
+
     /// The observations for changed keys (in first-seen order), given the current rows.
     pub(crate) fn observations(
         &self,

@@ -109,6 +109,15 @@ pub(crate) fn encode_row(row: &Row) -> Vec<u8> {
 }
 
 /// A stored base.
+/// Decodes stored bases: (key bytes, row bytes, tombstone, synced_at) per row.
+pub(crate) fn decode_bases(
+    rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>, bool, i64)>,
+) -> Result<BTreeMap<RowKey, RowBase>> {
+    rows.into_iter()
+        .map(|(k, row, tombstone, synced_at)| decode_base(&k, &row, tombstone, synced_at))
+        .collect()
+}
+
 pub(crate) fn decode_base(
     k: &[u8],
     row: &[u8],
@@ -252,16 +261,10 @@ mod postgres {
                 .await
                 .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            let mut bases = BTreeMap::new();
-            for r in rows {
-                let (k, b) = decode_base(
-                    &r.get::<Vec<u8>, _>(0),
-                    &r.get::<Vec<u8>, _>(1),
-                    r.get(2),
-                    r.get(3),
-                )?;
-                bases.insert(k, b);
-            }
+            let bases = decode_bases(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            )?;
             Ok(Doc::parse(doc)?.into_snapshot(bases))
         }
 
@@ -389,16 +392,10 @@ mod mysql {
             .await
             .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            let mut bases = BTreeMap::new();
-            for r in rows {
-                let (k, b) = decode_base(
-                    &r.get::<Vec<u8>, _>(0),
-                    &r.get::<Vec<u8>, _>(1),
-                    r.get(2),
-                    r.get(3),
-                )?;
-                bases.insert(k, b);
-            }
+            let bases = decode_bases(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            )?;
             Ok(Doc::parse(doc)?.into_snapshot(bases))
         }
 
@@ -526,16 +523,10 @@ mod sqlite {
                 .await
                 .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            let mut bases = BTreeMap::new();
-            for r in rows {
-                let (k, b) = decode_base(
-                    &r.get::<Vec<u8>, _>(0),
-                    &r.get::<Vec<u8>, _>(1),
-                    r.get(2),
-                    r.get(3),
-                )?;
-                bases.insert(k, b);
-            }
+            let bases = decode_bases(
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            )?;
             Ok(Doc::parse(doc)?.into_snapshot(bases))
         }
 

@@ -125,13 +125,7 @@ impl PostgresTable {
             }
         }
         let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| match self.decode(r) {
-                Ok(row) => row.key(&self.common.schema).map(|k| (k, Ok(row))),
-                Err((k, reason)) => k.map(|k| (k, Err(reason))),
-            })
-            .collect())
+        Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
     async fn current(
