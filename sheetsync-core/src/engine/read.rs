@@ -111,27 +111,26 @@ impl SideRead {
             None => now,
         };
         let mut change = obs.change;
-        if let Change::Overwritten { row, actual } = change {
-            // An overwrite of another row's key is just that other row's change.
-            change = if row.key(schema) == actual.key(schema) {
-                let (mut row, mut actual) = (row, actual);
-                schema.normalize(&mut row);
-                schema.normalize(&mut actual);
-                if let Some(key) = row.key(schema) {
-                    self.rows.insert(
-                        key,
-                        Seen {
-                            row: Some(row),
-                            actual: Some(actual),
-                            at,
-                        },
-                    );
+        if let Change::Overwritten {
+            mut row,
+            mut actual,
+        } = change
+        {
+            schema.normalize(&mut row);
+            schema.normalize(&mut actual);
+            match (row.key(schema), actual.key(schema)) {
+                (Some(key), Some(same)) if key == same => {
+                    let seen = Seen {
+                        row: Some(row),
+                        actual: Some(actual),
+                        at,
+                    };
+                    self.rows.insert(key, seen);
                     return;
                 }
-                Change::Upsert(row)
-            } else {
-                Change::Upsert(row)
-            };
+                // An overwrite of another row's key is just this row's change.
+                _ => change = Change::Upsert(row),
+            }
         }
         if let Change::Upsert(row) = &mut change {
             schema.normalize(row);
