@@ -33,21 +33,6 @@ async fn get(emu: &EmulatorHandle, id: &str, range: &str, query: &str) -> Raw {
     .await
 }
 
-async fn append(emu: &EmulatorHandle, id: &str, range: &str, values: Value) -> Value {
-    let r = raw(
-        emu,
-        "POST",
-        &format!(
-            "/v4/spreadsheets/{id}/values/{}:append?valueInputOption=RAW",
-            common::enc(range)
-        ),
-        Some(json!({ "values": values })),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
-}
-
 #[tokio::test]
 async fn trimming_and_omitted_values() {
     let emu = emulator().await;
@@ -223,102 +208,6 @@ async fn update_counts_null_skips_and_empty_strings() {
     assert_eq!(
         r.body["error"]["message"],
         "Invalid value at 'data.values[0]' (type.googleapis.com/google.protobuf.ListValue), \"A\""
-    );
-}
-
-#[tokio::test]
-async fn append_placement_matches_recorded_traffic() {
-    let emu = emulator().await;
-    // empty sheet
-    let id = emu.create_spreadsheet("a1").unwrap();
-    let r = append(
-        &emu,
-        &id,
-        "'Sheet1'",
-        json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]),
-    )
-    .await;
-    assert!(r.get("tableRange").is_none());
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A1:J1");
-    // A1:J1 filled
-    let r = append(
-        &emu,
-        &id,
-        "'Sheet1'",
-        json!([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]),
-    )
-    .await;
-    assert_eq!(r["tableRange"], "Sheet1!A1:J1");
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:J2");
-    // A1:J4 filled
-    append(
-        &emu,
-        &id,
-        "'Sheet1'",
-        json!([
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-        ]),
-    )
-    .await;
-    let r = append(&emu, &id, "'Sheet1'", json!([[1]])).await;
-    assert_eq!(r["tableRange"], "Sheet1!A1:J4");
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A5");
-    // row1 = x,"",y
-    let id = emu.create_spreadsheet("a2").unwrap();
-    put(&emu, &id, "Sheet1!A1", "RAW", json!([["x", "", "y"]])).await;
-    let r = append(&emu, &id, "'Sheet1'", json!([["p", "q", "r"]])).await;
-    assert_eq!(r["tableRange"], "Sheet1!C1");
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!C2:E2");
-    let id = emu.create_spreadsheet("a3").unwrap();
-    put(&emu, &id, "Sheet1!A1", "RAW", json!([["x", "", "y"]])).await;
-    let r = append(&emu, &id, "'Sheet1'!A1", json!([["p", "q", "r"]])).await;
-    assert_eq!(r["tableRange"], "Sheet1!A1");
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:C2");
-    // row 2 empty, rows 1 and 3..7 filled, range A2
-    let id = emu.create_spreadsheet("a4").unwrap();
-    let row = json!([1, 2, 3, 4, 5, 6, 7, 8]);
-    put(
-        &emu,
-        &id,
-        "Sheet1!A1",
-        "RAW",
-        json!([
-            row.clone(),
-            [],
-            row.clone(),
-            row.clone(),
-            row.clone(),
-            row.clone(),
-            row
-        ]),
-    )
-    .await;
-    let r = append(&emu, &id, "'Sheet1'!A2", json!([[1, 2, 3, 4, 5, 6, 7, 8]])).await;
-    assert!(r.get("tableRange").is_none());
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A2:H2");
-    // Append past the end grows the grid.
-    let id = emu.create_spreadsheet("grow").unwrap();
-    raw(
-        &emu,
-        "POST",
-        &format!("/v4/spreadsheets/{id}:batchUpdate"),
-        Some(json!({"requests": [{"updateSheetProperties": {"properties": {"sheetId": 0, "gridProperties": {"rowCount": 2, "columnCount": 2}}, "fields": "gridProperties(rowCount,columnCount)"}}]})),
-    )
-    .await;
-    put(&emu, &id, "Sheet1!A1", "RAW", json!([[1, 2], [3, 4]])).await;
-    let r = append(&emu, &id, "Sheet1!A:B", json!([[5, 6, 7]])).await;
-    assert_eq!(r["updates"]["updatedRange"], "Sheet1!A3:C3");
-    let s = raw(
-        &emu,
-        "GET",
-        &format!("/v4/spreadsheets/{id}?fields=sheets.properties.gridProperties"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        s.body,
-        json!({"sheets": [{"properties": {"gridProperties": {"rowCount": 3, "columnCount": 3}}}]})
     );
 }
 

@@ -762,13 +762,11 @@ pub(crate) fn values_append(
     )?;
     let major = major_of(str_field(body, "majorDimension"))?;
     let matrix = ops::parse_matrix(body.get("values"), major, opt, "data.values")?;
-    let (clip, limit) = {
-        let c = shared.config.read();
-        (c.clip_explicit_ranges, c.cell_limit)
-    };
+    let limit = shared.config.read().cell_limit;
     let ss = open(shared, id)?;
     let mut ss = ss.write();
-    let res = ops::resolve(&ss, range, clip)?;
+    // The range only says where the table search starts: it is clipped to the grid (§4.7).
+    let res = ops::resolve(&ss, range, true)?;
     let (table, sr, sc) = ops::find_table(&ss, &res);
     let h = matrix.len() as u32;
     let w = matrix.iter().map(Vec::len).max().unwrap_or(0) as u32;

@@ -59,7 +59,7 @@ impl Grid {
     }
 
     /// Iterates stored rows within `[r0, r1)`.
-    pub fn rows_in(&self, r0: u32, r1: u32) -> impl Iterator<Item = (u32, &Vec<Cell>)> {
+    pub fn rows_in(&self, r0: u32, r1: u32) -> impl DoubleEndedIterator<Item = (u32, &Vec<Cell>)> {
         self.rows.range(r0..r1.max(r0)).map(|(k, v)| (*k, v))
     }
 

@@ -430,64 +430,88 @@ pub fn clear(ss: &mut Spreadsheet, res: &Resolved) {
     }
 }
 
-/// Append table detection (spec §4.7): returns (table bounds, first row to write, first column).
-pub fn find_table(ss: &Spreadsheet, res: &Resolved) -> (Option<Resolved>, u32, u32) {
+/// The last non-empty cell of a range in row-major order (where append's table search starts).
+fn last_value_cell(ss: &Spreadsheet, res: &Resolved) -> Option<(u32, u32)> {
     let grid = &ss.sheets[res.sheet].grid;
-    let has = |r: u32, c: u32| -> bool {
-        r >= res.r0
-            && r <= res.r1
-            && c >= res.c0
-            && c <= res.c1
-            && grid.get(r, c).is_some_and(Cell::has_value)
-    };
-    let mut last = None;
-    for (r, row) in grid
-        .rows_in(res.r0, res.r1.saturating_add(1))
-        .collect::<Vec<_>>()
-        .into_iter()
+    grid.rows_in(res.r0, res.r1.saturating_add(1))
         .rev()
-    {
-        let end = (res.c1 as usize + 1).min(row.len());
-        if let Some(c) = (res.c0 as usize..end).rev().find(|c| row[*c].has_value()) {
-            last = Some((r, c as u32));
-            break;
-        }
+        .find_map(|(r, row)| {
+            let end = (res.c1 as usize + 1).min(row.len());
+            (res.c0 as usize..end)
+                .rev()
+                .find(|c| row[*c].has_value())
+                .map(|c| (r, c as u32))
+        })
+}
+
+/// The run of non-empty cells of `row` that contains column `c` (which must hold a value).
+fn run_around(row: &[Cell], c: usize) -> (usize, usize) {
+    let mut a = c;
+    while a > 0 && row[a - 1].has_value() {
+        a -= 1;
     }
-    let Some(start) = last else {
-        return (None, res.r0, res.c0);
+    let mut b = c;
+    while b + 1 < row.len() && row[b + 1].has_value() {
+        b += 1;
+    }
+    (a, b)
+}
+
+/// Bounding box `(r0, c0, r1, c1)` of the 4-connected block of non-empty cells that contains
+/// `start`, over the whole sheet. Works on horizontal runs, so a block costs about its cells.
+fn block_bounds(ss: &Spreadsheet, sheet: usize, start: (u32, u32)) -> (u32, u32, u32, u32) {
+    let grid = &ss.sheets[sheet].grid;
+    let rows = ss.sheets[sheet].props.row_count;
+    let Some(first) = grid.row(start.0) else {
+        return (start.0, start.1, start.0, start.1);
     };
-    let (mut br0, mut bc0, mut br1, mut bc1) = (start.0, start.1, start.0, start.1);
+    let (a, b) = run_around(first, start.1 as usize);
     let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![start];
-    seen.insert(start);
-    while let Some((r, c)) = stack.pop() {
-        br0 = br0.min(r);
-        br1 = br1.max(r);
-        bc0 = bc0.min(c);
-        bc1 = bc1.max(c);
-        let mut nb = vec![(r + 1, c), (r, c + 1)];
-        if r > 0 {
-            nb.push((r - 1, c));
-        }
-        if c > 0 {
-            nb.push((r, c - 1));
-        }
-        for p in nb {
-            if !seen.contains(&p) && has(p.0, p.1) {
-                seen.insert(p);
-                stack.push(p);
+    seen.insert((start.0, a));
+    let mut stack = vec![(start.0, a, b)];
+    let (mut r0, mut r1) = (start.0, start.0);
+    let (mut c0, mut c1) = (a, b);
+    while let Some((r, a, b)) = stack.pop() {
+        (r0, r1, c0, c1) = (r0.min(r), r1.max(r), c0.min(a), c1.max(b));
+        let neighbours = [r.checked_sub(1), (r + 1 < rows).then_some(r + 1)];
+        for nr in neighbours.into_iter().flatten() {
+            let Some(row) = grid.row(nr) else { continue };
+            let mut c = a;
+            while c <= b && c < row.len() {
+                if !row[c].has_value() {
+                    c += 1;
+                    continue;
+                }
+                let (ra, rb) = run_around(row, c);
+                if seen.insert((nr, ra)) {
+                    stack.push((nr, ra, rb));
+                }
+                c = rb + 1;
             }
         }
     }
+    (r0, c0 as u32, r1, c1 as u32)
+}
+
+/// Append table detection (spec §4.7, corrected): the range is where the search starts. With
+/// no value in the range there is no table and the write starts at the range's top-left;
+/// otherwise the table is the bounding box of the 4-connected block of non-empty cells (over
+/// the whole sheet) around the range's last non-empty cell, and the write starts below it in
+/// the block's first column. Returns (table, first row to write, first column to write).
+pub fn find_table(ss: &Spreadsheet, res: &Resolved) -> (Option<Resolved>, u32, u32) {
+    let Some(start) = last_value_cell(ss, res) else {
+        return (None, res.r0, res.c0);
+    };
+    let (r0, c0, r1, c1) = block_bounds(ss, res.sheet, start);
     let table = Resolved {
         sheet: res.sheet,
-        r0: br0,
-        c0: bc0,
-        r1: br1,
-        c1: bc1,
-        single: br0 == br1 && bc0 == bc1,
+        r0,
+        c0,
+        r1,
+        c1,
+        single: r0 == r1 && c0 == c1,
     };
-    (Some(table), br1 + 1, bc0)
+    (Some(table), r1 + 1, c0)
 }
 
 /// Rewrites every formula of the spreadsheet that refers to sheet `sheet` after rows or
