@@ -1059,10 +1059,14 @@ fn shift_index(i: u32, s: &Shift) -> Option<u32> {
     }
 }
 
-/// Rewrites the references of `formula` (which lives on sheet `own`) that point at sheet
-/// `target` after rows/columns were inserted or deleted there, as Sheets does: references
-/// move, ranges grow or shrink, references to deleted cells become `#REF!`.
-pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -> String {
+/// Walks the cell references of a formula (outside string literals; function names and other
+/// identifiers are left alone). `f` gets each reference's sheet name (if written), its first
+/// endpoint and, for a range, its second; it answers the new text after the sheet prefix, or
+/// `None` to keep the reference as written.
+fn rewrite_references(
+    formula: &str,
+    mut f: impl FnMut(Option<&str>, &Endpoint, Option<&Endpoint>) -> Option<String>,
+) -> String {
     let chars: Vec<char> = formula.chars().collect();
     let mut out = String::with_capacity(formula.len());
     let mut i = 0;
@@ -1160,12 +1164,26 @@ pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -
             i = k;
             continue;
         }
-        let refers = sheet.as_deref().unwrap_or(own) == target;
         let prefix: String = chars[i..j].iter().collect();
-        if !refers {
-            out.extend(&chars[i..k]);
-            i = k;
-            continue;
+        match f(sheet.as_deref(), &e1, e2.as_ref()) {
+            Some(text) => {
+                out.push_str(&prefix);
+                out.push_str(&text);
+            }
+            None => out.extend(&chars[i..k]),
+        }
+        i = k;
+    }
+    out
+}
+
+/// Rewrites the references of `formula` (which lives on sheet `own`) that point at sheet
+/// `target` after rows/columns were inserted or deleted there, as Sheets does: references
+/// move, ranges grow or shrink, references to deleted cells become `#REF!`.
+pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -> String {
+    rewrite_references(formula, |sheet, e1, e2| {
+        if sheet.unwrap_or(own) != target {
+            return None;
         }
         let get = |e: &Endpoint| if shift.rows { e.row } else { e.col };
         let set = |e: &mut Endpoint, v: u32| {
@@ -1175,20 +1193,20 @@ pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -
                 e.col = Some(v)
             }
         };
-        let replaced = match e2 {
+        let replaced = match e2.copied() {
             None => {
-                let mut e = e1;
+                let mut e = *e1;
                 match get(&e).map(|v| shift_index(v, shift)) {
-                    Some(None) => format!("{prefix}#REF!"),
+                    Some(None) => "#REF!".to_string(),
                     Some(Some(v)) => {
                         set(&mut e, v);
-                        format!("{prefix}{}", emit(&e))
+                        emit(&e)
                     }
-                    None => format!("{prefix}{}", emit(&e)),
+                    None => emit(&e),
                 }
             }
             Some(e2) => {
-                let (mut a, mut b) = (e1, e2);
+                let (mut a, mut b) = (*e1, e2);
                 match (get(&a), get(&b)) {
                     (Some(x), Some(y)) => {
                         let (lo, hi) = (x.min(y), x.max(y));
@@ -1207,19 +1225,51 @@ pub fn shift_references(formula: &str, own: &str, target: &str, shift: &Shift) -
                             (Some(l), Some(h)) => {
                                 set(&mut a, l);
                                 set(&mut b, h);
-                                format!("{prefix}{}:{}", emit(&a), emit(&b))
+                                format!("{}:{}", emit(&a), emit(&b))
                             }
-                            _ => format!("{prefix}#REF!"),
+                            _ => "#REF!".to_string(),
                         }
                     }
-                    _ => format!("{prefix}{}:{}", emit(&a), emit(&b)),
+                    _ => format!("{}:{}", emit(&a), emit(&b)),
                 }
             }
         };
-        out.push_str(&replaced);
-        i = k;
+        Some(replaced)
+    })
+}
+
+/// Moves the relative parts of an endpoint by (`dr`, `dc`); `None` when it leaves the grid.
+fn offset_endpoint(e: &Endpoint, dr: i64, dc: i64) -> Option<Endpoint> {
+    let move_by = |v: Option<u32>, abs: bool, d: i64| -> Option<Option<u32>> {
+        match v {
+            Some(x) if !abs => u32::try_from(i64::from(x) + d).ok().map(Some),
+            other => Some(other),
+        }
+    };
+    Some(Endpoint {
+        col: move_by(e.col, e.col_abs, dc)?,
+        row: move_by(e.row, e.row_abs, dr)?,
+        ..*e
+    })
+}
+
+/// Rewrites a formula copied `dr` rows down and `dc` columns right (negative: up/left), as a
+/// copy and paste does: relative references move by the offset whatever sheet they name,
+/// absolute parts (`$A`, `$1`) stay, and a reference moved off the top or left becomes `#REF!`.
+pub fn offset_references(formula: &str, dr: i64, dc: i64) -> String {
+    if dr == 0 && dc == 0 {
+        return formula.to_string();
     }
-    out
+    rewrite_references(formula, |_, e1, e2| {
+        let a = offset_endpoint(e1, dr, dc);
+        Some(match e2 {
+            None => a.map_or_else(|| "#REF!".to_string(), |a| emit(&a)),
+            Some(e2) => match (a, offset_endpoint(e2, dr, dc)) {
+                (Some(a), Some(b)) => format!("{}:{}", emit(&a), emit(&b)),
+                _ => "#REF!".to_string(),
+            },
+        })
+    })
 }
 
 #[cfg(test)]
@@ -1242,6 +1292,29 @@ mod shift_tests {
             n,
             insert: false,
         }
+    }
+
+    #[test]
+    fn copied_references_move_by_the_offset() {
+        assert_eq!(offset_references("=A1+B2*2", 3, 1), "=B4+C5*2");
+        assert_eq!(offset_references("=$A1+A$1+$A$1", 2, 2), "=$A3+C$1+$A$1");
+        assert_eq!(offset_references("=SUM(A1:B2)", 1, 0), "=SUM(A2:B3)");
+        assert_eq!(
+            offset_references("=SUM(A:A)+SUM(1:2)", 5, 1),
+            "=SUM(B:B)+SUM(6:7)"
+        );
+        assert_eq!(
+            offset_references("=Other!A1+'My Sheet'!B2", 1, 0),
+            "=Other!A2+'My Sheet'!B3"
+        );
+        assert_eq!(offset_references("=A2-1", -1, 0), "=A1-1");
+        assert_eq!(offset_references("=A1+1", -1, 0), "=#REF!+1");
+        assert_eq!(offset_references("=SUM(A1:A3)", 0, -1), "=SUM(#REF!)");
+        assert_eq!(
+            offset_references("=LOG10(A1)&\"A1\"", 1, 0),
+            "=LOG10(A2)&\"A1\""
+        );
+        assert_eq!(offset_references("=A1", 0, 0), "=A1");
     }
 
     #[test]
