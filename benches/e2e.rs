@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use sheetsync::emulator::{Config as EmuConfig, EmulatorHandle, Latency, QuotaConfig, TriggerSpec};
-use sheetsync::gsheets::webhook::{
-    ChangeType, WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver,
-};
+use sheetsync::gsheets::webhook::{WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver};
 use sheetsync::gsheets::{Auth, ClientConfig, SheetEdit, SheetOptions, SheetTable, SheetsClient};
 use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, PgPool, SqlitePool};
 use sheetsync::sql::{PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable};
@@ -535,15 +533,8 @@ impl Rig {
         if mode == Mode::Webhook {
             // The daemon's webhook, in process: verified payloads go to `accept_edit`.
             let s = sheet.clone();
-            let handler: WebhookHandler = Arc::new(move |p: WebhookPayload| {
-                s.accept_edit(SheetEdit {
-                    sheet_id: p.sheet_id,
-                    timestamp_ms: p.timestamp as i64,
-                    header: p.header.clone(),
-                    rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
-                    structural: p.change_type != ChangeType::Edit,
-                })
-            });
+            let handler: WebhookHandler =
+                Arc::new(move |p: WebhookPayload| s.accept_edit(SheetEdit::from(&p)));
             let receiver = WebhookReceiver::new(WebhookConfig::new(SECRET), handler)?;
             let app = receiver.router("/webhook");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

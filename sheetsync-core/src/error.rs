@@ -33,6 +33,10 @@ pub enum ErrorKind {
     Conflict,
     /// A safety guard (the mass-delete guard) stopped the operation.
     GuardTripped,
+    /// A write's answer was lost (a timeout, a dropped connection, a 5xx) after the request
+    /// may have been applied. Re-sending it blindly could apply it twice, or at positions that
+    /// moved meanwhile: find out what happened first.
+    OutcomeUnknown,
 }
 
 impl ErrorKind {
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::Conflict => "conflict",
             ErrorKind::GuardTripped => "guard_tripped",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
         }
     }
 }
@@ -89,7 +94,9 @@ impl Error {
     /// A permanent error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let status = match kind {
-            ErrorKind::RateLimited | ErrorKind::Connection => ErrorStatus::Temporary,
+            ErrorKind::RateLimited | ErrorKind::Connection | ErrorKind::OutcomeUnknown => {
+                ErrorStatus::Temporary
+            }
             _ => ErrorStatus::Permanent,
         };
         Error {

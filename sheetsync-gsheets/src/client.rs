@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use google_sheets4::api::{
-    BatchGetValuesResponse, BatchUpdateSpreadsheetRequest, BatchUpdateValuesRequest, Spreadsheet,
-    ValueRange,
+    BatchGetValuesResponse, BatchUpdateSpreadsheetRequest, BatchUpdateSpreadsheetResponse,
+    BatchUpdateValuesRequest, Spreadsheet, ValueRange,
 };
 use google_sheets4::common::{self, GetToken};
 use google_sheets4::Sheets;
@@ -190,15 +190,26 @@ pub struct SheetsClient {
     counter: CallCounter,
 }
 
-/// Whether a request reads or writes, for the quota.
+/// What kind of request a call is: which quota it counts against, and whether it may be sent
+/// again after a failure that leaves its outcome unknown.
+///
+/// Every request the client makes is classified here (see [`SheetsClient`]'s methods):
+///
+/// | request | access |
+/// |---|---|
+/// | `spreadsheets.get`, `values.batchGet`, Drive `files.get` | [`Access::Read`] |
+/// | `values.batchUpdate`, `spreadsheets.batchUpdate`, `values.append` | [`Access::WriteOnce`] |
+///
+/// Writes are all positional (they address rows by number, and people move rows) or not
+/// idempotent (appends, row deletes), so none is re-sent blindly: a 429 means Google refused the
+/// request and it is retried with backoff; a timeout, a dropped connection or a 5xx may come
+/// after Google applied it, and ends the call with [`ErrorKind::OutcomeUnknown`] so the caller
+/// finds out what happened (the Sheet adapter reads its scratch tab) and plans again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Counted against the read quota.
+    /// Counted against the read quota; retried on any temporary failure.
     Read,
-    /// Counted against the write quota.
-    Write,
-    /// A write that must not run twice (an append): retried only when Google refused it
-    /// outright (429), never after a timeout or 5xx that may have applied it.
+    /// Counted against the write quota; retried only when Google refused it outright (429).
     WriteOnce,
 }
 
@@ -267,7 +278,7 @@ impl SheetsClient {
     {
         let limiter = match access {
             Access::Read => &self.reads,
-            Access::Write | Access::WriteOnce => &self.writes,
+            Access::WriteOnce => &self.writes,
         };
         let mut attempt = 0;
         loop {
@@ -282,9 +293,11 @@ impl SheetsClient {
                 ),
             }
             .with_operation(method);
-            let retryable = result.is_temporary()
-                && (access != Access::WriteOnce || result.kind() == ErrorKind::RateLimited);
-            if !retryable || attempt >= self.config.backoff.max_retries {
+            let refused = result.kind() == ErrorKind::RateLimited;
+            if access == Access::WriteOnce && result.is_temporary() && !refused {
+                return Err(outcome_unknown(result).with_operation(method));
+            }
+            if !result.is_temporary() || attempt >= self.config.backoff.max_retries {
                 return Err(if result.is_temporary() {
                     result.persistent()
                 } else {
@@ -356,7 +369,7 @@ impl SheetsClient {
             value_input_option: Some("RAW".into()),
             ..Default::default()
         };
-        self.call(Access::Write, "values.batchUpdate", || {
+        self.call(Access::WriteOnce, "values.batchUpdate", || {
             self.hub
                 .spreadsheets()
                 .values_batch_update(req.clone(), id)
@@ -393,17 +406,31 @@ impl SheetsClient {
         .map(|_| ())
     }
 
-    /// `spreadsheets.batchUpdate`.
+    /// `spreadsheets.batchUpdate`: applied atomically (all requests, in order, or none).
     pub async fn batch_update(&self, id: &str, req: BatchUpdateSpreadsheetRequest) -> Result<()> {
-        self.call(Access::Write, "spreadsheets.batchUpdate", || {
-            self.hub
+        self.batch_update_answer(id, req, None).await.map(|_| ())
+    }
+
+    /// `spreadsheets.batchUpdate`, returning Google's answer, limited to the `fields` mask when
+    /// one is given (e.g. only the grid data of the `responseRanges`).
+    pub async fn batch_update_answer(
+        &self,
+        id: &str,
+        req: BatchUpdateSpreadsheetRequest,
+        fields: Option<&str>,
+    ) -> Result<BatchUpdateSpreadsheetResponse> {
+        self.call(Access::WriteOnce, "spreadsheets.batchUpdate", || {
+            let mut c = self
+                .hub
                 .spreadsheets()
                 .batch_update(req.clone(), id)
-                .add_scope(SCOPE_SHEETS)
-                .doit()
+                .add_scope(SCOPE_SHEETS);
+            if let Some(f) = fields {
+                c = c.param("fields", f);
+            }
+            c.doit()
         })
         .await
-        .map(|_| ())
     }
 
     /// The Drive `version` of the spreadsheet file: it changes with every change to the file, so
@@ -473,6 +500,15 @@ impl SheetsClient {
 /// in a sheet title would otherwise break the URL: Byron/google-apis-rs#560).
 pub fn encode_range(range: &str) -> String {
     percent_encoding::utf8_percent_encode(range, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A possibly-applied write failure, as [`ErrorKind::OutcomeUnknown`] with the cause kept.
+fn outcome_unknown(cause: Error) -> Error {
+    Error::new(
+        ErrorKind::OutcomeUnknown,
+        format!("the answer was lost and the request may have been applied: {cause}"),
+    )
+    .with_source(cause)
 }
 
 fn status_error(status: u16, body: &serde_json::Value) -> Error {

@@ -34,6 +34,7 @@
 
 mod client;
 pub mod convert;
+mod guard;
 mod layout;
 pub mod quota;
 mod table;

@@ -136,6 +136,7 @@ impl ExternalWriter for OtherProgram {
             header: values[0].clone(),
             rows: vec![(at, values[at as usize - 1].clone())],
             structural: false,
+            columns: None,
         })
     }
 
@@ -151,6 +152,7 @@ impl ExternalWriter for OtherProgram {
                 header: vec![],
                 rows: vec![],
                 structural: true,
+                columns: None,
             })?;
         }
         Ok(())

@@ -12,7 +12,7 @@
 //! `values.append` for new rows. Values go in `RAW`, so database text never becomes a formula;
 //! only cells whose value changes are written, and never a column the Sheet owns.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use google_sheets4::api::{
-    AppendDimensionRequest, BatchUpdateSpreadsheetRequest, DeleteDimensionRequest, DimensionRange,
-    Request, ValueRange,
+    AppendDimensionRequest, BatchUpdateSpreadsheetRequest, Request, ValueRange,
 };
 use serde_json::Value as Json;
 use sheetsync_core::{
@@ -33,7 +32,11 @@ use tokio::sync::broadcast;
 
 use crate::client::SheetsClient;
 use crate::convert::{parse_tz, read_cell, write_cell};
+use crate::guard::{scratch_title, Scratch};
 use crate::layout::{col_letters, Layout};
+
+mod read;
+mod write;
 
 /// Where the mapped tab is and how to read and write it.
 #[derive(Debug, Clone)]
@@ -88,6 +91,10 @@ pub struct SheetEdit {
     pub rows: Vec<(u32, Vec<Json>)>,
     /// Rows were inserted, removed or moved: positions shifted, read everything.
     pub structural: bool,
+    /// The 1-based sheet columns the person edited (first, last), when the trigger says: the
+    /// other cells of `rows` are a snapshot that the adapter's own later writes may have
+    /// overtaken, and are never taken as the person's edit.
+    pub columns: Option<(u32, u32)>,
 }
 
 #[cfg(feature = "webhook")]
@@ -101,6 +108,7 @@ impl From<&crate::webhook::WebhookPayload> for SheetEdit {
             header: p.header.clone(),
             rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
             structural: p.change_type != crate::webhook::ChangeType::Edit,
+            columns: p.range.map(|r| (r.start_column, r.end_column)),
         }
     }
 }
@@ -112,6 +120,8 @@ struct Feed {
     /// The last entry the engine has read (through `changes` or a full read's `cursor`).
     handed_out: u64,
     entries: VecDeque<(u64, Observation)>,
+    /// For entries from an edit that said which columns it touched: their schema columns.
+    edited: HashMap<u64, Vec<usize>>,
     rescan: bool,
 }
 
@@ -129,6 +139,17 @@ impl WriteMark {
     /// before the write finished (allowing for clock skew).
     fn covers(&self, t: i64, skew: i64) -> bool {
         self.end_ms.is_none_or(|end| t < end + skew)
+    }
+
+    /// `row` with the written cells applied except in the `kept` columns.
+    fn applied_except(&self, row: &Row, kept: &[usize]) -> Row {
+        let mut out = row.clone();
+        for (i, v) in &self.cells {
+            if let Some(slot) = out.0.get_mut(*i).filter(|_| !kept.contains(i)) {
+                *slot = v.clone();
+            }
+        }
+        out
     }
 
     /// `row` with the written cells applied: what the Sheet holds after an overwrite.
@@ -153,6 +174,9 @@ struct ReadCache {
     observations: Option<Arc<Vec<Observation>>>,
     /// Key at each 1-based row, from the last full read.
     keys_by_row: HashMap<u32, RowKey>,
+    /// Where each key was at the end of the last full read, for the next write (which then
+    /// needs no read of its own; the write's pre-image check catches rows moved since).
+    positions: Option<(Instant, HashMap<RowKey, Vec<u32>>)>,
 }
 
 /// One tab of a spreadsheet, synced as a table.
@@ -169,6 +193,10 @@ pub struct SheetTable {
     cache: Mutex<ReadCache>,
     feed: Mutex<Feed>,
     wake: broadcast::Sender<()>,
+    /// The hidden tab each write copies its rows' pre-images into (see [`crate::guard`]).
+    scratch: Mutex<Option<Scratch>>,
+    /// A write whose answer was lost and not yet checked.
+    unverified: Mutex<Option<write::Unverified>>,
 }
 
 const LAYOUT_FIELDS: &str =
@@ -199,6 +227,8 @@ impl SheetTable {
                 ..Feed::default()
             }),
             wake,
+            scratch: Mutex::new(None),
+            unverified: Mutex::new(None),
         }
     }
 
@@ -224,11 +254,15 @@ impl SheetTable {
                 .and_then(|p| p.time_zone.as_deref())
                 .unwrap_or("Etc/GMT"),
         );
-        let sheet = ss
+        let tabs: Vec<_> = ss
             .sheets
             .unwrap_or_default()
             .into_iter()
             .filter_map(|s| s.properties)
+            .collect();
+        self.note_scratch(&tabs);
+        let sheet = tabs
+            .into_iter()
             .find(|p| p.sheet_id.unwrap_or(0) == self.opts.sheet_id)
             .ok_or_else(|| {
                 Error::new(
@@ -248,6 +282,30 @@ impl SheetTable {
             header_row: self.opts.header_row,
             columns: Vec::new(),
         })
+    }
+
+    /// Remembers the scratch tab if the spreadsheet has one (by title).
+    fn note_scratch(&self, tabs: &[google_sheets4::api::SheetProperties]) {
+        let title = scratch_title(self.opts.sheet_id);
+        let found = tabs
+            .iter()
+            .find(|p| p.title.as_deref() == Some(title.as_str()));
+        let mut s = self.scratch.lock().expect("scratch lock");
+        match found {
+            Some(p) => {
+                let grid = p.grid_properties.clone().unwrap_or_default();
+                *s = Some(Scratch {
+                    sheet_id: p.sheet_id.unwrap_or(0),
+                    title,
+                    rows: grid.row_count.unwrap_or(0).max(0) as u32,
+                    cols: grid.column_count.unwrap_or(0).max(0) as u32,
+                    exists: true,
+                });
+            }
+            // Gone (deleted by someone): the next write creates it again.
+            None if s.as_ref().is_some_and(|s| s.exists) => *s = None,
+            None => {}
+        }
     }
 
     /// Looks the tab up and maps its header: what `check` commands report. Writes the header
@@ -423,74 +481,6 @@ impl SheetTable {
         Some(Observation { change, at })
     }
 
-    /// Reads every row (or reuses the last read when the file did not change).
-    async fn read_all(&self) -> Result<Arc<Vec<Observation>>> {
-        self.feed.lock().expect("feed lock").rescan = false;
-        let version = if self.opts.use_drive_version {
-            match self.client.drive_version(&self.opts.spreadsheet_id).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::debug!(error = %e, "Drive version check failed; reading in full");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        if let Some(v) = &version {
-            let cache = self.cache.lock().expect("cache lock");
-            if cache.version.as_ref() == Some(v) {
-                if let Some(obs) = &cache.observations {
-                    return Ok(obs.clone());
-                }
-            }
-        }
-        let read_start = now_ms();
-        let l = self.layout(true).await?;
-        let width = l.width().max(1) as usize;
-        let chunk_rows = (self.opts.read_chunk_cells / width).max(1) as u32;
-        let first = l.header_row + 1;
-        let mut observations = Vec::new();
-        let mut keys_by_row = HashMap::new();
-        let mut start = first;
-        while start <= l.row_count {
-            let end = (start + chunk_rows - 1).min(l.row_count);
-            let got = self
-                .client
-                .batch_get(
-                    &self.opts.spreadsheet_id,
-                    &[l.rows_range(start, end)],
-                    "UNFORMATTED_VALUE",
-                )
-                .await?;
-            let rows = got
-                .into_iter()
-                .next()
-                .and_then(|v| v.values)
-                .unwrap_or_default();
-            for (i, cells) in rows.iter().enumerate() {
-                let row_no = start + i as u32;
-                if let Some(obs) = self.observe_row(&l, row_no, cells, None) {
-                    if let Change::Upsert(r) = &obs.change {
-                        if let Some(k) = r.key(&self.schema) {
-                            keys_by_row.insert(row_no, k);
-                        }
-                    }
-                    observations.push(obs);
-                }
-            }
-            start = end + 1;
-        }
-        let observations = Arc::new(observations);
-        self.last_read_ms
-            .store(read_start, std::sync::atomic::Ordering::Relaxed);
-        let mut cache = self.cache.lock().expect("cache lock");
-        cache.version = version;
-        cache.observations = Some(observations.clone());
-        cache.keys_by_row = keys_by_row;
-        Ok(observations)
-    }
-
     fn forget_read(&self) {
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = None;
@@ -513,6 +503,7 @@ impl SheetTable {
             .map(|(l, _)| l.clone());
         let mut rescan = edit.structural;
         let mut observations = Vec::new();
+        let layout_columns = layout.as_ref().map(|l| l.columns.clone());
         match layout {
             Some(mut l) if !edit.structural => {
                 // The edit's own header decides where columns are (they may have moved).
@@ -552,10 +543,11 @@ impl SheetTable {
         if read_ms > 0 && edit.timestamp_ms < read_ms - skew {
             observations.clear();
         }
+        let edited = edited_columns(layout_columns.as_deref(), edit.columns);
         let marks = self.marks.lock().expect("marks lock");
         let observations: Vec<Observation> = observations
             .into_iter()
-            .map(|o| overwritten_by(&marks, &self.schema, o, skew))
+            .map(|o| overwritten_by(&marks, &self.schema, o, skew, edited.as_deref()))
             .collect();
         drop(marks);
         let mut feed = self.feed.lock().expect("feed lock");
@@ -563,6 +555,12 @@ impl SheetTable {
             feed.seq += 1;
             let seq = feed.seq;
             feed.entries.push_back((seq, o));
+            if let Some(e) = &edited {
+                feed.edited.insert(seq, e.clone());
+            }
+        }
+        if rescan {
+            self.cache.lock().expect("cache lock").positions = None;
         }
         feed.rescan |= rescan;
         drop(feed);
@@ -671,8 +669,13 @@ impl Source for SheetTable {
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         let upto = self.parse_cursor(cursor);
         let mut feed = self.feed.lock().expect("feed lock");
-        while feed.entries.front().is_some_and(|(s, _)| *s <= upto) {
+        while let Some((s, _)) = feed.entries.front() {
+            if *s > upto {
+                break;
+            }
+            let s = *s;
             feed.entries.pop_front();
+            feed.edited.remove(&s);
         }
         Ok(())
     }
@@ -695,370 +698,18 @@ impl Source for SheetTable {
     }
 }
 
-/// One row's cells to write: (0-based sheet column, value).
-type CellWrites = Vec<(u32, Json)>;
-
-#[async_trait]
-impl Sink for SheetTable {
-    async fn apply(&self, ops: Vec<WriteOp>, _ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Our own writes change the file: the next read must be a real one.
-        self.forget_read();
-        let l = self.layout(false).await?;
-        let id = &self.opts.spreadsheet_id;
-
-        // Where every key is now, and the rows new keys go into.
-        let mut ranges: Vec<String> = self
-            .schema
-            .key
-            .iter()
-            .map(|&k| l.column_down(l.columns[k]))
-            .collect();
-        let set_key_rows: Vec<u32> = ops
-            .iter()
-            .filter_map(|op| match op {
-                WriteOp::SetKey { locator, .. } => parse_locator(locator).map(|(r, _)| r),
-                _ => None,
-            })
-            .collect();
-        ranges.extend(set_key_rows.iter().map(|r| l.rows_range(*r, *r)));
-        let got = self
-            .client
-            .batch_get(id, &ranges, "UNFORMATTED_VALUE")
-            .await?;
-        let nkeys = self.schema.key.len();
-        let mut positions: HashMap<RowKey, Vec<u32>> = HashMap::new();
-        {
-            let columns: Vec<Vec<Json>> = got[..nkeys]
-                .iter()
-                .map(|vr| {
-                    vr.values
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|mut cells| {
-                            if cells.is_empty() {
-                                Json::String(String::new())
-                            } else {
-                                cells.swap_remove(0)
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            let height = columns.iter().map(Vec::len).max().unwrap_or(0);
-            for i in 0..height {
-                let mut vals = Vec::with_capacity(nkeys);
-                for (j, &k) in self.schema.key.iter().enumerate() {
-                    let cell = columns[j]
-                        .get(i)
-                        .cloned()
-                        .unwrap_or(Json::String(String::new()));
-                    match read_cell(&cell, self.schema.columns[k].ty, l.tz) {
-                        Ok(v) if !v.is_null() => vals.push(v),
-                        _ => break,
-                    }
-                }
-                if vals.len() == nkeys {
-                    positions
-                        .entry(RowKey::from_values(&vals))
-                        .or_default()
-                        .push(l.header_row + 1 + i as u32);
-                }
-            }
-        }
-        let set_key_cells: HashMap<u32, Vec<Json>> = set_key_rows
-            .iter()
-            .zip(&got[nkeys..])
-            .map(|(r, vr)| {
-                (
-                    *r,
-                    vr.values
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .next()
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-
-        let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; ops.len()];
-        let mut updates: BTreeMap<u32, CellWrites> = BTreeMap::new();
-        let mut deletes: BTreeSet<u32> = BTreeSet::new();
-        let mut appends: Vec<Vec<Json>> = Vec::new();
-        let mut written: Vec<(RowKey, Vec<(usize, Value)>)> = Vec::new();
-        let writable = |i: usize| self.schema.columns[i].direction != Direction::SheetToDb;
-        for (n, op) in ops.iter().enumerate() {
-            let outcome = match op {
-                WriteOp::Upsert { row, expected } => {
-                    let Some(key) = row.key(&self.schema) else {
-                        outcomes[n] = Some(WriteOutcome::Held(
-                            "a row without a key cannot be written".into(),
-                        ));
-                        continue;
-                    };
-                    if let Some(c) = row
-                        .0
-                        .iter()
-                        .zip(&self.schema.columns)
-                        .find(|(v, c)| v.is_null() && !c.nullable)
-                    {
-                        outcomes[n] = Some(WriteOutcome::Held(format!(
-                            "column {:?} may not be empty",
-                            c.1.name
-                        )));
-                        continue;
-                    }
-                    match (positions.get(&key).map(Vec::as_slice), expected) {
-                        (Some([_, _, ..]), _) => Some(WriteOutcome::Held(format!(
-                            "key {key} appears in rows {:?} of the Sheet",
-                            positions[&key]
-                        ))),
-                        (Some([_]), Expected::Absent) | (None, Expected::Row(_)) => {
-                            Some(WriteOutcome::Stale)
-                        }
-                        (Some([p]), _) => {
-                            let before = match expected {
-                                Expected::Row(r) => Some(r),
-                                _ => None,
-                            };
-                            match self.cell_writes(&l, row, before, &writable) {
-                                Ok(cells) => {
-                                    if !cells.is_empty() {
-                                        updates.entry(*p).or_default().extend(cells);
-                                        written.push((
-                                            key.clone(),
-                                            changed_cells(row, before, &writable),
-                                        ));
-                                    }
-                                    None
-                                }
-                                Err(reason) => Some(WriteOutcome::Held(reason)),
-                            }
-                        }
-                        (None, _) => match self.full_row(&l, row) {
-                            Ok(cells) => {
-                                // A new row: no person can have edited it yet, so no mark.
-                                appends.push(cells);
-                                None
-                            }
-                            Err(reason) => Some(WriteOutcome::Held(reason)),
-                        },
-                        (Some([]), _) => unreachable!("positions are never empty"),
-                    }
-                }
-                WriteOp::Delete { key, .. } => match positions.get(key).map(Vec::as_slice) {
-                    None => None, // already gone
-                    Some([p]) => {
-                        deletes.insert(*p);
-                        None
-                    }
-                    Some(ps) => Some(WriteOutcome::Held(format!(
-                        "key {key} appears in rows {ps:?} of the Sheet; delete one by hand"
-                    ))),
-                },
-                WriteOp::SetKey { locator, row } => {
-                    let Some((r, fingerprint)) = parse_locator(locator) else {
-                        outcomes[n] = Some(WriteOutcome::Held(format!("bad locator {locator:?}")));
-                        continue;
-                    };
-                    let cells = set_key_cells.get(&r).cloned().unwrap_or_default();
-                    match self.observe_row(&l, r, &cells, None).map(|o| o.change) {
-                        Some(Change::Unkeyed(u))
-                            if format!("{:032x}", u.row.hash().0) == fingerprint =>
-                        {
-                            let key_cells: Vec<(u32, Json)> = self
-                                .schema
-                                .key
-                                .iter()
-                                .map(|&k| {
-                                    (
-                                        l.columns[k],
-                                        write_cell(&row.0[k], l.tz).unwrap_or_default(),
-                                    )
-                                })
-                                .collect();
-                            updates.entry(r).or_default().extend(key_cells);
-                            None
-                        }
-                        // The row changed or moved since it was read.
-                        _ => Some(WriteOutcome::Stale),
-                    }
-                }
-                WriteOp::Insert { .. } => Some(WriteOutcome::Held(
-                    "the Sheet does not generate keys; configure the mapping's keys".into(),
-                )),
-            };
-            outcomes[n] = outcome;
-        }
-
-        // Mark the rows about to be written, so an edit a person makes meanwhile is noticed.
-        let start = now_ms();
-        {
-            let mut marks = self.marks.lock().expect("marks lock");
-            // An edit is only compared with writes that ended less than a minute before it.
-            marks.retain(|_, m| m.end_ms.is_none_or(|e| start - e < 60_000));
-            for (k, cells) in &written {
-                marks.insert(
-                    k.clone(),
-                    WriteMark {
-                        end_ms: None,
-                        cells: cells.clone(),
-                    },
-                );
-            }
-        }
-        let result = self.send_writes(&l, updates, deletes, appends).await;
-        self.finish_marks(&written);
-        if result.is_err() {
-            // The tab may have been renamed or resized: look it up again next time.
-            *self.layout.lock().expect("layout lock") = None;
-        }
-        result?;
-        self.forget_read();
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(WriteOutcome::Applied))
-            .collect())
-    }
-}
-
-impl SheetTable {
-    /// Sends one cycle's writes: cell updates, then deletes, then appends.
-    async fn send_writes(
-        &self,
-        l: &Layout,
-        updates: BTreeMap<u32, CellWrites>,
-        deletes: BTreeSet<u32>,
-        appends: Vec<Vec<Json>>,
-    ) -> Result<()> {
-        let id = &self.opts.spreadsheet_id;
-        // 1. Cell updates, contiguous runs merged, in requests under the size budget.
-        let data = merge_runs(l, updates);
-        for chunk in chunk_by_size(data, self.opts.max_write_bytes, |vr| {
-            serde_json::to_string(&vr.values).map_or(0, |s| s.len())
-        }) {
-            self.client.batch_update_values(id, chunk).await?;
-        }
-        // 2. Deletes, highest rows first so earlier positions stay valid.
-        if !deletes.is_empty() {
-            let requests = merge_row_spans(&deletes)
-                .into_iter()
-                .rev()
-                .map(|(start, end)| Request {
-                    delete_dimension: Some(DeleteDimensionRequest {
-                        range: Some(DimensionRange {
-                            sheet_id: Some(self.opts.sheet_id),
-                            dimension: Some("ROWS".into()),
-                            start_index: Some((start - 1) as i32),
-                            end_index: Some(end as i32),
-                        }),
-                    }),
-                    ..Default::default()
-                })
-                .collect();
-            self.client
-                .batch_update(
-                    id,
-                    BatchUpdateSpreadsheetRequest {
-                        requests: Some(requests),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-        }
-        // 3. New rows, appended after the table that starts at the header.
-        if !appends.is_empty() {
-            let anchor = l.cells(l.header_row, 0, l.width().saturating_sub(1));
-            for chunk in chunk_by_size(appends, self.opts.max_write_bytes, |r| {
-                serde_json::to_string(r).map_or(0, |s| s.len())
-            }) {
-                self.client.append(id, &anchor, chunk).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the marks of a finished (or failed) write, and turns edits of those rows that
-    /// arrived after the engine's last read, and may have been overwritten, into
-    /// [`Change::Overwritten`].
-    fn finish_marks(&self, written: &[(RowKey, Vec<(usize, Value)>)]) {
-        if written.is_empty() {
-            return;
-        }
-        let end = now_ms();
-        let mut marks = self.marks.lock().expect("marks lock");
-        for (k, _) in written {
-            if let Some(m) = marks.get_mut(k) {
-                m.end_ms = Some(end);
-            }
-        }
-        let skew = self.opts.clock_skew_ms;
-        let mut feed = self.feed.lock().expect("feed lock");
-        let handed_out = feed.handed_out;
-        for (seq, o) in feed.entries.iter_mut() {
-            if *seq > handed_out {
-                *o = overwritten_by(&marks, &self.schema, o.clone(), skew);
-            }
-        }
-    }
-    /// The cells of `row` that differ from `before` (all mapped cells when unknown), skipping
-    /// columns the Sheet owns.
-    fn cell_writes(
-        &self,
-        l: &Layout,
-        row: &Row,
-        before: Option<&Row>,
-        writable: &dyn Fn(usize) -> bool,
-    ) -> std::result::Result<CellWrites, String> {
-        let mut cells = Vec::new();
-        for (i, v) in row.0.iter().enumerate() {
-            if !writable(i) || before.is_some_and(|b| b.0.get(i) == Some(v)) {
-                continue;
-            }
-            let cell = write_cell(v, l.tz)
-                .map_err(|e| format!("column {:?}: {}", self.schema.columns[i].name, e.0))?;
-            cells.push((l.columns[i], cell));
-        }
-        Ok(cells)
-    }
-
-    /// A new row's cells from column A to the last mapped column.
-    fn full_row(&self, l: &Layout, row: &Row) -> std::result::Result<Vec<Json>, String> {
-        let mut cells = vec![Json::String(String::new()); l.width() as usize];
-        for (i, v) in row.0.iter().enumerate() {
-            cells[l.columns[i] as usize] = write_cell(v, l.tz)
-                .map_err(|e| format!("column {:?}: {}", self.schema.columns[i].name, e.0))?;
-        }
-        Ok(cells)
-    }
-}
-
-/// The cells of `row` that a write changes: those differing from `before` (all when unknown),
-/// among the writable columns.
-fn changed_cells(
-    row: &Row,
-    before: Option<&Row>,
-    writable: &dyn Fn(usize) -> bool,
-) -> Vec<(usize, Value)> {
-    row.0
-        .iter()
-        .enumerate()
-        .filter(|(i, v)| writable(*i) && before.is_none_or(|b| b.0.get(*i) != Some(*v)))
-        .map(|(i, v)| (i, v.clone()))
-        .collect()
-}
-
 /// A person's edit of a row the adapter wrote around the same time, reported as
 /// [`Change::Overwritten`] (the Sheet then holds the edit with the written cells on top).
+///
+/// When the edit says which schema columns the person touched (`edited`), the row's other cells
+/// are only a snapshot: where the adapter's write changed them, the write is newer, so they
+/// take the written values and are never reported as the person's edit.
 fn overwritten_by(
     marks: &HashMap<RowKey, WriteMark>,
     schema: &TableSchema,
     o: Observation,
     skew: i64,
+    edited: Option<&[usize]>,
 ) -> Observation {
     let Change::Upsert(row) = &o.change else {
         return o;
@@ -1072,143 +723,41 @@ fn overwritten_by(
             if actual == *row {
                 return o;
             }
-            Observation {
-                change: Change::Overwritten {
-                    row: row.clone(),
+            let person = match edited {
+                Some(ed) => m.applied_except(row, ed),
+                None => row.clone(),
+            };
+            let change = if person == actual {
+                Change::Upsert(actual)
+            } else {
+                Change::Overwritten {
+                    row: person,
                     actual,
-                },
-                at: o.at,
-            }
+                }
+            };
+            Observation { change, at: o.at }
         }
         _ => o,
     }
 }
 
-fn parse_locator(locator: &str) -> Option<(u32, &str)> {
-    let (row, fp) = locator.split_once(':')?;
-    Some((row.parse().ok()?, fp))
-}
-
-/// Cells of adjacent columns in one row: first column, last column, values.
-type Run = (u32, u32, Vec<Json>);
-
-/// A rectangle of cells: first and last row, first and last column, rows of values.
-struct Block {
-    r0: u32,
-    r1: u32,
-    c0: u32,
-    c1: u32,
-    values: Vec<Vec<Json>>,
-}
-
-/// Rows → ValueRanges: each row's cells split into runs of adjacent columns, and runs spanning
-/// the same columns on consecutive rows merged into one block.
-fn merge_runs(l: &Layout, updates: BTreeMap<u32, CellWrites>) -> Vec<ValueRange> {
-    // (first column, last column) of a run → cells.
-    let mut per_row: Vec<(u32, Vec<Run>)> = Vec::new();
-    for (row, mut cells) in updates {
-        cells.sort_by_key(|(c, _)| *c);
-        cells.dedup_by_key(|(c, _)| *c);
-        let mut runs: Vec<Run> = Vec::new();
-        for (c, v) in cells {
-            match runs.last_mut() {
-                Some((_, last, vals)) if *last + 1 == c => {
-                    *last = c;
-                    vals.push(v);
-                }
-                _ => runs.push((c, c, vec![v])),
-            }
-        }
-        per_row.push((row, runs));
-    }
-    let mut out: Vec<Block> = Vec::new();
-    for (row, runs) in per_row {
-        for (c0, c1, vals) in runs {
-            match out.iter_mut().rev().find(|b| b.c0 == c0 && b.c1 == c1) {
-                Some(block) if block.r1 + 1 == row => {
-                    block.r1 = row;
-                    block.values.push(vals);
-                }
-                _ => out.push(Block {
-                    r0: row,
-                    r1: row,
-                    c0,
-                    c1,
-                    values: vec![vals],
-                }),
-            }
-        }
-    }
-    out.into_iter()
-        .map(|b| ValueRange {
-            range: Some(l.block(b.r0, b.r1, b.c0, b.c1)),
-            major_dimension: Some("ROWS".into()),
-            values: Some(b.values),
-        })
-        .collect()
-}
-
-/// Sorted 1-based rows → inclusive spans of consecutive rows.
-fn merge_row_spans(rows: &BTreeSet<u32>) -> Vec<(u32, u32)> {
-    let mut spans: Vec<(u32, u32)> = Vec::new();
-    for &r in rows {
-        match spans.last_mut() {
-            Some((_, end)) if *end + 1 == r => *end = r,
-            _ => spans.push((r, r)),
-        }
-    }
-    spans
-}
-
-fn chunk_by_size<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out: Vec<Vec<T>> = Vec::new();
-    let mut used = 0;
-    for item in items {
-        let s = size(&item);
-        if out.is_empty() || (used + s > budget && !out.last().is_some_and(Vec::is_empty)) {
-            out.push(Vec::new());
-            used = 0;
-        }
-        used += s;
-        out.last_mut().expect("pushed").push(item);
-    }
-    out
+/// The schema columns inside the edited sheet columns (1-based, inclusive), given where each
+/// schema column is in the tab.
+fn edited_columns(layout: Option<&[u32]>, cols: Option<(u32, u32)>) -> Option<Vec<usize>> {
+    let (layout, (c0, c1)) = (layout?, cols?);
+    Some(
+        layout
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| (c0..=c1).contains(&(**c + 1)))
+            .map(|(i, _)| i)
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono_tz::Tz;
-    use serde_json::json;
-
-    fn layout() -> Layout {
-        Layout {
-            title: "Data".into(),
-            tz: Tz::UTC,
-            row_count: 100,
-            column_count: 5,
-            header_row: 1,
-            columns: vec![0, 1, 2, 4],
-        }
-    }
-
-    #[test]
-    fn runs_merge_across_columns_and_rows() {
-        let mut u = BTreeMap::new();
-        u.insert(2, vec![(1, json!("b2")), (0, json!("a2"))]);
-        u.insert(3, vec![(0, json!("a3")), (1, json!("b3"))]);
-        u.insert(4, vec![(0, json!("a4")), (4, json!("e4"))]);
-        let vr = merge_runs(&layout(), u);
-        let ranges: Vec<_> = vr.iter().map(|v| v.range.clone().unwrap()).collect();
-        assert_eq!(ranges, vec!["'Data'!A2:B3", "'Data'!A4:A4", "'Data'!E4:E4"]);
-        assert_eq!(
-            vr[0].values,
-            Some(vec![
-                vec![json!("a2"), json!("b2")],
-                vec![json!("a3"), json!("b3")]
-            ])
-        );
-    }
 
     #[test]
     fn edits_around_our_own_writes_are_reported_overwritten() {
@@ -1236,7 +785,7 @@ mod tests {
             },
         );
         // Before the write ended (within the skew): overwritten, the Sheet holds the write.
-        match overwritten_by(&marks, &schema, edit(11_000), 2_000).change {
+        match overwritten_by(&marks, &schema, edit(11_000), 2_000, None).change {
             Change::Overwritten { row: r, actual } => {
                 assert_eq!(r, row("person"));
                 assert_eq!(actual, row("engine"));
@@ -1245,26 +794,20 @@ mod tests {
         }
         // Well after the write: the person's edit stands.
         assert_eq!(
-            overwritten_by(&marks, &schema, edit(13_000), 2_000).change,
+            overwritten_by(&marks, &schema, edit(13_000), 2_000, None).change,
             Change::Upsert(row("person"))
         );
         // A write still in flight covers any edit.
         marks.values_mut().for_each(|m| m.end_ms = None);
         assert!(matches!(
-            overwritten_by(&marks, &schema, edit(99_000), 2_000).change,
+            overwritten_by(&marks, &schema, edit(99_000), 2_000, None).change,
             Change::Overwritten { .. }
         ));
     }
 
     #[test]
-    fn delete_spans_merge() {
-        let rows: BTreeSet<u32> = [2, 3, 4, 7, 9, 10].into_iter().collect();
-        assert_eq!(merge_row_spans(&rows), vec![(2, 4), (7, 7), (9, 10)]);
-    }
-
-    #[test]
     fn chunks_respect_the_budget() {
-        let chunks = chunk_by_size(vec![5, 5, 5, 20, 1], 10, |x| *x);
+        let chunks = write::chunk_by_size(vec![5, 5, 5, 20, 1], 10, |x| *x);
         assert_eq!(chunks, vec![vec![5, 5], vec![5], vec![20], vec![1]]);
     }
 }

@@ -1,0 +1,180 @@
+//! The read path of [`SheetTable`]: full reads that are consistent snapshots, or are thrown
+//! away and read again.
+//!
+//! A full read of a big tab takes several `values.batchGet` requests, and people sort, drag,
+//! insert and delete rows between them; an answer can also come back well-formed but short.
+//! So the first and the last request of every full read also read the whole key column: the
+//! read is kept only when both key columns and the keys seen in the data rows agree row by
+//! row. Otherwise rows moved (or an answer lost its tail) during the read, and it starts again;
+//! after [`READ_ATTEMPTS`] the read fails, and a failed read never deletes anything.
+
+use super::*;
+
+/// Full reads attempted before giving up while the tab keeps changing under them.
+const READ_ATTEMPTS: usize = 3;
+
+/// What one consistent full read saw.
+struct Snapshot {
+    observations: Vec<Observation>,
+    keys_by_row: HashMap<u32, RowKey>,
+    positions: HashMap<RowKey, Vec<u32>>,
+}
+
+impl SheetTable {
+    /// Reads every row (or reuses the last read when the file did not change).
+    pub(super) async fn read_all(&self) -> Result<Arc<Vec<Observation>>> {
+        self.settle_unverified().await?;
+        self.feed.lock().expect("feed lock").rescan = false;
+        let version = self.drive_version().await;
+        if let Some(v) = &version {
+            let cache = self.cache.lock().expect("cache lock");
+            if cache.version.as_ref() == Some(v) {
+                if let Some(obs) = &cache.observations {
+                    return Ok(obs.clone());
+                }
+            }
+        }
+        let read_start = now_ms();
+        let mut attempt = 0;
+        let snap = loop {
+            match self.read_snapshot().await {
+                Ok(s) => break s,
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt + 1 < READ_ATTEMPTS => {
+                    tracing::info!(error = %e, attempt, "full read was not a snapshot; reading again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.with_operation("full read")),
+            }
+        };
+        let observations = Arc::new(snap.observations);
+        self.last_read_ms
+            .store(read_start, std::sync::atomic::Ordering::Relaxed);
+        self.drop_covered_edits(read_start);
+        let mut cache = self.cache.lock().expect("cache lock");
+        cache.version = version;
+        cache.observations = Some(observations.clone());
+        cache.keys_by_row = snap.keys_by_row;
+        cache.positions = Some((Instant::now(), snap.positions));
+        Ok(observations)
+    }
+
+    /// Edits not yet handed to the engine that this read (started at `read_start`) already
+    /// saw: serving them later would replay a stale snapshot.
+    fn drop_covered_edits(&self, read_start: i64) {
+        let cutoff = read_start - self.opts.clock_skew_ms;
+        let mut feed = self.feed.lock().expect("feed lock");
+        let handed_out = feed.handed_out;
+        let Feed {
+            entries, edited, ..
+        } = &mut *feed;
+        entries.retain(|(seq, o)| {
+            let covered = *seq > handed_out && o.at.is_some_and(|t| t.timestamp_millis() < cutoff);
+            if covered {
+                edited.remove(seq);
+            }
+            !covered
+        });
+    }
+
+    async fn drive_version(&self) -> Option<String> {
+        if !self.opts.use_drive_version {
+            return None;
+        }
+        match self.client.drive_version(&self.opts.spreadsheet_id).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(error = %e, "Drive version check failed; reading in full");
+                None
+            }
+        }
+    }
+
+    /// One full read in chunks, bracketed by two reads of the key column.
+    async fn read_snapshot(&self) -> Result<Snapshot> {
+        let l = self.layout(true).await?;
+        let width = l.width().max(1) as usize;
+        let chunk_rows = (self.opts.read_chunk_cells / width).max(1) as u32;
+        let first = l.header_row + 1;
+        let spans: Vec<(u32, u32)> = (first..=l.row_count)
+            .step_by(chunk_rows as usize)
+            .map(|s| (s, (s + chunk_rows - 1).min(l.row_count)))
+            .collect();
+        let key_ranges: Vec<String> = self
+            .schema
+            .key
+            .iter()
+            .map(|&k| l.column_down(l.columns[k]))
+            .collect();
+        let nk = key_ranges.len();
+        let mut snap = Snapshot {
+            observations: Vec::new(),
+            keys_by_row: HashMap::new(),
+            positions: HashMap::new(),
+        };
+        let mut data_keys: Vec<Option<RowKey>> = Vec::new();
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        for (i, (start, end)) in spans.iter().enumerate() {
+            let last = i + 1 == spans.len();
+            let mut ranges = Vec::new();
+            if i == 0 {
+                ranges.extend(key_ranges.iter().cloned());
+            }
+            ranges.push(l.rows_range(*start, *end));
+            if last {
+                ranges.extend(key_ranges.iter().cloned());
+            }
+            let got = self
+                .client
+                .batch_get(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
+                .await?;
+            let data_at = if i == 0 { nk } else { 0 };
+            if i == 0 {
+                before = self.key_column_rows(&l, &got[..nk]);
+            }
+            if last {
+                after = self.key_column_rows(&l, &got[data_at + 1..]);
+            }
+            let rows = got[data_at].values.clone().unwrap_or_default();
+            data_keys.resize((start - first) as usize, None);
+            for (j, cells) in rows.iter().enumerate() {
+                let row_no = start + j as u32;
+                data_keys.push(self.key_of_row(&l, cells));
+                if let Some(obs) = self.observe_row(&l, row_no, cells, None) {
+                    if let Change::Upsert(r) = &obs.change {
+                        if let Some(k) = r.key(&self.schema) {
+                            snap.keys_by_row.insert(row_no, k);
+                        }
+                    }
+                    snap.observations.push(obs);
+                }
+            }
+        }
+        let trim = |v: &mut Vec<Option<RowKey>>| {
+            while v.last().is_some_and(Option::is_none) {
+                v.pop();
+            }
+        };
+        trim(&mut data_keys);
+        trim(&mut before);
+        trim(&mut after);
+        if data_keys != before || before != after {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "rows of tab {:?} moved during the read, or an answer came back short \
+                     (key column before: {} rows, after: {}, data: {})",
+                    l.title,
+                    before.len(),
+                    after.len(),
+                    data_keys.len()
+                ),
+            ));
+        }
+        for (i, k) in data_keys.into_iter().enumerate() {
+            if let Some(k) = k {
+                snap.positions.entry(k).or_default().push(first + i as u32);
+            }
+        }
+        Ok(snap)
+    }
+}

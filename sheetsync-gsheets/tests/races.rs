@@ -1,0 +1,322 @@
+//! Named regression tests for the ways people and the network race the adapter's row positions:
+//! rows deleted, sorted or moved while a write is in flight, answers lost after Google applied a
+//! request, full reads in several chunks, short answers, appends around gap rows.
+//!
+//! Each test drives [`SheetTable`] directly against the emulator, makes the race happen at a
+//! known point (a delayed request and a person's edit during the delay, a lost answer), and then
+//! checks the Sheet row by row: no row's values under another key, no row deleted that nobody
+//! deleted, nothing written lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+use sheetsync_core::*;
+use sheetsync_emulator::{Config, EmulatorHandle, FaultRule};
+use sheetsync_gsheets::quota::Backoff;
+use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
+
+fn schema() -> TableSchema {
+    TableSchema::new(
+        "t",
+        vec![
+            Column::new("id", ColumnType::Int),
+            Column::new("name", ColumnType::Text),
+            Column::new("note", ColumnType::Text),
+        ],
+        &["id"],
+    )
+    .unwrap()
+}
+
+fn row(id: i64, name: &str, note: &str) -> Row {
+    Row::new(vec![Value::Int(id), name.into(), note.into()])
+}
+
+fn key(id: i64) -> RowKey {
+    RowKey::from_values(&[Value::Int(id)])
+}
+
+fn ctx() -> WriteContext {
+    WriteContext {
+        origin: "test".into(),
+    }
+}
+
+struct Race {
+    emu: EmulatorHandle,
+    id: String,
+    sheet: Arc<SheetTable>,
+}
+
+/// A tab with a header and rows `id = 1..=n`, `name = n<id>`, `note = x<id>`.
+async fn race(n: i64, tune: impl FnOnce(&mut SheetOptions)) -> Race {
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = emu.create_spreadsheet("races").unwrap();
+    let mut values = vec![vec![json!("id"), json!("name"), json!("note")]];
+    values.extend((1..=n).map(|i| vec![json!(i), json!(format!("n{i}")), json!(format!("x{i}"))]));
+    emu.set_cells(&id, "Sheet1!A1", values).unwrap();
+    let mut cfg = ClientConfig::emulator(&emu.base_url());
+    cfg.reads_per_minute = 100_000;
+    cfg.writes_per_minute = 100_000;
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+        max_retries: 5,
+    };
+    let client = Arc::new(SheetsClient::new(cfg).await.unwrap());
+    let mut opts = SheetOptions::new(&id, 0);
+    opts.use_drive_version = false;
+    tune(&mut opts);
+    let sheet = Arc::new(SheetTable::new(client, opts, schema()));
+    Race { emu, id, sheet }
+}
+
+impl Race {
+    /// The data rows in sheet order (blank rows skipped).
+    fn rows(&self) -> Vec<(i64, String, String)> {
+        let v = self.emu.read_values(&self.id, "Sheet1").unwrap();
+        let rows: Vec<Vec<Json>> = serde_json::from_value(v).unwrap_or_default();
+        rows.iter()
+            .skip(1)
+            .filter(|r| r.iter().any(|c| c.as_str() != Some("") && !c.is_null()))
+            .map(|r| {
+                let cell = |i: usize| r.get(i).cloned().unwrap_or(json!(""));
+                let id = match cell(0) {
+                    Json::Number(n) => n.as_f64().unwrap() as i64,
+                    Json::String(s) => s.parse().unwrap_or(-1),
+                    _ => -1,
+                };
+                let text = |c: Json| c.as_str().map(str::to_owned).unwrap_or(c.to_string());
+                (id, text(cell(1)), text(cell(2)))
+            })
+            .collect()
+    }
+
+    /// The rows by id; panics on a duplicated id.
+    fn by_id(&self) -> BTreeMap<i64, (String, String)> {
+        let mut out = BTreeMap::new();
+        for (id, name, note) in self.rows() {
+            assert!(
+                out.insert(id, (name, note)).is_none(),
+                "id {id} appears twice: {:?}",
+                self.rows()
+            );
+        }
+        out
+    }
+
+    /// The rows every id should have: the seed, with these ids removed and these changed.
+    fn expect(
+        n: i64,
+        removed: &[i64],
+        changed: &[(i64, &str, &str)],
+    ) -> BTreeMap<i64, (String, String)> {
+        let mut m: BTreeMap<i64, (String, String)> = (1..=n)
+            .filter(|i| !removed.contains(i))
+            .map(|i| (i, (format!("n{i}"), format!("x{i}"))))
+            .collect();
+        for (i, name, note) in changed {
+            m.insert(*i, (name.to_string(), note.to_string()));
+        }
+        m
+    }
+
+    /// Applies `ops` while `person` runs during a delay of the next write request.
+    async fn apply_racing(
+        &self,
+        ops: Vec<WriteOp>,
+        person: impl FnOnce(&EmulatorHandle, &str),
+    ) -> Result<Vec<WriteOutcome>> {
+        self.emu.inject_fault(
+            FaultRule {
+                kind: sheetsync_emulator::FaultKind::Delay { ms: 600 },
+                times: Some(1),
+                rate: None,
+                method: None,
+            }
+            .for_method("spreadsheets.batchUpdate"),
+        );
+        let sheet = self.sheet.clone();
+        let task = tokio::spawn(async move { sheet.apply(ops, &ctx()).await });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        person(&self.emu, &self.id);
+        task.await.unwrap()
+    }
+}
+
+fn update(id: i64, name: &str) -> WriteOp {
+    WriteOp::Upsert {
+        row: row(id, name, &format!("x{id}")),
+        expected: Expected::Row(row(id, &format!("n{id}"), &format!("x{id}"))),
+    }
+}
+
+fn delete(id: i64) -> WriteOp {
+    WriteOp::Delete {
+        key: key(id),
+        expected: Expected::Any,
+    }
+}
+
+/// Warms the adapter up (layout, scratch tab) so the race hits the write itself.
+async fn warm(r: &Race) {
+    let out = r.sheet.apply(vec![update(1, "n1x")], &ctx()).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    let back = WriteOp::Upsert {
+        row: row(1, "n1", "x1"),
+        expected: Expected::Row(row(1, "n1x", "x1")),
+    };
+    let out = r.sheet.apply(vec![back], &ctx()).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+}
+
+#[tokio::test]
+async fn a_write_in_flight_when_a_row_above_is_deleted_never_lands_on_the_next_row() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let out = r
+        .apply_racing(vec![update(20, "new20")], |emu, id| {
+            emu.delete_rows(id, "Sheet1", 3, 1).unwrap(); // id 2
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![WriteOutcome::Stale],
+        "the mis-hit is reported for a retry"
+    );
+    assert_eq!(
+        r.by_id(),
+        Race::expect(30, &[2], &[]),
+        "id 21 restored, 20 untouched"
+    );
+    // The engine's retry, with fresh positions.
+    let out = r
+        .sheet
+        .apply(vec![update(20, "new20")], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(r.by_id(), Race::expect(30, &[2], &[(20, "new20", "x20")]));
+}
+
+#[tokio::test]
+async fn a_write_in_flight_during_a_sort_never_lands_on_another_row() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let out = r
+        .apply_racing(vec![update(20, "new20"), update(5, "new5")], |emu, id| {
+            // By note, descending: x9, x8, ..., x30, x3, ... every row moves.
+            emu.sort_range(id, "Sheet1!A2:C31", 3, false).unwrap();
+        })
+        .await
+        .unwrap();
+    assert!(out
+        .iter()
+        .all(|o| *o == WriteOutcome::Stale || *o == WriteOutcome::Applied));
+    let applied: Vec<(i64, &str, &str)> = [(20, "new20"), (5, "new5")]
+        .into_iter()
+        .zip(&out)
+        .filter(|(_, o)| **o == WriteOutcome::Applied)
+        .map(|((id, name), _)| (id, name, if id == 20 { "x20" } else { "x5" }))
+        .collect();
+    assert_eq!(
+        r.by_id(),
+        Race::expect(30, &[], &applied),
+        "no values under another key"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_in_flight_when_rows_move_never_deletes_another_row() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let out = r
+        .apply_racing(vec![delete(20), delete(7)], |emu, id| {
+            emu.delete_rows(id, "Sheet1", 3, 1).unwrap(); // id 2: ids 3.. move up
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Stale, WriteOutcome::Stale]);
+    assert_eq!(
+        r.by_id(),
+        Race::expect(30, &[2], &[]),
+        "ids 21 and 8 restored"
+    );
+    let out = r
+        .sheet
+        .apply(vec![delete(20), delete(7)], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied, WriteOutcome::Applied]);
+    assert_eq!(r.by_id(), Race::expect(30, &[2, 7, 20], &[]));
+}
+
+#[tokio::test]
+async fn a_delete_in_flight_when_a_row_is_dragged_keeps_every_other_row() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let out = r
+        .apply_racing(vec![delete(10)], |emu, id| {
+            emu.move_rows(id, "Sheet1", 25, 1, 2).unwrap(); // id 24 dragged to the top
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Stale]);
+    assert_eq!(r.by_id(), Race::expect(30, &[], &[]));
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_never_sent_again_blindly() {
+    let r = race(10, |_| {}).await;
+    warm(&r).await;
+    r.emu.reset_counters();
+    // The connection drops before Google applies anything.
+    r.emu
+        .inject_fault(FaultRule::drop_next(1).for_method("spreadsheets.batchUpdate"));
+    let err = r
+        .sheet
+        .apply(vec![delete(5)], &ctx())
+        .await
+        .expect_err("the answer was lost");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(
+        r.emu.request_count("sheets.spreadsheets.batchUpdate"),
+        1,
+        "not re-sent"
+    );
+    assert_eq!(r.by_id(), Race::expect(10, &[], &[]), "nothing happened");
+    // The engine plans again and the delete goes through once.
+    let out = r.sheet.apply(vec![delete(5)], &ctx()).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(r.by_id(), Race::expect(10, &[5], &[]));
+}
+
+#[tokio::test]
+async fn new_rows_go_after_the_last_row_with_data_whatever_gaps_there_are() {
+    let r = race(6, |_| {}).await;
+    // A person clears row 4 (id 3): a gap in the middle of the data.
+    r.emu.clear_range(&r.id, "Sheet1!A4:C4").unwrap();
+    let out = r
+        .sheet
+        .apply(
+            vec![WriteOp::Upsert {
+                row: row(99, "n99", "x99"),
+                expected: Expected::Absent,
+            }],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    let ids: Vec<i64> = r.rows().into_iter().map(|(id, ..)| id).collect();
+    assert_eq!(
+        ids,
+        vec![1, 2, 4, 5, 6, 99],
+        "appended at the bottom, the gap left alone"
+    );
+    let v = r.emu.read_values(&r.id, "Sheet1!A4:C4").unwrap();
+    assert_eq!(v, json!([]), "the gap row stays blank");
+}
