@@ -320,3 +320,60 @@ async fn new_rows_go_after_the_last_row_with_data_whatever_gaps_there_are() {
     let v = r.emu.read_values(&r.id, "Sheet1!A4:C4").unwrap();
     assert_eq!(v, json!([]), "the gap row stays blank");
 }
+
+#[tokio::test]
+async fn a_duplicate_key_typed_by_a_person_is_held_on_every_path() {
+    use futures::StreamExt;
+    let r = race(5, |_| {}).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap(); // a full read: keys and rows known
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    // A person types a new row whose key, 3, row 4 already has.
+    let typed = vec![json!(3), json!("dup"), json!("typed")];
+    r.emu
+        .set_cells(&r.id, "Sheet1!A7", vec![typed.clone()])
+        .unwrap();
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            sheet_id: 0,
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            header: vec![json!("id"), json!("name"), json!("note")],
+            rows: vec![(7, typed)],
+            structural: false,
+            columns: Some((1, 3)),
+        })
+        .unwrap();
+    let is_held = |changes: &[Observation]| {
+        changes.iter().any(|o| {
+            matches!(&o.change, Change::Invalid(i) if i.key == Some(key(3)) && i.reason.contains("[4, 7]"))
+        })
+    };
+    let no_upsert_of_3 = |changes: &[Observation]| {
+        !changes
+            .iter()
+            .any(|o| matches!(&o.change, Change::Upsert(row) if row.0[0] == Value::Int(3)))
+    };
+    // The webhook path: held, never an update of row 3's data.
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(is_held(&batch.changes), "{:?}", batch.changes);
+    assert!(no_upsert_of_3(&batch.changes));
+    assert!(r.sheet.full_scan_requested());
+    // The fetch path and the next cycles, until a person fixes it.
+    let fetched = r.sheet.fetch(&[key(3)]).await.unwrap();
+    assert!(
+        matches!(&fetched[0].change, Change::Invalid(i) if i.key == Some(key(3))),
+        "{fetched:?}"
+    );
+    r.sheet.ack(&batch.cursor).await.unwrap();
+    let again = r.sheet.changes(&batch.cursor, 100).await.unwrap();
+    assert!(is_held(&again.changes), "still held: {:?}", again.changes);
+    // Fixed: the typed row gets another key; the hold ends with the next full read.
+    r.emu
+        .set_cells(&r.id, "Sheet1!A7", vec![vec![json!(7)]])
+        .unwrap();
+    let _ = r.sheet.scan().next().await.unwrap().unwrap();
+    let after = r.sheet.changes(&again.cursor, 100).await.unwrap();
+    assert!(!after
+        .changes
+        .iter()
+        .any(|o| matches!(o.change, Change::Invalid(_))));
+}

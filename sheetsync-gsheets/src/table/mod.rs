@@ -177,6 +177,27 @@ struct ReadCache {
     /// Where each key was at the end of the last full read, for the next write (which then
     /// needs no read of its own; the write's pre-image check catches rows moved since).
     positions: Option<(Instant, HashMap<RowKey, Vec<u32>>)>,
+    /// Where each key was in the last full read (kept until the next one).
+    key_rows: HashMap<RowKey, Vec<u32>>,
+}
+
+impl ReadCache {
+    /// Keys that the last full read found in more than one row.
+    fn duplicates(&self) -> impl Iterator<Item = (&RowKey, &Vec<u32>)> {
+        self.key_rows.iter().filter(|(_, rows)| rows.len() > 1)
+    }
+}
+
+/// The hold of a key that several rows of the tab carry.
+fn duplicate(key: &RowKey, rows: &[u32], l_title: &str) -> Observation {
+    Observation::new(Change::Invalid(InvalidRow {
+        key: Some(key.clone()),
+        locator: None,
+        reason: format!(
+            "key {key} appears in rows {rows:?} of tab {l_title:?}; nothing of these rows is \
+             synced until only one row has it"
+        ),
+    }))
 }
 
 /// One tab of a spreadsheet, synced as a table.
@@ -528,6 +549,25 @@ impl SheetTable {
                                 rescan = true;
                             }
                         }
+                        // A key that another row already has: a duplicate typed by a person
+                        // must never overwrite that row's data. Held until a full read says.
+                        let elsewhere: Vec<u32> = new_key
+                            .as_ref()
+                            .and_then(|k| cache.key_rows.get(k))
+                            .map(|rows| rows.iter().copied().filter(|r| r != row_no).collect())
+                            .unwrap_or_default();
+                        let obs = match (obs, &new_key) {
+                            (Some(_), Some(k)) if !elsewhere.is_empty() => {
+                                rescan = true;
+                                let mut rows = elsewhere;
+                                rows.push(*row_no);
+                                Some(Observation {
+                                    at,
+                                    ..duplicate(k, &rows, &l.title)
+                                })
+                            }
+                            (obs, _) => obs,
+                        };
                         match obs {
                             Some(o) => observations.push(o),
                             None => rescan = true, // cleared row
@@ -630,7 +670,15 @@ impl Source for SheetTable {
         let page = &pending[..pending.len().min(limit)];
         let last = page.last().map_or(since, |(s, _)| *s);
         let more = pending.len() > page.len();
-        let changes = page.iter().map(|(_, o)| o.clone()).collect();
+        let mut changes: Vec<Observation> = page.iter().map(|(_, o)| o.clone()).collect();
+        // Duplicated keys stay held on every cycle until a full read finds them resolved.
+        let cache = self.cache.lock().expect("cache lock");
+        changes.extend(
+            cache
+                .duplicates()
+                .map(|(k, rows)| duplicate(k, rows, self.name())),
+        );
+        drop(cache);
         let instance = feed.instance;
         feed.handed_out = feed.handed_out.max(last);
         Ok(ChangeBatch {
@@ -652,8 +700,7 @@ impl Source for SheetTable {
                 _ => None,
             };
             if let Some(k) = k {
-                if wanted.contains(&k) {
-                    found.insert(k);
+                if wanted.contains(&k) && found.insert(k) {
                     out.push(o.clone());
                 }
             }
@@ -661,6 +708,19 @@ impl Source for SheetTable {
         for k in keys {
             if !found.contains(k) {
                 out.push(Observation::new(Change::Delete(k.clone())));
+            }
+        }
+        // A key in several rows is held, whichever path reads it.
+        let cache = self.cache.lock().expect("cache lock");
+        for o in &mut out {
+            let k = match &o.change {
+                Change::Upsert(r) => r.key(&self.schema),
+                _ => None,
+            };
+            if let Some(rows) = k.as_ref().and_then(|k| cache.key_rows.get(k)) {
+                if rows.len() > 1 {
+                    *o = duplicate(k.as_ref().expect("matched"), rows, self.name());
+                }
             }
         }
         Ok(out)

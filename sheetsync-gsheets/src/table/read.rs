@@ -54,6 +54,7 @@ impl SheetTable {
         cache.version = version;
         cache.observations = Some(observations.clone());
         cache.keys_by_row = snap.keys_by_row;
+        cache.key_rows = snap.positions.clone();
         cache.positions = Some((Instant::now(), snap.positions));
         Ok(observations)
     }
