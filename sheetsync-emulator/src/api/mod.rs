@@ -439,6 +439,30 @@ async fn entry(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     resp
 }
 
+/// A response that makes the connection close without an answer.
+fn dropped() -> Response {
+    let mut r = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    r.extensions_mut().insert(DropConnection);
+    r
+}
+
+/// The error an injected status answers with (Google's body; 429 names the read or write quota).
+fn injected_error(shared: &Shared, route: &Route, status: u16) -> ApiError {
+    let mut e = ApiError::injected(status);
+    if status == 429 {
+        let kind = if route.sheets_write() == Some(false) {
+            "Read"
+        } else {
+            "Write"
+        };
+        let project = shared.config.read().quota.project_number;
+        e.message = format!(
+            "Quota exceeded for quota metric '{kind} requests' and limit '{kind} requests per minute per user' of service 'sheets.googleapis.com' for consumer 'project_number:{project}'."
+        );
+    }
+    e
+}
+
 async fn api_entry(
     shared: &Arc<Shared>,
     route: &Route,
@@ -472,28 +496,33 @@ async fn api_entry(
     }
     match fault {
         Some(FaultKind::Status { status }) => {
-            let mut e = ApiError::injected(status);
-            if status == 429 {
-                let kind = if route.sheets_write() == Some(false) {
-                    "Read"
-                } else {
-                    "Write"
-                };
-                let project = shared.config.read().quota.project_number;
-                e.message = format!(
-                    "Quota exceeded for quota metric '{kind} requests' and limit '{kind} requests per minute per user' of service 'sheets.googleapis.com' for consumer 'project_number:{project}'."
-                );
-            }
-            return e.into_response();
+            return injected_error(shared, route, status).into_response()
         }
-        Some(FaultKind::Drop) => {
-            let mut r = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            r.extensions_mut().insert(DropConnection);
-            return r;
-        }
+        Some(FaultKind::Drop) => return dropped(),
         _ => {}
     }
+    let resp = serve_request(shared, route, query, bytes, user, has_credential, fault);
+    // Faults that let the request run and then lose its answer.
+    match fault {
+        Some(FaultKind::DropAfter) => dropped(),
+        Some(FaultKind::StatusAfter { status }) => {
+            injected_error(shared, route, status).into_response()
+        }
+        _ => resp,
+    }
+}
 
+/// Checks `alt`, credentials, access and quota, then runs the request and renders its answer;
+/// `fault` may shorten a read's answer.
+fn serve_request(
+    shared: &Shared,
+    route: &Route,
+    query: &Query,
+    bytes: &[u8],
+    user: &str,
+    has_credential: bool,
+    fault: Option<FaultKind>,
+) -> Response {
     if let Some(alt) = query.get("alt") {
         if alt != "json" && !(alt == "media" && route.method_id().starts_with("drive.")) {
             return ApiError::bad_request(format!("Invalid value at 'alt' (TYPE_ENUM), \"{alt}\""))
@@ -531,7 +560,10 @@ async fn api_entry(
 
     let result = run_blocking(|| dispatch(shared, route, query, bytes));
     match result {
-        Ok(Reply::Json(v)) => {
+        Ok(Reply::Json(mut v)) => {
+            if let Some(FaultKind::Truncate { rows }) = fault {
+                crate::faults::truncate_read(&mut v, rows);
+            }
             let v = match query.get("fields") {
                 Some(mask) if !mask.is_empty() => match fields::Mask::parse(mask) {
                     Ok(m) => m.apply(&v),
