@@ -377,3 +377,108 @@ async fn a_duplicate_key_typed_by_a_person_is_held_on_every_path() {
         .iter()
         .any(|o| matches!(o.change, Change::Invalid(_))));
 }
+
+#[tokio::test]
+async fn a_row_delete_applied_whose_answer_is_lost_deletes_nothing_else() {
+    for fault in [
+        FaultRule::drop_after_next(1),
+        FaultRule::status_after_next(503, 1),
+    ] {
+        let r = race(12, |_| {}).await;
+        warm(&r).await;
+        r.emu.reset_counters();
+        // Google deletes ids 5-7, then the answer is lost.
+        r.emu
+            .inject_fault(fault.for_method("spreadsheets.batchUpdate"));
+        let out = r
+            .sheet
+            .apply(vec![delete(5), delete(6), delete(7)], &ctx())
+            .await
+            .expect("the scratch tab shows the batch was applied");
+        assert_eq!(out, vec![WriteOutcome::Applied; 3]);
+        assert_eq!(
+            r.emu.request_count("sheets.spreadsheets.batchUpdate"),
+            1,
+            "never re-sent"
+        );
+        assert_eq!(
+            r.by_id(),
+            Race::expect(12, &[5, 6, 7], &[]),
+            "ids 8-10 kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_applied_whose_answer_is_lost_is_verified_not_repeated() {
+    let r = race(12, |_| {}).await;
+    warm(&r).await;
+    r.emu
+        .inject_fault(FaultRule::drop_after_next(1).for_method("spreadsheets.batchUpdate"));
+    let out = r
+        .sheet
+        .apply(
+            vec![
+                update(3, "new3"),
+                WriteOp::Upsert {
+                    row: row(50, "n50", "x50"),
+                    expected: Expected::Absent,
+                },
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied; 2]);
+    let mut want = Race::expect(12, &[], &[(3, "new3", "x3")]);
+    want.insert(50, ("n50".into(), "x50".into()));
+    assert_eq!(r.by_id(), want, "appended once, never twice");
+}
+
+#[tokio::test]
+async fn a_short_read_answer_never_deletes_rows() {
+    use futures::StreamExt;
+    // Ten rows a request: a full read of 40 rows takes five.
+    let r = race(40, |o| o.read_chunk_cells = 30).await;
+    // The very first answer (the header) comes back empty: read again, never taken as a tab
+    // without a header.
+    r.emu
+        .inject_fault(FaultRule::truncate_next(5, 1).for_method("values.batchGet"));
+    let _ = r.sheet.scan().next().await.unwrap().unwrap();
+    // One well-formed answer of a full read misses its last 5 rows.
+    for nth in 0..5 {
+        for _ in 0..nth {
+            r.emu.inject_fault(
+                FaultRule::next(sheetsync_emulator::FaultKind::Delay { ms: 0 }, 1)
+                    .for_method("values.batchGet"),
+            );
+        }
+        r.emu
+            .inject_fault(FaultRule::truncate_next(5, 1).for_method("values.batchGet"));
+        let all = r.sheet.scan().next().await.unwrap().unwrap();
+        let ids: Vec<i64> = all
+            .iter()
+            .filter_map(|o| match &o.change {
+                Change::Upsert(row) => match row.0[0] {
+                    Value::Int(i) => Some(i),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (1..=40).collect::<Vec<_>>(),
+            "read again, nothing missing"
+        );
+        r.emu.clear_faults();
+    }
+    // A tab that keeps answering short: the read fails, it never reports fewer rows.
+    r.emu.inject_fault(FaultRule {
+        rate: Some(1.0),
+        times: None,
+        ..FaultRule::truncate_next(5, 1).for_method("values.batchGet")
+    });
+    let err = r.sheet.scan().next().await.unwrap();
+    assert!(err.is_err(), "a read that is never a snapshot fails");
+}

@@ -188,6 +188,10 @@ impl ReadCache {
     }
 }
 
+fn is_blank_row(cells: &[Json]) -> bool {
+    cells.iter().all(|c| c.as_str() == Some("") || c.is_null())
+}
+
 /// The hold of a key that several rows of the tab carry.
 fn duplicate(key: &RowKey, rows: &[u32], l_title: &str) -> Observation {
     Observation::new(Change::Invalid(InvalidRow {
@@ -345,6 +349,21 @@ impl SheetTable {
             }
         }
         let mut l = self.fetch_layout().await?;
+        let mut header = self.read_header(&l).await?;
+        if is_blank_row(&header) {
+            // Before writing a header, make sure an answer that lost it did not fool us.
+            header = self.read_header(&l).await?;
+        }
+        if is_blank_row(&header) {
+            self.create_header(&mut l).await?;
+        } else {
+            l.map_header(&header, &self.schema)?;
+        }
+        *self.layout.lock().expect("layout lock") = Some((l.clone(), Instant::now()));
+        Ok(l)
+    }
+
+    async fn read_header(&self, l: &Layout) -> Result<Vec<Json>> {
         let header_range = l.rows_range(l.header_row, l.header_row);
         let got = self
             .client
@@ -354,19 +373,12 @@ impl SheetTable {
                 "UNFORMATTED_VALUE",
             )
             .await?;
-        let header = got
+        Ok(got
             .into_iter()
             .next()
             .and_then(|v| v.values)
             .and_then(|rows| rows.into_iter().next())
-            .unwrap_or_default();
-        if header.iter().all(|c| c.as_str() == Some("") || c.is_null()) {
-            self.create_header(&mut l).await?;
-        } else {
-            l.map_header(&header, &self.schema)?;
-        }
-        *self.layout.lock().expect("layout lock") = Some((l.clone(), Instant::now()));
-        Ok(l)
+            .unwrap_or_default())
     }
 
     /// Writes the column names into an empty header row, growing the grid if it is too narrow.

@@ -77,6 +77,25 @@ impl SheetTable {
         });
     }
 
+    /// The header row read with the first chunk must map the columns as the layout does.
+    fn check_header(&self, l: &Layout, header: &[Json]) -> Result<()> {
+        let mut now = l.clone();
+        match now.map_header(header, &self.schema) {
+            Ok(()) if now.columns == l.columns => Ok(()),
+            // Moved columns, a header cleared or an answer that lost it: look it up afresh.
+            _ => {
+                *self.layout.lock().expect("layout lock") = None;
+                Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "the header row of tab {:?} changed during the read",
+                        l.title
+                    ),
+                ))
+            }
+        }
+    }
+
     async fn drive_version(&self) -> Option<String> {
         if !self.opts.use_drive_version {
             return None;
@@ -90,16 +109,40 @@ impl SheetTable {
         }
     }
 
-    /// One full read in chunks, bracketed by two reads of the key column.
+    /// The grid as it is now (one `spreadsheets.get`) with the header mapping of the last read;
+    /// a tab never read (or whose header is missing) gets its header read (or written) first.
+    async fn current_layout(&self) -> Result<Layout> {
+        let known = self
+            .layout
+            .lock()
+            .expect("layout lock")
+            .as_ref()
+            .map(|(l, _)| l.columns.clone());
+        match known {
+            Some(columns) if !columns.is_empty() => {
+                let mut l = self.fetch_layout().await?;
+                l.columns = columns;
+                Ok(l)
+            }
+            _ => self.layout(true).await,
+        }
+    }
+
+    /// One full read in chunks, bracketed by two reads of the key column; the header row comes
+    /// with the first chunk, and a header that moved columns means reading again.
     async fn read_snapshot(&self) -> Result<Snapshot> {
-        let l = self.layout(true).await?;
+        let l = self.current_layout().await?;
         let width = l.width().max(1) as usize;
         let chunk_rows = (self.opts.read_chunk_cells / width).max(1) as u32;
         let first = l.header_row + 1;
-        let spans: Vec<(u32, u32)> = (first..=l.row_count)
+        let mut spans: Vec<(u32, u32)> = (first..=l.row_count)
             .step_by(chunk_rows as usize)
             .map(|s| (s, (s + chunk_rows - 1).min(l.row_count)))
             .collect();
+        match spans.first_mut() {
+            Some(s) => s.0 = l.header_row,
+            None => spans.push((l.header_row, l.header_row)),
+        }
         let key_ranges: Vec<String> = self
             .schema
             .key
@@ -135,7 +178,12 @@ impl SheetTable {
             if last {
                 after = self.key_column_rows(&l, &got[data_at + 1..]);
             }
-            let rows = got[data_at].values.clone().unwrap_or_default();
+            let mut rows = got[data_at].values.clone().unwrap_or_default();
+            if i == 0 {
+                self.check_header(&l, rows.first().map(Vec::as_slice).unwrap_or_default())?;
+                rows = rows.split_off(1.min(rows.len()));
+            }
+            let start = (*start).max(first);
             data_keys.resize((start - first) as usize, None);
             for (j, cells) in rows.iter().enumerate() {
                 let row_no = start + j as u32;
