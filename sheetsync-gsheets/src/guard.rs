@@ -19,6 +19,12 @@
 //!    tab is read back. Its nonce says whether the request was applied, and its pre-images are
 //!    verified exactly as above.
 //!
+//! 4. If the process dies before it verified a batch, the next process finds the batch in the
+//!    scratch tab (the stamp in B1 says which tab and rows it wrote, and each pre-image row
+//!    carries the target it was copied for, in column A) and verifies and repairs it before it
+//!    reads or writes anything. Verifying a batch again is harmless: pre-images do not change,
+//!    and a repair is itself a batch that replaces the stamp.
+//!
 //! Updates also write the row's key cells with the key they expect: a mis-hit then shows as a
 //! duplicated key (held by the engine, which suspends inferred deletes) rather than as one row's
 //! values under another row's key, until the repair restores the row.
@@ -34,6 +40,7 @@ use google_sheets4::api::{
     UpdateCellsRequest, UpdateSheetPropertiesRequest,
 };
 use google_sheets4::common::FieldMask;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sheetsync_core::RowKey;
 
@@ -58,7 +65,7 @@ pub(crate) struct Scratch {
 }
 
 /// What a positional write expects to find in its row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Expect {
     /// The row carries this key.
     Key(RowKey),
@@ -69,7 +76,7 @@ pub(crate) enum Expect {
 }
 
 /// What a positional write does to its row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Action {
     /// Write these cells: 0-based sheet column and value (as the values API takes them).
     Cells(Vec<(u32, Json)>),
@@ -80,7 +87,7 @@ pub(crate) enum Action {
 }
 
 /// One positional write.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Target {
     /// The index of the engine's operation it serves.
     pub op: usize,
@@ -121,18 +128,29 @@ pub(crate) fn guarded_batch(
         .into_iter()
         .flatten()
         .collect::<Vec<_>>();
+    let stamp = Stamp {
+        data_sheet_id: data.sheet_id,
+        data_cols: data.cols,
+        base,
+        targets: targets.len() as u32,
+    };
     requests.push(update_cells(
         scratch.sheet_id,
         0,
         0,
-        vec![Json::String(nonce.to_string())],
+        vec![
+            Json::String(nonce.to_string()),
+            Json::String(stamp.to_cell()),
+        ],
     ));
     for (i, t) in targets.iter().enumerate() {
-        requests.push(copy_row(
-            data,
-            t.row - 1,
+        let at = base + i as u32 + 1;
+        requests.push(copy_row(data, t.row - 1, scratch.sheet_id, at));
+        requests.push(update_cells(
             scratch.sheet_id,
-            base + i as u32 + 1,
+            at,
+            0,
+            vec![Json::String(describe(t))],
         ));
     }
     for t in targets {
@@ -179,6 +197,58 @@ pub(crate) fn guarded_batch(
         )]),
         response_include_grid_data: Some(true),
     }
+}
+
+/// What the scratch tab's cell B1 says about the batch that last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stamp {
+    /// The data tab the batch wrote.
+    pub data_sheet_id: i32,
+    /// Its width then.
+    pub data_cols: u32,
+    /// Pre-image rows before the batch's own.
+    pub base: u32,
+    /// The batch's targets.
+    pub targets: u32,
+}
+
+impl Stamp {
+    fn to_cell(&self) -> String {
+        serde_json::to_string(self).expect("stamps serialise")
+    }
+
+    /// From cell B1.
+    pub fn from_cell(cell: &Json) -> Option<Self> {
+        serde_json::from_str(cell.as_str()?).ok()
+    }
+}
+
+/// A target as kept in column A of its pre-image row (Google keeps at most 50,000 characters
+/// in a cell: a larger one is kept without its cells, and is then verified but not repaired).
+fn describe(t: &Target) -> String {
+    let full = serde_json::to_string(t).expect("targets serialise");
+    if full.len() < 50_000 {
+        return full;
+    }
+    let mut short = t.clone();
+    short.action = match t.action {
+        Action::Cells(_) => Action::Cells(Vec::new()),
+        ref other => other.clone(),
+    };
+    if let Expect::Content(_) = short.expect {
+        short.expect = Expect::Content(Vec::new());
+    }
+    serde_json::to_string(&short).expect("targets serialise")
+}
+
+/// The targets kept in the scratch tab's rows (`rows[0]` is the stamp row), for a stamp.
+pub(crate) fn described_targets(rows: &[Vec<Json>], stamp: &Stamp) -> Option<Vec<Target>> {
+    (0..stamp.targets as usize)
+        .map(|i| {
+            let cell = rows.get(stamp.base as usize + i + 1)?.first()?;
+            serde_json::from_str(cell.as_str()?).ok()
+        })
+        .collect()
 }
 
 /// Creates the scratch tab (hidden) or grows it to hold `rows` × `cols`.
@@ -351,6 +421,8 @@ pub(crate) fn spans(rows: &[u32]) -> Vec<(u32, u32)> {
 pub(crate) struct PreImages {
     /// The nonce of the batch that last wrote the scratch tab.
     pub nonce: Option<String>,
+    /// Its stamp.
+    pub stamp: Option<Stamp>,
     /// One row of cells per target, in order.
     pub rows: Vec<Vec<Json>>,
 }
@@ -364,6 +436,10 @@ impl PreImages {
             .and_then(|r| r.first())
             .and_then(Json::as_str)
             .map(str::to_owned);
+        let stamp = rows
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(Stamp::from_cell);
         let rows = (0..targets)
             .map(|i| {
                 rows.get(base + i + 1)
@@ -371,7 +447,7 @@ impl PreImages {
                     .unwrap_or_default()
             })
             .collect();
-        PreImages { nonce, rows }
+        PreImages { nonce, stamp, rows }
     }
 
     /// From the answer of a guarded batch (the scratch tab's grid data).
@@ -411,7 +487,12 @@ fn effective(v: Option<&ExtendedValue>) -> Json {
     if let Some(s) = &v.string_value {
         Json::String(s.clone())
     } else if let Some(n) = v.number_value {
-        serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+        // As the values API answers: whole numbers without a fraction.
+        if n.fract() == 0.0 && n.abs() < 9.0e15 {
+            Json::from(n as i64)
+        } else {
+            serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
+        }
     } else if let Some(b) = v.bool_value {
         Json::Bool(b)
     } else if let Some(e) = &v.error_value {
@@ -527,6 +608,7 @@ mod tests {
         ];
         let p = PreImages::from_values(&rows, 0, 3);
         assert_eq!(p.nonce.as_deref(), Some("n1"));
+        assert_eq!(p.stamp, None);
         assert_eq!(p.rows, vec![vec![json!(5), json!("x")], vec![], vec![]]);
     }
 
@@ -567,10 +649,14 @@ mod tests {
             &[],
         );
         let reqs = req.requests.unwrap();
-        // nonce, three copies, then deletes 7 and 3..4.
+        // Stamp, then a copy and a description per target, then deletes 7 and 3..4.
         assert!(reqs[0].update_cells.is_some());
-        assert!(reqs[1..4].iter().all(|r| r.copy_paste.is_some()));
-        let dels: Vec<(i32, i32)> = reqs[4..]
+        assert!(reqs[1..7].iter().step_by(2).all(|r| r.copy_paste.is_some()));
+        assert!(reqs[2..7]
+            .iter()
+            .step_by(2)
+            .all(|r| r.update_cells.is_some()));
+        let dels: Vec<(i32, i32)> = reqs[7..]
             .iter()
             .map(|r| {
                 let d = r.delete_dimension.as_ref().unwrap().range.as_ref().unwrap();

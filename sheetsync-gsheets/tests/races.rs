@@ -482,3 +482,54 @@ async fn a_short_read_answer_never_deletes_rows() {
     let err = r.sheet.scan().next().await.unwrap();
     assert!(err.is_err(), "a read that is never a snapshot fails");
 }
+
+#[tokio::test]
+async fn a_batch_a_crashed_process_never_verified_is_repaired_by_the_next() {
+    use futures::StreamExt;
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap(); // positions known
+                                                           // A person deletes row 3 (id 2): the positions are now stale by one.
+    r.emu.delete_rows(&r.id, "Sheet1", 3, 1).unwrap();
+    // The batch is applied, its answer is lost, and the scratch tab cannot be read back
+    // before the process dies.
+    r.emu
+        .inject_fault(FaultRule::drop_after_next(1).for_method("spreadsheets.batchUpdate"));
+    r.emu
+        .inject_fault(FaultRule::status_rate(503, 1.0).for_method("values.batchGet"));
+    let err = r
+        .sheet
+        .apply(vec![delete(20)], &ctx())
+        .await
+        .expect_err("nothing could be verified");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(
+        !r.by_id().contains_key(&21),
+        "the stale delete took id 21 (the race happened)"
+    );
+    r.emu.clear_faults();
+    // The next process: before anything else it checks the scratch tab and restores id 21.
+    let client = Arc::new(
+        SheetsClient::new(ClientConfig::emulator(&r.emu.base_url()))
+            .await
+            .unwrap(),
+    );
+    let mut opts = SheetOptions::new(&r.id, 0);
+    opts.use_drive_version = false;
+    let next = SheetTable::new(client, opts, schema());
+    let _ = next.scan().next().await.unwrap().unwrap();
+    assert_eq!(
+        r.by_id(),
+        Race::expect(30, &[2], &[]),
+        "id 21 back, id 20 kept"
+    );
+    // Verifying again (another restart) changes nothing.
+    let client = Arc::new(
+        SheetsClient::new(ClientConfig::emulator(&r.emu.base_url()))
+            .await
+            .unwrap(),
+    );
+    let again = SheetTable::new(client, SheetOptions::new(&r.id, 0), schema());
+    let _ = again.scan().next().await.unwrap().unwrap();
+    assert_eq!(r.by_id(), Race::expect(30, &[2], &[]));
+}

@@ -222,6 +222,8 @@ pub struct SheetTable {
     scratch: Mutex<Option<Scratch>>,
     /// A write whose answer was lost and not yet checked.
     unverified: Mutex<Option<write::Unverified>>,
+    /// The scratch tab was checked for a batch an earlier process left unverified.
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 const LAYOUT_FIELDS: &str =
@@ -254,6 +256,7 @@ impl SheetTable {
             wake,
             scratch: Mutex::new(None),
             unverified: Mutex::new(None),
+            recovered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::guard::{
-    guarded_batch, overlay, restore_deleted, scratch_range, verify, Action, DataTab, Expect,
-    PreImages, Scratch, Target, Verdict, ANSWER_FIELDS,
+    described_targets, guarded_batch, overlay, restore_deleted, scratch_range, verify, Action,
+    DataTab, Expect, PreImages, Scratch, Stamp, Target, Verdict, ANSWER_FIELDS,
 };
 
 /// One row's cells to write: (0-based sheet column, value).
@@ -441,7 +441,7 @@ impl SheetTable {
                 plan.outcomes[t.op] = Some(WriteOutcome::Stale);
             }
         }
-        self.repair(l, data, &scratch, &targets, &verdicts).await
+        self.repair(l, data, &scratch, 0, &targets, &verdicts).await
     }
 
     /// Sends a guarded request; returns the scratch tab's pre-images (`base` rows skipped), or
@@ -522,6 +522,7 @@ impl SheetTable {
         l: &Layout,
         data: DataTab,
         scratch: &Scratch,
+        base: u32,
         targets: &[Target],
         verdicts: &[Verdict],
     ) -> Result<()> {
@@ -529,7 +530,7 @@ impl SheetTable {
         let mut rewrites = Vec::new();
         for (i, (t, v)) in targets.iter().zip(verdicts).enumerate() {
             let Verdict::Missed(pre) = v else { continue };
-            let from = i as u32 + 1;
+            let from = base + i as u32 + 1;
             match &t.action {
                 Action::Delete if !is_blank(pre) => {
                     restores.extend(restore_deleted(data, scratch.sheet_id, from, l.header_row))
@@ -541,8 +542,13 @@ impl SheetTable {
                     holds: overlay(pre, cells),
                     pre: pre.clone(),
                 }),
-                // Repairs are verified inside `repair`'s own rounds.
-                Action::Paste(_) => {}
+                // In process, repairs are verified inside `repair`'s own rounds; one found
+                // after a restart is reported for a person.
+                Action::Paste(_) => tracing::warn!(
+                    tab = %l.title,
+                    pre_image = ?pre,
+                    "a repair sent before a restart hit another row; check this row by hand"
+                ),
             }
         }
         if restores.is_empty() && rewrites.is_empty() {
@@ -554,7 +560,7 @@ impl SheetTable {
             rows = rewrites.len() + restores.len() / 2,
             "rows moved while a write was in flight; repairing the rows it hit by mistake"
         );
-        let mut base = targets.len() as u32;
+        let mut base = base + targets.len() as u32;
         for _ in 0..REPAIR_ROUNDS {
             let (pending, pasted): (Vec<Target>, Vec<Vec<Json>>) = self
                 .locate_rewritten(l, &rewrites)
@@ -565,6 +571,8 @@ impl SheetTable {
                 return Ok(());
             }
             let nonce = new_nonce();
+            // As it is now: the batch being repaired may have created it.
+            let scratch = &self.scratch_tab();
             let mut req = guarded_batch(data, scratch, &nonce, base, &pending, &[]);
             req.requests
                 .get_or_insert_with(Vec::new)
@@ -677,6 +685,7 @@ impl SheetTable {
 
     /// Checks a batch whose answer was lost earlier, before anything else is read or written.
     pub(super) async fn settle_unverified(&self) -> Result<()> {
+        self.recover().await?;
         let Some(u) = self.unverified.lock().expect("unverified lock").take() else {
             return Ok(());
         };
@@ -695,8 +704,60 @@ impl SheetTable {
         }
         let l = self.layout(true).await?;
         let verdicts = verify(&u.targets, &pre, |e, r| self.meets(&l, e, r));
-        self.repair(&l, u.data, &u.scratch, &u.targets, &verdicts)
+        self.repair(&l, u.data, &u.scratch, 0, &u.targets, &verdicts)
             .await
+    }
+
+    /// Once per process, before its first read or write: a batch that an earlier process sent
+    /// but did not live to verify is verified, and repaired, now.
+    async fn recover(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.recovered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let l = self.layout(false).await?;
+        let scratch = self.scratch.lock().expect("scratch lock").clone();
+        let Some(scratch) = scratch.filter(|s| s.exists) else {
+            self.recovered.store(true, Ordering::Release);
+            return Ok(());
+        };
+        let stamp_range = format!("{}!A1:B1", crate::layout::quote_title(&scratch.title));
+        let got = self
+            .client
+            .batch_get(
+                &self.opts.spreadsheet_id,
+                &[stamp_range],
+                "UNFORMATTED_VALUE",
+            )
+            .await?;
+        let stamp = got
+            .first()
+            .map(first_row)
+            .and_then(|r| r.get(1).and_then(Stamp::from_cell));
+        if let Some(stamp) = stamp.filter(|s| s.data_sheet_id == self.opts.sheet_id) {
+            let data = DataTab {
+                sheet_id: stamp.data_sheet_id,
+                cols: stamp.data_cols,
+            };
+            let range = scratch_range(&scratch, stamp.base + stamp.targets, data.cols);
+            let got = self
+                .client
+                .batch_get(&self.opts.spreadsheet_id, &[range], "UNFORMATTED_VALUE")
+                .await?;
+            let rows = got
+                .into_iter()
+                .next()
+                .and_then(|v| v.values)
+                .unwrap_or_default();
+            if let Some(targets) = described_targets(&rows, &stamp) {
+                let pre = PreImages::from_values(&rows, stamp.base as usize, targets.len());
+                let verdicts = verify(&targets, &pre, |e, r| self.meets(&l, e, r));
+                self.repair(&l, data, &scratch, stamp.base, &targets, &verdicts)
+                    .await?;
+            }
+        }
+        self.recovered.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Reads the scratch tab: its stamp and `n` pre-images after the first `base`.
@@ -824,18 +885,16 @@ fn is_blank(row: &[Json]) -> bool {
     row.iter().all(|c| c.is_null() || c.as_str() == Some(""))
 }
 
-/// Equal cell by cell, a missing cell counting as blank.
+/// Equal cell by cell, a missing cell counting as blank and numbers compared by value (`2`
+/// and `2.0` are one cell).
 fn same_cells(a: &[Json], b: &[Json]) -> bool {
     let blank = Json::String(String::new());
-    let norm = |c: &Json| {
-        if c.is_null() {
-            blank.clone()
-        } else {
-            c.clone()
-        }
+    let same = |x: &Json, y: &Json| match (x, y) {
+        (Json::Number(m), Json::Number(n)) => m.as_f64() == n.as_f64(),
+        (Json::Null, o) | (o, Json::Null) => o == &blank || o.is_null(),
+        _ => x == y,
     };
-    (0..a.len().max(b.len()))
-        .all(|i| norm(a.get(i).unwrap_or(&blank)) == norm(b.get(i).unwrap_or(&blank)))
+    (0..a.len().max(b.len())).all(|i| same(a.get(i).unwrap_or(&blank), b.get(i).unwrap_or(&blank)))
 }
 
 fn json_size(v: &impl serde::Serialize) -> usize {
