@@ -15,6 +15,7 @@ use crate::api::sheets::{cap_error, open};
 use crate::api::{parse_body, Query};
 use crate::faults::{FaultRule, Latency};
 use crate::model::{Cell, Spreadsheet};
+use crate::schedule::{EditTrigger, FiredEdit, ScheduledEdit};
 use crate::triggers::{Payload, PayloadRange, PayloadRow, TriggerSpec};
 use crate::values::ops::{self, Major, Resolved};
 use crate::values::render::render_cell;
@@ -266,6 +267,45 @@ pub(crate) fn person_edit(
     Ok(())
 }
 
+/// Schedules a person edit (checks that the spreadsheet exists).
+pub(crate) fn schedule_edit(
+    shared: &Shared,
+    id: &str,
+    trigger: EditTrigger,
+    edit: PersonEdit,
+    user: Option<String>,
+) -> Result<String, ApiError> {
+    open(shared, id)?;
+    Ok(shared.schedule.lock().add(id, trigger, edit, user))
+}
+
+/// Applies the scheduled edits due on a request, recording each outcome.
+pub(crate) fn run_scheduled(shared: &Shared, due: Vec<ScheduledEdit>, method_id: &str) {
+    for s in due {
+        let result = person_edit(shared, &s.spreadsheet_id, s.edit.clone(), s.user.as_deref());
+        shared.schedule.lock().record(FiredEdit {
+            scheduled_edit_id: s.scheduled_edit_id,
+            spreadsheet_id: s.spreadsheet_id,
+            method_id: method_id.to_string(),
+            when: s.trigger.when,
+            edit: s.edit,
+            error: result.err().map(|e| e.message),
+        });
+    }
+}
+
+/// `POST /__emulator/scheduled-edits` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleBody {
+    spreadsheet_id: String,
+    #[serde(flatten)]
+    trigger: EditTrigger,
+    edit: PersonEdit,
+    #[serde(default)]
+    user: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct EditBody {
     #[serde(flatten)]
@@ -351,6 +391,29 @@ fn control(
         }
         (Method::DELETE, ["faults"]) => {
             shared.faults.lock().rules.clear();
+            ok(json!({}))
+        }
+        (Method::GET, ["scheduled-edits"]) => {
+            let s = shared.schedule.lock();
+            ok(json!({"pending": s.pending(), "fired": s.fired()}))
+        }
+        (Method::POST, ["scheduled-edits"]) => {
+            let b: ScheduleBody = parse(bytes)?;
+            let sid = schedule_edit(shared, &b.spreadsheet_id, b.trigger, b.edit, b.user)?;
+            ok(json!({"scheduledEditId": sid}))
+        }
+        (Method::DELETE, ["scheduled-edits"]) => {
+            shared.schedule.lock().clear();
+            ok(json!({}))
+        }
+        (Method::DELETE, ["scheduled-edits", sid]) => {
+            if !shared.schedule.lock().cancel(sid) {
+                return Err(ApiError::new(
+                    404,
+                    "NOT_FOUND",
+                    format!("No pending scheduled edit {sid}."),
+                ));
+            }
             ok(json!({}))
         }
         (Method::GET, ["latency"]) => {

@@ -34,6 +34,7 @@ pub mod control;
 pub mod faults;
 pub mod model;
 pub mod quota;
+pub mod schedule;
 pub mod triggers;
 mod util;
 pub mod values;
@@ -53,6 +54,7 @@ pub use control::PersonEdit;
 pub use faults::{FaultKind, FaultRule, Latency};
 pub use model::Spreadsheet;
 pub use quota::QuotaConfig;
+pub use schedule::{EditTrigger, FiredEdit, ScheduledEdit, When};
 pub use triggers::{Delivery, TriggerSpec};
 
 /// Emulator configuration. `Default` is meant for in-process tests: quotas off, no latency.
@@ -138,6 +140,7 @@ pub(crate) struct Shared {
     pub(crate) store: RwLock<HashMap<String, Arc<RwLock<Spreadsheet>>>>,
     pub(crate) quota: Mutex<quota::QuotaState>,
     pub(crate) faults: Mutex<faults::Faults>,
+    pub(crate) schedule: Mutex<schedule::Schedule>,
     pub(crate) counters: Mutex<BTreeMap<String, u64>>,
     pub(crate) rng: Mutex<util::Rng>,
     pub(crate) started: Instant,
@@ -160,6 +163,7 @@ impl Shared {
             store: RwLock::new(HashMap::new()),
             quota: Mutex::new(quota::QuotaState::default()),
             faults: Mutex::new(faults),
+            schedule: Mutex::new(schedule::Schedule::default()),
             counters: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(util::Rng::from_entropy()),
             started: Instant::now(),
@@ -258,6 +262,7 @@ impl Shared {
         self.store.write().clear();
         self.quota.lock().reset();
         self.faults.lock().rules.clear();
+        self.schedule.lock().clear();
         self.counters.lock().clear();
         self.requests.lock().clear();
         self.denied.lock().clear();
@@ -351,7 +356,7 @@ impl EmulatorHandle {
         self.shared.save_to(path)
     }
 
-    /// Forgets all spreadsheets, triggers, faults, counters and quota counts.
+    /// Forgets all spreadsheets, triggers, faults, scheduled edits, counters and quota counts.
     pub fn reset(&self) {
         self.shared.reset();
     }
@@ -520,6 +525,50 @@ impl EmulatorHandle {
                 ascending,
             },
         )
+    }
+
+    /// Schedules a person edit of spreadsheet `id` for the request that `trigger` names (the
+    /// Nth request to that spreadsheet whose method id contains `trigger.method`), just before
+    /// it runs or right after its effect; returns the scheduled edit's id. When it fires it is
+    /// an ordinary person edit (triggers fire, the Drive version moves); see [`schedule`].
+    pub fn schedule_edit(
+        &self,
+        id: &str,
+        trigger: EditTrigger,
+        edit: PersonEdit,
+    ) -> Result<String, ApiError> {
+        control::schedule_edit(&self.shared, id, trigger, edit, None)
+    }
+
+    /// [`EmulatorHandle::schedule_edit`] attributed to `user`.
+    pub fn schedule_edit_as(
+        &self,
+        id: &str,
+        user: &str,
+        trigger: EditTrigger,
+        edit: PersonEdit,
+    ) -> Result<String, ApiError> {
+        control::schedule_edit(&self.shared, id, trigger, edit, Some(user.to_string()))
+    }
+
+    /// Scheduled edits still waiting for their request, in scheduling order.
+    pub fn scheduled_edits(&self) -> Vec<ScheduledEdit> {
+        self.shared.schedule.lock().pending()
+    }
+
+    /// Scheduled edits that have fired (with the error if one could not be applied).
+    pub fn fired_edits(&self) -> Vec<FiredEdit> {
+        self.shared.schedule.lock().fired()
+    }
+
+    /// Cancels a pending scheduled edit; whether it was still pending.
+    pub fn cancel_scheduled_edit(&self, scheduled_edit_id: &str) -> bool {
+        self.shared.schedule.lock().cancel(scheduled_edit_id)
+    }
+
+    /// Forgets all pending and fired scheduled edits.
+    pub fn clear_scheduled_edits(&self) {
+        self.shared.schedule.lock().clear();
     }
 
     /// Registers a webhook trigger on a spreadsheet; returns its id.

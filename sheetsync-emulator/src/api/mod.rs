@@ -512,8 +512,8 @@ async fn api_entry(
     }
 }
 
-/// Checks `alt`, credentials, access and quota, then runs the request and renders its answer;
-/// `fault` may shorten a read's answer.
+/// Checks `alt`, credentials, access and quota, then runs the request (with the person edits
+/// scheduled around it) and renders its answer; `fault` may shorten a read's answer.
 fn serve_request(
     shared: &Shared,
     route: &Route,
@@ -558,7 +558,7 @@ fn serve_request(
         }
     }
 
-    let result = run_blocking(|| dispatch(shared, route, query, bytes));
+    let result = run_blocking(|| run_with_scheduled_edits(shared, route, query, bytes));
     match result {
         Ok(Reply::Json(mut v)) => {
             if let Some(FaultKind::Truncate { rows }) = fault {
@@ -576,6 +576,30 @@ fn serve_request(
         Ok(Reply::NoContent) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Runs a request between the person edits scheduled before and after it.
+fn run_with_scheduled_edits(
+    shared: &Shared,
+    route: &Route,
+    q: &Query,
+    bytes: &[u8],
+) -> Result<Reply, ApiError> {
+    let method_id = route.method_id();
+    let due = match route.spreadsheet_id() {
+        Some(sid) => shared.schedule.lock().take_due(sid, method_id),
+        None => Vec::new(),
+    };
+    if due.is_empty() {
+        return dispatch(shared, route, q, bytes);
+    }
+    let (before, after): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|e| e.trigger.when == crate::schedule::When::Before);
+    crate::control::run_scheduled(shared, before, method_id);
+    let result = dispatch(shared, route, q, bytes);
+    crate::control::run_scheduled(shared, after, method_id);
+    result
 }
 
 /// Runs `f` inline; on a multi-thread runtime, lets other tasks move off this worker first
