@@ -53,6 +53,16 @@ pub struct Raw {
 
 /// Sends a raw request to the emulator (`path` starts with `/`).
 pub async fn raw(emu: &EmulatorHandle, method: &str, path: &str, body: Option<Value>) -> Raw {
+    try_raw(emu, method, path, body).await.expect("response")
+}
+
+/// [`raw`], with transport errors (a dropped connection) as `Err`.
+pub async fn try_raw(
+    emu: &EmulatorHandle,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Raw, String> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let url = format!("http://{}{}", emu.addr(), path);
@@ -63,7 +73,7 @@ pub async fn raw(emu: &EmulatorHandle, method: &str, path: &str, body: Option<Va
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(data)))
         .expect("request");
-    let resp = client.request(req).await.expect("response");
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -73,12 +83,12 @@ pub async fn raw(emu: &EmulatorHandle, method: &str, path: &str, body: Option<Va
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Raw {
+    Ok(Raw {
         status,
         content_type,
         body,
         text,
-    }
+    })
 }
 
 /// The JSON body of a google-sheets4 `Error::BadRequest`.
