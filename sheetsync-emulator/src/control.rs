@@ -1,6 +1,6 @@
-//! The test control surface: person edits (which fire triggers, unlike API writes), faults,
-//! latency, quotas, clock, counters, state save and reset — on the handle and over HTTP under
-//! `/__emulator/`.
+//! The test control surface: person edits (which fire triggers, unlike API writes), person
+//! edits scheduled around a client's requests, faults, latency, quotas, clock, counters, state
+//! save and reset — on the handle and over HTTP under `/__emulator/`.
 
 use std::sync::Arc;
 

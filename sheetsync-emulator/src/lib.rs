@@ -10,6 +10,38 @@
 //! and on [`EmulatorHandle`]): person edits that fire registered webhooks the way installable
 //! Apps Script triggers do, latency and fault injection, request counters, quotas and reset.
 //!
+//! For race and fault tests:
+//! * [`FaultKind`]s that refuse a request (`Status`, `Drop`), delay it (`Delay`), run it and
+//!   then lose its answer (`DropAfter`: the connection closes unanswered; `StatusAfter`: a 5xx
+//!   with Google's body), or answer a read short (`Truncate`: the last value range of a
+//!   `values.get`/`values.batchGet` loses its last rows). Rules match the next N requests or a
+//!   rate, optionally only method ids containing a text ([`FaultRule`]).
+//! * Person edits scheduled around the Nth request matching a method
+//!   ([`EmulatorHandle::schedule_edit`], [`EditTrigger`], [`When`]): applied just before the
+//!   request runs, or right after its effect and before its answer. They fire triggers and move
+//!   the Drive version like any person edit ([`schedule`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> std::io::Result<()> {
+//! use sheetsync_emulator::{Config, EditTrigger, EmulatorHandle, FaultRule, PersonEdit};
+//!
+//! let emu = EmulatorHandle::start(Config::default()).await?;
+//! let id = emu.create_spreadsheet("Races").expect("created");
+//! // The next values.update is applied, then its connection is dropped unanswered.
+//! emu.inject_fault(FaultRule::drop_after_next(1).for_method("values.update"));
+//! // The next values.batchGet answer misses the last 2 rows of its last range.
+//! emu.inject_fault(FaultRule::truncate_next(2, 1).for_method("values.batchGet"));
+//! // Right after the second values.batchGet (before its answer), a person sorts the data.
+//! let trigger = EditTrigger::after("values.batchGet").nth(2);
+//! let sort = PersonEdit::SortRange { range: "Sheet1!A2:C100".into(), column: 1, ascending: true };
+//! emu.schedule_edit(&id, trigger, sort).expect("scheduled");
+//! assert_eq!(emu.scheduled_edits().len(), 1);
+//! emu.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
