@@ -315,6 +315,18 @@ async fn copy_paste_applies_in_order_inside_the_atomic_batch_and_errors_like_goo
         body["error"]["message"],
         "Invalid requests[0].copyPaste: Range (Sheet1!AA1:AA1) exceeds grid limits. Max rows: 1000, max columns: 26"
     );
+    // An empty destination (end == start) is a 400, not a crash.
+    let (status, body) = batch(
+        &emu,
+        &id,
+        json!([copy(
+            grid(0, 0, 1, 0, 1),
+            grid(0, 0, 0, 0, 1),
+            "PASTE_NORMAL"
+        )]),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     // TRANSPOSE is not emulated; unknown enum values are rejected.
     let mut t = copy(grid(0, 0, 1, 0, 1), grid(0, 0, 1, 3, 4), "PASTE_NORMAL");
     t["copyPaste"]["pasteOrientation"] = json!("TRANSPOSE");

@@ -260,7 +260,7 @@ fn grid_range(ss: &Spreadsheet, v: &Value) -> Result<Resolved, ApiError> {
     let c0 = u32_of(v, "startColumnIndex").unwrap_or(0);
     let r1 = u32_of(v, "endRowIndex").unwrap_or(sh.props.row_count);
     let c1 = u32_of(v, "endColumnIndex").unwrap_or(sh.props.column_count);
-    if r1 > sh.props.row_count || c1 > sh.props.column_count || r0 >= r1.max(1) || c0 >= c1.max(1) {
+    if r1 > sh.props.row_count || c1 > sh.props.column_count || r0 >= r1 || c0 >= c1 {
         let text = a1::format_range(
             &sh.props.title,
             r0,
