@@ -144,27 +144,36 @@ pub(crate) fn guarded_batch(
         ],
     ));
     for (i, t) in targets.iter().enumerate() {
-        let at = base + i as u32 + 1;
-        requests.push(copy_row(data, t.row - 1, scratch.sheet_id, at));
-        requests.push(update_cells(
+        requests.push(copy_row(
+            data,
+            t.row - 1,
             scratch.sheet_id,
-            at,
-            0,
-            vec![Json::String(describe(t))],
+            base + i as u32 + 1,
         ));
     }
+    if !targets.is_empty() {
+        // One request for every target's description, in column A of its pre-image row.
+        requests.push(Request {
+            update_cells: Some(UpdateCellsRequest {
+                start: Some(GridCoordinate {
+                    sheet_id: Some(scratch.sheet_id),
+                    row_index: Some(base as i32 + 1),
+                    column_index: Some(0),
+                }),
+                rows: Some(
+                    targets
+                        .iter()
+                        .map(|t| row_data(&[Json::String(describe(t))]))
+                        .collect(),
+                ),
+                fields: Some(FieldMask::new(&["userEnteredValue"])),
+                range: None,
+            }),
+            ..Default::default()
+        });
+    }
     for t in targets {
-        match &t.action {
-            Action::Cells(cells) => requests.extend(
-                runs(cells)
-                    .into_iter()
-                    .map(|(c0, vals)| update_cells(data.sheet_id, t.row - 1, c0, vals)),
-            ),
-            Action::Paste(from) => {
-                requests.push(paste_back(data, scratch.sheet_id, *from, t.row - 1))
-            }
-            Action::Delete => {}
-        }
+        requests.extend(action_requests(data, scratch.sheet_id, t));
     }
     let mut deletes: Vec<u32> = targets
         .iter()
@@ -249,6 +258,37 @@ pub(crate) fn described_targets(rows: &[Vec<Json>], stamp: &Stamp) -> Option<Vec
             serde_json::from_str(cell.as_str()?).ok()
         })
         .collect()
+}
+
+/// The requests that carry out a target's action (deletes are merged by the batch).
+fn action_requests(data: DataTab, scratch_id: i32, t: &Target) -> Vec<Request> {
+    match &t.action {
+        Action::Cells(cells) => runs(cells)
+            .into_iter()
+            .map(|(c0, vals)| update_cells(data.sheet_id, t.row - 1, c0, vals))
+            .collect(),
+        Action::Paste(from) => vec![paste_back(data, scratch_id, *from, t.row - 1)],
+        Action::Delete => Vec::new(),
+    }
+}
+
+/// The bytes a target adds to a batch's body: its copy, its action and its description.
+pub(crate) fn target_bytes(data: DataTab, t: &Target) -> usize {
+    let mut n = json_len(&copy_row(data, t.row.max(1) - 1, 0, 1));
+    for r in action_requests(data, 0, t) {
+        n += json_len(&r) + 1;
+    }
+    // A delete's span request, the description cell and the commas around them.
+    n + describe(t).len() + 64
+}
+
+fn json_len(v: &impl Serialize) -> usize {
+    serde_json::to_vec(v).map_or(0, |v| v.len())
+}
+
+/// The bytes a new row adds to a batch's body (its `appendCells` row).
+pub(crate) fn append_bytes(row: &[Json]) -> usize {
+    json_len(&row_data(row)) + 1
 }
 
 /// Creates the scratch tab (hidden) or grows it to hold `rows` × `cols`.
@@ -649,14 +689,11 @@ mod tests {
             &[],
         );
         let reqs = req.requests.unwrap();
-        // Stamp, then a copy and a description per target, then deletes 7 and 3..4.
+        // Stamp, a copy per target, their descriptions, then deletes 7 and 3..4.
         assert!(reqs[0].update_cells.is_some());
-        assert!(reqs[1..7].iter().step_by(2).all(|r| r.copy_paste.is_some()));
-        assert!(reqs[2..7]
-            .iter()
-            .step_by(2)
-            .all(|r| r.update_cells.is_some()));
-        let dels: Vec<(i32, i32)> = reqs[7..]
+        assert!(reqs[1..4].iter().all(|r| r.copy_paste.is_some()));
+        assert!(reqs[4].update_cells.is_some());
+        let dels: Vec<(i32, i32)> = reqs[5..]
             .iter()
             .map(|r| {
                 let d = r.delete_dimension.as_ref().unwrap().range.as_ref().unwrap();

@@ -3,12 +3,15 @@
 //! without reading the Sheet.
 //!
 //! * [`SheetsClient`]: `google-sheets4` with a per-minute read and write budget, exponential
-//!   backoff with jitter on 429, 5xx and timeouts, and call counters by method.
-//! * [`SheetTable`]: reads in chunks sized to a cell budget (skipped while the Drive `version`
-//!   is unchanged), maps the header row to columns by name, converts cells exactly
-//!   ([`convert`]), and writes each cycle in at most one `values.batchUpdate`, one
-//!   `deleteDimension` batch and one `values.append`, in `RAW` so database text never becomes a
-//!   formula.
+//!   backoff with jitter on 429 (and on 5xx and timeouts for reads: a write whose answer is lost
+//!   is never re-sent, see [`Access`]), and call counters by method.
+//! * [`SheetTable`]: reads in chunks sized to a cell budget that are consistent snapshots or are
+//!   read again (skipped while the Drive `version` is unchanged), maps the header row to columns
+//!   by name, converts cells exactly ([`convert`]), and writes each cycle in atomic
+//!   `spreadsheets.batchUpdate` batches (typed cells, so database text never becomes a formula)
+//!   whose every positional request is verified by the pre-image of its row: people may sort,
+//!   drag, insert and delete rows while a write waits, and no write ever lands on the wrong row
+//!   unrepaired. See the `guard` module docs in the source for the design and why.
 //! * `webhook` (feature `webhook`): the receiver for the Apps Script trigger shipped in
 //!   `apps-script/sheetsync.gs`.
 //!

@@ -385,7 +385,7 @@ impl Db {
         }
     }
 
-    fn drop_database(&self) {
+    pub fn drop_database(&self) {
         let (backend, name) = (self.backend, self.name.clone());
         if backend == Backend::Sqlite {
             return; // the file goes with the test directory

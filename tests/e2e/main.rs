@@ -19,6 +19,7 @@
 #![cfg(feature = "full")]
 
 mod harness;
+mod races;
 mod scenarios;
 
 macro_rules! backend_tests {

@@ -6,11 +6,13 @@
 //! Apps Script trigger arrive through [`SheetTable::accept_edit`] and are served as the change
 //! feed, so most edits reach the database without reading the Sheet at all.
 //!
-//! Writes, per cycle: the key column is re-read (rows move when people sort), then at most one
-//! `values.batchUpdate` for every changed cell (contiguous cells merged), one
-//! `spreadsheets.batchUpdate` of merged `deleteDimension` ranges (highest first), and one
-//! `values.append` for new rows. Values go in `RAW`, so database text never becomes a formula;
-//! only cells whose value changes are written, and never a column the Sheet owns.
+//! Writes, per cycle: the rows are located (from the full read that just ended, or by reading
+//! the key column), then each batch of writes goes in one atomic `spreadsheets.batchUpdate`
+//! that copies the pre-image of every row it touches into a hidden scratch tab before writing
+//! the changed cells (and the key cells), deleting rows (highest first) and appending new rows
+//! after the last row with data (`appendCells`). The answer carries the pre-images, so a write
+//! that people's sorting or deleting sent to another row is noticed at once and repaired
+//! ([`crate::guard`]). Only cells whose value changes are written, never a column the Sheet owns.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,7 +51,7 @@ pub struct SheetOptions {
     pub header_row: u32,
     /// Cells per `values.batchGet` request.
     pub read_chunk_cells: usize,
-    /// Bytes of values per write request (Google recommends at most 2 MB).
+    /// Bytes per write request body, everything counted (Google recommends at most 2 MB).
     pub max_write_bytes: usize,
     /// Skip full reads while the file's Drive `version` is unchanged.
     pub use_drive_version: bool,
@@ -69,7 +71,7 @@ impl SheetOptions {
             sheet_id,
             header_row: 1,
             read_chunk_cells: 500_000,
-            max_write_bytes: 1_500_000,
+            max_write_bytes: 1_900_000,
             use_drive_version: true,
             create_header: true,
             clock_skew_ms: 1_000,
@@ -222,6 +224,8 @@ pub struct SheetTable {
     scratch: Mutex<Option<Scratch>>,
     /// A write whose answer was lost and not yet checked.
     unverified: Mutex<Option<write::Unverified>>,
+    /// Rows hit by mistake whose repair has to be retried.
+    pending_repair: Mutex<Option<write::PendingRepair>>,
     /// The scratch tab was checked for a batch an earlier process left unverified.
     recovered: std::sync::atomic::AtomicBool,
 }
@@ -256,6 +260,7 @@ impl SheetTable {
             wake,
             scratch: Mutex::new(None),
             unverified: Mutex::new(None),
+            pending_repair: Mutex::new(None),
             recovered: std::sync::atomic::AtomicBool::new(false),
         }
     }

@@ -4,8 +4,9 @@
 
 use super::*;
 use crate::guard::{
-    described_targets, guarded_batch, overlay, restore_deleted, scratch_range, verify, Action,
-    DataTab, Expect, PreImages, Scratch, Stamp, Target, Verdict, ANSWER_FIELDS,
+    append_bytes, described_targets, guarded_batch, overlay, restore_deleted, scratch_range,
+    target_bytes, verify, Action, DataTab, Expect, PreImages, Scratch, Stamp, Target, Verdict,
+    ANSWER_FIELDS,
 };
 
 /// One row's cells to write: (0-based sheet column, value).
@@ -37,7 +38,8 @@ pub(super) struct Unverified {
 }
 
 /// A row that a write changed by mistake: what it holds now, and where its pre-image is.
-struct Rewrite {
+#[derive(Debug, Clone)]
+pub(super) struct Rewrite {
     op: usize,
     /// The 0-based scratch row with the pre-image to paste back.
     from: u32,
@@ -51,8 +53,21 @@ struct Rewrite {
 /// safe (the pre-image check catches them) but cost a repair.
 const POSITIONS_TTL: Duration = Duration::from_secs(5);
 
+/// A repair that could not finish yet: retried before the next write.
+#[derive(Debug, Clone)]
+pub(super) struct PendingRepair {
+    data: DataTab,
+    rewrites: Vec<Rewrite>,
+    /// Pre-image rows in use in the scratch tab.
+    base: u32,
+    attempts: u32,
+}
+
+/// Cycles a pending repair is retried before sheetsync gives up on it and reports the rows.
+const REPAIR_ATTEMPTS: u32 = 5;
+
 /// Rounds of repair before giving up on a batch (rows moved again during each repair).
-const REPAIR_ROUNDS: usize = 2;
+const REPAIR_ROUNDS: usize = 3;
 
 #[async_trait]
 impl Sink for SheetTable {
@@ -406,12 +421,35 @@ impl SheetTable {
             Action::Delete => (1, u32::MAX - t.row),
             _ => (0, 0),
         });
-        let budget = self.opts.max_write_bytes;
-        for chunk in chunk_by_size(targets, budget, target_size) {
-            self.send_batch(l, data, chunk, Vec::new(), plan).await?;
-        }
+        // Room for the stamp, the scratch sizing and the request's own fields.
+        let budget = self.opts.max_write_bytes.saturating_sub(2_048).max(1);
+        let mut batches = chunk_by_size(targets, budget, |t| target_bytes(data, t));
         let appends = std::mem::take(&mut plan.appends);
-        for chunk in chunk_by_size(appends, budget, |r| json_size(r) + 16) {
+        let used = batches.last().map_or(0, |b| {
+            b.iter().map(|t| target_bytes(data, t)).sum::<usize>()
+        });
+        let mut appends = chunk_by_size(appends, budget, |r| append_bytes(r)).into_iter();
+        // New rows share the last batch when they fit in what it leaves.
+        let mut first_appends = Vec::new();
+        if let Some(a) = appends.as_slice().first() {
+            if used + a.iter().map(|r| append_bytes(r)).sum::<usize>() <= budget {
+                first_appends = appends.next().unwrap_or_default();
+            }
+        }
+        let last = batches.len();
+        for (i, chunk) in batches.drain(..).enumerate() {
+            let rows = if i + 1 == last {
+                std::mem::take(&mut first_appends)
+            } else {
+                Vec::new()
+            };
+            self.send_batch(l, data, chunk, rows, plan).await?;
+        }
+        if !first_appends.is_empty() {
+            self.send_batch(l, data, Vec::new(), first_appends, plan)
+                .await?;
+        }
+        for chunk in appends {
             self.send_batch(l, data, Vec::new(), chunk, plan).await?;
         }
         Ok(())
@@ -560,67 +598,128 @@ impl SheetTable {
             rows = rewrites.len() + restores.len() / 2,
             "rows moved while a write was in flight; repairing the rows it hit by mistake"
         );
-        let mut base = base + targets.len() as u32;
+        self.repair_rounds(l, data, rewrites, restores, base + targets.len() as u32, 0)
+            .await
+    }
+
+    /// Pastes pre-images back over the rows that hold what misplaced writes left there, and
+    /// inserts rows deleted by mistake; a paste that itself lands on another row is undone the
+    /// same way, and a row not found (people moved rows during the repair) is looked for again.
+    /// What is still not repaired after a few rounds waits in `pending_repair`: it is retried
+    /// before the next write (which would overwrite the pre-images in the scratch tab).
+    async fn repair_rounds(
+        &self,
+        l: &Layout,
+        data: DataTab,
+        mut rewrites: Vec<Rewrite>,
+        mut restores: Vec<Request>,
+        mut base: u32,
+        attempts: u32,
+    ) -> Result<()> {
         for _ in 0..REPAIR_ROUNDS {
-            let (pending, pasted): (Vec<Target>, Vec<Vec<Json>>) = self
-                .locate_rewritten(l, &rewrites)
-                .await?
-                .into_iter()
-                .unzip();
-            if pending.is_empty() && restores.is_empty() {
-                return Ok(());
-            }
-            let nonce = new_nonce();
-            // As it is now: the batch being repaired may have created it.
-            let scratch = &self.scratch_tab();
-            let mut req = guarded_batch(data, scratch, &nonce, base, &pending, &[]);
-            req.requests
-                .get_or_insert_with(Vec::new)
-                .append(&mut restores);
-            let Some(pre) = self
-                .send_guarded(data, scratch, &nonce, base, &pending, req)
-                .await?
-            else {
-                return Ok(());
-            };
-            let verdicts = verify(&pending, &pre, |e, r| self.meets(l, e, r));
-            rewrites = Vec::new();
-            for (j, (t, v)) in pending.iter().zip(&verdicts).enumerate() {
-                if let Verdict::Missed(other) = v {
-                    // The paste landed on another row: that row now holds what was pasted.
-                    rewrites.push(Rewrite {
-                        op: t.op,
-                        from: base + j as u32 + 1,
-                        holds: pasted[j].clone(),
-                        pre: other.clone(),
-                    });
+            let (found, unfound) = self.locate_rewritten(l, &rewrites).await?;
+            let (pending, pasted): (Vec<Target>, Vec<Vec<Json>>) = found.into_iter().unzip();
+            let mut next = unfound;
+            if !pending.is_empty() || !restores.is_empty() {
+                let nonce = new_nonce();
+                // As it is now: the batch being repaired may have created it.
+                let scratch = &self.scratch_tab();
+                let mut req = guarded_batch(data, scratch, &nonce, base, &pending, &[]);
+                req.requests
+                    .get_or_insert_with(Vec::new)
+                    .append(&mut restores);
+                let Some(pre) = self
+                    .send_guarded(data, scratch, &nonce, base, &pending, req)
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let verdicts = verify(&pending, &pre, |e, r| self.meets(l, e, r));
+                for (j, (t, v)) in pending.iter().zip(&verdicts).enumerate() {
+                    if let Verdict::Missed(other) = v {
+                        // The paste landed on another row: that row now holds what was pasted.
+                        next.push(Rewrite {
+                            op: t.op,
+                            from: base + j as u32 + 1,
+                            holds: pasted[j].clone(),
+                            pre: other.clone(),
+                        });
+                    }
                 }
+                base += pending.len() as u32;
             }
-            base += pending.len() as u32;
+            rewrites = next;
             if rewrites.is_empty() {
                 return Ok(());
             }
         }
+        let rows = rewrites.len();
+        *self.pending_repair.lock().expect("repair lock") = Some(PendingRepair {
+            data,
+            rewrites,
+            base,
+            attempts,
+        });
         Err(Error::new(
             ErrorKind::Unexpected,
             format!(
-                "rows of tab {:?} kept moving while sheetsync repaired a misplaced write; the \
-                 pre-images are in the hidden tab {:?}, and the Sheet is read in full next cycle",
-                l.title, scratch.title
+                "{rows} row(s) of tab {:?} hit by a misplaced write could not be repaired yet \
+                 (rows kept moving); sheetsync tries again before its next write",
+                l.title
             ),
         ))
     }
 
+    /// Retries a repair that could not finish; gives up (loudly, with the pre-images) after
+    /// [`REPAIR_ATTEMPTS`] tries, so that a row people changed meanwhile never blocks writing.
+    async fn settle_pending_repair(&self) -> Result<()> {
+        let Some(mut p) = self.pending_repair.lock().expect("repair lock").take() else {
+            return Ok(());
+        };
+        p.attempts += 1;
+        if p.attempts > REPAIR_ATTEMPTS {
+            for r in &p.rewrites {
+                tracing::error!(
+                    pre_image = ?r.pre,
+                    holds = ?r.holds,
+                    "gave up repairing a row hit by a misplaced write: restore it by hand \
+                     (its key is shown as duplicated until then)"
+                );
+            }
+            return Ok(());
+        }
+        let result = match self.layout(true).await {
+            Ok(l) => {
+                self.repair_rounds(
+                    &l,
+                    p.data,
+                    p.rewrites.clone(),
+                    Vec::new(),
+                    p.base,
+                    p.attempts,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        // Failed before it could record what is left (a read failed): keep it as it was.
+        let mut pending = self.pending_repair.lock().expect("repair lock");
+        if result.is_err() && pending.is_none() {
+            *pending = Some(p);
+        }
+        result
+    }
+
     /// Finds the rows that hold what a mis-hit write left there (by the key they carry, then by
     /// content) and plans pasting their pre-images back.
-    /// Returns each repair with the content it pastes.
+    /// Returns each repair found with the content it pastes, and the rewrites not found.
     async fn locate_rewritten(
         &self,
         l: &Layout,
         rewrites: &[Rewrite],
-    ) -> Result<Vec<(Target, Vec<Json>)>> {
+    ) -> Result<(Vec<(Target, Vec<Json>)>, Vec<Rewrite>)> {
         if rewrites.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let ranges: Vec<String> = self
             .schema
@@ -671,21 +770,18 @@ impl SheetTable {
                 r.pre.clone(),
             ));
         }
-        for r in rewrites {
-            if !out.iter().any(|(o, _)| o.op == r.op) {
-                tracing::warn!(
-                    tab = %l.title,
-                    pre_image = ?r.pre,
-                    "a row hit by a misplaced write was changed or deleted since; it is not restored"
-                );
-            }
-        }
-        Ok(out)
+        let unfound = rewrites
+            .iter()
+            .filter(|r| !out.iter().any(|(o, _)| o.op == r.op))
+            .cloned()
+            .collect();
+        Ok((out, unfound))
     }
 
     /// Checks a batch whose answer was lost earlier, before anything else is read or written.
     pub(super) async fn settle_unverified(&self) -> Result<()> {
         self.recover().await?;
+        self.settle_pending_repair().await?;
         let Some(u) = self.unverified.lock().expect("unverified lock").take() else {
             return Ok(());
         };
@@ -895,19 +991,6 @@ fn same_cells(a: &[Json], b: &[Json]) -> bool {
         _ => x == y,
     };
     (0..a.len().max(b.len())).all(|i| same(a.get(i).unwrap_or(&blank), b.get(i).unwrap_or(&blank)))
-}
-
-fn json_size(v: &impl serde::Serialize) -> usize {
-    serde_json::to_string(v).map_or(0, |s| s.len())
-}
-
-/// Bytes a target adds to a request: its copy, and its cells.
-fn target_size(t: &Target) -> usize {
-    let cells = match &t.action {
-        Action::Cells(c) => c.iter().map(|(_, v)| json_size(v) + 160).sum(),
-        _ => 0,
-    };
-    320 + cells
 }
 
 /// The cells of `row` that a write changes: those differing from `before` (all when unknown),
