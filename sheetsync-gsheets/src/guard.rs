@@ -282,8 +282,11 @@ pub(crate) fn target_bytes(data: DataTab, t: &Target) -> usize {
     n + describe(t).len() + 64
 }
 
+/// The bytes `v` takes on the wire: google-sheets4 leaves out the fields that are not set.
 fn json_len(v: &impl Serialize) -> usize {
-    serde_json::to_vec(v).map_or(0, |v| v.len())
+    let mut json = serde_json::to_value(v).unwrap_or_default();
+    google_sheets4::common::remove_json_null_values(&mut json);
+    serde_json::to_vec(&json).map_or(0, |v| v.len())
 }
 
 /// The bytes a new row adds to a batch's body (its `appendCells` row).

@@ -52,7 +52,11 @@ struct Race {
 
 /// A tab with a header and rows `id = 1..=n`, `name = n<id>`, `note = x<id>`.
 async fn race(n: i64, tune: impl FnOnce(&mut SheetOptions)) -> Race {
-    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    race_on(Config::default(), n, tune).await
+}
+
+async fn race_on(config: Config, n: i64, tune: impl FnOnce(&mut SheetOptions)) -> Race {
+    let emu = EmulatorHandle::start(config).await.unwrap();
     let id = emu.create_spreadsheet("races").unwrap();
     let mut values = vec![vec![json!("id"), json!("name"), json!("note")]];
     values.extend((1..=n).map(|i| vec![json!(i), json!(format!("n{i}")), json!(format!("x{i}"))]));
@@ -532,4 +536,199 @@ async fn a_batch_a_crashed_process_never_verified_is_repaired_by_the_next() {
     let again = SheetTable::new(client, SheetOptions::new(&r.id, 0), schema());
     let _ = again.scan().next().await.unwrap().unwrap();
     assert_eq!(r.by_id(), Race::expect(30, &[2], &[]));
+}
+
+#[tokio::test]
+async fn a_full_read_in_chunks_is_a_snapshot_when_rows_move_between_chunks() {
+    use futures::StreamExt;
+    use sheetsync_emulator::{EditTrigger, PersonEdit};
+    // 1,200 rows, 90 a request: the read takes 14 requests.
+    let r = race(1200, |o| o.read_chunk_cells = 270).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap(); // layout known
+    let edits = [
+        // A row dragged to the bottom after the first chunk was read.
+        PersonEdit::MoveRows {
+            sheet: "Sheet1".into(),
+            start: 5,
+            count: 1,
+            before: 1202,
+        },
+        // The whole range sorted between two chunks.
+        PersonEdit::SortRange {
+            range: "Sheet1!A2:C1201".into(),
+            column: 3,
+            ascending: false,
+        },
+    ];
+    for (nth, edit) in [(1, edits[0].clone()), (6, edits[1].clone())] {
+        r.emu
+            .schedule_edit(&r.id, EditTrigger::after("values.batchGet").nth(nth), edit)
+            .unwrap();
+        let all = r.sheet.scan().next().await.unwrap().unwrap();
+        let mut ids: Vec<i64> = all
+            .iter()
+            .filter_map(|o| match &o.change {
+                Change::Upsert(row) => match row.0[0] {
+                    Value::Int(i) => Some(i),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1200, "no row invisible to the read");
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=1200).collect::<Vec<_>>());
+        assert_eq!(r.emu.fired_edits().len(), 1, "the edit happened mid-read");
+        r.emu.clear_scheduled_edits();
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_snapshot_never_reverts_what_sheetsync_wrote_after_it() {
+    let r = race(10, |_| {}).await;
+    warm(&r).await;
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    // A person edits id 5's note; the trigger reports the row as it was then.
+    r.emu
+        .set_cells(&r.id, "Sheet1!C6", vec![vec![json!("person")]])
+        .unwrap();
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            sheet_id: 0,
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            header: vec![json!("id"), json!("name"), json!("note")],
+            rows: vec![(6, vec![json!(5), json!("n5"), json!("person")])],
+            structural: false,
+            columns: Some((3, 3)),
+        })
+        .unwrap();
+    // Meanwhile the database's change of id 5's name is written to the Sheet.
+    let out = r
+        .sheet
+        .apply(vec![update(5, "new5")], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    let seen: Vec<Row> = batch
+        .changes
+        .iter()
+        .filter_map(|o| match &o.change {
+            Change::Upsert(row) => Some(row.clone()),
+            Change::Overwritten { row, .. } => Some(row.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![row(5, "new5", "person")],
+        "the person's note, and the name sheetsync wrote after the edit: {:?}",
+        batch.changes
+    );
+}
+
+#[tokio::test]
+async fn an_edit_a_later_full_read_covered_is_never_served_again() {
+    use futures::StreamExt;
+    let r = race(10, |o| o.clock_skew_ms = 0).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap();
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    r.emu
+        .set_cells(&r.id, "Sheet1!C6", vec![vec![json!("person")]])
+        .unwrap();
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            sheet_id: 0,
+            timestamp_ms: chrono::Utc::now().timestamp_millis() - 5,
+            header: vec![json!("id"), json!("name"), json!("note")],
+            rows: vec![(6, vec![json!(5), json!("n5"), json!("person")])],
+            structural: false,
+            columns: Some((3, 3)),
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A full read that started after the edit saw it.
+    let _ = r.sheet.scan().next().await.unwrap().unwrap();
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(batch.changes.is_empty(), "{:?}", batch.changes);
+}
+
+#[tokio::test]
+async fn a_full_read_keeps_the_edit_time_a_person_edit_reported() {
+    use futures::StreamExt;
+    let r = race(10, |o| o.clock_skew_ms = 0).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap();
+    let at = chrono::Utc::now().timestamp_millis() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    r.emu
+        .set_cells(&r.id, "Sheet1!C6", vec![vec![json!("person")]])
+        .unwrap();
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            sheet_id: 0,
+            timestamp_ms: at,
+            header: vec![json!("id"), json!("name"), json!("note")],
+            rows: vec![(6, vec![json!(5), json!("n5"), json!("person")])],
+            structural: false,
+            columns: Some((3, 3)),
+        })
+        .unwrap();
+    // A person inserts a row somewhere: the next read is a full one.
+    r.emu.insert_rows(&r.id, "Sheet1", 3, 1).unwrap();
+    let all = r.sheet.scan().next().await.unwrap().unwrap();
+    let time_of = |id: i64| {
+        all.iter()
+            .find(|o| matches!(&o.change, Change::Upsert(row) if row.0[0] == Value::Int(id)))
+            .and_then(|o| o.at)
+            .map(|t| t.timestamp_millis())
+    };
+    assert_eq!(time_of(5), Some(at), "the person's edit keeps its time");
+    assert_eq!(
+        time_of(4),
+        None,
+        "rows nobody edited have no time of their own"
+    );
+    // Once the row changes again without a trigger (another program), its time is unknown.
+    r.emu
+        .set_cells(&r.id, "Sheet1!B7", vec![vec![json!("program")]])
+        .unwrap();
+    let all = r.sheet.scan().next().await.unwrap().unwrap();
+    let five = all
+        .iter()
+        .find(|o| matches!(&o.change, Change::Upsert(row) if row.0[0] == Value::Int(5)))
+        .unwrap();
+    assert_eq!(five.at, None);
+}
+
+#[tokio::test]
+async fn a_row_google_refuses_is_held_and_the_others_are_written_without_a_loop() {
+    // The data fills the tab's 1,000 rows; the spreadsheet may hold only a few more cells than
+    // that and the scratch tab, so a new row (a new grid row) hits Google's cell limit.
+    let config = Config {
+        cell_limit: 26_000 + 2 * 27 + 10,
+        ..Config::default()
+    };
+    let r = race_on(config, 999, |_| {}).await;
+    warm(&r).await;
+    r.emu.reset_counters();
+    let insert = WriteOp::Upsert {
+        row: row(5000, "n5000", "x5000"),
+        expected: Expected::Absent,
+    };
+    let out = r
+        .sheet
+        .apply(vec![update(7, "new7"), insert.clone()], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(out[0], WriteOutcome::Applied, "the other row is written");
+    match &out[1] {
+        WriteOutcome::Held(reason) => assert!(reason.contains("cell limit"), "{reason}"),
+        other => panic!("the refused row is held, not {other:?}"),
+    }
+    // The batch, then the row written alone, then the refused row alone: no loop.
+    assert_eq!(r.emu.request_count("sheets.spreadsheets.batchUpdate"), 3);
+    let out = r.sheet.apply(vec![insert], &ctx()).await.unwrap();
+    assert!(matches!(out[0], WriteOutcome::Held(_)));
+    assert_eq!(r.emu.request_count("sheets.spreadsheets.batchUpdate"), 4);
+    assert_eq!(r.by_id()[&7].0, "new7");
 }

@@ -226,6 +226,9 @@ pub struct SheetTable {
     unverified: Mutex<Option<write::Unverified>>,
     /// Rows hit by mistake whose repair has to be retried.
     pending_repair: Mutex<Option<write::PendingRepair>>,
+    /// When a person last edited a row (from the trigger), with the content the edit left: a
+    /// full read that finds the same content keeps that time (last-write-wins needs it).
+    edit_times: Mutex<HashMap<RowKey, (sheetsync_core::RowHash, DateTime<Utc>)>>,
     /// The scratch tab was checked for a batch an earlier process left unverified.
     recovered: std::sync::atomic::AtomicBool,
 }
@@ -261,6 +264,7 @@ impl SheetTable {
             scratch: Mutex::new(None),
             unverified: Mutex::new(None),
             pending_repair: Mutex::new(None),
+            edit_times: Mutex::new(HashMap::new()),
             recovered: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -315,6 +319,43 @@ impl SheetTable {
             header_row: self.opts.header_row,
             columns: Vec::new(),
         })
+    }
+
+    /// Records the time and content of rows a person's edit reported.
+    fn remember_edit_times(&self, observations: &[Observation]) {
+        let mut times = self.edit_times.lock().expect("edit times lock");
+        for o in observations {
+            let (Change::Upsert(row) | Change::Overwritten { actual: row, .. }) = &o.change else {
+                continue;
+            };
+            if let (Some(k), Some(at)) = (row.key(&self.schema), o.at) {
+                times.insert(k, (row.hash(), at));
+            }
+        }
+    }
+
+    /// Gives a full read's rows the edit time a person's edit reported for the same content;
+    /// forgets the times of rows whose content changed since (their time is unknown).
+    fn restore_edit_times(&self, observations: &mut [Observation]) {
+        let mut times = self.edit_times.lock().expect("edit times lock");
+        if times.is_empty() {
+            return;
+        }
+        for o in observations.iter_mut() {
+            let Change::Upsert(row) = &o.change else {
+                continue;
+            };
+            let Some(k) = row.key(&self.schema) else {
+                continue;
+            };
+            match times.get(&k) {
+                Some((hash, at)) if *hash == row.hash() => o.at = Some(*at),
+                Some(_) => {
+                    times.remove(&k);
+                }
+                None => {}
+            }
+        }
     }
 
     /// Remembers the scratch tab if the spreadsheet has one (by title).
@@ -610,6 +651,7 @@ impl SheetTable {
             .map(|o| overwritten_by(&marks, &self.schema, o, skew, edited.as_deref()))
             .collect();
         drop(marks);
+        self.remember_edit_times(&observations);
         let mut feed = self.feed.lock().expect("feed lock");
         for o in observations {
             feed.seq += 1;

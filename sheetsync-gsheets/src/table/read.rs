@@ -46,7 +46,9 @@ impl SheetTable {
                 Err(e) => return Err(e.with_operation("full read")),
             }
         };
-        let observations = Arc::new(snap.observations);
+        let mut observations = snap.observations;
+        self.restore_edit_times(&mut observations);
+        let observations = Arc::new(observations);
         self.last_read_ms
             .store(read_start, std::sync::atomic::Ordering::Relaxed);
         self.drop_covered_edits(read_start);

@@ -23,7 +23,8 @@ struct WritePlan {
     /// Per engine op; `None` = applied unless a batch says otherwise.
     outcomes: Vec<Option<WriteOutcome>>,
     targets: Vec<Target>,
-    appends: Vec<Vec<Json>>,
+    /// New rows, with the engine op each serves.
+    appends: Vec<(usize, Vec<Json>)>,
     /// Rows written in place, with the schema cells written (for overwrite detection).
     written: Vec<(RowKey, Vec<(usize, Value)>)>,
 }
@@ -337,7 +338,7 @@ impl SheetTable {
             (None, _) => match self.full_row(l, row) {
                 Ok(cells) => {
                     // A new row: no person can have edited it yet, so no mark.
-                    plan.appends.push(cells);
+                    plan.appends.push((n, cells));
                     None
                 }
                 Err(reason) => Some(WriteOutcome::Held(reason)),
@@ -428,11 +429,11 @@ impl SheetTable {
         let used = batches.last().map_or(0, |b| {
             b.iter().map(|t| target_bytes(data, t)).sum::<usize>()
         });
-        let mut appends = chunk_by_size(appends, budget, |r| append_bytes(r)).into_iter();
+        let mut appends = chunk_by_size(appends, budget, |(_, r)| append_bytes(r)).into_iter();
         // New rows share the last batch when they fit in what it leaves.
         let mut first_appends = Vec::new();
         if let Some(a) = appends.as_slice().first() {
-            if used + a.iter().map(|r| append_bytes(r)).sum::<usize>() <= budget {
+            if used + a.iter().map(|(_, r)| append_bytes(r)).sum::<usize>() <= budget {
                 first_appends = appends.next().unwrap_or_default();
             }
         }
@@ -461,17 +462,26 @@ impl SheetTable {
         l: &Layout,
         data: DataTab,
         targets: Vec<Target>,
-        appends: Vec<Vec<Json>>,
+        appends: Vec<(usize, Vec<Json>)>,
         plan: &mut WritePlan,
     ) -> Result<()> {
+        if targets.is_empty() && appends.is_empty() {
+            return Ok(());
+        }
         let scratch = self.scratch_tab();
         let nonce = new_nonce();
-        let req = guarded_batch(data, &scratch, &nonce, 0, &targets, &appends);
-        let Some(pre) = self
+        let rows: Vec<Vec<Json>> = appends.iter().map(|(_, r)| r.clone()).collect();
+        let req = guarded_batch(data, &scratch, &nonce, 0, &targets, &rows);
+        let pre = match self
             .send_guarded(data, &scratch, &nonce, 0, &targets, req)
-            .await?
-        else {
-            return Ok(()); // verified later by `settle_unverified`, or never applied
+            .await
+        {
+            Ok(Some(pre)) => pre,
+            Ok(None) => return Ok(()), // verified later by `settle_unverified`
+            Err(e) if refused(&e) => {
+                return Box::pin(self.isolate(l, data, targets, appends, plan, e)).await
+            }
+            Err(e) => return Err(e),
         };
         let verdicts = verify(&targets, &pre, |e, r| self.meets(l, e, r));
         for (t, v) in targets.iter().zip(&verdicts) {
@@ -480,6 +490,54 @@ impl SheetTable {
             }
         }
         self.repair(l, data, &scratch, 0, &targets, &verdicts).await
+    }
+
+    /// Google refused a batch outright (a 400: nothing of it was applied). Finds the rows at
+    /// fault by halving the batch, and holds them with Google's reason, so one bad row never
+    /// stops the others, and a permanent refusal never turns into a loop of failing requests.
+    /// The cell cap refuses every new row alike: they are all held at once.
+    async fn isolate(
+        &self,
+        l: &Layout,
+        data: DataTab,
+        mut targets: Vec<Target>,
+        mut appends: Vec<(usize, Vec<Json>)>,
+        plan: &mut WritePlan,
+        e: Error,
+    ) -> Result<()> {
+        let cap = e.to_string().contains("number of cells in the workbook");
+        if targets.len() + appends.len() <= 1 || (cap && targets.is_empty()) {
+            let reason = if cap {
+                format!(
+                    "the spreadsheet is at Google's cell limit; make room (delete unused rows, \
+                     columns or tabs) for the row to be written: {e}"
+                )
+            } else {
+                format!("Google refused to write this row: {e}")
+            };
+            for op in targets
+                .iter()
+                .map(|t| t.op)
+                .chain(appends.iter().map(|(op, _)| *op))
+            {
+                plan.outcomes[op] = Some(WriteOutcome::Held(reason.clone()));
+            }
+            return Ok(());
+        }
+        // Cell writes and deletes first, as the plan sends them, then the new rows.
+        let (later_targets, later_appends) = if targets.len() > 1 {
+            (
+                targets.split_off(targets.len() / 2),
+                std::mem::take(&mut appends),
+            )
+        } else if targets.len() == 1 {
+            (Vec::new(), std::mem::take(&mut appends))
+        } else {
+            (Vec::new(), appends.split_off(appends.len() / 2))
+        };
+        self.send_batch(l, data, targets, appends, plan).await?;
+        self.send_batch(l, data, later_targets, later_appends, plan)
+            .await
     }
 
     /// Sends a guarded request; returns the scratch tab's pre-images (`base` rows skipped), or
@@ -962,6 +1020,11 @@ impl SheetTable {
         }
         Ok(cells)
     }
+}
+
+/// A write Google refused as a whole (nothing applied): a 400, not a lost answer.
+fn refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::InvalidData && !e.is_temporary()
 }
 
 fn new_nonce() -> String {
