@@ -235,15 +235,12 @@ impl Stamp {
 /// A target as kept in column A of its pre-image row (Google keeps at most 50,000 characters
 /// in a cell: a larger one is kept without its cells, and is then verified but not repaired).
 fn describe(t: &Target) -> String {
-    let full = serde_json::to_string(t).expect("targets serialise");
-    if full.len() < 50_000 {
-        return full;
-    }
+    // The columns a write changed are enough to find the row again (by its expected key) and to
+    // recognise it (the other cells equal the pre-image): the values would double the request.
     let mut short = t.clone();
-    short.action = match t.action {
-        Action::Cells(_) => Action::Cells(Vec::new()),
-        ref other => other.clone(),
-    };
+    if let Action::Cells(cells) = &mut short.action {
+        cells.iter_mut().for_each(|(_, v)| *v = Json::Null);
+    }
     if let Expect::Content(_) = short.expect {
         short.expect = Expect::Content(Vec::new());
     }
@@ -351,7 +348,7 @@ fn copy_row(data: DataTab, row0: u32, scratch_id: i32, to_row0: u32) -> Request 
             source: Some(grid_range(data.sheet_id, row0, 0, data.cols)),
             destination: Some(grid_range(scratch_id, to_row0, 1, data.cols + 1)),
             paste_type: Some("PASTE_NORMAL".into()),
-            paste_orientation: Some("NORMAL".into()),
+            paste_orientation: None, // NORMAL
         }),
         ..Default::default()
     }
@@ -573,7 +570,8 @@ pub(crate) fn verify(
         .collect()
 }
 
-/// `pre` with `cells` written over it: what a mis-hit row holds after the write.
+/// `pre` with `cells` written over it: what a mis-hit row holds after the write (a `null`
+/// value, from a target's description, stands for a value not known any more).
 pub(crate) fn overlay(pre: &[Json], cells: &[(u32, Json)]) -> Vec<Json> {
     let width = cells
         .iter()

@@ -732,3 +732,34 @@ async fn a_row_google_refuses_is_held_and_the_others_are_written_without_a_loop(
     assert_eq!(r.emu.request_count("sheets.spreadsheets.batchUpdate"), 4);
     assert_eq!(r.by_id()[&7].0, "new7");
 }
+
+#[tokio::test]
+async fn a_write_a_crashed_process_never_verified_is_repaired_by_the_next() {
+    use futures::StreamExt;
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let _ = r.sheet.scan().next().await.unwrap().unwrap(); // positions known
+    r.emu.delete_rows(&r.id, "Sheet1", 3, 1).unwrap(); // id 2: positions stale by one
+    r.emu
+        .inject_fault(FaultRule::drop_after_next(1).for_method("spreadsheets.batchUpdate"));
+    r.emu
+        .inject_fault(FaultRule::status_rate(503, 1.0).for_method("values.batchGet"));
+    let err = r
+        .sheet
+        .apply(vec![update(20, "new20")], &ctx())
+        .await
+        .expect_err("nothing could be verified");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    r.emu.clear_faults();
+    // The next process finds id 21's row carrying key 20 and puts it back.
+    let client = Arc::new(
+        SheetsClient::new(ClientConfig::emulator(&r.emu.base_url()))
+            .await
+            .unwrap(),
+    );
+    let mut opts = SheetOptions::new(&r.id, 0);
+    opts.use_drive_version = false;
+    let next = SheetTable::new(client, opts, schema());
+    let _ = next.scan().next().await.unwrap().unwrap();
+    assert_eq!(r.by_id(), Race::expect(30, &[2], &[]), "id 21 restored");
+}

@@ -44,8 +44,10 @@ pub(super) struct Rewrite {
     op: usize,
     /// The 0-based scratch row with the pre-image to paste back.
     from: u32,
-    /// What the row holds now.
+    /// What the row holds now (`null`: a cell whose value is not known, ignored when looking).
     holds: Vec<Json>,
+    /// The key the row holds now, when the write that left it there knew it.
+    key: Option<RowKey>,
     /// The pre-image (what the row holds once repaired).
     pre: Vec<Json>,
 }
@@ -636,6 +638,10 @@ impl SheetTable {
                     op: t.op,
                     from,
                     holds: overlay(pre, cells),
+                    key: match &t.expect {
+                        Expect::Key(k) => Some(k.clone()),
+                        _ => None,
+                    },
                     pre: pre.clone(),
                 }),
                 // In process, repairs are verified inside `repair`'s own rounds; one found
@@ -700,6 +706,7 @@ impl SheetTable {
                             op: t.op,
                             from: base + j as u32 + 1,
                             holds: pasted[j].clone(),
+                            key: None,
                             pre: other.clone(),
                         });
                     }
@@ -794,8 +801,10 @@ impl SheetTable {
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                let rows = self
-                    .key_of_row(l, &r.holds)
+                let rows = r
+                    .key
+                    .clone()
+                    .or_else(|| self.key_of_row(l, &r.holds))
                     .and_then(|k| positions.get(&k).cloned())
                     .unwrap_or_default();
                 rows.into_iter().map(move |p| (i, p))
@@ -815,14 +824,16 @@ impl SheetTable {
         let mut out: Vec<(Target, Vec<Json>)> = Vec::new();
         for ((i, p), vr) in candidates.iter().zip(&cells) {
             let r = &rewrites[*i];
-            if out.iter().any(|(o, _)| o.op == r.op) || !same_cells(&first_row(vr), &r.holds) {
+            let now = first_row(vr);
+            if out.iter().any(|(o, _)| o.op == r.op) || !same_cells(&now, &r.holds) {
                 continue;
             }
             out.push((
                 Target {
                     op: r.op,
                     row: *p,
-                    expect: Expect::Content(r.holds.clone()),
+                    // Exactly what was read: the paste must find the row as it was found.
+                    expect: Expect::Content(now),
                     action: Action::Paste(r.from),
                 },
                 r.pre.clone(),
@@ -1044,13 +1055,15 @@ fn is_blank(row: &[Json]) -> bool {
     row.iter().all(|c| c.is_null() || c.as_str() == Some(""))
 }
 
-/// Equal cell by cell, a missing cell counting as blank and numbers compared by value (`2`
-/// and `2.0` are one cell).
+/// `a` (cells read) holds what `b` describes, cell by cell: a missing cell counts as blank,
+/// numbers compare by value (`2` and `2.0` are one cell), and a `null` in `b` is a cell whose
+/// value is not known (any value matches).
 fn same_cells(a: &[Json], b: &[Json]) -> bool {
     let blank = Json::String(String::new());
     let same = |x: &Json, y: &Json| match (x, y) {
+        (_, Json::Null) => true,
         (Json::Number(m), Json::Number(n)) => m.as_f64() == n.as_f64(),
-        (Json::Null, o) | (o, Json::Null) => o == &blank || o.is_null(),
+        (Json::Null, o) => o == &blank,
         _ => x == y,
     };
     (0..a.len().max(b.len())).all(|i| same(a.get(i).unwrap_or(&blank), b.get(i).unwrap_or(&blank)))
