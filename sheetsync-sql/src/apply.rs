@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sheetsync_core::{Expected, Result, Row, RowKey, WriteOp, WriteOutcome};
+use sheetsync_core::{Expected, Result, Row, RowKey, TableSchema, WriteOp, WriteOutcome};
 
 use crate::dialect::TableInfo;
 use crate::error::RowError;
@@ -62,10 +62,14 @@ enum Kind {
 
 /// Applies `ops` inside `tx` and returns one outcome per op. `Err` only for failures that are
 /// not about a row (the connection, a permission): the caller drops the transaction.
+///
+/// `schema` is the table's sheetsync schema: expected rows are compared with the current ones in
+/// its normalised form, the form the engine compares rows in.
 pub(crate) async fn apply_ops(
     info: &TableInfo,
+    schema: &TableSchema,
     tx: &mut dyn WriteTx,
-    ops: Vec<WriteOp>,
+    mut ops: Vec<WriteOp>,
     rows_per_stmt: usize,
 ) -> Result<Vec<WriteOutcome>> {
     let schema_key = |row: &Row| -> Option<RowKey> {
@@ -142,15 +146,13 @@ pub(crate) async fn apply_ops(
                 state.insert(k, Some(r));
             }
         }
-        for (n, op) in ops.iter().enumerate() {
+        for (n, op) in ops.iter_mut().enumerate() {
             if outcomes[n].is_some() {
                 continue;
             }
-            let (key, expected, after) = match op {
-                WriteOp::Upsert { row, expected } => {
-                    (keys[n].as_ref(), expected, Some(Ok(row.clone())))
-                }
-                WriteOp::Delete { key, expected } => (Some(key), expected, None),
+            let (key, expected, mut row) = match op {
+                WriteOp::Upsert { row, expected } => (keys[n].as_ref(), &*expected, Some(row)),
+                WriteOp::Delete { key, expected } => (Some(&*key), &*expected, None),
                 _ => continue,
             };
             let Some(key) = key else { continue };
@@ -160,13 +162,16 @@ pub(crate) async fn apply_ops(
             let matches = match expected {
                 Expected::Any => true,
                 Expected::Absent => cur.is_none(),
-                Expected::Row(r) => matches!(cur, Some(Ok(c)) if c == r),
+                Expected::Row(r) => matches!(cur, Some(Ok(c)) if same_row(schema, c, r)),
             };
             if !matches {
                 outcomes[n] = Some(WriteOutcome::Stale);
-            } else {
-                *cur = after;
+                continue;
             }
+            if let (Some(Ok(c)), Some(row)) = (&*cur, row.as_deref_mut()) {
+                keep_stored_forms(schema, c, row);
+            }
+            *cur = row.map(|r| Ok(r.clone()));
         }
     }
 
@@ -209,6 +214,32 @@ pub(crate) async fn apply_ops(
         .into_iter()
         .map(|o| o.unwrap_or(WriteOutcome::Applied))
         .collect())
+}
+
+/// Whether the database's current row is the row the engine expects. The engine reads rows in
+/// their normalised form (an empty text in a nullable text column is NULL), so the database's
+/// row is compared in that form too: a stored `''` must not make every write of the row stale.
+fn same_row(schema: &TableSchema, current: &Row, expected: &Row) -> bool {
+    normalized(schema, current) == normalized(schema, expected)
+}
+
+/// Values a write leaves as they are (equal in the normalised form) keep the database's own
+/// form: writing a row never turns a stored `''` into NULL.
+fn keep_stored_forms(schema: &TableSchema, current: &Row, row: &mut Row) {
+    let (cur, new) = (normalized(schema, current), normalized(schema, row));
+    for (i, v) in row.0.iter_mut().enumerate() {
+        if cur.0.get(i) == new.0.get(i) {
+            if let Some(stored) = current.0.get(i) {
+                v.clone_from(stored);
+            }
+        }
+    }
+}
+
+fn normalized(schema: &TableSchema, row: &Row) -> Row {
+    let mut row = row.clone();
+    schema.normalize(&mut row);
+    row
 }
 
 const SAVEPOINT: &str = "SAVEPOINT sheetsync_row";

@@ -595,7 +595,14 @@ impl Sink for MySqlTable {
                 .await
                 .map_err(err)?;
             let mut w = Box::new(MyTx { table: self, tx });
-            let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+            let out = apply_ops(
+                &self.common.info,
+                &self.common.schema,
+                &mut *w,
+                ops,
+                self.chunk(),
+            )
+            .await?;
             w.commit().await?;
             Ok(out)
         }

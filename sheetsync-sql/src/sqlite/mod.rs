@@ -547,7 +547,14 @@ impl Sink for SqliteTable {
             tx,
             tagged,
         });
-        let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+        let out = apply_ops(
+            &self.common.info,
+            &self.common.schema,
+            &mut *w,
+            ops,
+            self.chunk(),
+        )
+        .await?;
         w.commit().await?;
         Ok(out)
     }
