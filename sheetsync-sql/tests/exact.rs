@@ -9,10 +9,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use sheetsync_core::{
-    Engine, MappingConfig, MemoryTable, Row, Sink, Source, Value, WriteContext, WriteOp,
-    WriteOutcome,
+    Change, Engine, MappingConfig, MemoryTable, Row, RowKey, Sink, Source, Value, WriteContext,
+    WriteOp, WriteOutcome,
 };
 use sheetsync_sql::{sqlx, SqlOptions, SqlTable};
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, SqlitePool};
@@ -55,6 +55,26 @@ impl TestDb {
             Other::Lite(p) => sqlx::query_as(q()).fetch_all(p).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs statements one after the other on one connection (session settings hold).
+    async fn exec_session(&self, sqls: &[&str]) {
+        macro_rules! on_one {
+            ($pool:expr) => {{
+                let mut c = $pool.acquire().await.unwrap();
+                for sql in sqls {
+                    sqlx::query(AssertSqlSafe(sql.to_string()))
+                        .execute(&mut *c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                }
+            }};
+        }
+        match &self.other {
+            Other::Pg(p) => on_one!(p),
+            Other::My(p) => on_one!(p),
+            Other::Lite(p) => on_one!(p),
+        }
     }
 
     /// Opens `table` through the adapter, as a host does, and installs change capture.
@@ -223,4 +243,172 @@ async fn empty_text_does_not_block_sheet_edits_postgres() {
 #[tokio::test]
 async fn empty_text_does_not_block_sheet_edits_mysql() {
     on(Kind::MySql, empty_text_does_not_block_sheet_edits).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values the adapter cannot carry.
+
+/// What each bad row's reason must mention: its id, the column, and the value as shown.
+type Bad = &'static [(i64, &'static str, &'static str)];
+
+/// Rows 1 and 8 of table `events` are ordinary, the `bad` ones hold values sheetsync cannot
+/// carry. Reading never panics: each bad row is held with a reason naming column and value,
+/// the others sync, and a bad row syncs once it is fixed (`fix` repairs row `bad[0]`).
+async fn extremes_are_held_with_a_reason(db: Arc<TestDb>, bad: Bad, fix: &str) {
+    let t = db.table("events", SqlOptions::default()).await;
+    let mut seen = Vec::new();
+    let mut scan = t.scan();
+    while let Some(page) = scan.next().await {
+        seen.extend(
+            page.expect("the scan must not fail")
+                .into_iter()
+                .map(|o| o.change),
+        );
+    }
+    drop(scan);
+    let key = |id: i64| RowKey::from_values(&[Value::Int(id)]);
+    let mut ok = Vec::new();
+    for c in &seen {
+        match c {
+            Change::Upsert(r) => ok.push(r.key(t.schema()).unwrap()),
+            Change::Invalid(inv) => {
+                let k = inv.key.clone().expect("the key reads");
+                let (_, col, shown) = bad
+                    .iter()
+                    .find(|(id, _, _)| key(*id) == k)
+                    .unwrap_or_else(|| panic!("row {k} held: {}", inv.reason));
+                let col = format!("column {col:?}");
+                assert!(
+                    inv.reason.contains(&col) && inv.reason.contains(shown),
+                    "row {k}: {} should name {col} and {shown}",
+                    inv.reason
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok, vec![key(1), key(8)], "{seen:?}");
+
+    // The engine starts, syncs the ordinary rows and holds the others.
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", t.schema().clone()));
+    let engine = Engine::builder(
+        MappingConfig::new("events", &["id"]),
+        sheet.clone(),
+        t.clone(),
+    )
+    .build()
+    .await
+    .unwrap();
+    let report = engine.run_once().await.unwrap();
+    assert_eq!(report.held, bad.len(), "{report:?}");
+    let keys = |rows: Vec<Row>| -> Vec<RowKey> {
+        rows.iter().map(|r| r.key(t.schema()).unwrap()).collect()
+    };
+    assert_eq!(keys(sheet.rows()), vec![key(1), key(8)]);
+    // A fixed row syncs; the others stay held.
+    db.exec(fix).await;
+    let report = engine.run_once().await.unwrap();
+    assert_eq!(report.held, bad.len() - 1, "{report:?}");
+    assert_eq!(keys(sheet.rows()), vec![key(1), key(bad[0].0), key(8)]);
+    t.uninstall().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_infinity_and_far_dates_are_held_not_panics() {
+    on(Kind::Postgres, |db| async move {
+        db.exec(
+            "CREATE TABLE events (id BIGINT PRIMARY KEY, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, t TIME)",
+        )
+        .await;
+        db.exec(
+            "INSERT INTO events VALUES
+             (1, '2026-01-01', '2026-01-01 10:00', '2026-01-01 10:00+00', '10:00'),
+             (2, 'infinity', NULL, NULL, NULL),
+             (3, NULL, '-infinity', NULL, NULL),
+             (4, NULL, NULL, 'infinity', NULL),
+             (5, '300000-01-01', NULL, NULL, NULL),
+             (6, NULL, '294276-12-31 23:59:59.5', NULL, NULL),
+             (7, NULL, NULL, NULL, '24:00:00'),
+             (8, '4713-01-01 BC', '0001-01-01 00:00 BC', '262142-12-31 23:59:59+00', '23:59:59.999999')",
+        )
+        .await;
+        let bad: Bad = &[
+            (2, "d", "infinity is not a date"),
+            (3, "ts", "-infinity is not a timestamp"),
+            (4, "tz", "infinity is not a timestamp with time zone"),
+            (5, "d", "300000-01-01 is beyond the date values"),
+            (6, "ts", "294276-12-31 23:59:59.500000 is beyond the timestamp values"),
+            (7, "t", "24:00:00 is not a time of day"),
+        ];
+        extremes_are_held_with_a_reason(db, bad, "UPDATE events SET d = '2026-02-02' WHERE id = 2")
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_zero_and_invalid_dates_are_held_not_misread() {
+    on(Kind::MySql, |db| async move {
+        db.exec(
+            "CREATE TABLE events (id BIGINT PRIMARY KEY, d DATE NULL, ts DATETIME(6) NULL,
+             tz TIMESTAMP(6) NULL DEFAULT NULL, t TIME(6) NULL)",
+        )
+        .await;
+        // What a lax sql_mode lets other programs store.
+        db.exec_session(&[
+            "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+            "INSERT INTO events VALUES
+             (1, '2026-01-01', '2026-01-01 10:00', '2026-01-01 10:00', '10:00'),
+             (2, '0000-00-00', NULL, NULL, NULL),
+             (3, NULL, '0000-00-00 00:00:00', NULL, NULL),
+             (4, NULL, NULL, '0000-00-00 00:00:00', NULL),
+             (5, '2024-02-30', NULL, NULL, NULL),
+             (6, NULL, NULL, NULL, '838:59:59'),
+             (7, NULL, NULL, NULL, '-00:00:01'),
+             (8, '1000-01-01', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999999', '23:59:59.999999')",
+        ])
+        .await;
+        let bad: Bad = &[
+            (2, "d", "\"0000-00-00\" is not a valid date"),
+            (3, "ts", "\"0000-00-00 00:00:00.000000\" is not a valid timestamp"),
+            (4, "tz", "\"0000-00-00 00:00:00.000000\" is not a valid timestamp with time zone"),
+            (5, "d", "\"2024-02-30\" is not a valid date"),
+            (6, "t", "\"838:59:59.000000\" is not a valid time"),
+            (7, "t", "\"-00:00:01.000000\" is not a valid time"),
+        ];
+        extremes_are_held_with_a_reason(db, bad, "UPDATE events SET d = '2026-02-02' WHERE id = 2")
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_dates_outside_the_range_are_held_not_misread() {
+    on(Kind::Sqlite, |db| async move {
+        db.exec("CREATE TABLE events (id INTEGER PRIMARY KEY, d DATE, ts DATETIME, tz TIMESTAMPTZ, t TIME)")
+            .await;
+        db.exec(
+            "INSERT INTO events VALUES
+             (1, '2026-01-01', '2026-01-01 10:00:00', '2026-01-01T10:00:00Z', '10:00:00'),
+             (2, 'infinity', NULL, NULL, NULL),
+             (3, NULL, '-infinity', NULL, NULL),
+             (4, NULL, NULL, '300000-01-01T00:00:00Z', NULL),
+             (5, '300000-01-01', NULL, NULL, NULL),
+             (6, 20260101, NULL, NULL, NULL),
+             (7, NULL, NULL, NULL, '24:00:00'),
+             (8, '-4713-11-24', '9999-12-31 23:59:59.999999', '2026-01-01T10:00:00+05:30', '23:59:59.999999')",
+        )
+        .await;
+        let bad: Bad = &[
+            (2, "d", "\"infinity\" is not a valid date"),
+            (3, "ts", "\"-infinity\" is not a valid timestamp"),
+            (4, "tz", "\"300000-01-01T00:00:00Z\" is not a valid timestamp with time zone"),
+            (5, "d", "\"300000-01-01\" is not a valid date"),
+            (6, "d", "the integer 20260101 is not a valid date"),
+            (7, "t", "\"24:00:00\" is not a valid time"),
+        ];
+        extremes_are_held_with_a_reason(db, bad, "UPDATE events SET d = '2026-02-02' WHERE id = 2")
+            .await;
+    })
+    .await;
 }

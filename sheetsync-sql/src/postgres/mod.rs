@@ -2,20 +2,21 @@
 
 mod capture;
 mod introspect;
+mod temporal;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink,
     Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
-use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
-use sqlx::{Acquire, PgPool, Postgres, Row as _};
+use sqlx::{Acquire, PgPool, Postgres, Row as _, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
@@ -175,22 +176,9 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
             .try_get::<Option<bool>, _>(i)
             .map_err(e)?
             .map_or(Value::Null, Value::Bool),
-        ReadAs::Date => row
-            .try_get::<Option<NaiveDate>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Date),
-        ReadAs::Time => row
-            .try_get::<Option<NaiveTime>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Time),
-        ReadAs::Timestamp => row
-            .try_get::<Option<NaiveDateTime>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Timestamp),
-        ReadAs::TimestampTz => row
-            .try_get::<Option<DateTime<Utc>>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::TimestampTz),
+        ReadAs::Date | ReadAs::Time | ReadAs::Timestamp | ReadAs::TimestampTz => {
+            temporal_value(c.read, c.ty, row, i)?
+        }
         ReadAs::Bytes => row
             .try_get::<Option<Vec<u8>>, _>(i)
             .map_err(e)?
@@ -200,6 +188,31 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
             Some(s) => parse_text(c.ty, &s)?,
         },
     })
+}
+
+/// A date, time or timestamp, decoded by [`temporal`] rather than by sqlx's chrono decoding,
+/// which panics on `infinity` and on years chrono cannot hold.
+fn temporal_value(
+    read: ReadAs,
+    ty: sheetsync_core::ColumnType,
+    row: &PgRow,
+    i: usize,
+) -> std::result::Result<Value, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    if raw.format() == PgValueFormat::Text {
+        // Prepared statements return binary values; text would be PostgreSQL's ISO output.
+        return parse_text(ty, raw.as_str().map_err(|e| e.to_string())?);
+    }
+    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+    match read {
+        ReadAs::Date => temporal::date(bytes),
+        ReadAs::Time => temporal::time(bytes),
+        ReadAs::Timestamp => temporal::timestamp(bytes, false),
+        _ => temporal::timestamp(bytes, true),
+    }
 }
 
 #[async_trait]
