@@ -1,6 +1,7 @@
 //! The write path shared by every database: one transaction per batch, conditional writes
 //! checked against locked rows, multi-row statements, and savepoints so that a row the database
-//! refuses is held while the rest of the batch applies.
+//! refuses, or one that another transaction keeps locked past the lock time-out, is held while
+//! the rest of the batch applies.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,11 +17,12 @@ pub(crate) trait WriteTx: Send {
     /// The table written.
     fn info(&self) -> &TableInfo;
     /// The current rows for `keys` (locked until commit where the database locks rows). A row
-    /// that does not decode is reported as `Err(reason)`.
+    /// that does not decode is reported as `Err(reason)`; a lock wait that times out is
+    /// [`RowError::Busy`].
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>;
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError>;
     /// Runs a statement without results (savepoints).
     async fn execute(&mut self, sql: &str) -> Result<()>;
     /// Inserts or updates `rows` in one statement.
@@ -141,13 +143,16 @@ pub(crate) async fn apply_ops(
         conditional.dedup();
         let mut state: HashMap<RowKey, Option<std::result::Result<Row, String>>> =
             conditional.iter().map(|k| (k.clone(), None)).collect();
+        let mut busy: HashMap<RowKey, String> = HashMap::new();
         for chunk in conditional.chunks(rows_per_stmt.max(1)) {
-            for (k, r) in tx.current(chunk).await? {
-                state.insert(k, Some(r));
-            }
+            lock_rows(tx, chunk, &mut state, &mut busy).await?;
         }
         for (n, op) in ops.iter_mut().enumerate() {
             if outcomes[n].is_some() {
+                continue;
+            }
+            if let Some(reason) = keys[n].as_ref().and_then(|k| busy.get(k)) {
+                outcomes[n] = Some(WriteOutcome::Held(reason.clone()));
                 continue;
             }
             let (key, expected, mut row) = match op {
@@ -214,6 +219,56 @@ pub(crate) async fn apply_ops(
         .into_iter()
         .map(|o| o.unwrap_or(WriteOutcome::Applied))
         .collect())
+}
+
+/// Reads and locks the current rows for `keys` into `found`. When a lock wait times out, the
+/// keys are locked one by one, so that only the rows another transaction holds are left out:
+/// those go to `busy`, with the reason.
+async fn lock_rows(
+    tx: &mut dyn WriteTx,
+    keys: &[RowKey],
+    found: &mut HashMap<RowKey, Option<std::result::Result<Row, String>>>,
+    busy: &mut HashMap<RowKey, String>,
+) -> Result<()> {
+    let Some(reason) = try_lock(tx, keys, found).await? else {
+        return Ok(());
+    };
+    if keys.len() == 1 {
+        busy.insert(keys[0].clone(), reason);
+        return Ok(());
+    }
+    for k in keys {
+        if let Some(reason) = try_lock(tx, std::slice::from_ref(k), found).await? {
+            busy.insert(k.clone(), reason);
+        }
+    }
+    Ok(())
+}
+
+/// [`WriteTx::current`] inside a savepoint; `Some(reason)` when it timed out waiting.
+async fn try_lock(
+    tx: &mut dyn WriteTx,
+    keys: &[RowKey],
+    found: &mut HashMap<RowKey, Option<std::result::Result<Row, String>>>,
+) -> Result<Option<String>> {
+    tx.execute(SAVEPOINT).await?;
+    match tx.current(keys).await {
+        Ok(rows) => {
+            tx.execute(RELEASE).await?;
+            found.extend(rows.into_iter().map(|(k, r)| (k, Some(r))));
+            Ok(None)
+        }
+        Err(RowError::Busy(reason)) => {
+            tx.execute(ROLLBACK).await?;
+            tx.execute(RELEASE).await?;
+            Ok(Some(reason))
+        }
+        Err(RowError::Held(reason)) => Err(sheetsync_core::Error::new(
+            sheetsync_core::ErrorKind::Unexpected,
+            format!("reading the rows to write failed: {reason}"),
+        )),
+        Err(RowError::Fatal(e)) => Err(e),
+    }
 }
 
 /// Whether the database's current row is the row the engine expects. The engine reads rows in
@@ -305,7 +360,7 @@ async fn guarded(
             tx.execute(RELEASE).await?;
             Ok(Ok(stale))
         }
-        Err(RowError::Held(msg)) => {
+        Err(RowError::Held(msg) | RowError::Busy(msg)) => {
             tx.execute(ROLLBACK).await?;
             tx.execute(RELEASE).await?;
             Ok(Err(msg))
@@ -352,7 +407,7 @@ async fn insert_one(tx: &mut dyn WriteTx, row: &Row) -> Result<WriteOutcome> {
             tx.execute(RELEASE).await?;
             Ok(WriteOutcome::Stored(stored))
         }
-        Err(RowError::Held(msg)) => {
+        Err(RowError::Held(msg) | RowError::Busy(msg)) => {
             tx.execute(ROLLBACK).await?;
             tx.execute(RELEASE).await?;
             Ok(WriteOutcome::Held(msg))

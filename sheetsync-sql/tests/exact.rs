@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use sheetsync_core::{
@@ -77,6 +78,28 @@ impl TestDb {
         }
     }
 
+    /// Another program's transaction that runs `sqls` (after `BEGIN`, or the statement that
+    /// begins it) and stays open until [`Held::release`].
+    async fn hold(&self, sqls: &[&str]) -> Holder {
+        macro_rules! open {
+            ($pool:expr, $variant:ident) => {{
+                let mut c = $pool.acquire().await.unwrap();
+                for sql in sqls {
+                    sqlx::query(AssertSqlSafe(sql.to_string()))
+                        .execute(&mut *c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                }
+                Holder::$variant(c)
+            }};
+        }
+        match &self.other {
+            Other::Pg(p) => open!(p, Pg),
+            Other::My(p) => open!(p, My),
+            Other::Lite(p) => open!(p, Lite),
+        }
+    }
+
     /// Opens `table` through the adapter, as a host does, and installs change capture.
     async fn table(&self, table: &str, options: SqlOptions) -> Arc<SqlTable> {
         let t = SqlTable::connect(&self.url, table, options)
@@ -84,6 +107,25 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("open {table}: {e}"));
         t.install().await.unwrap();
         Arc::new(t)
+    }
+}
+
+/// A connection with an open transaction of another program.
+enum Holder {
+    Pg(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    My(sqlx::pool::PoolConnection<sqlx::MySql>),
+    Lite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+impl Holder {
+    /// Rolls the transaction back.
+    async fn release(self) {
+        match self {
+            Holder::Pg(mut c) => sqlx::query("ROLLBACK").execute(&mut *c).await.map(|_| ()),
+            Holder::My(mut c) => sqlx::query("ROLLBACK").execute(&mut *c).await.map(|_| ()),
+            Holder::Lite(mut c) => sqlx::query("ROLLBACK").execute(&mut *c).await.map(|_| ()),
+        }
+        .unwrap();
     }
 }
 
@@ -411,4 +453,191 @@ async fn sqlite_dates_outside_the_range_are_held_not_misread() {
             .await;
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A row locked by another session.
+
+fn item(id: i64, qty: i64) -> Row {
+    row(vec![
+        Value::Int(id),
+        Value::Text(format!("item {id}")),
+        Value::Int(qty),
+    ])
+}
+
+fn waits(lock_ms: u64) -> SqlOptions {
+    SqlOptions {
+        lock_timeout: Duration::from_millis(lock_ms),
+        ..SqlOptions::default()
+    }
+}
+
+/// Applies `ops`, checking that it returns within `bound`.
+async fn timed_apply(t: &SqlTable, ops: Vec<WriteOp>, bound: Duration) -> Vec<WriteOutcome> {
+    let started = Instant::now();
+    let out = tokio::time::timeout(bound * 2, t.apply(ops, &ctx()))
+        .await
+        .expect("the write must not wait for the lock")
+        .unwrap();
+    assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
+    out
+}
+
+fn is_busy(o: &WriteOutcome) -> bool {
+    matches!(o, WriteOutcome::Held(m) if m.contains("another transaction holds a lock"))
+}
+
+/// Another session keeps row 2 locked. A batch writing rows 1 to 4 gives up on row 2 after
+/// the lock time-out (held, with the reason, and retried) and writes the others; the engine
+/// keeps syncing around it and writes row 2 once the lock is gone.
+async fn a_locked_row_is_held_and_the_rest_is_written(db: Arc<TestDb>, lock: &str) {
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty BIGINT)")
+        .await;
+    db.exec("INSERT INTO items VALUES (1, 'item 1', 0), (2, 'item 2', 0), (3, 'item 3', 0)")
+        .await;
+    let t = db.table("items", waits(1_000)).await;
+    let holder = db.hold(&["BEGIN", lock]).await;
+
+    // Conditional writes: the rows are locked first (the path the engine takes).
+    let conditional = |id, qty| WriteOp::Upsert {
+        row: item(id, qty),
+        expected: sheetsync_core::Expected::Row(item(id, 0)),
+    };
+    let ops = vec![
+        conditional(1, 1),
+        conditional(2, 1),
+        conditional(3, 1),
+        WriteOp::Upsert {
+            row: item(4, 1),
+            expected: sheetsync_core::Expected::Absent,
+        },
+    ];
+    let out = timed_apply(&t, ops, Duration::from_secs(8)).await;
+    assert!(is_busy(&out[1]), "{out:?}");
+    assert_eq!(
+        [&out[0], &out[2], &out[3]].map(|o| *o == WriteOutcome::Applied),
+        [true; 3],
+        "{out:?}"
+    );
+    // Unconditional writes wait in the statement itself: the same.
+    let out = timed_apply(
+        &t,
+        vec![
+            WriteOp::Upsert {
+                row: item(2, 9),
+                expected: sheetsync_core::Expected::Any,
+            },
+            WriteOp::Upsert {
+                row: item(3, 9),
+                expected: sheetsync_core::Expected::Any,
+            },
+        ],
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(is_busy(&out[0]), "{out:?}");
+    assert_eq!(out[1], WriteOutcome::Applied);
+    let sql = "SELECT name, qty FROM items ORDER BY id";
+    let qtys = |rows: Vec<(String, i64)>| rows.into_iter().map(|r| r.1).collect::<Vec<_>>();
+    assert_eq!(qtys(db.text_int(sql).await), vec![1, 0, 9, 1]);
+
+    // The engine: Sheet edits of rows 1 and 2; row 2 is held, row 1 syncs.
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", t.schema().clone()));
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        t.clone(),
+    )
+    .build()
+    .await
+    .unwrap();
+    engine.run_once().await.unwrap();
+    sheet.upsert(item(1, 10));
+    sheet.upsert(item(2, 20));
+    let started = Instant::now();
+    let report = engine.run_once().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(report.held, 1, "{report:?}");
+    let held = engine.held().await;
+    assert!(held[0].reason.contains("lock"), "{held:?}");
+    assert_eq!(qtys(db.text_int(sql).await), vec![10, 0, 9, 1]);
+
+    holder.release().await;
+    let report = engine.run_once().await.unwrap();
+    assert_eq!((report.held, report.pending), (0, 0), "{report:?}");
+    assert_eq!(qtys(db.text_int(sql).await), vec![10, 20, 9, 1]);
+    t.uninstall().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_locked_row_is_held_and_the_rest_is_written_postgres() {
+    on(Kind::Postgres, |db| async move {
+        a_locked_row_is_held_and_the_rest_is_written(
+            db,
+            "SELECT * FROM items WHERE id = 2 FOR UPDATE",
+        )
+        .await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_locked_row_is_held_and_the_rest_is_written_mysql() {
+    on(Kind::MySql, |db| async move {
+        a_locked_row_is_held_and_the_rest_is_written(
+            db,
+            "SELECT * FROM items WHERE id = 2 FOR UPDATE",
+        )
+        .await
+    })
+    .await;
+}
+
+/// SQLite locks the whole database for a write: a batch waits the busy time-out for it, then
+/// fails as a whole with a temporary error (the engine retries it), and goes through once the
+/// other writer is done.
+#[tokio::test]
+async fn a_locked_database_fails_the_batch_in_bounded_time_sqlite() {
+    on(Kind::Sqlite, |db| async move {
+        db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty BIGINT)")
+            .await;
+        let t = db.table("items", waits(500)).await;
+        let holder = db
+            .hold(&["BEGIN IMMEDIATE", "UPDATE items SET qty = 1"])
+            .await;
+        let started = Instant::now();
+        let e = t
+            .apply(vec![sheetsync_sql_upsert(item(1, 1))], &ctx())
+            .await
+            .unwrap_err();
+        assert!(e.is_temporary(), "{e}");
+        assert!(
+            (Duration::from_millis(400)..Duration::from_secs(5)).contains(&started.elapsed()),
+            "waited {:?}",
+            started.elapsed()
+        );
+        holder.release().await;
+        let out = t
+            .apply(vec![sheetsync_sql_upsert(item(1, 1))], &ctx())
+            .await
+            .unwrap();
+        assert_eq!(out, vec![WriteOutcome::Applied]);
+        // The pool's own busy timeout (5 s, sqlx's default) is back on the connection.
+        if let SqlTable::Sqlite(s) = &*t {
+            let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+            assert_eq!(ms, 10_000, "the adapter's pool sets 10 s");
+        }
+    })
+    .await;
+}
+
+fn sheetsync_sql_upsert(row: Row) -> WriteOp {
+    WriteOp::Upsert {
+        row,
+        expected: sheetsync_core::Expected::Any,
+    }
 }

@@ -20,7 +20,7 @@ use sqlx::{Connection, MySql, MySqlPool, Row as _};
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 65_535;
 
@@ -38,6 +38,8 @@ pub struct MySqlTable {
     common: Common,
     pool: MySqlPool,
     queue: tokio::sync::Mutex<Queue>,
+    /// The server is MariaDB (whose statement time limit is `max_statement_time`).
+    mariadb: bool,
 }
 
 impl MySqlTable {
@@ -64,10 +66,15 @@ impl MySqlTable {
     /// and primary key. The pool's sessions must use `time_zone = '+00:00'` (sqlx's default).
     pub async fn open(pool: MySqlPool, table: &str, options: SqlOptions) -> Result<Self> {
         let info = introspect::introspect(&pool, table).await?;
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| db_error(e, "introspect"))?;
         Ok(MySqlTable {
             common: Common::new("mysql", info, options)?,
             pool,
             queue: tokio::sync::Mutex::new(Queue::default()),
+            mariadb: version.to_ascii_lowercase().contains("mariadb"),
         })
     }
 
@@ -111,7 +118,7 @@ impl MySqlTable {
         exec: E,
         keys: &[RowKey],
         lock: bool,
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = MySql>,
     {
@@ -125,7 +132,7 @@ impl MySqlTable {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -135,7 +142,11 @@ impl MySqlTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk, false)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -407,8 +418,11 @@ impl WriteTx for MyTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
-        self.table.fetch_rows(&mut *self.tx, keys, true).await
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
+        self.table
+            .fetch_rows(&mut *self.tx, keys, true)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -547,7 +561,8 @@ impl WriteTx for MyTx<'_> {
         let found = self
             .table
             .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), false)
-            .await?;
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
         match found.into_iter().next() {
             Some((_, Ok(stored))) => Ok(stored),
             Some((_, Err(reason))) => Err(RowError::Held(format!(
@@ -585,6 +600,11 @@ impl Sink for MySqlTable {
         self.common.note_origin(&ctx.origin);
         let err = |e| db_error(e, "apply");
         let mut conn = self.pool.acquire().await.map_err(err)?;
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(self.mariadb, self.common.waits());
         let result = async {
             let mut tx = conn.begin().await.map_err(err)?;
             // Session-scoped: set inside the transaction, cleared before commit and again below
@@ -594,6 +614,13 @@ impl Sink for MySqlTable {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+            // Session-scoped too (saved first, restored below): a row another session keeps
+            // locked holds only that row.
+            let mut q = sqlx::query(audited(waits.set));
+            for b in waits.binds {
+                q = bind(q, b);
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
             let mut w = Box::new(MyTx { table: self, tx });
             let out = apply_ops(
                 &self.common.info,
@@ -607,12 +634,15 @@ impl Sink for MySqlTable {
             Ok(out)
         }
         .await;
-        if sqlx::query("SET @sheetsync_origin = NULL")
+        let mut reset = sqlx::query("SET @sheetsync_origin = NULL")
             .execute(&mut *conn)
             .await
-            .is_err()
-        {
-            // Never hand a tagged session back to the pool.
+            .is_ok();
+        if let Some(restore) = waits.restore {
+            reset &= sqlx::query(restore).execute(&mut *conn).await.is_ok();
+        }
+        if !reset {
+            // Never hand a tagged session, or one with our time limits, back to the pool.
             let _ = conn.detach().close().await;
         }
         result

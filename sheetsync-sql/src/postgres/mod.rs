@@ -21,7 +21,7 @@ use sqlx::{Acquire, PgPool, Postgres, Row as _, ValueRef};
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 use capture::PgCursor;
 
@@ -111,7 +111,7 @@ impl PostgresTable {
         exec: E,
         keys: &[RowKey],
         lock: bool,
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = Postgres>,
     {
@@ -125,7 +125,7 @@ impl PostgresTable {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -135,7 +135,11 @@ impl PostgresTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk, false)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -431,8 +435,11 @@ impl WriteTx for PgTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
-        self.table.fetch_rows(&mut *self.tx, keys, true).await
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
+        self.table
+            .fetch_rows(&mut *self.tx, keys, true)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -587,6 +594,17 @@ impl Sink for PostgresTable {
             .execute(tx.acquire().await.map_err(err)?)
             .await
             .map_err(err)?;
+        // Transaction-local too: a row another session keeps locked holds only that row.
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        let mut q = sqlx::query(audited(waits.set));
+        for b in waits.binds {
+            q = bind(q, b);
+        }
+        q.execute(&mut *tx).await.map_err(err)?;
         let mut w = Box::new(PgTx { table: self, tx });
         let out = apply_ops(
             &self.common.info,

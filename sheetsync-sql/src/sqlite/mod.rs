@@ -23,7 +23,7 @@ use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, from_float, from_int, parse_text, Bind, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 32_766;
 
@@ -94,7 +94,7 @@ impl SqliteTable {
         &self,
         exec: E,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
@@ -108,7 +108,7 @@ impl SqliteTable {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -118,7 +118,11 @@ impl SqliteTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -423,7 +427,7 @@ async fn log_position(pool: &SqlitePool) -> Result<(String, i64)> {
 
 struct SqliteTx<'a> {
     table: &'a SqliteTable,
-    tx: sqlx::Transaction<'static, Sqlite>,
+    tx: sqlx::Transaction<'a, Sqlite>,
     tagged: bool,
 }
 
@@ -436,9 +440,12 @@ impl WriteTx for SqliteTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
         // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
-        self.table.fetch_rows(&mut *self.tx, keys).await
+        self.table
+            .fetch_rows(&mut *self.tx, keys)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -523,9 +530,46 @@ impl Sink for SqliteTable {
         }
         self.common.note_origin(&ctx.origin);
         let err = |e| db_error(e, "apply");
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        // The wait for the write lock (another connection's write transaction) is the busy
+        // timeout, a setting of the connection: ours for this write, the pool's afterwards.
+        let previous: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        sqlx::query(audited(waits.set))
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let result = self.apply_on(&mut conn, ops, ctx).await;
+        let restore = crate::dialect::sqlite_busy_timeout_sql(previous);
+        if sqlx::query(audited(restore))
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            let _ = conn.detach().close().await;
+        }
+        result
+    }
+}
+
+impl SqliteTable {
+    async fn apply_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ops: Vec<WriteOp>,
+        ctx: &WriteContext,
+    ) -> Result<Vec<WriteOutcome>> {
+        let err = |e| db_error(e, "apply");
         // One writer at a time: the origin row below is invisible to every other connection
         // until it is deleted again, just before commit.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         let tagged: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
         )
