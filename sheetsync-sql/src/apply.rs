@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sheetsync_core::{Expected, Result, Row, RowKey, TableSchema, WriteOp, WriteOutcome};
 
-use crate::dialect::TableInfo;
+use crate::dialect::{Insert, TableInfo};
 use crate::error::RowError;
 
 /// A write transaction on one database, tagged with the engine's origin.
@@ -25,24 +25,28 @@ pub(crate) trait WriteTx: Send {
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError>;
     /// Runs a statement without results (savepoints).
     async fn execute(&mut self, sql: &str) -> Result<()>;
-    /// Inserts or updates `rows` in one statement.
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError>;
-    /// Inserts `rows` that the engine expects to be absent; returns the keys actually inserted
-    /// (a row that another writer inserted meanwhile is left alone: the caller reports it stale).
-    /// The default suits databases where the preceding check holds: a single writer (SQLite), or
-    /// a plain insert that fails on a duplicate (MySQL's path).
+    /// Inserts or updates `rows` in one statement, writing the columns `cols` (the others keep
+    /// their values, or get their defaults when the row is new).
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError>;
+    /// Inserts `rows` that the engine expects to be absent, writing the columns `cols` (the
+    /// others get their defaults); returns the keys actually inserted (a row that another
+    /// writer inserted meanwhile is left alone: the caller reports it stale). The default suits
+    /// databases where the preceding check holds: a single writer (SQLite), or a plain insert
+    /// that fails on a duplicate (MySQL's path).
     async fn create(
         &mut self,
         rows: &[&Row],
         keys: &[&RowKey],
+        cols: &[usize],
     ) -> std::result::Result<HashSet<RowKey>, RowError> {
-        self.upsert(rows).await?;
+        self.upsert(rows, cols).await?;
         Ok(keys.iter().map(|k| (*k).clone()).collect())
     }
     /// Deletes `keys` in one statement.
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError>;
-    /// Inserts a row whose key the database generates and returns the stored row.
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError>;
+    /// Inserts a row whose key the database generates, writing the columns `cols` (not the
+    /// key; the others get their defaults), and returns the stored row.
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError>;
     /// Clears the origin tag and commits.
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -60,6 +64,27 @@ enum Kind {
     /// An upsert of a row expected to be absent.
     Create,
     Delete,
+}
+
+/// Ops written by the same statements: one kind, distinct keys, and the same columns left to
+/// the database's defaults.
+struct Group {
+    kind: Kind,
+    /// The columns the rows leave empty and the database fills in (creates only).
+    defaults: Vec<usize>,
+    ops: Vec<usize>,
+    keys: HashSet<RowKey>,
+}
+
+impl Group {
+    fn new(kind: Kind, defaults: Vec<usize>) -> Group {
+        Group {
+            kind,
+            defaults,
+            ops: Vec::new(),
+            keys: HashSet::new(),
+        }
+    }
 }
 
 /// Applies `ops` inside `tx` and returns one outcome per op. `Err` only for failures that are
@@ -90,7 +115,13 @@ pub(crate) async fn apply_ops(
     for (n, op) in ops.iter().enumerate() {
         let key = match op {
             WriteOp::Upsert { row, expected } => {
-                if let Some(reason) = info.check_row(row, false) {
+                // A row expected to be new may leave columns to their defaults.
+                let insert = if *expected == Expected::Absent {
+                    Insert::New
+                } else {
+                    Insert::No
+                };
+                if let Some(reason) = info.check_row(row, insert) {
                     outcomes[n] = Some(WriteOutcome::Held(reason));
                     None
                 } else {
@@ -121,7 +152,7 @@ pub(crate) async fn apply_ops(
                         "table {} does not generate keys",
                         info.display()
                     )));
-                } else if let Some(reason) = info.check_row(row, true) {
+                } else if let Some(reason) = info.check_row(row, Insert::GeneratedKey) {
                     outcomes[n] = Some(WriteOutcome::Held(reason));
                 }
                 None
@@ -181,40 +212,35 @@ pub(crate) async fn apply_ops(
     }
 
     // 3. Execute in groups of one kind with distinct keys, keeping the order of ops on a key.
-    let mut group: Vec<usize> = Vec::new();
-    let mut group_keys: HashSet<RowKey> = HashSet::new();
-    let mut group_kind = Kind::Upsert;
+    let mut group = Group::new(Kind::Upsert, Vec::new());
     for n in 0..ops.len() {
         if outcomes[n].is_some() {
             continue;
         }
-        let kind = match &ops[n] {
+        let (kind, defaults) = match &ops[n] {
             WriteOp::Upsert {
                 expected: Expected::Absent,
-                ..
-            } => Kind::Create,
-            WriteOp::Upsert { .. } => Kind::Upsert,
-            WriteOp::Delete { .. } => Kind::Delete,
+                row,
+            } => (Kind::Create, info.defaulted(row)),
+            WriteOp::Upsert { .. } => (Kind::Upsert, Vec::new()),
+            WriteOp::Delete { .. } => (Kind::Delete, Vec::new()),
             WriteOp::Insert { row } => {
-                run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
-                group.clear();
-                group_keys.clear();
+                run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
+                group = Group::new(Kind::Upsert, Vec::new());
                 outcomes[n] = Some(insert_one(tx, row).await?);
                 continue;
             }
             WriteOp::SetKey { .. } => continue,
         };
         let key = keys[n].clone().expect("upserts and deletes have keys");
-        if !group.is_empty() && (kind != group_kind || group_keys.contains(&key)) {
-            run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
-            group.clear();
-            group_keys.clear();
+        if kind != group.kind || defaults != group.defaults || group.keys.contains(&key) {
+            run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
+            group = Group::new(kind, defaults);
         }
-        group_kind = kind;
-        group_keys.insert(key);
-        group.push(n);
+        group.keys.insert(key);
+        group.ops.push(n);
     }
-    run_group(tx, &ops, &group, group_kind, rows_per_stmt, &mut outcomes).await?;
+    run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or(WriteOutcome::Applied))
@@ -263,11 +289,18 @@ async fn try_lock(
             tx.execute(RELEASE).await?;
             Ok(Some(reason))
         }
-        Err(RowError::Held(reason)) => Err(sheetsync_core::Error::new(
+        Err(e) => Err(read_error(e)),
+    }
+}
+
+/// A failure to read rows inside the write transaction, which has nothing to do with one row.
+fn read_error(e: RowError) -> sheetsync_core::Error {
+    match e {
+        RowError::Held(reason) | RowError::Busy(reason) => sheetsync_core::Error::new(
             sheetsync_core::ErrorKind::Unexpected,
             format!("reading the rows to write failed: {reason}"),
-        )),
-        Err(RowError::Fatal(e)) => Err(e),
+        ),
+        RowError::Fatal(e) => e,
     }
 }
 
@@ -301,12 +334,13 @@ const SAVEPOINT: &str = "SAVEPOINT sheetsync_row";
 const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT sheetsync_row";
 const RELEASE: &str = "RELEASE SAVEPOINT sheetsync_row";
 
-/// Runs one statement; returns the ops that turned out stale.
+/// Runs one statement writing the columns `cols`; returns the ops that turned out stale.
 async fn run_stmt(
     tx: &mut dyn WriteTx,
     ops: &[WriteOp],
     idx: &[usize],
     kind: Kind,
+    cols: &[usize],
 ) -> std::result::Result<Vec<usize>, RowError> {
     let row_of = |n: usize| match &ops[n] {
         WriteOp::Upsert { row, .. } => row,
@@ -315,13 +349,13 @@ async fn run_stmt(
     match kind {
         Kind::Upsert => {
             let rows: Vec<&Row> = idx.iter().map(|&n| row_of(n)).collect();
-            tx.upsert(&rows).await.map(|()| Vec::new())
+            tx.upsert(&rows, cols).await.map(|()| Vec::new())
         }
         Kind::Create => {
             let rows: Vec<&Row> = idx.iter().map(|&n| row_of(n)).collect();
             let keys: Vec<RowKey> = idx.iter().map(|&n| key_of(tx.info(), row_of(n))).collect();
             let key_refs: Vec<&RowKey> = keys.iter().collect();
-            let inserted = tx.create(&rows, &key_refs).await?;
+            let inserted = tx.create(&rows, &key_refs, cols).await?;
             Ok(idx
                 .iter()
                 .zip(&keys)
@@ -353,9 +387,10 @@ async fn guarded(
     ops: &[WriteOp],
     idx: &[usize],
     kind: Kind,
+    cols: &[usize],
 ) -> Result<std::result::Result<Vec<usize>, String>> {
     tx.execute(SAVEPOINT).await?;
-    match run_stmt(tx, ops, idx, kind).await {
+    match run_stmt(tx, ops, idx, kind, cols).await {
         Ok(stale) => {
             tx.execute(RELEASE).await?;
             Ok(Ok(stale))
@@ -372,13 +407,13 @@ async fn guarded(
 async fn run_group(
     tx: &mut dyn WriteTx,
     ops: &[WriteOp],
-    group: &[usize],
-    kind: Kind,
+    group: &Group,
     rows_per_stmt: usize,
     outcomes: &mut [Option<WriteOutcome>],
 ) -> Result<()> {
-    for chunk in group.chunks(rows_per_stmt.max(1)) {
-        match guarded(tx, ops, chunk, kind).await? {
+    let (kind, cols) = (group.kind, tx.info().write_columns_except(&group.defaults));
+    for chunk in group.ops.chunks(rows_per_stmt.max(1)) {
+        match guarded(tx, ops, chunk, kind, &cols).await? {
             Ok(stale) => {
                 for n in stale {
                     outcomes[n] = Some(WriteOutcome::Stale);
@@ -388,7 +423,7 @@ async fn run_group(
             Err(_) => {
                 // One row spoiled the statement: find it by writing each row on its own.
                 for &n in chunk {
-                    match guarded(tx, ops, &[n], kind).await? {
+                    match guarded(tx, ops, &[n], kind, &cols).await? {
                         Ok(stale) if stale.is_empty() => {}
                         Ok(_) => outcomes[n] = Some(WriteOutcome::Stale),
                         Err(msg) => outcomes[n] = Some(WriteOutcome::Held(msg)),
@@ -397,12 +432,60 @@ async fn run_group(
             }
         }
     }
+    if !group.defaults.is_empty() {
+        report_stored(tx, ops, &group.ops, rows_per_stmt, outcomes).await?;
+    }
+    Ok(())
+}
+
+/// The rows of `idx` that were written, read back as [`WriteOutcome::Stored`]: the database
+/// filled in columns they left empty, and the engine shows the values it chose.
+async fn report_stored(
+    tx: &mut dyn WriteTx,
+    ops: &[WriteOp],
+    idx: &[usize],
+    rows_per_stmt: usize,
+    outcomes: &mut [Option<WriteOutcome>],
+) -> Result<()> {
+    let written: Vec<(usize, RowKey)> = idx
+        .iter()
+        .filter(|&&n| outcomes[n].is_none())
+        .filter_map(|&n| match &ops[n] {
+            WriteOp::Upsert { row, .. } => Some((n, key_of(tx.info(), row))),
+            _ => None,
+        })
+        .collect();
+    for chunk in written.chunks(rows_per_stmt.max(1)) {
+        let keys: Vec<RowKey> = chunk.iter().map(|(_, k)| k.clone()).collect();
+        let stored: HashMap<RowKey, std::result::Result<Row, String>> = tx
+            .current(&keys)
+            .await
+            .map_err(read_error)?
+            .into_iter()
+            .collect();
+        for (n, k) in chunk {
+            outcomes[*n] = match stored.get(k) {
+                Some(Ok(row)) => Some(WriteOutcome::Stored(row.clone())),
+                Some(Err(reason)) => Some(WriteOutcome::Held(format!(
+                    "the stored row does not read back: {reason}"
+                ))),
+                None => None,
+            };
+        }
+    }
     Ok(())
 }
 
 async fn insert_one(tx: &mut dyn WriteTx, row: &Row) -> Result<WriteOutcome> {
+    let info = tx.info();
+    let defaults = info.defaulted(row);
+    let cols: Vec<usize> = info
+        .write_columns_except(&defaults)
+        .into_iter()
+        .filter(|i| !info.key.contains(i))
+        .collect();
     tx.execute(SAVEPOINT).await?;
-    match tx.insert(row).await {
+    match tx.insert(row, &cols).await {
         Ok(stored) => {
             tx.execute(RELEASE).await?;
             Ok(WriteOutcome::Stored(stored))

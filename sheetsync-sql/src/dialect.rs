@@ -190,6 +190,9 @@ pub(crate) struct SqlColumn {
     pub read: ReadAs,
     /// False for generated columns: never written.
     pub writable: bool,
+    /// The database fills it in when an insert leaves it out (a `DEFAULT`, an identity or
+    /// auto-increment).
+    pub has_default: bool,
 }
 
 /// One introspected table, and the SQL built from it.
@@ -255,6 +258,17 @@ impl TableInfo {
         self.key = key;
         Ok(self)
     }
+}
+
+/// Whether a row is written as a new row, for [`TableInfo::check_row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// An update, or an upsert that may update.
+    No,
+    /// A new row with its key.
+    New,
+    /// A new row whose key the database generates.
+    GeneratedKey,
 }
 
 /// How one value is bound.
@@ -351,6 +365,28 @@ impl TableInfo {
             .collect()
     }
 
+    /// The columns an insert of `row` leaves to the database's default: the `NOT NULL`
+    /// columns with a default that `row` leaves empty (key columns aside).
+    pub(crate) fn defaulted(&self, row: &Row) -> Vec<usize> {
+        self.columns
+            .iter()
+            .zip(&row.0)
+            .enumerate()
+            .filter(|(i, (c, v))| {
+                v.is_null() && !c.nullable && c.has_default && c.writable && !self.key.contains(i)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The write columns without `skip`.
+    pub(crate) fn write_columns_except(&self, skip: &[usize]) -> Vec<usize> {
+        self.write_columns()
+            .into_iter()
+            .filter(|i| !skip.contains(i))
+            .collect()
+    }
+
     /// Every row, in key order.
     pub(crate) fn select_all_sql(&self) -> String {
         let order: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
@@ -409,10 +445,9 @@ impl TableInfo {
         format!("DELETE FROM {} WHERE {}", self.quoted(), self.key_in(n, 1))
     }
 
-    /// Inserts or updates `n` rows (binds: the write columns of each row in turn). PostgreSQL and
-    /// SQLite only.
-    pub(crate) fn upsert_sql(&self, n: usize) -> String {
-        let cols = self.write_columns();
+    /// Inserts or updates `n` rows (binds: the columns `cols` of each row in turn). PostgreSQL
+    /// and SQLite only.
+    pub(crate) fn upsert_sql(&self, n: usize, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let mut p = 1;
         let mut tuples = Vec::with_capacity(n);
@@ -472,9 +507,9 @@ impl TableInfo {
         }
     }
 
-    /// Inserts `n` rows (binds: the write columns of each row in turn); no upsert.
-    pub(crate) fn insert_sql(&self, n: usize) -> String {
-        let cols = self.write_columns();
+    /// Inserts `n` rows (binds: the columns `cols` of each row in turn); no upsert. Columns
+    /// left out get their defaults.
+    pub(crate) fn insert_sql(&self, n: usize, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let mut p = 1;
         let tuples: Vec<String> = (0..n)
@@ -503,22 +538,22 @@ impl TableInfo {
         )
     }
 
-    /// PostgreSQL: inserts `n` rows unless their key exists, returning the rows inserted.
-    pub(crate) fn create_sql(&self, n: usize) -> String {
+    /// PostgreSQL: inserts `n` rows (the columns `cols`) unless their key exists, returning the
+    /// rows inserted.
+    pub(crate) fn create_sql(&self, n: usize, cols: &[usize]) -> String {
         let keys: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
         format!(
             "{} ON CONFLICT ({}) DO NOTHING RETURNING {}",
-            self.insert_sql(n),
+            self.insert_sql(n, cols),
             keys.join(", "),
             self.select_list("")
         )
     }
 
     /// MySQL: updates `n` existing rows from a derived table of bound values joined on the
-    /// primary key (binds: the write columns of each row in turn). `None` when every column is
+    /// primary key (binds: the columns `cols` of each row in turn). `None` when every column is
     /// a key column (nothing to update).
-    pub(crate) fn update_join_sql(&self, n: usize) -> Option<String> {
-        let cols = self.write_columns();
+    pub(crate) fn update_join_sql(&self, n: usize, cols: &[usize]) -> Option<String> {
         let non_key: Vec<(usize, usize)> = cols
             .iter()
             .enumerate()
@@ -561,14 +596,10 @@ impl TableInfo {
         ))
     }
 
-    /// Inserts one row without its key (the database generates it). PostgreSQL and SQLite return
-    /// the stored row.
-    pub(crate) fn insert_generated_sql(&self) -> (String, Vec<usize>) {
-        let cols: Vec<usize> = self
-            .write_columns()
-            .into_iter()
-            .filter(|i| !self.key.contains(i))
-            .collect();
+    /// Inserts one row without its key (the database generates it), writing the columns
+    /// `cols` (binds: those columns of the row); the others get their defaults. PostgreSQL and
+    /// SQLite return the stored row.
+    pub(crate) fn insert_generated_sql(&self, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let params: Vec<String> = cols
             .iter()
@@ -587,10 +618,7 @@ impl TableInfo {
             Dialect::Postgres | Dialect::Sqlite => format!(" RETURNING {}", self.select_list("")),
             Dialect::MySql => String::new(),
         };
-        (
-            format!("INSERT INTO {} {body}{returning}", self.quoted()),
-            cols,
-        )
+        format!("INSERT INTO {} {body}{returning}", self.quoted())
     }
 
     /// The bind of `v` for column `i`.
@@ -605,7 +633,9 @@ impl TableInfo {
 
     /// Why `row` cannot be written to this table, if it cannot: the same checks as the
     /// reference [`sheetsync_core::MemoryTable`] (arity, NULL in a NOT NULL column, value type).
-    pub(crate) fn check_row(&self, row: &Row, skip_key: bool) -> Option<String> {
+    /// With `insert`, an empty `NOT NULL` column with a default is fine (the database fills it
+    /// in), and so are empty key columns (the database generates the key).
+    pub(crate) fn check_row(&self, row: &Row, insert: Insert) -> Option<String> {
         if row.0.len() != self.columns.len() {
             return Some(format!(
                 "row has {} values but table {} has {} columns",
@@ -615,10 +645,11 @@ impl TableInfo {
             ));
         }
         for (i, (v, c)) in row.0.iter().zip(&self.columns).enumerate() {
-            if skip_key && self.key.contains(&i) {
+            if insert == Insert::GeneratedKey && self.key.contains(&i) {
                 continue;
             }
-            if v.is_null() && !c.nullable && c.writable {
+            let defaulted = insert != Insert::No && c.has_default && !self.key.contains(&i);
+            if v.is_null() && !c.nullable && c.writable && !defaulted {
                 return Some(format!("column {:?} may not be empty", c.name));
             }
             if let Some(t) = v.column_type() {
@@ -792,6 +823,7 @@ mod tests {
             nullable: true,
             read: ReadAs::Text,
             writable: true,
+            has_default: false,
         };
         TableInfo {
             dialect,
@@ -822,26 +854,46 @@ mod tests {
 
     #[test]
     fn statements_quote_names_and_bind_values() {
-        let pg = info(Dialect::Postgres).upsert_sql(2);
+        let all = info(Dialect::Postgres).write_columns();
+        let pg = info(Dialect::Postgres).upsert_sql(2, &all);
         assert_eq!(
             pg,
             "INSERT INTO \"we\"\"ird`; DROP TABLE x;--\" (\"id\", \"na\"\"me`\") VALUES ($1::bigint, $2::text), ($3::bigint, $4::text) \
              ON CONFLICT (\"id\") DO UPDATE SET \"na\"\"me`\" = EXCLUDED.\"na\"\"me`\""
         );
-        let my = info(Dialect::MySql).update_join_sql(2).unwrap();
+        let my = info(Dialect::MySql).update_join_sql(2, &all).unwrap();
         assert_eq!(
             my,
             "UPDATE `we\"ird``; DROP TABLE x;--` AS t JOIN (SELECT ? AS `c0`, ? AS `c1` UNION ALL SELECT ?, ?) AS v \
              ON t.`id` = v.`c0` SET t.`na\"me``` = v.`c1`"
         );
         assert_eq!(
-            info(Dialect::MySql).insert_sql(2),
+            info(Dialect::MySql).insert_sql(2, &all),
             "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?), (?, ?)"
         );
         let del = info(Dialect::Sqlite).delete_sql(3);
         assert_eq!(
             del,
             "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn inserts_leave_empty_defaulted_columns_to_the_database() {
+        let mut i = info(Dialect::Sqlite);
+        i.columns[1].nullable = false;
+        i.columns[1].has_default = true;
+        let row = Row::new(vec![Value::Int(1), Value::Null]);
+        assert_eq!(i.defaulted(&row), vec![1]);
+        assert_eq!(i.check_row(&row, Insert::New), None);
+        assert_eq!(
+            i.check_row(&row, Insert::No),
+            Some("column \"na\\\"me`\" may not be empty".into())
+        );
+        let cols = i.write_columns_except(&i.defaulted(&row));
+        assert_eq!(
+            i.insert_sql(1, &cols),
+            "INSERT INTO \"we\"\"ird`; DROP TABLE x;--\" (\"id\") VALUES (?)"
         );
     }
 
@@ -855,7 +907,7 @@ mod tests {
         );
         // All columns are key columns: nothing to update.
         assert!(i
-            .upsert_sql(1)
+            .upsert_sql(1, &[0, 1])
             .ends_with("ON CONFLICT (\"id\", \"na\"\"me`\") DO NOTHING"));
     }
 

@@ -35,6 +35,7 @@ enum Other {
 
 /// A database of the test's own.
 struct TestDb {
+    kind: Kind,
     url: String,
     other: Other,
 }
@@ -183,7 +184,7 @@ where
         Kind::Postgres => Other::Pg(PgPool::connect(&url).await.unwrap()),
         Kind::MySql => Other::My(MySqlPool::connect(&url).await.unwrap()),
     };
-    let db = Arc::new(TestDb { url, other });
+    let db = Arc::new(TestDb { kind, url, other });
     let outcome = std::panic::AssertUnwindSafe(scenario(db.clone()))
         .catch_unwind()
         .await;
@@ -623,7 +624,7 @@ async fn a_locked_database_fails_the_batch_in_bounded_time_sqlite() {
             .await
             .unwrap();
         assert_eq!(out, vec![WriteOutcome::Applied]);
-        // The pool's own busy timeout (5 s, sqlx's default) is back on the connection.
+        // The pool's own busy timeout is back on the connection.
         if let SqlTable::Sqlite(s) = &*t {
             let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
                 .fetch_one(s.pool())
@@ -640,4 +641,180 @@ fn sheetsync_sql_upsert(row: Row) -> WriteOp {
         row,
         expected: sheetsync_core::Expected::Any,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Empty cells of NOT NULL DEFAULT columns.
+
+fn create(row: Row) -> WriteOp {
+    WriteOp::Upsert {
+        row,
+        expected: sheetsync_core::Expected::Absent,
+    }
+}
+
+/// A new row that leaves `NOT NULL DEFAULT` columns empty takes the defaults, and the write
+/// reports the stored row; an update may not empty them, nor may any row empty a `NOT NULL`
+/// column without a default.
+async fn empty_cells_take_the_column_default(db: Arc<TestDb>) {
+    db.exec(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, name VARCHAR(50) NOT NULL,
+         qty BIGINT NOT NULL DEFAULT 1, status VARCHAR(20) NOT NULL DEFAULT 'new',
+         created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, flag BOOLEAN NOT NULL DEFAULT TRUE,
+         note VARCHAR(20))",
+    )
+    .await;
+    let t = db.table("orders", SqlOptions::default()).await;
+    let order = |id: i64, qty: Value, status: Value, flag: Value| {
+        row(vec![
+            Value::Int(id),
+            Value::Text(format!("order {id}")),
+            qty,
+            status,
+            Value::Null,
+            flag,
+            Value::Null,
+        ])
+    };
+    let null = || Value::Null;
+    let out = t
+        .apply(
+            vec![
+                create(order(1, null(), null(), null())),
+                create(order(2, Value::Int(5), null(), Value::Bool(false))),
+                create(order(3, null(), null(), null())),
+                create(row(vec![
+                    Value::Int(4),
+                    Value::Text("order 4".into()),
+                    Value::Int(4),
+                    Value::Text("paid".into()),
+                    Value::Timestamp(
+                        chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
+                            .unwrap()
+                            .and_hms_opt(3, 4, 5)
+                            .unwrap(),
+                    )
+                    .coerce(t.schema().columns[4].ty)
+                    .unwrap(),
+                    Value::Bool(false),
+                    Value::Text("given".into()),
+                ])),
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    let stored = |o: &WriteOutcome| match o {
+        WriteOutcome::Stored(r) => r.clone(),
+        other => panic!("expected the stored row, got {other:?}"),
+    };
+    for (o, (id, qty, flag)) in out.iter().zip([(1, 1, true), (2, 5, false), (3, 1, true)]) {
+        let r = stored(o);
+        assert!(!r.0[4].is_null(), "created is filled in: {r:?}");
+        let mut want = order(
+            id,
+            Value::Int(qty),
+            Value::Text("new".into()),
+            Value::Bool(flag),
+        );
+        want.0[4] = r.0[4].clone();
+        assert_eq!(r, want);
+    }
+    assert_eq!(out[3], WriteOutcome::Applied, "nothing left to a default");
+
+    // An update may not empty a NOT NULL column; no row may empty one without a default.
+    let current = stored(&out[0]);
+    let mut emptied = current.clone();
+    emptied.0[2] = Value::Null;
+    let mut nameless = order(5, null(), null(), null());
+    nameless.0[1] = Value::Null;
+    let out = t
+        .apply(
+            vec![
+                WriteOp::Upsert {
+                    row: emptied,
+                    expected: sheetsync_core::Expected::Row(current),
+                },
+                create(nameless),
+            ],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    for (o, col) in out.iter().zip(["qty", "name"]) {
+        assert_eq!(
+            *o,
+            WriteOutcome::Held(format!("column {col:?} may not be empty"))
+        );
+    }
+
+    // Through the engine: a new Sheet row with empty defaulted cells is written, not held.
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", t.schema().clone()));
+    let mut mapping = MappingConfig::new("orders", &["id"]);
+    mapping.timing.full_scan_interval_ms = 0;
+    let engine = Engine::builder(mapping, sheet.clone(), t.clone())
+        .build()
+        .await
+        .unwrap();
+    engine.run_once().await.unwrap();
+    sheet.upsert(order(6, null(), Value::Text("rush".into()), null()));
+    let report = engine.run_once().await.unwrap();
+    assert_eq!((report.held, report.writes.db), (0, 1), "{report:?}");
+    let sql = "SELECT status, qty FROM orders WHERE id = 6";
+    assert_eq!(db.text_int(sql).await, vec![("rush".to_string(), 1)]);
+    // The Sheet shows the defaults after the next full read of the database at the latest.
+    engine.run_once().await.unwrap();
+    let shown = sheet
+        .rows()
+        .into_iter()
+        .find(|r| r.0[0] == Value::Int(6))
+        .unwrap();
+    assert_eq!(
+        (&shown.0[2], &shown.0[5]),
+        (&Value::Int(1), &Value::Bool(true))
+    );
+
+    // Keys the database generates: the same.
+    let ddl = match db.kind {
+        Kind::Postgres => "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        Kind::MySql => "id BIGINT AUTO_INCREMENT PRIMARY KEY",
+        Kind::Sqlite => "id INTEGER PRIMARY KEY",
+    };
+    db.exec(&format!(
+        "CREATE TABLE tickets ({ddl}, title VARCHAR(50), prio BIGINT NOT NULL DEFAULT 3)"
+    ))
+    .await;
+    let t = db.table("tickets", SqlOptions::default()).await;
+    let out = t
+        .apply(
+            vec![WriteOp::Insert {
+                row: row(vec![Value::Null, Value::Text("t".into()), Value::Null]),
+            }],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![WriteOutcome::Stored(row(vec![
+            Value::Int(1),
+            Value::Text("t".into()),
+            Value::Int(3)
+        ]))]
+    );
+}
+
+#[tokio::test]
+async fn empty_cells_take_the_column_default_sqlite() {
+    on(Kind::Sqlite, empty_cells_take_the_column_default).await;
+}
+
+#[tokio::test]
+async fn empty_cells_take_the_column_default_postgres() {
+    on(Kind::Postgres, empty_cells_take_the_column_default).await;
+}
+
+#[tokio::test]
+async fn empty_cells_take_the_column_default_mysql() {
+    on(Kind::MySql, empty_cells_take_the_column_default).await;
 }

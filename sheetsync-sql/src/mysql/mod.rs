@@ -437,7 +437,7 @@ impl WriteTx for MyTx<'_> {
     /// index and then update that other row. So: lock the keys, insert the new rows, and update
     /// the existing ones through a join on the primary key; a unique collision is an error that
     /// holds the row.
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
         let keys: Vec<RowKey> = rows
             .iter()
@@ -470,17 +470,16 @@ impl WriteTx for MyTx<'_> {
                 })
                 .collect()
         };
-        let cols = info.write_columns();
         let (old, new): (Vec<(&Row, &RowKey)>, Vec<(&Row, &RowKey)>) = rows
             .iter()
             .copied()
             .zip(&keys)
             .partition(|(_, k)| existing.contains(*k));
         if !new.is_empty() {
-            let sql = info.insert_sql(new.len());
+            let sql = info.insert_sql(new.len(), cols);
             let mut q = sqlx::query(audited(sql));
             for (r, _) in &new {
-                for &i in &cols {
+                for &i in cols {
                     q = bind(q, info.bind(&r.0[i]));
                 }
             }
@@ -489,10 +488,10 @@ impl WriteTx for MyTx<'_> {
                 .map_err(|e| row_error(e, "apply"))?;
         }
         if !old.is_empty() {
-            if let Some(sql) = info.update_join_sql(old.len()) {
+            if let Some(sql) = info.update_join_sql(old.len(), cols) {
                 let mut q = sqlx::query(audited(sql));
                 for (r, _) in &old {
-                    for &i in &cols {
+                    for &i in cols {
                         q = bind(q, info.bind(&r.0[i]));
                     }
                 }
@@ -510,12 +509,12 @@ impl WriteTx for MyTx<'_> {
         &mut self,
         rows: &[&Row],
         keys: &[&RowKey],
+        cols: &[usize],
     ) -> std::result::Result<HashSet<RowKey>, RowError> {
         let info = &self.table.common.info;
-        let cols = info.write_columns();
-        let mut q = sqlx::query(audited(info.insert_sql(rows.len())));
+        let mut q = sqlx::query(audited(info.insert_sql(rows.len(), cols)));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -540,11 +539,11 @@ impl WriteTx for MyTx<'_> {
             .map_err(|e| row_error(e, "apply"))
     }
 
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let mut q = sqlx::query(audited(sql));
-        for &i in &cols {
+        for &i in cols {
             q = bind(q, info.bind(&row.0[i]));
         }
         let done = q

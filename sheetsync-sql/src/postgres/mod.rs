@@ -450,13 +450,12 @@ impl WriteTx for PgTx<'_> {
             .map_err(|e| db_error(e, "apply"))
     }
 
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
-        let sql = info.upsert_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.upsert_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -472,13 +471,13 @@ impl WriteTx for PgTx<'_> {
         &mut self,
         rows: &[&Row],
         _keys: &[&RowKey],
+        cols: &[usize],
     ) -> std::result::Result<HashSet<RowKey>, RowError> {
         let info = &self.table.common.info;
-        let sql = info.create_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.create_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -513,12 +512,12 @@ impl WriteTx for PgTx<'_> {
     /// Rows written with explicit keys do not move an identity or serial sequence, so a
     /// generated key may collide with one of them; then the sequence is moved past the largest
     /// key and the insert tried once more.
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let query = || {
             let mut q = sqlx::query(audited(sql.clone()));
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&row.0[i]));
             }
             q

@@ -56,7 +56,8 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
         ));
     }
     let cols = sqlx::query(
-        "SELECT name, type, \"notnull\" AS nn, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid",
+        "SELECT name, type, \"notnull\" AS nn, pk, hidden, dflt_value IS NOT NULL AS has_default
+         FROM pragma_table_xinfo(?) ORDER BY cid",
     )
     .bind(table)
     .fetch_all(pool)
@@ -96,6 +97,7 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
             nullable: nn == 0 && key_pos == 0,
             read: ReadAs::Dynamic,
             writable: hidden == 0,
+            has_default: c.get::<i64, _>("has_default") != 0,
         });
     }
     if pk.is_empty() {

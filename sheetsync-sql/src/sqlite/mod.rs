@@ -456,13 +456,12 @@ impl WriteTx for SqliteTx<'_> {
             .map_err(|e| db_error(e, "apply"))
     }
 
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
-        let sql = info.upsert_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.upsert_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -487,11 +486,11 @@ impl WriteTx for SqliteTx<'_> {
             .map_err(|e| row_error(e, "apply"))
     }
 
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let mut q = sqlx::query(audited(sql));
-        for &i in &cols {
+        for &i in cols {
             q = bind(q, info.bind(&row.0[i]));
         }
         let stored = q
