@@ -77,6 +77,8 @@ pub(crate) struct Common {
     pub name: String,
     pub options: SqlOptions,
     pub select_all: String,
+    /// What introspection found that the adapter cannot make exact (see `warnings()`).
+    pub warnings: Vec<String>,
     used_origins: Mutex<HashSet<String>>,
     full_scan: AtomicBool,
 }
@@ -98,6 +100,7 @@ impl Common {
             schema,
             info,
             options,
+            warnings: Vec::new(),
             used_origins: Mutex::new(HashSet::new()),
             full_scan: AtomicBool::new(false),
         })

@@ -818,3 +818,77 @@ async fn empty_cells_take_the_column_default_postgres() {
 async fn empty_cells_take_the_column_default_mysql() {
     on(Kind::MySql, empty_cells_take_the_column_default).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// SQLite's numeric affinity.
+
+/// SQLite stores a long decimal in a `DECIMAL(20,6)` column as a double (numeric affinity),
+/// before sheetsync can read it, and `'007'` in a `STRING` column as 7: introspection says so
+/// for those columns, naming the declaration that keeps values exact.
+#[tokio::test]
+async fn sqlite_numeric_affinity_is_reported_as_a_warning() {
+    on(Kind::Sqlite, |db| async move {
+        db.exec(
+            "CREATE TABLE prices (id INTEGER PRIMARY KEY, price DECIMAL(20,6), exact DECIMAL_TEXT,
+             code STRING, name TEXT, qty INTEGER)",
+        )
+        .await;
+        db.exec(
+            "INSERT INTO prices VALUES
+             (1, '12345678901234.123456', '12345678901234.123456', '007', '007', 1)",
+        )
+        .await;
+        let t = db.table("prices", SqlOptions::default()).await;
+        let warnings = t.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(
+                "column \"price\" of table \"prices\" is declared DECIMAL(20,6), which SQLite \
+                 gives numeric affinity"
+            ) && warnings[0].contains("declare the column DECIMAL_TEXT"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with("column \"code\"") && warnings[1].contains("'007' becomes 7"),
+            "{}",
+            warnings[1]
+        );
+        // What the warning is about: the digits are gone before the adapter reads the row.
+        let mut scan = t.scan();
+        let page = scan.next().await.unwrap().unwrap();
+        drop(scan);
+        let Change::Upsert(r) = &page[0].change else {
+            panic!("{page:?}")
+        };
+        let dec = |s: &str| Value::Decimal(s.parse().unwrap());
+        assert_eq!(r.0[1], dec("12345678901234.123"), "rounded by SQLite");
+        assert_eq!(r.0[2], dec("12345678901234.123456"), "kept");
+        assert_eq!(r.0[3], Value::Text("7".into()));
+        assert_eq!(r.0[4], Value::Text("007".into()));
+        t.uninstall().await.unwrap();
+        // Only the synced columns are reported.
+        let subset = SqlOptions {
+            columns: Some(vec!["id".into(), "exact".into(), "code".into()]),
+            ..SqlOptions::default()
+        };
+        let t = SqlTable::connect(&db.url, "prices", subset).await.unwrap();
+        assert_eq!(t.warnings().len(), 1);
+        assert!(t.warnings()[0].contains("\"code\""));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_sqlite_tables_have_warnings() {
+    for kind in [Kind::Postgres, Kind::MySql] {
+        on(kind, |db| async move {
+            db.exec("CREATE TABLE prices (id BIGINT PRIMARY KEY, price DECIMAL(20,6))")
+                .await;
+            let t = db.table("prices", SqlOptions::default()).await;
+            assert!(t.warnings().is_empty(), "{:?}", t.warnings());
+            t.uninstall().await.unwrap();
+        })
+        .await;
+    }
+}

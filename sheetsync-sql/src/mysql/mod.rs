@@ -78,6 +78,12 @@ impl MySqlTable {
         })
     }
 
+    /// What introspection found that the adapter cannot make exact; always empty here (see
+    /// [`crate::SqliteTable::warnings`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool

@@ -64,6 +64,12 @@ impl PostgresTable {
         })
     }
 
+    /// What introspection found that the adapter cannot make exact; always empty here (see
+    /// [`crate::SqliteTable::warnings`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

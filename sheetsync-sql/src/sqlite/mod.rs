@@ -33,6 +33,7 @@ const MAX_PARAMS: usize = 32_766;
 /// `TEXT`, `DATE`, `TIME`, `DATETIME`, `TIMESTAMPTZ`, `UUID`, `JSON`, `BLOB`, ...). SQLite gives
 /// `DECIMAL`/`NUMERIC` columns numeric affinity, which stores long decimals as doubles; declare
 /// exact decimal columns as `DECIMAL_TEXT` (text affinity) to keep every digit.
+/// [`SqliteTable::warnings`] names the columns where this happens.
 pub struct SqliteTable {
     common: Common,
     pool: SqlitePool,
@@ -49,10 +50,20 @@ impl SqliteTable {
     /// Opens `table` through `pool`, reading its columns, declared types and primary key.
     pub async fn open(pool: SqlitePool, table: &str, options: SqlOptions) -> Result<Self> {
         let info = introspect::introspect(&pool, table).await?;
-        Ok(SqliteTable {
-            common: Common::new("sqlite", info, options)?,
-            pool,
-        })
+        let mut common = Common::new("sqlite", info, options)?;
+        common.warnings = introspect::warnings(&common.info);
+        for w in &common.warnings {
+            tracing::warn!(table = %common.name, "{w}");
+        }
+        Ok(SqliteTable { common, pool })
+    }
+
+    /// What SQLite's typing does to this table's values that sheetsync cannot undo, one
+    /// sentence per column: a `DECIMAL`/`NUMERIC` column (numeric affinity) stores a long
+    /// decimal as a double, a column declared `STRING` stores `'007'` as 7. Each names the
+    /// column and the declaration that keeps values exact. Empty when there is nothing to say.
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
     }
 
     /// The connection pool.
