@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sheetsync_core::{Expected, Result, Row, RowKey, TableSchema, WriteOp, WriteOutcome};
 
-use crate::dialect::{Insert, TableInfo};
+use crate::dialect::{Insert, Lock, TableInfo};
 use crate::error::RowError;
 
 /// A write transaction on one database, tagged with the engine's origin.
@@ -16,12 +16,13 @@ use crate::error::RowError;
 pub(crate) trait WriteTx: Send {
     /// The table written.
     fn info(&self) -> &TableInfo;
-    /// The current rows for `keys` (locked until commit where the database locks rows). A row
-    /// that does not decode is reported as `Err(reason)`; a lock wait that times out is
-    /// [`RowError::Busy`].
+    /// The current rows for `keys`, locked until commit as `lock` says where the database locks
+    /// rows. A row that does not decode is reported as `Err(reason)`; a lock that could not be
+    /// had (in time) is [`RowError::Busy`].
     async fn current(
         &mut self,
         keys: &[RowKey],
+        lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError>;
     /// Runs a statement without results (savepoints).
     async fn execute(&mut self, sql: &str) -> Result<()>;
@@ -247,16 +248,18 @@ pub(crate) async fn apply_ops(
         .collect())
 }
 
-/// Reads and locks the current rows for `keys` into `found`. When a lock wait times out, the
-/// keys are locked one by one, so that only the rows another transaction holds are left out:
-/// those go to `busy`, with the reason.
+/// Reads and locks the current rows for `keys` into `found`. When the lock wait times out
+/// (some row stayed locked for the whole lock time-out), the keys are locked one by one without
+/// waiting again, so that only the rows another transaction holds are left out: those go to
+/// `busy`, with the reason. A chunk waits at most one lock time-out, however many of its rows
+/// are locked.
 async fn lock_rows(
     tx: &mut dyn WriteTx,
     keys: &[RowKey],
     found: &mut HashMap<RowKey, Option<std::result::Result<Row, String>>>,
     busy: &mut HashMap<RowKey, String>,
 ) -> Result<()> {
-    let Some(reason) = try_lock(tx, keys, found).await? else {
+    let Some(reason) = try_lock(tx, keys, Lock::Wait, found).await? else {
         return Ok(());
     };
     if keys.len() == 1 {
@@ -264,21 +267,22 @@ async fn lock_rows(
         return Ok(());
     }
     for k in keys {
-        if let Some(reason) = try_lock(tx, std::slice::from_ref(k), found).await? {
+        if let Some(reason) = try_lock(tx, std::slice::from_ref(k), Lock::NoWait, found).await? {
             busy.insert(k.clone(), reason);
         }
     }
     Ok(())
 }
 
-/// [`WriteTx::current`] inside a savepoint; `Some(reason)` when it timed out waiting.
+/// [`WriteTx::current`] inside a savepoint; `Some(reason)` when it could not lock in time.
 async fn try_lock(
     tx: &mut dyn WriteTx,
     keys: &[RowKey],
+    lock: Lock,
     found: &mut HashMap<RowKey, Option<std::result::Result<Row, String>>>,
 ) -> Result<Option<String>> {
     tx.execute(SAVEPOINT).await?;
-    match tx.current(keys).await {
+    match tx.current(keys, lock).await {
         Ok(rows) => {
             tx.execute(RELEASE).await?;
             found.extend(rows.into_iter().map(|(k, r)| (k, Some(r))));
@@ -458,7 +462,7 @@ async fn report_stored(
     for chunk in written.chunks(rows_per_stmt.max(1)) {
         let keys: Vec<RowKey> = chunk.iter().map(|(_, k)| k.clone()).collect();
         let stored: HashMap<RowKey, std::result::Result<Row, String>> = tx
-            .current(&keys)
+            .current(&keys, Lock::None)
             .await
             .map_err(read_error)?
             .into_iter()

@@ -260,6 +260,18 @@ impl TableInfo {
     }
 }
 
+/// How a read of rows by key locks them (PostgreSQL and MySQL; SQLite's write transaction
+/// excludes every other writer anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// No lock.
+    None,
+    /// `FOR UPDATE`: waits up to the lock time-out for a row another transaction holds.
+    Wait,
+    /// `FOR UPDATE NOWAIT`: gives up at once on such a row.
+    NoWait,
+}
+
 /// Whether a row is written as a new row, for [`TableInfo::check_row`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Insert {
@@ -427,10 +439,11 @@ impl TableInfo {
     }
 
     /// The rows with these `n` keys (binds: the key values of each key in turn).
-    pub(crate) fn select_keys_sql(&self, n: usize, lock: bool) -> String {
+    pub(crate) fn select_keys_sql(&self, n: usize, lock: Lock) -> String {
         let lock = match (lock, self.dialect) {
-            (true, Dialect::Postgres | Dialect::MySql) => " FOR UPDATE",
-            _ => "",
+            (_, Dialect::Sqlite) | (Lock::None, _) => "",
+            (Lock::Wait, _) => " FOR UPDATE",
+            (Lock::NoWait, _) => " FOR UPDATE NOWAIT",
         };
         format!(
             "SELECT {} FROM {} WHERE {}{lock}",
@@ -871,6 +884,12 @@ mod tests {
             info(Dialect::MySql).insert_sql(2, &all),
             "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?), (?, ?)"
         );
+        assert!(info(Dialect::MySql)
+            .select_keys_sql(1, Lock::NoWait)
+            .ends_with("WHERE `id` IN (?) FOR UPDATE NOWAIT"));
+        assert!(!info(Dialect::Sqlite)
+            .select_keys_sql(1, Lock::Wait)
+            .contains("FOR UPDATE"));
         let del = info(Dialect::Sqlite).delete_sql(3);
         assert_eq!(
             del,

@@ -9,7 +9,7 @@
 //! * everything else is permanent.
 //!
 //! A statement that writes or locks rows and gives up waiting (PostgreSQL `55P03` lock
-//! time-out and `57014` statement time-out, MySQL 1205, MariaDB 1969, MySQL 3024) is
+//! time-out and `57014` statement time-out, MySQL 1205 and 3572, MariaDB 1969, MySQL 3024) is
 //! [`RowError::Busy`]: its rows are held for now and retried, the rest of the batch goes on.
 
 use sheetsync_core::{Error, ErrorKind};
@@ -112,7 +112,8 @@ fn timeout(e: &sqlx::Error) -> Option<Timeout> {
     };
     #[allow(unreachable_patterns)] // MySQL's arm when the feature is off
     match native_number(db.as_ref()) {
-        Some((Native::MySql, 1205)) => return Some(Timeout::Lock),
+        // Lock wait time-out (MariaDB's NOWAIT too), MySQL's NOWAIT.
+        Some((Native::MySql, 1205 | 3572)) => return Some(Timeout::Lock),
         // MariaDB max_statement_time, MySQL max_execution_time.
         Some((Native::MySql, 1969 | 3024)) => return Some(Timeout::Statement),
         Some(_) => return None,

@@ -19,7 +19,7 @@ use sqlx::{Connection, MySql, MySqlPool, Row as _};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
+use crate::dialect::{audited, parse_text, Bind, Lock, ReadAs, TableInfo};
 use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 65_535;
@@ -123,7 +123,7 @@ impl MySqlTable {
         &self,
         exec: E,
         keys: &[RowKey],
-        lock: bool,
+        lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = MySql>,
@@ -149,7 +149,7 @@ impl MySqlTable {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
             found.extend(
-                self.fetch_rows(&self.pool, chunk, false)
+                self.fetch_rows(&self.pool, chunk, Lock::None)
                     .await
                     .map_err(|e| db_error(e, "fetch"))?,
             );
@@ -424,9 +424,10 @@ impl WriteTx for MyTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
+        lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
         self.table
-            .fetch_rows(&mut *self.tx, keys, true)
+            .fetch_rows(&mut *self.tx, keys, lock)
             .await
             .map_err(|e| lock_error(e, "apply"))
     }
@@ -453,7 +454,7 @@ impl WriteTx for MyTx<'_> {
             })
             .collect();
         let existing: HashSet<RowKey> = {
-            let sql = info.select_keys_sql(keys.len(), true);
+            let sql = info.select_keys_sql(keys.len(), Lock::Wait);
             let mut q = sqlx::query(audited(sql));
             for k in &keys {
                 for b in info.key_binds(k) {
@@ -565,7 +566,7 @@ impl WriteTx for MyTx<'_> {
         let key = RowKey::from_values(&[Value::Int(id)]);
         let found = self
             .table
-            .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), false)
+            .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), Lock::None)
             .await
             .map_err(|e| row_error(e, "apply"))?;
         match found.into_iter().next() {

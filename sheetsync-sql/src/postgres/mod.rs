@@ -20,7 +20,7 @@ use sqlx::{Acquire, PgPool, Postgres, Row as _, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
+use crate::dialect::{audited, parse_text, Bind, Lock, ReadAs, TableInfo};
 use crate::error::{db_error, lock_error, row_error, RowError};
 
 use capture::PgCursor;
@@ -116,7 +116,7 @@ impl PostgresTable {
         &self,
         exec: E,
         keys: &[RowKey],
-        lock: bool,
+        lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = Postgres>,
@@ -142,7 +142,7 @@ impl PostgresTable {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
             found.extend(
-                self.fetch_rows(&self.pool, chunk, false)
+                self.fetch_rows(&self.pool, chunk, Lock::None)
                     .await
                     .map_err(|e| db_error(e, "fetch"))?,
             );
@@ -441,9 +441,10 @@ impl WriteTx for PgTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
+        lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
         self.table
-            .fetch_rows(&mut *self.tx, keys, true)
+            .fetch_rows(&mut *self.tx, keys, lock)
             .await
             .map_err(|e| lock_error(e, "apply"))
     }

@@ -22,7 +22,7 @@ use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, from_float, from_int, parse_text, Bind, TableInfo};
+use crate::dialect::{audited, from_float, from_int, parse_text, Bind, Lock, TableInfo};
 use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 32_766;
@@ -112,7 +112,7 @@ impl SqliteTable {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = self.common.info.select_keys_sql(keys.len(), false);
+        let sql = self.common.info.select_keys_sql(keys.len(), Lock::None);
         let mut q = sqlx::query(audited(sql));
         for k in keys {
             for b in self.common.info.key_binds(k) {
@@ -451,6 +451,7 @@ impl WriteTx for SqliteTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
+        _lock: Lock,
     ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
         // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
         self.table
@@ -570,6 +571,7 @@ impl Sink for SqliteTable {
 }
 
 impl SqliteTable {
+    /// The write transaction of [`Sink::apply`], on `conn`.
     async fn apply_on(
         &self,
         conn: &mut sqlx::SqliteConnection,
