@@ -110,7 +110,6 @@ fn timeout(e: &sqlx::Error) -> Option<Timeout> {
     let sqlx::Error::Database(db) = e else {
         return None;
     };
-    #[allow(unreachable_patterns)] // MySQL's arm when the feature is off
     match native_number(db.as_ref()) {
         // Lock wait time-out (MariaDB's NOWAIT too), MySQL's NOWAIT.
         Some((Native::MySql, 1205 | 3572)) => return Some(Timeout::Lock),

@@ -596,6 +596,81 @@ async fn a_locked_row_is_held_and_the_rest_is_written_mysql() {
     .await;
 }
 
+/// A statement that runs out of its time (a slow trigger, here) is cancelled; its rows are
+/// written one by one and only the slow one is held, with the reason.
+async fn a_slow_row_is_held_and_the_rest_is_written(db: Arc<TestDb>, slow_trigger: &[&str]) {
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty BIGINT)")
+        .await;
+    db.exec("INSERT INTO items VALUES (1, 'item 1', 0), (2, 'item 2', 0), (3, 'item 3', 0)")
+        .await;
+    for sql in slow_trigger {
+        db.exec(sql).await;
+    }
+    let options = SqlOptions {
+        statement_timeout: Duration::from_millis(500),
+        ..SqlOptions::default()
+    };
+    let t = db.table("items", options).await;
+    let update = |id, name: &str| WriteOp::Upsert {
+        row: row(vec![
+            Value::Int(id),
+            Value::Text(name.into()),
+            Value::Int(1),
+        ]),
+        expected: sheetsync_core::Expected::Row(item(id, 0)),
+    };
+    let out = timed_apply(
+        &t,
+        vec![update(1, "fast"), update(2, "slow"), update(3, "fast")],
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(
+        matches!(&out[1], WriteOutcome::Held(m) if m.contains("statement time-out")),
+        "{out:?}"
+    );
+    assert_eq!([&out[0], &out[2]], [&WriteOutcome::Applied; 2], "{out:?}");
+    let sql = "SELECT name, qty FROM items ORDER BY id";
+    assert_eq!(
+        db.text_int(sql).await,
+        vec![
+            ("fast".to_string(), 1),
+            ("item 2".to_string(), 0),
+            ("fast".to_string(), 1)
+        ]
+    );
+    t.uninstall().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_row_is_held_and_the_rest_is_written_postgres() {
+    on(Kind::Postgres, |db| async move {
+        a_slow_row_is_held_and_the_rest_is_written(
+            db,
+            &[
+                "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.name = 'slow' THEN PERFORM pg_sleep(3); END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER slow BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION slow()",
+            ],
+        )
+        .await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_row_is_held_and_the_rest_is_written_mysql() {
+    on(Kind::MySql, |db| async move {
+        a_slow_row_is_held_and_the_rest_is_written(
+            db,
+            &["CREATE TRIGGER slow BEFORE UPDATE ON items FOR EACH ROW
+               BEGIN IF NEW.name = 'slow' THEN SET @slept = SLEEP(3); END IF; END"],
+        )
+        .await
+    })
+    .await;
+}
+
 /// SQLite locks the whole database for a write: a batch waits the busy time-out for it, then
 /// fails as a whole with a temporary error (the engine retries it), and goes through once the
 /// other writer is done.
