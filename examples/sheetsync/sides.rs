@@ -38,6 +38,12 @@ impl DbTable {
         self.0.schema().clone()
     }
 
+    /// What introspection found that the adapter cannot make exact (SQLite's numeric
+    /// affinity), one sentence per column.
+    pub fn warnings(&self) -> &[String] {
+        self.0.warnings()
+    }
+
     /// The state store in the same database.
     pub async fn state_store(&self) -> Result<Arc<dyn StateStore>> {
         self.0.state_store().await

@@ -103,6 +103,13 @@ impl SqlTable {
         each!(self, t => t.is_installed().await)
     }
 
+    /// What introspection found that the adapter cannot make exact, one sentence per column
+    /// (SQLite's numeric affinity; see [`crate::SqliteTable::warnings`]). Hosts should show
+    /// them, as the reference daemon's `check` does.
+    pub fn warnings(&self) -> &[String] {
+        each!(self, t => t.warnings())
+    }
+
     /// A state store in the same database, through the same pool (creating its tables).
     pub async fn state_store(&self) -> Result<Arc<dyn StateStore>> {
         Ok(match self {

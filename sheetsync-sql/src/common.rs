@@ -11,7 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{Capabilities, Change, InvalidRow, Observation, Row, RowKey, TableSchema};
 use tokio::sync::mpsc;
 
-use crate::dialect::TableInfo;
+use crate::dialect::{TableInfo, Waits};
 
 /// Options shared by the three adapters.
 #[derive(Debug, Clone)]
@@ -38,6 +38,21 @@ pub struct SqlOptions {
     /// columns are never read or written: inserted rows get their defaults. `None` (the
     /// default): every column, in table order.
     pub columns: Option<Vec<String>>,
+    /// How long a write waits for a lock that another transaction holds on a row (or the
+    /// table) before it gives up on that row: the row is reported held, with the reason, and
+    /// the engine retries it next cycle while the rest of the batch is written. PostgreSQL
+    /// `lock_timeout`; MySQL/MariaDB `innodb_lock_wait_timeout` and `lock_wait_timeout` (whole
+    /// seconds, rounded up). SQLite locks the whole database for a write: its busy timeout
+    /// bounds the wait, and a batch that cannot get the lock fails as a whole with a temporary
+    /// error. Zero means no limit. Default 5 s.
+    pub lock_timeout: Duration,
+    /// How long one write statement may run before the database cancels it; the rows of a
+    /// cancelled statement are written one by one, and a row that still times out is held and
+    /// retried like a locked one. PostgreSQL `statement_timeout`, MariaDB `max_statement_time`,
+    /// MySQL `max_execution_time` (which MySQL applies to `SELECT`s only, here the ones that
+    /// lock rows); SQLite has no such limit. Zero means no limit. Default 30 s (a statement
+    /// carries up to [`SqlOptions::statement_rows`] rows).
+    pub statement_timeout: Duration,
 }
 
 impl Default for SqlOptions {
@@ -49,6 +64,8 @@ impl Default for SqlOptions {
             consumer: "default".into(),
             poll_interval: None,
             columns: None,
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -60,6 +77,8 @@ pub(crate) struct Common {
     pub name: String,
     pub options: SqlOptions,
     pub select_all: String,
+    /// What introspection found that the adapter cannot make exact (see `warnings()`).
+    pub warnings: Vec<String>,
     used_origins: Mutex<HashSet<String>>,
     full_scan: AtomicBool,
 }
@@ -81,9 +100,18 @@ impl Common {
             schema,
             info,
             options,
+            warnings: Vec::new(),
             used_origins: Mutex::new(HashSet::new()),
             full_scan: AtomicBool::new(false),
         })
+    }
+
+    /// How long a write transaction may wait.
+    pub(crate) fn waits(&self) -> Waits {
+        Waits {
+            lock: self.options.lock_timeout,
+            statement: self.options.statement_timeout,
+        }
     }
 
     pub(crate) fn capabilities(&self) -> Capabilities {

@@ -4,6 +4,8 @@
 //! Table and column names only ever come from introspection and are always quoted here; values
 //! are always bound, never pasted into SQL.
 
+use std::time::Duration;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use sheetsync_core::{Column, ColumnType, Decimal, Direction, Row, RowKey, TableSchema, Value};
 
@@ -50,6 +52,104 @@ impl Dialect {
     }
 }
 
+/// How long a write transaction waits for a lock and for one statement (zero: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waits {
+    /// For a lock another transaction holds.
+    pub lock: Duration,
+    /// For one statement.
+    pub statement: Duration,
+}
+
+/// The statement that bounds a write transaction's waits, run inside it before anything else,
+/// and the one that gives the session its own settings back afterwards (`None` where the
+/// settings end with the transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WaitSql {
+    pub set: String,
+    pub binds: Vec<Bind>,
+    pub restore: Option<&'static str>,
+}
+
+impl Dialect {
+    /// How a write transaction bounds its waits: transaction-local settings on PostgreSQL,
+    /// session variables on MySQL (`mariadb`: MariaDB's `max_statement_time` rather than
+    /// MySQL's `max_execution_time`), saved and restored around the transaction. SQLite's busy
+    /// timeout belongs to the connection and must be set before `BEGIN IMMEDIATE`, which is
+    /// what waits: see [`sqlite_busy_timeout_sql`].
+    pub(crate) fn wait_sql(self, mariadb: bool, w: Waits) -> WaitSql {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        // MySQL's lock waits are whole seconds, at least one; zero asks for the maximum.
+        let secs = |d: Duration, max: i64| match ms(d) {
+            0 => max,
+            m => ((m + 999) / 1_000).min(max),
+        };
+        match self {
+            Dialect::Postgres => WaitSql {
+                set: "SELECT set_config('lock_timeout', $1, true), \
+                      set_config('statement_timeout', $2, true)"
+                    .into(),
+                binds: vec![
+                    Bind::Text(format!("{}ms", ms(w.lock))),
+                    Bind::Text(format!("{}ms", ms(w.statement))),
+                ],
+                restore: None,
+            },
+            Dialect::MySql => {
+                let (var, limit) = if mariadb {
+                    ("max_statement_time", Bind::Float(w.statement.as_secs_f64()))
+                } else {
+                    ("max_execution_time", Bind::Int(ms(w.statement)))
+                };
+                WaitSql {
+                    set: format!(
+                        "SET @sheetsync_lock_wait = @@SESSION.innodb_lock_wait_timeout, \
+                         @sheetsync_mdl_wait = @@SESSION.lock_wait_timeout, \
+                         @sheetsync_statement_time = @@SESSION.{var}, \
+                         SESSION innodb_lock_wait_timeout = ?, SESSION lock_wait_timeout = ?, \
+                         SESSION {var} = ?"
+                    ),
+                    binds: vec![
+                        Bind::Int(secs(w.lock, 1_073_741_824)),
+                        Bind::Int(secs(w.lock, 31_536_000)),
+                        limit,
+                    ],
+                    restore: Some(if mariadb {
+                        MYSQL_RESTORE_WAITS_MARIADB
+                    } else {
+                        MYSQL_RESTORE_WAITS
+                    }),
+                }
+            }
+            Dialect::Sqlite => WaitSql {
+                // Zero would mean "do not wait at all" to SQLite.
+                set: sqlite_busy_timeout_sql(match ms(w.lock) {
+                    0 => i32::MAX.into(),
+                    m => m,
+                }),
+                binds: Vec::new(),
+                restore: None,
+            },
+        }
+    }
+}
+
+/// Restores what [`Dialect::wait_sql`] saved (a no-op when nothing was saved).
+const MYSQL_RESTORE_WAITS: &str = "SET \
+    SESSION innodb_lock_wait_timeout = COALESCE(@sheetsync_lock_wait, @@SESSION.innodb_lock_wait_timeout), \
+    SESSION lock_wait_timeout = COALESCE(@sheetsync_mdl_wait, @@SESSION.lock_wait_timeout), \
+    SESSION max_execution_time = COALESCE(@sheetsync_statement_time, @@SESSION.max_execution_time)";
+const MYSQL_RESTORE_WAITS_MARIADB: &str = "SET \
+    SESSION innodb_lock_wait_timeout = COALESCE(@sheetsync_lock_wait, @@SESSION.innodb_lock_wait_timeout), \
+    SESSION lock_wait_timeout = COALESCE(@sheetsync_mdl_wait, @@SESSION.lock_wait_timeout), \
+    SESSION max_statement_time = COALESCE(@sheetsync_statement_time, @@SESSION.max_statement_time)";
+
+/// `PRAGMA busy_timeout = ms` for SQLite (which takes no parameters here: the milliseconds are
+/// a number this crate computed or read from SQLite).
+pub(crate) fn sqlite_busy_timeout_sql(ms: i64) -> String {
+    format!("PRAGMA busy_timeout = {}", ms.clamp(0, i32::MAX.into()))
+}
+
 /// How a column's value is selected and decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadAs {
@@ -90,6 +190,9 @@ pub(crate) struct SqlColumn {
     pub read: ReadAs,
     /// False for generated columns: never written.
     pub writable: bool,
+    /// The database fills it in when an insert leaves it out (a `DEFAULT`, an identity or
+    /// auto-increment).
+    pub has_default: bool,
 }
 
 /// One introspected table, and the SQL built from it.
@@ -155,6 +258,29 @@ impl TableInfo {
         self.key = key;
         Ok(self)
     }
+}
+
+/// How a read of rows by key locks them (PostgreSQL and MySQL; SQLite's write transaction
+/// excludes every other writer anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// No lock.
+    None,
+    /// `FOR UPDATE`: waits up to the lock time-out for a row another transaction holds.
+    Wait,
+    /// `FOR UPDATE NOWAIT`: gives up at once on such a row.
+    NoWait,
+}
+
+/// Whether a row is written as a new row, for [`TableInfo::check_row`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// An update, or an upsert that may update.
+    No,
+    /// A new row with its key.
+    New,
+    /// A new row whose key the database generates.
+    GeneratedKey,
 }
 
 /// How one value is bound.
@@ -251,6 +377,28 @@ impl TableInfo {
             .collect()
     }
 
+    /// The columns an insert of `row` leaves to the database's default: the `NOT NULL`
+    /// columns with a default that `row` leaves empty (key columns aside).
+    pub(crate) fn defaulted(&self, row: &Row) -> Vec<usize> {
+        self.columns
+            .iter()
+            .zip(&row.0)
+            .enumerate()
+            .filter(|(i, (c, v))| {
+                v.is_null() && !c.nullable && c.has_default && c.writable && !self.key.contains(i)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The write columns without `skip`.
+    pub(crate) fn write_columns_except(&self, skip: &[usize]) -> Vec<usize> {
+        self.write_columns()
+            .into_iter()
+            .filter(|i| !skip.contains(i))
+            .collect()
+    }
+
     /// Every row, in key order.
     pub(crate) fn select_all_sql(&self) -> String {
         let order: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
@@ -291,10 +439,11 @@ impl TableInfo {
     }
 
     /// The rows with these `n` keys (binds: the key values of each key in turn).
-    pub(crate) fn select_keys_sql(&self, n: usize, lock: bool) -> String {
+    pub(crate) fn select_keys_sql(&self, n: usize, lock: Lock) -> String {
         let lock = match (lock, self.dialect) {
-            (true, Dialect::Postgres | Dialect::MySql) => " FOR UPDATE",
-            _ => "",
+            (_, Dialect::Sqlite) | (Lock::None, _) => "",
+            (Lock::Wait, _) => " FOR UPDATE",
+            (Lock::NoWait, _) => " FOR UPDATE NOWAIT",
         };
         format!(
             "SELECT {} FROM {} WHERE {}{lock}",
@@ -309,10 +458,9 @@ impl TableInfo {
         format!("DELETE FROM {} WHERE {}", self.quoted(), self.key_in(n, 1))
     }
 
-    /// Inserts or updates `n` rows (binds: the write columns of each row in turn). PostgreSQL and
-    /// SQLite only.
-    pub(crate) fn upsert_sql(&self, n: usize) -> String {
-        let cols = self.write_columns();
+    /// Inserts or updates `n` rows (binds: the columns `cols` of each row in turn). PostgreSQL
+    /// and SQLite only.
+    pub(crate) fn upsert_sql(&self, n: usize, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let mut p = 1;
         let mut tuples = Vec::with_capacity(n);
@@ -372,9 +520,9 @@ impl TableInfo {
         }
     }
 
-    /// Inserts `n` rows (binds: the write columns of each row in turn); no upsert.
-    pub(crate) fn insert_sql(&self, n: usize) -> String {
-        let cols = self.write_columns();
+    /// Inserts `n` rows (binds: the columns `cols` of each row in turn); no upsert. Columns
+    /// left out get their defaults.
+    pub(crate) fn insert_sql(&self, n: usize, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let mut p = 1;
         let tuples: Vec<String> = (0..n)
@@ -403,22 +551,22 @@ impl TableInfo {
         )
     }
 
-    /// PostgreSQL: inserts `n` rows unless their key exists, returning the rows inserted.
-    pub(crate) fn create_sql(&self, n: usize) -> String {
+    /// PostgreSQL: inserts `n` rows (the columns `cols`) unless their key exists, returning the
+    /// rows inserted.
+    pub(crate) fn create_sql(&self, n: usize, cols: &[usize]) -> String {
         let keys: Vec<String> = self.key.iter().map(|&i| self.q(i)).collect();
         format!(
             "{} ON CONFLICT ({}) DO NOTHING RETURNING {}",
-            self.insert_sql(n),
+            self.insert_sql(n, cols),
             keys.join(", "),
             self.select_list("")
         )
     }
 
     /// MySQL: updates `n` existing rows from a derived table of bound values joined on the
-    /// primary key (binds: the write columns of each row in turn). `None` when every column is
+    /// primary key (binds: the columns `cols` of each row in turn). `None` when every column is
     /// a key column (nothing to update).
-    pub(crate) fn update_join_sql(&self, n: usize) -> Option<String> {
-        let cols = self.write_columns();
+    pub(crate) fn update_join_sql(&self, n: usize, cols: &[usize]) -> Option<String> {
         let non_key: Vec<(usize, usize)> = cols
             .iter()
             .enumerate()
@@ -461,14 +609,10 @@ impl TableInfo {
         ))
     }
 
-    /// Inserts one row without its key (the database generates it). PostgreSQL and SQLite return
-    /// the stored row.
-    pub(crate) fn insert_generated_sql(&self) -> (String, Vec<usize>) {
-        let cols: Vec<usize> = self
-            .write_columns()
-            .into_iter()
-            .filter(|i| !self.key.contains(i))
-            .collect();
+    /// Inserts one row without its key (the database generates it), writing the columns
+    /// `cols` (binds: those columns of the row); the others get their defaults. PostgreSQL and
+    /// SQLite return the stored row.
+    pub(crate) fn insert_generated_sql(&self, cols: &[usize]) -> String {
         let names: Vec<String> = cols.iter().map(|&i| self.q(i)).collect();
         let params: Vec<String> = cols
             .iter()
@@ -487,10 +631,7 @@ impl TableInfo {
             Dialect::Postgres | Dialect::Sqlite => format!(" RETURNING {}", self.select_list("")),
             Dialect::MySql => String::new(),
         };
-        (
-            format!("INSERT INTO {} {body}{returning}", self.quoted()),
-            cols,
-        )
+        format!("INSERT INTO {} {body}{returning}", self.quoted())
     }
 
     /// The bind of `v` for column `i`.
@@ -505,7 +646,9 @@ impl TableInfo {
 
     /// Why `row` cannot be written to this table, if it cannot: the same checks as the
     /// reference [`sheetsync_core::MemoryTable`] (arity, NULL in a NOT NULL column, value type).
-    pub(crate) fn check_row(&self, row: &Row, skip_key: bool) -> Option<String> {
+    /// With `insert`, an empty `NOT NULL` column with a default is fine (the database fills it
+    /// in), and so are empty key columns (the database generates the key).
+    pub(crate) fn check_row(&self, row: &Row, insert: Insert) -> Option<String> {
         if row.0.len() != self.columns.len() {
             return Some(format!(
                 "row has {} values but table {} has {} columns",
@@ -515,10 +658,11 @@ impl TableInfo {
             ));
         }
         for (i, (v, c)) in row.0.iter().zip(&self.columns).enumerate() {
-            if skip_key && self.key.contains(&i) {
+            if insert == Insert::GeneratedKey && self.key.contains(&i) {
                 continue;
             }
-            if v.is_null() && !c.nullable && c.writable {
+            let defaulted = insert != Insert::No && c.has_default && !self.key.contains(&i);
+            if v.is_null() && !c.nullable && c.writable && !defaulted {
                 return Some(format!("column {:?} may not be empty", c.name));
             }
             if let Some(t) = v.column_type() {
@@ -692,6 +836,7 @@ mod tests {
             nullable: true,
             read: ReadAs::Text,
             writable: true,
+            has_default: false,
         };
         TableInfo {
             dialect,
@@ -722,26 +867,52 @@ mod tests {
 
     #[test]
     fn statements_quote_names_and_bind_values() {
-        let pg = info(Dialect::Postgres).upsert_sql(2);
+        let all = info(Dialect::Postgres).write_columns();
+        let pg = info(Dialect::Postgres).upsert_sql(2, &all);
         assert_eq!(
             pg,
             "INSERT INTO \"we\"\"ird`; DROP TABLE x;--\" (\"id\", \"na\"\"me`\") VALUES ($1::bigint, $2::text), ($3::bigint, $4::text) \
              ON CONFLICT (\"id\") DO UPDATE SET \"na\"\"me`\" = EXCLUDED.\"na\"\"me`\""
         );
-        let my = info(Dialect::MySql).update_join_sql(2).unwrap();
+        let my = info(Dialect::MySql).update_join_sql(2, &all).unwrap();
         assert_eq!(
             my,
             "UPDATE `we\"ird``; DROP TABLE x;--` AS t JOIN (SELECT ? AS `c0`, ? AS `c1` UNION ALL SELECT ?, ?) AS v \
              ON t.`id` = v.`c0` SET t.`na\"me``` = v.`c1`"
         );
         assert_eq!(
-            info(Dialect::MySql).insert_sql(2),
+            info(Dialect::MySql).insert_sql(2, &all),
             "INSERT INTO `we\"ird``; DROP TABLE x;--` (`id`, `na\"me```) VALUES (?, ?), (?, ?)"
         );
+        assert!(info(Dialect::MySql)
+            .select_keys_sql(1, Lock::NoWait)
+            .ends_with("WHERE `id` IN (?) FOR UPDATE NOWAIT"));
+        assert!(!info(Dialect::Sqlite)
+            .select_keys_sql(1, Lock::Wait)
+            .contains("FOR UPDATE"));
         let del = info(Dialect::Sqlite).delete_sql(3);
         assert_eq!(
             del,
             "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn inserts_leave_empty_defaulted_columns_to_the_database() {
+        let mut i = info(Dialect::Sqlite);
+        i.columns[1].nullable = false;
+        i.columns[1].has_default = true;
+        let row = Row::new(vec![Value::Int(1), Value::Null]);
+        assert_eq!(i.defaulted(&row), vec![1]);
+        assert_eq!(i.check_row(&row, Insert::New), None);
+        assert_eq!(
+            i.check_row(&row, Insert::No),
+            Some("column \"na\\\"me`\" may not be empty".into())
+        );
+        let cols = i.write_columns_except(&i.defaulted(&row));
+        assert_eq!(
+            i.insert_sql(1, &cols),
+            "INSERT INTO \"we\"\"ird`; DROP TABLE x;--\" (\"id\") VALUES (?)"
         );
     }
 
@@ -755,7 +926,7 @@ mod tests {
         );
         // All columns are key columns: nothing to update.
         assert!(i
-            .upsert_sql(1)
+            .upsert_sql(1, &[0, 1])
             .ends_with("ON CONFLICT (\"id\", \"na\"\"me`\") DO NOTHING"));
     }
 
@@ -815,6 +986,51 @@ mod tests {
     }
 
     use chrono::TimeZone;
+
+    #[test]
+    fn waits_are_bounded_per_dialect() {
+        let w = Waits {
+            lock: Duration::from_millis(1_500),
+            statement: Duration::from_secs(30),
+        };
+        let pg = Dialect::Postgres.wait_sql(false, w);
+        assert_eq!(
+            pg.binds,
+            vec![Bind::Text("1500ms".into()), Bind::Text("30000ms".into())]
+        );
+        assert!(pg.restore.is_none(), "transaction-local");
+        let maria = Dialect::MySql.wait_sql(true, w);
+        assert!(maria.set.contains("SESSION max_statement_time = ?"));
+        assert_eq!(
+            maria.binds,
+            vec![Bind::Int(2), Bind::Int(2), Bind::Float(30.0)],
+            "whole seconds, rounded up"
+        );
+        assert!(maria.restore.unwrap().contains("max_statement_time"));
+        let my = Dialect::MySql.wait_sql(false, w);
+        assert!(my.set.contains("SESSION max_execution_time = ?"));
+        assert_eq!(my.binds[2], Bind::Int(30_000));
+        let none = Waits {
+            lock: Duration::ZERO,
+            statement: Duration::ZERO,
+        };
+        assert_eq!(
+            Dialect::MySql.wait_sql(true, none).binds,
+            vec![
+                Bind::Int(1_073_741_824),
+                Bind::Int(31_536_000),
+                Bind::Float(0.0)
+            ]
+        );
+        assert_eq!(
+            Dialect::Sqlite.wait_sql(false, w).set,
+            "PRAGMA busy_timeout = 1500"
+        );
+        assert_eq!(
+            Dialect::Sqlite.wait_sql(false, none).set,
+            "PRAGMA busy_timeout = 2147483647"
+        );
+    }
 
     #[test]
     fn short_hash_is_stable() {

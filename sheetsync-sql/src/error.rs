@@ -7,6 +7,10 @@
 //!   type errors, MySQL conversion errors) are [`RowError::Held`]: that row is held and the rest
 //!   of the batch goes on;
 //! * everything else is permanent.
+//!
+//! A statement that writes or locks rows and gives up waiting (PostgreSQL `55P03` lock
+//! time-out and `57014` statement time-out, MySQL 1205 and 3572, MariaDB 1969, MySQL 3024) is
+//! [`RowError::Busy`]: its rows are held for now and retried, the rest of the batch goes on.
 
 use sheetsync_core::{Error, ErrorKind};
 
@@ -15,6 +19,9 @@ use sheetsync_core::{Error, ErrorKind};
 pub(crate) enum RowError {
     /// The database refused the row(s) for their data: a constraint, a type, a range.
     Held(String),
+    /// The statement gave up waiting for a lock another transaction holds, or ran out of its
+    /// time: the row(s) are held with this reason and retried next cycle.
+    Busy(String),
     /// The statement failed for a reason that has nothing to do with the rows.
     Fatal(Error),
 }
@@ -92,6 +99,32 @@ pub(crate) fn is_row_error(e: &sqlx::Error) -> bool {
     matches!(sqlstate_class(&code), "22" | "23")
 }
 
+/// What a statement that gave up waiting waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timeout {
+    Lock,
+    Statement,
+}
+
+fn timeout(e: &sqlx::Error) -> Option<Timeout> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    match native_number(db.as_ref()) {
+        // Lock wait time-out (MariaDB's NOWAIT too), MySQL's NOWAIT.
+        Some((Native::MySql, 1205 | 3572)) => return Some(Timeout::Lock),
+        // MariaDB max_statement_time, MySQL max_execution_time.
+        Some((Native::MySql, 1969 | 3024)) => return Some(Timeout::Statement),
+        Some(_) => return None,
+        None => {}
+    }
+    match db.code().as_deref() {
+        Some("55P03") => Some(Timeout::Lock),
+        Some("57014") => Some(Timeout::Statement),
+        _ => None,
+    }
+}
+
 fn is_temporary(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -158,8 +191,31 @@ pub(crate) fn db_error(e: sqlx::Error, operation: &'static str) -> Error {
     }
 }
 
-/// Maps a sqlx error from a statement that wrote rows: a data error holds the row(s).
+/// Maps a sqlx error from a statement that locked rows: a time-out makes them busy.
+pub(crate) fn lock_error(e: sqlx::Error, operation: &'static str) -> RowError {
+    let message = || match &e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    };
+    match timeout(&e) {
+        Some(Timeout::Lock) => RowError::Busy(format!(
+            "another transaction holds a lock on the row ({}); the write is retried next cycle",
+            message()
+        )),
+        Some(Timeout::Statement) => RowError::Busy(format!(
+            "the write ran out of its statement time-out ({}); it is retried next cycle",
+            message()
+        )),
+        None => RowError::Fatal(db_error(e, operation)),
+    }
+}
+
+/// Maps a sqlx error from a statement that wrote rows: a data error holds the row(s), a
+/// time-out makes them busy.
 pub(crate) fn row_error(e: sqlx::Error, operation: &'static str) -> RowError {
+    if timeout(&e).is_some() {
+        return lock_error(e, operation);
+    }
     if is_row_error(&e) {
         let msg = match &e {
             sqlx::Error::Database(db) => db.message().to_string(),

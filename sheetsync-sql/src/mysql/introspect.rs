@@ -48,7 +48,8 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
     let cols = sqlx::query(
         "SELECT CAST(COLUMN_NAME AS CHAR) AS name, CAST(DATA_TYPE AS CHAR) AS data_type,
                 CAST(COLUMN_TYPE AS CHAR) AS column_type, CAST(IS_NULLABLE AS CHAR) AS nullable,
-                CAST(EXTRA AS CHAR) AS extra, CAST(COLUMN_COMMENT AS CHAR) AS comment
+                CAST(EXTRA AS CHAR) AS extra, CAST(COLUMN_COMMENT AS CHAR) AS comment,
+                COLUMN_DEFAULT IS NOT NULL AS has_default
          FROM information_schema.COLUMNS
          WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
          ORDER BY ORDINAL_POSITION",
@@ -120,6 +121,9 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
             ty = ColumnType::Uuid;
         }
         let nullable: String = c.get("nullable");
+        // COLUMN_DEFAULT is NULL for a NOT NULL column without a default (MariaDB shows the
+        // text `NULL` for nullable ones, which are never left to a default).
+        let has_default = c.get::<i64, _>("has_default") != 0 || extra.contains("auto_increment");
         if extra.contains("auto_increment")
             && key_names.len() == 1
             && key_names[0] == name
@@ -136,6 +140,7 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
             writable: !(extra.contains("virtual generated")
                 || extra.contains("stored generated")
                 || extra.contains("persistent")),
+            has_default,
         });
     }
     let key = key_names

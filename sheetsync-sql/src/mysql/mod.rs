@@ -19,8 +19,8 @@ use sqlx::{Connection, MySql, MySqlPool, Row as _};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::dialect::{audited, parse_text, Bind, Lock, ReadAs, TableInfo};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 65_535;
 
@@ -38,6 +38,8 @@ pub struct MySqlTable {
     common: Common,
     pool: MySqlPool,
     queue: tokio::sync::Mutex<Queue>,
+    /// The server is MariaDB (whose statement time limit is `max_statement_time`).
+    mariadb: bool,
 }
 
 impl MySqlTable {
@@ -64,11 +66,22 @@ impl MySqlTable {
     /// and primary key. The pool's sessions must use `time_zone = '+00:00'` (sqlx's default).
     pub async fn open(pool: MySqlPool, table: &str, options: SqlOptions) -> Result<Self> {
         let info = introspect::introspect(&pool, table).await?;
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| db_error(e, "introspect"))?;
         Ok(MySqlTable {
             common: Common::new("mysql", info, options)?,
             pool,
             queue: tokio::sync::Mutex::new(Queue::default()),
+            mariadb: version.to_ascii_lowercase().contains("mariadb"),
         })
+    }
+
+    /// What introspection found that the adapter cannot make exact; always empty here (see
+    /// [`crate::SqliteTable::warnings`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
     }
 
     /// The connection pool.
@@ -110,8 +123,8 @@ impl MySqlTable {
         &self,
         exec: E,
         keys: &[RowKey],
-        lock: bool,
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+        lock: Lock,
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = MySql>,
     {
@@ -125,7 +138,7 @@ impl MySqlTable {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -135,7 +148,11 @@ impl MySqlTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk, Lock::None)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -407,8 +424,12 @@ impl WriteTx for MyTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
-        self.table.fetch_rows(&mut *self.tx, keys, true).await
+        lock: Lock,
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
+        self.table
+            .fetch_rows(&mut *self.tx, keys, lock)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -423,7 +444,7 @@ impl WriteTx for MyTx<'_> {
     /// index and then update that other row. So: lock the keys, insert the new rows, and update
     /// the existing ones through a join on the primary key; a unique collision is an error that
     /// holds the row.
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
         let keys: Vec<RowKey> = rows
             .iter()
@@ -433,7 +454,7 @@ impl WriteTx for MyTx<'_> {
             })
             .collect();
         let existing: HashSet<RowKey> = {
-            let sql = info.select_keys_sql(keys.len(), true);
+            let sql = info.select_keys_sql(keys.len(), Lock::Wait);
             let mut q = sqlx::query(audited(sql));
             for k in &keys {
                 for b in info.key_binds(k) {
@@ -456,17 +477,16 @@ impl WriteTx for MyTx<'_> {
                 })
                 .collect()
         };
-        let cols = info.write_columns();
         let (old, new): (Vec<(&Row, &RowKey)>, Vec<(&Row, &RowKey)>) = rows
             .iter()
             .copied()
             .zip(&keys)
             .partition(|(_, k)| existing.contains(*k));
         if !new.is_empty() {
-            let sql = info.insert_sql(new.len());
+            let sql = info.insert_sql(new.len(), cols);
             let mut q = sqlx::query(audited(sql));
             for (r, _) in &new {
-                for &i in &cols {
+                for &i in cols {
                     q = bind(q, info.bind(&r.0[i]));
                 }
             }
@@ -475,10 +495,10 @@ impl WriteTx for MyTx<'_> {
                 .map_err(|e| row_error(e, "apply"))?;
         }
         if !old.is_empty() {
-            if let Some(sql) = info.update_join_sql(old.len()) {
+            if let Some(sql) = info.update_join_sql(old.len(), cols) {
                 let mut q = sqlx::query(audited(sql));
                 for (r, _) in &old {
-                    for &i in &cols {
+                    for &i in cols {
                         q = bind(q, info.bind(&r.0[i]));
                     }
                 }
@@ -496,12 +516,12 @@ impl WriteTx for MyTx<'_> {
         &mut self,
         rows: &[&Row],
         keys: &[&RowKey],
+        cols: &[usize],
     ) -> std::result::Result<HashSet<RowKey>, RowError> {
         let info = &self.table.common.info;
-        let cols = info.write_columns();
-        let mut q = sqlx::query(audited(info.insert_sql(rows.len())));
+        let mut q = sqlx::query(audited(info.insert_sql(rows.len(), cols)));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -526,11 +546,11 @@ impl WriteTx for MyTx<'_> {
             .map_err(|e| row_error(e, "apply"))
     }
 
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let mut q = sqlx::query(audited(sql));
-        for &i in &cols {
+        for &i in cols {
             q = bind(q, info.bind(&row.0[i]));
         }
         let done = q
@@ -546,8 +566,9 @@ impl WriteTx for MyTx<'_> {
         let key = RowKey::from_values(&[Value::Int(id)]);
         let found = self
             .table
-            .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), false)
-            .await?;
+            .fetch_rows(&mut *self.tx, std::slice::from_ref(&key), Lock::None)
+            .await
+            .map_err(|e| row_error(e, "apply"))?;
         match found.into_iter().next() {
             Some((_, Ok(stored))) => Ok(stored),
             Some((_, Err(reason))) => Err(RowError::Held(format!(
@@ -585,6 +606,11 @@ impl Sink for MySqlTable {
         self.common.note_origin(&ctx.origin);
         let err = |e| db_error(e, "apply");
         let mut conn = self.pool.acquire().await.map_err(err)?;
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(self.mariadb, self.common.waits());
         let result = async {
             let mut tx = conn.begin().await.map_err(err)?;
             // Session-scoped: set inside the transaction, cleared before commit and again below
@@ -594,18 +620,35 @@ impl Sink for MySqlTable {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
+            // Session-scoped too (saved first, restored below): a row another session keeps
+            // locked holds only that row.
+            let mut q = sqlx::query(audited(waits.set));
+            for b in waits.binds {
+                q = bind(q, b);
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
             let mut w = Box::new(MyTx { table: self, tx });
-            let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+            let out = apply_ops(
+                &self.common.info,
+                &self.common.schema,
+                &mut *w,
+                ops,
+                self.chunk(),
+            )
+            .await?;
             w.commit().await?;
             Ok(out)
         }
         .await;
-        if sqlx::query("SET @sheetsync_origin = NULL")
+        let mut reset = sqlx::query("SET @sheetsync_origin = NULL")
             .execute(&mut *conn)
             .await
-            .is_err()
-        {
-            // Never hand a tagged session back to the pool.
+            .is_ok();
+        if let Some(restore) = waits.restore {
+            reset &= sqlx::query(restore).execute(&mut *conn).await.is_ok();
+        }
+        if !reset {
+            // Never hand a tagged session, or one with our time limits, back to the pool.
             let _ = conn.detach().close().await;
         }
         result

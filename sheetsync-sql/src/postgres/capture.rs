@@ -341,6 +341,7 @@ mod tests {
                 nullable: false,
                 read: ReadAs::Int,
                 writable: true,
+                has_default: false,
             }],
             key: vec![0],
             generated_key: false,

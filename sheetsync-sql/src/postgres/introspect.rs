@@ -131,6 +131,7 @@ pub(crate) async fn introspect(
             nullable: c.get("nullable"),
             read,
             writable: generated.is_empty(),
+            has_default: !default_expr.is_empty() || !identity.is_empty(),
         });
     }
     let key = key_names

@@ -2,25 +2,26 @@
 
 mod capture;
 mod introspect;
+mod temporal;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink,
     Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
-use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
-use sqlx::{Acquire, PgPool, Postgres, Row as _};
+use sqlx::{Acquire, PgPool, Postgres, Row as _, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, parse_text, Bind, ReadAs, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::dialect::{audited, parse_text, Bind, Lock, ReadAs, TableInfo};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 use capture::PgCursor;
 
@@ -61,6 +62,12 @@ impl PostgresTable {
             pool,
             oid,
         })
+    }
+
+    /// What introspection found that the adapter cannot make exact; always empty here (see
+    /// [`crate::SqliteTable::warnings`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
     }
 
     /// The connection pool.
@@ -109,8 +116,8 @@ impl PostgresTable {
         &self,
         exec: E,
         keys: &[RowKey],
-        lock: bool,
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+        lock: Lock,
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = Postgres>,
     {
@@ -124,7 +131,7 @@ impl PostgresTable {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -134,7 +141,11 @@ impl PostgresTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk, false).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk, Lock::None)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -175,22 +186,9 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
             .try_get::<Option<bool>, _>(i)
             .map_err(e)?
             .map_or(Value::Null, Value::Bool),
-        ReadAs::Date => row
-            .try_get::<Option<NaiveDate>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Date),
-        ReadAs::Time => row
-            .try_get::<Option<NaiveTime>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Time),
-        ReadAs::Timestamp => row
-            .try_get::<Option<NaiveDateTime>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::Timestamp),
-        ReadAs::TimestampTz => row
-            .try_get::<Option<DateTime<Utc>>, _>(i)
-            .map_err(e)?
-            .map_or(Value::Null, Value::TimestampTz),
+        ReadAs::Date | ReadAs::Time | ReadAs::Timestamp | ReadAs::TimestampTz => {
+            temporal_value(c.read, c.ty, row, i)?
+        }
         ReadAs::Bytes => row
             .try_get::<Option<Vec<u8>>, _>(i)
             .map_err(e)?
@@ -200,6 +198,31 @@ fn decode_value(info: &TableInfo, row: &PgRow, i: usize) -> std::result::Result<
             Some(s) => parse_text(c.ty, &s)?,
         },
     })
+}
+
+/// A date, time or timestamp, decoded by [`temporal`] rather than by sqlx's chrono decoding,
+/// which panics on `infinity` and on years chrono cannot hold.
+fn temporal_value(
+    read: ReadAs,
+    ty: sheetsync_core::ColumnType,
+    row: &PgRow,
+    i: usize,
+) -> std::result::Result<Value, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    if raw.format() == PgValueFormat::Text {
+        // Prepared statements return binary values; text would be PostgreSQL's ISO output.
+        return parse_text(ty, raw.as_str().map_err(|e| e.to_string())?);
+    }
+    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+    match read {
+        ReadAs::Date => temporal::date(bytes),
+        ReadAs::Time => temporal::time(bytes),
+        ReadAs::Timestamp => temporal::timestamp(bytes, false),
+        _ => temporal::timestamp(bytes, true),
+    }
 }
 
 #[async_trait]
@@ -418,8 +441,12 @@ impl WriteTx for PgTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
-        self.table.fetch_rows(&mut *self.tx, keys, true).await
+        lock: Lock,
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
+        self.table
+            .fetch_rows(&mut *self.tx, keys, lock)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -430,13 +457,12 @@ impl WriteTx for PgTx<'_> {
             .map_err(|e| db_error(e, "apply"))
     }
 
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
-        let sql = info.upsert_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.upsert_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -452,13 +478,13 @@ impl WriteTx for PgTx<'_> {
         &mut self,
         rows: &[&Row],
         _keys: &[&RowKey],
+        cols: &[usize],
     ) -> std::result::Result<HashSet<RowKey>, RowError> {
         let info = &self.table.common.info;
-        let sql = info.create_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.create_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -493,12 +519,12 @@ impl WriteTx for PgTx<'_> {
     /// Rows written with explicit keys do not move an identity or serial sequence, so a
     /// generated key may collide with one of them; then the sequence is moved past the largest
     /// key and the insert tried once more.
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let query = || {
             let mut q = sqlx::query(audited(sql.clone()));
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&row.0[i]));
             }
             q
@@ -574,8 +600,26 @@ impl Sink for PostgresTable {
             .execute(tx.acquire().await.map_err(err)?)
             .await
             .map_err(err)?;
+        // Transaction-local too: a row another session keeps locked holds only that row.
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        let mut q = sqlx::query(audited(waits.set));
+        for b in waits.binds {
+            q = bind(q, b);
+        }
+        q.execute(&mut *tx).await.map_err(err)?;
         let mut w = Box::new(PgTx { table: self, tx });
-        let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+        let out = apply_ops(
+            &self.common.info,
+            &self.common.schema,
+            &mut *w,
+            ops,
+            self.chunk(),
+        )
+        .await?;
         w.commit().await?;
         Ok(out)
     }

@@ -40,6 +40,75 @@ pub(crate) fn map_type(declared: &str) -> Option<ColumnType> {
     })
 }
 
+/// The affinity SQLite gives a column of a declared type (the rules of
+/// <https://www.sqlite.org/datatype3.html#determination_of_column_affinity>, in their order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+pub(crate) fn affinity(declared: &str) -> Affinity {
+    let t = declared.to_ascii_uppercase();
+    let has = |s: &str| t.contains(s);
+    if has("INT") {
+        Affinity::Integer
+    } else if has("CHAR") || has("CLOB") || has("TEXT") {
+        Affinity::Text
+    } else if has("BLOB") || t.is_empty() {
+        Affinity::Blob
+    } else if has("REAL") || has("FLOA") || has("DOUB") {
+        Affinity::Real
+    } else {
+        Affinity::Numeric
+    }
+}
+
+/// What SQLite's typing will do to the values of `info`'s columns that sheetsync cannot undo:
+/// a column whose values are text to sheetsync but whose declared type has numeric affinity
+/// stores text that looks like a number as a number, before sheetsync sees it.
+pub(crate) fn warnings(info: &TableInfo) -> Vec<String> {
+    info.columns
+        .iter()
+        .filter(|c| {
+            matches!(
+                affinity(&c.cast),
+                Affinity::Integer | Affinity::Real | Affinity::Numeric
+            )
+        })
+        .filter_map(|c| {
+            let (what, example, exact) = match c.ty {
+                ColumnType::Decimal => (
+                    "a decimal as a double (about 16 significant digits)",
+                    "12345678901234.123456 becomes 12345678901234.123",
+                    "DECIMAL_TEXT",
+                ),
+                ColumnType::Text => (
+                    "text that looks like a number as a number",
+                    "'007' becomes 7",
+                    "TEXT",
+                ),
+                ColumnType::Json => (
+                    "a JSON document that is a bare number as a number",
+                    "1.50 becomes 1.5",
+                    "JSON_TEXT",
+                ),
+                _ => return None,
+            };
+            let given = format!("{:?}", affinity(&c.cast)).to_ascii_lowercase();
+            Some(format!(
+                "column {:?} of table {:?} is declared {}, which SQLite gives {given} affinity: \
+                 it stores {what} before sheetsync reads it ({example}); declare the column \
+                 {exact} (text affinity) to keep values exactly",
+                c.name, info.table, c.cast,
+            ))
+        })
+        .collect()
+}
+
 /// The table `table` of the main schema.
 pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableInfo> {
     let err = |e| db_error(e, "introspect");
@@ -56,7 +125,8 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
         ));
     }
     let cols = sqlx::query(
-        "SELECT name, type, \"notnull\" AS nn, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid",
+        "SELECT name, type, \"notnull\" AS nn, pk, hidden, dflt_value IS NOT NULL AS has_default
+         FROM pragma_table_xinfo(?) ORDER BY cid",
     )
     .bind(table)
     .fetch_all(pool)
@@ -96,6 +166,7 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
             nullable: nn == 0 && key_pos == 0,
             read: ReadAs::Dynamic,
             writable: hidden == 0,
+            has_default: c.get::<i64, _>("has_default") != 0,
         });
     }
     if pk.is_empty() {
@@ -121,6 +192,19 @@ pub(crate) async fn introspect(pool: &SqlitePool, table: &str) -> Result<TableIn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn affinities_follow_sqlite_rules() {
+        assert_eq!(affinity("DECIMAL(20,6)"), Affinity::Numeric);
+        assert_eq!(affinity("NUMERIC"), Affinity::Numeric);
+        assert_eq!(affinity("DECIMAL_TEXT"), Affinity::Text);
+        assert_eq!(affinity("NUMERIC_INT"), Affinity::Integer);
+        assert_eq!(affinity("STRING"), Affinity::Numeric);
+        assert_eq!(affinity("varchar(20)"), Affinity::Text);
+        assert_eq!(affinity("DOUBLE"), Affinity::Real);
+        assert_eq!(affinity("BLOB"), Affinity::Blob);
+        assert_eq!(affinity(""), Affinity::Blob);
+    }
 
     #[test]
     fn declared_types_map() {

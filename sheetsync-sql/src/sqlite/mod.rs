@@ -22,8 +22,8 @@ use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, from_float, from_int, parse_text, Bind, TableInfo};
-use crate::error::{db_error, row_error, RowError};
+use crate::dialect::{audited, from_float, from_int, parse_text, Bind, Lock, TableInfo};
+use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 32_766;
 
@@ -33,6 +33,7 @@ const MAX_PARAMS: usize = 32_766;
 /// `TEXT`, `DATE`, `TIME`, `DATETIME`, `TIMESTAMPTZ`, `UUID`, `JSON`, `BLOB`, ...). SQLite gives
 /// `DECIMAL`/`NUMERIC` columns numeric affinity, which stores long decimals as doubles; declare
 /// exact decimal columns as `DECIMAL_TEXT` (text affinity) to keep every digit.
+/// [`SqliteTable::warnings`] names the columns where this happens.
 pub struct SqliteTable {
     common: Common,
     pool: SqlitePool,
@@ -49,10 +50,20 @@ impl SqliteTable {
     /// Opens `table` through `pool`, reading its columns, declared types and primary key.
     pub async fn open(pool: SqlitePool, table: &str, options: SqlOptions) -> Result<Self> {
         let info = introspect::introspect(&pool, table).await?;
-        Ok(SqliteTable {
-            common: Common::new("sqlite", info, options)?,
-            pool,
-        })
+        let mut common = Common::new("sqlite", info, options)?;
+        common.warnings = introspect::warnings(&common.info);
+        for w in &common.warnings {
+            tracing::warn!(table = %common.name, "{w}");
+        }
+        Ok(SqliteTable { common, pool })
+    }
+
+    /// What SQLite's typing does to this table's values that sheetsync cannot undo, one
+    /// sentence per column: a `DECIMAL`/`NUMERIC` column (numeric affinity) stores a long
+    /// decimal as a double, a column declared `STRING` stores `'007'` as 7. Each names the
+    /// column and the declaration that keeps values exact. Empty when there is nothing to say.
+    pub fn warnings(&self) -> &[String] {
+        &self.common.warnings
     }
 
     /// The connection pool.
@@ -94,21 +105,21 @@ impl SqliteTable {
         &self,
         exec: E,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>>
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = self.common.info.select_keys_sql(keys.len(), false);
+        let sql = self.common.info.select_keys_sql(keys.len(), Lock::None);
         let mut q = sqlx::query(audited(sql));
         for k in keys {
             for b in self.common.info.key_binds(k) {
                 q = bind(q, b);
             }
         }
-        let rows = q.fetch_all(exec).await.map_err(|e| db_error(e, "fetch"))?;
+        let rows = q.fetch_all(exec).await?;
         Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
     }
 
@@ -118,7 +129,11 @@ impl SqliteTable {
     ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(self.chunk()) {
-            found.extend(self.fetch_rows(&self.pool, chunk).await?);
+            found.extend(
+                self.fetch_rows(&self.pool, chunk)
+                    .await
+                    .map_err(|e| db_error(e, "fetch"))?,
+            );
         }
         Ok(found)
     }
@@ -423,7 +438,7 @@ async fn log_position(pool: &SqlitePool) -> Result<(String, i64)> {
 
 struct SqliteTx<'a> {
     table: &'a SqliteTable,
-    tx: sqlx::Transaction<'static, Sqlite>,
+    tx: sqlx::Transaction<'a, Sqlite>,
     tagged: bool,
 }
 
@@ -436,9 +451,13 @@ impl WriteTx for SqliteTx<'_> {
     async fn current(
         &mut self,
         keys: &[RowKey],
-    ) -> Result<Vec<(RowKey, std::result::Result<Row, String>)>> {
+        _lock: Lock,
+    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
         // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
-        self.table.fetch_rows(&mut *self.tx, keys).await
+        self.table
+            .fetch_rows(&mut *self.tx, keys)
+            .await
+            .map_err(|e| lock_error(e, "apply"))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
@@ -449,13 +468,12 @@ impl WriteTx for SqliteTx<'_> {
             .map_err(|e| db_error(e, "apply"))
     }
 
-    async fn upsert(&mut self, rows: &[&Row]) -> std::result::Result<(), RowError> {
+    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
         let info = &self.table.common.info;
-        let sql = info.upsert_sql(rows.len());
-        let cols = info.write_columns();
+        let sql = info.upsert_sql(rows.len(), cols);
         let mut q = sqlx::query(audited(sql));
         for r in rows {
-            for &i in &cols {
+            for &i in cols {
                 q = bind(q, info.bind(&r.0[i]));
             }
         }
@@ -480,11 +498,11 @@ impl WriteTx for SqliteTx<'_> {
             .map_err(|e| row_error(e, "apply"))
     }
 
-    async fn insert(&mut self, row: &Row) -> std::result::Result<Row, RowError> {
+    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
         let info = &self.table.common.info;
-        let (sql, cols) = info.insert_generated_sql();
+        let sql = info.insert_generated_sql(cols);
         let mut q = sqlx::query(audited(sql));
-        for &i in &cols {
+        for &i in cols {
             q = bind(q, info.bind(&row.0[i]));
         }
         let stored = q
@@ -523,9 +541,47 @@ impl Sink for SqliteTable {
         }
         self.common.note_origin(&ctx.origin);
         let err = |e| db_error(e, "apply");
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        // The wait for the write lock (another connection's write transaction) is the busy
+        // timeout, a setting of the connection: ours for this write, the pool's afterwards.
+        let previous: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        sqlx::query(audited(waits.set))
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let result = self.apply_on(&mut conn, ops, ctx).await;
+        let restore = crate::dialect::sqlite_busy_timeout_sql(previous);
+        if sqlx::query(audited(restore))
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            let _ = conn.detach().close().await;
+        }
+        result
+    }
+}
+
+impl SqliteTable {
+    /// The write transaction of [`Sink::apply`], on `conn`.
+    async fn apply_on(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        ops: Vec<WriteOp>,
+        ctx: &WriteContext,
+    ) -> Result<Vec<WriteOutcome>> {
+        let err = |e| db_error(e, "apply");
         // One writer at a time: the origin row below is invisible to every other connection
         // until it is deleted again, just before commit.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         let tagged: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
         )
@@ -547,7 +603,14 @@ impl Sink for SqliteTable {
             tx,
             tagged,
         });
-        let out = apply_ops(&self.common.info, &mut *w, ops, self.chunk()).await?;
+        let out = apply_ops(
+            &self.common.info,
+            &self.common.schema,
+            &mut *w,
+            ops,
+            self.chunk(),
+        )
+        .await?;
         w.commit().await?;
         Ok(out)
     }
