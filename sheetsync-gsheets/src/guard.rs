@@ -271,12 +271,16 @@ fn action_requests(data: DataTab, scratch_id: i32, t: &Target) -> Vec<Request> {
 
 /// The bytes a target adds to a batch's body: its copy, its action and its description.
 pub(crate) fn target_bytes(data: DataTab, t: &Target) -> usize {
-    let mut n = json_len(&copy_row(data, t.row.max(1) - 1, 0, 1));
-    for r in action_requests(data, 0, t) {
+    // The scratch tab's id and row numbers at their widest.
+    let mut n = json_len(&copy_row(data, t.row.max(1) - 1, i32::MAX, 999_999)) + 1;
+    for r in action_requests(data, i32::MAX, t) {
         n += json_len(&r) + 1;
     }
-    // A delete's span request, the description cell and the commas around them.
-    n + describe(t).len() + 64
+    if t.action == Action::Delete {
+        // Its own span at worst (neighbouring rows share one).
+        n += json_len(&delete_rows(data.sheet_id, t.row, t.row + 1)) + 1;
+    }
+    n + json_len(&row_data(&[Json::String(describe(t))])) + 1
 }
 
 /// The bytes `v` takes on the wire: google-sheets4 leaves out the fields that are not set.
@@ -702,5 +706,55 @@ mod tests {
             })
             .collect();
         assert_eq!(dels, vec![(6, 7), (2, 4)]);
+    }
+
+    #[test]
+    fn target_sizes_bound_the_request_body() {
+        let scratch = Scratch {
+            sheet_id: 123_456_789,
+            title: "sheetsync-scratch-0".into(),
+            rows: 10,
+            cols: 4,
+            exists: true,
+        };
+        let data = DataTab {
+            sheet_id: 0,
+            cols: 12,
+        };
+        let targets: Vec<Target> = (0..500u32)
+            .map(|i| Target {
+                op: i as usize,
+                row: 2 + i * 3,
+                expect: Expect::Key(RowKey::from_values(&[sheetsync_core::Value::Int(i as i64)])),
+                action: if i % 4 == 0 {
+                    Action::Delete
+                } else {
+                    Action::Cells(vec![
+                        (0, json!(i)),
+                        (1, json!(format!("text {i}"))),
+                        (2, json!(i as f64 / 3.0)),
+                        (7, json!(true)),
+                    ])
+                },
+            })
+            .collect();
+        let rows = vec![vec![json!(1), json!("new")]; 20];
+        let req = guarded_batch(
+            data,
+            &scratch,
+            "sheetsync:0123456789abcdef",
+            0,
+            &targets,
+            &rows,
+        );
+        let body = json_len(&req);
+        let estimate: usize = targets.iter().map(|t| target_bytes(data, t)).sum::<usize>()
+            + rows.iter().map(|r| append_bytes(r)).sum::<usize>()
+            + 1_024;
+        assert!(body <= estimate, "body {body} > estimate {estimate}");
+        assert!(
+            estimate - body < estimate / 5,
+            "estimate {estimate} far above {body}"
+        );
     }
 }

@@ -19,6 +19,7 @@
 #![cfg(feature = "full")]
 
 mod harness;
+mod idle;
 mod races;
 mod scenarios;
 

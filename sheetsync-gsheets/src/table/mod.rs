@@ -71,7 +71,7 @@ impl SheetOptions {
             sheet_id,
             header_row: 1,
             read_chunk_cells: 500_000,
-            max_write_bytes: 1_900_000,
+            max_write_bytes: 2_000_000,
             use_drive_version: true,
             create_header: true,
             clock_skew_ms: 1_000,

@@ -425,7 +425,7 @@ impl SheetTable {
             _ => (0, 0),
         });
         // Room for the stamp, the scratch sizing and the request's own fields.
-        let budget = self.opts.max_write_bytes.saturating_sub(2_048).max(1);
+        let budget = self.opts.max_write_bytes.saturating_sub(1_024).max(1);
         let mut batches = chunk_by_size(targets, budget, |t| target_bytes(data, t));
         let appends = std::mem::take(&mut plan.appends);
         let used = batches.last().map_or(0, |b| {
