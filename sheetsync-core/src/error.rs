@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Conflict,
     /// A safety guard (the mass-delete guard) stopped the operation.
     GuardTripped,
+    /// A mapping's saved state belongs to another spreadsheet, tab or table than the ones it
+    /// points at now.
+    IdentityMismatch,
 }
 
 impl ErrorKind {
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::Conflict => "conflict",
             ErrorKind::GuardTripped => "guard_tripped",
+            ErrorKind::IdentityMismatch => "identity_mismatch",
         }
     }
 }

@@ -82,7 +82,8 @@ pub mod testkit;
 
 pub use clock::Clock;
 pub use engine::{
-    CycleReport, Engine, EngineBuilder, Event, Plan, PlannedOp, SideCounts, WriteKind,
+    CycleReport, DeleteSelection, Engine, EngineBuilder, Event, Plan, PlannedOp, QueueChange,
+    SideCounts, WriteKind,
 };
 pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use mapping::{ColumnSpec, DeleteGuard, KeyStrategy, MappingConfig, Timing};
@@ -99,7 +100,8 @@ pub use resolve::{
     RowResolution, SideWins,
 };
 pub use state::{
-    Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, StateDelta,
-    StateSnapshot, StateStore,
+    Choice, ConflictRecord, DeleteDecision, FieldDiff, HeldRow, MappingIdentity, MemoryStateStore,
+    PendingDelete, RecentDeletes, RowBase, SideBefore, StateDelta, StateSnapshot, StateStore,
+    WriteIntent,
 };
 pub use table::{Capabilities, Expected, Sink, Source, Table, WriteContext, WriteOp, WriteOutcome};

@@ -41,6 +41,7 @@ struct Inner {
     next_seq: u64,
     next_id: i64,
     fail_applies: usize,
+    lose_answers: usize,
     fail_scans: usize,
     rule: Option<Rule>,
     calls: HashMap<&'static str, usize>,
@@ -192,6 +193,12 @@ impl MemoryTable {
     /// Makes the next `n` calls of [`Sink::apply`] fail as a dropped connection would.
     pub fn fail_next_applies(&self, n: usize) {
         self.lock().fail_applies = n;
+    }
+
+    /// Makes the next `n` calls of [`Sink::apply`] carry out their writes and then fail, as a
+    /// connection dropped before the answer arrived would.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lock().lose_answers = n;
     }
 
     /// Makes the next `n` scans fail after their first page, as a truncated read would.
@@ -443,10 +450,18 @@ impl Sink for MemoryTable {
                 format!("{}: connection dropped during apply", self.name),
             ));
         }
-        Ok(ops
+        let outcomes = ops
             .into_iter()
             .map(|op| self.apply_one(&mut g, op))
-            .collect())
+            .collect();
+        if g.lose_answers > 0 {
+            g.lose_answers -= 1;
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!("{}: connection dropped before the answer", self.name),
+            ));
+        }
+        Ok(outcomes)
     }
 }
 

@@ -59,6 +59,15 @@ pub trait Source: Send + Sync {
     /// What this adapter can do.
     fn capabilities(&self) -> Capabilities;
 
+    /// What this side is, for the mapping's state: a text that changes when the adapter points
+    /// at another spreadsheet, tab, server, database, schema or table (or at a re-created one),
+    /// and stays the same otherwise (a renamed tab, a new connection, a restart). The engine
+    /// records it with the state and refuses to use that state with another side, whose rows
+    /// would all look deleted. The default is [`Source::name`].
+    async fn identity(&self) -> Result<String> {
+        Ok(self.name().to_string())
+    }
+
     /// The columns rows carry, in order, and the key.
     fn schema(&self) -> &TableSchema;
 
