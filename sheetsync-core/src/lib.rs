@@ -104,4 +104,7 @@ pub use state::{
     PendingDelete, RecentDeletes, RowBase, SideBefore, StateDelta, StateSnapshot, StateStore,
     WriteIntent,
 };
-pub use table::{Capabilities, Expected, Sink, Source, Table, WriteContext, WriteOp, WriteOutcome};
+pub use table::{
+    Capabilities, Expected, Sink, SinkTransaction, Source, Table, TransactionalSink, WriteContext,
+    WriteOp, WriteOutcome,
+};

@@ -103,6 +103,9 @@ impl StateStore for MortalStore {
     async fn load(&self, m: &str) -> Result<StateSnapshot> {
         self.inner.load(m).await
     }
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
     async fn commit(&self, m: &str, d: &StateDelta) -> Result<()> {
         match self.fate.step() {
             Step::Go => self.inner.commit(m, d).await,
@@ -159,6 +162,62 @@ impl Sink for MortalTable {
             Step::Go => self.inner.apply(ops, ctx).await,
             Step::LandThenDie => {
                 self.inner.apply(ops, ctx).await?;
+                Err(killed())
+            }
+            Step::Die => Err(killed()),
+        }
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        self.inner
+            .transactional()
+            .map(|_| self as &dyn TransactionalSink)
+    }
+}
+
+/// The database's write transactions carry the state: the process can die at their commit.
+#[async_trait]
+impl TransactionalSink for MortalTable {
+    fn state_location(&self) -> String {
+        self.inner
+            .transactional()
+            .map(|t| t.state_location())
+            .unwrap_or_default()
+    }
+
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        let inner = self
+            .inner
+            .transactional()
+            .expect("transactional")
+            .begin(ctx)
+            .await?;
+        Ok(Box::new(MortalTransaction {
+            inner,
+            fate: self.fate.clone(),
+        }))
+    }
+}
+
+struct MortalTransaction<'a> {
+    inner: Box<dyn SinkTransaction + 'a>,
+    fate: Arc<Fate>,
+}
+
+#[async_trait]
+impl SinkTransaction for MortalTransaction<'_> {
+    async fn apply(&mut self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if self.fate.dead.load(Ordering::SeqCst) {
+            return Err(killed());
+        }
+        self.inner.apply(ops).await
+    }
+
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
+        match self.fate.step() {
+            Step::Go => self.inner.commit(mapping, state).await,
+            Step::LandThenDie => {
+                self.inner.commit(mapping, state).await?;
                 Err(killed())
             }
             Step::Die => Err(killed()),
@@ -232,17 +291,29 @@ struct World {
 }
 
 impl World {
-    fn new(resolver: ResolverSpec, update_vs_delete: DeleteResolution) -> Self {
+    /// With `transactional`, the database's writes and the state commit together.
+    fn new(
+        resolver: ResolverSpec,
+        update_vs_delete: DeleteResolution,
+        transactional: bool,
+    ) -> Self {
         let mut mapping = MappingConfig::new("p", &["id"]);
         mapping.resolvers = vec![resolver];
         mapping.update_vs_delete = update_vs_delete;
         // Random schedules delete everything often; the guard has its own tests.
         mapping.guard.stop_total_wipe = false;
         mapping.guard.max_share = 1.0;
+        let store = Arc::new(MemoryStateStore::new());
+        let db = MemoryTable::new("db", schema());
+        let db = if transactional {
+            db.commit_state_to(store.clone())
+        } else {
+            db
+        };
         World {
             sheet: Arc::new(MemoryTable::sheet_like("sheet", schema())),
-            db: Arc::new(MemoryTable::new("db", schema())),
-            store: Arc::new(MemoryStateStore::new()),
+            db: Arc::new(db),
+            store,
             mapping,
             fate: Arc::new(Fate::healthy()),
         }
@@ -317,8 +388,9 @@ async fn run_schedule(
     actions: Vec<Action>,
     resolver: ResolverSpec,
     update_vs_delete: DeleteResolution,
+    transactional: bool,
 ) -> std::result::Result<(), TestCaseError> {
-    let mut w = World::new(resolver.clone(), update_vs_delete);
+    let mut w = World::new(resolver.clone(), update_vs_delete, transactional);
     let mut e = w.start().await;
     let mut h = History::default();
     for a in actions {
@@ -381,7 +453,8 @@ async fn run_schedule(
                 } else {
                     table.fail_next_applies(1);
                 }
-                e.run_once().await.map_err(fail)?;
+                // A lost answer from a transaction's commit fails the cycle.
+                let _ = e.run_once().await;
                 table.fail_next_applies(0);
                 table.lose_next_answers(0);
                 let _ = other;
@@ -475,12 +548,18 @@ fn crash_schedule(
     actions: Vec<Action>,
     resolver: ResolverSpec,
     update_vs_delete: DeleteResolution,
+    transactional: bool,
 ) -> std::result::Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run_schedule(actions, resolver, update_vs_delete))
+    rt.block_on(run_schedule(
+        actions,
+        resolver,
+        update_vs_delete,
+        transactional,
+    ))
 }
 
 proptest! {
@@ -489,15 +568,17 @@ proptest! {
     /// Random edits and deletes on both sides, cycles, the process killed at every write
     /// boundary (before and after the intent commit, each side's write, and the state commit;
     /// the write that dies landing or not), failed and lost writes, and restarts, under each
-    /// resolver, with update-vs-delete `keep_update`: one quiet cycle later both sides hold the
+    /// resolver, with the database's writes and the state committed apart or in one transaction,
+    /// with update-vs-delete `keep_update`: one quiet cycle later both sides hold the
     /// same rows, nothing was invented, a change made on one side since the sides last agreed
     /// wins (no resurrected delete, no lost update), and the steady state writes nothing.
     #[test]
     fn crashes_keep_update(
         actions in proptest::collection::vec(arb_action(), 1..40),
         resolver in arb_resolver(),
+        transactional in any::<bool>(),
     ) {
-        crash_schedule(actions, resolver, DeleteResolution::KeepUpdate)?;
+        crash_schedule(actions, resolver, DeleteResolution::KeepUpdate, transactional)?;
     }
 
     /// The same with update-vs-delete `delete`.
@@ -505,8 +586,9 @@ proptest! {
     fn crashes_delete_wins(
         actions in proptest::collection::vec(arb_action(), 1..40),
         resolver in arb_resolver(),
+        transactional in any::<bool>(),
     ) {
-        crash_schedule(actions, resolver, DeleteResolution::Delete)?;
+        crash_schedule(actions, resolver, DeleteResolution::Delete, transactional)?;
     }
 
     /// The same with update-vs-delete `manual` (kept conflicts are resolved at the end).
@@ -514,8 +596,9 @@ proptest! {
     fn crashes_manual(
         actions in proptest::collection::vec(arb_action(), 1..40),
         resolver in arb_resolver(),
+        transactional in any::<bool>(),
     ) {
-        crash_schedule(actions, resolver, DeleteResolution::Manual)?;
+        crash_schedule(actions, resolver, DeleteResolution::Manual, transactional)?;
     }
 
     /// Whatever a full read of the Sheet returns, an empty Sheet never deletes database rows
@@ -524,7 +607,7 @@ proptest! {
     fn an_empty_read_never_wipes_the_other_side(n in 1i64..40) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let w = World::new(ResolverSpec::Manual, DeleteResolution::KeepUpdate);
+            let w = World::new(ResolverSpec::Manual, DeleteResolution::KeepUpdate, false);
             let mut mapping = MappingConfig::new("p", &["id"]);
             mapping.guard = DeleteGuard::default();
             let e = Engine::builder(mapping, w.sheet.clone(), w.db.clone()).build().await.unwrap();

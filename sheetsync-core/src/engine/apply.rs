@@ -1,6 +1,7 @@
 //! Carrying out a plan, in phases: persist the write intents, write the Sheet, write the
-//! database, work out the new state and commit it, then update memory, write generated keys
-//! back and acknowledge the change feeds.
+//! database, work out the new state and commit it (in the database's write transaction when the
+//! database side offers one into the engine's state store), then update memory, write generated
+//! keys back and acknowledge the change feeds.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -11,7 +12,9 @@ use super::{deletes, idx, CycleReport, Engine, EngineState, Event};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{RowKey, Side};
 use crate::state::{Choice, ConflictRecord, HeldRow, RecentDeletes, RowBase, StateDelta};
-use crate::table::{Expected, WriteContext, WriteOp, WriteOutcome};
+use crate::table::{
+    Expected, SinkTransaction, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
+};
 
 /// What the writes of a cycle did.
 #[derive(Default)]
@@ -60,15 +63,18 @@ impl Engine {
         let mut written = Written::default();
         self.write_sheet(&mut plan, &ctx, &mut report, &mut written)
             .await;
-        self.write_db(&mut plan, &ctx, &mut report, &mut written)
-            .await;
-        let next = self.next_state(st, &reads, &plan, &written);
-        if !next.delta.is_empty() {
-            if let Err(e) = self.store.commit(&self.mapping.name, &next.delta).await {
-                st.reload = true;
-                return Err(e.with_operation("state.commit"));
+        let ops = db_ops(&mut plan, &written);
+        let step = (ops, &ctx);
+        let next = match self.db_transactions().filter(|_| !step.0.is_empty()) {
+            Some(sink) => {
+                self.write_db_and_commit(sink, st, &reads, &plan, step, &mut report, &mut written)
+                    .await?
             }
-        }
+            None => {
+                self.write_db_then_commit(st, &reads, &plan, step, &mut report, &mut written)
+                    .await?
+            }
+        };
         // The state is safe: update memory, then finish what may follow it.
         self.absorb(st, &reads, &plan, next);
         if !written.key_backs.is_empty() {
@@ -157,25 +163,130 @@ impl Engine {
         }
     }
 
-    /// Writes the database, except rows whose Sheet part failed. Keys the database generated
-    /// get their bases now and are written back into the Sheet after the commit: if that fails,
-    /// the next cycle's restore step finds the unkeyed row by content and retries.
-    async fn write_db(
+    /// The database side's transactions, when they commit into the engine's state store.
+    fn db_transactions(&self) -> Option<&dyn TransactionalSink> {
+        let sink = self.db.transactional()?;
+        (self.store.location()? == sink.state_location()).then_some(sink)
+    }
+
+    /// Commits the new state on its own (after a failure, whether it landed is unknown: the
+    /// next cycle reloads it).
+    async fn commit_state(&self, st: &mut EngineState, delta: &StateDelta) -> Result<()> {
+        if delta.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.commit(&self.mapping.name, delta).await {
+            st.reload = true;
+            return Err(e.with_operation("state.commit"));
+        }
+        Ok(())
+    }
+
+    /// Writes the database, then commits the new state in the state store.
+    async fn write_db_then_commit(
         &self,
-        plan: &mut Plan,
-        ctx: &WriteContext,
+        st: &mut EngineState,
+        reads: &[SideRead; 2],
+        plan: &Plan,
+        (ops, ctx): (Vec<PlannedOp>, &WriteContext),
         report: &mut CycleReport,
         written: &mut Written,
-    ) {
-        let ops: Vec<PlannedOp> = std::mem::take(&mut plan.db)
-            .into_iter()
-            .filter(|op| {
-                op.key
-                    .as_ref()
-                    .is_none_or(|k| !written.failed.contains_key(k))
-            })
-            .collect();
+    ) -> Result<NextState> {
         let results = self.apply_side(Side::Db, ops, ctx, report, written).await;
+        self.take_generated_keys(results, written);
+        let next = self.next_state(st, reads, plan, written);
+        self.commit_state(st, &next.delta).await?;
+        Ok(next)
+    }
+
+    /// Writes the database and commits the new state in the same transaction: after a crash or
+    /// a lost answer either both happened or neither did. A transaction that fails before its
+    /// commit wrote nothing; the state is then committed on its own, with the rows to retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_db_and_commit(
+        &self,
+        sink: &dyn TransactionalSink,
+        st: &mut EngineState,
+        reads: &[SideRead; 2],
+        plan: &Plan,
+        (ops, ctx): (Vec<PlannedOp>, &WriteContext),
+        report: &mut CycleReport,
+        written: &mut Written,
+    ) -> Result<NextState> {
+        match self.apply_in_transaction(sink, &ops, ctx, report).await {
+            Ok((tx, outcomes)) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for (p, o) in ops.into_iter().zip(outcomes) {
+                    self.record_outcome(Side::Db, &p, &o, report, written);
+                    results.push((p, Some(o)));
+                }
+                self.take_generated_keys(results, written);
+                let next = self.next_state(st, reads, plan, written);
+                if let Err(e) = tx.commit(&self.mapping.name, &next.delta).await {
+                    st.reload = true;
+                    return Err(e.with_operation("state.commit"));
+                }
+                Ok(next)
+            }
+            Err(e) => {
+                tracing::warn!(side = %Side::Db, error = %e, "write transaction failed");
+                self.emit(Event::Error {
+                    side: Some(Side::Db),
+                    message: e.to_string(),
+                });
+                for p in &ops {
+                    if let Some(k) = &p.key {
+                        written.failed.entry(k.clone()).or_insert(None);
+                    }
+                }
+                let next = self.next_state(st, reads, plan, written);
+                self.commit_state(st, &next.delta).await?;
+                Ok(next)
+            }
+        }
+    }
+
+    /// Applies `ops` in batches inside one new transaction; returns it, uncommitted, with the
+    /// outcomes.
+    async fn apply_in_transaction<'s>(
+        &self,
+        sink: &'s dyn TransactionalSink,
+        ops: &[PlannedOp],
+        ctx: &WriteContext,
+        report: &mut CycleReport,
+    ) -> Result<(Box<dyn SinkTransaction + 's>, Vec<WriteOutcome>)> {
+        let mut tx = sink.begin(ctx).await?;
+        let max = self.db.capabilities().max_batch.max(1);
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(max) {
+            *report.write_calls.get_mut(Side::Db) += 1;
+            let got = tx
+                .apply(chunk.iter().map(|p| p.op.clone()).collect())
+                .await?;
+            if got.len() != chunk.len() {
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    format!(
+                        "{} returned {} outcomes for {} operations",
+                        self.db.name(),
+                        got.len(),
+                        chunk.len()
+                    ),
+                ));
+            }
+            outcomes.extend(got);
+        }
+        Ok((tx, outcomes))
+    }
+
+    /// Keys the database generated get their bases now and are written back into the Sheet
+    /// after the commit: if that fails, the next cycle's restore step finds the unkeyed row by
+    /// content and retries.
+    fn take_generated_keys(
+        &self,
+        results: Vec<(PlannedOp, Option<WriteOutcome>)>,
+        written: &mut Written,
+    ) {
         let now = self.clock.now();
         for (op, outcome) in results {
             let (WriteOp::Insert { .. }, Some(WriteOutcome::Stored(stored))) = (&op.op, outcome)
@@ -509,6 +620,18 @@ impl Engine {
             }
         }
     }
+}
+
+/// The database's writes, except rows whose Sheet part failed.
+fn db_ops(plan: &mut Plan, written: &Written) -> Vec<PlannedOp> {
+    std::mem::take(&mut plan.db)
+        .into_iter()
+        .filter(|op| {
+            op.key
+                .as_ref()
+                .is_none_or(|k| !written.failed.contains_key(k))
+        })
+        .collect()
 }
 
 /// Tombstones only matter until both sides have been read in full since the delete.

@@ -266,4 +266,11 @@ pub trait StateStore: Send + Sync {
     /// Commits `delta` for `mapping` atomically: after a crash either all of it or none of it is
     /// visible to the next [`StateStore::load`].
     async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()>;
+
+    /// Where the state lives, for sinks that commit into it in their own transactions
+    /// ([`TransactionalSink::state_location`](crate::TransactionalSink::state_location)); `None`
+    /// (the default) when no sink can.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }

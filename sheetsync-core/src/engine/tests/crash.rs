@@ -190,3 +190,38 @@ async fn intents_are_persisted_before_writing_and_cleared_after() {
     assert!(snap.intents.is_empty());
     assert_eq!(snap.bases.len(), 1);
 }
+
+/// With the state committed in the database's write transaction, a database write whose answer
+/// was lost is never ambiguous: the engine reloads the state, which holds the new base if and only
+/// if the write landed. Here it landed, and another program then deletes the row: the delete
+/// propagates. (Without the shared transaction the engine cannot tell "landed, then deleted" from
+/// "never landed", and keeps the Sheet's update.)
+#[tokio::test]
+async fn a_lost_commit_answer_is_settled_by_the_shared_transaction() {
+    let store = Arc::new(MemoryStateStore::new());
+    let schema = schema(ColumnType::Int);
+    let rig = Rig {
+        sheet: Arc::new(MemoryTable::sheet_like("sheet", schema.clone())),
+        db: Arc::new(MemoryTable::new("db", schema).commit_state_to(store.clone())),
+        store,
+        mapping: MappingConfig::new("items", &["id"]),
+    };
+    rig.db.upsert(r(1, "a", 1));
+    rig.db.upsert(r(2, "bystander", 2));
+    let e = rig.engine().await;
+    e.run_once().await.unwrap();
+    rig.sheet.upsert(r(1, "edited in the sheet", 1));
+    rig.db.lose_next_answers(1);
+    assert!(e.run_once().await.is_err(), "the commit's answer was lost");
+    assert_eq!(rig.db.get(&key_of(1)), Some(r(1, "edited in the sheet", 1)));
+    let base = rig.store.snapshot("items").bases[&key_of(1)].clone();
+    assert_eq!(
+        base.row,
+        r(1, "edited in the sheet", 1),
+        "committed with the write"
+    );
+    rig.db.delete(&key_of(1));
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(2, "bystander", 2)]);
+    assert_eq!(rig.sheet.rows(), rig.db.rows());
+}
