@@ -8,7 +8,7 @@ use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsCli
 use sheetsync::sql::{SqlOptions, SqlTable};
 use sheetsync::{
     Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, RowKey, Sink, Source,
-    StateStore, Table, TableSchema, WriteContext, WriteOp, WriteOutcome,
+    StateStore, Table, TableSchema, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
 };
 
 use crate::config::{MappingEntry, SheetsConfig};
@@ -141,6 +141,10 @@ impl Source for Located {
 impl Sink for Located {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
         self.inner.apply(ops, ctx).await
+    }
+    /// The database's writes and the engine's state commit in one transaction.
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        self.inner.transactional()
     }
 }
 

@@ -13,7 +13,10 @@
 //! deletes waiting for approval and the guard's log of recent deletes.
 //!
 //! Each [`StateDelta`] commits in one transaction; the mapping's document row is locked first,
-//! so two engines committing for the same mapping serialise.
+//! so two engines committing for the same mapping serialise. A table adapter whose pool is the
+//! store's offers the engine its write transactions
+//! ([`TransactionalSink`](sheetsync_core::TransactionalSink)): the cycle's database writes and
+//! its new state then commit together ([`StateTx`]).
 
 use std::collections::BTreeMap;
 
@@ -169,6 +172,68 @@ pub(crate) const INTENTS_PER_STATEMENT: usize = 1_000;
 /// `(?, ?, ?, ?), ...` or `($1, ...)` for `n` intents.
 pub(crate) fn intent_tuples(n: usize, dollar: bool) -> String {
     tuples(n, 4, dollar)
+}
+
+/// Where a store over `pool` keeps its state, for matching a table adapter's transactions with
+/// it: the pool itself (its clones share one set of connect options), so only a table and a
+/// store on the same pool commit together.
+pub(crate) fn pool_location<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> String {
+    format!(
+        "{}:{:p}",
+        DB::NAME.to_ascii_lowercase(),
+        std::sync::Arc::as_ptr(&pool.connect_options())
+    )
+}
+
+/// A table adapter's write transaction that can also commit the engine's state.
+#[async_trait::async_trait]
+pub(crate) trait CommitWithState: crate::apply::WriteTx {
+    /// Clears the origin tag, commits `delta` for `mapping` in the transaction, then commits.
+    async fn commit_with_state(self: Box<Self>, mapping: &str, delta: &StateDelta) -> Result<()>;
+}
+
+/// A [`SinkTransaction`](sheetsync_core::SinkTransaction) over an adapter's write transaction.
+pub(crate) struct StateTx<'a, W> {
+    info: &'a crate::dialect::TableInfo,
+    w: Box<W>,
+    max_batch: usize,
+    rows_per_statement: usize,
+}
+
+impl<'a, W> StateTx<'a, W> {
+    pub(crate) fn new(
+        info: &'a crate::dialect::TableInfo,
+        w: W,
+        max_batch: usize,
+        rows_per_statement: usize,
+    ) -> Self {
+        StateTx {
+            info,
+            w: Box::new(w),
+            max_batch,
+            rows_per_statement,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: CommitWithState> sheetsync_core::SinkTransaction for StateTx<'_, W> {
+    async fn apply(
+        &mut self,
+        ops: Vec<sheetsync_core::WriteOp>,
+    ) -> Result<Vec<sheetsync_core::WriteOutcome>> {
+        if ops.len() > self.max_batch.max(1) {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{} ops exceed max_batch {}", ops.len(), self.max_batch),
+            ));
+        }
+        crate::apply::apply_ops(self.info, &mut *self.w, ops, self.rows_per_statement).await
+    }
+
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
+        self.w.commit_with_state(mapping, state).await
+    }
 }
 
 /// A 16-byte hash of a key's canonical bytes: the primary key column (keys themselves may be
@@ -329,7 +394,7 @@ pub(crate) mod postgres {
 
     /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
     pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'static, Postgres>,
+        tx: &mut sqlx::Transaction<'_, Postgres>,
         mapping: &str,
         delta: &StateDelta,
     ) -> Result<()> {
@@ -424,6 +489,10 @@ pub(crate) mod postgres {
 
     #[async_trait]
     impl StateStore for PostgresStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
@@ -520,7 +589,7 @@ pub(crate) mod mysql {
 
     /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
     pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'static, MySql>,
+        tx: &mut sqlx::Transaction<'_, MySql>,
         mapping: &str,
         delta: &StateDelta,
     ) -> Result<()> {
@@ -618,6 +687,10 @@ pub(crate) mod mysql {
 
     #[async_trait]
     impl StateStore for MySqlStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
@@ -711,7 +784,7 @@ pub(crate) mod sqlite {
     /// Commits `delta` for `mapping` inside `tx` (which the caller commits; SQLite has one
     /// writer, so the transaction should have begun `IMMEDIATE`).
     pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'static, Sqlite>,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
         mapping: &str,
         delta: &StateDelta,
     ) -> Result<()> {
@@ -803,6 +876,10 @@ pub(crate) mod sqlite {
 
     #[async_trait]
     impl StateStore for SqliteStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
