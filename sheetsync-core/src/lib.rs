@@ -5,8 +5,11 @@
 //!   in-memory [`MemoryTable`]); [`Capabilities`] says what it can do.
 //! * [`merge_row`] is the pure three-way merge against the last agreed row; only true conflicts
 //!   reach a [`ConflictResolver`].
-//! * [`Engine`] runs cycles: read both sides, merge, apply, then persist the bases in a
-//!   [`StateStore`].
+//! * [`Engine`] runs cycles: read both sides, merge, park deletes that trip the mass-delete
+//!   guard, record [`WriteIntent`]s, apply, then persist the bases in a [`StateStore`] (in the
+//!   database's write transaction when the database side is a [`TransactionalSink`] into the same
+//!   store). The state records which sides it belongs to ([`MappingIdentity`]) and the engine
+//!   refuses state that belongs to others.
 //!
 //! # Example: two tables and a custom resolver
 //!
