@@ -6,7 +6,8 @@
 //! cargo run --example sheetsync --features full -- -c sheetsync.toml check
 //! ```
 //!
-//! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `conflicts`.
+//! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `conflicts`,
+//! `deletes`, `reset`.
 //! The configuration reference is in the README and in `examples/sheetsync.example.toml`.
 
 mod config;
@@ -93,6 +94,77 @@ enum Command {
         #[command(subcommand)]
         action: ConflictsCmd,
     },
+    /// List, approve or reject the deletes a running daemon's mass-delete guard holds back.
+    Deletes {
+        #[command(subcommand)]
+        action: DeletesCmd,
+    },
+    /// Start a mapping afresh (the daemon must be stopped): forget its saved state and record
+    /// the Sheet and table it points at now, then sync once, merging both sides and deleting
+    /// nothing. This is how a mapping is moved to another spreadsheet, tab or table.
+    Reset {
+        /// The mapping.
+        #[arg(long)]
+        mapping: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeletesCmd {
+    /// List the pending deletes.
+    List {
+        /// Only this mapping.
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+    /// Approve pending deletes: the rows are deleted on the other side too.
+    Approve(DecideArgs),
+    /// Reject pending deletes: the rows are restored on the side that deleted them.
+    Reject(DecideArgs),
+}
+
+#[derive(clap::Args)]
+struct DecideArgs {
+    /// The mapping.
+    #[arg(long)]
+    mapping: String,
+    #[command(flatten)]
+    which: Which,
+}
+
+/// Which pending deletes: exactly one of these.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Which {
+    /// One row's key value(s); repeat for composite keys.
+    #[arg(long)]
+    key: Vec<String>,
+    /// Every pending delete of the mapping.
+    #[arg(long)]
+    all: bool,
+    /// Pending deletes parked at least this long ago (`90s`, `30m`, `2h`, `1d`).
+    #[arg(long, value_parser = parse_age)]
+    older_than: Option<u64>,
+}
+
+/// Seconds from `90s`, `30m`, `2h`, `1d` (a plain number is seconds).
+fn parse_age(s: &str) -> std::result::Result<u64, String> {
+    let (n, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age such as 90s, 30m, 2h or 1d"))?;
+    let unit = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    Ok(n * unit)
 }
 
 #[derive(Subcommand)]
@@ -246,6 +318,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = load()?;
             conflicts(&cfg, action).await
         }
+        Command::Deletes { action } => {
+            let cfg = load()?;
+            deletes(&cfg, action).await
+        }
+        Command::Reset { mapping } => {
+            let cfg = load()?;
+            init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
+            reset(&cfg, &mapping).await
+        }
     }
 }
 
@@ -264,12 +345,16 @@ fn selected<'a>(cfg: &'a Config, only: Option<&str>) -> Result<Vec<&'a MappingEn
     Ok(list)
 }
 
-async fn build_engine(m: &MappingEntry, s: &sides::Sides) -> Result<Engine> {
+/// The engine of a mapping; `afresh` forgets its saved state first (see `sheetsync reset`).
+async fn build_engine(m: &MappingEntry, s: &sides::Sides, afresh: bool) -> Result<Engine> {
     let sheet: Arc<dyn Table> = s.sheet.clone();
-    Engine::builder(m.sync.clone(), sheet, s.db.table())
-        .state(s.db.state_store().await?)
-        .build()
-        .await
+    let builder =
+        Engine::builder(m.sync.clone(), sheet, s.db.table()).state(s.db.state_store().await?);
+    if afresh {
+        builder.start_afresh().build().await
+    } else {
+        builder.build().await
+    }
 }
 
 async fn run(
@@ -296,7 +381,16 @@ async fn run(
             s.db.install().await?;
             tracing::info!(mapping = %m.sync.name, table = %m.table, "installed change capture");
         }
-        let engine = Arc::new(build_engine(m, &s).await?);
+        let engine = match build_engine(m, &s, false).await {
+            // The demo's Sheet lives in an emulator started anew each time: its state belongs
+            // to the previous run's spreadsheet, so the demo starts the mapping afresh.
+            Err(e) if demo.is_some() && e.kind() == ErrorKind::IdentityMismatch => {
+                tracing::warn!(mapping = %m.sync.name, "the demo spreadsheet is new: starting the mapping afresh (merging, no deletes)");
+                build_engine(m, &s, true).await?
+            }
+            other => other?,
+        };
+        let engine = Arc::new(engine);
         let metrics = Arc::new(metrics::MappingMetrics::default());
         metrics.clone().follow(engine.subscribe());
         dbs.push(s.db.table());
@@ -400,8 +494,8 @@ async fn initial_sync(m: &MappingRuntime) {
     follow.abort();
     match result {
         Ok(r) => bar.finish_with_message(format!(
-            "{}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts",
-            m.name, r.writes.sheet, r.writes.db, r.held, r.conflicts
+            "{}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
+            m.name, r.writes.sheet, r.writes.db, r.held, r.conflicts, r.pending_deletes
         )),
         Err(e) => bar.finish_with_message(format!("{}: initial sync failed, will retry: {e}", m.name)),
     }
@@ -556,7 +650,7 @@ async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
             println!("    {}: {}", h.locator.as_deref().unwrap_or("?"), h.reason);
         }
         for (side, deletes, rows) in &p.guard {
-            println!("  mass-delete guard: {deletes} of {rows} rows would be deleted on the {side}; stopped");
+            println!("  mass-delete guard: {deletes} of {rows} rows would be deleted on the {side}; they would wait for approval (`sheetsync deletes list`)");
         }
     }
     Ok(())
@@ -598,7 +692,41 @@ async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
             )
         }
     };
-    let (status, text) = admin_request(&addr, method, &path, body.as_deref()).await?;
+    print_answer(admin_request(&addr, method, &path, body.as_deref()).await?)
+}
+
+async fn deletes(cfg: &Config, action: DeletesCmd) -> Result<ExitCode> {
+    let (method, path, body) = match action {
+        DeletesCmd::List { mapping } => (
+            "GET",
+            match mapping {
+                Some(m) => format!("/api/deletes?mapping={}", percent_encode(&m)),
+                None => "/api/deletes".into(),
+            },
+            None,
+        ),
+        DeletesCmd::Approve(args) => ("POST", "/api/deletes/approve".into(), Some(args.body())),
+        DeletesCmd::Reject(args) => ("POST", "/api/deletes/reject".into(), Some(args.body())),
+    };
+    print_answer(admin_request(&cfg.server.listen, method, &path, body.as_deref()).await?)
+}
+
+impl DecideArgs {
+    /// The admin API request (clap makes sure exactly one selection is given).
+    fn body(&self) -> String {
+        let mut body = serde_json::json!({ "mapping": self.mapping });
+        if self.which.all {
+            body["all"] = true.into();
+        } else if let Some(secs) = self.which.older_than {
+            body["older_than_secs"] = secs.into();
+        } else {
+            body["keys"] = serde_json::json!([self.which.key]);
+        }
+        body.to_string()
+    }
+}
+
+fn print_answer((status, text): (u16, String)) -> Result<ExitCode> {
     let pretty = serde_json::from_str::<serde_json::Value>(&text)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or(text);
@@ -608,6 +736,42 @@ async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
+    let m = selected(cfg, Some(mapping))?[0];
+    // The running daemon holds the mapping's state in memory and would write it back.
+    if let Ok((200, status)) = admin_request(&cfg.server.listen, "GET", "/api/status", None).await {
+        let runs: bool = serde_json::from_str::<serde_json::Value>(&status)
+            .ok()
+            .and_then(|v| v["mappings"].as_array().cloned())
+            .is_some_and(|ms| ms.iter().any(|x| x["mapping"] == mapping));
+        if runs {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "a daemon at {} runs mapping {mapping:?}: stop it first, then reset",
+                    cfg.server.listen
+                ),
+            ));
+        }
+    }
+    let client = sides::sheets_client(&cfg.sheets).await?;
+    let s = sides::open(m, client).await?;
+    if !s.db.is_installed().await? {
+        s.db.install().await?;
+        println!("{mapping}: change capture installed on {}", m.table);
+    }
+    let engine = build_engine(m, &s, true).await?;
+    println!(
+        "{mapping}: saved state forgotten; syncing both sides as they are (nothing is deleted)"
+    );
+    let r = engine.run_once().await?;
+    println!(
+        "{mapping}: started afresh: {} rows written to the Sheet, {} to the database, {} held, {} conflicts",
+        r.writes.sheet, r.writes.db, r.held, r.conflicts
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn percent_encode(s: &str) -> String {
@@ -655,4 +819,71 @@ async fn admin_request(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Error::new(ErrorKind::Unexpected, format!("not an HTTP answer: {head}")))?;
     Ok((status, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("90"), Ok(90));
+        assert_eq!(parse_age("90s"), Ok(90));
+        assert_eq!(parse_age("30m"), Ok(1_800));
+        assert_eq!(parse_age("2h"), Ok(7_200));
+        assert_eq!(parse_age("1d"), Ok(86_400));
+        assert!(parse_age("2 weeks").is_err());
+        assert!(parse_age("h").is_err());
+    }
+
+    fn decide_body(args: &[&str]) -> Result<String, clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        match cli.command {
+            Some(Command::Deletes {
+                action: DeletesCmd::Approve(a) | DeletesCmd::Reject(a),
+            }) => Ok(a.body()),
+            _ => panic!("not a deletes decision"),
+        }
+    }
+
+    #[test]
+    fn deletes_commands_take_exactly_one_selection() {
+        let body = decide_body(&[
+            "sheetsync",
+            "deletes",
+            "approve",
+            "--mapping",
+            "m",
+            "--key",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(body, r#"{"keys":[["7"]],"mapping":"m"}"#);
+        let body =
+            decide_body(&["sheetsync", "deletes", "reject", "--mapping", "m", "--all"]).unwrap();
+        assert_eq!(body, r#"{"all":true,"mapping":"m"}"#);
+        let body = decide_body(&[
+            "sheetsync",
+            "deletes",
+            "approve",
+            "--mapping",
+            "m",
+            "--older-than",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(body, r#"{"mapping":"m","older_than_secs":7200}"#);
+        assert!(decide_body(&["sheetsync", "deletes", "approve", "--mapping", "m"]).is_err());
+        assert!(decide_body(&[
+            "sheetsync",
+            "deletes",
+            "approve",
+            "--mapping",
+            "m",
+            "--all",
+            "--key",
+            "1"
+        ])
+        .is_err());
+    }
 }

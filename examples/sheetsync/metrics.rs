@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sheetsync::{Event, Side};
+use sheetsync::{Event, QueueChange, Side, WriteKind};
 use tokio::sync::broadcast;
 
 /// Counters of one mapping.
@@ -19,7 +19,27 @@ pub struct MappingMetrics {
     conflicts: AtomicU64,
     pending: AtomicU64,
     guard_trips: AtomicU64,
+    pending_deletes: AtomicU64,
+    queue_changes: [AtomicU64; QUEUE_CHANGES.len()],
+    rows_deleted: [AtomicU64; 2],
     last_cycle_ms: AtomicI64,
+}
+
+/// The changes of the pending-delete queue, in the order of [`MappingMetrics::queue_changes`].
+const QUEUE_CHANGES: [QueueChange; 6] = [
+    QueueChange::Queued,
+    QueueChange::Approved,
+    QueueChange::Rejected,
+    QueueChange::Applied,
+    QueueChange::Restored,
+    QueueChange::Dropped,
+];
+
+fn q(change: QueueChange) -> usize {
+    QUEUE_CHANGES
+        .iter()
+        .position(|c| *c == change)
+        .expect("every change is listed")
 }
 
 fn i(side: Side) -> usize {
@@ -45,6 +65,8 @@ impl MappingMetrics {
                         self.held.store(r.held as u64, Ordering::Relaxed);
                         self.conflicts.store(r.conflicts as u64, Ordering::Relaxed);
                         self.pending.store(r.pending as u64, Ordering::Relaxed);
+                        self.pending_deletes
+                            .store(r.pending_deletes as u64, Ordering::Relaxed);
                         self.last_cycle_ms
                             .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                     }
@@ -53,6 +75,23 @@ impl MappingMetrics {
                     }
                     Ok(Event::GuardTripped { .. }) => {
                         self.guard_trips.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::DeleteQueue {
+                        change,
+                        rows,
+                        waiting,
+                        ..
+                    }) => {
+                        self.queue_changes[q(change)].fetch_add(rows as u64, Ordering::Relaxed);
+                        self.pending_deletes
+                            .store(waiting as u64, Ordering::Relaxed);
+                    }
+                    Ok(Event::Synced {
+                        side,
+                        kind: WriteKind::Delete,
+                        ..
+                    }) => {
+                        self.rows_deleted[i(side)].fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -146,6 +185,34 @@ pub fn render(
         "counter",
         "Times the mass-delete guard stopped deletes.",
         per(&|m| load(&m.guard_trips)),
+    );
+    family(
+        "sheetsync_pending_deletes",
+        "gauge",
+        "Deletes the mass-delete guard holds back, waiting for approval.",
+        per(&|m| load(&m.pending_deletes)),
+    );
+    family(
+        "sheetsync_pending_delete_changes_total",
+        "counter",
+        "Rows queued, approved, rejected, applied, restored or dropped in the pending-delete queue.",
+        mappings
+            .iter()
+            .flat_map(|(n, m)| {
+                QUEUE_CHANGES.iter().map(move |c| {
+                    (
+                        format!("mapping=\"{}\",change=\"{}\"", esc(n), c.as_str()),
+                        load(&m.queue_changes[q(*c)]),
+                    )
+                })
+            })
+            .collect(),
+    );
+    family(
+        "sheetsync_rows_deleted_total",
+        "counter",
+        "Rows the engine deleted, per side written.",
+        per_side(&|m, s| load(&m.rows_deleted[i(s)])),
     );
     family(
         "sheetsync_lag_seconds",

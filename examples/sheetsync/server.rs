@@ -1,5 +1,5 @@
 //! The daemon's HTTP side: the Apps Script webhook, `/healthz`, `/metrics`, and an admin API for
-//! conflicts and held rows (loopback only).
+//! conflicts, held rows and pending deletes (loopback only).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sheetsync::gsheets::webhook::{WebhookConfig, WebhookPayload, WebhookReceiver};
 use sheetsync::gsheets::{SheetEdit, SheetTable, SheetsClient};
-use sheetsync::{Choice, Engine, Row, RowKey, Side, Value};
+use sheetsync::{
+    Choice, DeleteDecision, DeleteSelection, Engine, PendingDelete, Row, RowKey, Side, TableSchema,
+    Value,
+};
 
 use crate::metrics::{self, MappingMetrics};
 
@@ -73,6 +76,9 @@ pub fn router(daemon: Arc<Daemon>, webhook: Option<(String, String)>) -> sheetsy
         .route("/api/status", get(status))
         .route("/api/conflicts", get(conflicts))
         .route("/api/conflicts/resolve", post(resolve))
+        .route("/api/deletes", get(deletes))
+        .route("/api/deletes/approve", post(approve_deletes))
+        .route("/api/deletes/reject", post(reject_deletes))
         .with_state(daemon.clone());
     if let Some((path, secret)) = webhook {
         let d = daemon.clone();
@@ -142,6 +148,7 @@ async fn status(
             "lag_ms": m.metrics.lag_ms(),
             "held": m.engine.held().await,
             "conflicts": m.engine.conflicts().await.len(),
+            "pending_deletes": m.engine.pending_deletes().await.len(),
         }));
     }
     Ok(Json(json!({ "mappings": out })))
@@ -195,20 +202,7 @@ async fn resolve(
     let m = d.mapping(&req.mapping)?;
     let schema = m.engine.schema();
     let bad = |msg: String| ApiError(StatusCode::BAD_REQUEST, msg);
-    if req.key.len() != schema.key.len() {
-        return Err(bad(format!(
-            "the key has {} column(s): {:?}",
-            schema.key.len(),
-            schema.key_names()
-        )));
-    }
-    let key_values = schema
-        .key
-        .iter()
-        .zip(&req.key)
-        .map(|(&i, text)| Value::parse(schema.columns[i].ty, text).map_err(|e| bad(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = RowKey::from_values(&key_values);
+    let key = parse_key(schema, &req.key)?;
     let choice = match (req.side, req.row) {
         (Some(side), None) => Choice::Side(side),
         (None, Some(texts)) => {
@@ -235,4 +229,141 @@ async fn resolve(
         .await
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
     Ok(Json(json!({"resolved": req.key, "mapping": m.name})))
+}
+
+/// A key from the text forms of its values.
+fn parse_key(schema: &TableSchema, texts: &[String]) -> Result<RowKey, ApiError> {
+    let bad = |msg: String| ApiError(StatusCode::BAD_REQUEST, msg);
+    if texts.len() != schema.key.len() {
+        return Err(bad(format!(
+            "the key has {} column(s): {:?}",
+            schema.key.len(),
+            schema.key_names()
+        )));
+    }
+    let values = schema
+        .key
+        .iter()
+        .zip(texts)
+        .map(|(&i, text)| Value::parse(schema.columns[i].ty, text).map_err(|e| bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RowKey::from_values(&values))
+}
+
+/// A pending delete for people: the key and row as text, by column.
+fn pending_json(schema: &TableSchema, p: &PendingDelete) -> serde_json::Value {
+    let text = |v: &Value| (!v.is_null()).then(|| v.to_string());
+    let row: serde_json::Map<String, serde_json::Value> = schema
+        .columns
+        .iter()
+        .zip(p.row.values())
+        .map(|(c, v)| (c.name.clone(), json!(text(v))))
+        .collect();
+    json!({
+        "key": p.key.values().iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        "deleted_on": p.deleted_on,
+        "row": row,
+        "queued_at": p.queued_at,
+        "reason": p.reason,
+        "decision": p.decision,
+    })
+}
+
+/// `GET /api/deletes[?mapping=...]`: the deletes waiting for approval, oldest first.
+async fn deletes(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<MappingQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(addr)?;
+    let mut out = Vec::new();
+    for m in &d.mappings {
+        if q.mapping.as_ref().is_some_and(|n| *n != m.name) {
+            continue;
+        }
+        let schema = m.engine.schema();
+        let pending: Vec<serde_json::Value> = m
+            .engine
+            .pending_deletes()
+            .await
+            .iter()
+            .map(|p| pending_json(schema, p))
+            .collect();
+        out.push(json!({ "mapping": m.name, "pending_deletes": pending }));
+    }
+    Ok(Json(json!(out)))
+}
+
+/// `POST /api/deletes/approve` and `/api/deletes/reject`: `{"mapping": "...", "all": true}`,
+/// `{..., "keys": [["42"], ["43"]]}` (text forms of each key's values) or
+/// `{..., "older_than_secs": 3600}`.
+#[derive(Deserialize)]
+pub struct DecideRequest {
+    /// The mapping.
+    pub mapping: String,
+    /// Every pending delete of the mapping.
+    #[serde(default)]
+    pub all: bool,
+    /// These rows' pending deletes.
+    #[serde(default)]
+    pub keys: Vec<Vec<String>>,
+    /// Pending deletes parked at least this many seconds ago.
+    pub older_than_secs: Option<u64>,
+}
+
+async fn approve_deletes(
+    connect: ConnectInfo<SocketAddr>,
+    state: State<Arc<Daemon>>,
+    Json(req): Json<DecideRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(connect, state, req, DeleteDecision::Approve).await
+}
+
+async fn reject_deletes(
+    connect: ConnectInfo<SocketAddr>,
+    state: State<Arc<Daemon>>,
+    Json(req): Json<DecideRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(connect, state, req, DeleteDecision::Reject).await
+}
+
+async fn decide(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(d): State<Arc<Daemon>>,
+    req: DecideRequest,
+    decision: DeleteDecision,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(addr)?;
+    let m = d.mapping(&req.mapping)?;
+    let selection = match (req.all, req.keys.is_empty(), req.older_than_secs) {
+        (true, true, None) => DeleteSelection::All,
+        (false, false, None) => DeleteSelection::Keys(
+            req.keys
+                .iter()
+                .map(|k| parse_key(m.engine.schema(), k))
+                .collect::<Result<_, _>>()?,
+        ),
+        (false, true, Some(secs)) => {
+            DeleteSelection::OlderThan(std::time::Duration::from_secs(secs))
+        }
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of \"all\": true, \"keys\" and \"older_than_secs\"".into(),
+            ))
+        }
+    };
+    let (verb, result) = match decision {
+        DeleteDecision::Approve => ("approved", m.engine.approve_deletes(&selection).await),
+        DeleteDecision::Reject => ("rejected", m.engine.reject_deletes(&selection).await),
+    };
+    let n = result.map_err(|e| {
+        let status = if e.kind() == sheetsync::ErrorKind::NotFound {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError(status, e.to_string())
+    })?;
+    Ok(Json(json!({ "mapping": m.name, verb: n })))
 }

@@ -37,6 +37,9 @@ pub enum ErrorKind {
     /// may have been applied. Re-sending it blindly could apply it twice, or at positions that
     /// moved meanwhile: find out what happened first.
     OutcomeUnknown,
+    /// A mapping's saved state belongs to another spreadsheet, tab or table than the ones it
+    /// points at now.
+    IdentityMismatch,
 }
 
 impl ErrorKind {
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::GuardTripped => "guard_tripped",
             ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::IdentityMismatch => "identity_mismatch",
         }
     }
 }

@@ -5,8 +5,11 @@
 //!   in-memory [`MemoryTable`]); [`Capabilities`] says what it can do.
 //! * [`merge_row`] is the pure three-way merge against the last agreed row; only true conflicts
 //!   reach a [`ConflictResolver`].
-//! * [`Engine`] runs cycles: read both sides, merge, apply, then persist the bases in a
-//!   [`StateStore`].
+//! * [`Engine`] runs cycles: read both sides, merge, park deletes that trip the mass-delete
+//!   guard, record [`WriteIntent`]s, apply, then persist the bases in a [`StateStore`] (in the
+//!   database's write transaction when the database side is a [`TransactionalSink`] into the same
+//!   store). The state records which sides it belongs to ([`MappingIdentity`]) and the engine
+//!   refuses state that belongs to others.
 //!
 //! # Example: two tables and a custom resolver
 //!
@@ -82,7 +85,8 @@ pub mod testkit;
 
 pub use clock::Clock;
 pub use engine::{
-    CycleReport, Engine, EngineBuilder, Event, Plan, PlannedOp, SideCounts, WriteKind,
+    CycleReport, DeleteSelection, Engine, EngineBuilder, Event, Plan, PlannedOp, QueueChange,
+    SideCounts, WriteKind,
 };
 pub use error::{Error, ErrorKind, ErrorStatus, Result};
 pub use mapping::{ColumnSpec, DeleteGuard, KeyStrategy, MappingConfig, Timing};
@@ -99,7 +103,11 @@ pub use resolve::{
     RowResolution, SideWins,
 };
 pub use state::{
-    Choice, ConflictRecord, FieldDiff, HeldRow, MemoryStateStore, RowBase, StateDelta,
-    StateSnapshot, StateStore,
+    Choice, ConflictRecord, DeleteDecision, FieldDiff, HeldRow, MappingIdentity, MemoryStateStore,
+    PendingDelete, RecentDeletes, RowBase, SideBefore, StateDelta, StateSnapshot, StateStore,
+    WriteIntent,
 };
-pub use table::{Capabilities, Expected, Sink, Source, Table, WriteContext, WriteOp, WriteOutcome};
+pub use table::{
+    Capabilities, Expected, Sink, SinkTransaction, Source, Table, TransactionalSink, WriteContext,
+    WriteOp, WriteOutcome,
+};

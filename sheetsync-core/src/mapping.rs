@@ -36,24 +36,38 @@ pub enum KeyStrategy {
     Require,
 }
 
-/// The mass-delete guard: a cycle that would delete more than this on one side stops its
-/// deletes and reports, until the host allows them ([`crate::Engine::allow_deletes_once`]).
+/// The mass-delete guard. Deletes the engine would apply to one side are added up over a sliding
+/// window (an hour by default) and the current cycle; when they exceed a share or a count of the
+/// side's rows, the cycle's deletes are parked in a queue of pending deletes instead of being
+/// applied: the rows stay where they are until an operator approves or rejects them
+/// ([`crate::Engine::approve_deletes`], [`crate::Engine::reject_deletes`]). While a side has
+/// deletes waiting, every further delete for it waits too: the guard cannot be walked around by
+/// waiting a cycle or deleting a little at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DeleteGuard {
-    /// At most this many deletes per side per cycle (`None`: no count limit).
+    /// At most this many deletes per side within the window (`None`: no count limit).
     #[serde(default)]
     pub max_count: Option<usize>,
-    /// At most this share (0 to 1) of a side's rows per cycle.
+    /// At most this share (0 to 1) of a side's rows within the window. The rows are counted as
+    /// they were when the window began: the rows now plus those the window deleted.
     #[serde(default = "default_share")]
     pub max_share: f64,
-    /// The share limit applies to tables of at least this many rows.
-    #[serde(default = "default_min_rows")]
+    /// The share limit applies to tables of at least this many rows (default 0: every table;
+    /// five deletes out of six rows is a share too).
+    #[serde(default)]
     pub min_rows: usize,
     /// Deleting every row of a non-empty side trips the guard whatever the limits (an empty
     /// read is never taken as "everything was deleted"). Turn off only for tests or tables that
     /// are emptied on purpose.
     #[serde(default = "yes")]
     pub stop_total_wipe: bool,
+    /// The sliding window, in seconds (default 3600). 0 counts each cycle on its own.
+    #[serde(default = "default_window_secs")]
+    pub window_secs: u64,
+    /// Apply deletes that trip the guard anyway (they are still reported and logged) instead
+    /// of parking them for approval.
+    #[serde(default)]
+    pub auto_approve: bool,
 }
 
 fn yes() -> bool {
@@ -64,8 +78,8 @@ fn default_share() -> f64 {
     0.5
 }
 
-fn default_min_rows() -> usize {
-    10
+fn default_window_secs() -> u64 {
+    3_600
 }
 
 impl Default for DeleteGuard {
@@ -73,8 +87,10 @@ impl Default for DeleteGuard {
         DeleteGuard {
             max_count: None,
             max_share: default_share(),
-            min_rows: default_min_rows(),
+            min_rows: 0,
             stop_total_wipe: true,
+            window_secs: default_window_secs(),
+            auto_approve: false,
         }
     }
 }
@@ -83,16 +99,33 @@ impl DeleteGuard {
     /// True when `deletes` out of `rows` rows is too many. Deleting every row of a non-empty
     /// side always is: an empty read is never taken as "everything was deleted".
     pub fn trips(&self, deletes: usize, rows: usize) -> bool {
+        self.exceeded(deletes, rows).is_some()
+    }
+
+    /// Which limit `deletes` out of `rows` rows exceeds, in words, if any.
+    pub fn exceeded(&self, deletes: usize, rows: usize) -> Option<String> {
         if deletes == 0 {
-            return false;
+            return None;
         }
         if deletes >= rows && self.stop_total_wipe {
-            return true;
+            return Some(format!("{deletes} deletes would empty all {rows} rows"));
         }
-        if self.max_count.is_some_and(|m| deletes > m) {
-            return true;
+        if let Some(m) = self.max_count.filter(|m| deletes > *m) {
+            return Some(format!("{deletes} deletes exceed the limit of {m}"));
         }
-        rows >= self.min_rows && deletes as f64 > self.max_share * rows as f64
+        let share = deletes as f64 / rows.max(1) as f64;
+        (rows >= self.min_rows && share > self.max_share).then(|| {
+            format!(
+                "{deletes} deletes of {rows} rows ({:.0}%) exceed the limit of {:.0}%",
+                share * 100.0,
+                self.max_share * 100.0
+            )
+        })
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
     }
 }
 
@@ -320,9 +353,18 @@ mod tests {
         let g = DeleteGuard::default();
         assert!(!g.trips(0, 0));
         assert!(g.trips(3, 3), "deleting everything always trips");
-        assert!(!g.trips(2, 5), "small tables: share limit off");
+        assert!(!g.trips(2, 5));
+        assert!(g.trips(5, 6), "small tables: a share is a share");
+        assert!(g.trips(2, 3));
+        assert!(!g.trips(1, 2));
         assert!(g.trips(6, 10));
         assert!(!g.trips(5, 10));
+        let legacy = DeleteGuard { min_rows: 10, ..g };
+        assert!(
+            !legacy.trips(5, 6),
+            "min_rows still turns the share off below it"
+        );
+        assert!(g.exceeded(6, 10).unwrap().contains("60%"));
         let g = DeleteGuard {
             max_count: Some(100),
             ..g

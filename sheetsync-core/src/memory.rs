@@ -17,7 +17,11 @@ use crate::model::{
     Change, ChangeBatch, ColumnType, Cursor, InvalidRow, Observation, Row, RowKey, TableSchema,
     UnkeyedRow, Value,
 };
-use crate::table::{Capabilities, Expected, Sink, Source, WriteContext, WriteOp, WriteOutcome};
+use crate::state::{MemoryStateStore, StateDelta, StateStore};
+use crate::table::{
+    Capabilities, Expected, Sink, SinkTransaction, Source, TransactionalSink, WriteContext,
+    WriteOp, WriteOutcome,
+};
 
 type Rule = Arc<dyn Fn(&Row) -> Option<String> + Send + Sync>;
 
@@ -28,9 +32,11 @@ pub struct MemoryTable {
     caps: Capabilities,
     inner: Mutex<Inner>,
     wake: broadcast::Sender<()>,
+    /// The state store its transactions commit into, when it has them.
+    state: Option<Arc<MemoryStateStore>>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Inner {
     rows: BTreeMap<RowKey, Row>,
     unkeyed: BTreeMap<String, Row>,
@@ -41,6 +47,7 @@ struct Inner {
     next_seq: u64,
     next_id: i64,
     fail_applies: usize,
+    lose_answers: usize,
     fail_scans: usize,
     rule: Option<Rule>,
     calls: HashMap<&'static str, usize>,
@@ -92,7 +99,17 @@ impl MemoryTable {
                 ..Default::default()
             }),
             wake,
+            state: None,
         }
+    }
+
+    /// Makes the table [transactional](TransactionalSink): its write transactions commit the
+    /// engine's state into `store` together with the writes, as a database table does with the
+    /// state store in the same database. (A transaction works out its outcomes on a copy of the
+    /// table and applies its writes at commit; the table must not change in between.)
+    pub fn commit_state_to(mut self, store: Arc<MemoryStateStore>) -> Self {
+        self.state = Some(store);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -192,6 +209,12 @@ impl MemoryTable {
     /// Makes the next `n` calls of [`Sink::apply`] fail as a dropped connection would.
     pub fn fail_next_applies(&self, n: usize) {
         self.lock().fail_applies = n;
+    }
+
+    /// Makes the next `n` calls of [`Sink::apply`] carry out their writes and then fail, as a
+    /// connection dropped before the answer arrived would.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lock().lose_answers = n;
     }
 
     /// Makes the next `n` scans fail after their first page, as a truncated read would.
@@ -443,10 +466,91 @@ impl Sink for MemoryTable {
                 format!("{}: connection dropped during apply", self.name),
             ));
         }
-        Ok(ops
+        let outcomes = ops
             .into_iter()
             .map(|op| self.apply_one(&mut g, op))
-            .collect())
+            .collect();
+        if g.lose_answers > 0 {
+            g.lose_answers -= 1;
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!("{}: connection dropped before the answer", self.name),
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        self.state
+            .is_some()
+            .then_some(self as &dyn TransactionalSink)
+    }
+}
+
+#[async_trait]
+impl TransactionalSink for MemoryTable {
+    fn state_location(&self) -> String {
+        self.state
+            .as_ref()
+            .and_then(|s| s.location())
+            .unwrap_or_default()
+    }
+
+    async fn begin(&self, _ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        Ok(Box::new(MemoryTransaction {
+            table: self,
+            scratch: None,
+            ops: Vec::new(),
+        }))
+    }
+}
+
+/// A write transaction of a transactional [`MemoryTable`].
+struct MemoryTransaction<'a> {
+    table: &'a MemoryTable,
+    /// The table as the transaction's writes left it so far.
+    scratch: Option<Inner>,
+    ops: Vec<WriteOp>,
+}
+
+#[async_trait]
+impl SinkTransaction for MemoryTransaction<'_> {
+    async fn apply(&mut self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        let t = self.table;
+        t.count("apply");
+        let mut g = t.lock();
+        if g.fail_applies > 0 {
+            g.fail_applies -= 1;
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!("{}: connection dropped during apply", t.name),
+            ));
+        }
+        let scratch = self.scratch.get_or_insert_with(|| g.clone());
+        drop(g);
+        self.ops.extend(ops.iter().cloned());
+        Ok(ops.into_iter().map(|op| t.apply_one(scratch, op)).collect())
+    }
+
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
+        let t = self.table;
+        let store = t.state.as_ref().expect("a transactional table has a store");
+        let mut g = t.lock();
+        for op in self.ops {
+            t.apply_one(&mut g, op);
+        }
+        store.commit_now(mapping, state);
+        let lost = g.lose_answers > 0;
+        g.lose_answers = g.lose_answers.saturating_sub(1);
+        drop(g);
+        t.changed();
+        if lost {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!("{}: connection dropped before the commit's answer", t.name),
+            ));
+        }
+        Ok(())
     }
 }
 

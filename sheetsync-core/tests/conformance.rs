@@ -58,3 +58,9 @@ async fn sheet_like_memory_table() {
     assert_eq!(report.passed.len(), 6);
     assert_eq!(report.skipped.len(), 4);
 }
+
+#[tokio::test]
+async fn memory_state_store() {
+    sheetsync_core::testkit::run_state_store_conformance(&sheetsync_core::MemoryStateStore::new())
+        .await;
+}

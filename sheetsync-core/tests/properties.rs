@@ -2,9 +2,12 @@
 //! failed writes; no echo; idempotence; resolver laws; canonical encoding round trips.
 //!
 //! Cases per property: 256 by default, `PROPTEST_CASES` to change.
+//!
+//! `PROPTEST_CASES=2000 cargo nextest run -p sheetsync-core --all-features --test properties`
+//! for a deeper run.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,28 +43,185 @@ fn row(id: i64, name: u8, qty: u8) -> Row {
     ])
 }
 
-/// A state store whose next commits can be made to fail: the engine "crashes" after applying
-/// its writes but before persisting the new bases.
-#[derive(Default)]
-struct CrashingStore {
-    inner: MemoryStateStore,
-    fail: AtomicUsize,
+/// When the process dies: after `budget` more writes (to either side or to the state store), the
+/// next write kills it. With `land`, that write is carried out before the process dies (its
+/// answer is lost); without, it never happens. A dead process writes nothing more.
+struct Fate {
+    budget: AtomicI64,
+    land: AtomicBool,
+    dead: AtomicBool,
+}
+
+enum Step {
+    Go,
+    LandThenDie,
+    Die,
+}
+
+impl Fate {
+    fn healthy() -> Self {
+        Fate {
+            budget: AtomicI64::new(i64::MAX),
+            land: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    fn doom(&self, budget: i64, land: bool) {
+        self.land.store(land, Ordering::SeqCst);
+        self.budget.store(budget, Ordering::SeqCst);
+    }
+
+    fn step(&self) -> Step {
+        if self.dead.load(Ordering::SeqCst) {
+            return Step::Die;
+        }
+        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Step::Go;
+        }
+        self.dead.store(true, Ordering::SeqCst);
+        if self.land.load(Ordering::SeqCst) {
+            Step::LandThenDie
+        } else {
+            Step::Die
+        }
+    }
+}
+
+fn killed() -> Error {
+    Error::new(ErrorKind::Connection, "the process was killed")
+}
+
+/// The state store of a process with a [`Fate`].
+struct MortalStore {
+    inner: Arc<MemoryStateStore>,
+    fate: Arc<Fate>,
 }
 
 #[async_trait]
-impl StateStore for CrashingStore {
+impl StateStore for MortalStore {
     async fn load(&self, m: &str) -> Result<StateSnapshot> {
         self.inner.load(m).await
     }
+    fn location(&self) -> Option<String> {
+        self.inner.location()
+    }
     async fn commit(&self, m: &str, d: &StateDelta) -> Result<()> {
-        if self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(Error::new(ErrorKind::Connection, "crash before persist"));
+        match self.fate.step() {
+            Step::Go => self.inner.commit(m, d).await,
+            Step::LandThenDie => {
+                self.inner.commit(m, d).await?;
+                Err(killed())
+            }
+            Step::Die => Err(killed()),
         }
-        self.inner.commit(m, d).await
+    }
+}
+
+/// A table written by a process with a [`Fate`]; reads and person edits go straight through.
+struct MortalTable {
+    inner: Arc<MemoryTable>,
+    fate: Arc<Fate>,
+}
+
+#[async_trait]
+impl Source for MortalTable {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn schema(&self) -> &TableSchema {
+        self.inner.schema()
+    }
+    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<Observation>>> {
+        self.inner.scan()
+    }
+    async fn cursor(&self) -> Result<Option<Cursor>> {
+        self.inner.cursor().await
+    }
+    async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
+        self.inner.changes(since, limit).await
+    }
+    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
+        self.inner.fetch(keys).await
+    }
+    async fn ack(&self, cursor: &Cursor) -> Result<()> {
+        if self.fate.dead.load(Ordering::SeqCst) {
+            return Err(killed());
+        }
+        self.inner.ack(cursor).await
+    }
+}
+
+#[async_trait]
+impl Sink for MortalTable {
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
+        match self.fate.step() {
+            Step::Go => self.inner.apply(ops, ctx).await,
+            Step::LandThenDie => {
+                self.inner.apply(ops, ctx).await?;
+                Err(killed())
+            }
+            Step::Die => Err(killed()),
+        }
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        self.inner
+            .transactional()
+            .map(|_| self as &dyn TransactionalSink)
+    }
+}
+
+/// The database's write transactions carry the state: the process can die at their commit.
+#[async_trait]
+impl TransactionalSink for MortalTable {
+    fn state_location(&self) -> String {
+        self.inner
+            .transactional()
+            .map(|t| t.state_location())
+            .unwrap_or_default()
+    }
+
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        let inner = self
+            .inner
+            .transactional()
+            .expect("transactional")
+            .begin(ctx)
+            .await?;
+        Ok(Box::new(MortalTransaction {
+            inner,
+            fate: self.fate.clone(),
+        }))
+    }
+}
+
+struct MortalTransaction<'a> {
+    inner: Box<dyn SinkTransaction + 'a>,
+    fate: Arc<Fate>,
+}
+
+#[async_trait]
+impl SinkTransaction for MortalTransaction<'_> {
+    async fn apply(&mut self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
+        if self.fate.dead.load(Ordering::SeqCst) {
+            return Err(killed());
+        }
+        self.inner.apply(ops).await
+    }
+
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
+        match self.fate.step() {
+            Step::Go => self.inner.commit(mapping, state).await,
+            Step::LandThenDie => {
+                self.inner.commit(mapping, state).await?;
+                Err(killed())
+            }
+            Step::Die => Err(killed()),
+        }
     }
 }
 
@@ -72,135 +232,255 @@ enum Action {
     DbUpsert(i64, u8, u8),
     DbDelete(i64),
     Cycle,
-    /// Apply, then crash before the state is persisted; restart.
-    CrashAfterApply,
-    /// The database write fails after the Sheet write; then crash; restart.
-    CrashBetweenSides,
-    /// A write to the Sheet fails (dropped connection); the engine keeps running.
-    SheetWriteFails,
+    /// The process is killed at a write boundary of the next cycle: after `writes` more writes
+    /// (intents, Sheet, database, state), the next one lands first when `land` is set. Restart.
+    KillAt {
+        writes: u8,
+        land: bool,
+    },
+    /// A write to one side fails (dropped connection) or lands with its answer lost; the
+    /// engine keeps running.
+    WriteFails {
+        side: Side,
+        land: bool,
+    },
     Restart,
+}
+
+fn arb_side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Sheet), Just(Side::Db)]
 }
 
 fn arb_action() -> impl Strategy<Value = Action> {
     let id = 1i64..6;
     prop_oneof![
         4 => (id.clone(), 0u8..3, 0u8..3).prop_map(|(i, n, q)| Action::SheetUpsert(i, n, q)),
-        2 => id.clone().prop_map(Action::SheetDelete),
+        3 => id.clone().prop_map(Action::SheetDelete),
         4 => (id.clone(), 0u8..3, 0u8..3).prop_map(|(i, n, q)| Action::DbUpsert(i, n, q)),
-        2 => id.prop_map(Action::DbDelete),
+        3 => id.prop_map(Action::DbDelete),
         4 => Just(Action::Cycle),
-        1 => Just(Action::CrashAfterApply),
-        1 => Just(Action::CrashBetweenSides),
-        1 => Just(Action::SheetWriteFails),
+        4 => (0u8..5, any::<bool>()).prop_map(|(writes, land)| Action::KillAt { writes, land }),
+        1 => (arb_side(), any::<bool>()).prop_map(|(side, land)| Action::WriteFails { side, land }),
         1 => Just(Action::Restart),
     ]
 }
 
+fn arb_resolver() -> impl Strategy<Value = ResolverSpec> {
+    prop_oneof![
+        Just(ResolverSpec::LastWriteWins {
+            granularity: Granularity::Field,
+            tie: Side::Db
+        }),
+        Just(ResolverSpec::LastWriteWins {
+            granularity: Granularity::Row,
+            tie: Side::Sheet
+        }),
+        Just(ResolverSpec::SheetWins),
+        Just(ResolverSpec::DbWins),
+        Just(ResolverSpec::Manual),
+    ]
+}
+
+/// The two tables (which outlive processes), the state store, and the running process.
 struct World {
     sheet: Arc<MemoryTable>,
     db: Arc<MemoryTable>,
-    store: Arc<CrashingStore>,
+    store: Arc<MemoryStateStore>,
     mapping: MappingConfig,
+    fate: Arc<Fate>,
 }
 
 impl World {
-    fn new() -> Self {
+    /// With `transactional`, the database's writes and the state commit together.
+    fn new(
+        resolver: ResolverSpec,
+        update_vs_delete: DeleteResolution,
+        transactional: bool,
+    ) -> Self {
         let mut mapping = MappingConfig::new("p", &["id"]);
-        // Random schedules delete everything often; the guard has its own properties.
+        mapping.resolvers = vec![resolver];
+        mapping.update_vs_delete = update_vs_delete;
+        // Random schedules delete everything often; the guard has its own tests.
         mapping.guard.stop_total_wipe = false;
         mapping.guard.max_share = 1.0;
+        let store = Arc::new(MemoryStateStore::new());
+        let db = MemoryTable::new("db", schema());
+        let db = if transactional {
+            db.commit_state_to(store.clone())
+        } else {
+            db
+        };
         World {
             sheet: Arc::new(MemoryTable::sheet_like("sheet", schema())),
-            db: Arc::new(MemoryTable::new("db", schema())),
-            store: Arc::new(CrashingStore::default()),
+            db: Arc::new(db),
+            store,
             mapping,
+            fate: Arc::new(Fate::healthy()),
         }
     }
 
-    async fn engine(&self) -> Engine {
-        Engine::builder(self.mapping.clone(), self.sheet.clone(), self.db.clone())
-            .state(self.store.clone())
+    /// Starts a new process.
+    async fn start(&mut self) -> Engine {
+        self.fate = Arc::new(Fate::healthy());
+        let sheet = Arc::new(MortalTable {
+            inner: self.sheet.clone(),
+            fate: self.fate.clone(),
+        });
+        let db = Arc::new(MortalTable {
+            inner: self.db.clone(),
+            fate: self.fate.clone(),
+        });
+        let store = Arc::new(MortalStore {
+            inner: self.store.clone(),
+            fate: self.fate.clone(),
+        });
+        Engine::builder(self.mapping.clone(), sheet, db)
+            .state(store)
             .build()
             .await
             .expect("engine builds")
     }
 }
 
-/// What was ever written to a key, by anyone.
-#[derive(Default)]
-struct History {
-    values: BTreeMap<i64, Vec<Row>>,
-    deleted: BTreeSet<i64>,
-    last_was_upsert: BTreeMap<i64, bool>,
+/// A person's (or another program's) edit of one key.
+#[derive(Debug, Clone)]
+enum Edit {
+    Upsert(Side, Row),
+    Delete(Side),
 }
 
-async fn run_schedule(actions: Vec<Action>) -> std::result::Result<(), TestCaseError> {
-    let w = World::new();
-    let mut e = w.engine().await;
+/// Everything people did, and when both sides last agreed.
+#[derive(Default)]
+struct History {
+    /// Every value ever written to a key, by anyone.
+    values: BTreeMap<i64, Vec<Row>>,
+    deleted: BTreeSet<i64>,
+    last_was_fresh_upsert: BTreeMap<i64, bool>,
+    /// The edits of each key since both sides last held the same rows after a good cycle.
+    since_agreement: BTreeMap<i64, Vec<Edit>>,
+}
+
+impl History {
+    /// What a key must hold at the end when only one side edited it since the last agreement:
+    /// that side's last edit wins, whatever the resolver and the update-vs-delete policy
+    /// (a delete stays deleted, an update is not lost). `None` when both sides edited it.
+    fn one_sided(&self, id: i64) -> Option<Option<Row>> {
+        let edits = self.since_agreement.get(&id)?;
+        let side = |e: &Edit| match e {
+            Edit::Upsert(s, _) | Edit::Delete(s) => *s,
+        };
+        let first = side(edits.first()?);
+        if edits.iter().any(|e| side(e) != first) {
+            return None;
+        }
+        Some(match edits.last()? {
+            Edit::Upsert(_, r) => Some(r.clone()),
+            Edit::Delete(_) => None,
+        })
+    }
+}
+
+fn fail(e: Error) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
+}
+
+async fn run_schedule(
+    actions: Vec<Action>,
+    resolver: ResolverSpec,
+    update_vs_delete: DeleteResolution,
+    transactional: bool,
+) -> std::result::Result<(), TestCaseError> {
+    let mut w = World::new(resolver.clone(), update_vs_delete, transactional);
+    let mut e = w.start().await;
     let mut h = History::default();
     for a in actions {
         match a {
             Action::SheetUpsert(i, n, q) | Action::DbUpsert(i, n, q) => {
                 let r = row(i, n, q);
-                if matches!(a, Action::SheetUpsert(..)) {
+                let side = if matches!(a, Action::SheetUpsert(..)) {
                     w.sheet.upsert(r.clone());
+                    Side::Sheet
                 } else {
                     w.db.upsert(r.clone());
-                }
+                    Side::Db
+                };
                 // An upsert that brings a field value never written to this key before differs
                 // from any base the engine can hold, so it is a real edit that must survive.
                 let earlier = h.values.entry(i).or_default();
                 let fresh = (1..r.0.len()).any(|f| earlier.iter().all(|w| w.0[f] != r.0[f]));
-                earlier.push(r);
-                h.last_was_upsert.insert(i, fresh);
+                earlier.push(r.clone());
+                h.last_was_fresh_upsert.insert(i, fresh);
+                h.since_agreement
+                    .entry(i)
+                    .or_default()
+                    .push(Edit::Upsert(side, r));
             }
             Action::SheetDelete(i) | Action::DbDelete(i) => {
                 let k = key_of(i);
-                let existed = if matches!(a, Action::SheetDelete(_)) {
-                    w.sheet.delete(&k)
+                let (existed, side) = if matches!(a, Action::SheetDelete(_)) {
+                    (w.sheet.delete(&k), Side::Sheet)
                 } else {
-                    w.db.delete(&k)
+                    (w.db.delete(&k), Side::Db)
                 };
                 if existed {
                     h.deleted.insert(i);
-                    h.last_was_upsert.insert(i, false);
+                    h.last_was_fresh_upsert.insert(i, false);
+                    h.since_agreement
+                        .entry(i)
+                        .or_default()
+                        .push(Edit::Delete(side));
                 }
             }
             Action::Cycle => {
-                e.run_once()
-                    .await
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let rep = e.run_once().await.map_err(fail)?;
+                // A clean cycle that leaves both sides equal: they agree, as people see it.
+                if rep.pending == 0 && w.sheet.rows() == w.db.rows() {
+                    h.since_agreement.clear();
+                }
             }
-            Action::CrashAfterApply => {
-                // A quiet cycle persists nothing, so it may not reach the failing commit.
-                w.store.fail.store(1, Ordering::SeqCst);
+            Action::KillAt { writes, land } => {
+                w.fate.doom(writes as i64, land);
                 let _ = e.run_once().await;
-                w.store.fail.store(0, Ordering::SeqCst);
-                e = w.engine().await;
+                e = w.start().await;
             }
-            Action::CrashBetweenSides => {
-                w.db.fail_next_applies(1);
-                w.store.fail.store(1, Ordering::SeqCst);
+            Action::WriteFails { side, land } => {
+                let (table, other) = match side {
+                    Side::Sheet => (&w.sheet, &w.db),
+                    Side::Db => (&w.db, &w.sheet),
+                };
+                if land {
+                    table.lose_next_answers(1);
+                } else {
+                    table.fail_next_applies(1);
+                }
+                // A lost answer from a transaction's commit fails the cycle.
                 let _ = e.run_once().await;
-                w.db.fail_next_applies(0);
-                w.store.fail.store(0, Ordering::SeqCst);
-                e = w.engine().await;
+                table.fail_next_applies(0);
+                table.lose_next_answers(0);
+                let _ = other;
             }
-            Action::SheetWriteFails => {
-                w.sheet.fail_next_applies(1);
-                e.run_once()
-                    .await
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                w.sheet.fail_next_applies(0);
-            }
-            Action::Restart => e = w.engine().await,
+            Action::Restart => e = w.start().await,
         }
     }
-    // Quiesce: a few cycles reach agreement (retries need one cycle each).
-    for _ in 0..4 {
-        e.run_once()
-            .await
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    // Quiesce: a few cycles reach agreement (retries need one cycle each); conflicts kept for
+    // people are resolved as a person would, then synced.
+    let mut resolved = BTreeSet::new();
+    for round in 0..6 {
+        e.run_once().await.map_err(fail)?;
+        for c in e.conflicts().await {
+            let Value::Int(i) = c.key.values()[0] else {
+                unreachable!()
+            };
+            resolved.insert(i);
+            let side = if round % 2 == 0 {
+                Side::Sheet
+            } else {
+                Side::Db
+            };
+            e.resolve_conflict(&c.key, Choice::Side(side))
+                .await
+                .map_err(fail)?;
+        }
     }
     let sheet = w.sheet.rows();
     let db = w.db.rows();
@@ -208,28 +488,22 @@ async fn run_schedule(actions: Vec<Action>) -> std::result::Result<(), TestCaseE
     prop_assert!(e.held().await.is_empty(), "held rows: {:?}", e.held().await);
     prop_assert!(e.conflicts().await.is_empty());
     // No echo: a quiet system makes no write calls at all.
-    let quiet = e
-        .run_once()
-        .await
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let quiet = e.run_once().await.map_err(fail)?;
     prop_assert_eq!(
         quiet.write_calls.total(),
         0,
         "steady state made write calls"
     );
-    // Nothing invented, nothing lost.
-    let present: HashSet<i64> = sheet
+    let by_id: BTreeMap<i64, &Row> = sheet
         .iter()
         .map(|r| match r.0[0] {
-            Value::Int(i) => i,
+            Value::Int(i) => (i, r),
             _ => unreachable!(),
         })
         .collect();
-    for r in &sheet {
-        let Value::Int(i) = r.0[0] else {
-            unreachable!()
-        };
-        let written = &h.values[&i];
+    // Nothing invented.
+    for (i, r) in &by_id {
+        let written = &h.values[i];
         for (f, v) in r.0.iter().enumerate() {
             prop_assert!(
                 written.iter().any(|w| &w.0[f] == v),
@@ -240,31 +514,91 @@ async fn run_schedule(actions: Vec<Action>) -> std::result::Result<(), TestCaseE
             );
         }
     }
-    for (i, last_upsert) in &h.last_was_upsert {
-        if *last_upsert {
+    for i in h.values.keys() {
+        let present = by_id.get(i).copied();
+        // Nothing came back that was deleted, nothing vanished that was not, nothing was
+        // undone: a change made on one side since the sides last agreed wins.
+        if let Some(want) = h.one_sided(*i) {
+            prop_assert_eq!(
+                present,
+                want.as_ref(),
+                "key {} was changed on one side only since the sides agreed: {:?}",
+                i,
+                h.since_agreement[i]
+            );
+        }
+        if present.is_none() {
+            prop_assert!(h.deleted.contains(i), "key {} vanished without a delete", i);
+        }
+        // Last-write-wins leaves update-vs-delete to the policy; the other resolvers decide it.
+        let keeps_updates = update_vs_delete == DeleteResolution::KeepUpdate
+            && matches!(resolver, ResolverSpec::LastWriteWins { .. });
+        if keeps_updates && h.last_was_fresh_upsert[i] && !resolved.contains(i) {
             prop_assert!(
-                present.contains(i),
+                present.is_some(),
                 "key {} was last edited with new values but is gone",
                 i
             );
-        }
-        if !present.contains(i) {
-            prop_assert!(h.deleted.contains(i), "key {} vanished without a delete", i);
         }
     }
     Ok(())
 }
 
+fn crash_schedule(
+    actions: Vec<Action>,
+    resolver: ResolverSpec,
+    update_vs_delete: DeleteResolution,
+    transactional: bool,
+) -> std::result::Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run_schedule(
+        actions,
+        resolver,
+        update_vs_delete,
+        transactional,
+    ))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
-    /// Random edits on both sides, cycles, crashes between apply and persist, failed writes and
-    /// restarts: one quiet cycle later both sides hold the same rows, no value was invented, no
-    /// upserted row was lost, and the steady state writes nothing.
+    /// Random edits and deletes on both sides, cycles, the process killed at every write
+    /// boundary (before and after the intent commit, each side's write, and the state commit;
+    /// the write that dies landing or not), failed and lost writes, and restarts, under each
+    /// resolver, with the database's writes and the state committed apart or in one transaction,
+    /// with update-vs-delete `keep_update`: one quiet cycle later both sides hold the
+    /// same rows, nothing was invented, a change made on one side since the sides last agreed
+    /// wins (no resurrected delete, no lost update), and the steady state writes nothing.
     #[test]
-    fn converges_through_crashes(actions in proptest::collection::vec(arb_action(), 1..40)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_schedule(actions))?;
+    fn crashes_keep_update(
+        actions in proptest::collection::vec(arb_action(), 1..40),
+        resolver in arb_resolver(),
+        transactional in any::<bool>(),
+    ) {
+        crash_schedule(actions, resolver, DeleteResolution::KeepUpdate, transactional)?;
+    }
+
+    /// The same with update-vs-delete `delete`.
+    #[test]
+    fn crashes_delete_wins(
+        actions in proptest::collection::vec(arb_action(), 1..40),
+        resolver in arb_resolver(),
+        transactional in any::<bool>(),
+    ) {
+        crash_schedule(actions, resolver, DeleteResolution::Delete, transactional)?;
+    }
+
+    /// The same with update-vs-delete `manual` (kept conflicts are resolved at the end).
+    #[test]
+    fn crashes_manual(
+        actions in proptest::collection::vec(arb_action(), 1..40),
+        resolver in arb_resolver(),
+        transactional in any::<bool>(),
+    ) {
+        crash_schedule(actions, resolver, DeleteResolution::Manual, transactional)?;
     }
 
     /// Whatever a full read of the Sheet returns, an empty Sheet never deletes database rows
@@ -273,7 +607,7 @@ proptest! {
     fn an_empty_read_never_wipes_the_other_side(n in 1i64..40) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let w = World::new();
+            let w = World::new(ResolverSpec::Manual, DeleteResolution::KeepUpdate, false);
             let mut mapping = MappingConfig::new("p", &["id"]);
             mapping.guard = DeleteGuard::default();
             let e = Engine::builder(mapping, w.sheet.clone(), w.db.clone()).build().await.unwrap();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use sheetsync_core::{
     Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, RowKey, Sink, Source,
-    StateStore, TableSchema, WriteContext, WriteOp, WriteOutcome,
+    StateStore, TableSchema, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
 };
 
 use crate::common::SqlOptions;
@@ -172,5 +172,9 @@ impl Source for SqlTable {
 impl Sink for SqlTable {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
         each!(self, t => t.apply(ops, ctx).await)
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        each!(self, t => t.transactional())
     }
 }

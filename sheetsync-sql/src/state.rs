@@ -4,17 +4,27 @@
 //! * `..._state_mappings (mapping, doc)`: cursors, pending keys, held rows, conflicts, choices
 //!   and the clock of a mapping, as one JSON document;
 //! * `..._state_bases (mapping, kh, k, row_data, tombstone, synced_at)`: one merge base per row,
-//!   the row in sheetsync's canonical binary encoding (exact for every value, NaN included).
+//!   the row in sheetsync's canonical binary encoding (exact for every value, NaN included);
+//! * `..._state_intents (mapping, kh, k, intent)`: the engine's write intents, one per row (a
+//!   JSON document whose rows are in the canonical encoding), written before a cycle's writes
+//!   and deleted with the bases that complete them.
+//!
+//! The document also holds the mapping's identity (which Sheet and table it belongs to), the
+//! deletes waiting for approval and the guard's log of recent deletes.
 //!
 //! Each [`StateDelta`] commits in one transaction; the mapping's document row is locked first,
-//! so two engines committing for the same mapping serialise.
+//! so two engines committing for the same mapping serialise. A table adapter whose pool is the
+//! store's offers the engine its write transactions
+//! ([`TransactionalSink`](sheetsync_core::TransactionalSink)): the cycle's database writes and
+//! its new state then commit together ([`StateTx`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sheetsync_core::{
-    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, Result, Row, RowBase, RowKey, Side,
-    StateDelta, StateSnapshot, Value,
+    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, MappingIdentity, PendingDelete,
+    RecentDeletes, Result, Row, RowBase, RowKey, Side, StateDelta, StateSnapshot, Value,
+    WriteIntent,
 };
 
 /// What a mapping keeps besides its bases.
@@ -32,6 +42,12 @@ pub(crate) struct Doc {
     pub choices: Vec<(RowKey, Choice)>,
     #[serde(default)]
     pub clock: u64,
+    #[serde(default)]
+    pub identity: Option<MappingIdentity>,
+    #[serde(default)]
+    pub pending_deletes: Vec<PendingDelete>,
+    #[serde(default)]
+    pub recent_deletes: Vec<RecentDeletes>,
 }
 
 impl Doc {
@@ -58,8 +74,14 @@ impl Doc {
         })
     }
 
-    /// Everything in `delta` except the bases.
+    /// Everything in `delta` except the bases and intents.
     pub(crate) fn apply(&mut self, delta: &StateDelta) {
+        if delta.reset {
+            *self = Doc {
+                clock: self.clock,
+                ..Doc::default()
+            };
+        }
         for (side, c) in &delta.cursors {
             self.cursors.insert(*side, c.clone());
         }
@@ -75,10 +97,23 @@ impl Doc {
         if let Some(c) = &delta.choices {
             self.choices = c.clone();
         }
+        if let Some(i) = &delta.identity {
+            self.identity = Some(i.clone());
+        }
+        if let Some(p) = &delta.pending_deletes {
+            self.pending_deletes = p.clone();
+        }
+        if let Some(r) = &delta.recent_deletes {
+            self.recent_deletes = r.clone();
+        }
         self.clock = self.clock.max(delta.clock);
     }
 
-    pub(crate) fn into_snapshot(self, bases: BTreeMap<RowKey, RowBase>) -> StateSnapshot {
+    pub(crate) fn into_snapshot(
+        self,
+        bases: BTreeMap<RowKey, RowBase>,
+        intents: Vec<WriteIntent>,
+    ) -> StateSnapshot {
         StateSnapshot {
             bases,
             cursors: self.cursors,
@@ -87,7 +122,127 @@ impl Doc {
             conflicts: self.conflicts,
             choices: self.choices,
             clock: self.clock,
+            identity: self.identity,
+            intents,
+            pending_deletes: self.pending_deletes,
+            recent_deletes: self.recent_deletes,
         }
+    }
+}
+
+/// A stored intent.
+pub(crate) fn encode_intent(intent: &WriteIntent) -> Result<String> {
+    serde_json::to_string(intent).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("a write intent cannot be stored: {e}"),
+        )
+        .with_operation("state.commit")
+    })
+}
+
+/// Decodes stored intents.
+pub(crate) fn decode_intents(docs: impl IntoIterator<Item = String>) -> Result<Vec<WriteIntent>> {
+    docs.into_iter()
+        .map(|d| {
+            serde_json::from_str(&d).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidData,
+                    format!("a stored write intent is unreadable: {e}"),
+                )
+                .with_operation("state.load")
+            })
+        })
+        .collect()
+}
+
+/// The keys whose intents a delta replaces or ends (the rows of `..._state_intents` to delete
+/// before inserting the new ones).
+pub(crate) fn intent_keys_to_clear(delta: &StateDelta) -> Vec<&RowKey> {
+    delta
+        .intents_done
+        .iter()
+        .chain(delta.intents.iter().map(|i| &i.key))
+        .collect()
+}
+
+/// How many intents one statement writes (4 parameters each).
+pub(crate) const INTENTS_PER_STATEMENT: usize = 1_000;
+
+/// `(?, ?, ?, ?), ...` or `($1, ...)` for `n` intents.
+pub(crate) fn intent_tuples(n: usize, dollar: bool) -> String {
+    tuples(n, 4, dollar)
+}
+
+/// Where a store over `pool` keeps its state, for matching a table adapter's transactions with
+/// it: the pool itself (its clones share one set of connect options), so only a table and a
+/// store on the same pool commit together.
+pub(crate) fn pool_location<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> String {
+    format!(
+        "{}:{:p}",
+        DB::NAME.to_ascii_lowercase(),
+        std::sync::Arc::as_ptr(&pool.connect_options())
+    )
+}
+
+/// A table adapter's write transaction that can also commit the engine's state.
+#[async_trait::async_trait]
+pub(crate) trait CommitWithState: crate::apply::WriteTx {
+    /// Clears the origin tag, commits `delta` for `mapping` in the transaction, then commits.
+    async fn commit_with_state(self: Box<Self>, mapping: &str, delta: &StateDelta) -> Result<()>;
+}
+
+/// A [`SinkTransaction`](sheetsync_core::SinkTransaction) over an adapter's write transaction.
+pub(crate) struct StateTx<'a, W> {
+    info: &'a crate::dialect::TableInfo,
+    schema: &'a sheetsync_core::TableSchema,
+    w: Box<W>,
+    max_batch: usize,
+    rows_per_statement: usize,
+}
+
+impl<'a, W> StateTx<'a, W> {
+    pub(crate) fn new(
+        info: &'a crate::dialect::TableInfo,
+        schema: &'a sheetsync_core::TableSchema,
+        w: W,
+        max_batch: usize,
+        rows_per_statement: usize,
+    ) -> Self {
+        StateTx {
+            info,
+            schema,
+            w: Box::new(w),
+            max_batch,
+            rows_per_statement,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: CommitWithState> sheetsync_core::SinkTransaction for StateTx<'_, W> {
+    async fn apply(
+        &mut self,
+        ops: Vec<sheetsync_core::WriteOp>,
+    ) -> Result<Vec<sheetsync_core::WriteOutcome>> {
+        if ops.len() > self.max_batch.max(1) {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{} ops exceed max_batch {}", ops.len(), self.max_batch),
+            ));
+        }
+        crate::apply::apply_ops(
+            self.info,
+            self.schema,
+            &mut *self.w,
+            ops,
+            self.rows_per_statement,
+        )
+        .await
+    }
+
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
+        self.w.commit_with_state(mapping, state).await
     }
 }
 
@@ -151,10 +306,14 @@ pub(crate) const BASES_PER_STATEMENT: usize = 1_000;
 
 /// `(?, ?, ?, ?, ?, ?), ...` or `($1, ...)` for `n` bases.
 pub(crate) fn base_tuples(n: usize, dollar: bool) -> String {
+    tuples(n, 6, dollar)
+}
+
+fn tuples(n: usize, width: usize, dollar: bool) -> String {
     let mut p = 0;
     (0..n)
         .map(|_| {
-            let t: Vec<String> = (0..6)
+            let t: Vec<String> = (0..width)
                 .map(|_| {
                     p += 1;
                     if dollar {
@@ -185,17 +344,17 @@ pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
 }
 
 #[cfg(feature = "postgres")]
-mod postgres {
+pub(crate) mod postgres {
     use super::*;
     use async_trait::async_trait;
     use sheetsync_core::StateStore;
-    use sqlx::{PgPool, Row as _};
+    use sqlx::{PgPool, Postgres, Row as _};
 
     use crate::dialect::audited;
     use crate::error::db_error;
 
-    /// A [`StateStore`] in a PostgreSQL database: tables `sheetsync.state_mappings` and
-    /// `sheetsync.state_bases`.
+    /// A [`StateStore`] in a PostgreSQL database: tables `sheetsync.state_mappings`,
+    /// `sheetsync.state_bases` and `sheetsync.state_intents`.
     pub struct PostgresStateStore {
         pool: PgPool,
     }
@@ -215,6 +374,9 @@ mod postgres {
                 "CREATE TABLE IF NOT EXISTS sheetsync.state_bases (
                     mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, row_data bytea NOT NULL,
                     tombstone boolean NOT NULL, synced_at bigint NOT NULL, PRIMARY KEY (mapping, kh))",
+                "CREATE TABLE IF NOT EXISTS sheetsync.state_intents (
+                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, intent text NOT NULL,
+                    PRIMARY KEY (mapping, kh))",
             ] {
                 sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
             }
@@ -228,6 +390,7 @@ mod postgres {
             for ddl in [
                 "DROP TABLE IF EXISTS sheetsync.state_mappings",
                 "DROP TABLE IF EXISTS sheetsync.state_bases",
+                "DROP TABLE IF EXISTS sheetsync.state_intents",
             ] {
                 sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
             }
@@ -239,12 +402,111 @@ mod postgres {
         }
     }
 
+    /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
+    pub(crate) async fn commit_in(
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        let err = |e| db_error(e, "state.commit");
+        sqlx::query("INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING")
+            .bind(mapping)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        let doc: String = sqlx::query_scalar(
+            "SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE",
+        )
+        .bind(mapping)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+        let mut doc = Doc::parse(Some(doc))?;
+        doc.apply(delta);
+        if delta.reset {
+            for sql in [
+                "DELETE FROM sheetsync.state_bases WHERE mapping = $1",
+                "DELETE FROM sheetsync.state_intents WHERE mapping = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(mapping)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO sheetsync.state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                 ON CONFLICT (mapping, kh) DO UPDATE SET k = EXCLUDED.k, row_data = EXCLUDED.row_data,
+                   tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
+                base_tuples(chunk.len(), true)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for (k, b) in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(k))
+                    .bind(k.as_bytes().to_vec())
+                    .bind(encode_row(&b.row))
+                    .bind(b.tombstone)
+                    .bind(b.synced_at as i64);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        for (table, keys) in [
+            (
+                "sheetsync.state_bases",
+                delta.remove.iter().collect::<Vec<_>>(),
+            ),
+            ("sheetsync.state_intents", intent_keys_to_clear(delta)),
+        ] {
+            for chunk in keys.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE mapping = $1 AND kh IN ({})",
+                    hash_list(chunk.len(), true)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut **tx).await.map_err(err)?;
+            }
+        }
+        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO sheetsync.state_intents (mapping, kh, k, intent) VALUES {}",
+                intent_tuples(chunk.len(), true)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for i in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(&i.key))
+                    .bind(i.key.as_bytes().to_vec())
+                    .bind(encode_intent(i)?);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        sqlx::query("UPDATE sheetsync.state_mappings SET doc = $2 WHERE mapping = $1")
+            .bind(mapping)
+            .bind(doc.render()?)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     #[async_trait]
     impl StateStore for PostgresStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            // One snapshot for the document and the bases.
+            // One snapshot for the document, the bases and the intents.
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .execute(&mut *tx)
                 .await
@@ -260,84 +522,42 @@ mod postgres {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(err)?;
+            let intents: Vec<String> = sqlx::query_scalar(
+                "SELECT intent FROM sheetsync.state_intents WHERE mapping = $1 ORDER BY kh",
+            )
+            .bind(mapping)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
             tx.commit().await.map_err(err)?;
             let bases = decode_bases(
                 rows.iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
             )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases))
+            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
         }
 
         async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
             let err = |e| db_error(e, "state.commit");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            sqlx::query("INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING")
-                .bind(mapping)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            let doc: String = sqlx::query_scalar(
-                "SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE",
-            )
-            .bind(mapping)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-            let mut doc = Doc::parse(Some(doc))?;
-            doc.apply(delta);
-            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO sheetsync.state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                     ON CONFLICT (mapping, kh) DO UPDATE SET k = EXCLUDED.k, row_data = EXCLUDED.row_data,
-                       tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
-                    base_tuples(chunk.len(), true)
-                );
-                let mut q = sqlx::query(audited(sql));
-                for (k, b) in chunk {
-                    q = q
-                        .bind(mapping)
-                        .bind(key_hash(k))
-                        .bind(k.as_bytes().to_vec())
-                        .bind(encode_row(&b.row))
-                        .bind(b.tombstone)
-                        .bind(b.synced_at as i64);
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM sheetsync.state_bases WHERE mapping = $1 AND kh IN ({})",
-                    hash_list(chunk.len(), true)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            sqlx::query("UPDATE sheetsync.state_mappings SET doc = $2 WHERE mapping = $1")
-                .bind(mapping)
-                .bind(doc.render()?)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            commit_in(&mut tx, mapping, delta).await?;
             tx.commit().await.map_err(err)
         }
     }
 }
 
 #[cfg(feature = "mysql")]
-mod mysql {
+pub(crate) mod mysql {
     use super::*;
     use async_trait::async_trait;
     use sheetsync_core::StateStore;
-    use sqlx::{MySqlPool, Row as _};
+    use sqlx::{MySql, MySqlPool, Row as _};
 
     use crate::dialect::audited;
     use crate::error::db_error;
 
-    /// A [`StateStore`] in a MySQL/MariaDB database: tables `_sheetsync_state_mappings` and
-    /// `_sheetsync_state_bases`.
+    /// A [`StateStore`] in a MySQL/MariaDB database: tables `_sheetsync_state_mappings`,
+    /// `_sheetsync_state_bases` and `_sheetsync_state_intents`.
     pub struct MySqlStateStore {
         pool: MySqlPool,
     }
@@ -355,6 +575,10 @@ mod mysql {
                     row_data LONGBLOB NOT NULL, tombstone BOOLEAN NOT NULL, synced_at BIGINT NOT NULL,
                     PRIMARY KEY (mapping, kh)
                  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_intents` (
+                    mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
+                    intent LONGTEXT NOT NULL, PRIMARY KEY (mapping, kh)
+                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             ] {
                 sqlx::query(ddl).execute(&pool).await.map_err(err)?;
             }
@@ -364,7 +588,7 @@ mod mysql {
         /// Drops the state tables (every mapping's state).
         pub async fn uninstall(&self) -> Result<()> {
             sqlx::query(
-                "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`",
+                "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`",
             )
             .execute(&self.pool)
             .await
@@ -373,8 +597,110 @@ mod mysql {
         }
     }
 
+    /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
+    pub(crate) async fn commit_in(
+        tx: &mut sqlx::Transaction<'_, MySql>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        let err = |e| db_error(e, "state.commit");
+        sqlx::query(
+            "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
+        )
+        .bind(mapping)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+        let doc: String = sqlx::query_scalar(
+            "SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE",
+        )
+        .bind(mapping)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+        let mut doc = Doc::parse(Some(doc))?;
+        doc.apply(delta);
+        if delta.reset {
+            for sql in [
+                "DELETE FROM `_sheetsync_state_bases` WHERE mapping = ?",
+                "DELETE FROM `_sheetsync_state_intents` WHERE mapping = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(mapping)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+            // Only the primary key is unique in this table of ours.
+            let sql = format!(
+                "INSERT INTO `_sheetsync_state_bases` (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                 ON DUPLICATE KEY UPDATE k = VALUES(k), row_data = VALUES(row_data),
+                   tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
+                base_tuples(chunk.len(), false)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for (k, b) in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(k))
+                    .bind(k.as_bytes().to_vec())
+                    .bind(encode_row(&b.row))
+                    .bind(b.tombstone)
+                    .bind(b.synced_at as i64);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        for (table, keys) in [
+            (
+                "`_sheetsync_state_bases`",
+                delta.remove.iter().collect::<Vec<_>>(),
+            ),
+            ("`_sheetsync_state_intents`", intent_keys_to_clear(delta)),
+        ] {
+            for chunk in keys.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE mapping = ? AND kh IN ({})",
+                    hash_list(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut **tx).await.map_err(err)?;
+            }
+        }
+        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO `_sheetsync_state_intents` (mapping, kh, k, intent) VALUES {}",
+                intent_tuples(chunk.len(), false)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for i in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(&i.key))
+                    .bind(i.key.as_bytes().to_vec())
+                    .bind(encode_intent(i)?);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        sqlx::query("UPDATE `_sheetsync_state_mappings` SET doc = ? WHERE mapping = ?")
+            .bind(doc.render()?)
+            .bind(mapping)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     #[async_trait]
     impl StateStore for MySqlStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
@@ -391,87 +717,42 @@ mod mysql {
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
+            let intents: Vec<String> = sqlx::query_scalar(
+                "SELECT intent FROM `_sheetsync_state_intents` WHERE mapping = ? ORDER BY kh",
+            )
+            .bind(mapping)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
             tx.commit().await.map_err(err)?;
             let bases = decode_bases(
                 rows.iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
             )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases))
+            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
         }
 
         async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
             let err = |e| db_error(e, "state.commit");
             let mut tx = self.pool.begin().await.map_err(err)?;
-            sqlx::query(
-                "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
-            )
-            .bind(mapping)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            let doc: String = sqlx::query_scalar(
-                "SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE",
-            )
-            .bind(mapping)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-            let mut doc = Doc::parse(Some(doc))?;
-            doc.apply(delta);
-            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-                // Only the primary key is unique in this table of ours.
-                let sql = format!(
-                    "INSERT INTO `_sheetsync_state_bases` (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                     ON DUPLICATE KEY UPDATE k = VALUES(k), row_data = VALUES(row_data),
-                       tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
-                    base_tuples(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql));
-                for (k, b) in chunk {
-                    q = q
-                        .bind(mapping)
-                        .bind(key_hash(k))
-                        .bind(k.as_bytes().to_vec())
-                        .bind(encode_row(&b.row))
-                        .bind(b.tombstone)
-                        .bind(b.synced_at as i64);
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM `_sheetsync_state_bases` WHERE mapping = ? AND kh IN ({})",
-                    hash_list(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            sqlx::query("UPDATE `_sheetsync_state_mappings` SET doc = ? WHERE mapping = ?")
-                .bind(doc.render()?)
-                .bind(mapping)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            commit_in(&mut tx, mapping, delta).await?;
             tx.commit().await.map_err(err)
         }
     }
 }
 
 #[cfg(feature = "sqlite")]
-mod sqlite {
+pub(crate) mod sqlite {
     use super::*;
     use async_trait::async_trait;
     use sheetsync_core::StateStore;
-    use sqlx::{Row as _, SqlitePool};
+    use sqlx::{Row as _, Sqlite, SqlitePool};
 
     use crate::dialect::audited;
     use crate::error::db_error;
 
-    /// A [`StateStore`] in a SQLite database: tables `_sheetsync_state_mappings` and
-    /// `_sheetsync_state_bases`.
+    /// A [`StateStore`] in a SQLite database: tables `_sheetsync_state_mappings`,
+    /// `_sheetsync_state_bases` and `_sheetsync_state_intents`.
     pub struct SqliteStateStore {
         pool: SqlitePool,
     }
@@ -486,6 +767,9 @@ mod sqlite {
                 "CREATE TABLE IF NOT EXISTS _sheetsync_state_bases (
                     mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, row_data BLOB NOT NULL,
                     tombstone INTEGER NOT NULL, synced_at INTEGER NOT NULL, PRIMARY KEY (mapping, kh))",
+                "CREATE TABLE IF NOT EXISTS _sheetsync_state_intents (
+                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent TEXT NOT NULL,
+                    PRIMARY KEY (mapping, kh))",
             ] {
                 sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
             }
@@ -499,6 +783,7 @@ mod sqlite {
             for ddl in [
                 "DROP TABLE IF EXISTS _sheetsync_state_mappings",
                 "DROP TABLE IF EXISTS _sheetsync_state_bases",
+                "DROP TABLE IF EXISTS _sheetsync_state_intents",
             ] {
                 sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
             }
@@ -506,8 +791,105 @@ mod sqlite {
         }
     }
 
+    /// Commits `delta` for `mapping` inside `tx` (which the caller commits; SQLite has one
+    /// writer, so the transaction should have begun `IMMEDIATE`).
+    pub(crate) async fn commit_in(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        let err = |e| db_error(e, "state.commit");
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
+                .bind(mapping)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(err)?;
+        let mut doc = Doc::parse(doc)?;
+        doc.apply(delta);
+        if delta.reset {
+            for sql in [
+                "DELETE FROM _sheetsync_state_bases WHERE mapping = ?",
+                "DELETE FROM _sheetsync_state_intents WHERE mapping = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(mapping)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO _sheetsync_state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
+                 ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
+                   tombstone = excluded.tombstone, synced_at = excluded.synced_at",
+                base_tuples(chunk.len(), false)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for (k, b) in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(k))
+                    .bind(k.as_bytes().to_vec())
+                    .bind(encode_row(&b.row))
+                    .bind(b.tombstone)
+                    .bind(b.synced_at as i64);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        for (table, keys) in [
+            (
+                "_sheetsync_state_bases",
+                delta.remove.iter().collect::<Vec<_>>(),
+            ),
+            ("_sheetsync_state_intents", intent_keys_to_clear(delta)),
+        ] {
+            for chunk in keys.chunks(BASES_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM {table} WHERE mapping = ? AND kh IN ({})",
+                    hash_list(chunk.len(), false)
+                );
+                let mut q = sqlx::query(audited(sql)).bind(mapping);
+                for k in chunk {
+                    q = q.bind(key_hash(k));
+                }
+                q.execute(&mut **tx).await.map_err(err)?;
+            }
+        }
+        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO _sheetsync_state_intents (mapping, kh, k, intent) VALUES {}",
+                intent_tuples(chunk.len(), false)
+            );
+            let mut q = sqlx::query(audited(sql));
+            for i in chunk {
+                q = q
+                    .bind(mapping)
+                    .bind(key_hash(&i.key))
+                    .bind(i.key.as_bytes().to_vec())
+                    .bind(encode_intent(i)?);
+            }
+            q.execute(&mut **tx).await.map_err(err)?;
+        }
+        sqlx::query(
+            "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, ?)
+             ON CONFLICT (mapping) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(mapping)
+        .bind(doc.render()?)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
     #[async_trait]
     impl StateStore for SqliteStateStore {
+        fn location(&self) -> Option<String> {
+            Some(pool_location(&self.pool))
+        }
+
         async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
             let err = |e| db_error(e, "state.load");
             let mut tx = self.pool.begin().await.map_err(err)?;
@@ -522,64 +904,25 @@ mod sqlite {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(err)?;
+            let intents: Vec<String> = sqlx::query_scalar(
+                "SELECT intent FROM _sheetsync_state_intents WHERE mapping = ? ORDER BY kh",
+            )
+            .bind(mapping)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
             tx.commit().await.map_err(err)?;
             let bases = decode_bases(
                 rows.iter()
                     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
             )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases))
+            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
         }
 
         async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
             let err = |e| db_error(e, "state.commit");
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-            let doc: Option<String> =
-                sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
-                    .bind(mapping)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let mut doc = Doc::parse(doc)?;
-            doc.apply(delta);
-            for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT INTO _sheetsync_state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                     ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
-                       tombstone = excluded.tombstone, synced_at = excluded.synced_at",
-                    base_tuples(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql));
-                for (k, b) in chunk {
-                    q = q
-                        .bind(mapping)
-                        .bind(key_hash(k))
-                        .bind(k.as_bytes().to_vec())
-                        .bind(encode_row(&b.row))
-                        .bind(b.tombstone)
-                        .bind(b.synced_at as i64);
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            for chunk in delta.remove.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM _sheetsync_state_bases WHERE mapping = ? AND kh IN ({})",
-                    hash_list(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut *tx).await.map_err(err)?;
-            }
-            sqlx::query(
-                "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, ?)
-                 ON CONFLICT (mapping) DO UPDATE SET doc = excluded.doc",
-            )
-            .bind(mapping)
-            .bind(doc.render()?)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            commit_in(&mut tx, mapping, delta).await?;
             tx.commit().await.map_err(err)
         }
     }

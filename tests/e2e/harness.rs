@@ -85,6 +85,24 @@ pub enum Pool {
 }
 
 /// A fresh database, dropped at the end of the test.
+/// A transaction holding the state store's lock (see [`Db::hold_state_lock`]).
+pub enum StateLock {
+    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
+    My(sqlx::Transaction<'static, sqlx::MySql>),
+    Lite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl StateLock {
+    /// Rolls back, releasing the lock.
+    pub async fn release(self) {
+        let _ = match self {
+            StateLock::Pg(tx) => tx.rollback().await,
+            StateLock::My(tx) => tx.rollback().await,
+            StateLock::Lite(tx) => tx.rollback().await,
+        };
+    }
+}
+
 pub struct Db {
     pub backend: Backend,
     /// The database name (the file path for SQLite).
@@ -252,6 +270,37 @@ impl Db {
             }
         }
         panic!("{last}")
+    }
+
+    /// Holds the lock of the daemon's state store for `mapping` from another connection until
+    /// the guard is released: the daemon's next state commit waits for it. (PostgreSQL and
+    /// MySQL: the mapping's state row `FOR UPDATE`; SQLite: the database's write lock.)
+    pub async fn hold_state_lock(&self, mapping: &str) -> StateLock {
+        match &self.pool {
+            Pool::Pg(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query(
+                    "SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE",
+                )
+                .bind(mapping)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                StateLock::Pg(tx)
+            }
+            Pool::My(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query(
+                    "SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE",
+                )
+                .bind(mapping)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+                StateLock::My(tx)
+            }
+            Pool::Lite(p) => StateLock::Lite(p.begin_with("BEGIN IMMEDIATE").await.unwrap()),
+        }
     }
 
     /// `CREATE TABLE` for a test table.
@@ -777,6 +826,58 @@ impl World {
         }
     }
 
+    /// Starts `sheetsync -c <cfg> <args>` and waits up to `limit` for it to exit; a command still
+    /// running then is killed and reported as `code: None`.
+    pub async fn cli_within(&self, limit: Duration, args: &[&str]) -> Output {
+        let mut cmd = base_command(&self.cfg_path);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run the sheetsync CLI");
+        let start = Instant::now();
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        Output {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `sheetsync deletes list --mapping <m>`: the mapping's pending deletes, as JSON.
+    pub async fn pending_deletes(&self, m: usize) -> Result<Vec<Json>, String> {
+        let out = self
+            .cli(
+                &self.cfg_path,
+                &["deletes", "list", "--mapping", &self.mappings[m].name],
+            )
+            .await;
+        if out.code != Some(0) {
+            return Err(format!("deletes list failed: {out:?}"));
+        }
+        let v: Json =
+            serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))?;
+        Ok(v[0]["pending_deletes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// `sheetsync conflicts list --mapping <m>` as JSON.
     pub async fn conflicts_list(&self, m: usize) -> Result<Json, String> {
         let out = self
@@ -836,31 +937,22 @@ impl World {
         Ok(sum)
     }
 
-    /// Polls until both sides of mapping `m` hold the same rows, whatever they are; returns
-    /// them.
-    pub async fn converge_equal(&self, m: usize) -> BTreeMap<i64, Canon> {
-        let table = self.mappings[m].table.clone();
-        let start = Instant::now();
-        loop {
-            let err = match (self.db.try_rows(&table).await, self.sheet_rows(m)) {
-                (Ok(db), Ok(sheet)) if db == sheet => return db,
-                (Ok(db), Ok(sheet)) => format!("sheet vs database: {}", diff(&db, &sheet)),
-                (Err(e), _) | (_, Err(e)) => e,
-            };
-            if start.elapsed() > DEADLINE {
-                panic!(
-                    "timed out after {DEADLINE:?} waiting until both sides of mapping {} agree: {err}",
-                    self.mappings[m].name
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Checks that mapping `m` is quiet once converged: over the next cycles (a full read of
     /// both sides among them) it writes nothing, so nothing echoes or ping-pongs.
     pub async fn assert_quiet(&self, m: usize) {
         let label = format!("mapping=\"{}\"", self.mappings[m].name);
+        // The cycle that made the sides converge may not have reported its writes yet: count
+        // from the end of the next one.
+        let first = self.metric("sheetsync_cycles_total", &label).await.unwrap();
+        wait_until("one more cycle", || async {
+            let now = self.metric("sheetsync_cycles_total", &label).await?;
+            if now >= first + 2.0 {
+                Ok(())
+            } else {
+                Err(format!("{now} cycles"))
+            }
+        })
+        .await;
         let writes = self.metric("sheetsync_writes_total", &label).await.unwrap();
         let cycles = self.metric("sheetsync_cycles_total", &label).await.unwrap();
         wait_until("eight more cycles", || async {

@@ -52,6 +52,8 @@ e2e!(
     deletes_and_mass_delete_guard,
     bad_cells_held_and_released,
     kill_9_mid_cycle,
+    kill_9_between_sheet_write_and_state_commit,
+    repointed_mapping_refused_until_reset,
     api_error_storms,
     database_connections_killed,
     check_and_plan,

@@ -39,14 +39,26 @@ pub enum Event {
         /// The row.
         key: RowKey,
     },
-    /// The mass-delete guard stopped a side's deletes this cycle.
+    /// A side's deletes exceeded the mass-delete guard's limits this cycle: they wait in the
+    /// approval queue (or, with `auto_approve`, were applied anyway).
     GuardTripped {
         /// The side whose rows would have been deleted.
         side: Side,
-        /// How many deletes were withheld.
+        /// How many deletes tripped it.
         deletes: usize,
         /// How many rows the side has.
         rows: usize,
+    },
+    /// The queue of deletes waiting for approval changed.
+    DeleteQueue {
+        /// What happened.
+        change: QueueChange,
+        /// The side the rows were deleted on.
+        deleted_on: Side,
+        /// How many rows it concerns.
+        rows: usize,
+        /// Deletes waiting for a decision now, on both sides.
+        waiting: usize,
     },
     /// An operation failed; the cycle's affected rows are retried.
     Error {
@@ -64,6 +76,39 @@ pub enum Event {
     },
     /// A cycle finished.
     Cycle(CycleReport),
+}
+
+/// A change to the queue of pending deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueChange {
+    /// Deletes were parked by the guard.
+    Queued,
+    /// An operator approved deletes; the next cycle applies them.
+    Approved,
+    /// An operator rejected deletes; the next cycle restores the rows.
+    Rejected,
+    /// Approved deletes were applied on the other side.
+    Applied,
+    /// Rejected deletes were undone: the rows are back on the side that deleted them.
+    Restored,
+    /// Pending deletes were dropped: the row reappeared, or it changed so that it is no longer
+    /// a delete (deleted on both sides, updated on the other side).
+    Dropped,
+}
+
+impl QueueChange {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueChange::Queued => "queued",
+            QueueChange::Approved => "approved",
+            QueueChange::Rejected => "rejected",
+            QueueChange::Applied => "applied",
+            QueueChange::Restored => "restored",
+            QueueChange::Dropped => "dropped",
+        }
+    }
 }
 
 /// Counts for one side.
@@ -117,6 +162,10 @@ pub struct CycleReport {
     pub conflicts: usize,
     /// Keys to retry next cycle.
     pub pending: usize,
-    /// Sides whose deletes the guard stopped.
+    /// Sides whose deletes tripped the guard.
     pub guard_tripped: Vec<crate::model::Side>,
+    /// Deletes parked in the approval queue this cycle.
+    pub deletes_queued: usize,
+    /// Deletes waiting for an operator at the end of the cycle.
+    pub pending_deletes: usize,
 }

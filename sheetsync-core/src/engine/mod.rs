@@ -2,18 +2,27 @@
 //!
 //! One cycle ([`Engine::run_once`]):
 //! 1. read each side, in full or through its change feed since the persisted cursor;
-//! 2. find the rows that differ from their base on either side (plus rows to retry), give keys
-//!    to new rows, and merge each row ([`crate::merge`]);
-//! 3. stop a side's deletes if they trip the mass-delete guard;
-//! 4. apply the writes, the Sheet first and then the database, so a database row is only
+//! 2. find the rows that differ from their base on either side (plus rows to retry, rows with a
+//!    write intent and rows with a pending delete), give keys to new rows, and merge each row
+//!    ([`crate::merge`]);
+//! 3. park a side's deletes in the approval queue if they trip the mass-delete guard;
+//! 4. persist a [`WriteIntent`](crate::WriteIntent) for every row about to be written;
+//! 5. apply the writes, the Sheet first and then the database, so a database row is only
 //!    written once the Sheet accepted its part;
-//! 5. persist the new bases, cursors, held rows and conflicts as one [`StateDelta`], and only
-//!    then acknowledge the change feeds.
+//! 6. persist the new bases, cursors, held rows, conflicts and queue as one [`StateDelta`]
+//!    (in the database's write transaction when the database side offers it), and only then
+//!    acknowledge the change feeds.
 //!
-//! A crash anywhere re-runs the merge on the next start: content equal on both sides is agreed
-//! without a write, so nothing is duplicated or lost.
+//! A crash anywhere re-runs the merge on the next start. Content that equals a pending intent is
+//! the engine's own write, never a person's edit: the intent is completed (every side written
+//! holds its target, which becomes the base) or its writes are merged as if they had not
+//! happened. So nothing is duplicated, lost or resurrected.
 
+mod apply;
+mod deletes;
 mod events;
+mod identity;
+mod intent;
 mod plan;
 mod read;
 
@@ -32,10 +41,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{KeyStrategy, MappingConfig};
 use crate::model::{Cursor, KeyMap, RowKey, Side, TableSchema};
 use crate::resolve::{ConflictResolver, ResolverSpec};
-use crate::state::{Choice, ConflictRecord, HeldRow, RowBase, StateDelta, StateStore};
-use crate::table::{Table, WriteContext, WriteOp, WriteOutcome};
+use crate::state::{
+    Choice, ConflictRecord, HeldRow, MappingIdentity, PendingDelete, RecentDeletes, RowBase,
+    StateDelta, StateSnapshot, StateStore, WriteIntent,
+};
+use crate::table::Table;
 
-pub use events::{CycleReport, Event, SideCounts, WriteKind};
+pub use deletes::DeleteSelection;
+pub use events::{CycleReport, Event, QueueChange, SideCounts, WriteKind};
 pub use plan::{Plan, PlannedOp};
 
 use read::SideRead;
@@ -74,6 +87,73 @@ struct EngineState {
     last_full: [Option<Instant>; 2],
     allow_deletes: bool,
     cycle: u64,
+    /// Writes started and not seen through, by key.
+    intents: BTreeMap<RowKey, WriteIntent>,
+    /// Deletes waiting for an operator, by key.
+    queue: BTreeMap<RowKey, PendingDelete>,
+    /// Deletes applied within the guard's window.
+    recent_deletes: Vec<RecentDeletes>,
+    /// The sides' identity, to record with the next commit (a new mapping, or state from before
+    /// identities were recorded).
+    identity_to_record: Option<MappingIdentity>,
+    /// A state commit failed: whether it landed is unknown, so the next cycle starts from what
+    /// the store holds, as a restart would.
+    reload: bool,
+}
+
+impl EngineState {
+    fn from_snapshot(snap: StateSnapshot) -> Self {
+        EngineState {
+            live_bases: snap.bases.values().filter(|b| !b.tombstone).count(),
+            bases: snap
+                .bases
+                .into_iter()
+                .map(|(k, b)| (k, BaseEntry::new(b)))
+                .collect(),
+            cursors: snap.cursors,
+            pending: snap.pending.into_iter().collect(),
+            held: snap.held,
+            conflicts: snap
+                .conflicts
+                .into_iter()
+                .map(|c| (c.key.clone(), c))
+                .collect(),
+            choices: snap.choices.into_iter().collect(),
+            intents: snap
+                .intents
+                .into_iter()
+                .map(|i| (i.key.clone(), i))
+                .collect(),
+            queue: snap
+                .pending_deletes
+                .into_iter()
+                .map(|p| (p.key.clone(), p))
+                .collect(),
+            recent_deletes: snap.recent_deletes,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the base of `key`, keeping the count of live bases.
+    fn set_base(&mut self, key: RowKey, base: RowBase) {
+        let live = !base.tombstone;
+        if let Some(old) = self.bases.insert(key, BaseEntry::new(base)) {
+            self.live_bases -= !old.base.tombstone as usize;
+        }
+        self.live_bases += live as usize;
+    }
+
+    /// Keys the engine must look at every cycle whatever the feeds say.
+    fn keys_to_revisit(&self) -> BTreeSet<RowKey> {
+        self.pending
+            .iter()
+            .chain(self.choices.keys())
+            .chain(self.conflicts.keys())
+            .chain(self.intents.keys())
+            .chain(self.queue.keys())
+            .cloned()
+            .collect()
+    }
 }
 
 /// A merge base, and for each side the mark of the last full read that saw its key (a read
@@ -107,6 +187,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn StateStore>>,
     resolver: Option<Arc<dyn ConflictResolver>>,
     origin: Option<String>,
+    start_afresh: bool,
 }
 
 impl EngineBuilder {
@@ -128,8 +209,18 @@ impl EngineBuilder {
         self
     }
 
-    /// Checks the sides against each other and the mapping, loads the state, and returns the
-    /// engine.
+    /// Starts the mapping afresh: forgets its saved state (bases, cursors, conflicts, write
+    /// intents, pending deletes) and records the sides it points at now. With no bases, the
+    /// first cycle is a union of both sides that deletes nothing on either. This is how a
+    /// mapping is re-pointed at another spreadsheet, tab or table on purpose; without it the
+    /// engine refuses state that belongs to other sides ([`ErrorKind::IdentityMismatch`]).
+    pub fn start_afresh(mut self) -> Self {
+        self.start_afresh = true;
+        self
+    }
+
+    /// Checks the sides against each other and the mapping, loads the state (refusing state
+    /// that belongs to other sides), and returns the engine.
     pub async fn build(self) -> Result<Engine> {
         let schema = self.sheet.schema().clone();
         schema.check_compatible(self.db.schema())?;
@@ -167,24 +258,20 @@ impl EngineBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(crate::state::MemoryStateStore::new()));
-        let snap = store.load(&self.mapping.name).await?;
+        let current = MappingIdentity {
+            sheet: self.sheet.identity().await?,
+            db: self.db.identity().await?,
+        };
+        let snap = if self.start_afresh {
+            identity::start_afresh(&*store, &self.mapping.name, &current).await?
+        } else {
+            store.load(&self.mapping.name).await?
+        };
+        let identity_to_record = identity::check(&self.mapping.name, &snap, &current)?;
+        let clock = snap.clock;
         let state = EngineState {
-            live_bases: snap.bases.values().filter(|b| !b.tombstone).count(),
-            bases: snap
-                .bases
-                .into_iter()
-                .map(|(k, b)| (k, BaseEntry::new(b)))
-                .collect(),
-            cursors: snap.cursors,
-            pending: snap.pending.into_iter().collect(),
-            held: snap.held,
-            conflicts: snap
-                .conflicts
-                .into_iter()
-                .map(|c| (c.key.clone(), c))
-                .collect(),
-            choices: snap.choices.into_iter().collect(),
-            ..Default::default()
+            identity_to_record,
+            ..EngineState::from_snapshot(snap)
         };
         let (events, _) = broadcast::channel(1024);
         Ok(Engine {
@@ -198,7 +285,7 @@ impl EngineBuilder {
             store,
             resolver,
             key_strategy,
-            clock: Clock::starting_after(snap.clock),
+            clock: Clock::starting_after(clock),
             events,
             wake: Notify::new(),
             scan_gen: AtomicU32::new(0),
@@ -221,6 +308,7 @@ impl Engine {
             store: None,
             resolver: None,
             origin: None,
+            start_afresh: false,
         }
     }
 
@@ -265,7 +353,8 @@ impl Engine {
             .collect()
     }
 
-    /// Lets the next cycle apply deletes that the mass-delete guard stopped.
+    /// Approves every delete waiting in the queue and lets the next cycle's deletes through the
+    /// mass-delete guard. Prefer [`Engine::approve_deletes`], which names what it approves.
     pub async fn allow_deletes_once(&self) {
         self.state.lock().await.allow_deletes = true;
         self.wake();
@@ -334,6 +423,9 @@ impl Engine {
         let span = tracing::info_span!("cycle", mapping = %self.mapping.name, cycle = st.cycle);
         // A span guard must not live across an await: instrument the future instead.
         async {
+            if st.reload {
+                self.reload(&mut st).await?;
+            }
             let reads = match self.read_sides(&st).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -349,6 +441,24 @@ impl Engine {
         }
         .instrument(span)
         .await
+    }
+
+    /// Replaces the state in memory with what the store holds (after a commit whose outcome is
+    /// unknown), keeping what only this process knows.
+    async fn reload(&self, st: &mut EngineState) -> Result<()> {
+        let snap = self.store.load(&self.mapping.name).await?;
+        tracing::info!(mapping = %self.mapping.name, "reloading the state after a failed commit");
+        let fresh = EngineState::from_snapshot(snap);
+        let keep = std::mem::take(st);
+        *st = EngineState {
+            cycle: keep.cycle,
+            last_full: keep.last_full,
+            allow_deletes: keep.allow_deletes,
+            identity_to_record: keep.identity_to_record,
+            first_seen: keep.first_seen,
+            ..fresh
+        };
+        Ok(())
     }
 
     /// Runs cycles until `shutdown` completes: after a wake-up from either side or
@@ -426,14 +536,12 @@ impl Engine {
             .map_err(|e| e.with_context("side", side.to_string()))?;
             if !read.full && caps.fetch {
                 // Rows to retry were read before; the feed will not show them again.
+                // So were rows with a write intent or a pending delete, and the engine's own
+                // writes never come back through the feed.
                 let retry: Vec<RowKey> = st
-                    .pending
-                    .iter()
-                    .chain(st.choices.keys())
-                    .filter(|k| !read.rows.contains_key(*k))
-                    .cloned()
-                    .collect::<BTreeSet<_>>()
+                    .keys_to_revisit()
                     .into_iter()
+                    .filter(|k| !read.rows.contains_key(k))
                     .collect();
                 if !retry.is_empty() {
                     let (rows, invalid) =
@@ -445,361 +553,6 @@ impl Engine {
             out[idx(side)] = read;
         }
         Ok(out)
-    }
-
-    async fn apply(
-        &self,
-        st: &mut EngineState,
-        reads: [SideRead; 2],
-        mut plan: Plan,
-    ) -> Result<CycleReport> {
-        let ctx = WriteContext {
-            origin: self.origin.clone(),
-        };
-        let mut report = CycleReport {
-            cycle: st.cycle,
-            ..Default::default()
-        };
-        for side in Side::BOTH {
-            *report.full_reads.get_mut(side) = reads[idx(side)].full as usize;
-        }
-        report.changes = plan.changes;
-        // Keys whose writes failed on some side (value: why, if a side refused the row).
-        let mut failed: BTreeMap<RowKey, Option<(Side, String)>> = BTreeMap::new();
-        let mut new_bases: Vec<(RowKey, RowBase)> = Vec::new();
-        let now = self.clock.now();
-
-        // 1. The Sheet.
-        let sheet_ops = std::mem::take(&mut plan.sheet);
-        let sheet_results = self
-            .apply_side(Side::Sheet, sheet_ops, &ctx, &mut report, &mut failed)
-            .await;
-        // Keys generated by the engine go to the database once the Sheet row carries them.
-        for (op, outcome) in &sheet_results {
-            if let (
-                WriteOp::SetKey { row, .. },
-                Some(WriteOutcome::Applied | WriteOutcome::Stored(_)),
-            ) = (&op.op, outcome)
-            {
-                if op.then_insert {
-                    plan.db.push(PlannedOp {
-                        key: op.key.clone(),
-                        op: WriteOp::Upsert {
-                            row: row.clone(),
-                            expected: crate::table::Expected::Absent,
-                        },
-                        then_insert: false,
-                        locator: None,
-                    });
-                    if let Some(k) = &op.key {
-                        plan.targets.insert(k.clone(), Some(row.clone()));
-                    }
-                }
-            }
-        }
-
-        // 2. The database, except rows whose Sheet part failed.
-        let db_ops: Vec<PlannedOp> = std::mem::take(&mut plan.db)
-            .into_iter()
-            .filter(|op| op.key.as_ref().is_none_or(|k| !failed.contains_key(k)))
-            .collect();
-        let db_results = self
-            .apply_side(Side::Db, db_ops, &ctx, &mut report, &mut failed)
-            .await;
-
-        // 3. Keys the database generated go back into the Sheet rows they came from.
-        let mut key_backs = Vec::new();
-        for (op, outcome) in &db_results {
-            if let (WriteOp::Insert { .. }, Some(WriteOutcome::Stored(stored))) = (&op.op, outcome)
-            {
-                match stored.key(&self.schema) {
-                    Some(k) => {
-                        // The base is set now: if writing the key back fails, the next cycle's
-                        // restore step finds the unkeyed row by content and retries.
-                        new_bases.push((k.clone(), RowBase::live(stored.clone(), now)));
-                        if let Some(locator) = &op.locator {
-                            key_backs.push(PlannedOp {
-                                key: Some(k),
-                                op: WriteOp::SetKey {
-                                    locator: locator.clone(),
-                                    row: stored.clone(),
-                                },
-                                then_insert: false,
-                                locator: None,
-                            });
-                        }
-                    }
-                    None => self.emit(Event::Error {
-                        side: Some(Side::Db),
-                        message: format!("{} stored an inserted row without a key", self.db.name()),
-                    }),
-                }
-            }
-        }
-        if !key_backs.is_empty() {
-            let mut ignore = BTreeMap::new();
-            self.apply_side(Side::Sheet, key_backs, &ctx, &mut report, &mut ignore)
-                .await;
-        }
-
-        // 4. New state.
-        let mut released = Vec::new();
-        let mut pending: BTreeSet<RowKey> = plan.retry.clone();
-        let mut held: Vec<HeldRow> = plan.held.clone();
-        for (k, t) in plan.agreed.iter().chain(plan.targets.iter()) {
-            if failed.contains_key(k) {
-                pending.insert(k.clone());
-                continue;
-            }
-            new_bases.push((
-                k.clone(),
-                match t {
-                    Some(row) => RowBase::live(row.clone(), now),
-                    None => RowBase::tombstone(now),
-                },
-            ));
-        }
-        for (k, why) in &failed {
-            pending.insert(k.clone());
-            if let Some((side, reason)) = why {
-                held.push(HeldRow {
-                    key: Some(k.clone()),
-                    side: Some(*side),
-                    locator: None,
-                    reason: format!("{} refused the row: {reason}", self.table(*side).name()),
-                });
-            }
-        }
-        let mut conflicts = st.conflicts.clone();
-        let mut choices = st.choices.clone();
-        for (k, _) in &new_bases {
-            choices.remove(k);
-            if conflicts.remove(k).is_some() {
-                released.push(k.clone());
-            }
-        }
-        for c in &plan.conflicts {
-            pending.insert(c.key.clone());
-            let is_new = conflicts
-                .get(&c.key)
-                .is_none_or(|old| old.fields != c.fields || old.sheet != c.sheet || old.db != c.db);
-            if is_new {
-                self.emit(Event::Conflict(c.clone()));
-            }
-            conflicts.insert(c.key.clone(), c.clone());
-        }
-        for h in &held {
-            if let Some(k) = &h.key {
-                pending.insert(k.clone());
-            }
-            if !st.held.contains(h) {
-                self.emit(Event::Held(h.clone()));
-            }
-        }
-        for h in &st.held {
-            if let Some(k) = &h.key {
-                if !held.iter().any(|n| n.key.as_ref() == Some(k)) && !released.contains(k) {
-                    released.push(k.clone());
-                }
-            }
-        }
-        // Tombstones only matter until both sides have been read in full since the delete.
-        let prune: Vec<RowKey> = if reads.iter().all(|r| r.full) {
-            let renewed: std::collections::HashSet<&RowKey> =
-                new_bases.iter().map(|(k, _)| k).collect();
-            st.bases
-                .iter()
-                .filter(|(k, e)| e.base.tombstone && !renewed.contains(k))
-                .map(|(k, _)| k.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut cursors = Vec::new();
-        for side in Side::BOTH {
-            if let Some(c) = &reads[idx(side)].cursor {
-                if st.cursors.get(&side) != Some(c) {
-                    cursors.push((side, c.clone()));
-                }
-            }
-        }
-        // Only what changed: a quiet cycle writes nothing to the store either.
-        let delta = StateDelta {
-            upsert: new_bases,
-            remove: prune,
-            cursors,
-            pending: (pending != st.pending).then(|| pending.iter().cloned().collect()),
-            held: (held != st.held).then(|| held.clone()),
-            conflicts: (conflicts != st.conflicts).then(|| conflicts.values().cloned().collect()),
-            choices: (choices != st.choices).then(|| choices.clone().into_iter().collect()),
-            clock: self.clock.last(),
-        };
-        let quiet = delta.upsert.is_empty()
-            && delta.remove.is_empty()
-            && delta.cursors.is_empty()
-            && delta.pending.is_none()
-            && delta.held.is_none()
-            && delta.conflicts.is_none()
-            && delta.choices.is_none();
-        if !quiet {
-            self.store
-                .commit(&self.mapping.name, &delta)
-                .await
-                .map_err(|e| e.with_operation("state.commit"))?;
-        }
-
-        // 5. The state is safe: update memory, then let queue-style feeds drop what we read.
-        for (k, b) in delta.upsert {
-            let live = !b.tombstone;
-            if let Some(old) = st.bases.insert(k, BaseEntry::new(b)) {
-                st.live_bases -= !old.base.tombstone as usize;
-            }
-            st.live_bases += live as usize;
-        }
-        for k in &delta.remove {
-            if let Some(old) = st.bases.remove(k) {
-                st.live_bases -= !old.base.tombstone as usize;
-            }
-        }
-        for (side, c) in delta.cursors {
-            st.cursors.insert(side, c);
-        }
-        // Remember when the changes of rows to retry were first seen.
-        st.first_seen.retain(|k, _| pending.contains(k));
-        for k in &pending {
-            if let Some(now_seen) = plan.seen.get(k) {
-                let entry = st.first_seen.entry(k.clone()).or_insert(*now_seen);
-                for i in 0..2 {
-                    match (entry[i], now_seen[i]) {
-                        (Some((h, _)), Some((h2, _))) if h == h2 => {}
-                        _ => entry[i] = now_seen[i],
-                    }
-                }
-            }
-        }
-        st.pending = pending;
-        st.held = held;
-        st.conflicts = conflicts;
-        st.choices = choices;
-        if plan.guard_bypassed {
-            st.allow_deletes = false;
-        }
-        for side in Side::BOTH {
-            let read = &reads[idx(side)];
-            if read.full {
-                st.last_full[idx(side)] = Some(Instant::now());
-            }
-            if let Some(c) = &read.ack {
-                if let Err(e) = self.table(side).ack(c).await {
-                    // Harmless: the feed hands the same changes out again and they merge to
-                    // nothing.
-                    self.emit(Event::Error {
-                        side: Some(side),
-                        message: format!("ack failed: {e}"),
-                    });
-                }
-            }
-        }
-        for k in released {
-            self.emit(Event::Released { key: k });
-        }
-        for (side, deletes, rows) in &plan.guard {
-            report.guard_tripped.push(*side);
-            self.emit(Event::GuardTripped {
-                side: *side,
-                deletes: *deletes,
-                rows: *rows,
-            });
-        }
-        report.held = st.held.len();
-        report.conflicts = st.conflicts.len();
-        report.pending = st.pending.len();
-        self.emit(Event::Cycle(report.clone()));
-        Ok(report)
-    }
-
-    /// Applies `ops` to `side` in batches; records failures per key. Returns each op with its
-    /// outcome (`None` when its batch failed).
-    async fn apply_side(
-        &self,
-        side: Side,
-        ops: Vec<PlannedOp>,
-        ctx: &WriteContext,
-        report: &mut CycleReport,
-        failed: &mut BTreeMap<RowKey, Option<(Side, String)>>,
-    ) -> Vec<(PlannedOp, Option<WriteOutcome>)> {
-        let table = self.table(side);
-        let max = table.capabilities().max_batch.max(1);
-        let mut out = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            let chunk: Vec<PlannedOp> = ops.by_ref().take(max).collect();
-            *report.write_calls.get_mut(side) += 1;
-            let result = table
-                .apply(chunk.iter().map(|p| p.op.clone()).collect(), ctx)
-                .await
-                .and_then(|outcomes| {
-                    if outcomes.len() == chunk.len() {
-                        Ok(outcomes)
-                    } else {
-                        Err(Error::new(
-                            ErrorKind::Unexpected,
-                            format!(
-                                "{} returned {} outcomes for {} operations",
-                                table.name(),
-                                outcomes.len(),
-                                chunk.len()
-                            ),
-                        ))
-                    }
-                });
-            match result {
-                Ok(outcomes) => {
-                    tracing::debug!(%side, ops = chunk.len(), ?outcomes, "applied");
-                    for (p, o) in chunk.into_iter().zip(outcomes) {
-                        match &o {
-                            WriteOutcome::Applied | WriteOutcome::Stored(_) => {
-                                *report.writes.get_mut(side) += 1;
-                                self.emit(Event::Synced {
-                                    key: p.key.clone(),
-                                    side,
-                                    kind: match p.op {
-                                        WriteOp::Delete { .. } => WriteKind::Delete,
-                                        WriteOp::SetKey { .. } => WriteKind::SetKey,
-                                        _ => WriteKind::Upsert,
-                                    },
-                                });
-                            }
-                            WriteOutcome::Held(reason) => {
-                                if let Some(k) = &p.key {
-                                    failed.insert(k.clone(), Some((side, reason.clone())));
-                                }
-                            }
-                            WriteOutcome::Stale => {
-                                if let Some(k) = &p.key {
-                                    failed.entry(k.clone()).or_insert(None);
-                                }
-                            }
-                        }
-                        out.push((p, Some(o)));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%side, error = %e, "write batch failed");
-                    self.emit(Event::Error {
-                        side: Some(side),
-                        message: e.to_string(),
-                    });
-                    for p in chunk {
-                        if let Some(k) = &p.key {
-                            failed.entry(k.clone()).or_insert(None);
-                        }
-                        out.push((p, None));
-                    }
-                }
-            }
-        }
-        out
     }
 }
 

@@ -39,8 +39,21 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+        self.commit_now(mapping, delta);
+        Ok(())
+    }
+
+    /// This store, by address: a [`MemoryTable`](crate::MemoryTable) made
+    /// [transactional](crate::MemoryTable::commit_state_to) with it commits into it.
+    fn location(&self) -> Option<String> {
+        Some(format!("memory:{:p}", self as *const Self))
+    }
+}
+
+impl MemoryStateStore {
+    /// Commits at once (the store never waits).
+    pub(crate) fn commit_now(&self, mapping: &str, delta: &StateDelta) {
         let mut m = self.mappings.lock().expect("state store lock poisoned");
         delta.apply_to(m.entry(mapping.to_string()).or_default());
-        Ok(())
     }
 }

@@ -3,8 +3,14 @@
 //! The engine keeps the bases of a mapping in memory while it runs and persists each cycle's
 //! changes as one [`StateDelta`], which a store must commit atomically. [`MemoryStateStore`] is the
 //! reference implementation; the SQL adapters provide one that lives in the synced database.
+//!
+//! Besides the bases a mapping's state holds the engine's [`WriteIntent`]s (what it is about to
+//! write, recorded before it writes), the [`MappingIdentity`] of the two sides it belongs to,
+//! the [`PendingDelete`]s the mass-delete guard parked for an operator, and the
+//! [`RecentDeletes`] the guard's window adds up.
 
 mod memory;
+mod records;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +21,9 @@ use crate::error::Result;
 use crate::model::{Cursor, Row, RowHash, RowKey, Side, Value};
 
 pub use memory::MemoryStateStore;
+pub use records::{
+    DeleteDecision, MappingIdentity, PendingDelete, RecentDeletes, SideBefore, WriteIntent,
+};
 
 /// The last state of a row that both sides agreed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +57,14 @@ impl RowBase {
             row,
             tombstone: true,
             synced_at,
+        }
+    }
+
+    /// The base for what both sides agreed on: the row, or a tombstone for `None`.
+    pub fn agreed(row: Option<Row>, synced_at: u64) -> Self {
+        match row {
+            Some(r) => RowBase::live(r, synced_at),
+            None => RowBase::tombstone(synced_at),
         }
     }
 
@@ -127,6 +144,14 @@ pub struct StateSnapshot {
     pub choices: Vec<(RowKey, Choice)>,
     /// The engine clock, so it never runs backwards after a restart.
     pub clock: u64,
+    /// The sides this state belongs to (`None`: not recorded yet).
+    pub identity: Option<MappingIdentity>,
+    /// Writes the engine started and has not seen through.
+    pub intents: Vec<WriteIntent>,
+    /// Deletes waiting for an operator.
+    pub pending_deletes: Vec<PendingDelete>,
+    /// Deletes applied recently, for the guard's window.
+    pub recent_deletes: Vec<RecentDeletes>,
 }
 
 /// One cycle's changes to a mapping's state. Fields that are `None` stay as they are.
@@ -148,11 +173,47 @@ pub struct StateDelta {
     pub choices: Option<Vec<(RowKey, Choice)>>,
     /// The engine clock.
     pub clock: u64,
+    /// Forget everything stored for the mapping (but the clock) before applying the rest: a
+    /// mapping started afresh.
+    pub reset: bool,
+    /// Records the sides the state belongs to.
+    pub identity: Option<MappingIdentity>,
+    /// Write intents to insert or replace (by key), after `intents_done` are removed.
+    pub intents: Vec<WriteIntent>,
+    /// Keys whose write intents are over.
+    pub intents_done: Vec<RowKey>,
+    /// Replaces the deletes waiting for an operator.
+    pub pending_deletes: Option<Vec<PendingDelete>>,
+    /// Replaces the log of recent deletes.
+    pub recent_deletes: Option<Vec<RecentDeletes>>,
 }
 
 impl StateDelta {
+    /// True when the delta changes nothing but (perhaps) the clock.
+    pub fn is_empty(&self) -> bool {
+        !self.reset
+            && self.upsert.is_empty()
+            && self.remove.is_empty()
+            && self.cursors.is_empty()
+            && self.pending.is_none()
+            && self.held.is_none()
+            && self.conflicts.is_none()
+            && self.choices.is_none()
+            && self.identity.is_none()
+            && self.intents.is_empty()
+            && self.intents_done.is_empty()
+            && self.pending_deletes.is_none()
+            && self.recent_deletes.is_none()
+    }
+
     /// Applies the delta to a snapshot: what a store must do atomically.
     pub fn apply_to(&self, s: &mut StateSnapshot) {
+        if self.reset {
+            *s = StateSnapshot {
+                clock: s.clock,
+                ..StateSnapshot::default()
+            };
+        }
         for (k, b) in &self.upsert {
             s.bases.insert(k.clone(), b.clone());
         }
@@ -174,6 +235,24 @@ impl StateDelta {
         if let Some(c) = &self.choices {
             s.choices = c.clone();
         }
+        if let Some(i) = &self.identity {
+            s.identity = Some(i.clone());
+        }
+        if !self.intents_done.is_empty() || !self.intents.is_empty() {
+            let replaced: std::collections::HashSet<&RowKey> = self
+                .intents_done
+                .iter()
+                .chain(self.intents.iter().map(|i| &i.key))
+                .collect();
+            s.intents.retain(|i| !replaced.contains(&i.key));
+            s.intents.extend(self.intents.iter().cloned());
+        }
+        if let Some(p) = &self.pending_deletes {
+            s.pending_deletes = p.clone();
+        }
+        if let Some(r) = &self.recent_deletes {
+            s.recent_deletes = r.clone();
+        }
         s.clock = s.clock.max(self.clock);
     }
 }
@@ -187,4 +266,11 @@ pub trait StateStore: Send + Sync {
     /// Commits `delta` for `mapping` atomically: after a crash either all of it or none of it is
     /// visible to the next [`StateStore::load`].
     async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()>;
+
+    /// Where the state lives, for sinks that commit into it in their own transactions
+    /// ([`TransactionalSink::state_location`](crate::TransactionalSink::state_location)); `None`
+    /// (the default) when no sink can.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }

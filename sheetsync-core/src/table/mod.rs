@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{ChangeBatch, Cursor, Observation, Row, RowKey, TableSchema};
+use crate::state::StateDelta;
 
 /// What an adapter can do. The engine and the conformance suite rely on these flags, so an
 /// adapter must declare only what it really does.
@@ -58,6 +59,15 @@ pub trait Source: Send + Sync {
 
     /// What this adapter can do.
     fn capabilities(&self) -> Capabilities;
+
+    /// What this side is, for the mapping's state: a text that changes when the adapter points
+    /// at another spreadsheet, tab, server, database, schema or table (or at a re-created one),
+    /// and stays the same otherwise (a renamed tab, a new connection, a restart). The engine
+    /// records it with the state and refuses to use that state with another side, whose rows
+    /// would all look deleted. The default is [`Source::name`].
+    async fn identity(&self) -> Result<String> {
+        Ok(self.name().to_string())
+    }
 
     /// The columns rows carry, in order, and the key.
     fn schema(&self) -> &TableSchema;
@@ -180,6 +190,38 @@ pub trait Sink: Send + Sync {
     /// an `Err` means the batch as a whole could not be applied (the engine retries it, so
     /// applying an op twice must be harmless).
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>>;
+
+    /// The sink's transactions that can carry the engine's state, when it has them (a database
+    /// table whose state store lives in the same database). The default: none.
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        None
+    }
+}
+
+/// A sink whose writes and the engine's new state commit in one transaction: after a crash or
+/// a lost answer, either both are there or neither is. The engine uses it when
+/// [`TransactionalSink::state_location`] equals its state store's
+/// [`StateStore::location`](crate::StateStore::location).
+#[async_trait]
+pub trait TransactionalSink: Send + Sync {
+    /// Which state store the transactions commit into; equal to that store's
+    /// [`StateStore::location`](crate::StateStore::location).
+    fn state_location(&self) -> String;
+
+    /// Begins a write transaction tagged with the engine's origin.
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>>;
+}
+
+/// One write transaction of a [`TransactionalSink`]. Dropping it without
+/// [`SinkTransaction::commit`] rolls everything back.
+#[async_trait]
+pub trait SinkTransaction: Send {
+    /// Applies `ops` (at most [`Capabilities::max_batch`]) inside the transaction, with the
+    /// outcomes of [`Sink::apply`]. An `Err` means the transaction is lost.
+    async fn apply(&mut self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>>;
+
+    /// Commits `state` for `mapping` together with the writes.
+    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()>;
 }
 
 /// A side that can be read and written: what the engine drives.

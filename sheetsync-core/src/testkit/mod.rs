@@ -1,5 +1,6 @@
-//! Tools for adapter authors (feature `testkit`): the conformance suite every adapter runs, and
-//! proptest strategies for values and rows.
+//! Tools for adapter authors (feature `testkit`): the conformance suite every adapter runs, the
+//! state-store conformance check ([`run_state_store_conformance`]), and proptest strategies for
+//! values and rows.
 //!
 //! An adapter's test provides a [`FixtureFactory`] that creates a fresh, empty table for a schema
 //! and a way to change it as another program would ([`ExternalWriter`]); [`run_conformance`] then
@@ -36,9 +37,11 @@
 //! ```
 
 mod conformance;
+mod state;
 mod strategies;
 
 pub use conformance::{
     conformance_schema, run_conformance, ConformanceReport, ExternalWriter, Fixture, FixtureFactory,
 };
+pub use state::run_state_store_conformance;
 pub use strategies::{arb_row, arb_value, arb_value_of};

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result,
-    Row, RowKey, Sink, Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    Row, RowKey, Sink, SinkTransaction, Source, StateDelta, TableSchema, TransactionalSink, Value,
+    WriteContext, WriteOp, WriteOutcome,
 };
 use sqlx::mysql::{MySqlArguments, MySqlPoolOptions, MySqlRow};
 use sqlx::query::Query;
@@ -652,5 +653,57 @@ impl Sink for MySqlTable {
             let _ = conn.detach().close().await;
         }
         result
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        Some(self)
+    }
+}
+
+/// Writes and the engine's state in one transaction, with a [`crate::MySqlStateStore`] on the
+/// same pool.
+#[async_trait]
+impl TransactionalSink for MySqlTable {
+    fn state_location(&self) -> String {
+        crate::state::pool_location(&self.pool)
+    }
+
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        self.common.note_origin(&ctx.origin);
+        let err = |e| db_error(e, "apply");
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Cleared again before the commit. A transaction abandoned on an error goes back to the
+        // pool tagged only if its connection survived the error; pools opened through
+        // `SqlTable::connect` clear the tag on release.
+        sqlx::query("SET @sheetsync_origin = ?")
+            .bind(&ctx.origin)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let w = MyTx { table: self, tx };
+        let (max, rows) = (self.common.options.max_batch, self.chunk());
+        Ok(Box::new(crate::state::StateTx::new(
+            &self.common.info,
+            &self.common.schema,
+            w,
+            max,
+            rows,
+        )))
+    }
+}
+
+#[async_trait]
+impl crate::state::CommitWithState for MyTx<'_> {
+    async fn commit_with_state(
+        mut self: Box<Self>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        self.execute("SET @sheetsync_origin = NULL").await?;
+        crate::state::mysql::commit_in(&mut self.tx, mapping, delta).await?;
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| db_error(e, "state.commit"))
     }
 }

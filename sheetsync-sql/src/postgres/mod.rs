@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Sink,
-    Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    SinkTransaction, Source, StateDelta, TableSchema, TransactionalSink, Value, WriteContext,
+    WriteOp, WriteOutcome,
 };
 use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::query::Query;
@@ -622,5 +623,65 @@ impl Sink for PostgresTable {
         .await?;
         w.commit().await?;
         Ok(out)
+    }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        Some(self)
+    }
+}
+
+/// Writes and the engine's state in one transaction, with a [`crate::PostgresStateStore`] on
+/// the same pool.
+#[async_trait]
+impl TransactionalSink for PostgresTable {
+    fn state_location(&self) -> String {
+        crate::state::pool_location(&self.pool)
+    }
+
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        self.common.note_origin(&ctx.origin);
+        let err = |e| db_error(e, "apply");
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("SELECT set_config('sheetsync.origin', $1, true)")
+            .bind(&ctx.origin)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        // The same bounded waits as `Sink::apply` (transaction-local).
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        let mut q = sqlx::query(audited(waits.set));
+        for b in waits.binds {
+            q = bind(q, b);
+        }
+        q.execute(&mut *tx).await.map_err(err)?;
+        let w = PgTx { table: self, tx };
+        let (max, rows) = (self.common.options.max_batch, self.chunk());
+        Ok(Box::new(crate::state::StateTx::new(
+            &self.common.info,
+            &self.common.schema,
+            w,
+            max,
+            rows,
+        )))
+    }
+}
+
+#[async_trait]
+impl crate::state::CommitWithState for PgTx<'_> {
+    async fn commit_with_state(
+        mut self: Box<Self>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        // The origin is transaction-local: the state tables have no triggers anyway.
+        crate::state::postgres::commit_in(&mut self.tx, mapping, delta).await?;
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| db_error(e, "state.commit"))
     }
 }

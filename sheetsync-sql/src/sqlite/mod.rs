@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{
     Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, Row,
-    RowKey, Sink, Source, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    RowKey, Sink, SinkTransaction, Source, StateDelta, TableSchema, TransactionalSink, Value,
+    WriteContext, WriteOp, WriteOutcome,
 };
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -568,6 +569,10 @@ impl Sink for SqliteTable {
         }
         result
     }
+
+    fn transactional(&self) -> Option<&dyn TransactionalSink> {
+        Some(self)
+    }
 }
 
 impl SqliteTable {
@@ -613,5 +618,68 @@ impl SqliteTable {
         .await?;
         w.commit().await?;
         Ok(out)
+    }
+}
+
+/// Writes and the engine's state in one transaction, with a [`crate::SqliteStateStore`] on the
+/// same pool.
+#[async_trait]
+impl TransactionalSink for SqliteTable {
+    fn state_location(&self) -> String {
+        crate::state::pool_location(&self.pool)
+    }
+
+    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
+        self.common.note_origin(&ctx.origin);
+        let err = |e| db_error(e, "apply");
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let tagged: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        if tagged {
+            sqlx::query(
+                "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&ctx.origin)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        let w = SqliteTx {
+            table: self,
+            tx,
+            tagged,
+        };
+        let (max, rows) = (self.common.options.max_batch, self.chunk());
+        Ok(Box::new(crate::state::StateTx::new(
+            &self.common.info,
+            &self.common.schema,
+            w,
+            max,
+            rows,
+        )))
+    }
+}
+
+#[async_trait]
+impl crate::state::CommitWithState for SqliteTx<'_> {
+    async fn commit_with_state(
+        mut self: Box<Self>,
+        mapping: &str,
+        delta: &StateDelta,
+    ) -> Result<()> {
+        if self.tagged {
+            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'")
+                .await?;
+        }
+        crate::state::sqlite::commit_in(&mut self.tx, mapping, delta).await?;
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| db_error(e, "state.commit"))
     }
 }

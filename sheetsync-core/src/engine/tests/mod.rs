@@ -7,7 +7,7 @@ use crate::mapping::DeleteGuard;
 use crate::memory::{key_of, MemoryTable};
 use crate::model::{Column, ColumnType, InvalidRow, Row, Value};
 use crate::state::MemoryStateStore;
-use crate::table::Capabilities;
+use crate::table::{Capabilities, WriteContext, WriteOp, WriteOutcome};
 
 fn schema(key_ty: ColumnType) -> TableSchema {
     TableSchema::new(
@@ -438,6 +438,7 @@ async fn guard_count_limit() {
         max_share: 1.0,
         min_rows: 1,
         stop_total_wipe: true,
+        ..DeleteGuard::default()
     };
     for i in 1..=10 {
         rig.db.upsert(r(i, "x", i));
@@ -611,3 +612,7 @@ async fn an_overwritten_person_edit_is_merged_and_written_back() {
     );
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
 }
+
+mod crash;
+mod guard;
+mod identity;

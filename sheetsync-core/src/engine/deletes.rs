@@ -1,0 +1,407 @@
+//! The mass-delete guard and the approval queue of pending deletes.
+//!
+//! Deletes the engine would apply to a side are added up over the guard's window (persisted, so
+//! a restart does not reset it) plus the cycle. Deletes that exceed a limit are parked as
+//! [`PendingDelete`]s: the row stays on the other side, its base stays as it was, and every cycle
+//! looks at it again. While a side has deletes waiting, its new deletes wait too. An operator
+//! approves (the delete is applied, and does not count against the window) or rejects (the row is
+//! restored on the side that deleted it); a pending delete whose row reappears, or that stops
+//! being a delete, is dropped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::plan::{Plan, View};
+use super::{idx, Engine, EngineState, Event, QueueChange};
+use crate::error::{Error, ErrorKind, Result};
+use crate::merge::SideState;
+use crate::model::{RowKey, Side};
+use crate::state::{DeleteDecision, PendingDelete, RecentDeletes, RowBase, StateDelta};
+use crate::table::WriteOp;
+
+/// Which pending deletes an operator decides about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteSelection {
+    /// Every pending delete.
+    All,
+    /// The pending deletes of these rows.
+    Keys(Vec<RowKey>),
+    /// Pending deletes parked at least this long ago.
+    OlderThan(Duration),
+}
+
+impl DeleteSelection {
+    fn matches(&self, p: &PendingDelete, now: chrono::DateTime<Utc>) -> bool {
+        match self {
+            DeleteSelection::All => true,
+            DeleteSelection::Keys(keys) => keys.contains(&p.key),
+            DeleteSelection::OlderThan(age) => chrono::Duration::from_std(*age)
+                .is_ok_and(|age| now.signed_duration_since(p.queued_at) >= age),
+        }
+    }
+}
+
+/// For a rejected delete: the side that deleted the row is merged as if it had not (its base),
+/// while the engine knows the row is absent there, so the merge writes it back.
+pub(super) fn undo_if_rejected<'a>(
+    p: &PendingDelete,
+    views: &mut [View<'a>; 2],
+    base: Option<&'a RowBase>,
+) {
+    let v = &mut views[idx(p.deleted_on)];
+    if p.decision != Some(DeleteDecision::Reject) || v.holds().is_some() {
+        return;
+    }
+    *v = View {
+        merge: SideState {
+            row: base.and_then(|b| b.live_row()),
+            at: base.map_or(0, |b| b.synced_at),
+        },
+        holds: Some(None),
+        observed: true,
+    };
+}
+
+/// Drops a pending delete of a row that is no longer being deleted: it is back on the side that
+/// deleted it, gone from the other side too, or changed there so that the update wins.
+pub(super) fn review_pending(
+    p: &PendingDelete,
+    views: &[View<'_>; 2],
+    deletes: [bool; 2],
+    plan: &mut Plan,
+) {
+    let (deleting, kept) = (p.deleted_on, p.deleted_on.other());
+    let still_a_delete = deletes[idx(kept)];
+    if still_a_delete
+        || p.decision == Some(DeleteDecision::Reject)
+        || !views[idx(deleting)].observed
+    {
+        return;
+    }
+    let why = if views[idx(deleting)].holds().is_some() {
+        format!("the row is back in the {deleting}")
+    } else if views[idx(kept)].holds().is_none() {
+        format!("the row was deleted in the {kept} too")
+    } else {
+        format!("the {kept} changed the row, and the change wins over the delete")
+    };
+    plan.queue_dropped.push((p.key.clone(), why));
+}
+
+impl Engine {
+    /// Applies the mass-delete guard to the planned deletes of each side: approved deletes go
+    /// through, pending ones stay parked, and new ones are parked when they exceed a limit or
+    /// when the side already has deletes waiting.
+    pub(super) fn guard_deletes(&self, st: &EngineState, plan: &mut Plan) {
+        let now = Utc::now();
+        let rows = live_rows(st, plan);
+        for side in Side::BOTH {
+            let deletes: Vec<RowKey> = plan
+                .ops(side)
+                .iter()
+                .filter(|p| matches!(p.op, WriteOp::Delete { .. }))
+                .filter_map(|p| p.key.clone())
+                .collect();
+            let mut withheld = HashSet::new();
+            let mut new = Vec::new();
+            for k in deletes {
+                match st.queue.get(&k).map(|p| p.decision) {
+                    _ if st.allow_deletes => {
+                        plan.approved_deletes.insert(k);
+                    }
+                    Some(Some(DeleteDecision::Approve)) => {
+                        plan.approved_deletes.insert(k);
+                    }
+                    Some(_) => {
+                        withheld.insert(k);
+                    }
+                    None => new.push(k),
+                }
+            }
+            let reason = self.guard_reason(st, side, new.len(), rows, now.timestamp_millis());
+            if let Some(reason) = reason {
+                plan.guard.push((side, new.len(), rows));
+                let auto = self.mapping.guard.auto_approve;
+                tracing::warn!(
+                    mapping = %self.mapping.name,
+                    %side,
+                    deletes = new.len(),
+                    rows,
+                    auto_approve = auto,
+                    "mass-delete guard tripped: {reason}"
+                );
+                if !auto {
+                    for k in new {
+                        let row = st.bases.get(&k).map(|e| e.base.row.clone());
+                        plan.queued.push(PendingDelete {
+                            key: k.clone(),
+                            deleted_on: side.other(),
+                            row: row.unwrap_or_else(|| crate::model::Row::new(Vec::new())),
+                            queued_at: now,
+                            reason: reason.clone(),
+                            decision: None,
+                        });
+                        withheld.insert(k);
+                    }
+                }
+            }
+            if !withheld.is_empty() {
+                plan.withhold(side, &withheld);
+            }
+        }
+    }
+
+    /// Why `new` more deletes of a side's `rows` must wait, if they must.
+    fn guard_reason(
+        &self,
+        st: &EngineState,
+        side: Side,
+        new: usize,
+        rows: usize,
+        now_ms: i64,
+    ) -> Option<String> {
+        if new == 0 {
+            return None;
+        }
+        let guard = &self.mapping.guard;
+        let deleting = side.other();
+        let waiting = st
+            .queue
+            .values()
+            .filter(|p| p.deleted_on == deleting && p.decision.is_none())
+            .count();
+        if waiting > 0 && !guard.auto_approve {
+            return Some(format!(
+                "{waiting} earlier deletes from the {deleting} wait for approval, so these wait too"
+            ));
+        }
+        let earlier = recent_deletes(st, side, now_ms, guard.window());
+        let exceeded = guard.exceeded(earlier + new, rows + earlier)?;
+        Some(if earlier > 0 {
+            format!(
+                "rows deleted in the {deleting}: {exceeded} of the {side}'s rows within {}s ({earlier} applied earlier in the window)",
+                guard.window_secs
+            )
+        } else {
+            format!("rows deleted in the {deleting}: {exceeded} of the {side}'s rows")
+        })
+    }
+
+    /// The pending deletes, oldest first.
+    pub async fn pending_deletes(&self) -> Vec<PendingDelete> {
+        let st = self.state.lock().await;
+        let mut out: Vec<PendingDelete> = st.queue.values().cloned().collect();
+        out.sort_by(|a, b| a.queued_at.cmp(&b.queued_at).then(a.key.cmp(&b.key)));
+        out
+    }
+
+    /// Approves the selected pending deletes: the next cycle deletes those rows on the other
+    /// side too (approved deletes do not count against the guard's window). Returns how many
+    /// were approved.
+    pub async fn approve_deletes(&self, which: &DeleteSelection) -> Result<usize> {
+        self.decide_deletes(which, DeleteDecision::Approve).await
+    }
+
+    /// Rejects the selected pending deletes: the next cycle restores those rows on the side
+    /// that deleted them, as they are on the other side. Returns how many were rejected.
+    pub async fn reject_deletes(&self, which: &DeleteSelection) -> Result<usize> {
+        self.decide_deletes(which, DeleteDecision::Reject).await
+    }
+
+    async fn decide_deletes(
+        &self,
+        which: &DeleteSelection,
+        decision: DeleteDecision,
+    ) -> Result<usize> {
+        let mut st = self.state.lock().await;
+        let now = Utc::now();
+        if let DeleteSelection::Keys(keys) = which {
+            let missing: Vec<String> = keys
+                .iter()
+                .filter(|k| !st.queue.contains_key(*k))
+                .map(|k| k.to_string())
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no pending delete for row(s) {}", missing.join(", ")),
+                ));
+            }
+        }
+        let mut queue = st.queue.clone();
+        let mut per_side: BTreeMap<Side, usize> = BTreeMap::new();
+        for p in queue.values_mut() {
+            if which.matches(p, now) && p.decision != Some(decision) {
+                p.decision = Some(decision);
+                *per_side.entry(p.deleted_on).or_default() += 1;
+            }
+        }
+        let decided = per_side.values().sum();
+        if decided == 0 {
+            return Ok(0);
+        }
+        let delta = StateDelta {
+            pending_deletes: Some(queue.values().cloned().collect()),
+            clock: self.clock.last(),
+            ..StateDelta::default()
+        };
+        if let Err(e) = self.store.commit(&self.mapping.name, &delta).await {
+            st.reload = true;
+            return Err(e.with_operation("state.commit"));
+        }
+        st.queue = queue;
+        let change = match decision {
+            DeleteDecision::Approve => QueueChange::Approved,
+            DeleteDecision::Reject => QueueChange::Rejected,
+        };
+        let waiting = waiting(&st.queue);
+        drop(st);
+        for (side, rows) in per_side {
+            self.queue_changed(change, side, rows, waiting);
+        }
+        self.wake();
+        Ok(decided)
+    }
+
+    /// Reports a change of the queue: a WARN line and an event (the daemon's metric).
+    pub(super) fn queue_changed(
+        &self,
+        change: QueueChange,
+        deleted_on: Side,
+        rows: usize,
+        waiting: usize,
+    ) {
+        tracing::warn!(
+            mapping = %self.mapping.name,
+            change = change.as_str(),
+            deleted_on = %deleted_on,
+            rows,
+            waiting,
+            "pending deletes {}: {rows} row(s) deleted in the {deleted_on}",
+            change.as_str()
+        );
+        self.emit(Event::DeleteQueue {
+            change,
+            deleted_on,
+            rows,
+            waiting,
+        });
+    }
+
+    /// The queue after a cycle that gave `rebased` new bases: `None` when unchanged.
+    pub(super) fn next_queue(
+        &self,
+        st: &EngineState,
+        plan: &Plan,
+        rebased: &[(RowKey, RowBase)],
+    ) -> Option<NextQueue> {
+        let touched = !plan.queued.is_empty()
+            || !plan.queue_dropped.is_empty()
+            || rebased.iter().any(|(k, _)| st.queue.contains_key(k));
+        if !touched {
+            return None;
+        }
+        let mut queue = st.queue.clone();
+        let mut changes: BTreeMap<(Side, &'static str), (QueueChange, usize)> = BTreeMap::new();
+        let mut count = |change: QueueChange, side: Side| {
+            changes
+                .entry((side, change.as_str()))
+                .or_insert((change, 0))
+                .1 += 1;
+        };
+        for (k, _) in rebased {
+            if let Some(p) = queue.remove(k) {
+                count(
+                    match p.decision {
+                        Some(DeleteDecision::Approve) => QueueChange::Applied,
+                        Some(DeleteDecision::Reject) => QueueChange::Restored,
+                        None => QueueChange::Dropped,
+                    },
+                    p.deleted_on,
+                );
+            }
+        }
+        for (k, why) in &plan.queue_dropped {
+            if let Some(p) = queue.remove(k) {
+                tracing::info!(mapping = %self.mapping.name, key = %k, deleted_on = %p.deleted_on, "pending delete dropped: {why}");
+                count(QueueChange::Dropped, p.deleted_on);
+            }
+        }
+        for p in &plan.queued {
+            tracing::info!(mapping = %self.mapping.name, key = %p.key, deleted_on = %p.deleted_on, "delete waits for approval");
+            count(QueueChange::Queued, p.deleted_on);
+            queue.insert(p.key.clone(), p.clone());
+        }
+        let changes = changes
+            .into_iter()
+            .map(|((side, _), (change, n))| (change, side, n))
+            .collect();
+        Some((queue, changes))
+    }
+
+    /// The log of recent deletes after a cycle that applied `deleted` per side: entries older
+    /// than the window are forgotten; approved deletes are not counted. `None` when unchanged.
+    pub(super) fn next_recent_deletes(
+        &self,
+        st: &EngineState,
+        plan: &Plan,
+        deleted: &[Vec<RowKey>; 2],
+    ) -> Option<Vec<RecentDeletes>> {
+        let now_ms = Utc::now().timestamp_millis();
+        let since = now_ms - self.mapping.guard.window().as_millis() as i64;
+        let mut recent: Vec<RecentDeletes> = st
+            .recent_deletes
+            .iter()
+            .filter(|r| r.at_ms > since)
+            .copied()
+            .collect();
+        for side in Side::BOTH {
+            let count = deleted[idx(side)]
+                .iter()
+                .filter(|k| !plan.approved_deletes.contains(*k))
+                .count();
+            if count > 0 {
+                recent.push(RecentDeletes {
+                    side,
+                    at_ms: now_ms,
+                    count,
+                });
+            }
+        }
+        (recent != st.recent_deletes).then_some(recent)
+    }
+}
+
+/// The rows both sides hold: the live bases, counting rows whose intent completed this cycle
+/// with their new base.
+fn live_rows(st: &EngineState, plan: &Plan) -> usize {
+    let mut rows = st.live_bases as isize;
+    for (k, target) in &plan.completed {
+        let was_live = st.bases.get(k).is_some_and(|e| !e.base.tombstone);
+        rows += target.is_some() as isize - was_live as isize;
+    }
+    rows.max(0) as usize
+}
+
+/// The queue after a cycle, and what changed in it: (change, side deleted on, rows).
+pub(super) type NextQueue = (
+    BTreeMap<RowKey, PendingDelete>,
+    Vec<(QueueChange, Side, usize)>,
+);
+
+/// Deletes applied to `side` within `window` before `now_ms`.
+fn recent_deletes(st: &EngineState, side: Side, now_ms: i64, window: Duration) -> usize {
+    let since = now_ms - window.as_millis() as i64;
+    st.recent_deletes
+        .iter()
+        .filter(|r| r.side == side && r.at_ms > since)
+        .map(|r| r.count)
+        .sum()
+}
+
+/// Pending deletes without a decision.
+pub(super) fn waiting(queue: &BTreeMap<RowKey, PendingDelete>) -> usize {
+    queue.values().filter(|p| p.decision.is_none()).count()
+}
