@@ -83,7 +83,7 @@ pub struct RateLimiter {
 pub struct LimiterStats {
     /// Requests admitted.
     pub admitted: u64,
-    /// Requests that had to wait (for the queue or for the budget).
+    /// Requests that waited a millisecond or more (for the queue or for the budget).
     pub delayed: u64,
     /// The sum of all waits.
     pub total_wait: Duration,
@@ -176,7 +176,7 @@ impl RateLimiter {
     fn record(&self, waited: Duration) {
         let mut s = self.stats.lock().expect("limiter stats lock poisoned");
         s.admitted += 1;
-        if !waited.is_zero() {
+        if waited >= Duration::from_millis(1) {
             s.delayed += 1;
             s.total_wait += waited;
             s.longest_wait = s.longest_wait.max(waited);
