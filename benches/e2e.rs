@@ -1,21 +1,29 @@
-//! End-to-end benchmark: the real adapters (SQLite, and PostgreSQL when it answers) against the
+//! End-to-end benchmark: the real adapters (SQLite, PostgreSQL, MariaDB/MySQL) against the
 //! in-process Sheets emulator with Google-like latency (150 ms + up to 20 ms per call) and
 //! Google's quotas (60 reads + 60 writes per minute per user), driven by `Engine::run` the way
 //! the reference daemon drives it. Prints one markdown table to stdout.
 //!
 //! ```text
-//! cargo bench -p sheetsync --features full --bench e2e
+//! cargo bench -p sheetsync --features full --bench e2e            # full size, ~4 min a database
+//! cargo bench -p sheetsync --features full --bench e2e -- --quick # CI size, ~1 min a database
 //! ```
 //!
-//! Environment:
+//! Environment (each overrides the defaults of either size):
+//! * `SHEETSYNC_BENCH_QUICK=1`: the same as `--quick` (sustained 10 s, 10,000 rows, 10 samples,
+//!   200-row latency tables, 3 s idle).
+//! * `SHEETSYNC_BENCH_SCENARIOS`: `latency` (webhook, polling, database → Sheet, idle) and/or
+//!   `sustained` (initial sync, then sustained load), comma-separated (default both).
 //! * `SHEETSYNC_BENCH_SECONDS`: length of the sustained-load phase (default 60).
 //! * `SHEETSYNC_BENCH_RATE`: database updates per second in that phase (default 1000).
 //! * `SHEETSYNC_BENCH_ROWS`: rows of the initial sync (default 100000).
 //! * `SHEETSYNC_BENCH_SAMPLES`: latency samples per path (default 40; polling uses half).
-//! * `SHEETSYNC_BENCH_DBS`: `sqlite`, `postgres` or `sqlite,postgres` (default `sqlite`).
+//! * `SHEETSYNC_BENCH_DBS`: any of `sqlite`, `postgres`, `mariadb` (or `mysql`),
+//!   comma-separated (default `sqlite`).
 //! * `SHEETSYNC_BENCH_POSTGRES_URL`: an admin URL (default
 //!   `postgres://postgres@127.0.0.1:5432/postgres`); the bench creates its own database there
 //!   and drops it.
+//! * `SHEETSYNC_BENCH_MYSQL_URL`: likewise for MariaDB/MySQL (default
+//!   `mysql://root@127.0.0.1:3306/test`; the database named in it is only used to connect).
 //!
 //! Progress goes to stderr; `RUST_LOG` shows the engine's logs (default `warn`), and
 //! `SHEETSYNC_BENCH_TRACE=1` prints every engine event and cycle report there.
@@ -27,10 +35,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use sheetsync::emulator::{Config as EmuConfig, EmulatorHandle, Latency, QuotaConfig, TriggerSpec};
+use sheetsync::gsheets::quota::LimiterStats;
 use sheetsync::gsheets::webhook::{WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver};
 use sheetsync::gsheets::{Auth, ClientConfig, SheetEdit, SheetOptions, SheetTable, SheetsClient};
-use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, PgPool, SqlitePool};
-use sheetsync::sql::{PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable};
+use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, MySqlPool, PgPool, SqlitePool};
+use sheetsync::sql::{
+    MySqlStateStore, MySqlTable, PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable,
+};
 use sheetsync::{Engine, Event, MappingConfig, StateStore, Table};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -49,8 +60,15 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The polling variant: a full read of the Sheet every cycle, cycles this far apart.
 const POLL_MS: u64 = 1_000;
-/// Rows of the tables the latency samples use.
-const SMALL_ROWS: i64 = 1_000;
+/// Rows in one `INSERT` when filling a MariaDB table.
+const INSERT_CHUNK: i64 = 5_000;
+
+/// Prints a progress line to stderr with the seconds since the bench started.
+fn progress(message: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("[{:6.1} s] {message}", start.elapsed().as_secs_f64());
+}
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -79,6 +97,7 @@ fn main() {
 enum Kind {
     Sqlite,
     Postgres,
+    Mariadb,
 }
 
 impl Kind {
@@ -86,44 +105,91 @@ impl Kind {
         match self {
             Kind::Sqlite => "SQLite",
             Kind::Postgres => "PostgreSQL",
+            Kind::Mariadb => "MariaDB",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Kind> {
+        match name.trim() {
+            "sqlite" => Some(Kind::Sqlite),
+            "postgres" | "postgresql" => Some(Kind::Postgres),
+            "mariadb" | "mysql" => Some(Kind::Mariadb),
+            _ => None,
         }
     }
 }
 
 struct Params {
+    quick: bool,
     seconds: u64,
     rate: u64,
     rows: i64,
     samples: usize,
+    /// Rows of the tables the latency samples use.
+    small_rows: i64,
+    /// How long the idle measurement lasts.
+    idle: Duration,
+    latency: bool,
+    sustained: bool,
+}
+
+impl Params {
+    /// The sizes (`--quick` or `SHEETSYNC_BENCH_QUICK` for CI), then the environment's
+    /// overrides. Cargo passes `--bench` and any arguments after `--`.
+    fn from_env() -> Res<Params> {
+        let quick = std::env::args().any(|a| a == "--quick")
+            || std::env::var("SHEETSYNC_BENCH_QUICK").is_ok_and(|v| !matches!(v.trim(), "" | "0"));
+        let size = |full: u64, ci: u64| if quick { ci } else { full };
+        let scenarios = std::env::var("SHEETSYNC_BENCH_SCENARIOS")
+            .unwrap_or_else(|_| "latency,sustained".into());
+        let mut p = Params {
+            quick,
+            seconds: env_num("SHEETSYNC_BENCH_SECONDS", size(60, 10)).max(1),
+            rate: env_num("SHEETSYNC_BENCH_RATE", 1_000).max(10),
+            rows: env_num("SHEETSYNC_BENCH_ROWS", size(100_000, 10_000)).max(1) as i64,
+            samples: env_num("SHEETSYNC_BENCH_SAMPLES", size(40, 10)).max(2) as usize,
+            small_rows: size(1_000, 200) as i64,
+            idle: Duration::from_secs(size(10, 3)),
+            latency: false,
+            sustained: false,
+        };
+        for s in scenarios.split(',') {
+            match s.trim() {
+                "latency" => p.latency = true,
+                "sustained" => p.sustained = true,
+                "" => {}
+                other => {
+                    return Err(
+                        format!("unknown scenario {other:?} in SHEETSYNC_BENCH_SCENARIOS").into(),
+                    )
+                }
+            }
+        }
+        Ok(p)
+    }
 }
 
 async fn run() -> Res<()> {
-    let p = Params {
-        seconds: env_num("SHEETSYNC_BENCH_SECONDS", 60).max(1),
-        rate: env_num("SHEETSYNC_BENCH_RATE", 1_000).max(10),
-        rows: env_num("SHEETSYNC_BENCH_ROWS", 100_000).max(1) as i64,
-        samples: env_num("SHEETSYNC_BENCH_SAMPLES", 40).max(2) as usize,
-    };
+    let p = Params::from_env()?;
     let dbs = std::env::var("SHEETSYNC_BENCH_DBS").unwrap_or_else(|_| "sqlite".into());
-    let kinds: Vec<Kind> = dbs
-        .split(',')
-        .filter_map(|s| match s.trim() {
-            "sqlite" => Some(Kind::Sqlite),
-            "postgres" | "postgresql" => Some(Kind::Postgres),
-            _ => None,
-        })
-        .collect();
+    let kinds: Vec<Kind> = dbs.split(',').filter_map(Kind::parse).collect();
     if kinds.is_empty() {
         return Err(format!("SHEETSYNC_BENCH_DBS={dbs:?} names no database").into());
+    }
+    if p.quick {
+        progress("quick mode: CI-sized scenarios, figures not comparable with a full run");
     }
     let started = Instant::now();
     let mut columns = Vec::new();
     for kind in kinds {
-        eprintln!("== {} ==", kind.label());
+        progress(&format!("== {} ==", kind.label()));
         columns.push((kind, measure(kind, &p).await?));
     }
     print_table(&p, &columns);
-    eprintln!("total bench time {:.0} s", started.elapsed().as_secs_f64());
+    progress(&format!(
+        "total bench time {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -157,26 +223,23 @@ struct Idle {
     drive: u64,
 }
 
-/// Lets the rig sit without changes for `IDLE`.
-async fn idle(rig: &Rig) -> Idle {
+/// Lets the rig sit without changes for `length`.
+async fn idle(rig: &Rig, length: Duration) -> Idle {
     use std::sync::atomic::Ordering::Relaxed;
     // Let the last sample's cycle finish first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let c0 = rig.cycles.load(Relaxed);
     let (r0, w0, d0) = rig.api_calls();
-    tokio::time::sleep(IDLE).await;
+    tokio::time::sleep(length).await;
     let (r1, w1, d1) = rig.api_calls();
     Idle {
-        secs: IDLE.as_secs(),
+        secs: length.as_secs(),
         cycles: rig.cycles.load(Relaxed) - c0,
         reads: r1 - r0,
         writes: w1 - w0,
         drive: d1 - d0,
     }
 }
-
-/// How long the idle measurement lasts.
-const IDLE: Duration = Duration::from_secs(10);
 
 struct Initial {
     rows: i64,
@@ -208,37 +271,79 @@ struct Sustained {
     hwm_reset: bool,
     rss_kb: Option<u64>,
     longest_gap: Duration,
+    /// The client's read and write limiters over the phase.
+    limiter_reads: LimiterDelta,
+    limiter_writes: LimiterDelta,
+}
+
+/// What a rate limiter did over a phase.
+struct LimiterDelta {
+    admitted: u64,
+    delayed: u64,
+    total_wait: Duration,
+    /// The longest wait since the client started (the limiter keeps no per-phase maximum).
+    longest_wait: Duration,
+}
+
+impl LimiterDelta {
+    fn between(before: LimiterStats, after: LimiterStats) -> LimiterDelta {
+        LimiterDelta {
+            admitted: after.admitted - before.admitted,
+            delayed: after.delayed - before.delayed,
+            total_wait: after.total_wait - before.total_wait,
+            longest_wait: after.longest_wait,
+        }
+    }
+
+    fn mean_wait(&self) -> Duration {
+        self.total_wait / self.admitted.max(1) as u32
+    }
 }
 
 async fn measure(kind: Kind, p: &Params) -> Res<Results> {
     let mut r = Results::default();
+    if p.latency {
+        latencies(kind, p, &mut r).await?;
+    }
+    if p.sustained {
+        initial_and_sustained(kind, p, &mut r).await?;
+    }
+    Ok(r)
+}
 
-    // 1. Latencies on a small table, with the Apps Script-style trigger.
-    eprintln!("latency: webhook and database → Sheet ({SMALL_ROWS} rows)");
-    let rig = Rig::start(kind, SMALL_ROWS, Mode::Webhook).await?;
+/// 1. Latencies on a small table, with the Apps Script-style trigger and by polling.
+async fn latencies(kind: Kind, p: &Params, r: &mut Results) -> Res<()> {
+    progress(&format!(
+        "latency: webhook and database → Sheet ({} rows)",
+        p.small_rows
+    ));
+    let rig = Rig::start(kind, p.small_rows, Mode::Webhook).await?;
     r.webhook = sheet_to_db(&rig, p.samples, 0, 250).await?;
     r.db_to_sheet = db_to_sheet(&rig, p.samples).await?;
-    r.idle_webhook = Some(idle(&rig).await);
+    r.idle_webhook = Some(idle(&rig, p.idle).await);
     rig.stop().await;
 
-    eprintln!("latency: Sheet → database by polling");
-    let rig = Rig::start(kind, SMALL_ROWS, Mode::Polling).await?;
+    progress("latency: Sheet → database by polling");
+    let rig = Rig::start(kind, p.small_rows, Mode::Polling).await?;
     r.polling = sheet_to_db(&rig, (p.samples / 2).max(2), 1_000_000, POLL_MS + 1_000).await?;
-    r.idle_polling = Some(idle(&rig).await);
+    r.idle_polling = Some(idle(&rig, p.idle).await);
     rig.stop().await;
+    Ok(())
+}
 
-    // 2. Initial sync, then 3. sustained load on the same table.
-    eprintln!("initial sync of {} rows", p.rows);
+/// 2. Initial sync, then 3. sustained load on the same table.
+async fn initial_and_sustained(kind: Kind, p: &Params, r: &mut Results) -> Res<()> {
+    progress(&format!("initial sync of {} rows", p.rows));
     reset_hwm();
     let mut rig = Rig::start(kind, p.rows, Mode::Webhook).await?;
     r.initial = rig.initial.take();
-    eprintln!(
+    progress(&format!(
         "sustained: {} updates/s for {} s on {} rows",
         p.rate, p.seconds, p.rows
-    );
+    ));
     r.sustained = Some(sustained(&rig, p).await?);
     rig.stop().await;
-    Ok(r)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -255,6 +360,22 @@ enum Db {
         url: String,
         pool: PgPool,
     },
+    Mysql {
+        admin: String,
+        name: String,
+        url: String,
+        pool: MySqlPool,
+    },
+}
+
+/// `url` with its path (the database name) replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let base = match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    };
+    format!("{base}/{name}")
 }
 
 fn unique(prefix: &str) -> String {
@@ -336,7 +457,48 @@ impl Db {
                     pool,
                 })
             }
+            Kind::Mariadb => Self::create_mysql(rows).await,
         }
+    }
+
+    /// A fresh MariaDB/MySQL database with the `items` table, filled in chunks.
+    async fn create_mysql(rows: i64) -> Res<Db> {
+        let admin = std::env::var("SHEETSYNC_BENCH_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        let name = unique("sheetsync_bench");
+        let mut conn = sqlx::MySqlConnection::connect(&admin).await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let url = with_database(&admin, &name);
+        let pool = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL,
+             qty BIGINT NOT NULL, price DECIMAL(14,2)) ENGINE=InnoDB",
+        )
+        .execute(&pool)
+        .await?;
+        for from in (1..=rows).step_by(INSERT_CHUNK as usize) {
+            let to = (from + INSERT_CHUNK - 1).min(rows);
+            let values: Vec<String> = (from..=to)
+                .map(|i| format!("({i},'item {i}',{},{}.{:02})", i * 3, i, i % 100))
+                .collect();
+            let sql = format!(
+                "INSERT INTO items (id, name, qty, price) VALUES {}",
+                values.join(",")
+            );
+            sqlx::query(AssertSqlSafe(sql)).execute(&pool).await?;
+        }
+        Ok(Db::Mysql {
+            admin,
+            name,
+            url,
+            pool,
+        })
     }
 
     /// The adapter (change capture installed) and its state store.
@@ -354,6 +516,12 @@ impl Db {
                 let store = Arc::new(PostgresStateStore::new(t.pool().clone()).await?);
                 (Arc::new(t), store)
             }
+            Db::Mysql { url, .. } => {
+                let t = MySqlTable::connect(url, "items").await?;
+                t.install().await?;
+                let store = Arc::new(MySqlStateStore::new(t.pool().clone()).await?);
+                (Arc::new(t), store)
+            }
         })
     }
 
@@ -367,6 +535,12 @@ impl Db {
             }
             Db::Postgres { pool, .. } => {
                 sqlx::query_scalar("SELECT name FROM items WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Db::Mysql { pool, .. } => {
+                sqlx::query_scalar("SELECT name FROM items WHERE id = ?")
                     .bind(id)
                     .fetch_optional(pool)
                     .await?
@@ -399,6 +573,17 @@ impl Db {
                 }
                 tx.commit().await?;
             }
+            Db::Mysql { pool, .. } => {
+                let mut tx = pool.begin().await?;
+                for (id, qty) in updates {
+                    sqlx::query("UPDATE items SET qty = ? WHERE id = ?")
+                        .bind(qty)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
         }
         Ok(())
     }
@@ -419,6 +604,18 @@ impl Db {
                 pool.close().await;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await {
+                        eprintln!("could not drop database {name}: {e}");
+                    }
+                    let _ = conn.close().await;
+                }
+            }
+            Db::Mysql {
+                admin, name, pool, ..
+            } => {
+                pool.close().await;
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name}");
                     if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await {
                         eprintln!("could not drop database {name}: {e}");
                     }
@@ -634,6 +831,12 @@ impl Rig {
         (r, w, d)
     }
 
+    /// The statistics of the client's read and write limiters.
+    fn limiter_stats(&self) -> (LimiterStats, LimiterStats) {
+        let (reads, writes) = self.client.limiters();
+        (reads.stats(), writes.stats())
+    }
+
     /// 429 answers the emulator logged since its counters were last reset.
     fn answered_429(&self) -> usize {
         self.emu
@@ -652,8 +855,14 @@ impl Rig {
 
     async fn stop(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        let mut tasks = self.tasks.into_iter();
+        // The first task counts events: it would only end with the engine, so it is stopped.
+        let events = tasks.next();
+        for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        if let Some(t) = events {
+            t.abort();
         }
         drop(self.engine);
         self.emu.shutdown().await;
@@ -771,6 +980,7 @@ async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
     rig.emu.reset_counters();
     let hwm_reset = reset_hwm();
     let retries0: u64 = rig.client.counter().retries().values().sum();
+    let limiters0 = rig.limiter_stats();
     let cycles0 = rig.cycles.load(Relaxed);
     let errors0 = rig.errors.load(Relaxed);
     let duration = Duration::from_secs(p.seconds);
@@ -880,6 +1090,7 @@ async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
     let _ = stop_tx.send(true);
     let samples = sampler.await.unwrap_or_default();
     let hwm_kb = proc_status("VmHWM");
+    let limiters1 = rig.limiter_stats();
 
     let secs = elapsed.as_secs_f64();
     // samples[k] is taken k seconds into the phase (the first tick fires at once).
@@ -945,6 +1156,8 @@ async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
         hwm_reset,
         rss_kb,
         longest_gap,
+        limiter_reads: LimiterDelta::between(limiters0.0, limiters1.0),
+        limiter_writes: LimiterDelta::between(limiters0.1, limiters1.1),
     })
 }
 
@@ -1134,6 +1347,23 @@ fn print_table(p: &Params, cols: &[(Kind, Results)]) {
         },
     );
     add(
+        "Sustained: client rate limiter, reads / writes: requests delayed, mean wait; longest wait since start".into(),
+        &|r| {
+            r.sustained.as_ref().map_or("–".into(), |s| {
+                let cell = |l: &LimiterDelta| {
+                    format!(
+                        "{} of {}, {}; {}",
+                        l.delayed,
+                        l.admitted,
+                        ms(Some(l.mean_wait())),
+                        ms(Some(l.longest_wait))
+                    )
+                };
+                format!("{} / {}", cell(&s.limiter_reads), cell(&s.limiter_writes))
+            })
+        },
+    );
+    add(
         "Sustained: 429 answers / client retries / engine errors".into(),
         &|r| {
             r.sustained.as_ref().map_or("–".into(), |s| {
@@ -1154,7 +1384,24 @@ fn print_table(p: &Params, cols: &[(Kind, Results)]) {
         },
     );
 
+    // The first five rows are the latency scenario's, the others the sustained scenario's.
+    let mut index = 0;
+    rows.retain(|_| {
+        index += 1;
+        if index <= 5 {
+            p.latency
+        } else {
+            p.sustained
+        }
+    });
     println!();
+    if p.quick {
+        println!(
+            "Quick mode (CI-sized): {} rows, {} s sustained.",
+            p.rows, p.seconds
+        );
+        println!();
+    }
     print!("| Measurement |");
     for (k, _) in cols {
         print!(" {} |", k.label());

@@ -185,8 +185,8 @@ pub struct SheetsClient {
     http: common::Client<Connector>,
     token: Token,
     config: ClientConfig,
-    reads: RateLimiter,
-    writes: RateLimiter,
+    reads: Arc<RateLimiter>,
+    writes: Arc<RateLimiter>,
     counter: CallCounter,
 }
 
@@ -217,8 +217,21 @@ const SCOPE_SHEETS: &str = "https://www.googleapis.com/auth/spreadsheets";
 const SCOPE_DRIVE_READ: &str = "https://www.googleapis.com/auth/drive.metadata.readonly";
 
 impl SheetsClient {
-    /// A client with these settings.
+    /// A client with these settings and its own read and write limiters.
     pub async fn new(config: ClientConfig) -> Result<Self> {
+        let reads = Arc::new(RateLimiter::new(config.reads_per_minute));
+        let writes = Arc::new(RateLimiter::new(config.writes_per_minute));
+        Self::with_limiters(config, reads, writes).await
+    }
+
+    /// A client that counts its requests against shared limiters, e.g. those of another
+    /// client on the same credential (Google's quota is per user). `config.reads_per_minute`
+    /// and `writes_per_minute` are then ignored.
+    pub async fn with_limiters(
+        config: ClientConfig,
+        reads: Arc<RateLimiter>,
+        writes: Arc<RateLimiter>,
+    ) -> Result<Self> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| Error::new(ErrorKind::ConfigInvalid, format!("TLS roots: {e}")))?
@@ -253,8 +266,8 @@ impl SheetsClient {
             hub,
             http,
             token,
-            reads: RateLimiter::new(config.reads_per_minute),
-            writes: RateLimiter::new(config.writes_per_minute),
+            reads,
+            writes,
             counter: CallCounter::default(),
             config,
         })
@@ -263,6 +276,11 @@ impl SheetsClient {
     /// The calls made so far.
     pub fn counter(&self) -> &CallCounter {
         &self.counter
+    }
+
+    /// The read and write limiters (to share with another client, or for their statistics).
+    pub fn limiters(&self) -> (&Arc<RateLimiter>, &Arc<RateLimiter>) {
+        (&self.reads, &self.writes)
     }
 
     /// The settings.
