@@ -36,9 +36,16 @@
 //!   `max_m (s_{j−m} + D(m))` is never more than `60 s / (N − b)` after the previous
 //!   admission (guarantee 2).
 //! * `D(m) ≤ m · 60 s / N` for `m ≤ N`, so arrivals `60 s / N` apart never meet a constraint
-//!   (guarantee 3). More generally, FIFO admission delays a request by at most
-//!   `max_m (a_{j−m} + D(m) − a_j)` over the arrival times `a`, and by nothing when that is
-//!   negative: bounded jitter in the arrivals costs at most that jitter.
+//!   (guarantee 3). More generally the limiter is the greedy FIFO shaper of `D`: request `j`
+//!   is admitted at `max_{i ≤ j} (a_i + D*(j − i))` over the arrival times `a`, where `D*(k)`
+//!   is the least span of `k + 1` admissions (`D` chained over successive windows), so a
+//!   request waits only as long as the requests before it exceed that curve.
+//!
+//! Under continuous overload each minute then holds a burst of up to `burst` (the previous
+//! minute's burst leaving the window) followed by admissions `60 s / (N − b)` apart: `N` a
+//! minute, the whole budget, and never a gap longer than that. A plain sliding window (the
+//! `N`-th most recent admission a minute old, no other constraint) would let `N` go at once
+//! and then stop for a minute.
 //!
 //! The sliding window of the previous design (at most `N` in 60 s, plus a pacing bucket of
 //! `N / 6` refilled at `N` per minute) admitted about `N + N / 6` requests' worth of pace per
