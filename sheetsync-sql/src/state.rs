@@ -6,8 +6,8 @@
 //! * `..._state_bases (mapping, kh, k, row_data, tombstone, synced_at)`: one merge base per row,
 //!   the row in sheetsync's canonical binary encoding (exact for every value, NaN included);
 //! * `..._state_intents (mapping, kh, k, intent)`: the engine's write intents, one per row (a
-//!   JSON document whose rows are in the canonical encoding), written before a cycle's writes
-//!   and deleted with the bases that complete them.
+//!   small binary record, rows in the canonical encoding), written before a cycle's writes and
+//!   deleted with the bases that complete them.
 //!
 //! The document also holds the mapping's identity (which Sheet and table it belongs to), the
 //! deletes waiting for approval and the guard's log of recent deletes.
@@ -130,35 +130,116 @@ impl Doc {
     }
 }
 
-/// A stored intent.
-pub(crate) fn encode_intent(intent: &WriteIntent) -> Result<String> {
-    serde_json::to_string(intent).map_err(|e| {
+/// A stored intent (its key is in the row's `k` column): version 1 is
+/// `1, target?, base?, n, (side, at, row?) * n`, where `x?` is a flag byte then, when set, a
+/// 4-byte length and the canonical encoding (a row) or the 16 hash bytes (the base).
+pub(crate) fn encode_intent(intent: &WriteIntent) -> Vec<u8> {
+    fn row(out: &mut Vec<u8>, r: Option<&Row>) {
+        match r {
+            None => out.push(0),
+            Some(r) => {
+                let bytes = encode_row(r);
+                out.push(1);
+                out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    let mut out = vec![1u8];
+    row(&mut out, intent.target.as_ref());
+    match intent.base {
+        None => out.push(0),
+        Some(h) => {
+            out.push(1);
+            out.extend_from_slice(&h.0.to_be_bytes());
+        }
+    }
+    out.push(intent.sides.len() as u8);
+    for b in &intent.sides {
+        out.push(matches!(b.side, Side::Db) as u8);
+        out.extend_from_slice(&b.at.to_be_bytes());
+        row(&mut out, b.row.as_ref());
+    }
+    out
+}
+
+/// Decodes a stored intent of row `k`.
+pub(crate) fn decode_intent(k: &[u8], data: &[u8]) -> Result<WriteIntent> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head)
+    }
+    fn row(rest: &mut &[u8]) -> Option<Option<Row>> {
+        if take(rest, 1)?[0] == 0 {
+            return Some(None);
+        }
+        let len = u32::from_be_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+        let mut bytes = take(rest, len)?;
+        let mut values = Vec::new();
+        while !bytes.is_empty() {
+            values.push(Value::decode(&mut bytes)?);
+        }
+        Some(Some(Row::new(values)))
+    }
+    let decode = || -> Option<WriteIntent> {
+        let mut rest = data;
+        if take(&mut rest, 1)?[0] != 1 {
+            return None;
+        }
+        let target = row(&mut rest)?;
+        let base = match take(&mut rest, 1)?[0] {
+            0 => None,
+            _ => Some(sheetsync_core::RowHash(u128::from_be_bytes(
+                take(&mut rest, 16)?.try_into().ok()?,
+            ))),
+        };
+        let n = take(&mut rest, 1)?[0];
+        let mut sides = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let side = if take(&mut rest, 1)?[0] == 0 {
+                Side::Sheet
+            } else {
+                Side::Db
+            };
+            let at = u64::from_be_bytes(take(&mut rest, 8)?.try_into().ok()?);
+            sides.push(sheetsync_core::SideBefore {
+                side,
+                row: row(&mut rest)?,
+                at,
+            });
+        }
+        rest.is_empty().then_some(WriteIntent {
+            key: RowKey::from_bytes(k)?,
+            target,
+            base,
+            sides,
+        })
+    };
+    decode().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidData,
-            format!("a write intent cannot be stored: {e}"),
+            "a stored write intent is unreadable",
         )
-        .with_operation("state.commit")
+        .with_operation("state.load")
     })
 }
 
-/// Decodes stored intents.
-pub(crate) fn decode_intents(docs: impl IntoIterator<Item = String>) -> Result<Vec<WriteIntent>> {
-    docs.into_iter()
-        .map(|d| {
-            serde_json::from_str(&d).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidData,
-                    format!("a stored write intent is unreadable: {e}"),
-                )
-                .with_operation("state.load")
-            })
-        })
+/// Decodes stored intents: (key bytes, intent bytes) per row.
+pub(crate) fn decode_intents(
+    rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<WriteIntent>> {
+    rows.into_iter()
+        .map(|(k, data)| decode_intent(&k, &data))
         .collect()
 }
 
 /// The keys whose intents a delta replaces or ends (the rows of `..._state_intents` to delete
-/// before inserting the new ones).
+/// before inserting the new ones); none when the delta clears them all at once.
 pub(crate) fn intent_keys_to_clear(delta: &StateDelta) -> Vec<&RowKey> {
+    if delta.intents_cleared {
+        return delta.intents.iter().map(|i| &i.key).collect();
+    }
     delta
         .intents_done
         .iter()
@@ -375,7 +456,7 @@ pub(crate) mod postgres {
                     mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, row_data bytea NOT NULL,
                     tombstone boolean NOT NULL, synced_at bigint NOT NULL, PRIMARY KEY (mapping, kh))",
                 "CREATE TABLE IF NOT EXISTS sheetsync.state_intents (
-                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, intent text NOT NULL,
+                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, intent bytea NOT NULL,
                     PRIMARY KEY (mapping, kh))",
             ] {
                 sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
@@ -423,17 +504,17 @@ pub(crate) mod postgres {
         .map_err(err)?;
         let mut doc = Doc::parse(Some(doc))?;
         doc.apply(delta);
-        if delta.reset {
-            for sql in [
-                "DELETE FROM sheetsync.state_bases WHERE mapping = $1",
-                "DELETE FROM sheetsync.state_intents WHERE mapping = $1",
-            ] {
-                sqlx::query(sql)
-                    .bind(mapping)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(err)?;
-            }
+        let bases = delta
+            .reset
+            .then_some("DELETE FROM sheetsync.state_bases WHERE mapping = $1");
+        let intents = (delta.reset || delta.intents_cleared)
+            .then_some("DELETE FROM sheetsync.state_intents WHERE mapping = $1");
+        for sql in bases.into_iter().chain(intents) {
+            sqlx::query(sql)
+                .bind(mapping)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
         }
         for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
             let sql = format!(
@@ -484,7 +565,7 @@ pub(crate) mod postgres {
                     .bind(mapping)
                     .bind(key_hash(&i.key))
                     .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i)?);
+                    .bind(encode_intent(i));
             }
             q.execute(&mut **tx).await.map_err(err)?;
         }
@@ -522,8 +603,8 @@ pub(crate) mod postgres {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(err)?;
-            let intents: Vec<String> = sqlx::query_scalar(
-                "SELECT intent FROM sheetsync.state_intents WHERE mapping = $1 ORDER BY kh",
+            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                "SELECT k, intent FROM sheetsync.state_intents WHERE mapping = $1 ORDER BY kh",
             )
             .bind(mapping)
             .fetch_all(&mut *tx)
@@ -577,7 +658,7 @@ pub(crate) mod mysql {
                  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 "CREATE TABLE IF NOT EXISTS `_sheetsync_state_intents` (
                     mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
-                    intent LONGTEXT NOT NULL, PRIMARY KEY (mapping, kh)
+                    intent LONGBLOB NOT NULL, PRIMARY KEY (mapping, kh)
                  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             ] {
                 sqlx::query(ddl).execute(&pool).await.map_err(err)?;
@@ -620,17 +701,17 @@ pub(crate) mod mysql {
         .map_err(err)?;
         let mut doc = Doc::parse(Some(doc))?;
         doc.apply(delta);
-        if delta.reset {
-            for sql in [
-                "DELETE FROM `_sheetsync_state_bases` WHERE mapping = ?",
-                "DELETE FROM `_sheetsync_state_intents` WHERE mapping = ?",
-            ] {
-                sqlx::query(sql)
-                    .bind(mapping)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(err)?;
-            }
+        let bases = delta
+            .reset
+            .then_some("DELETE FROM `_sheetsync_state_bases` WHERE mapping = ?");
+        let intents = (delta.reset || delta.intents_cleared)
+            .then_some("DELETE FROM `_sheetsync_state_intents` WHERE mapping = ?");
+        for sql in bases.into_iter().chain(intents) {
+            sqlx::query(sql)
+                .bind(mapping)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
         }
         for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
             // Only the primary key is unique in this table of ours.
@@ -682,7 +763,7 @@ pub(crate) mod mysql {
                     .bind(mapping)
                     .bind(key_hash(&i.key))
                     .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i)?);
+                    .bind(encode_intent(i));
             }
             q.execute(&mut **tx).await.map_err(err)?;
         }
@@ -717,8 +798,8 @@ pub(crate) mod mysql {
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
-            let intents: Vec<String> = sqlx::query_scalar(
-                "SELECT intent FROM `_sheetsync_state_intents` WHERE mapping = ? ORDER BY kh",
+            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                "SELECT k, intent FROM `_sheetsync_state_intents` WHERE mapping = ? ORDER BY kh",
             )
             .bind(mapping)
             .fetch_all(&mut *tx)
@@ -768,7 +849,7 @@ pub(crate) mod sqlite {
                     mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, row_data BLOB NOT NULL,
                     tombstone INTEGER NOT NULL, synced_at INTEGER NOT NULL, PRIMARY KEY (mapping, kh))",
                 "CREATE TABLE IF NOT EXISTS _sheetsync_state_intents (
-                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent TEXT NOT NULL,
+                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent BLOB NOT NULL,
                     PRIMARY KEY (mapping, kh))",
             ] {
                 sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
@@ -807,17 +888,17 @@ pub(crate) mod sqlite {
                 .map_err(err)?;
         let mut doc = Doc::parse(doc)?;
         doc.apply(delta);
-        if delta.reset {
-            for sql in [
-                "DELETE FROM _sheetsync_state_bases WHERE mapping = ?",
-                "DELETE FROM _sheetsync_state_intents WHERE mapping = ?",
-            ] {
-                sqlx::query(sql)
-                    .bind(mapping)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(err)?;
-            }
+        let bases = delta
+            .reset
+            .then_some("DELETE FROM _sheetsync_state_bases WHERE mapping = ?");
+        let intents = (delta.reset || delta.intents_cleared)
+            .then_some("DELETE FROM _sheetsync_state_intents WHERE mapping = ?");
+        for sql in bases.into_iter().chain(intents) {
+            sqlx::query(sql)
+                .bind(mapping)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
         }
         for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
             let sql = format!(
@@ -868,7 +949,7 @@ pub(crate) mod sqlite {
                     .bind(mapping)
                     .bind(key_hash(&i.key))
                     .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i)?);
+                    .bind(encode_intent(i));
             }
             q.execute(&mut **tx).await.map_err(err)?;
         }
@@ -904,8 +985,8 @@ pub(crate) mod sqlite {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(err)?;
-            let intents: Vec<String> = sqlx::query_scalar(
-                "SELECT intent FROM _sheetsync_state_intents WHERE mapping = ? ORDER BY kh",
+            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                "SELECT k, intent FROM _sheetsync_state_intents WHERE mapping = ? ORDER BY kh",
             )
             .bind(mapping)
             .fetch_all(&mut *tx)
@@ -955,6 +1036,56 @@ mod tests {
         assert_eq!(t, RowBase::tombstone(7));
         assert_eq!(key_hash(&key).len(), 16);
         assert!(decode_base(&[200], &[], false, 0).is_err());
+    }
+
+    #[test]
+    fn intents_round_trip_exactly() {
+        let row = Row::new(vec![Value::Int(1), Value::Float(f64::NAN), Value::Null]);
+        let key = RowKey::from_values(&[Value::Int(1)]);
+        for intent in [
+            WriteIntent {
+                key: key.clone(),
+                target: Some(row.clone()),
+                base: Some(row.hash()),
+                sides: vec![
+                    sheetsync_core::SideBefore {
+                        side: Side::Sheet,
+                        row: None,
+                        at: u64::MAX,
+                    },
+                    sheetsync_core::SideBefore {
+                        side: Side::Db,
+                        row: Some(row.clone()),
+                        at: 7,
+                    },
+                ],
+            },
+            WriteIntent {
+                key: key.clone(),
+                target: None,
+                base: None,
+                sides: Vec::new(),
+            },
+        ] {
+            let back = decode_intent(key.as_bytes(), &encode_intent(&intent)).unwrap();
+            assert_eq!(
+                back.target.as_ref().map(Row::hash),
+                intent.target.as_ref().map(Row::hash)
+            );
+            assert_eq!(
+                (back.base, back.sides.len()),
+                (intent.base, intent.sides.len())
+            );
+            assert_eq!(back.key, key);
+        }
+        let good = encode_intent(&WriteIntent {
+            key: key.clone(),
+            target: None,
+            base: None,
+            sides: Vec::new(),
+        });
+        assert!(decode_intent(key.as_bytes(), &good[..good.len() - 1]).is_err());
+        assert!(decode_intent(key.as_bytes(), &[2]).is_err());
     }
 
     #[test]

@@ -380,8 +380,11 @@ impl Engine {
             .map(|(k, _)| k)
             .chain(&plan.intents_obsolete)
             .filter(|k| st.intents.contains_key(*k))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .cloned()
             .collect();
+        let intents_cleared = !intents_done.is_empty() && intents_done.len() == st.intents.len();
         let delta = StateDelta {
             remove: prunable_tombstones(st, reads, &new_bases),
             upsert: new_bases,
@@ -393,6 +396,7 @@ impl Engine {
             clock: self.clock.last(),
             identity: st.identity_to_record.clone(),
             intents_done,
+            intents_cleared,
             pending_deletes: queue.as_ref().map(|(q, _)| q.values().cloned().collect()),
             recent_deletes: recent.clone(),
             ..StateDelta::default()

@@ -182,6 +182,9 @@ pub struct StateDelta {
     pub intents: Vec<WriteIntent>,
     /// Keys whose write intents are over.
     pub intents_done: Vec<RowKey>,
+    /// Every write intent of the mapping is over (`intents_done` names them all): a store may
+    /// drop them at once.
+    pub intents_cleared: bool,
     /// Replaces the deletes waiting for an operator.
     pub pending_deletes: Option<Vec<PendingDelete>>,
     /// Replaces the log of recent deletes.
@@ -237,6 +240,9 @@ impl StateDelta {
         }
         if let Some(i) = &self.identity {
             s.identity = Some(i.clone());
+        }
+        if self.intents_cleared {
+            s.intents.clear();
         }
         if !self.intents_done.is_empty() || !self.intents.is_empty() {
             let replaced: std::collections::HashSet<&RowKey> = self

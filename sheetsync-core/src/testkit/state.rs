@@ -145,6 +145,26 @@ pub async fn run_state_store_conformance(store: &dyn StateStore) {
     oracle.commit(other, &d3).await.expect("oracle");
     same(store, &oracle, other, "another mapping").await;
 
+    // Every intent ends at once (the other mapping's stay).
+    let d2b = StateDelta {
+        intents_done: store
+            .load(m)
+            .await
+            .expect("load")
+            .intents
+            .iter()
+            .map(|i| i.key.clone())
+            .collect(),
+        intents_cleared: true,
+        clock: 12,
+        ..StateDelta::default()
+    };
+    store.commit(m, &d2b).await.expect("commit d2b");
+    oracle.commit(m, &d2b).await.expect("oracle");
+    same(store, &oracle, m, "intents cleared").await;
+    assert!(store.load(m).await.expect("load").intents.is_empty());
+    same(store, &oracle, other, "the other mapping keeps its intents").await;
+
     // A reset forgets everything of the mapping but its clock, and records the new identity.
     let moved = MappingIdentity {
         sheet: "sheet:9XyZ#0".into(),
@@ -162,6 +182,6 @@ pub async fn run_state_store_conformance(store: &dyn StateStore) {
     let got = store.load(m).await.expect("load");
     assert!(got.bases.is_empty() && got.intents.is_empty() && got.pending_deletes.is_empty());
     assert_eq!(got.identity, Some(moved));
-    assert_eq!(got.clock, 11, "the clock survives a reset");
+    assert_eq!(got.clock, 12, "the clock survives a reset");
     same(store, &oracle, other, "the other mapping survives a reset").await;
 }
