@@ -1033,7 +1033,7 @@ async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
             let at = Instant::now();
             for (id, seq) in batch {
                 n += 1;
-                if n % PROBE_EVERY == 0 {
+                if n.is_multiple_of(PROBE_EVERY) {
                     let _ = tx.send(Probe {
                         row: rig.row_of[&id],
                         seq,

@@ -123,7 +123,7 @@ pub(crate) mod exact_row {
     }
 
     pub(crate) fn decode(text: &str) -> Option<Row> {
-        if text.len() % 2 != 0 || !text.is_ascii() {
+        if !text.len().is_multiple_of(2) || !text.is_ascii() {
             return None;
         }
         let bytes = (0..text.len())

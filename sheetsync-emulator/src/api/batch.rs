@@ -510,7 +510,7 @@ fn check_paste_orientation(v: Option<&Value>) -> Result<(), ApiError> {
 /// the source to fill it; any other destination gets the source once from its start (beyond
 /// its end if it is smaller).
 fn paste_span(source: u32, destination: u32) -> u32 {
-    if destination >= source && destination % source == 0 {
+    if destination >= source && destination.is_multiple_of(source) {
         destination
     } else {
         source

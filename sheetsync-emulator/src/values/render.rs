@@ -101,7 +101,7 @@ fn group(int: &str) -> String {
     let b = int.as_bytes();
     let mut out = String::new();
     for (i, ch) in b.iter().enumerate() {
-        if i > 0 && (b.len() - i) % 3 == 0 {
+        if i > 0 && (b.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(*ch as char);

@@ -39,6 +39,23 @@ pub struct PostgresTable {
 }
 
 impl PostgresTable {
+    /// Bounds the lock and statement waits of a write transaction (transaction-local).
+    async fn bound_waits(&self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<()> {
+        let waits = self
+            .common
+            .info
+            .dialect
+            .wait_sql(false, self.common.waits());
+        let mut q = sqlx::query(audited(waits.set));
+        for b in waits.binds {
+            q = bind(q, b);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(|e| db_error(e, "apply"))?;
+        Ok(())
+    }
+
     /// Connects to `url` and opens `table` (in the connection's current schema).
     pub async fn connect(url: &str, table: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
@@ -602,16 +619,7 @@ impl Sink for PostgresTable {
             .await
             .map_err(err)?;
         // Transaction-local too: a row another session keeps locked holds only that row.
-        let waits = self
-            .common
-            .info
-            .dialect
-            .wait_sql(false, self.common.waits());
-        let mut q = sqlx::query(audited(waits.set));
-        for b in waits.binds {
-            q = bind(q, b);
-        }
-        q.execute(&mut *tx).await.map_err(err)?;
+        self.bound_waits(&mut tx).await?;
         let mut w = Box::new(PgTx { table: self, tx });
         let out = apply_ops(
             &self.common.info,
@@ -647,17 +655,8 @@ impl TransactionalSink for PostgresTable {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        // The same bounded waits as `Sink::apply` (transaction-local).
-        let waits = self
-            .common
-            .info
-            .dialect
-            .wait_sql(false, self.common.waits());
-        let mut q = sqlx::query(audited(waits.set));
-        for b in waits.binds {
-            q = bind(q, b);
-        }
-        q.execute(&mut *tx).await.map_err(err)?;
+        // The same bounded waits as `Sink::apply`.
+        self.bound_waits(&mut tx).await?;
         let w = PgTx { table: self, tx };
         let (max, rows) = (self.common.options.max_batch, self.chunk());
         Ok(Box::new(crate::state::StateTx::new(
