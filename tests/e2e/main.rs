@@ -53,6 +53,7 @@ e2e!(
     bad_cells_held_and_released,
     kill_9_mid_cycle,
     kill_9_between_sheet_write_and_state_commit,
+    kill_9_during_a_burst_of_updates_and_deletes,
     repointed_mapping_refused_until_reset,
     api_error_storms,
     database_connections_killed,
