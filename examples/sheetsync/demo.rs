@@ -35,7 +35,7 @@ const SEED_SQL: &[&str] = &[
         sku TEXT PRIMARY KEY NOT NULL,
         name TEXT NOT NULL,
         qty INTEGER NOT NULL DEFAULT 0,
-        price NUMERIC,
+        price DECIMAL_TEXT,
         discontinued BOOLEAN NOT NULL DEFAULT 0
     )",
     "INSERT OR IGNORE INTO products VALUES ('A-100', 'Anchor bolt', 120, '0.35', 0)",
