@@ -422,12 +422,7 @@ impl SheetTable {
                 "UNFORMATTED_VALUE",
             )
             .await?;
-        Ok(got
-            .into_iter()
-            .next()
-            .and_then(|v| v.values)
-            .and_then(|rows| rows.into_iter().next())
-            .unwrap_or_default())
+        Ok(got.first().map(write::first_row).unwrap_or_default())
     }
 
     /// Writes the column names into an empty header row, growing the grid if it is too narrow.

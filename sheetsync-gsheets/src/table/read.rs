@@ -145,12 +145,7 @@ impl SheetTable {
             Some(s) => s.0 = l.header_row,
             None => spans.push((l.header_row, l.header_row)),
         }
-        let key_ranges: Vec<String> = self
-            .schema
-            .key
-            .iter()
-            .map(|&k| l.column_down(l.columns[k]))
-            .collect();
+        let key_ranges: Vec<String> = self.key_ranges(&l);
         let nk = key_ranges.len();
         let mut snap = Snapshot {
             observations: Vec::new(),

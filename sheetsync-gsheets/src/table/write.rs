@@ -111,12 +111,7 @@ impl SheetTable {
                 set_key_cells: HashMap::new(),
             });
         }
-        let mut ranges: Vec<String> = self
-            .schema
-            .key
-            .iter()
-            .map(|&k| l.column_down(l.columns[k]))
-            .collect();
+        let mut ranges: Vec<String> = self.key_ranges(l);
         let set_key_rows: Vec<u32> = ops
             .iter()
             .filter_map(|op| match op {
@@ -140,6 +135,15 @@ impl SheetTable {
             positions,
             set_key_cells,
         })
+    }
+
+    /// The A1 ranges of the key column(s), from the first data row down.
+    pub(super) fn key_ranges(&self, l: &Layout) -> Vec<String> {
+        self.schema
+            .key
+            .iter()
+            .map(|&k| l.column_down(l.columns[k]))
+            .collect()
     }
 
     /// Key → 1-based rows, from the key columns read from the first data row down.
@@ -630,7 +634,7 @@ impl SheetTable {
             let Verdict::Missed(pre) = v else { continue };
             let from = base + i as u32 + 1;
             match &t.action {
-                Action::Delete if !is_blank(pre) => {
+                Action::Delete if !is_blank_row(pre) => {
                     restores.extend(restore_deleted(data, scratch.sheet_id, from, l.header_row))
                 }
                 Action::Delete => {}
@@ -786,12 +790,7 @@ impl SheetTable {
         if rewrites.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let ranges: Vec<String> = self
-            .schema
-            .key
-            .iter()
-            .map(|&k| l.column_down(l.columns[k]))
-            .collect();
+        let ranges: Vec<String> = self.key_ranges(l);
         let got = self
             .client
             .batch_get(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
@@ -1042,17 +1041,13 @@ fn new_nonce() -> String {
     format!("sheetsync:{:016x}", rand::random::<u64>())
 }
 
-fn first_row(vr: &ValueRange) -> Vec<Json> {
+pub(super) fn first_row(vr: &ValueRange) -> Vec<Json> {
     vr.values
         .clone()
         .unwrap_or_default()
         .into_iter()
         .next()
         .unwrap_or_default()
-}
-
-fn is_blank(row: &[Json]) -> bool {
-    row.iter().all(|c| c.is_null() || c.as_str() == Some(""))
 }
 
 /// `a` (cells read) holds what `b` describes, cell by cell: a missing cell counts as blank,
