@@ -4,13 +4,15 @@
 //! keys back and acknowledge the change feeds.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Instant;
 
 use super::plan::{Plan, PlannedOp};
 use super::read::SideRead;
+use super::stuck::{self, Failure, Stuck};
 use super::WriteKind;
-use super::{deletes, idx, CycleReport, Engine, EngineState, Event};
+use super::{deletes, idx, CycleReport, CycleTimings, Engine, EngineState, Event};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{RowKey, Side};
+use crate::model::{KeyMap, RowKey, Side};
 use crate::state::{Choice, ConflictRecord, HeldRow, RecentDeletes, RowBase, StateDelta};
 use crate::table::{
     Expected, SinkTransaction, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
@@ -19,14 +21,17 @@ use crate::table::{
 /// What the writes of a cycle did.
 #[derive(Default)]
 pub(super) struct Written {
-    /// Keys whose writes failed on some side (value: why, if a side refused the row).
-    pub failed: BTreeMap<RowKey, Option<(Side, String)>>,
+    /// Keys whose writes failed on some side, and how.
+    pub failed: BTreeMap<RowKey, Failure>,
     /// Bases of rows whose keys the database generated.
     pub generated: Vec<(RowKey, RowBase)>,
     /// Rows deleted, per side.
     pub deleted: [Vec<RowKey>; 2],
     /// Generated keys to write back into the Sheet once the state is safe.
     pub key_backs: Vec<PlannedOp>,
+    /// Rows the database stored otherwise than written (it filled in defaults): (key, the row
+    /// written, the row stored), to show in the Sheet once the state is safe.
+    pub shown: Vec<(RowKey, crate::model::Row, crate::model::Row)>,
 }
 
 /// A cycle's new state: the delta to commit, and what memory becomes once it is committed.
@@ -39,6 +44,7 @@ pub(super) struct NextState {
     queue: Option<deletes::NextQueue>,
     recent: Option<Vec<RecentDeletes>>,
     released: Vec<RowKey>,
+    stuck: KeyMap<Stuck>,
 }
 
 impl Engine {
@@ -47,6 +53,7 @@ impl Engine {
         st: &mut EngineState,
         reads: [SideRead; 2],
         mut plan: Plan,
+        (started, timings): (Instant, CycleTimings),
     ) -> Result<CycleReport> {
         let ctx = WriteContext {
             origin: self.origin.clone(),
@@ -54,15 +61,23 @@ impl Engine {
         let mut report = CycleReport {
             cycle: st.cycle,
             changes: plan.changes,
+            intents: plan.intents.len(),
+            state_commits: (!plan.intents.is_empty()) as usize,
+            timings,
             ..Default::default()
         };
+        let phase = Instant::now();
         for side in Side::BOTH {
             *report.full_reads.get_mut(side) = reads[idx(side)].full as usize;
         }
         self.persist_intents(st, &plan).await?;
+        report.timings.intents = phase.elapsed();
+        let phase = Instant::now();
         let mut written = Written::default();
         self.write_sheet(&mut plan, &ctx, &mut report, &mut written)
             .await;
+        report.timings.sheet = phase.elapsed();
+        let phase = Instant::now();
         let ops = db_ops(&mut plan, &written);
         let step = (ops, &ctx);
         let next = match self.db_transactions().filter(|_| !step.0.is_empty()) {
@@ -75,6 +90,8 @@ impl Engine {
                     .await?
             }
         };
+        report.timings.db_and_commit = phase.elapsed();
+        report.state_commits += !next.delta.is_empty() as usize;
         // The state is safe: update memory, then finish what may follow it.
         self.absorb(st, &reads, &plan, next);
         if !written.key_backs.is_empty() {
@@ -83,6 +100,8 @@ impl Engine {
             self.apply_side(Side::Sheet, key_backs, &ctx, &mut report, &mut ignore)
                 .await;
         }
+        let shown = std::mem::take(&mut written.shown);
+        self.show_stored(st, shown, &ctx, &mut report).await;
         self.acknowledge(&reads).await;
         report.held = st.held.len();
         report.conflicts = st.conflicts.len();
@@ -90,6 +109,7 @@ impl Engine {
         report.guard_tripped = plan.guard.iter().map(|(side, _, _)| *side).collect();
         report.deletes_queued = plan.queued.len();
         report.pending_deletes = deletes::waiting(&st.queue);
+        report.timings.total = started.elapsed();
         self.emit(Event::Cycle(report.clone()));
         Ok(report)
     }
@@ -236,7 +256,7 @@ impl Engine {
                 });
                 for p in &ops {
                     if let Some(k) = &p.key {
-                        written.failed.entry(k.clone()).or_insert(None);
+                        written.failed.entry(k.clone()).or_insert(Failure::Batch);
                     }
                 }
                 let next = self.next_state(st, reads, plan, written);
@@ -279,6 +299,63 @@ impl Engine {
         Ok((tx, outcomes))
     }
 
+    /// Shows in the Sheet the rows the database stored otherwise than written (defaults it
+    /// filled in), then makes the stored rows their bases. Until that commit the base stays the
+    /// row written: if the Sheet write or the commit fails, the next reads of both sides find
+    /// the stored row on each and agree on it, and a failed Sheet write leaves the database's
+    /// change to flow to the Sheet as any other.
+    async fn show_stored(
+        &self,
+        st: &mut EngineState,
+        shown: Vec<(RowKey, crate::model::Row, crate::model::Row)>,
+        ctx: &WriteContext,
+        report: &mut CycleReport,
+    ) {
+        if shown.is_empty() {
+            return;
+        }
+        let ops = shown
+            .into_iter()
+            .map(|(k, written, stored)| PlannedOp {
+                key: Some(k),
+                op: WriteOp::Upsert {
+                    row: stored,
+                    expected: Expected::Row(written),
+                },
+                then_insert: false,
+                locator: None,
+            })
+            .collect();
+        let mut ignore = Written::default();
+        let now = self.clock.now();
+        let rebased: Vec<(RowKey, RowBase)> = self
+            .apply_side(Side::Sheet, ops, ctx, report, &mut ignore)
+            .await
+            .into_iter()
+            .filter(|(_, o)| matches!(o, Some(WriteOutcome::Applied | WriteOutcome::Stored(_))))
+            .filter_map(|(p, _)| match (p.key, p.op) {
+                (Some(k), WriteOp::Upsert { row, .. }) => {
+                    Some((k, RowBase::agreed(Some(row), now)))
+                }
+                _ => None,
+            })
+            .collect();
+        if rebased.is_empty() {
+            return;
+        }
+        let delta = StateDelta {
+            upsert: rebased,
+            clock: self.clock.last(),
+            ..StateDelta::default()
+        };
+        report.state_commits += 1;
+        if self.commit_state(st, &delta).await.is_ok() {
+            for (k, b) in delta.upsert {
+                st.set_base(k, b);
+            }
+        }
+    }
+
     /// Keys the database generated get their bases now and are written back into the Sheet
     /// after the commit: if that fails, the next cycle's restore step finds the unkeyed row by
     /// content and retries.
@@ -289,10 +366,18 @@ impl Engine {
     ) {
         let now = self.clock.now();
         for (op, outcome) in results {
-            let (WriteOp::Insert { .. }, Some(WriteOutcome::Stored(stored))) = (&op.op, outcome)
-            else {
+            let Some(WriteOutcome::Stored(stored)) = outcome else {
                 continue;
             };
+            if let (WriteOp::Upsert { row, .. }, Some(k)) = (&op.op, &op.key) {
+                if *row != stored {
+                    written.shown.push((k.clone(), row.clone(), stored));
+                }
+                continue;
+            }
+            if !matches!(op.op, WriteOp::Insert { .. }) {
+                continue;
+            }
             let Some(k) = stored.key(&self.schema) else {
                 self.emit(Event::Error {
                     side: Some(Side::Db),
@@ -337,15 +422,24 @@ impl Engine {
             }
             new_bases.push((k.clone(), RowBase::agreed(t.clone(), now)));
         }
-        for (k, why) in &written.failed {
+        let stuck = stuck::next(st, reads, plan, written, &new_bases);
+        for (k, failure) in &written.failed {
             pending.insert(k.clone());
-            if let Some((side, reason)) = why {
+            if let (Failure::Refused(side, reason), None) =
+                (failure, stuck.get(k).and_then(|s| s.parked))
+            {
                 held.push(HeldRow {
                     key: Some(k.clone()),
                     side: Some(*side),
                     locator: None,
                     reason: format!("{} refused the row: {reason}", self.table(*side).name()),
                 });
+            }
+        }
+        for (k, s) in &stuck {
+            pending.insert(k.clone());
+            if let Some(h) = s.held(k, self.table(s.side).name()) {
+                held.push(h);
             }
         }
         let mut released = Vec::new();
@@ -410,6 +504,7 @@ impl Engine {
             queue,
             recent,
             released,
+            stuck,
         }
     }
 
@@ -426,6 +521,14 @@ impl Engine {
         }
         for h in &next.held {
             if !st.held.contains(h) {
+                tracing::warn!(
+                    mapping = %self.mapping.name,
+                    key = ?h.key.as_ref().map(|k| k.to_string()),
+                    side = ?h.side,
+                    locator = ?h.locator,
+                    "row held: {}",
+                    h.reason
+                );
                 self.emit(Event::Held(h.clone()));
             }
         }
@@ -462,6 +565,7 @@ impl Engine {
             }
         }
         st.pending = pending;
+        st.stuck = next.stuck;
         st.held = next.held;
         st.conflicts = next.conflicts;
         st.choices = next.choices;
@@ -544,7 +648,7 @@ impl Engine {
                     });
                     for p in chunk {
                         if let Some(k) = &p.key {
-                            written.failed.entry(k.clone()).or_insert(None);
+                            written.failed.entry(k.clone()).or_insert(Failure::Batch);
                         }
                         out.push((p, None));
                     }
@@ -614,12 +718,15 @@ impl Engine {
                 if let Some(k) = &p.key {
                     written
                         .failed
-                        .insert(k.clone(), Some((side, reason.clone())));
+                        .insert(k.clone(), Failure::Refused(side, reason.clone()));
                 }
             }
             WriteOutcome::Stale => {
                 if let Some(k) = &p.key {
-                    written.failed.entry(k.clone()).or_insert(None);
+                    let f = written.failed.entry(k.clone()).or_insert(Failure::Batch);
+                    if *f == Failure::Batch {
+                        *f = Failure::Stale(side);
+                    }
                 }
             }
         }

@@ -15,10 +15,9 @@ use chrono::Utc;
 
 use super::plan::{Plan, View};
 use super::{idx, Engine, EngineState, Event, QueueChange};
-use crate::error::{Error, ErrorKind, Result};
 use crate::merge::SideState;
 use crate::model::{RowKey, Side};
-use crate::state::{DeleteDecision, PendingDelete, RecentDeletes, RowBase, StateDelta};
+use crate::state::{DeleteDecision, PendingDelete, RecentDeletes, RowBase};
 use crate::table::WriteOp;
 
 /// Which pending deletes an operator decides about.
@@ -33,7 +32,7 @@ pub enum DeleteSelection {
 }
 
 impl DeleteSelection {
-    fn matches(&self, p: &PendingDelete, now: chrono::DateTime<Utc>) -> bool {
+    pub(super) fn matches(&self, p: &PendingDelete, now: chrono::DateTime<Utc>) -> bool {
         match self {
             DeleteSelection::All => true,
             DeleteSelection::Keys(keys) => keys.contains(&p.key),
@@ -187,82 +186,6 @@ impl Engine {
         } else {
             format!("rows deleted in the {deleting}: {exceeded} of the {side}'s rows")
         })
-    }
-
-    /// The pending deletes, oldest first.
-    pub async fn pending_deletes(&self) -> Vec<PendingDelete> {
-        let st = self.state.lock().await;
-        let mut out: Vec<PendingDelete> = st.queue.values().cloned().collect();
-        out.sort_by(|a, b| a.queued_at.cmp(&b.queued_at).then(a.key.cmp(&b.key)));
-        out
-    }
-
-    /// Approves the selected pending deletes: the next cycle deletes those rows on the other
-    /// side too (approved deletes do not count against the guard's window). Returns how many
-    /// were approved.
-    pub async fn approve_deletes(&self, which: &DeleteSelection) -> Result<usize> {
-        self.decide_deletes(which, DeleteDecision::Approve).await
-    }
-
-    /// Rejects the selected pending deletes: the next cycle restores those rows on the side
-    /// that deleted them, as they are on the other side. Returns how many were rejected.
-    pub async fn reject_deletes(&self, which: &DeleteSelection) -> Result<usize> {
-        self.decide_deletes(which, DeleteDecision::Reject).await
-    }
-
-    async fn decide_deletes(
-        &self,
-        which: &DeleteSelection,
-        decision: DeleteDecision,
-    ) -> Result<usize> {
-        let mut st = self.state.lock().await;
-        let now = Utc::now();
-        if let DeleteSelection::Keys(keys) = which {
-            let missing: Vec<String> = keys
-                .iter()
-                .filter(|k| !st.queue.contains_key(*k))
-                .map(|k| k.to_string())
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::NotFound,
-                    format!("no pending delete for row(s) {}", missing.join(", ")),
-                ));
-            }
-        }
-        let mut queue = st.queue.clone();
-        let mut per_side: BTreeMap<Side, usize> = BTreeMap::new();
-        for p in queue.values_mut() {
-            if which.matches(p, now) && p.decision != Some(decision) {
-                p.decision = Some(decision);
-                *per_side.entry(p.deleted_on).or_default() += 1;
-            }
-        }
-        let decided = per_side.values().sum();
-        if decided == 0 {
-            return Ok(0);
-        }
-        let delta = StateDelta {
-            pending_deletes: Some(queue.values().cloned().collect()),
-            clock: self.clock.last(),
-            ..StateDelta::default()
-        };
-        if let Err(e) = self.store.commit(&self.mapping.name, &delta).await {
-            st.reload = true;
-            return Err(e.with_operation("state.commit"));
-        }
-        st.queue = queue;
-        let change = match decision {
-            DeleteDecision::Approve => QueueChange::Approved,
-            DeleteDecision::Reject => QueueChange::Rejected,
-        };
-        let waiting = waiting(&st.queue);
-        drop(st);
-        for (side, rows) in per_side {
-            self.queue_changed(change, side, rows, waiting);
-        }
-        self.wake();
-        Ok(decided)
     }
 
     /// Reports a change of the queue: a WARN line and an event (the daemon's metric).

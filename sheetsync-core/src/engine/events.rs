@@ -168,4 +168,29 @@ pub struct CycleReport {
     pub deletes_queued: usize,
     /// Deletes waiting for an operator at the end of the cycle.
     pub pending_deletes: usize,
+    /// Write intents persisted before the writes (one per row written).
+    pub intents: usize,
+    /// Commits to the state store (the intents, the new state, rows the database stored
+    /// otherwise than written).
+    pub state_commits: usize,
+    /// Where the cycle's time went.
+    pub timings: CycleTimings,
+}
+
+/// The time each phase of a cycle took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CycleTimings {
+    /// Reading both sides.
+    pub read: std::time::Duration,
+    /// Merging and planning.
+    pub plan: std::time::Duration,
+    /// Persisting the write intents.
+    pub intents: std::time::Duration,
+    /// Writing the Sheet.
+    pub sheet: std::time::Duration,
+    /// Writing the database and committing the new state (one transaction when the state lives
+    /// in the database).
+    pub db_and_commit: std::time::Duration,
+    /// The whole cycle.
+    pub total: std::time::Duration,
 }

@@ -23,8 +23,10 @@ mod deletes;
 mod events;
 mod identity;
 mod intent;
+mod operator;
 mod plan;
 mod read;
+mod stuck;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -43,12 +45,12 @@ use crate::model::{Cursor, KeyMap, RowKey, Side, TableSchema};
 use crate::resolve::{ConflictResolver, ResolverSpec};
 use crate::state::{
     Choice, ConflictRecord, HeldRow, MappingIdentity, PendingDelete, RecentDeletes, RowBase,
-    StateDelta, StateSnapshot, StateStore, WriteIntent,
+    StateSnapshot, StateStore, WriteIntent,
 };
 use crate::table::Table;
 
 pub use deletes::DeleteSelection;
-pub use events::{CycleReport, Event, QueueChange, SideCounts, WriteKind};
+pub use events::{CycleReport, CycleTimings, Event, QueueChange, SideCounts, WriteKind};
 pub use plan::{Plan, PlannedOp};
 
 use read::SideRead;
@@ -70,6 +72,10 @@ pub struct Engine {
     /// Marks full reads (see [`BaseEntry`]).
     scan_gen: AtomicU32,
     state: Mutex<EngineState>,
+    /// What status callers read without waiting for a cycle (see [`operator`]).
+    published: std::sync::RwLock<Arc<operator::Published>>,
+    /// Decisions made while a cycle ran, for the next one.
+    inbox: std::sync::Mutex<Vec<operator::Decision>>,
 }
 
 #[derive(Default)]
@@ -82,6 +88,9 @@ struct EngineState {
     held: Vec<HeldRow>,
     conflicts: BTreeMap<RowKey, ConflictRecord>,
     choices: BTreeMap<RowKey, Choice>,
+    /// Rows whose writes keep failing (see [`stuck`]); not persisted: a restart gives them
+    /// their attempts again.
+    stuck: KeyMap<stuck::Stuck>,
     /// For rows to retry: per side, the content hash and time of the change first seen.
     first_seen: KeyMap<[Option<(crate::model::RowHash, u64)>; 2]>,
     last_full: [Option<Instant>; 2],
@@ -143,10 +152,16 @@ impl EngineState {
         self.live_bases += live as usize;
     }
 
-    /// Keys the engine must look at every cycle whatever the feeds say.
+    /// Keys the engine must look at every cycle whatever the feeds say (a parked row only once
+    /// its pause is over).
     fn keys_to_revisit(&self) -> BTreeSet<RowKey> {
         self.pending
             .iter()
+            .filter(|k| {
+                self.stuck
+                    .get(*k)
+                    .is_none_or(|s| s.parked.is_none() || s.due())
+            })
             .chain(self.choices.keys())
             .chain(self.conflicts.keys())
             .chain(self.intents.keys())
@@ -274,7 +289,7 @@ impl EngineBuilder {
             ..EngineState::from_snapshot(snap)
         };
         let (events, _) = broadcast::channel(1024);
-        Ok(Engine {
+        let engine = Engine {
             origin: self
                 .origin
                 .unwrap_or_else(|| format!("sheetsync:{}", self.mapping.name)),
@@ -290,7 +305,11 @@ impl EngineBuilder {
             wake: Notify::new(),
             scan_gen: AtomicU32::new(0),
             state: Mutex::new(state),
-        })
+            published: Default::default(),
+            inbox: Default::default(),
+        };
+        engine.publish(&*engine.state.lock().await);
+        Ok(engine)
     }
 }
 
@@ -337,66 +356,6 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Rows held back now.
-    pub async fn held(&self) -> Vec<HeldRow> {
-        self.state.lock().await.held.clone()
-    }
-
-    /// Conflicts kept for people now.
-    pub async fn conflicts(&self) -> Vec<ConflictRecord> {
-        self.state
-            .lock()
-            .await
-            .conflicts
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Approves every delete waiting in the queue and lets the next cycle's deletes through the
-    /// mass-delete guard. Prefer [`Engine::approve_deletes`], which names what it approves.
-    pub async fn allow_deletes_once(&self) {
-        self.state.lock().await.allow_deletes = true;
-        self.wake();
-    }
-
-    /// Resolves a kept conflict: the next cycle makes both sides hold `choice`.
-    pub async fn resolve_conflict(&self, key: &RowKey, choice: Choice) -> Result<()> {
-        let mut st = self.state.lock().await;
-        if !st.conflicts.contains_key(key) {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no conflict is kept for row {key}"),
-            ));
-        }
-        if let Choice::Row(row) = &choice {
-            if row.0.len() != self.schema.columns.len()
-                || row.key(&self.schema).as_ref() != Some(key)
-            {
-                return Err(Error::new(
-                    ErrorKind::InvalidData,
-                    format!(
-                        "the chosen row must have {} values and key {key}",
-                        self.schema.columns.len()
-                    ),
-                ));
-            }
-        }
-        let mut choices = st.choices.clone();
-        choices.insert(key.clone(), choice);
-        let delta = StateDelta {
-            choices: Some(choices.clone().into_iter().collect()),
-            clock: self.clock.last(),
-            ..Default::default()
-        };
-        self.store.commit(&self.mapping.name, &delta).await?;
-        st.choices = choices;
-        st.pending.insert(key.clone());
-        drop(st);
-        self.wake();
-        Ok(())
-    }
-
     fn table(&self, side: Side) -> &dyn Table {
         match side {
             Side::Sheet => &*self.sheet,
@@ -422,25 +381,35 @@ impl Engine {
         st.cycle += 1;
         let span = tracing::info_span!("cycle", mapping = %self.mapping.name, cycle = st.cycle);
         // A span guard must not live across an await: instrument the future instead.
-        async {
-            if st.reload {
-                self.reload(&mut st).await?;
-            }
-            let reads = match self.read_sides(&st).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.emit(Event::Error {
-                        side: None,
-                        message: e.to_string(),
-                    });
-                    return Err(e);
-                }
-            };
-            let plan = self.make_plan(&st, &reads);
-            self.apply(&mut st, reads, plan).await
+        let result = self.cycle(&mut st).instrument(span).await;
+        self.publish(&st);
+        result
+    }
+
+    async fn cycle(&self, st: &mut EngineState) -> Result<CycleReport> {
+        if st.reload {
+            self.reload(st).await?;
         }
-        .instrument(span)
-        .await
+        self.apply_deferred(st).await;
+        let started = Instant::now();
+        let reads = match self.read_sides(st).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.emit(Event::Error {
+                    side: None,
+                    message: e.to_string(),
+                });
+                return Err(e);
+            }
+        };
+        let read = started.elapsed();
+        let plan = self.make_plan(st, &reads);
+        let timings = CycleTimings {
+            read,
+            plan: started.elapsed() - read,
+            ..CycleTimings::default()
+        };
+        self.apply(st, reads, plan, (started, timings)).await
     }
 
     /// Replaces the state in memory with what the store holds (after a commit whose outcome is
@@ -456,6 +425,7 @@ impl Engine {
             allow_deletes: keep.allow_deletes,
             identity_to_record: keep.identity_to_record,
             first_seen: keep.first_seen,
+            stuck: keep.stuck,
             ..fresh
         };
         Ok(())

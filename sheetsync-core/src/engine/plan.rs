@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::Serialize;
 
 use super::read::SideRead;
-use super::{deletes, idx, intent, Engine, EngineState, SideCounts};
+use super::{deletes, idx, intent, stuck, Engine, EngineState, SideCounts};
 use crate::mapping::KeyStrategy;
 use crate::merge::{merge_row, MergePolicy, Merged, SideState};
 use crate::model::{ColumnType, Row, RowHash, RowKey, Side, Value};
@@ -162,7 +162,11 @@ impl Engine {
             deletes: self.mapping.deletes,
         };
         for k in self.dirty_keys(st, reads, &restored, &mut plan) {
-            if !held_keys.contains(&k) {
+            let sits_out = st
+                .stuck
+                .get(&k)
+                .is_some_and(|s| s.sits_out(stuck::read_hashes(st, reads, &k)));
+            if !held_keys.contains(&k) && !sits_out {
                 self.plan_row(st, reads, &restored, &policy, &k, now, &mut plan);
             }
         }

@@ -1,61 +1,17 @@
 //! Mapping identity (finding: re-pointing a mapping at a new, empty spreadsheet deleted every
 //! database row).
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-
 use super::*;
-use crate::model::{ChangeBatch, Observation};
 
 /// A memory table that says it is `identity` (a spreadsheet and tab, a database table).
-struct Pointed {
-    inner: Arc<MemoryTable>,
-    identity: String,
-}
-
-fn pointed(inner: &Arc<MemoryTable>, identity: &str) -> Arc<Pointed> {
-    Arc::new(Pointed {
-        inner: inner.clone(),
-        identity: identity.into(),
+fn pointed(inner: &Arc<MemoryTable>, identity: &str) -> Arc<Wrapped> {
+    Arc::new(Wrapped {
+        identity: Some(identity.into()),
+        ..Wrapped::new(inner)
     })
 }
 
-#[async_trait]
-impl crate::Source for Pointed {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn identity(&self) -> Result<String> {
-        Ok(self.identity.clone())
-    }
-    fn schema(&self) -> &TableSchema {
-        self.inner.schema()
-    }
-    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
-        self.inner.scan()
-    }
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        self.inner.cursor().await
-    }
-    async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
-        self.inner.changes(since, limit).await
-    }
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
-        self.inner.fetch(keys).await
-    }
-}
-
-#[async_trait]
-impl crate::Sink for Pointed {
-    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
-        self.inner.apply(ops, ctx).await
-    }
-}
-
-fn builder(rig: &Rig, sheet: Arc<Pointed>, db: Arc<Pointed>) -> EngineBuilder {
+fn builder(rig: &Rig, sheet: Arc<Wrapped>, db: Arc<Wrapped>) -> EngineBuilder {
     Engine::builder(rig.mapping.clone(), sheet, db).state(rig.store.clone())
 }
 
@@ -78,7 +34,7 @@ async fn synced_rig() -> Rig {
     rig
 }
 
-async fn refused(rig: &Rig, sheet: Arc<Pointed>, db: Arc<Pointed>) -> Error {
+async fn refused(rig: &Rig, sheet: Arc<Wrapped>, db: Arc<Wrapped>) -> Error {
     match builder(rig, sheet, db).build().await {
         Ok(_) => panic!("the engine accepted state that belongs to other tables"),
         Err(e) => e,

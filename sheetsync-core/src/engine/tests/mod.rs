@@ -613,6 +613,103 @@ async fn an_overwritten_person_edit_is_merged_and_written_back() {
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
 }
 
+type Hook = Box<dyn Fn(&MemoryTable, &[WriteOp]) + Send + Sync>;
+
+/// A memory table with a twist: another identity, something happening just before each write
+/// (another program changing a row, a write that waits for the test to let it through), or
+/// database defaults.
+struct Wrapped {
+    inner: Arc<MemoryTable>,
+    /// What it says it is (default: the memory table's identity).
+    identity: Option<String>,
+    before_apply: Hook,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Fills in what an upserted row leaves empty, as a database's defaults do, and answers
+    /// with the stored row.
+    defaults: Option<fn(Row) -> Row>,
+}
+
+impl Wrapped {
+    fn new(inner: &Arc<MemoryTable>) -> Self {
+        Wrapped {
+            inner: inner.clone(),
+            identity: None,
+            before_apply: Box::new(|_, _| {}),
+            gate: None,
+            defaults: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Source for Wrapped {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn identity(&self) -> Result<String> {
+        match &self.identity {
+            Some(id) => Ok(id.clone()),
+            None => self.inner.identity().await,
+        }
+    }
+    fn schema(&self) -> &TableSchema {
+        self.inner.schema()
+    }
+    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
+        self.inner.scan()
+    }
+    async fn cursor(&self) -> Result<Option<Cursor>> {
+        self.inner.cursor().await
+    }
+    async fn changes(&self, since: &Cursor, limit: usize) -> Result<crate::ChangeBatch> {
+        self.inner.changes(since, limit).await
+    }
+    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<crate::Observation>> {
+        self.inner.fetch(keys).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Sink for Wrapped {
+    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        (self.before_apply)(&self.inner, &ops);
+        let Some(fill) = self.defaults else {
+            return self.inner.apply(ops, ctx).await;
+        };
+        let filled: Vec<(WriteOp, Option<Row>)> = ops
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Upsert { row, expected } => {
+                    let stored = fill(row);
+                    let op = WriteOp::Upsert {
+                        row: stored.clone(),
+                        expected,
+                    };
+                    (op, Some(stored))
+                }
+                op => (op, None),
+            })
+            .collect();
+        let (ops, stored): (Vec<_>, Vec<_>) = filled.into_iter().unzip();
+        let outcomes = self.inner.apply(ops, ctx).await?;
+        Ok(outcomes
+            .into_iter()
+            .zip(stored)
+            .map(|(o, s)| match (o, s) {
+                (WriteOutcome::Applied, Some(row)) => WriteOutcome::Stored(row),
+                (o, _) => o,
+            })
+            .collect())
+    }
+}
+
 mod crash;
 mod guard;
 mod identity;
+mod stalls;
