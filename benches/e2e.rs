@@ -42,7 +42,7 @@ use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, MySqlPool, PgPool, S
 use sheetsync::sql::{
     MySqlStateStore, MySqlTable, PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable,
 };
-use sheetsync::{Engine, Event, MappingConfig, StateStore, Table};
+use sheetsync::{CycleReport, Engine, Event, MappingConfig, StateStore, Table};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -247,7 +247,18 @@ struct Initial {
     calls: BTreeMap<String, u64>,
     rss_kb: Option<u64>,
     quiet_calls: u64,
+    burst: Burst,
 }
+
+/// One cycle carrying a burst of DB updates (up to 10,000 rows changed in one transaction):
+/// what the write intents cost (issue 10).
+struct Burst {
+    rows: usize,
+    report: CycleReport,
+}
+
+/// Rows changed by the burst.
+const BURST_ROWS: i64 = 10_000;
 
 struct Sustained {
     seconds: f64,
@@ -772,6 +783,7 @@ impl Rig {
         let before: u64 = emu.request_counts().values().sum();
         engine.run_once().await?;
         let quiet_calls = emu.request_counts().values().sum::<u64>() - before;
+        let burst = burst(&engine, &db, rows).await?;
 
         // Where each id landed in the Sheet (rows never move during the bench).
         let col = emu
@@ -811,6 +823,7 @@ impl Rig {
                 calls,
                 rss_kb,
                 quiet_calls,
+                burst,
             }),
             cycles,
             cycle_times,
@@ -974,6 +987,22 @@ struct Probe {
 const BATCH_EVERY: Duration = Duration::from_millis(10);
 /// Every n-th update is watched in the Sheet.
 const PROBE_EVERY: u64 = 10;
+
+/// Changes `qty` of the first [`BURST_ROWS`] rows in one transaction, then runs the one cycle
+/// that carries them (before the engine's loop starts, so nothing else runs in it).
+async fn burst(engine: &Engine, db: &Db, rows: i64) -> Res<Burst> {
+    let n = rows.min(BURST_ROWS);
+    let updates: Vec<(i64, i64)> = (1..=n).map(|id| (id, 1_000_000 + id)).collect();
+    db.set_qty(&updates).await?;
+    let report = engine.run_once().await?;
+    if report.writes.sheet < n as usize {
+        return Err(format!("the burst cycle wrote {} of {n} rows", report.writes.sheet).into());
+    }
+    Ok(Burst {
+        rows: n as usize,
+        report,
+    })
+}
 
 async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
     use std::sync::atomic::Ordering::Relaxed;
@@ -1217,6 +1246,20 @@ fn lat_cell(l: &Lat) -> String {
     s
 }
 
+fn burst_cell(b: &Burst) -> String {
+    let t = &b.report.timings;
+    format!(
+        "{} rows: {} ({}; Sheet {}, DB and state {}); {} intents, {} commits",
+        b.rows,
+        ms(Some(t.total)),
+        ms(Some(t.intents)),
+        ms(Some(t.sheet)),
+        ms(Some(t.db_and_commit)),
+        b.report.intents,
+        b.report.state_commits
+    )
+}
+
 fn mb(kb: Option<u64>) -> String {
     kb.map_or("–".into(), |k| format!("{:.0} MB", k as f64 / 1024.0))
 }
@@ -1283,6 +1326,10 @@ fn print_table(p: &Params, cols: &[(Kind, Results)]) {
     add("Initial sync: peak RSS (VmHWM)".into(), &|r| {
         mb(r.initial.as_ref().and_then(|i| i.rss_kb))
     });
+    add(
+        "Burst of DB updates in one cycle: cycle time (writing the intents); intents, state-store commits".into(),
+        &|r| r.initial.as_ref().map_or("–".into(), |i| burst_cell(&i.burst)),
+    );
     add(
         format!(
             "Sustained {} DB updates/s for {} s: updates made",

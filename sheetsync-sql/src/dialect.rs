@@ -378,14 +378,16 @@ impl TableInfo {
     }
 
     /// The columns an insert of `row` leaves to the database's default: the `NOT NULL`
-    /// columns with a default that `row` leaves empty (key columns aside).
+    /// columns with a default that `row` leaves empty (key columns aside). An empty text is an
+    /// empty cell too: the engine turns an empty cell of a `NOT NULL` text column into `""`.
     pub(crate) fn defaulted(&self, row: &Row) -> Vec<usize> {
+        let empty = |v: &Value| v.is_null() || matches!(v, Value::Text(s) if s.is_empty());
         self.columns
             .iter()
             .zip(&row.0)
             .enumerate()
             .filter(|(i, (c, v))| {
-                v.is_null() && !c.nullable && c.has_default && c.writable && !self.key.contains(i)
+                empty(v) && !c.nullable && c.has_default && c.writable && !self.key.contains(i)
             })
             .map(|(i, _)| i)
             .collect()
@@ -904,6 +906,12 @@ mod tests {
         i.columns[1].has_default = true;
         let row = Row::new(vec![Value::Int(1), Value::Null]);
         assert_eq!(i.defaulted(&row), vec![1]);
+        let typed_empty = Row::new(vec![Value::Int(1), Value::Text(String::new())]);
+        assert_eq!(
+            i.defaulted(&typed_empty),
+            vec![1],
+            "an empty cell of a text column"
+        );
         assert_eq!(i.check_row(&row, Insert::New), None);
         assert_eq!(
             i.check_row(&row, Insert::No),

@@ -673,6 +673,8 @@ pub struct World {
     pub secret: String,
     pub mappings: Vec<MappingSpec>,
     pub cfg_path: PathBuf,
+    /// The time zone of the spreadsheets created from now on (default: the emulator's).
+    pub time_zone: Option<String>,
     daemon: Option<Daemon>,
     starts: usize,
 }
@@ -696,6 +698,7 @@ impl World {
             port,
             secret: format!("secret-{}", random_hex()),
             mappings: Vec::new(),
+            time_zone: None,
             daemon: None,
             starts: 0,
         }
@@ -705,11 +708,28 @@ impl World {
     /// and adds the mapping; returns its index.
     pub async fn add_mapping(&mut self, name: &str, rows: &[(i64, Canon)], extra: &str) -> usize {
         let table = format!("t_{name}");
-        self.db.exec(&self.db.create_table_sql(&table)).await;
+        let mut sql = vec![self.db.create_table_sql(&table)];
         if !rows.is_empty() {
-            self.db.exec(&insert_sql(&table, rows)).await;
+            sql.push(insert_sql(&table, rows));
         }
-        let spreadsheet_id = self.emu.create_spreadsheet(name).expect("spreadsheet");
+        self.add_mapping_sql(name, &sql, extra).await
+    }
+
+    /// Like [`World::add_mapping`] for a table of the test's own: `sql` creates and fills the
+    /// table `t_<name>`.
+    pub async fn add_mapping_sql(&mut self, name: &str, sql: &[String], extra: &str) -> usize {
+        let table = format!("t_{name}");
+        for statement in sql {
+            self.db.exec(statement).await;
+        }
+        let mut props = serde_json::json!({ "title": name });
+        if let Some(tz) = &self.time_zone {
+            props["timeZone"] = tz.as_str().into();
+        }
+        let spreadsheet_id = self
+            .emu
+            .create_spreadsheet_from(&serde_json::json!({ "properties": props }))
+            .expect("spreadsheet");
         self.emu
             .add_trigger(
                 &spreadsheet_id,

@@ -10,7 +10,7 @@ use sheetsync::gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
 use sheetsync::sql::{SqlOptions, SqlTable};
 use sheetsync::*;
 
-use crate::harness::{random_hex, Backend, Db};
+use crate::harness::{random_hex, wait_until, Backend, Db, World};
 
 /// Full reads of both sides with no edit anywhere: each is one poll of an idle mapping.
 const IDLE_CYCLES: usize = 10;
@@ -83,17 +83,20 @@ fn rows(backend: Backend) -> Vec<String> {
     .collect()
 }
 
+fn insert(backend: Backend, table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (id, at, local, due, price, name) VALUES {}",
+        rows(backend).join(", ")
+    )
+}
+
 async fn idle_suite(backend: Backend) {
     let dir = std::env::temp_dir().join(format!("sheetsync-idle-{}", random_hex()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = Db::create(backend, &dir).await;
     let table = format!("idle_{}", &random_hex()[..10]);
     db.exec(&create_sql(backend, &table)).await;
-    db.exec(&format!(
-        "INSERT INTO {table} (id, at, local, due, price, name) VALUES {}",
-        rows(backend).join(", ")
-    ))
-    .await;
+    db.exec(&insert(backend, &table)).await;
     let emu = EmulatorHandle::start(Config::default()).await.unwrap();
     let id = emu
         .create_spreadsheet_from(&serde_json::json!({
@@ -172,4 +175,77 @@ async fn idle_mapping_writes_nothing_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_mapping_writes_nothing_mysql() {
     idle_suite(Backend::MySql).await;
+}
+
+/// How long the daemon idles (`SHEETSYNC_IDLE_SECONDS`, default five minutes).
+fn idle_for() -> std::time::Duration {
+    let secs = std::env::var("SHEETSYNC_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
+/// The daemon in polling mode (a poll a second, a scheduled full read every 30 s) on the
+/// mapping above makes no write call and no Sheets read while idle: only the Drive version
+/// checks that tell it nothing changed. Returns the API calls made, by method.
+async fn daemon_idles(backend: Backend) -> Vec<(String, u64)> {
+    let mut w = World::new(backend, "idle-daemon").await;
+    let sql = [create_sql(backend, "t_idle"), insert(backend, "t_idle")];
+    let extra = "timing = { poll_interval_ms = 1000, full_scan_interval_ms = 30000 }";
+    w.time_zone = Some("America/New_York".into());
+    let m = w.add_mapping_sql("idle", &sql, extra).await;
+    w.start().await;
+    wait_until("the initial sync", || async {
+        match w.sheet_values(m).len() {
+            5 => Ok(()),
+            n => Err(format!("{n} Sheet rows")),
+        }
+    })
+    .await;
+    // The full read that follows the initial sync's writes, then a quiet start.
+    tokio::time::sleep(std::time::Duration::from_secs(35)).await;
+    w.emu.reset_counters();
+    let before = w.sheet_values(m);
+    tokio::time::sleep(idle_for()).await;
+    let counts: Vec<(String, u64)> = w.emu.request_counts().into_iter().collect();
+    assert_eq!(
+        w.sheet_values(m),
+        before,
+        "{backend:?}: the Sheet changed while idle"
+    );
+    let sheets_calls: Vec<_> = counts
+        .iter()
+        .filter(|(method, _)| !method.starts_with("drive."))
+        .collect();
+    assert!(
+        sheets_calls.is_empty(),
+        "{backend:?}: Sheets API calls while idle (only Drive version checks expected): {counts:?}"
+    );
+    counts
+}
+
+/// Five minutes of an idle daemon on each database at once (one test, so the three waits overlap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_daemon_makes_only_version_checks() {
+    let (sqlite, postgres, mysql) = tokio::join!(
+        daemon_idles(Backend::Sqlite),
+        daemon_idles(Backend::Postgres),
+        daemon_idles(Backend::MySql)
+    );
+    let minutes = idle_for().as_secs_f64() / 60.0;
+    for (backend, counts) in [
+        ("SQLite", sqlite),
+        ("PostgreSQL", postgres),
+        ("MariaDB", mysql),
+    ] {
+        let per_minute: Vec<String> = counts
+            .iter()
+            .map(|(m, n)| format!("{m} {:.1}/min", *n as f64 / minutes))
+            .collect();
+        eprintln!(
+            "idle daemon, {backend}, {minutes:.1} min: {}",
+            per_minute.join(", ")
+        );
+    }
 }

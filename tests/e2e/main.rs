@@ -58,4 +58,5 @@ e2e!(
     api_error_storms,
     database_connections_killed,
     check_and_plan,
+    new_sheet_rows_take_database_defaults,
 );

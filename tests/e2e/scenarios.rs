@@ -1205,3 +1205,36 @@ pub async fn kill_9_during_a_burst_of_updates_and_deletes(backend: Backend) {
     }
     w.converge(m, &want).await;
 }
+
+/// A person types a new row in the Sheet and leaves `code` empty; the column is `NOT NULL` with
+/// a default: the database row takes the default, and the Sheet then shows it (finding: the
+/// insert was refused, or the Sheet kept an empty cell that no longer matched the database).
+pub async fn new_sheet_rows_take_database_defaults(backend: Backend) {
+    let mut w = World::new(backend, "defaults").await;
+    let create = w.db.create_table_sql("t_defaults");
+    let not_null_default = match backend {
+        Backend::Postgres => "code text NOT NULL DEFAULT 'C-new'",
+        Backend::MySql => "code VARCHAR(50) NOT NULL DEFAULT 'C-new'",
+        Backend::Sqlite => "code TEXT NOT NULL DEFAULT 'C-new'",
+    };
+    let create = create
+        .replace("code text,", &format!("{not_null_default},"))
+        .replace("code VARCHAR(50),", &format!("{not_null_default},"))
+        .replace("code TEXT,", &format!("{not_null_default},"));
+    assert!(create.contains("DEFAULT"), "{create}");
+    // No scheduled full read within the test: only the engine's own follow-up shows the default.
+    let timing = "timing = { poll_interval_ms = 200, full_scan_interval_ms = 600000 }";
+    let m = w.add_mapping_sql("defaults", &[create], timing).await;
+    w.start().await;
+    wait_until("the header", || async {
+        match w.sheet_values(m).len() {
+            1 => Ok(()),
+            n => Err(format!("{n} Sheet rows")),
+        }
+    })
+    .await;
+    w.type_rows(m, &[(1, row(["1", "typed", "", "2.5", "", ""]))]);
+    let want: BTreeMap<i64, Canon> = [(1, row(["1", "typed", "C-new", "2.5", "", ""]))].into();
+    w.converge(m, &want).await;
+    w.assert_quiet(m).await;
+}
