@@ -786,6 +786,8 @@ pub(crate) fn from_int(ty: ColumnType, i: i64) -> Result<Value, String> {
         ColumnType::Decimal => Value::Decimal(Decimal::from_i64(i)),
         ColumnType::Float => Value::Float(i as f64),
         ColumnType::Text => Value::Text(i.to_string()),
+        // SQLite stores a JSON number in a column declared JSON (numeric affinity) as a number.
+        ColumnType::Json => Value::Json(i.into()),
         _ => return Err(format!("the integer {i} is not a valid {ty}")),
     })
 }
@@ -801,6 +803,10 @@ pub(crate) fn from_float(ty: ColumnType, f: f64) -> Result<Value, String> {
             Value::Int(f as i64)
         }
         ColumnType::Text => Value::Text(f.to_string()),
+        ColumnType::Json => match serde_json::Number::from_f64(f) {
+            Some(n) => Value::Json(n.into()),
+            None => return Err(format!("the number {f} is not a valid {ty}")),
+        },
         _ => return Err(format!("the number {f} is not a valid {ty}")),
     })
 }
@@ -897,6 +903,19 @@ mod tests {
             del,
             "DELETE FROM \"we\"\"ird`; DROP TABLE x;--\" WHERE \"id\" IN (?, ?, ?)"
         );
+    }
+
+    #[test]
+    fn json_numbers_stored_as_numbers_read_back() {
+        assert_eq!(
+            from_int(ColumnType::Json, 915_767_238),
+            Ok(Value::Json(serde_json::json!(915_767_238)))
+        );
+        assert_eq!(
+            from_float(ColumnType::Json, -2.5),
+            Ok(Value::Json(serde_json::json!(-2.5)))
+        );
+        assert!(from_float(ColumnType::Json, f64::NAN).is_err());
     }
 
     #[test]

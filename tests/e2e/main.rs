@@ -21,6 +21,8 @@
 mod harness;
 mod idle;
 mod races;
+#[cfg(feature = "testkit")]
+mod round_trips;
 mod scenarios;
 
 macro_rules! backend_tests {
