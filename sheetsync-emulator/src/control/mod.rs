@@ -67,6 +67,15 @@ pub(crate) async fn http(
     }
 }
 
+/// A control request, its path split into decoded segments.
+#[derive(Clone, Copy)]
+struct ControlRequest<'a> {
+    shared: &'a Arc<Shared>,
+    method: &'a Method,
+    segs: &'a [&'a str],
+    bytes: &'a [u8],
+}
+
 /// Routes a control request to the group that handles its path.
 fn control(
     shared: &Arc<Shared>,
@@ -81,13 +90,20 @@ fn control(
         .map(decode_segment)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    for group in [
+    let req = ControlRequest {
+        shared,
+        method,
+        segs: &segs,
+        bytes,
+    };
+    let groups = [
         state_routes,
         rule_routes,
         schedule_routes,
         spreadsheet_routes,
-    ] {
-        if let Some(r) = group(shared, method, &segs, bytes)? {
+    ];
+    for group in groups {
+        if let Some(r) = group(&req)? {
             return Ok(r);
         }
     }
@@ -100,13 +116,9 @@ fn control(
 }
 
 /// Reset, save, counters, the request log, the clock and the credential switch.
-fn state_routes(
-    shared: &Arc<Shared>,
-    method: &Method,
-    segs: &[&str],
-    bytes: &[u8],
-) -> Result<Option<Response>, ApiError> {
-    Ok(Some(match (method.clone(), segs) {
+fn state_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiError> {
+    let (shared, segs, bytes) = (req.shared, req.segs, req.bytes);
+    Ok(Some(match (req.method.clone(), segs) {
         (Method::POST, ["reset"]) => {
             shared.reset();
             ok(json!({}))
@@ -157,13 +169,9 @@ fn state_routes(
 }
 
 /// Fault rules, latency and quotas.
-fn rule_routes(
-    shared: &Arc<Shared>,
-    method: &Method,
-    segs: &[&str],
-    bytes: &[u8],
-) -> Result<Option<Response>, ApiError> {
-    Ok(Some(match (method.clone(), segs) {
+fn rule_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiError> {
+    let (shared, segs, bytes) = (req.shared, req.segs, req.bytes);
+    Ok(Some(match (req.method.clone(), segs) {
         (Method::GET, ["faults"]) => {
             ok(serde_json::to_value(&shared.faults.lock().rules).unwrap_or_default())
         }
@@ -210,13 +218,9 @@ fn rule_routes(
 }
 
 /// Scheduled person edits.
-fn schedule_routes(
-    shared: &Arc<Shared>,
-    method: &Method,
-    segs: &[&str],
-    bytes: &[u8],
-) -> Result<Option<Response>, ApiError> {
-    Ok(Some(match (method.clone(), segs) {
+fn schedule_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiError> {
+    let (shared, segs, bytes) = (req.shared, req.segs, req.bytes);
+    Ok(Some(match (req.method.clone(), segs) {
         (Method::GET, ["scheduled-edits"]) => {
             let s = shared.schedule.lock();
             ok(json!({"pending": s.pending(), "fired": s.fired()}))
@@ -245,13 +249,9 @@ fn schedule_routes(
 }
 
 /// Spreadsheets: list, create, read, person edits, triggers, access; webhook deliveries.
-fn spreadsheet_routes(
-    shared: &Arc<Shared>,
-    method: &Method,
-    segs: &[&str],
-    bytes: &[u8],
-) -> Result<Option<Response>, ApiError> {
-    Ok(Some(match (method.clone(), segs) {
+fn spreadsheet_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiError> {
+    let (shared, segs, bytes) = (req.shared, req.segs, req.bytes);
+    Ok(Some(match (req.method.clone(), segs) {
         (Method::POST, ["spreadsheets", id, "deny"])
         | (Method::POST, ["spreadsheets", id, "allow"]) => {
             let body = parse_body(bytes)?;
