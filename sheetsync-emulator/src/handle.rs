@@ -269,7 +269,7 @@ impl EmulatorHandle {
     /// Schedules a person edit of spreadsheet `id` for the request that `trigger` names (the
     /// Nth request to that spreadsheet whose method id contains `trigger.method`), just before
     /// it runs or right after its effect; returns the scheduled edit's id. When it fires it is
-    /// an ordinary person edit (triggers fire, the Drive version moves); see [`schedule`].
+    /// an ordinary person edit (triggers fire, the Drive version moves); see [`schedule`](crate::schedule).
     pub fn schedule_edit(
         &self,
         id: &str,
