@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::error::ApiError;
+use crate::error::ApiError;
 
 /// Quota limits. All four limits are per window (one minute by default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::PersonEdit;
+use crate::edit::PersonEdit;
 
 /// When a scheduled edit is applied, relative to the request that triggers it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -223,6 +223,80 @@ async fn paste_values_formula_and_format_take_only_their_part() {
     emu.shutdown().await;
 }
 
+/// Argument errors answer 400 with Google's text: a destination or source past the grid, an
+/// empty destination, `TRANSPOSE` (not emulated), an unknown paste type.
+async fn copy_paste_argument_errors(emu: &EmulatorHandle, id: &str) {
+    let (status, body) = batch(
+        emu,
+        id,
+        json!([copy(
+            grid(0, 0, 1, 0, 1),
+            grid(5, 0, 1001, 0, 1),
+            "PASTE_NORMAL"
+        )]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid requests[0].copyPaste: Range (Other!A1:A1001) exceeds grid limits. Max rows: 1000, max columns: 26"
+    );
+    let (status, body) = batch(
+        emu,
+        id,
+        json!([copy(
+            grid(0, 0, 1, 26, 27),
+            grid(0, 0, 1, 0, 1),
+            "PASTE_NORMAL"
+        )]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid requests[0].copyPaste: Range (Sheet1!AA1:AA1) exceeds grid limits. Max rows: 1000, max columns: 26"
+    );
+    // An empty destination (end == start) is a 400, not a crash.
+    let (status, body) = batch(
+        emu,
+        id,
+        json!([copy(
+            grid(0, 0, 1, 0, 1),
+            grid(0, 0, 0, 0, 1),
+            "PASTE_NORMAL"
+        )]),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // TRANSPOSE is not emulated; unknown enum values are rejected.
+    let mut t = copy(grid(0, 0, 1, 0, 1), grid(0, 0, 1, 3, 4), "PASTE_NORMAL");
+    t["copyPaste"]["pasteOrientation"] = json!("TRANSPOSE");
+    let (status, body) = batch(emu, id, json!([t])).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid requests[0].copyPaste: Unsupported pasteOrientation: TRANSPOSE (the emulator pastes NORMAL only)"
+    );
+    let (status, body) = batch(
+        emu,
+        id,
+        json!([copy(
+            grid(0, 0, 1, 0, 1),
+            grid(0, 0, 1, 3, 4),
+            "PASTE_EVERYTHING"
+        )]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PasteType"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn copy_paste_applies_in_order_inside_the_atomic_batch_and_errors_like_google() {
     let emu = emulator().await;
@@ -284,76 +358,7 @@ async fn copy_paste_applies_in_order_inside_the_atomic_batch_and_errors_like_goo
         "a paste never grows the grid"
     );
 
-    // A destination that itself ends past the grid, a source past the grid.
-    let (status, body) = batch(
-        &emu,
-        &id,
-        json!([copy(
-            grid(0, 0, 1, 0, 1),
-            grid(5, 0, 1001, 0, 1),
-            "PASTE_NORMAL"
-        )]),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_eq!(
-        body["error"]["message"],
-        "Invalid requests[0].copyPaste: Range (Other!A1:A1001) exceeds grid limits. Max rows: 1000, max columns: 26"
-    );
-    let (status, body) = batch(
-        &emu,
-        &id,
-        json!([copy(
-            grid(0, 0, 1, 26, 27),
-            grid(0, 0, 1, 0, 1),
-            "PASTE_NORMAL"
-        )]),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert_eq!(
-        body["error"]["message"],
-        "Invalid requests[0].copyPaste: Range (Sheet1!AA1:AA1) exceeds grid limits. Max rows: 1000, max columns: 26"
-    );
-    // An empty destination (end == start) is a 400, not a crash.
-    let (status, body) = batch(
-        &emu,
-        &id,
-        json!([copy(
-            grid(0, 0, 1, 0, 1),
-            grid(0, 0, 0, 0, 1),
-            "PASTE_NORMAL"
-        )]),
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    // TRANSPOSE is not emulated; unknown enum values are rejected.
-    let mut t = copy(grid(0, 0, 1, 0, 1), grid(0, 0, 1, 3, 4), "PASTE_NORMAL");
-    t["copyPaste"]["pasteOrientation"] = json!("TRANSPOSE");
-    let (status, body) = batch(&emu, &id, json!([t])).await;
-    assert_eq!(status, 400);
-    assert_eq!(
-        body["error"]["message"],
-        "Invalid requests[0].copyPaste: Unsupported pasteOrientation: TRANSPOSE (the emulator pastes NORMAL only)"
-    );
-    let (status, body) = batch(
-        &emu,
-        &id,
-        json!([copy(
-            grid(0, 0, 1, 0, 1),
-            grid(0, 0, 1, 3, 4),
-            "PASTE_EVERYTHING"
-        )]),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("PasteType"),
-        "{body}"
-    );
+    copy_paste_argument_errors(&emu, &id).await;
     assert_eq!(emu.spreadsheet(&id).unwrap().version, version);
     emu.shutdown().await;
 }

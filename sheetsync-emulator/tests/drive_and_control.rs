@@ -7,6 +7,41 @@ use google_sheets4::api::ValueRange;
 use serde_json::json;
 use sheetsync_emulator::{Config, EmulatorHandle};
 
+/// `spreadsheets.create` also makes a Drive file; `files.list` with `q`; `files.delete`
+/// deletes the spreadsheet, twice is a 404.
+async fn list_and_delete_files(emu: &EmulatorHandle, id: &str) {
+    let other = emu.create_spreadsheet("Other file").unwrap();
+    let q = "mimeType='application/vnd.google-apps.spreadsheet' and name = 'Budget 2026' and trashed = false";
+    let l = raw(
+        emu,
+        "GET",
+        &format!(
+            "/drive/v3/files?q={}&fields=files(id,name,createdTime,modifiedTime)",
+            common::enc(q)
+        ),
+        None,
+    )
+    .await;
+    let files = l.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["id"], id);
+    let all = raw(emu, "GET", "/drive/v3/files", None).await;
+    assert_eq!(all.body["kind"], "drive#fileList");
+    assert_eq!(all.body["files"].as_array().unwrap().len(), 2);
+
+    let d = raw(emu, "DELETE", &format!("/drive/v3/files/{other}"), None).await;
+    assert_eq!(d.status, 204);
+    assert!(d.text.is_empty());
+    let g = raw(emu, "GET", &format!("/v4/spreadsheets/{other}"), None).await;
+    assert_eq!(g.status, 404);
+    let d = raw(emu, "DELETE", &format!("/drive/v3/files/{other}"), None).await;
+    assert_eq!(d.status, 404);
+    assert_eq!(
+        d.body["error"]["message"],
+        format!("File not found: {other}.")
+    );
+}
+
 #[tokio::test]
 async fn drive_files_create_get_list_delete_and_version() {
     let emu = emulator().await;
@@ -85,38 +120,124 @@ async fn drive_files_create_get_list_delete_and_version() {
     .await;
     assert!(f.body["version"].as_str().unwrap().parse::<u64>().unwrap() > v2);
 
-    // Sheets create also makes a Drive file; list with q.
-    let other = emu.create_spreadsheet("Other file").unwrap();
-    let q = "mimeType='application/vnd.google-apps.spreadsheet' and name = 'Budget 2026' and trashed = false";
-    let l = raw(
-        &emu,
+    list_and_delete_files(&emu, &id).await;
+    emu.shutdown().await;
+}
+
+/// Fault rules over HTTP: two 429s then normal; a delay rule is consumed by one request.
+async fn faults_over_http(emu: &EmulatorHandle) {
+    // Faults over HTTP: next 2 values.get answer 429, then normal.
+    let f = raw(
+        emu,
+        "POST",
+        "/__emulator/faults",
+        Some(json!({"kind": "status", "status": 429, "times": 2, "method": "values.get"})),
+    )
+    .await;
+    assert_eq!(f.status, 200, "{}", f.text);
+    for _ in 0..2 {
+        let r = raw(
+            emu,
+            "GET",
+            "/v4/spreadsheets/seeded-sheet/values/Data!A1",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.body["error"]["status"], "RESOURCE_EXHAUSTED");
+    }
+    let r = raw(
+        emu,
         "GET",
-        &format!(
-            "/drive/v3/files?q={}&fields=files(id,name,createdTime,modifiedTime)",
-            common::enc(q)
-        ),
+        "/v4/spreadsheets/seeded-sheet/values/Data!A1",
         None,
     )
     .await;
-    let files = l.body["files"].as_array().unwrap();
-    assert_eq!(files.len(), 1);
-    assert_eq!(files[0]["id"], id.as_str());
-    let all = raw(&emu, "GET", "/drive/v3/files", None).await;
-    assert_eq!(all.body["kind"], "drive#fileList");
-    assert_eq!(all.body["files"].as_array().unwrap().len(), 2);
+    assert_eq!(r.status, 200);
 
-    let d = raw(&emu, "DELETE", &format!("/drive/v3/files/{other}"), None).await;
-    assert_eq!(d.status, 204);
-    assert!(d.text.is_empty());
-    let g = raw(&emu, "GET", &format!("/v4/spreadsheets/{other}"), None).await;
-    assert_eq!(g.status, 404);
-    let d = raw(&emu, "DELETE", &format!("/drive/v3/files/{other}"), None).await;
-    assert_eq!(d.status, 404);
+    // A delay rule for the next request is consumed and the request still succeeds.
+    raw(
+        emu,
+        "POST",
+        "/__emulator/faults",
+        Some(json!({"kind": "delay", "ms": 5, "times": 1})),
+    )
+    .await;
     assert_eq!(
-        d.body["error"]["message"],
-        format!("File not found: {other}.")
+        raw(emu, "GET", "/__emulator/faults", None)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
-    emu.shutdown().await;
+    let r = raw(
+        emu,
+        "GET",
+        "/v4/spreadsheets/seeded-sheet/values/Data!A1",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        raw(emu, "GET", "/__emulator/faults", None).await.body,
+        json!([])
+    );
+}
+
+/// Latency, quota (partial update, window reset) and the clock over HTTP.
+async fn latency_quota_and_clock_over_http(emu: &EmulatorHandle) {
+    // Latency settings are accepted and visible.
+    raw(
+        emu,
+        "POST",
+        "/__emulator/latency",
+        Some(json!({"fixedMs": 1, "jitterMs": 2})),
+    )
+    .await;
+    let l = raw(emu, "GET", "/__emulator/latency", None).await;
+    assert_eq!(l.body, json!({"fixedMs": 1, "jitterMs": 2}));
+
+    // Quota over HTTP (partial update), then reset of the window.
+    let q = raw(
+        emu,
+        "POST",
+        "/__emulator/quota",
+        Some(json!({"enabled": true, "writePerUser": 1})),
+    )
+    .await;
+    assert_eq!(q.body["writePerUser"], 1);
+    assert_eq!(q.body["readPerUser"], 60);
+    let put = |n: i32| {
+        let emu = emu.clone();
+        async move {
+            raw(
+                &emu,
+                "PUT",
+                "/v4/spreadsheets/seeded-sheet/values/Data!C1?valueInputOption=RAW",
+                Some(json!({"values": [[n]]})),
+            )
+            .await
+        }
+    };
+    assert_eq!(put(1).await.status, 200);
+    let r = put(2).await;
+    assert_eq!(r.status, 429);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'Write requests per minute per user'"));
+    raw(emu, "POST", "/__emulator/quota/reset", None).await;
+    assert_eq!(put(3).await.status, 200);
+    raw(
+        emu,
+        "POST",
+        "/__emulator/clock",
+        Some(json!({"advanceMs": 60000})),
+    )
+    .await;
+    assert_eq!(put(4).await.status, 200);
 }
 
 #[tokio::test]
@@ -164,115 +285,8 @@ async fn control_surface_over_http() {
     assert_eq!(c.body["counts"]["sheets.spreadsheets.values.get"], 2);
     assert_eq!(c.body["total"], 2);
 
-    // Faults over HTTP: next 2 values.get answer 429, then normal.
-    let f = raw(
-        &emu,
-        "POST",
-        "/__emulator/faults",
-        Some(json!({"kind": "status", "status": 429, "times": 2, "method": "values.get"})),
-    )
-    .await;
-    assert_eq!(f.status, 200, "{}", f.text);
-    for _ in 0..2 {
-        let r = raw(
-            &emu,
-            "GET",
-            "/v4/spreadsheets/seeded-sheet/values/Data!A1",
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 429);
-        assert_eq!(r.body["error"]["status"], "RESOURCE_EXHAUSTED");
-    }
-    let r = raw(
-        &emu,
-        "GET",
-        "/v4/spreadsheets/seeded-sheet/values/Data!A1",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
-
-    // A delay rule for the next request is consumed and the request still succeeds.
-    raw(
-        &emu,
-        "POST",
-        "/__emulator/faults",
-        Some(json!({"kind": "delay", "ms": 5, "times": 1})),
-    )
-    .await;
-    assert_eq!(
-        raw(&emu, "GET", "/__emulator/faults", None)
-            .await
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    let r = raw(
-        &emu,
-        "GET",
-        "/v4/spreadsheets/seeded-sheet/values/Data!A1",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        raw(&emu, "GET", "/__emulator/faults", None).await.body,
-        json!([])
-    );
-
-    // Latency settings are accepted and visible.
-    raw(
-        &emu,
-        "POST",
-        "/__emulator/latency",
-        Some(json!({"fixedMs": 1, "jitterMs": 2})),
-    )
-    .await;
-    let l = raw(&emu, "GET", "/__emulator/latency", None).await;
-    assert_eq!(l.body, json!({"fixedMs": 1, "jitterMs": 2}));
-
-    // Quota over HTTP (partial update), then reset of the window.
-    let q = raw(
-        &emu,
-        "POST",
-        "/__emulator/quota",
-        Some(json!({"enabled": true, "writePerUser": 1})),
-    )
-    .await;
-    assert_eq!(q.body["writePerUser"], 1);
-    assert_eq!(q.body["readPerUser"], 60);
-    let put = |n: i32| {
-        let emu = emu.clone();
-        async move {
-            raw(
-                &emu,
-                "PUT",
-                "/v4/spreadsheets/seeded-sheet/values/Data!C1?valueInputOption=RAW",
-                Some(json!({"values": [[n]]})),
-            )
-            .await
-        }
-    };
-    assert_eq!(put(1).await.status, 200);
-    let r = put(2).await;
-    assert_eq!(r.status, 429);
-    assert!(r.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("'Write requests per minute per user'"));
-    raw(&emu, "POST", "/__emulator/quota/reset", None).await;
-    assert_eq!(put(3).await.status, 200);
-    raw(
-        &emu,
-        "POST",
-        "/__emulator/clock",
-        Some(json!({"advanceMs": 60000})),
-    )
-    .await;
-    assert_eq!(put(4).await.status, 200);
+    faults_over_http(&emu).await;
+    latency_quota_and_clock_over_http(&emu).await;
 
     // Unknown control endpoint and reset.
     let u = raw(&emu, "GET", "/__emulator/nope", None).await;

@@ -287,6 +287,63 @@ async fn error_texts_and_shapes() {
     assert!(e["code"].is_number() && e["message"].is_string() && e["status"].is_string());
 }
 
+/// RAW input is stored as typed; formula results and errors as Google shows them (FORMULA
+/// render gives the text back).
+async fn raw_input_and_formula_results(emu: &EmulatorHandle, id: &str) {
+    put(
+        emu,
+        id,
+        "Sheet1!A1",
+        "RAW",
+        json!([["12345", "=1+1", "TRUE"]]),
+    )
+    .await;
+    let u = get(
+        emu,
+        id,
+        "Sheet1!A1:C1",
+        "&valueRenderOption=UNFORMATTED_VALUE",
+    )
+    .await;
+    assert_eq!(u.body["values"], json!([["12345", "=1+1", "TRUE"]]));
+    put(
+        emu,
+        id,
+        "Sheet1!A2",
+        "USER_ENTERED",
+        json!([[
+            1,
+            2,
+            "=SUM(A2:B2)",
+            "=CONCATENATE(\"a\",A2)",
+            "=A2/0",
+            "=NOSUCH(1)",
+            "=Sheet1!A2+B2*2",
+            "=1+"
+        ]]),
+    )
+    .await;
+    let f = get(emu, id, "Sheet1!A2:H2", "").await;
+    assert_eq!(
+        f.body["values"],
+        json!([["1", "2", "3", "a1", "#DIV/0!", "#NAME?", "5", "#ERROR!"]])
+    );
+    let u = get(emu, id, "Sheet1!A2:H2", "&valueRenderOption=FORMULA").await;
+    assert_eq!(
+        u.body["values"],
+        json!([[
+            1,
+            2,
+            "=SUM(A2:B2)",
+            "=CONCATENATE(\"a\",A2)",
+            "=A2/0",
+            "=NOSUCH(1)",
+            "=Sheet1!A2+B2*2",
+            "=1+"
+        ]])
+    );
+}
+
 #[tokio::test]
 async fn user_entered_parsing_and_formulas() {
     let emu = emulator().await;
@@ -348,58 +405,7 @@ async fn user_entered_parsing_and_formulas() {
             "hello"
         ]])
     );
-    put(
-        &emu,
-        &id,
-        "Sheet1!A1",
-        "RAW",
-        json!([["12345", "=1+1", "TRUE"]]),
-    )
-    .await;
-    let u = get(
-        &emu,
-        &id,
-        "Sheet1!A1:C1",
-        "&valueRenderOption=UNFORMATTED_VALUE",
-    )
-    .await;
-    assert_eq!(u.body["values"], json!([["12345", "=1+1", "TRUE"]]));
-    put(
-        &emu,
-        &id,
-        "Sheet1!A2",
-        "USER_ENTERED",
-        json!([[
-            1,
-            2,
-            "=SUM(A2:B2)",
-            "=CONCATENATE(\"a\",A2)",
-            "=A2/0",
-            "=NOSUCH(1)",
-            "=Sheet1!A2+B2*2",
-            "=1+"
-        ]]),
-    )
-    .await;
-    let f = get(&emu, &id, "Sheet1!A2:H2", "").await;
-    assert_eq!(
-        f.body["values"],
-        json!([["1", "2", "3", "a1", "#DIV/0!", "#NAME?", "5", "#ERROR!"]])
-    );
-    let u = get(&emu, &id, "Sheet1!A2:H2", "&valueRenderOption=FORMULA").await;
-    assert_eq!(
-        u.body["values"],
-        json!([[
-            1,
-            2,
-            "=SUM(A2:B2)",
-            "=CONCATENATE(\"a\",A2)",
-            "=A2/0",
-            "=NOSUCH(1)",
-            "=Sheet1!A2+B2*2",
-            "=1+"
-        ]])
-    );
+    raw_input_and_formula_results(&emu, &id).await;
 }
 
 #[tokio::test]

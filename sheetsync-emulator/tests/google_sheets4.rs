@@ -10,7 +10,10 @@ use google_sheets4::api::{
     ValueRange,
 };
 use serde_json::{json, Value};
-use sheetsync_emulator::{FaultRule, QuotaConfig};
+use sheetsync_emulator::{EmulatorHandle, FaultRule, QuotaConfig};
+
+/// The typed client the tests use.
+type Hub = google_sheets4::Sheets<common::HttpConnectorAlias>;
 
 fn vr(range: Option<&str>, values: Value) -> ValueRange {
     ValueRange {
@@ -39,6 +42,52 @@ async fn new_sheet(h: &google_sheets4::Sheets<common::HttpConnectorAlias>, title
 fn requests(v: Value) -> BatchUpdateSpreadsheetRequest {
     // FieldMask deserialises from borrowed strings only, so go through text.
     serde_json::from_str(&json!({ "requests": v }).to_string()).expect("typed requests")
+}
+
+/// `spreadsheets.get` through field masks: the engine's metadata read, and a typed read that
+/// selects grid data without `includeGridData`.
+async fn get_through_field_masks(h: &Hub, id: &str) {
+    // Field mask (the sync engine's metadata read).
+    let (resp, got) = h
+        .spreadsheets()
+        .get(id)
+        .param(
+            "fields",
+            "spreadsheetId,properties(title,timeZone,locale),sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount,frozenRowCount)),developerMetadata)",
+        )
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(got.spreadsheet_url.is_none(), "masked out");
+    let p = got.properties.unwrap();
+    assert!(p.auto_recalc.is_none());
+    assert_eq!(p.title.as_deref(), Some("Created"));
+    assert!(got.sheets.unwrap()[0]
+        .properties
+        .as_ref()
+        .unwrap()
+        .sheet_type
+        .is_none());
+
+    // Typed read through a mask selects grid data even without includeGridData.
+    let (_, got) = h
+        .spreadsheets()
+        .get(id)
+        .add_ranges("Sheet1!A1")
+        .param("fields", "sheets(data(startRow,startColumn,rowData(values(userEnteredValue,effectiveValue,formattedValue,userEnteredFormat.numberFormat))))")
+        .doit()
+        .await
+        .unwrap();
+    let sheets = got.sheets.unwrap();
+    let cell = &sheets[0].data.as_ref().unwrap()[0]
+        .row_data
+        .as_ref()
+        .unwrap()[0]
+        .values
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(cell.formatted_value.as_deref(), Some("2"));
 }
 
 #[tokio::test]
@@ -131,48 +180,59 @@ async fn create_and_get_with_ranges_grid_data_and_fields() {
     assert_eq!(other.index, Some(1));
     assert!(other.sheet_id.unwrap() > 0);
 
-    // Field mask (the sync engine's metadata read).
-    let (resp, got) = h
-        .spreadsheets()
-        .get(&id)
-        .param(
-            "fields",
-            "spreadsheetId,properties(title,timeZone,locale),sheets(properties(sheetId,title,index,gridProperties(rowCount,columnCount,frozenRowCount)),developerMetadata)",
-        )
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(got.spreadsheet_url.is_none(), "masked out");
-    let p = got.properties.unwrap();
-    assert!(p.auto_recalc.is_none());
-    assert_eq!(p.title.as_deref(), Some("Created"));
-    assert!(got.sheets.unwrap()[0]
-        .properties
-        .as_ref()
-        .unwrap()
-        .sheet_type
-        .is_none());
-
-    // Typed read through a mask selects grid data even without includeGridData.
-    let (_, got) = h
-        .spreadsheets()
-        .get(&id)
-        .add_ranges("Sheet1!A1")
-        .param("fields", "sheets(data(startRow,startColumn,rowData(values(userEnteredValue,effectiveValue,formattedValue,userEnteredFormat.numberFormat))))")
-        .doit()
-        .await
-        .unwrap();
-    let sheets = got.sheets.unwrap();
-    let cell = &sheets[0].data.as_ref().unwrap()[0]
-        .row_data
-        .as_ref()
-        .unwrap()[0]
-        .values
-        .as_ref()
-        .unwrap()[0];
-    assert_eq!(cell.formatted_value.as_deref(), Some("2"));
+    get_through_field_masks(&h, &id).await;
     emu.shutdown().await;
+}
+
+/// Spec §5.2 render matrix: a USER_ENTERED write read back with every value and date render
+/// option.
+async fn render_options_matrix(h: &Hub, id: &str) {
+    h.spreadsheets()
+        .values_update(
+            vr(
+                None,
+                json!([
+                    ["=4/2", "2020-01-01", "string", 53],
+                    ["=3/2", 0.12, "1999-01-02", ""]
+                ]),
+            ),
+            id,
+            &enc("Sheet1!F1"),
+        )
+        .value_input_option("USER_ENTERED")
+        .doit()
+        .await
+        .unwrap();
+    let read = |render: &'static str, dt: Option<&'static str>| async move {
+        let mut call = h
+            .spreadsheets()
+            .values_get(id, &enc("Sheet1!F1:I2"))
+            .value_render_option(render);
+        if let Some(dt) = dt {
+            call = call.date_time_render_option(dt);
+        }
+        let (_, v) = call.doit().await.unwrap();
+        serde_json::to_value(v.values.unwrap()).unwrap()
+    };
+    assert_eq!(
+        read("FORMATTED_VALUE", None).await,
+        json!([
+            ["2", "2020-01-01", "string", "53"],
+            ["1.5", "0.12", "1999-01-02"]
+        ])
+    );
+    assert_eq!(
+        read("UNFORMATTED_VALUE", Some("SERIAL_NUMBER")).await,
+        json!([[2, 43831, "string", 53], [1.5, 0.12, 36162]])
+    );
+    assert_eq!(
+        read("UNFORMATTED_VALUE", Some("FORMATTED_STRING")).await,
+        json!([[2, "2020-01-01", "string", 53], [1.5, 0.12, "1999-01-02"]])
+    );
+    assert_eq!(
+        read("FORMULA", None).await,
+        json!([["=4/2", 43831, "string", 53], ["=3/2", 0.12, 36162]])
+    );
 }
 
 #[tokio::test]
@@ -239,57 +299,7 @@ async fn values_update_get_trimming_and_render_options() {
             ["D1", "", "", "D4"]
         ])
     );
-    // Spec §5.2 render matrix (USER_ENTERED write).
-    h.spreadsheets()
-        .values_update(
-            vr(
-                None,
-                json!([
-                    ["=4/2", "2020-01-01", "string", 53],
-                    ["=3/2", 0.12, "1999-01-02", ""]
-                ]),
-            ),
-            &id,
-            &enc("Sheet1!F1"),
-        )
-        .value_input_option("USER_ENTERED")
-        .doit()
-        .await
-        .unwrap();
-    let read = |render: &'static str, dt: Option<&'static str>| {
-        let h = &h;
-        let id = id.clone();
-        async move {
-            let mut call = h
-                .spreadsheets()
-                .values_get(&id, &enc("Sheet1!F1:I2"))
-                .value_render_option(render);
-            if let Some(dt) = dt {
-                call = call.date_time_render_option(dt);
-            }
-            let (_, v) = call.doit().await.unwrap();
-            serde_json::to_value(v.values.unwrap()).unwrap()
-        }
-    };
-    assert_eq!(
-        read("FORMATTED_VALUE", None).await,
-        json!([
-            ["2", "2020-01-01", "string", "53"],
-            ["1.5", "0.12", "1999-01-02"]
-        ])
-    );
-    assert_eq!(
-        read("UNFORMATTED_VALUE", Some("SERIAL_NUMBER")).await,
-        json!([[2, 43831, "string", 53], [1.5, 0.12, 36162]])
-    );
-    assert_eq!(
-        read("UNFORMATTED_VALUE", Some("FORMATTED_STRING")).await,
-        json!([[2, "2020-01-01", "string", 53], [1.5, 0.12, "1999-01-02"]])
-    );
-    assert_eq!(
-        read("FORMULA", None).await,
-        json!([["=4/2", 43831, "string", 53], ["=3/2", 0.12, 36162]])
-    );
+    render_options_matrix(&h, &id).await;
     // includeValuesInResponse.
     let (_, up) = h
         .spreadsheets()
@@ -311,6 +321,118 @@ async fn values_update_get_trimming_and_render_options() {
         json!([[42, true, "007"]])
     );
     emu.shutdown().await;
+}
+
+/// `values.append` finds the table A1:D4 (rows 2-3 empty, but A4 is the last cell and block
+/// A4:D4); `INSERT_ROWS` shifts what was below and grows the sheet.
+async fn append_detects_the_table_and_inserts_rows(h: &Hub, id: &str) {
+    let (_, ap) = h
+        .spreadsheets()
+        .values_append(vr(None, json!([["x", "y"]])), id, &enc("Sheet1"))
+        .value_input_option("RAW")
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(ap.table_range.as_deref(), Some("Sheet1!A4:D4"));
+    assert_eq!(
+        ap.updates.unwrap().updated_range.as_deref(),
+        Some("Sheet1!A5:B5")
+    );
+
+    // INSERT_ROWS shifts what was below.
+    h.spreadsheets()
+        .values_update(vr(None, json!([["below"]])), id, &enc("Sheet1!A7"))
+        .value_input_option("RAW")
+        .doit()
+        .await
+        .unwrap();
+    let (_, ap) = h
+        .spreadsheets()
+        .values_append(vr(None, json!([["ins"]])), id, &enc("Sheet1!A4:D5"))
+        .value_input_option("RAW")
+        .insert_data_option("INSERT_ROWS")
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        ap.updates.unwrap().updated_range.as_deref(),
+        Some("Sheet1!A6")
+    );
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(id, "Sheet1!A6:A8")
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(g.values.unwrap()).unwrap(),
+        json!([["ins"], [], ["below"]])
+    );
+    let (_, s) = h.spreadsheets().get(id).doit().await.unwrap();
+    let rc = s.sheets.unwrap()[0]
+        .properties
+        .as_ref()
+        .unwrap()
+        .grid_properties
+        .as_ref()
+        .unwrap()
+        .row_count;
+    assert_eq!(rc, Some(1001));
+}
+
+/// `values.clear` of a whole sheet answers the grid's range; `values.batchClear` clears each
+/// range.
+async fn clear_and_batch_clear(h: &Hub, id: &str) {
+    let (_, c) = h
+        .spreadsheets()
+        .values_clear(ClearValuesRequest::default(), id, &enc("'Sheet1'"))
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(c.cleared_range.as_deref(), Some("Sheet1!A1:Z1001"));
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(id, "Sheet1")
+        .doit()
+        .await
+        .unwrap();
+    assert!(g.values.is_none());
+
+    h.spreadsheets()
+        .values_update(
+            vr(None, json!([["1", "2", "3"], ["4", "5", "6"]])),
+            id,
+            "Sheet1!A1",
+        )
+        .value_input_option("RAW")
+        .doit()
+        .await
+        .unwrap();
+    let (_, bc) = h
+        .spreadsheets()
+        .values_batch_clear(
+            BatchClearValuesRequest {
+                ranges: Some(vec!["Sheet1!A1:B1".into(), "Sheet1!C2:E2".into()]),
+            },
+            id,
+        )
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        bc.cleared_ranges.unwrap(),
+        vec!["Sheet1!A1:B1", "Sheet1!C2:E2"]
+    );
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(id, "Sheet1!A1:C2")
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(g.values.unwrap()).unwrap(),
+        json!([["", "", "3"], ["4", "5"]])
+    );
 }
 
 #[tokio::test]
@@ -362,118 +484,13 @@ async fn batch_get_batch_update_append_clear_batch_clear() {
     assert_eq!(vrs[1].range.as_deref(), Some("Sheet1!A1:Z1"));
     assert_eq!(vrs[2].range.as_deref(), Some("Sheet1!B4"));
 
-    // Append finds the table A1:D4 (rows 2-3 empty, but A4 is the last cell and block A4:D4).
-    let (_, ap) = h
-        .spreadsheets()
-        .values_append(vr(None, json!([["x", "y"]])), &id, &enc("Sheet1"))
-        .value_input_option("RAW")
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(ap.table_range.as_deref(), Some("Sheet1!A4:D4"));
-    assert_eq!(
-        ap.updates.unwrap().updated_range.as_deref(),
-        Some("Sheet1!A5:B5")
-    );
-
-    // INSERT_ROWS shifts what was below.
-    h.spreadsheets()
-        .values_update(vr(None, json!([["below"]])), &id, &enc("Sheet1!A7"))
-        .value_input_option("RAW")
-        .doit()
-        .await
-        .unwrap();
-    let (_, ap) = h
-        .spreadsheets()
-        .values_append(vr(None, json!([["ins"]])), &id, &enc("Sheet1!A4:D5"))
-        .value_input_option("RAW")
-        .insert_data_option("INSERT_ROWS")
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(
-        ap.updates.unwrap().updated_range.as_deref(),
-        Some("Sheet1!A6")
-    );
-    let (_, g) = h
-        .spreadsheets()
-        .values_get(&id, "Sheet1!A6:A8")
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(g.values.unwrap()).unwrap(),
-        json!([["ins"], [], ["below"]])
-    );
-    let (_, s) = h.spreadsheets().get(&id).doit().await.unwrap();
-    let rc = s.sheets.unwrap()[0]
-        .properties
-        .as_ref()
-        .unwrap()
-        .grid_properties
-        .as_ref()
-        .unwrap()
-        .row_count;
-    assert_eq!(rc, Some(1001));
-
-    let (_, c) = h
-        .spreadsheets()
-        .values_clear(ClearValuesRequest::default(), &id, &enc("'Sheet1'"))
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(c.cleared_range.as_deref(), Some("Sheet1!A1:Z1001"));
-    let (_, g) = h
-        .spreadsheets()
-        .values_get(&id, "Sheet1")
-        .doit()
-        .await
-        .unwrap();
-    assert!(g.values.is_none());
-
-    h.spreadsheets()
-        .values_update(
-            vr(None, json!([["1", "2", "3"], ["4", "5", "6"]])),
-            &id,
-            "Sheet1!A1",
-        )
-        .value_input_option("RAW")
-        .doit()
-        .await
-        .unwrap();
-    let (_, bc) = h
-        .spreadsheets()
-        .values_batch_clear(
-            BatchClearValuesRequest {
-                ranges: Some(vec!["Sheet1!A1:B1".into(), "Sheet1!C2:E2".into()]),
-            },
-            &id,
-        )
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(
-        bc.cleared_ranges.unwrap(),
-        vec!["Sheet1!A1:B1", "Sheet1!C2:E2"]
-    );
-    let (_, g) = h
-        .spreadsheets()
-        .values_get(&id, "Sheet1!A1:C2")
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(g.values.unwrap()).unwrap(),
-        json!([["", "", "3"], ["4", "5"]])
-    );
+    append_detects_the_table_and_inserts_rows(&h, &id).await;
+    clear_and_batch_clear(&h, &id).await;
     emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn spreadsheet_batch_update_requests_and_atomicity() {
-    let emu = emulator().await;
-    let h = hub(&emu);
-    let id = new_sheet(&h, "structure").await;
+/// `addSheet` (id and size given) and `updateSpreadsheetProperties` in one batch.
+async fn batch_adds_a_sheet_and_renames(h: &Hub, id: &str) {
     let (_, r) = h
         .spreadsheets()
         .batch_update(
@@ -482,7 +499,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                   "gridProperties": {"rowCount": 5, "columnCount": 3}}}},
                 {"updateSpreadsheetProperties": {"properties": {"title": "Renamed"}, "fields": "title"}}
             ])),
-            &id,
+            id,
         )
         .doit()
         .await
@@ -497,13 +514,16 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         .unwrap();
     assert_eq!(added.sheet_id, Some(77));
     assert_eq!(added.index, Some(1));
+}
 
+/// A duplicate title fails with Google's text; a batch whose second request fails applies nothing.
+async fn batch_errors_are_prefixed_and_atomic(h: &Hub, id: &str) {
     // Duplicate title: Google's text, prefixed with the request.
     let err = bad_request(
         h.spreadsheets()
             .batch_update(
                 requests(json!([{"addSheet": {"properties": {"title": "Data Sheet"}}}])),
-                &id,
+                id,
             )
             .doit()
             .await
@@ -524,7 +544,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                     {"appendDimension": {"sheetId": 77, "dimension": "ROWS", "length": 10}},
                     {"deleteDimension": {"range": {"sheetId": 77, "dimension": "ROWS", "startIndex": 0, "endIndex": 30}}}
                 ])),
-                &id,
+                id,
             )
             .doit()
             .await
@@ -534,7 +554,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         err["error"]["message"],
         "Invalid requests[1].deleteDimension: Cannot delete a row that doesn't exist. Tried to delete row index 29 but there are only 15 rows."
     );
-    let (_, s) = h.spreadsheets().get(&id).doit().await.unwrap();
+    let (_, s) = h.spreadsheets().get(id).doit().await.unwrap();
     let p = s.sheets.as_ref().unwrap()[1].properties.clone().unwrap();
     assert_eq!(
         p.grid_properties.unwrap().row_count,
@@ -542,7 +562,10 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         "batch was not applied"
     );
     assert_eq!(s.properties.unwrap().title.as_deref(), Some("Renamed"));
+}
 
+/// `updateCells` and `appendCells` write typed values; outside the grid they fail.
+async fn batch_writes_typed_cells(h: &Hub, id: &str) {
     // updateCells writes typed values: a string that looks like a formula stays a string.
     h.spreadsheets()
         .batch_update(
@@ -552,14 +575,14 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                                      {"userEnteredValue": {"numberValue": 3}},
                                      {"userEnteredValue": {"boolValue": true}}]}],
                 "fields": "userEnteredValue"}}])),
-            &id,
+            id,
         )
         .doit()
         .await
         .unwrap();
     let (_, g) = h
         .spreadsheets()
-        .values_get(&id, &enc("'Data Sheet'!A1:C1"))
+        .values_get(id, &enc("'Data Sheet'!A1:C1"))
         .value_render_option("UNFORMATTED_VALUE")
         .doit()
         .await
@@ -578,14 +601,14 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                 "rows": [{"values": [{"userEnteredValue": {"stringValue": "+cmd"}}]},
                          {"values": [{"userEnteredValue": {"numberValue": 2.5}}]}],
                 "fields": "userEnteredValue"}}])),
-            &id,
+            id,
         )
         .doit()
         .await
         .unwrap();
     let (_, g) = h
         .spreadsheets()
-        .values_get(&id, &enc("'Data Sheet'!A2:A3"))
+        .values_get(id, &enc("'Data Sheet'!A2:A3"))
         .value_render_option("UNFORMATTED_VALUE")
         .doit()
         .await
@@ -597,7 +620,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
     h.spreadsheets()
         .values_clear(
             ClearValuesRequest::default(),
-            &id,
+            id,
             &enc("'Data Sheet'!A2:A3"),
         )
         .doit()
@@ -612,7 +635,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                     "start": {"sheetId": 77, "rowIndex": 5, "columnIndex": 0},
                     "rows": [{"values": [{"userEnteredValue": {"stringValue": "x"}}]}],
                     "fields": "userEnteredValue"}}])),
-                &id,
+                id,
             )
             .doit()
             .await
@@ -622,7 +645,10 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         err["error"]["message"],
         "Invalid requests[0].updateCells: Range ('Data Sheet'!A6:A6) exceeds grid limits. Max rows: 5, max columns: 3"
     );
+}
 
+/// `updateSheetProperties` (gspread's mask), `insertDimension`, `deleteDimension`, `deleteSheet`.
+async fn batch_changes_structure(h: &Hub, id: &str) {
     // updateSheetProperties with gspread's slash-separated mask; insert/delete dimension.
     h.spreadsheets()
         .batch_update(
@@ -633,12 +659,12 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                 {"deleteDimension": {"range": {"sheetId": 77, "dimension": "COLUMNS", "startIndex": 1, "endIndex": 2}}},
                 {"deleteSheet": {"sheetId": 0}}
             ])),
-            &id,
+            id,
         )
         .doit()
         .await
         .unwrap();
-    let (_, s) = h.spreadsheets().get(&id).doit().await.unwrap();
+    let (_, s) = h.spreadsheets().get(id).doit().await.unwrap();
     let sheets = s.sheets.unwrap();
     assert_eq!(sheets.len(), 1);
     let gp = sheets[0]
@@ -652,7 +678,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
     // A1 is now the first sheet's A1: "Data Sheet" (only sheet).
     let (_, g) = h
         .spreadsheets()
-        .values_get(&id, "A3:C3")
+        .values_get(id, "A3:C3")
         .value_render_option("FORMULA")
         .doit()
         .await
@@ -661,10 +687,13 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         serde_json::to_value(g.values.unwrap()).unwrap(),
         json!([["=1+1", true]])
     );
+}
 
+/// Unknown request kinds fail like Google's JSON binding; known ones the emulator lacks, as unsupported.
+async fn batch_rejects_unknown_and_unsupported_kinds(emu: &EmulatorHandle, h: &Hub, id: &str) {
     // Unknown request kind and unsupported kind.
     let raw = common::raw(
-        &emu,
+        emu,
         "POST",
         &format!("/v4/spreadsheets/{id}:batchUpdate"),
         Some(json!({"requests": [{"frobnicate": {}}]})),
@@ -681,7 +710,7 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
                 requests(
                     json!([{"mergeCells": {"range": {"sheetId": 77}, "mergeType": "MERGE_ALL"}}]),
                 ),
-                &id,
+                id,
             )
             .doit()
             .await
@@ -691,7 +720,89 @@ async fn spreadsheet_batch_update_requests_and_atomicity() {
         err["error"]["message"],
         "Invalid requests[0].mergeCells: Unsupported request: mergeCells"
     );
+}
+
+#[tokio::test]
+async fn spreadsheet_batch_update_requests_and_atomicity() {
+    let emu = emulator().await;
+    let h = hub(&emu);
+    let id = new_sheet(&h, "structure").await;
+    batch_adds_a_sheet_and_renames(&h, &id).await;
+    batch_errors_are_prefixed_and_atomic(&h, &id).await;
+    batch_writes_typed_cells(&h, &id).await;
+    batch_changes_structure(&h, &id).await;
+    batch_rejects_unknown_and_unsupported_kinds(&emu, &h, &id).await;
     emu.shutdown().await;
+}
+
+/// Search by key and range and by location type; `updateDeveloperMetadata` and
+/// `deleteDeveloperMetadata` in one batch.
+async fn search_update_and_delete_metadata(h: &Hub, id: &str) {
+    let search: SearchDeveloperMetadataRequest = serde_json::from_value(json!({"dataFilters": [
+        {"developerMetadataLookup": {"metadataKey": "row-id"}},
+        {"a1Range": "Sheet1!A1:A3"}
+    ]}))
+    .unwrap();
+    let (_, found) = h
+        .spreadsheets()
+        .developer_metadata_search(search, id)
+        .doit()
+        .await
+        .unwrap();
+    let found = found.matched_developer_metadata.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]
+            .developer_metadata
+            .as_ref()
+            .unwrap()
+            .metadata_value
+            .as_deref(),
+        Some("r-5")
+    );
+
+    let search: SearchDeveloperMetadataRequest = serde_json::from_value(json!({"dataFilters": [
+        {"developerMetadataLookup": {"locationType": "SPREADSHEET"}}
+    ]}))
+    .unwrap();
+    let (_, found) = h
+        .spreadsheets()
+        .developer_metadata_search(search, id)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        found.matched_developer_metadata.unwrap()[0]
+            .developer_metadata
+            .as_ref()
+            .unwrap()
+            .metadata_key
+            .as_deref(),
+        Some("schema")
+    );
+
+    // update + delete.
+    h.spreadsheets()
+        .batch_update(
+            requests(json!([
+                {"updateDeveloperMetadata": {"dataFilters": [{"developerMetadataLookup": {"metadataId": 5}}],
+                   "developerMetadata": {"metadataValue": "r-5b"}, "fields": "metadataValue"}},
+                {"deleteDeveloperMetadata": {"dataFilter": {"developerMetadataLookup": {"metadataKey": "schema"}}}}
+            ])),
+            id,
+        )
+        .doit()
+        .await
+        .unwrap();
+    let (_, m) = h
+        .spreadsheets()
+        .developer_metadata_get(id, 5)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(m.metadata_value.as_deref(), Some("r-5b"));
+    let (_, s) = h.spreadsheets().get(id).doit().await.unwrap();
+    assert!(s.developer_metadata.is_none());
 }
 
 #[tokio::test]
@@ -759,72 +870,61 @@ async fn developer_metadata_create_search_get_and_row_tracking() {
     assert_eq!(err["error"]["code"], 404);
     assert_eq!(err["error"]["message"], "Requested entity was not found.");
 
-    let search: SearchDeveloperMetadataRequest = serde_json::from_value(json!({"dataFilters": [
-        {"developerMetadataLookup": {"metadataKey": "row-id"}},
-        {"a1Range": "Sheet1!A1:A3"}
-    ]}))
-    .unwrap();
-    let (_, found) = h
-        .spreadsheets()
-        .developer_metadata_search(search, &id)
-        .doit()
-        .await
-        .unwrap();
-    let found = found.matched_developer_metadata.unwrap();
-    assert_eq!(found.len(), 1);
-    assert_eq!(
-        found[0]
-            .developer_metadata
-            .as_ref()
-            .unwrap()
-            .metadata_value
-            .as_deref(),
-        Some("r-5")
-    );
-
-    let search: SearchDeveloperMetadataRequest = serde_json::from_value(json!({"dataFilters": [
-        {"developerMetadataLookup": {"locationType": "SPREADSHEET"}}
-    ]}))
-    .unwrap();
-    let (_, found) = h
-        .spreadsheets()
-        .developer_metadata_search(search, &id)
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(
-        found.matched_developer_metadata.unwrap()[0]
-            .developer_metadata
-            .as_ref()
-            .unwrap()
-            .metadata_key
-            .as_deref(),
-        Some("schema")
-    );
-
-    // update + delete.
-    h.spreadsheets()
-        .batch_update(
-            requests(json!([
-                {"updateDeveloperMetadata": {"dataFilters": [{"developerMetadataLookup": {"metadataId": 5}}],
-                   "developerMetadata": {"metadataValue": "r-5b"}, "fields": "metadataValue"}},
-                {"deleteDeveloperMetadata": {"dataFilter": {"developerMetadataLookup": {"metadataKey": "schema"}}}}
-            ])),
-            &id,
-        )
-        .doit()
-        .await
-        .unwrap();
-    let (_, m) = h
-        .spreadsheets()
-        .developer_metadata_get(&id, 5)
-        .doit()
-        .await
-        .unwrap();
-    assert_eq!(m.metadata_value.as_deref(), Some("r-5b"));
-    let (_, s) = h.spreadsheets().get(&id).doit().await.unwrap();
-    assert!(s.developer_metadata.is_none());
+    search_update_and_delete_metadata(&h, &id).await;
     emu.shutdown().await;
+}
+
+/// The 50,000-character cell limit; a `values.batchUpdate` error names its item and applies
+/// nothing.
+async fn cell_size_and_batch_item_errors(h: &Hub, id: &str) {
+    let long = "x".repeat(50_001);
+    let err = bad_request(
+        h.spreadsheets()
+            .values_update(vr(None, json!([[long]])), id, "Sheet1!A1")
+            .value_input_option("RAW")
+            .doit()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err["error"]["message"],
+        "Your input contains more than the maximum of 50000 characters in a single cell."
+    );
+    let ok_len = "y".repeat(50_000);
+    h.spreadsheets()
+        .values_update(vr(None, json!([[ok_len]])), id, "Sheet1!A1")
+        .value_input_option("RAW")
+        .doit()
+        .await
+        .expect("50,000 characters fit");
+    // batchUpdate errors name the item.
+    let body: BatchUpdateValuesRequest = serde_json::from_value(json!({
+        "valueInputOption": "RAW",
+        "data": [{"range": "Sheet1!A1", "values": [["ok"]]}, {"range": "Nope!A1", "values": [["x"]]}]
+    }))
+    .unwrap();
+    let err = bad_request(
+        h.spreadsheets()
+            .values_batch_update(body, id)
+            .doit()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err["error"]["message"],
+        "Invalid data[1]: Unable to parse range: Nope!A1"
+    );
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(id, "Sheet1!A1")
+        .doit()
+        .await
+        .unwrap();
+    assert_ne!(
+        serde_json::to_value(g.values.unwrap()).unwrap(),
+        json!([["ok"]]),
+        "atomic"
+    );
 }
 
 #[tokio::test]
@@ -901,54 +1001,7 @@ async fn errors_have_google_bodies() {
         err["error"]["message"],
         "Requested writing within range [Sheet1!A1:B1], but tried writing to column [C]"
     );
-    let long = "x".repeat(50_001);
-    let err = bad_request(
-        h.spreadsheets()
-            .values_update(vr(None, json!([[long]])), &id, "Sheet1!A1")
-            .value_input_option("RAW")
-            .doit()
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        err["error"]["message"],
-        "Your input contains more than the maximum of 50000 characters in a single cell."
-    );
-    let ok_len = "y".repeat(50_000);
-    h.spreadsheets()
-        .values_update(vr(None, json!([[ok_len]])), &id, "Sheet1!A1")
-        .value_input_option("RAW")
-        .doit()
-        .await
-        .expect("50,000 characters fit");
-    // batchUpdate errors name the item.
-    let body: BatchUpdateValuesRequest = serde_json::from_value(json!({
-        "valueInputOption": "RAW",
-        "data": [{"range": "Sheet1!A1", "values": [["ok"]]}, {"range": "Nope!A1", "values": [["x"]]}]
-    }))
-    .unwrap();
-    let err = bad_request(
-        h.spreadsheets()
-            .values_batch_update(body, &id)
-            .doit()
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        err["error"]["message"],
-        "Invalid data[1]: Unable to parse range: Nope!A1"
-    );
-    let (_, g) = h
-        .spreadsheets()
-        .values_get(&id, "Sheet1!A1")
-        .doit()
-        .await
-        .unwrap();
-    assert_ne!(
-        serde_json::to_value(g.values.unwrap()).unwrap(),
-        json!([["ok"]]),
-        "atomic"
-    );
+    cell_size_and_batch_item_errors(&h, &id).await;
     emu.shutdown().await;
 }
 

@@ -9,7 +9,7 @@ use google_sheets4::api::ValueRange;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use sheetsync_emulator::{PersonEdit, TriggerSpec};
+use sheetsync_emulator::{EmulatorHandle, PersonEdit, TriggerSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -120,6 +120,65 @@ fn verify(hook: &Hook, secret: &str) {
     );
 }
 
+/// A person types a row: the signed payload carries the row as the sheet shows it, in the
+/// documented field order.
+async fn person_types_a_row(
+    emu: &EmulatorHandle,
+    id: &str,
+    rx: &mut mpsc::UnboundedReceiver<Hook>,
+) {
+    emu.edit_as(
+        id,
+        "alice@example.com",
+        PersonEdit::SetCells {
+            range: "Sheet1!A2".into(),
+            values: vec![vec![
+                json!("0042"),
+                json!("Widget"),
+                json!("=1/0"),
+                json!("2020-01-01"),
+                json!("TRUE"),
+            ]],
+        },
+    )
+    .unwrap();
+    let hook = next(rx).await;
+    verify(&hook, "s3cret");
+    let body = hook.json();
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["spreadsheetId"], id);
+    assert_eq!(body["sheetId"], 0);
+    assert_eq!(body["sheetName"], "Sheet1");
+    assert_eq!(body["changeType"], "EDIT");
+    assert_eq!(body["user"], "alice@example.com");
+    assert_eq!(
+        body["range"],
+        json!({"startRow": 2, "endRow": 2, "startColumn": 1, "endColumn": 5})
+    );
+    assert_eq!(body["header"], json!(["id", "name", "qty", "when"]));
+    assert_eq!(
+        body["rows"],
+        json!([{"row": 2, "values": [42, "Widget", "#DIV/0!", 43831, true]}])
+    );
+    // Field order is part of the contract.
+    let text = String::from_utf8(hook.body.clone()).unwrap();
+    let order = [
+        "\"version\"",
+        "\"spreadsheetId\"",
+        "\"sheetId\"",
+        "\"sheetName\"",
+        "\"changeType\"",
+        "\"eventId\"",
+        "\"timestamp\"",
+        "\"user\"",
+        "\"range\"",
+        "\"header\"",
+        "\"rows\"",
+    ];
+    let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
 #[tokio::test]
 async fn person_edits_fire_signed_webhooks_and_api_writes_do_not() {
     let emu = emulator().await;
@@ -156,57 +215,7 @@ async fn person_edits_fire_signed_webhooks_and_api_writes_do_not() {
         .await
         .unwrap();
 
-    // A person types a row.
-    emu.edit_as(
-        &id,
-        "alice@example.com",
-        PersonEdit::SetCells {
-            range: "Sheet1!A2".into(),
-            values: vec![vec![
-                json!("0042"),
-                json!("Widget"),
-                json!("=1/0"),
-                json!("2020-01-01"),
-                json!("TRUE"),
-            ]],
-        },
-    )
-    .unwrap();
-    let hook = next(&mut rx).await;
-    verify(&hook, "s3cret");
-    let body = hook.json();
-    assert_eq!(body["version"], 1);
-    assert_eq!(body["spreadsheetId"], id.as_str());
-    assert_eq!(body["sheetId"], 0);
-    assert_eq!(body["sheetName"], "Sheet1");
-    assert_eq!(body["changeType"], "EDIT");
-    assert_eq!(body["user"], "alice@example.com");
-    assert_eq!(
-        body["range"],
-        json!({"startRow": 2, "endRow": 2, "startColumn": 1, "endColumn": 5})
-    );
-    assert_eq!(body["header"], json!(["id", "name", "qty", "when"]));
-    assert_eq!(
-        body["rows"],
-        json!([{"row": 2, "values": [42, "Widget", "#DIV/0!", 43831, true]}])
-    );
-    // Field order is part of the contract.
-    let text = String::from_utf8(hook.body.clone()).unwrap();
-    let order = [
-        "\"version\"",
-        "\"spreadsheetId\"",
-        "\"sheetId\"",
-        "\"sheetName\"",
-        "\"changeType\"",
-        "\"eventId\"",
-        "\"timestamp\"",
-        "\"user\"",
-        "\"range\"",
-        "\"header\"",
-        "\"rows\"",
-    ];
-    let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
-    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+    person_types_a_row(&emu, &id, &mut rx).await;
 
     // A multi-row paste reports every row across the header's width ("" for empties).
     emu.paste(

@@ -168,6 +168,56 @@ async fn get(emu: &EmulatorHandle, id: &str) -> Value {
     r.body["values"].clone()
 }
 
+/// Cancel one scheduled edit, clear all; unknown ids and spreadsheets answer 404.
+async fn cancel_clear_and_unknown_ids(emu: &EmulatorHandle, id: &str, edit: &Value) {
+    let r = raw(
+        emu,
+        "POST",
+        "/__emulator/scheduled-edits",
+        Some(json!({"spreadsheetId": id, "method": "values.get", "edit": edit})),
+    )
+    .await;
+    let sid = r.body["scheduledEditId"].as_str().unwrap().to_string();
+    assert_eq!(
+        emu.scheduled_edits()[0].trigger,
+        EditTrigger::after("values.get")
+    );
+    let r = raw(
+        emu,
+        "DELETE",
+        &format!("/__emulator/scheduled-edits/{sid}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = raw(
+        emu,
+        "DELETE",
+        &format!("/__emulator/scheduled-edits/{sid}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = raw(
+        emu,
+        "POST",
+        "/__emulator/scheduled-edits",
+        Some(json!({"spreadsheetId": "nope", "method": "values.get", "edit": edit})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    emu.schedule_edit(
+        id,
+        EditTrigger::after("values.get"),
+        PersonEdit::Clear { range: "A1".into() },
+    )
+    .unwrap();
+    let r = raw(emu, "DELETE", "/__emulator/scheduled-edits", None).await;
+    assert_eq!(r.status, 200);
+    assert!(emu.scheduled_edits().is_empty());
+    assert!(emu.fired_edits().is_empty());
+}
+
 #[tokio::test]
 async fn every_person_edit_kind_can_be_scheduled_over_http() {
     let emu = emulator().await;
@@ -243,53 +293,7 @@ async fn every_person_edit_kind_can_be_scheduled_over_http() {
     assert_eq!(fired.len(), 6);
     assert!(fired.iter().all(|f| f.get("error").is_none()), "{fired:?}");
 
-    // Cancel one, clear all, unknown ids and spreadsheets.
-    let r = raw(
-        &emu,
-        "POST",
-        "/__emulator/scheduled-edits",
-        Some(json!({"spreadsheetId": id, "method": "values.get", "edit": edits[5]})),
-    )
-    .await;
-    let sid = r.body["scheduledEditId"].as_str().unwrap().to_string();
-    assert_eq!(
-        emu.scheduled_edits()[0].trigger,
-        EditTrigger::after("values.get")
-    );
-    let r = raw(
-        &emu,
-        "DELETE",
-        &format!("/__emulator/scheduled-edits/{sid}"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    let r = raw(
-        &emu,
-        "DELETE",
-        &format!("/__emulator/scheduled-edits/{sid}"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 404);
-    let r = raw(
-        &emu,
-        "POST",
-        "/__emulator/scheduled-edits",
-        Some(json!({"spreadsheetId": "nope", "method": "values.get", "edit": edits[5]})),
-    )
-    .await;
-    assert_eq!(r.status, 404);
-    emu.schedule_edit(
-        &id,
-        EditTrigger::after("values.get"),
-        PersonEdit::Clear { range: "A1".into() },
-    )
-    .unwrap();
-    let r = raw(&emu, "DELETE", "/__emulator/scheduled-edits", None).await;
-    assert_eq!(r.status, 200);
-    assert!(emu.scheduled_edits().is_empty());
-    assert!(emu.fired_edits().is_empty());
+    cancel_clear_and_unknown_ids(&emu, &id, &edits[5]).await;
     emu.shutdown().await;
 }
 

@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::Query;
+use super::request::Query;
+use crate::error::ApiError;
 use crate::model::Spreadsheet;
+use crate::state::Shared;
 use crate::values::dates::rfc3339_ms;
-use crate::Shared;
 
 /// Google Sheets MIME type.
 pub const SHEET_MIME: &str = "application/vnd.google-apps.spreadsheet";

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::camel;
-use super::error::ApiError;
+use super::request::camel;
+use crate::error::ApiError;
 
 /// A parsed mask: an empty mask selects everything below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::sheets::open;
+use crate::error::ApiError;
+
 use crate::model::{DevMeta, MetaLocation, Spreadsheet};
+use crate::state::Shared;
 use crate::values::ops;
-use crate::Shared;
 
 /// Parses a `DeveloperMetadataLocation`. `create` enforces the single-row/column rule.
 pub fn parse_location(
@@ -205,8 +205,8 @@ pub fn matches(ss: &Spreadsheet, m: &DevMeta, f: &Value) -> Result<bool, ApiErro
 
 /// `developerMetadata.search`.
 pub(crate) fn search(shared: &Shared, id: &str, body: &Value) -> Result<Value, ApiError> {
-    super::sheets::check_fields(body, &["dataFilters"], None)?;
-    let ss = open(shared, id)?;
+    super::request::check_fields(body, &["dataFilters"], None)?;
+    let ss = shared.open(id)?;
     let ss = ss.read();
     let filters = body
         .get("dataFilters")
@@ -233,7 +233,7 @@ pub(crate) fn search(shared: &Shared, id: &str, body: &Value) -> Result<Value, A
 
 /// `developerMetadata.get`.
 pub(crate) fn get(shared: &Shared, id: &str, mid: &str) -> Result<Value, ApiError> {
-    let ss = open(shared, id)?;
+    let ss = shared.open(id)?;
     let ss = ss.read();
     let n: i64 = mid.parse().map_err(|_| {
         ApiError::bad_request(format!(

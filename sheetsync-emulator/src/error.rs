@@ -47,6 +47,14 @@ impl ApiError {
         Self::new(404, "NOT_FOUND", "Requested entity was not found.")
     }
 
+    /// 400 `This action would increase the number of cells in the workbook above the limit of
+    /// N cells.`
+    pub fn over_cell_limit(limit: u64) -> Self {
+        Self::bad_request(format!(
+            "This action would increase the number of cells in the workbook above the limit of {limit} cells."
+        ))
+    }
+
     /// 403 `The caller does not have permission`.
     pub fn permission_denied() -> Self {
         Self::new(
