@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sheetsync_core::{Expected, Result, Row, RowKey, TableSchema, WriteOp, WriteOutcome};
 
-use crate::dialect::{Insert, Lock, TableInfo};
+use crate::statements::Lock;
+use crate::table::{Insert, TableInfo};
 use crate::error::RowError;
 
 /// A write transaction on one database, tagged with the engine's origin.

@@ -76,6 +76,11 @@
 )]
 
 mod apply;
+#[cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+mod codec;
 mod common;
 #[cfg_attr(
     not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
@@ -84,6 +89,16 @@ mod common;
 mod dialect;
 mod error;
 mod state;
+#[cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+mod statements;
+#[cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+mod table;
 
 pub use common::SqlOptions;
 

@@ -275,7 +275,7 @@ pub(crate) trait CommitWithState: crate::apply::WriteTx {
 
 /// A [`SinkTransaction`](sheetsync_core::SinkTransaction) over an adapter's write transaction.
 pub(crate) struct StateTx<'a, W> {
-    info: &'a crate::dialect::TableInfo,
+    info: &'a crate::table::TableInfo,
     schema: &'a sheetsync_core::TableSchema,
     w: Box<W>,
     max_batch: usize,
@@ -284,7 +284,7 @@ pub(crate) struct StateTx<'a, W> {
 
 impl<'a, W> StateTx<'a, W> {
     pub(crate) fn new(
-        info: &'a crate::dialect::TableInfo,
+        info: &'a crate::table::TableInfo,
         schema: &'a sheetsync_core::TableSchema,
         w: W,
         max_batch: usize,

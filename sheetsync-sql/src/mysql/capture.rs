@@ -10,7 +10,8 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{MySqlPool, Row as _};
 
-use crate::dialect::{audited, short_hash, Dialect, TableInfo};
+use crate::dialect::{audited, short_hash, Dialect};
+use crate::table::TableInfo;
 use crate::error::db_error;
 
 /// The version of the objects `install` creates.

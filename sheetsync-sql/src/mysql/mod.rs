@@ -20,7 +20,10 @@ use sqlx::{Connection, MySql, MySqlPool, Row as _};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, parse_text, Bind, Lock, ReadAs, TableInfo};
+use crate::codec::{parse_text, Bind};
+use crate::dialect::audited;
+use crate::statements::Lock;
+use crate::table::{ReadAs, TableInfo};
 use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 65_535;

@@ -9,7 +9,8 @@
 use sheetsync_core::{Error, ErrorKind, Result};
 use sqlx::{Connection, PgPool};
 
-use crate::dialect::{audited, Dialect, TableInfo};
+use crate::dialect::{audited, Dialect};
+use crate::table::TableInfo;
 use crate::error::db_error;
 
 /// The version of the objects `install` creates.
@@ -318,7 +319,7 @@ pub(crate) async fn horizon(pool: &PgPool) -> Result<PgCursor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::{ReadAs, SqlColumn};
+    use crate::table::{ReadAs, SqlColumn};
     use sheetsync_core::ColumnType;
 
     #[test]

@@ -3,7 +3,8 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{PgPool, Row as _};
 
-use crate::dialect::{Dialect, ReadAs, SqlColumn, TableInfo};
+use crate::dialect::Dialect;
+use crate::table::{ReadAs, SqlColumn, TableInfo};
 use crate::error::db_error;
 
 /// The sheetsync type of a PostgreSQL base type (`typname`, `typtype`).

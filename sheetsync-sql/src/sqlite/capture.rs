@@ -9,7 +9,8 @@
 use sheetsync_core::{Error, ErrorKind, Result};
 use sqlx::SqlitePool;
 
-use crate::dialect::{audited, short_hash, Dialect, TableInfo};
+use crate::dialect::{audited, short_hash, Dialect};
+use crate::table::TableInfo;
 use crate::error::db_error;
 
 /// The version of the objects `install` creates.

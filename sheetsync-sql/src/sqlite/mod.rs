@@ -23,7 +23,10 @@ use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::apply::{apply_ops, rows_per_statement, WriteTx};
 use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, from_float, from_int, parse_text, Bind, Lock, TableInfo};
+use crate::codec::{from_float, from_int, parse_text, Bind};
+use crate::dialect::audited;
+use crate::statements::Lock;
+use crate::table::TableInfo;
 use crate::error::{db_error, lock_error, row_error, RowError};
 
 const MAX_PARAMS: usize = 32_766;
