@@ -18,7 +18,6 @@ pub(crate) enum Bind {
     Bytes(Vec<u8>),
 }
 
-
 impl TableInfo {
     /// The bind of `v` for column `i`.
     pub(crate) fn bind(&self, v: &Value) -> Bind {
@@ -207,5 +206,4 @@ mod tests {
     }
 
     use chrono::TimeZone;
-
 }

@@ -134,12 +134,13 @@ impl Dialect {
     }
 }
 
-/// Restores what [`Dialect::wait_sql`] saved (a no-op when nothing was saved).
-const MYSQL_RESTORE_WAITS: &str = "SET \
+/// Restores what [`Dialect::wait_sql`] saved (a no-op when nothing was saved), and clears the
+/// origin tag.
+const MYSQL_RESTORE_WAITS: &str = "SET @sheetsync_origin = NULL, \
     SESSION innodb_lock_wait_timeout = COALESCE(@sheetsync_lock_wait, @@SESSION.innodb_lock_wait_timeout), \
     SESSION lock_wait_timeout = COALESCE(@sheetsync_mdl_wait, @@SESSION.lock_wait_timeout), \
     SESSION max_execution_time = COALESCE(@sheetsync_statement_time, @@SESSION.max_execution_time)";
-const MYSQL_RESTORE_WAITS_MARIADB: &str = "SET \
+const MYSQL_RESTORE_WAITS_MARIADB: &str = "SET @sheetsync_origin = NULL, \
     SESSION innodb_lock_wait_timeout = COALESCE(@sheetsync_lock_wait, @@SESSION.innodb_lock_wait_timeout), \
     SESSION lock_wait_timeout = COALESCE(@sheetsync_mdl_wait, @@SESSION.lock_wait_timeout), \
     SESSION max_statement_time = COALESCE(@sheetsync_statement_time, @@SESSION.max_statement_time)";
@@ -149,7 +150,6 @@ const MYSQL_RESTORE_WAITS_MARIADB: &str = "SET \
 pub(crate) fn sqlite_busy_timeout_sql(ms: i64) -> String {
     format!("PRAGMA busy_timeout = {}", ms.clamp(0, i32::MAX.into()))
 }
-
 
 /// A short, stable hexadecimal name for `s` (FNV-1a), for trigger and function names that must
 /// stay within identifier length limits whatever the table is called.
@@ -178,7 +178,6 @@ mod tests {
             "CONVERT(X'61275C' USING utf8mb4)"
         );
     }
-
 
     #[test]
     fn waits_are_bounded_per_dialect() {
@@ -224,7 +223,6 @@ mod tests {
             "PRAGMA busy_timeout = 2147483647"
         );
     }
-
 
     #[test]
     fn short_hash_is_stable() {

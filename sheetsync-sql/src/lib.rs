@@ -75,6 +75,8 @@
     allow(dead_code, unused_imports)
 )]
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod adapter;
 mod apply;
 #[cfg_attr(
     not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
@@ -87,7 +89,12 @@ mod common;
     allow(dead_code)
 )]
 mod dialect;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod driver;
 mod error;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod session;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod state;
 #[cfg_attr(
     not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),

@@ -16,7 +16,6 @@ pub(crate) enum Lock {
     NoWait,
 }
 
-
 impl TableInfo {
     fn q(&self, i: usize) -> String {
         self.dialect.quote(&self.columns[i].name)
@@ -50,7 +49,6 @@ impl TableInfo {
             Dialect::MySql | Dialect::Sqlite => "?".into(),
         }
     }
-
 
     /// Every row, in key order.
     pub(crate) fn select_all_sql(&self) -> String {
@@ -261,7 +259,6 @@ impl TableInfo {
         };
         format!("INSERT INTO {} {body}{returning}", self.quoted())
     }
-
 }
 
 #[cfg(test)]
@@ -334,5 +331,4 @@ mod tests {
             .upsert_sql(1, &[0, 1])
             .ends_with("ON CONFLICT (\"id\", \"na\"\"me`\") DO NOTHING"));
     }
-
 }

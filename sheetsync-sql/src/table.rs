@@ -116,7 +116,6 @@ impl TableInfo {
     }
 }
 
-
 /// Whether a row is written as a new row, for [`TableInfo::check_row`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Insert {
@@ -127,7 +126,6 @@ pub(crate) enum Insert {
     /// A new row whose key the database generates.
     GeneratedKey,
 }
-
 
 impl TableInfo {
     /// The table's name, quoted and qualified.
@@ -172,7 +170,6 @@ impl TableInfo {
         TableSchema::new(self.table.clone(), columns, &key)
     }
 
-
     /// The columns an upsert writes: every writable column.
     pub(crate) fn write_columns(&self) -> Vec<usize> {
         (0..self.columns.len())
@@ -201,8 +198,6 @@ impl TableInfo {
             .filter(|i| !skip.contains(i))
             .collect()
     }
-
-
 
     /// Why `row` cannot be written to this table, if it cannot: the same checks as the
     /// reference [`sheetsync_core::MemoryTable`] (arity, NULL in a NOT NULL column, value type).
@@ -260,25 +255,25 @@ impl TableInfo {
 #[cfg(test)]
 /// A two-column table with a name that needs quoting everywhere, for unit tests.
 pub(crate) fn sample(dialect: Dialect) -> TableInfo {
-        let col = |name: &str, ty, cast: &str| SqlColumn {
-            name: name.into(),
-            ty,
-            cast: cast.into(),
-            nullable: true,
-            read: ReadAs::Text,
-            writable: true,
-            has_default: false,
-        };
-        TableInfo {
-            dialect,
-            schema: None,
-            table: "we\"ird`; DROP TABLE x;--".into(),
-            columns: vec![
-                col("id", ColumnType::Int, "bigint"),
-                col("na\"me`", ColumnType::Text, "text"),
-            ],
-            key: vec![0],
-            generated_key: false,
-            identity_always: false,
-        }
+    let col = |name: &str, ty, cast: &str| SqlColumn {
+        name: name.into(),
+        ty,
+        cast: cast.into(),
+        nullable: true,
+        read: ReadAs::Text,
+        writable: true,
+        has_default: false,
+    };
+    TableInfo {
+        dialect,
+        schema: None,
+        table: "we\"ird`; DROP TABLE x;--".into(),
+        columns: vec![
+            col("id", ColumnType::Int, "bigint"),
+            col("na\"me`", ColumnType::Text, "text"),
+        ],
+        key: vec![0],
+        generated_key: false,
+        identity_always: false,
     }
+}

@@ -10,8 +10,8 @@ use sheetsync_core::{Error, ErrorKind, Result};
 use sqlx::{Connection, PgPool};
 
 use crate::dialect::{audited, Dialect};
-use crate::table::TableInfo;
 use crate::error::db_error;
+use crate::table::TableInfo;
 
 /// The version of the objects `install` creates.
 pub(crate) const CAPTURE_VERSION: i32 = 1;

@@ -4,8 +4,8 @@ use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{PgPool, Row as _};
 
 use crate::dialect::Dialect;
-use crate::table::{ReadAs, SqlColumn, TableInfo};
 use crate::error::db_error;
+use crate::table::{ReadAs, SqlColumn, TableInfo};
 
 /// The sheetsync type of a PostgreSQL base type (`typname`, `typtype`).
 fn map_type(typname: &str, typtype: &str) -> Option<(ColumnType, ReadAs)> {
