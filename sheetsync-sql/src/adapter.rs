@@ -348,11 +348,87 @@ impl<D: Driver> SinkTransaction for StateTx<'_, D> {
     }
 }
 
-/// The [`Sink`](sheetsync_core::Sink) and
-/// [`TransactionalSink`](sheetsync_core::TransactionalSink) of a table adapter whose field
-/// `core` is a [`Core`], for `$table` and its state store `$store` (named in the docs).
-macro_rules! impl_sink {
+/// The change feed of one database: the part of a table's
+/// [`Source`](sheetsync_core::Source) that [`impl_table!`] does not share.
+#[async_trait]
+pub(crate) trait Feed: Send + Sync {
+    /// True when change capture is installed for the table.
+    async fn installed(&self) -> Result<bool>;
+    /// Where the feed stands now (capture is installed; a full read starts).
+    async fn position(&self) -> Result<sheetsync_core::Cursor>;
+    /// See [`Source::changes`](sheetsync_core::Source::changes).
+    async fn changes(
+        &self,
+        since: &sheetsync_core::Cursor,
+        limit: usize,
+    ) -> Result<sheetsync_core::ChangeBatch>;
+    /// See [`Source::ack`](sheetsync_core::Source::ack).
+    async fn ack(&self, cursor: &sheetsync_core::Cursor) -> Result<()>;
+    /// See [`Source::wakeups`](sheetsync_core::Source::wakeups).
+    fn wakeups(&self) -> Option<BoxStream<'static, ()>>;
+}
+
+/// [`Source`](sheetsync_core::Source), [`Sink`](sheetsync_core::Sink) and
+/// [`TransactionalSink`](sheetsync_core::TransactionalSink) for `$table`, a table adapter with a
+/// field `core` (a [`Core`]) and a [`Feed`]; `$store` names its state store in the docs.
+macro_rules! impl_table {
     ($table:ty, $store:literal) => {
+        #[async_trait::async_trait]
+        impl sheetsync_core::Source for $table {
+            fn name(&self) -> &str {
+                self.core.name()
+            }
+
+            fn capabilities(&self) -> sheetsync_core::Capabilities {
+                self.core.common.capabilities()
+            }
+
+            fn schema(&self) -> &sheetsync_core::TableSchema {
+                self.core.schema()
+            }
+
+            fn scan(
+                &self,
+            ) -> futures::stream::BoxStream<'_, sheetsync_core::Result<Vec<sheetsync_core::Observation>>>
+            {
+                self.core.scan()
+            }
+
+            async fn cursor(&self) -> sheetsync_core::Result<Option<sheetsync_core::Cursor>> {
+                let installed = $crate::adapter::Feed::installed(self).await?;
+                self.core.require_installed(installed, "cursor")?;
+                self.core.common.full_scan_started();
+                $crate::adapter::Feed::position(self).await.map(Some)
+            }
+
+            fn full_scan_requested(&self) -> bool {
+                self.core.common.full_scan_requested()
+            }
+
+            async fn changes(
+                &self,
+                since: &sheetsync_core::Cursor,
+                limit: usize,
+            ) -> sheetsync_core::Result<sheetsync_core::ChangeBatch> {
+                $crate::adapter::Feed::changes(self, since, limit).await
+            }
+
+            async fn fetch(
+                &self,
+                keys: &[sheetsync_core::RowKey],
+            ) -> sheetsync_core::Result<Vec<sheetsync_core::Observation>> {
+                self.core.fetch(keys).await
+            }
+
+            async fn ack(&self, cursor: &sheetsync_core::Cursor) -> sheetsync_core::Result<()> {
+                $crate::adapter::Feed::ack(self, cursor).await
+            }
+
+            fn wakeups(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+                $crate::adapter::Feed::wakeups(self)
+            }
+        }
+
         #[async_trait::async_trait]
         impl sheetsync_core::Sink for $table {
             async fn apply(
@@ -384,4 +460,4 @@ macro_rules! impl_sink {
         }
     };
 }
-pub(crate) use impl_sink;
+pub(crate) use impl_table;

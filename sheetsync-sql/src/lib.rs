@@ -74,20 +74,17 @@
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
     allow(dead_code, unused_imports)
 )]
+// Each database uses its part of the shared modules (dialects, statements, values).
+#![cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod adapter;
 mod apply;
-#[cfg_attr(
-    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
-    allow(dead_code)
-)]
 mod codec;
 mod common;
-#[cfg_attr(
-    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
-    allow(dead_code)
-)]
 mod dialect;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod driver;
@@ -96,15 +93,7 @@ mod error;
 mod session;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod state;
-#[cfg_attr(
-    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
-    allow(dead_code)
-)]
 mod statements;
-#[cfg_attr(
-    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
-    allow(dead_code)
-)]
 mod table;
 
 pub use common::SqlOptions;

@@ -28,7 +28,7 @@ use sheetsync_core::{
 };
 
 use crate::dialect::{audited, WaitSql};
-use crate::driver::{run, Driver};
+use crate::driver::{run, Driver, Query};
 use crate::error::db_error;
 use crate::session::Session;
 
@@ -440,28 +440,9 @@ impl<D: Driver> Store<D> {
     pub(crate) async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
         let (s, err) = (D::state(), |e| db_error(e, "state.load"));
         let mut tx = self.pool.begin_with(s.load_begin).await.map_err(err)?;
-        let by_mapping = |sql: String| {
-            D::bind(
-                sqlx::query(audited(sql)),
-                crate::codec::Bind::Text(mapping.to_string()),
-            )
-        };
+        let doc = read_doc::<D>(&mut tx, mapping, "").await.map_err(err)?;
+        let by_mapping = |sql| by_mapping::<D>(sql, mapping);
         let p = s.param(1);
-        let doc = D::fetch_all(
-            &mut tx,
-            by_mapping(format!(
-                "SELECT doc FROM {} WHERE mapping = {p}",
-                s.mappings
-            )),
-        )
-        .await
-        .map_err(err)?;
-        let doc = doc
-            .first()
-            .map(|r| D::text(r, 0))
-            .transpose()
-            .map_err(err)?
-            .flatten();
         let rows = D::fetch_all(
             &mut tx,
             by_mapping(format!(
@@ -508,6 +489,30 @@ impl<D: Driver> Store<D> {
     }
 }
 
+/// `sql` with the mapping bound as its first parameter.
+fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
+    D::bind(
+        sqlx::query(audited(sql)),
+        crate::codec::Bind::Text(mapping.to_string()),
+    )
+}
+
+/// The mapping's document, if it has one; `lock` is appended to the query.
+async fn read_doc<D: Driver>(
+    conn: &mut D::Connection,
+    mapping: &str,
+    lock: &str,
+) -> sqlx::Result<Option<String>> {
+    let s = D::state();
+    let sql = format!(
+        "SELECT doc FROM {} WHERE mapping = {}{lock}",
+        s.mappings,
+        s.param(1)
+    );
+    let rows = D::fetch_all(conn, by_mapping::<D>(sql, mapping)).await?;
+    Ok(rows.first().map(|r| D::text(r, 0)).transpose()?.flatten())
+}
+
 /// Commits `delta` for `mapping` inside the transaction on `conn` (which the caller commits).
 pub(crate) async fn commit_in<D: Driver>(
     conn: &mut D::Connection,
@@ -516,27 +521,13 @@ pub(crate) async fn commit_in<D: Driver>(
 ) -> Result<()> {
     let (s, err) = (D::state(), |e| db_error(e, "state.commit"));
     let text = |v: &str| crate::codec::Bind::Text(v.to_string());
-    let by_mapping = |sql: String| D::bind(sqlx::query(audited(sql)), text(mapping));
+    let by_mapping = |sql| by_mapping::<D>(sql, mapping);
     D::execute(conn, by_mapping(s.ensure_doc.to_string()))
         .await
         .map_err(err)?;
-    let doc = D::fetch_all(
-        conn,
-        by_mapping(format!(
-            "SELECT doc FROM {} WHERE mapping = {}{}",
-            s.mappings,
-            s.param(1),
-            s.lock_doc
-        )),
-    )
-    .await
-    .map_err(err)?;
-    let doc = doc
-        .first()
-        .map(|r| D::text(r, 0))
-        .transpose()
-        .map_err(err)?
-        .flatten();
+    let doc = read_doc::<D>(conn, mapping, s.lock_doc)
+        .await
+        .map_err(err)?;
     let mut doc = Doc::parse(doc)?;
     doc.apply(delta);
     let cleared = [

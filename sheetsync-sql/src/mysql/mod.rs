@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use sheetsync_core::{
-    Capabilities, Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result,
-    Row, RowKey, Source, TableSchema, Value,
+    Change, ChangeBatch, Cursor, Error, ErrorKind, InvalidRow, Observation, Result, Row, RowKey,
+    Value,
 };
 use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, MySqlPool, Row as _};
 
-use crate::adapter::{impl_sink, Core, Tx};
+use crate::adapter::{impl_table, Core, Feed, Tx};
 use crate::codec::parse_text;
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
@@ -325,37 +325,16 @@ impl Driver for MySql {
     }
 }
 
+/// The change feed; [`impl_table!`] makes the rest of the [`Source`](sheetsync_core::Source).
 #[async_trait]
-impl Source for MySqlTable {
-    fn name(&self) -> &str {
-        self.core.name()
+impl Feed for MySqlTable {
+    async fn installed(&self) -> Result<bool> {
+        self.is_installed().await
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.core.common.capabilities()
-    }
-
-    fn schema(&self) -> &TableSchema {
-        self.core.schema()
-    }
-
-    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
-        self.core.scan()
-    }
-
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        self.core
-            .require_installed(self.is_installed().await?, "cursor")?;
-        self.core.common.full_scan_started();
+    async fn position(&self) -> Result<Cursor> {
         let q = self.queue.lock().await;
-        Ok(Some(Cursor(format!(
-            "mysql:{}:0",
-            q.next.saturating_sub(1)
-        ))))
-    }
-
-    fn full_scan_requested(&self) -> bool {
-        self.core.common.full_scan_requested()
+        Ok(Cursor(format!("mysql:{}:0", q.next.saturating_sub(1))))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
@@ -438,10 +417,6 @@ impl Source for MySqlTable {
         })
     }
 
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
-        self.core.fetch(keys).await
-    }
-
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         let (h, _) = parse_cursor(&cursor.0)?;
         let mut q = self.queue.lock().await;
@@ -510,4 +485,4 @@ impl Source for MySqlTable {
     }
 }
 
-impl_sink!(MySqlTable, "crate::MySqlStateStore");
+impl_table!(MySqlTable, "crate::MySqlStateStore");

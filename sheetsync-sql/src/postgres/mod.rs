@@ -11,13 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use sheetsync_core::{
-    Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Source,
-    TableSchema, Value,
+    ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, Row, RowKey, Value,
 };
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::{PgPool, Postgres, Row as _, ValueRef};
 
-use crate::adapter::{impl_sink, Core, Tx};
+use crate::adapter::{impl_table, Core, Feed, Tx};
 use crate::codec::parse_text;
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
@@ -294,33 +293,15 @@ impl Driver for Postgres {
     }
 }
 
+/// The change feed; [`impl_table!`] makes the rest of the [`Source`](sheetsync_core::Source).
 #[async_trait]
-impl Source for PostgresTable {
-    fn name(&self) -> &str {
-        self.core.name()
+impl Feed for PostgresTable {
+    async fn installed(&self) -> Result<bool> {
+        self.is_installed().await
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.core.common.capabilities()
-    }
-
-    fn schema(&self) -> &TableSchema {
-        self.core.schema()
-    }
-
-    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
-        self.core.scan()
-    }
-
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        self.core
-            .require_installed(self.is_installed().await?, "cursor")?;
-        self.core.common.full_scan_started();
-        Ok(Some(Cursor(capture::horizon(self.pool()).await?.render())))
-    }
-
-    fn full_scan_requested(&self) -> bool {
-        self.core.common.full_scan_requested()
+    async fn position(&self) -> Result<Cursor> {
+        Ok(Cursor(capture::horizon(self.pool()).await?.render()))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
@@ -395,10 +376,6 @@ impl Source for PostgresTable {
             cursor: Cursor(cursor.render()),
             more: entries.len() >= limit,
         })
-    }
-
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
-        self.core.fetch(keys).await
     }
 
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
@@ -481,4 +458,4 @@ impl Source for PostgresTable {
     }
 }
 
-impl_sink!(PostgresTable, "crate::PostgresStateStore");
+impl_table!(PostgresTable, "crate::PostgresStateStore");

@@ -10,13 +10,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use sheetsync_core::{
-    Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, RowKey,
-    Source, TableSchema, Value,
+    ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, RowKey, Value,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use crate::adapter::{impl_sink, Core};
+use crate::adapter::{impl_table, Core, Feed};
 use crate::codec::{from_float, from_int, parse_text};
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{sqlite_busy_timeout_sql, Dialect, WaitSql};
@@ -235,34 +234,16 @@ impl Driver for Sqlite {
     }
 }
 
+/// The change feed; [`impl_table!`] makes the rest of the [`Source`](sheetsync_core::Source).
 #[async_trait]
-impl Source for SqliteTable {
-    fn name(&self) -> &str {
-        self.core.name()
+impl Feed for SqliteTable {
+    async fn installed(&self) -> Result<bool> {
+        self.is_installed().await
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.core.common.capabilities()
-    }
-
-    fn schema(&self) -> &TableSchema {
-        self.core.schema()
-    }
-
-    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
-        self.core.scan()
-    }
-
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        self.core
-            .require_installed(self.is_installed().await?, "cursor")?;
-        self.core.common.full_scan_started();
+    async fn position(&self) -> Result<Cursor> {
         let (epoch, id) = log_position(self.pool()).await?;
-        Ok(Some(Cursor(format!("sqlite:{epoch}:{id}"))))
-    }
-
-    fn full_scan_requested(&self) -> bool {
-        self.core.common.full_scan_requested()
+        Ok(Cursor(format!("sqlite:{epoch}:{id}")))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
@@ -341,10 +322,6 @@ impl Source for SqliteTable {
             cursor: Cursor(format!("sqlite:{since_epoch}:{cursor}")),
             more: entries.len() >= limit,
         })
-    }
-
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
-        self.core.fetch(keys).await
     }
 
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
@@ -448,4 +425,4 @@ async fn log_position(pool: &SqlitePool) -> Result<(String, i64)> {
     Ok((row.get(0), row.get(1)))
 }
 
-impl_sink!(SqliteTable, "crate::SqliteStateStore");
+impl_table!(SqliteTable, "crate::SqliteStateStore");
