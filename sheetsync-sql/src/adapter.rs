@@ -343,7 +343,10 @@ impl<D: Driver> SinkTransaction for StateTx<'_, D> {
     }
 
     async fn commit(mut self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
-        crate::state::commit_in::<D>(self.0.conn(), mapping, state).await?;
+        let table = self.0.core.name();
+        crate::state::commit_in::<D>(self.0.conn(), mapping, state)
+            .await
+            .map_err(|e| e.with_context("table", table))?;
         self.0.session.commit().await
     }
 }

@@ -483,8 +483,11 @@ impl<D: Driver> Store<D> {
     }
 
     pub(crate) async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
-        let mut session = Session::<D>::begin(&self.pool, &self.waits, None, "state").await?;
-        commit_in::<D>(session.conn(), mapping, delta).await?;
+        let table = D::state().mappings;
+        let mut session = Session::<D>::begin(&self.pool, &self.waits, None, table).await?;
+        commit_in::<D>(session.conn(), mapping, delta)
+            .await
+            .map_err(|e| e.with_context("table", table))?;
         session.commit().await
     }
 }
