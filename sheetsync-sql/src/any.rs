@@ -47,11 +47,7 @@ impl SqlTable {
         match scheme.as_str() {
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(5)
-                    .connect(url)
-                    .await
-                    .map_err(|e| crate::error::db_error(e, "connect"))?;
+                let pool = crate::postgres::connect_pool(url).await?;
                 let (schema, name) = match table.split_once('.') {
                     Some((s, t)) if !t.contains('.') => (Some(s), t),
                     _ => (None, table),
@@ -61,17 +57,7 @@ impl SqlTable {
             #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
                 let url = url.replacen("mariadb:", "mysql:", 1);
-                let pool = sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(5)
-                    .after_release(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::query("SET @sheetsync_origin = NULL").execute(conn).await?;
-                            Ok(true)
-                        })
-                    })
-                    .connect(&url)
-                    .await
-                    .map_err(|e| crate::error::db_error(e, "connect"))?;
+                let pool = crate::mysql::connect_pool(&url).await?;
                 Ok(SqlTable::MySql(crate::MySqlTable::open(pool, table, options).await?))
             }
             #[cfg(feature = "sqlite")]

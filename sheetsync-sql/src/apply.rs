@@ -8,8 +8,9 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sheetsync_core::{Expected, Result, Row, RowKey, TableSchema, WriteOp, WriteOutcome};
 
-use crate::dialect::{Insert, Lock, TableInfo};
 use crate::error::RowError;
+use crate::statements::Lock;
+use crate::table::{Insert, TableInfo};
 
 /// A write transaction on one database, tagged with the engine's origin.
 #[async_trait]
@@ -31,25 +32,18 @@ pub(crate) trait WriteTx: Send {
     async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError>;
     /// Inserts `rows` that the engine expects to be absent, writing the columns `cols` (the
     /// others get their defaults); returns the keys actually inserted (a row that another
-    /// writer inserted meanwhile is left alone: the caller reports it stale). The default suits
-    /// databases where the preceding check holds: a single writer (SQLite), or a plain insert
-    /// that fails on a duplicate (MySQL's path).
+    /// writer inserted meanwhile is left alone: the caller reports it stale).
     async fn create(
         &mut self,
         rows: &[&Row],
         keys: &[&RowKey],
         cols: &[usize],
-    ) -> std::result::Result<HashSet<RowKey>, RowError> {
-        self.upsert(rows, cols).await?;
-        Ok(keys.iter().map(|k| (*k).clone()).collect())
-    }
+    ) -> std::result::Result<HashSet<RowKey>, RowError>;
     /// Deletes `keys` in one statement.
     async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError>;
     /// Inserts a row whose key the database generates, writing the columns `cols` (not the
     /// key; the others get their defaults), and returns the stored row.
     async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError>;
-    /// Clears the origin tag and commits.
-    async fn commit(self: Box<Self>) -> Result<()>;
 }
 
 /// How many rows one statement may carry: at most `max_rows`, and within the database's bind

@@ -11,7 +11,8 @@ use futures::stream::{BoxStream, StreamExt};
 use sheetsync_core::{Capabilities, Change, InvalidRow, Observation, Row, RowKey, TableSchema};
 use tokio::sync::mpsc;
 
-use crate::dialect::{TableInfo, Waits};
+use crate::dialect::Waits;
+use crate::table::TableInfo;
 
 /// Options shared by the three adapters.
 #[derive(Debug, Clone)]

@@ -125,6 +125,23 @@ fn timeout(e: &sqlx::Error) -> Option<Timeout> {
     }
 }
 
+/// The statement gave up waiting for a lock another transaction holds (or lost a deadlock):
+/// another writer is in the way, and trying again later may succeed.
+fn is_lock_wait(e: &sqlx::Error) -> bool {
+    if timeout(e) == Some(Timeout::Lock) {
+        return true;
+    }
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    match native_number(db.as_ref()) {
+        Some((Native::MySql, n)) => n == 1213,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes.
+        Some((Native::Sqlite, n)) => matches!(n & 0xff, 5 | 6),
+        None => false,
+    }
+}
+
 fn is_temporary(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -169,7 +186,7 @@ pub(crate) fn db_error(e: sqlx::Error, operation: &'static str) -> Error {
                 ErrorKind::PermissionDenied
             } else if code == "28000" || code == "28P01" {
                 ErrorKind::Unauthenticated
-            } else if matches!(code.as_str(), "40001" | "40P01") {
+            } else if matches!(code.as_str(), "40001" | "40P01") || is_lock_wait(&e) {
                 ErrorKind::Conflict
             } else if is_row_error(&e) {
                 ErrorKind::InvalidData
@@ -191,30 +208,30 @@ pub(crate) fn db_error(e: sqlx::Error, operation: &'static str) -> Error {
     }
 }
 
-/// Maps a sqlx error from a statement that locked rows: a time-out makes them busy.
-pub(crate) fn lock_error(e: sqlx::Error, operation: &'static str) -> RowError {
+/// Maps a sqlx error from a statement that locked rows of `table`: a time-out makes them busy.
+pub(crate) fn lock_error(e: sqlx::Error, operation: &'static str, table: &str) -> RowError {
     let message = || match &e {
         sqlx::Error::Database(db) => db.message().to_string(),
         other => other.to_string(),
     };
     match timeout(&e) {
         Some(Timeout::Lock) => RowError::Busy(format!(
-            "another transaction holds a lock on the row ({}); the write is retried next cycle",
+            "another transaction holds a lock on the row in {table} ({}); the write is retried next cycle",
             message()
         )),
         Some(Timeout::Statement) => RowError::Busy(format!(
-            "the write ran out of its statement time-out ({}); it is retried next cycle",
+            "the write to {table} ran out of its statement time-out ({}); it is retried next cycle",
             message()
         )),
         None => RowError::Fatal(db_error(e, operation)),
     }
 }
 
-/// Maps a sqlx error from a statement that wrote rows: a data error holds the row(s), a
-/// time-out makes them busy.
-pub(crate) fn row_error(e: sqlx::Error, operation: &'static str) -> RowError {
+/// Maps a sqlx error from a statement that wrote rows of `table`: a data error holds the
+/// row(s), a time-out makes them busy.
+pub(crate) fn row_error(e: sqlx::Error, operation: &'static str, table: &str) -> RowError {
     if timeout(&e).is_some() {
-        return lock_error(e, operation);
+        return lock_error(e, operation, table);
     }
     if is_row_error(&e) {
         let msg = match &e {
@@ -254,7 +271,7 @@ mod tests {
     fn non_database_errors_never_hold_rows() {
         assert!(!is_row_error(&sqlx::Error::PoolTimedOut));
         assert!(matches!(
-            row_error(sqlx::Error::PoolTimedOut, "apply"),
+            row_error(sqlx::Error::PoolTimedOut, "apply", "items"),
             RowError::Fatal(_)
         ));
     }

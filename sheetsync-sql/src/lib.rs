@@ -74,16 +74,27 @@
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
     allow(dead_code, unused_imports)
 )]
-
-mod apply;
-mod common;
-#[cfg_attr(
+// Each database uses its part of the shared modules (dialects, statements, values).
+#![cfg_attr(
     not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
     allow(dead_code)
 )]
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod adapter;
+mod apply;
+mod codec;
+mod common;
 mod dialect;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod driver;
 mod error;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod session;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod state;
+mod statements;
+mod table;
 
 pub use common::SqlOptions;
 

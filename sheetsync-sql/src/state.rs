@@ -16,7 +16,7 @@
 //! so two engines committing for the same mapping serialise. A table adapter whose pool is the
 //! store's offers the engine its write transactions
 //! ([`TransactionalSink`](sheetsync_core::TransactionalSink)): the cycle's database writes and
-//! its new state then commit together ([`StateTx`]).
+//! its new state then commit together.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +26,11 @@ use sheetsync_core::{
     RecentDeletes, Result, Row, RowBase, RowKey, Side, StateDelta, StateSnapshot, Value,
     WriteIntent,
 };
+
+use crate::dialect::{audited, WaitSql};
+use crate::driver::{run, Driver, Query};
+use crate::error::db_error;
+use crate::session::Session;
 
 /// What a mapping keeps besides its bases.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -266,67 +271,6 @@ pub(crate) fn pool_location<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> String
     )
 }
 
-/// A table adapter's write transaction that can also commit the engine's state.
-#[async_trait::async_trait]
-pub(crate) trait CommitWithState: crate::apply::WriteTx {
-    /// Clears the origin tag, commits `delta` for `mapping` in the transaction, then commits.
-    async fn commit_with_state(self: Box<Self>, mapping: &str, delta: &StateDelta) -> Result<()>;
-}
-
-/// A [`SinkTransaction`](sheetsync_core::SinkTransaction) over an adapter's write transaction.
-pub(crate) struct StateTx<'a, W> {
-    info: &'a crate::dialect::TableInfo,
-    schema: &'a sheetsync_core::TableSchema,
-    w: Box<W>,
-    max_batch: usize,
-    rows_per_statement: usize,
-}
-
-impl<'a, W> StateTx<'a, W> {
-    pub(crate) fn new(
-        info: &'a crate::dialect::TableInfo,
-        schema: &'a sheetsync_core::TableSchema,
-        w: W,
-        max_batch: usize,
-        rows_per_statement: usize,
-    ) -> Self {
-        StateTx {
-            info,
-            schema,
-            w: Box::new(w),
-            max_batch,
-            rows_per_statement,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl<W: CommitWithState> sheetsync_core::SinkTransaction for StateTx<'_, W> {
-    async fn apply(
-        &mut self,
-        ops: Vec<sheetsync_core::WriteOp>,
-    ) -> Result<Vec<sheetsync_core::WriteOutcome>> {
-        if ops.len() > self.max_batch.max(1) {
-            return Err(Error::new(
-                ErrorKind::Unexpected,
-                format!("{} ops exceed max_batch {}", ops.len(), self.max_batch),
-            ));
-        }
-        crate::apply::apply_ops(
-            self.info,
-            self.schema,
-            &mut *self.w,
-            ops,
-            self.rows_per_statement,
-        )
-        .await
-    }
-
-    async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()> {
-        self.w.commit_with_state(mapping, state).await
-    }
-}
-
 /// A 16-byte hash of a key's canonical bytes: the primary key column (keys themselves may be
 /// longer than an index allows).
 pub(crate) fn key_hash(key: &RowKey) -> Vec<u8> {
@@ -424,597 +368,310 @@ pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
         .join(", ")
 }
 
+/// The state store's statements on one database.
+pub(crate) struct StateSql {
+    /// The three tables, qualified and quoted.
+    pub mappings: &'static str,
+    pub bases: &'static str,
+    pub intents: &'static str,
+    /// `$n` placeholders (PostgreSQL) rather than `?`.
+    pub dollar: bool,
+    /// Creates the tables (in one transaction begun with the driver's `BEGIN`).
+    pub install: &'static [&'static str],
+    /// Drops them.
+    pub uninstall: &'static [&'static str],
+    /// Inserts a mapping's empty document unless there is one (binds: the mapping).
+    pub ensure_doc: &'static str,
+    /// Locks the mapping's document row for the commit (empty where the transaction already
+    /// excludes every other writer).
+    pub lock_doc: &'static str,
+    /// What an insert of bases that exist does: updates them.
+    pub upsert_bases: &'static str,
+    /// Begins the transaction that loads a mapping (one snapshot for all three tables).
+    pub load_begin: &'static str,
+}
+
+impl StateSql {
+    fn param(&self, n: usize) -> String {
+        if self.dollar {
+            format!("${n}")
+        } else {
+            "?".into()
+        }
+    }
+}
+
+/// The state store's parts that are the same on every database.
+pub(crate) struct Store<D: Driver> {
+    pool: sqlx::Pool<D>,
+    waits: WaitSql,
+}
+
+impl<D: Driver> Store<D> {
+    pub(crate) async fn new(pool: sqlx::Pool<D>) -> Result<Self> {
+        let err = |e| db_error(e, "state.install");
+        let mut tx = pool.begin_with(D::BEGIN).await.map_err(err)?;
+        for ddl in D::state().install {
+            run::<D>(&mut tx, ddl).await.map_err(err)?;
+        }
+        let mariadb = D::mariadb(&mut tx).await.map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        // The commits bound their waits like a table's writes with the default options.
+        let options = crate::SqlOptions::default();
+        let waits = D::DIALECT.wait_sql(
+            mariadb,
+            crate::dialect::Waits {
+                lock: options.lock_timeout,
+                statement: options.statement_timeout,
+            },
+        );
+        Ok(Store { pool, waits })
+    }
+
+    pub(crate) async fn uninstall(&self) -> Result<()> {
+        let err = |e| db_error(e, "state.uninstall");
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        for ddl in D::state().uninstall {
+            run::<D>(&mut conn, ddl).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
+        let (s, err) = (D::state(), |e| db_error(e, "state.load"));
+        let mut tx = self.pool.begin_with(s.load_begin).await.map_err(err)?;
+        let doc = read_doc::<D>(&mut tx, mapping, "").await.map_err(err)?;
+        let by_mapping = |sql| by_mapping::<D>(sql, mapping);
+        let p = s.param(1);
+        let rows = D::fetch_all(
+            &mut tx,
+            by_mapping(format!(
+                "SELECT k, row_data, tombstone, synced_at FROM {} WHERE mapping = {p}",
+                s.bases
+            )),
+        )
+        .await
+        .map_err(err)?;
+        let intents = D::fetch_all(
+            &mut tx,
+            by_mapping(format!(
+                "SELECT k, intent FROM {} WHERE mapping = {p} ORDER BY kh",
+                s.intents
+            )),
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let bases = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    D::bytes(r, 0)?,
+                    D::bytes(r, 1)?,
+                    D::boolean(r, 2)?,
+                    D::int(r, 3)?,
+                ))
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(err)?;
+        let intents = intents
+            .iter()
+            .map(|r| Ok((D::bytes(r, 0)?, D::bytes(r, 1)?)))
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(err)?;
+        Ok(Doc::parse(doc)?.into_snapshot(decode_bases(bases)?, decode_intents(intents)?))
+    }
+
+    pub(crate) async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+        let table = D::state().mappings;
+        let mut session = Session::<D>::begin(&self.pool, &self.waits, None, table).await?;
+        commit_in::<D>(session.conn(), mapping, delta)
+            .await
+            .map_err(|e| e.with_context("table", table))?;
+        session.commit().await
+    }
+}
+
+/// `sql` with the mapping bound as its first parameter.
+fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
+    D::bind(
+        sqlx::query(audited(sql)),
+        crate::codec::Bind::Text(mapping.to_string()),
+    )
+}
+
+/// The mapping's document, if it has one; `lock` is appended to the query.
+async fn read_doc<D: Driver>(
+    conn: &mut D::Connection,
+    mapping: &str,
+    lock: &str,
+) -> sqlx::Result<Option<String>> {
+    let s = D::state();
+    let sql = format!(
+        "SELECT doc FROM {} WHERE mapping = {}{lock}",
+        s.mappings,
+        s.param(1)
+    );
+    let rows = D::fetch_all(conn, by_mapping::<D>(sql, mapping)).await?;
+    Ok(rows.first().map(|r| D::text(r, 0)).transpose()?.flatten())
+}
+
+/// Commits `delta` for `mapping` inside the transaction on `conn` (which the caller commits).
+pub(crate) async fn commit_in<D: Driver>(
+    conn: &mut D::Connection,
+    mapping: &str,
+    delta: &StateDelta,
+) -> Result<()> {
+    let (s, err) = (D::state(), |e| db_error(e, "state.commit"));
+    let text = |v: &str| crate::codec::Bind::Text(v.to_string());
+    let by_mapping = |sql| by_mapping::<D>(sql, mapping);
+    D::execute(conn, by_mapping(s.ensure_doc.to_string()))
+        .await
+        .map_err(err)?;
+    let doc = read_doc::<D>(conn, mapping, s.lock_doc)
+        .await
+        .map_err(err)?;
+    let mut doc = Doc::parse(doc)?;
+    doc.apply(delta);
+    let cleared = [
+        delta.reset.then_some(s.bases),
+        (delta.reset || delta.intents_cleared).then_some(s.intents),
+    ];
+    for table in cleared.into_iter().flatten() {
+        let sql = format!("DELETE FROM {table} WHERE mapping = {}", s.param(1));
+        D::execute(conn, by_mapping(sql)).await.map_err(err)?;
+    }
+    for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {} (mapping, kh, k, row_data, tombstone, synced_at) VALUES {} {}",
+            s.bases,
+            base_tuples(chunk.len(), s.dollar),
+            s.upsert_bases
+        );
+        let mut q = sqlx::query(audited(sql));
+        for (k, b) in chunk {
+            use crate::codec::Bind;
+            for v in [
+                text(mapping),
+                Bind::Bytes(key_hash(k)),
+                Bind::Bytes(k.as_bytes().to_vec()),
+                Bind::Bytes(encode_row(&b.row)),
+                Bind::Bool(b.tombstone),
+                Bind::Int(b.synced_at as i64),
+            ] {
+                q = D::bind(q, v);
+            }
+        }
+        D::execute(conn, q).await.map_err(err)?;
+    }
+    let removed = [
+        (s.bases, delta.remove.iter().collect::<Vec<_>>()),
+        (s.intents, intent_keys_to_clear(delta)),
+    ];
+    for (table, keys) in removed {
+        for chunk in keys.chunks(BASES_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE mapping = {} AND kh IN ({})",
+                s.param(1),
+                hash_list(chunk.len(), s.dollar)
+            );
+            let mut q = by_mapping(sql);
+            for k in chunk {
+                q = D::bind(q, crate::codec::Bind::Bytes(key_hash(k)));
+            }
+            D::execute(conn, q).await.map_err(err)?;
+        }
+    }
+    for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {} (mapping, kh, k, intent) VALUES {}",
+            s.intents,
+            intent_tuples(chunk.len(), s.dollar)
+        );
+        let mut q = sqlx::query(audited(sql));
+        for i in chunk {
+            use crate::codec::Bind;
+            for v in [
+                text(mapping),
+                Bind::Bytes(key_hash(&i.key)),
+                Bind::Bytes(i.key.as_bytes().to_vec()),
+                Bind::Bytes(encode_intent(i)),
+            ] {
+                q = D::bind(q, v);
+            }
+        }
+        D::execute(conn, q).await.map_err(err)?;
+    }
+    let sql = format!(
+        "UPDATE {} SET doc = {} WHERE mapping = {}",
+        s.mappings,
+        s.param(1),
+        s.param(2)
+    );
+    let q = D::bind(
+        D::bind(sqlx::query(audited(sql)), text(&doc.render()?)),
+        text(mapping),
+    );
+    D::execute(conn, q).await.map_err(err)?;
+    Ok(())
+}
+
+/// A public state store over [`Store`] for one driver.
+macro_rules! state_store {
+    ($(#[$doc:meta])* $name:ident, $db:ty) => {
+        $(#[$doc])*
+        pub struct $name(Store<$db>);
+
+        impl $name {
+            /// Creates the state tables if needed and returns the store.
+            pub async fn new(pool: sqlx::Pool<$db>) -> Result<Self> {
+                Store::new(pool).await.map($name)
+            }
+
+            /// Drops the state tables (every mapping's state).
+            pub async fn uninstall(&self) -> Result<()> {
+                self.0.uninstall().await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl sheetsync_core::StateStore for $name {
+            fn location(&self) -> Option<String> {
+                Some(pool_location(&self.0.pool))
+            }
+
+            async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
+                self.0.load(mapping).await
+            }
+
+            async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
+                self.0.commit(mapping, delta).await
+            }
+        }
+    };
+}
+
 #[cfg(feature = "postgres")]
-pub(crate) mod postgres {
-    use super::*;
-    use async_trait::async_trait;
-    use sheetsync_core::StateStore;
-    use sqlx::{PgPool, Postgres, Row as _};
-
-    use crate::dialect::audited;
-    use crate::error::db_error;
-
-    /// A [`StateStore`] in a PostgreSQL database: tables `sheetsync.state_mappings`,
-    /// `sheetsync.state_bases` and `sheetsync.state_intents`.
-    pub struct PostgresStateStore {
-        pool: PgPool,
-    }
-
-    impl PostgresStateStore {
-        /// Creates the state tables if needed and returns the store.
-        pub async fn new(pool: PgPool) -> Result<Self> {
-            let err = |e| db_error(e, "state.install");
-            let mut tx = pool.begin().await.map_err(err)?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sheetsync.install'))")
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            for ddl in [
-                "CREATE SCHEMA IF NOT EXISTS sheetsync",
-                "CREATE TABLE IF NOT EXISTS sheetsync.state_mappings (mapping text PRIMARY KEY, doc text NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS sheetsync.state_bases (
-                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, row_data bytea NOT NULL,
-                    tombstone boolean NOT NULL, synced_at bigint NOT NULL, PRIMARY KEY (mapping, kh))",
-                "CREATE TABLE IF NOT EXISTS sheetsync.state_intents (
-                    mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, intent bytea NOT NULL,
-                    PRIMARY KEY (mapping, kh))",
-            ] {
-                sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
-            }
-            tx.commit().await.map_err(err)?;
-            Ok(PostgresStateStore { pool })
-        }
-
-        /// Drops the state tables (every mapping's state).
-        pub async fn uninstall(&self) -> Result<()> {
-            let err = |e| db_error(e, "state.uninstall");
-            for ddl in [
-                "DROP TABLE IF EXISTS sheetsync.state_mappings",
-                "DROP TABLE IF EXISTS sheetsync.state_bases",
-                "DROP TABLE IF EXISTS sheetsync.state_intents",
-            ] {
-                sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
-            }
-            sqlx::query("DO $$ BEGIN DROP SCHEMA IF EXISTS sheetsync; EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$")
-                .execute(&self.pool)
-                .await
-                .map_err(err)?;
-            Ok(())
-        }
-    }
-
-    /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
-    pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        mapping: &str,
-        delta: &StateDelta,
-    ) -> Result<()> {
-        let err = |e| db_error(e, "state.commit");
-        sqlx::query("INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING")
-            .bind(mapping)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
-        let doc: String = sqlx::query_scalar(
-            "SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1 FOR UPDATE",
-        )
-        .bind(mapping)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?;
-        let mut doc = Doc::parse(Some(doc))?;
-        doc.apply(delta);
-        let bases = delta
-            .reset
-            .then_some("DELETE FROM sheetsync.state_bases WHERE mapping = $1");
-        let intents = (delta.reset || delta.intents_cleared)
-            .then_some("DELETE FROM sheetsync.state_intents WHERE mapping = $1");
-        for sql in bases.into_iter().chain(intents) {
-            sqlx::query(sql)
-                .bind(mapping)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
-        }
-        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO sheetsync.state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                 ON CONFLICT (mapping, kh) DO UPDATE SET k = EXCLUDED.k, row_data = EXCLUDED.row_data,
-                   tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
-                base_tuples(chunk.len(), true)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for (k, b) in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(k))
-                    .bind(k.as_bytes().to_vec())
-                    .bind(encode_row(&b.row))
-                    .bind(b.tombstone)
-                    .bind(b.synced_at as i64);
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        for (table, keys) in [
-            (
-                "sheetsync.state_bases",
-                delta.remove.iter().collect::<Vec<_>>(),
-            ),
-            ("sheetsync.state_intents", intent_keys_to_clear(delta)),
-        ] {
-            for chunk in keys.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE mapping = $1 AND kh IN ({})",
-                    hash_list(chunk.len(), true)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut **tx).await.map_err(err)?;
-            }
-        }
-        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO sheetsync.state_intents (mapping, kh, k, intent) VALUES {}",
-                intent_tuples(chunk.len(), true)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for i in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(&i.key))
-                    .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i));
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        sqlx::query("UPDATE sheetsync.state_mappings SET doc = $2 WHERE mapping = $1")
-            .bind(mapping)
-            .bind(doc.render()?)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
-        Ok(())
-    }
-
-    #[async_trait]
-    impl StateStore for PostgresStateStore {
-        fn location(&self) -> Option<String> {
-            Some(pool_location(&self.pool))
-        }
-
-        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
-            let err = |e| db_error(e, "state.load");
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            // One snapshot for the document, the bases and the intents.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            let doc: Option<String> =
-                sqlx::query_scalar("SELECT doc FROM sheetsync.state_mappings WHERE mapping = $1")
-                    .bind(mapping)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM sheetsync.state_bases WHERE mapping = $1")
-                .bind(mapping)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?;
-            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-                "SELECT k, intent FROM sheetsync.state_intents WHERE mapping = $1 ORDER BY kh",
-            )
-            .bind(mapping)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            let bases = decode_bases(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
-            )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
-        }
-
-        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
-            let err = |e| db_error(e, "state.commit");
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            commit_in(&mut tx, mapping, delta).await?;
-            tx.commit().await.map_err(err)
-        }
-    }
-}
-
+state_store!(
+    /// A [`StateStore`](sheetsync_core::StateStore) in a PostgreSQL database: tables
+    /// `sheetsync.state_mappings`, `sheetsync.state_bases` and `sheetsync.state_intents`.
+    PostgresStateStore,
+    sqlx::Postgres
+);
 #[cfg(feature = "mysql")]
-pub(crate) mod mysql {
-    use super::*;
-    use async_trait::async_trait;
-    use sheetsync_core::StateStore;
-    use sqlx::{MySql, MySqlPool, Row as _};
-
-    use crate::dialect::audited;
-    use crate::error::db_error;
-
-    /// A [`StateStore`] in a MySQL/MariaDB database: tables `_sheetsync_state_mappings`,
-    /// `_sheetsync_state_bases` and `_sheetsync_state_intents`.
-    pub struct MySqlStateStore {
-        pool: MySqlPool,
-    }
-
-    impl MySqlStateStore {
-        /// Creates the state tables if needed and returns the store.
-        pub async fn new(pool: MySqlPool) -> Result<Self> {
-            let err = |e| db_error(e, "state.install");
-            for ddl in [
-                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_mappings` (
-                    mapping VARCHAR(191) NOT NULL PRIMARY KEY, doc LONGTEXT NOT NULL
-                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_bases` (
-                    mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
-                    row_data LONGBLOB NOT NULL, tombstone BOOLEAN NOT NULL, synced_at BIGINT NOT NULL,
-                    PRIMARY KEY (mapping, kh)
-                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-                "CREATE TABLE IF NOT EXISTS `_sheetsync_state_intents` (
-                    mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
-                    intent LONGBLOB NOT NULL, PRIMARY KEY (mapping, kh)
-                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-            ] {
-                sqlx::query(ddl).execute(&pool).await.map_err(err)?;
-            }
-            Ok(MySqlStateStore { pool })
-        }
-
-        /// Drops the state tables (every mapping's state).
-        pub async fn uninstall(&self) -> Result<()> {
-            sqlx::query(
-                "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`",
-            )
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_error(e, "state.uninstall"))?;
-            Ok(())
-        }
-    }
-
-    /// Commits `delta` for `mapping` inside `tx` (which the caller commits).
-    pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'_, MySql>,
-        mapping: &str,
-        delta: &StateDelta,
-    ) -> Result<()> {
-        let err = |e| db_error(e, "state.commit");
-        sqlx::query(
-            "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
-        )
-        .bind(mapping)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-        let doc: String = sqlx::query_scalar(
-            "SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ? FOR UPDATE",
-        )
-        .bind(mapping)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?;
-        let mut doc = Doc::parse(Some(doc))?;
-        doc.apply(delta);
-        let bases = delta
-            .reset
-            .then_some("DELETE FROM `_sheetsync_state_bases` WHERE mapping = ?");
-        let intents = (delta.reset || delta.intents_cleared)
-            .then_some("DELETE FROM `_sheetsync_state_intents` WHERE mapping = ?");
-        for sql in bases.into_iter().chain(intents) {
-            sqlx::query(sql)
-                .bind(mapping)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
-        }
-        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-            // Only the primary key is unique in this table of ours.
-            let sql = format!(
-                "INSERT INTO `_sheetsync_state_bases` (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                 ON DUPLICATE KEY UPDATE k = VALUES(k), row_data = VALUES(row_data),
-                   tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
-                base_tuples(chunk.len(), false)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for (k, b) in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(k))
-                    .bind(k.as_bytes().to_vec())
-                    .bind(encode_row(&b.row))
-                    .bind(b.tombstone)
-                    .bind(b.synced_at as i64);
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        for (table, keys) in [
-            (
-                "`_sheetsync_state_bases`",
-                delta.remove.iter().collect::<Vec<_>>(),
-            ),
-            ("`_sheetsync_state_intents`", intent_keys_to_clear(delta)),
-        ] {
-            for chunk in keys.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE mapping = ? AND kh IN ({})",
-                    hash_list(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut **tx).await.map_err(err)?;
-            }
-        }
-        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO `_sheetsync_state_intents` (mapping, kh, k, intent) VALUES {}",
-                intent_tuples(chunk.len(), false)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for i in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(&i.key))
-                    .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i));
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        sqlx::query("UPDATE `_sheetsync_state_mappings` SET doc = ? WHERE mapping = ?")
-            .bind(doc.render()?)
-            .bind(mapping)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
-        Ok(())
-    }
-
-    #[async_trait]
-    impl StateStore for MySqlStateStore {
-        fn location(&self) -> Option<String> {
-            Some(pool_location(&self.pool))
-        }
-
-        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
-            let err = |e| db_error(e, "state.load");
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            let doc: Option<String> =
-                sqlx::query_scalar("SELECT doc FROM `_sheetsync_state_mappings` WHERE mapping = ?")
-                    .bind(mapping)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let rows = sqlx::query(
-                "SELECT k, row_data, tombstone, synced_at FROM `_sheetsync_state_bases` WHERE mapping = ?",
-            )
-            .bind(mapping)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-                "SELECT k, intent FROM `_sheetsync_state_intents` WHERE mapping = ? ORDER BY kh",
-            )
-            .bind(mapping)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            let bases = decode_bases(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
-            )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
-        }
-
-        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
-            let err = |e| db_error(e, "state.commit");
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            commit_in(&mut tx, mapping, delta).await?;
-            tx.commit().await.map_err(err)
-        }
-    }
-}
-
+state_store!(
+    /// A [`StateStore`](sheetsync_core::StateStore) in a MySQL/MariaDB database: tables
+    /// `_sheetsync_state_mappings`, `_sheetsync_state_bases` and `_sheetsync_state_intents`.
+    MySqlStateStore,
+    sqlx::MySql
+);
 #[cfg(feature = "sqlite")]
-pub(crate) mod sqlite {
-    use super::*;
-    use async_trait::async_trait;
-    use sheetsync_core::StateStore;
-    use sqlx::{Row as _, Sqlite, SqlitePool};
-
-    use crate::dialect::audited;
-    use crate::error::db_error;
-
-    /// A [`StateStore`] in a SQLite database: tables `_sheetsync_state_mappings`,
-    /// `_sheetsync_state_bases` and `_sheetsync_state_intents`.
-    pub struct SqliteStateStore {
-        pool: SqlitePool,
-    }
-
-    impl SqliteStateStore {
-        /// Creates the state tables if needed and returns the store.
-        pub async fn new(pool: SqlitePool) -> Result<Self> {
-            let err = |e| db_error(e, "state.install");
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-            for ddl in [
-                "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS _sheetsync_state_bases (
-                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, row_data BLOB NOT NULL,
-                    tombstone INTEGER NOT NULL, synced_at INTEGER NOT NULL, PRIMARY KEY (mapping, kh))",
-                "CREATE TABLE IF NOT EXISTS _sheetsync_state_intents (
-                    mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent BLOB NOT NULL,
-                    PRIMARY KEY (mapping, kh))",
-            ] {
-                sqlx::query(ddl).execute(&mut *tx).await.map_err(err)?;
-            }
-            tx.commit().await.map_err(err)?;
-            Ok(SqliteStateStore { pool })
-        }
-
-        /// Drops the state tables (every mapping's state).
-        pub async fn uninstall(&self) -> Result<()> {
-            let err = |e| db_error(e, "state.uninstall");
-            for ddl in [
-                "DROP TABLE IF EXISTS _sheetsync_state_mappings",
-                "DROP TABLE IF EXISTS _sheetsync_state_bases",
-                "DROP TABLE IF EXISTS _sheetsync_state_intents",
-            ] {
-                sqlx::query(ddl).execute(&self.pool).await.map_err(err)?;
-            }
-            Ok(())
-        }
-    }
-
-    /// Commits `delta` for `mapping` inside `tx` (which the caller commits; SQLite has one
-    /// writer, so the transaction should have begun `IMMEDIATE`).
-    pub(crate) async fn commit_in(
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        mapping: &str,
-        delta: &StateDelta,
-    ) -> Result<()> {
-        let err = |e| db_error(e, "state.commit");
-        let doc: Option<String> =
-            sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
-                .bind(mapping)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(err)?;
-        let mut doc = Doc::parse(doc)?;
-        doc.apply(delta);
-        let bases = delta
-            .reset
-            .then_some("DELETE FROM _sheetsync_state_bases WHERE mapping = ?");
-        let intents = (delta.reset || delta.intents_cleared)
-            .then_some("DELETE FROM _sheetsync_state_intents WHERE mapping = ?");
-        for sql in bases.into_iter().chain(intents) {
-            sqlx::query(sql)
-                .bind(mapping)
-                .execute(&mut **tx)
-                .await
-                .map_err(err)?;
-        }
-        for chunk in delta.upsert.chunks(BASES_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO _sheetsync_state_bases (mapping, kh, k, row_data, tombstone, synced_at) VALUES {}
-                 ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
-                   tombstone = excluded.tombstone, synced_at = excluded.synced_at",
-                base_tuples(chunk.len(), false)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for (k, b) in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(k))
-                    .bind(k.as_bytes().to_vec())
-                    .bind(encode_row(&b.row))
-                    .bind(b.tombstone)
-                    .bind(b.synced_at as i64);
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        for (table, keys) in [
-            (
-                "_sheetsync_state_bases",
-                delta.remove.iter().collect::<Vec<_>>(),
-            ),
-            ("_sheetsync_state_intents", intent_keys_to_clear(delta)),
-        ] {
-            for chunk in keys.chunks(BASES_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE mapping = ? AND kh IN ({})",
-                    hash_list(chunk.len(), false)
-                );
-                let mut q = sqlx::query(audited(sql)).bind(mapping);
-                for k in chunk {
-                    q = q.bind(key_hash(k));
-                }
-                q.execute(&mut **tx).await.map_err(err)?;
-            }
-        }
-        for chunk in delta.intents.chunks(INTENTS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO _sheetsync_state_intents (mapping, kh, k, intent) VALUES {}",
-                intent_tuples(chunk.len(), false)
-            );
-            let mut q = sqlx::query(audited(sql));
-            for i in chunk {
-                q = q
-                    .bind(mapping)
-                    .bind(key_hash(&i.key))
-                    .bind(i.key.as_bytes().to_vec())
-                    .bind(encode_intent(i));
-            }
-            q.execute(&mut **tx).await.map_err(err)?;
-        }
-        sqlx::query(
-            "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, ?)
-             ON CONFLICT (mapping) DO UPDATE SET doc = excluded.doc",
-        )
-        .bind(mapping)
-        .bind(doc.render()?)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-        Ok(())
-    }
-
-    #[async_trait]
-    impl StateStore for SqliteStateStore {
-        fn location(&self) -> Option<String> {
-            Some(pool_location(&self.pool))
-        }
-
-        async fn load(&self, mapping: &str) -> Result<StateSnapshot> {
-            let err = |e| db_error(e, "state.load");
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            let doc: Option<String> =
-                sqlx::query_scalar("SELECT doc FROM _sheetsync_state_mappings WHERE mapping = ?")
-                    .bind(mapping)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let rows = sqlx::query("SELECT k, row_data, tombstone, synced_at FROM _sheetsync_state_bases WHERE mapping = ?")
-                .bind(mapping)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?;
-            let intents: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-                "SELECT k, intent FROM _sheetsync_state_intents WHERE mapping = ? ORDER BY kh",
-            )
-            .bind(mapping)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            let bases = decode_bases(
-                rows.iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
-            )?;
-            Ok(Doc::parse(doc)?.into_snapshot(bases, decode_intents(intents)?))
-        }
-
-        async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
-            let err = |e| db_error(e, "state.commit");
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-            commit_in(&mut tx, mapping, delta).await?;
-            tx.commit().await.map_err(err)
-        }
-    }
-}
-
-#[cfg(feature = "mysql")]
-pub use mysql::MySqlStateStore;
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresStateStore;
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStateStore;
+state_store!(
+    /// A [`StateStore`](sheetsync_core::StateStore) in a SQLite database: tables
+    /// `_sheetsync_state_mappings`, `_sheetsync_state_bases` and `_sheetsync_state_intents`.
+    SqliteStateStore,
+    sqlx::Sqlite
+);
 
 #[cfg(test)]
 mod tests {

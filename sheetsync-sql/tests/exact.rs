@@ -698,6 +698,7 @@ async fn a_locked_database_fails_the_batch_in_bounded_time_sqlite() {
             .await
             .unwrap_err();
         assert!(e.is_temporary(), "{e}");
+        assert!(is_lock_error(&e) && e.to_string().contains("items"), "{e}");
         assert!(
             (Duration::from_millis(400)..Duration::from_secs(5)).contains(&started.elapsed()),
             "waited {:?}",
@@ -710,6 +711,148 @@ async fn a_locked_database_fails_the_batch_in_bounded_time_sqlite() {
             .unwrap();
         assert_eq!(out, vec![WriteOutcome::Applied]);
         // The pool's own busy timeout is back on the connection.
+        if let SqlTable::Sqlite(s) = &*t {
+            let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+            assert_eq!(ms, 10_000, "the adapter's pool sets 10 s");
+        }
+    })
+    .await;
+}
+
+/// Within `bound`, or the test fails: the write must not wait for the lock.
+async fn bounded<T>(bound: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(bound, f)
+        .await
+        .expect("the write waited for the lock past its bound")
+}
+
+fn is_lock_error(e: &sheetsync_core::Error) -> bool {
+    e.kind() == sheetsync_core::ErrorKind::Conflict && e.is_temporary()
+}
+
+/// The transaction that writes the cycle's rows and the engine's state bounds its waits too:
+/// a row another session keeps locked is held with the reason (naming the table) while the
+/// rest is written, a state row another session keeps locked fails the commit with a
+/// temporary conflict naming the table, and the state store's own commit gives up the same
+/// way; each succeeds once the lock is released.
+async fn the_transactional_path_bounds_its_waits(db: Arc<TestDb>, state_table: &str) {
+    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty BIGINT)")
+        .await;
+    db.exec("INSERT INTO items VALUES (1, 'item 1', 0), (2, 'item 2', 0)")
+        .await;
+    let t = db.table("items", waits(500)).await;
+    let store = t.state_store().await.unwrap();
+    let sink = t.transactional().expect("a transactional sink");
+    let conditional = |id, qty| WriteOp::Upsert {
+        row: item(id, qty),
+        expected: sheetsync_core::Expected::Row(item(id, qty - 1)),
+    };
+    let delta = sheetsync_core::StateDelta::default();
+    let bound = Duration::from_secs(4);
+
+    let holder = db
+        .hold(&["BEGIN", "SELECT * FROM items WHERE id = 2 FOR UPDATE"])
+        .await;
+    let mut tx = sink.begin(&ctx()).await.unwrap();
+    let out = bounded(bound, tx.apply(vec![conditional(1, 1), conditional(2, 1)]))
+        .await
+        .unwrap();
+    assert_eq!(out[0], WriteOutcome::Applied, "{out:?}");
+    assert!(
+        is_busy(&out[1]) && matches!(&out[1], WriteOutcome::Held(m) if m.contains("items")),
+        "{out:?}"
+    );
+    tx.commit("m", &delta).await.unwrap();
+    holder.release().await;
+
+    let lock_state = format!("SELECT doc FROM {state_table} WHERE mapping = 'm' FOR UPDATE");
+    let holder = db.hold(&["BEGIN", &lock_state]).await;
+    let mut tx = sink.begin(&ctx()).await.unwrap();
+    let out = tx.apply(vec![conditional(2, 1)]).await.unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    let e = bounded(bound, tx.commit("m", &delta)).await.unwrap_err();
+    assert!(is_lock_error(&e) && e.to_string().contains("items"), "{e}");
+    // The store on its own waits its default lock time-out (5 s), then gives up the same way.
+    let e = bounded(bound * 2, store.commit("m", &delta))
+        .await
+        .unwrap_err();
+    assert!(is_lock_error(&e), "{e}");
+    holder.release().await;
+
+    let mut tx = sink.begin(&ctx()).await.unwrap();
+    let out = tx.apply(vec![conditional(2, 1)]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![WriteOutcome::Applied],
+        "the first commit was rolled back"
+    );
+    tx.commit("m", &delta).await.unwrap();
+    store.commit("m", &delta).await.unwrap();
+    let qtys: Vec<i64> = db
+        .text_int("SELECT name, qty FROM items ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(qtys, vec![1, 1]);
+    t.uninstall().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_transactional_path_bounds_its_waits_postgres() {
+    on(Kind::Postgres, |db| async move {
+        the_transactional_path_bounds_its_waits(db, "sheetsync.state_mappings").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_transactional_path_bounds_its_waits_mysql() {
+    on(Kind::MySql, |db| async move {
+        the_transactional_path_bounds_its_waits(db, "_sheetsync_state_mappings").await
+    })
+    .await;
+}
+
+/// SQLite: another connection's write transaction holds the database's write lock. Beginning
+/// the transaction that writes rows and state gives up after the busy time-out with a
+/// temporary conflict naming the table, and so does the state store's commit; both go
+/// through once the lock is released, and the connection has the pool's busy timeout back.
+#[tokio::test]
+async fn the_transactional_path_bounds_its_waits_sqlite() {
+    on(Kind::Sqlite, |db| async move {
+        db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty BIGINT)")
+            .await;
+        let t = db.table("items", waits(500)).await;
+        let store = t.state_store().await.unwrap();
+        let sink = t.transactional().expect("a transactional sink");
+        let delta = sheetsync_core::StateDelta::default();
+        let bound = Duration::from_secs(4);
+        let holder = db
+            .hold(&["BEGIN IMMEDIATE", "UPDATE items SET qty = 1"])
+            .await;
+        let e = match bounded(bound, sink.begin(&ctx())).await {
+            Err(e) => e,
+            Ok(_) => panic!("began a write while another connection holds the lock"),
+        };
+        assert!(is_lock_error(&e) && e.to_string().contains("items"), "{e}");
+        let e = bounded(bound * 2, store.commit("m", &delta))
+            .await
+            .unwrap_err();
+        assert!(is_lock_error(&e), "{e}");
+        holder.release().await;
+
+        let mut tx = sink.begin(&ctx()).await.unwrap();
+        let out = tx
+            .apply(vec![sheetsync_sql_upsert(item(1, 1))])
+            .await
+            .unwrap();
+        assert_eq!(out, vec![WriteOutcome::Applied]);
+        tx.commit("m", &delta).await.unwrap();
+        store.commit("m", &delta).await.unwrap();
         if let SqlTable::Sqlite(s) = &*t {
             let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
                 .fetch_one(s.pool())

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
     ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
@@ -652,27 +652,6 @@ async fn wakeups_come_from_notify() {
 }
 
 #[tokio::test]
-async fn engine_round_trip_both_ways_without_echo() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let o2 = other.clone();
-    engine_round_trip(
-        t,
-        move |r| {
-            let o = other.clone();
-            async move { o.upsert(r).await.unwrap() }.boxed()
-        },
-        move |k| {
-            let o = o2.clone();
-            async move { o.delete(k).await.unwrap() }.boxed()
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = TestDb::new().await;
     let (t, other) = db
@@ -704,57 +683,6 @@ async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
 }
 
 #[tokio::test]
-async fn concurrent_writers_during_sync_converge() {
-    let db = TestDb::new().await;
-    let (t, _) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Arc::new(
-        Engine::builder(
-            MappingConfig::new("items", &["id"]),
-            sheet.clone(),
-            t.clone() as Arc<dyn Table>,
-        )
-        .build()
-        .await
-        .unwrap(),
-    );
-    let mut writers = Vec::new();
-    for w in 0..3i64 {
-        let o = Other {
-            pool: db.other_pool().await,
-            table: quote(D, "items"),
-            schema: small_schema(),
-        };
-        writers.push(tokio::spawn(async move {
-            for i in 0..40 {
-                o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i))
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    let syncing = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            for _ in 0..20 {
-                engine.run_once().await.unwrap();
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    for w in writers {
-        w.await.unwrap();
-    }
-    syncing.await.unwrap();
-    engine.run_once().await.unwrap();
-    let rows = scan_rows(&*t).await;
-    assert_eq!(rows.len(), 30);
-    assert_eq!(sheet.rows(), rows, "the sheet converged to the database");
-}
-
-#[tokio::test]
 async fn state_store_keeps_what_was_committed() {
     let db = TestDb::new().await;
     let store = PostgresStateStore::new(db.pool.clone()).await.unwrap();
@@ -767,28 +695,6 @@ async fn state_store_keeps_what_was_committed() {
             .await
             .unwrap();
     assert_eq!(left, None);
-}
-
-#[tokio::test]
-async fn a_key_change_reports_the_old_key_as_deleted() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let pool = db.pool.clone();
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    other.upsert(item(2, "b", 2)).await.unwrap();
-    let c0 = t.cursor().await.unwrap().unwrap();
-    sqlx::query("UPDATE items SET id = id + 10")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (seen, _) = drain(&*t, &c0).await;
-    assert_eq!(seen.len(), 4, "{seen:?}");
-    assert_eq!(seen[&int_key(1)], None);
-    assert_eq!(seen[&int_key(2)], None);
-    assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
-    assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
 }
 
 #[tokio::test]
@@ -1070,3 +976,47 @@ async fn sql_table_opens_postgres_by_url() {
         p.pool().close().await;
     }
 }
+
+/// The shared scenarios' fixture: a database of its own with the table `items`.
+struct Items {
+    db: TestDb,
+    table: Arc<PostgresTable>,
+}
+
+impl Items {
+    async fn new() -> Items {
+        let db = TestDb::new().await;
+        let (table, _) = db
+            .table("items", &small_schema(), false, SqlOptions::default())
+            .await;
+        Items { db, table }
+    }
+}
+
+#[async_trait]
+impl common::scenarios::ItemsDb for Items {
+    fn table(&self) -> Arc<dyn Table> {
+        self.table.clone()
+    }
+
+    async fn writer(&self) -> Arc<dyn ExternalWriter> {
+        Arc::new(Other {
+            pool: self.db.other_pool().await,
+            table: quote(D, "items"),
+            schema: small_schema(),
+        })
+    }
+
+    async fn exec(&self, sql: &str) {
+        sqlx::query(AssertSqlSafe(sql.to_string()))
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+crate::shared_scenarios!(Items::new().await =>
+    engine_round_trip_both_ways_without_echo,
+    concurrent_writers_during_sync_converge,
+    a_key_change_reports_the_old_key_as_deleted,
+);

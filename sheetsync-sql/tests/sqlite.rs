@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::*;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
     ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
@@ -509,25 +509,6 @@ async fn wakeups_follow_other_connections_commits() {
 }
 
 #[tokio::test]
-async fn engine_round_trip_both_ways_without_echo() {
-    let db = setup("items", &small_schema(), false).await;
-    let o = db.other();
-    let o2 = db.other();
-    engine_round_trip(
-        db.table.clone(),
-        move |r| {
-            let o = o.clone();
-            async move { o.upsert(r).await.unwrap() }.boxed()
-        },
-        move |k| {
-            let o = o2.clone();
-            async move { o.delete(k).await.unwrap() }.boxed()
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
     let db = setup("items", &small_schema(), false).await;
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
@@ -563,52 +544,6 @@ async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
 }
 
 #[tokio::test]
-async fn concurrent_writers_during_sync_converge() {
-    let db = setup("items", &small_schema(), false).await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Arc::new(
-        Engine::builder(
-            MappingConfig::new("items", &["id"]),
-            sheet.clone(),
-            db.table.clone() as Arc<dyn Table>,
-        )
-        .build()
-        .await
-        .unwrap(),
-    );
-    let writers: Vec<_> = (0..3)
-        .map(|w| {
-            let o = db.other();
-            tokio::spawn(async move {
-                for i in 0..40 {
-                    o.upsert(item(w * 1000 + i % 10, &format!("w{w} #{i}"), i))
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    let syncing = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            for _ in 0..20 {
-                engine.run_once().await.unwrap();
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    for w in writers {
-        w.await.unwrap();
-    }
-    syncing.await.unwrap();
-    engine.run_once().await.unwrap();
-    let rows = scan_rows(&*db.table).await;
-    assert_eq!(rows.len(), 30);
-    assert_eq!(sheet.rows(), rows, "the sheet converged to the database");
-    let _ = &db.path;
-}
-
-#[tokio::test]
 async fn state_store_keeps_what_was_committed() {
     let dir = tempfile::tempdir().unwrap();
     let p = pool(&dir.path().join("state.db")).await;
@@ -622,25 +557,6 @@ async fn state_store_keeps_what_was_committed() {
             .await
             .unwrap();
     assert_eq!(left, 0);
-}
-
-#[tokio::test]
-async fn a_key_change_reports_the_old_key_as_deleted() {
-    let db = setup("items", &small_schema(), false).await;
-    let (t, other, pool) = (db.table.clone(), db.other(), db.other.clone());
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    other.upsert(item(2, "b", 2)).await.unwrap();
-    let c0 = t.cursor().await.unwrap().unwrap();
-    sqlx::query("UPDATE items SET id = id + 10")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (seen, _) = drain(&*t, &c0).await;
-    assert_eq!(seen.len(), 4, "{seen:?}");
-    assert_eq!(seen[&int_key(1)], None);
-    assert_eq!(seen[&int_key(2)], None);
-    assert_eq!(seen[&int_key(11)], Some(item(11, "a", 1)));
-    assert_eq!(seen[&int_key(12)], Some(item(12, "b", 2)));
 }
 
 #[tokio::test]
@@ -683,3 +599,36 @@ async fn sql_table_opens_sqlite_by_path() {
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
 }
+
+/// The shared scenarios' fixture: a database file of its own with the table `items`.
+struct Items(Db);
+
+impl Items {
+    async fn new() -> Items {
+        Items(setup("items", &small_schema(), false).await)
+    }
+}
+
+#[async_trait]
+impl common::scenarios::ItemsDb for Items {
+    fn table(&self) -> Arc<dyn Table> {
+        self.0.table.clone()
+    }
+
+    async fn writer(&self) -> Arc<dyn ExternalWriter> {
+        self.0.other()
+    }
+
+    async fn exec(&self, sql: &str) {
+        sqlx::query(AssertSqlSafe(sql.to_string()))
+            .execute(&self.0.other)
+            .await
+            .unwrap();
+    }
+}
+
+crate::shared_scenarios!(Items::new().await =>
+    engine_round_trip_both_ways_without_echo,
+    concurrent_writers_during_sync_converge,
+    a_key_change_reports_the_old_key_as_deleted,
+);

@@ -10,8 +10,9 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{MySqlPool, Row as _};
 
-use crate::dialect::{audited, short_hash, Dialect, TableInfo};
+use crate::dialect::{audited, short_hash, Dialect};
 use crate::error::db_error;
+use crate::table::TableInfo;
 
 /// The version of the objects `install` creates.
 pub(crate) const CAPTURE_VERSION: i64 = 1;

@@ -3,8 +3,9 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{MySqlPool, Row as _};
 
-use crate::dialect::{Dialect, ReadAs, SqlColumn, TableInfo};
+use crate::dialect::Dialect;
 use crate::error::db_error;
+use crate::table::{ReadAs, SqlColumn, TableInfo};
 
 /// The sheetsync type of a column (`DATA_TYPE`, `COLUMN_TYPE`).
 pub(crate) fn map_type(data_type: &str, column_type: &str) -> Option<(ColumnType, ReadAs)> {

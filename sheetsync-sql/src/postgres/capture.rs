@@ -9,8 +9,9 @@
 use sheetsync_core::{Error, ErrorKind, Result};
 use sqlx::{Connection, PgPool};
 
-use crate::dialect::{audited, Dialect, TableInfo};
+use crate::dialect::{audited, Dialect};
 use crate::error::db_error;
+use crate::table::TableInfo;
 
 /// The version of the objects `install` creates.
 pub(crate) const CAPTURE_VERSION: i32 = 1;
@@ -318,7 +319,7 @@ pub(crate) async fn horizon(pool: &PgPool) -> Result<PgCursor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::{ReadAs, SqlColumn};
+    use crate::table::{ReadAs, SqlColumn};
     use sheetsync_core::ColumnType;
 
     #[test]

@@ -3,8 +3,9 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{PgPool, Row as _};
 
-use crate::dialect::{Dialect, ReadAs, SqlColumn, TableInfo};
+use crate::dialect::Dialect;
 use crate::error::db_error;
+use crate::table::{ReadAs, SqlColumn, TableInfo};
 
 /// The sheetsync type of a PostgreSQL base type (`typname`, `typtype`).
 fn map_type(typname: &str, typtype: &str) -> Option<(ColumnType, ReadAs)> {

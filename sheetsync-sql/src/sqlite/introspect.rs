@@ -3,8 +3,9 @@
 use sheetsync_core::{ColumnType, Error, ErrorKind, Result};
 use sqlx::{Row as _, SqlitePool};
 
-use crate::dialect::{Dialect, ReadAs, SqlColumn, TableInfo};
+use crate::dialect::Dialect;
 use crate::error::db_error;
+use crate::table::{ReadAs, SqlColumn, TableInfo};
 
 /// The sheetsync type of a declared SQLite column type. SQLite stores any value in any column;
 /// the declared type says what the application means.

@@ -3,30 +3,26 @@
 mod capture;
 mod introspect;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use sheetsync_core::{
-    Capabilities, ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, Row,
-    RowKey, Sink, SinkTransaction, Source, StateDelta, TableSchema, TransactionalSink, Value,
-    WriteContext, WriteOp, WriteOutcome,
+    ChangeBatch, ColumnType, Cursor, Error, ErrorKind, Observation, Result, RowKey, Value,
 };
-use sqlx::query::Query;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use crate::apply::{apply_ops, rows_per_statement, WriteTx};
-use crate::common::{dedup_keys, wake, wake_channel, Common, SqlOptions};
-use crate::dialect::{audited, from_float, from_int, parse_text, Bind, Lock, TableInfo};
-use crate::error::{db_error, lock_error, row_error, RowError};
-
-const MAX_PARAMS: usize = 32_766;
+use crate::adapter::{impl_table, Core, Feed};
+use crate::codec::{from_float, from_int, parse_text};
+use crate::common::{wake, wake_channel, Common, SqlOptions};
+use crate::dialect::{sqlite_busy_timeout_sql, Dialect, WaitSql};
+use crate::driver::{impl_plumbing, Driver};
+use crate::error::db_error;
+use crate::state::StateSql;
+use crate::table::TableInfo;
 
 /// A SQLite table as one side of a sheetsync mapping.
 ///
@@ -36,8 +32,7 @@ const MAX_PARAMS: usize = 32_766;
 /// exact decimal columns as `DECIMAL_TEXT` (text affinity) to keep every digit.
 /// [`SqliteTable::warnings`] names the columns where this happens.
 pub struct SqliteTable {
-    common: Common,
-    pool: SqlitePool,
+    core: Core<Sqlite>,
 }
 
 impl SqliteTable {
@@ -51,12 +46,14 @@ impl SqliteTable {
     /// Opens `table` through `pool`, reading its columns, declared types and primary key.
     pub async fn open(pool: SqlitePool, table: &str, options: SqlOptions) -> Result<Self> {
         let info = introspect::introspect(&pool, table).await?;
-        let mut common = Common::new("sqlite", info, options)?;
+        let mut common = Common::new(Sqlite::PREFIX, info, options)?;
         common.warnings = introspect::warnings(&common.info);
         for w in &common.warnings {
             tracing::warn!(table = %common.name, "{w}");
         }
-        Ok(SqliteTable { common, pool })
+        Ok(SqliteTable {
+            core: Core::new(common, pool, false),
+        })
     }
 
     /// What SQLite's typing does to this table's values that sheetsync cannot undo, one
@@ -64,79 +61,29 @@ impl SqliteTable {
     /// decimal as a double, a column declared `STRING` stores `'007'` as 7. Each names the
     /// column and the declaration that keeps values exact. Empty when there is nothing to say.
     pub fn warnings(&self) -> &[String] {
-        &self.common.warnings
+        &self.core.common.warnings
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.core.pool
     }
 
     /// Installs change capture for this table: the `_sheetsync_*` tables and three triggers.
     /// Idempotent.
     pub async fn install(&self) -> Result<()> {
-        capture::install(&self.pool, &self.common.info).await
+        capture::install(self.pool(), self.core.info()).await
     }
 
     /// Removes this table's triggers and change-log entries, and the `_sheetsync_*` capture
     /// tables once no table uses them. The table's own columns and rows are never touched.
     pub async fn uninstall(&self) -> Result<()> {
-        capture::uninstall(&self.pool, &self.common.info).await
+        capture::uninstall(self.pool(), self.core.info()).await
     }
 
     /// True when change capture is installed for this table.
     pub async fn is_installed(&self) -> Result<bool> {
-        capture::is_installed(&self.pool, &self.common.info.table).await
-    }
-
-    fn decode(&self, row: &SqliteRow) -> std::result::Result<Row, (Option<RowKey>, String)> {
-        self.common
-            .decode_row(|i| decode_value(self.common.info.columns[i].ty, row, i))
-    }
-
-    fn chunk(&self) -> usize {
-        rows_per_statement(
-            &self.common.info,
-            MAX_PARAMS,
-            self.common.options.statement_rows,
-        )
-    }
-
-    async fn fetch_rows<'e, E>(
-        &self,
-        exec: E,
-        keys: &[RowKey],
-    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, sqlx::Error>
-    where
-        E: sqlx::Executor<'e, Database = Sqlite>,
-    {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = self.common.info.select_keys_sql(keys.len(), Lock::None);
-        let mut q = sqlx::query(audited(sql));
-        for k in keys {
-            for b in self.common.info.key_binds(k) {
-                q = bind(q, b);
-            }
-        }
-        let rows = q.fetch_all(exec).await?;
-        Ok(self.common.keyed(rows.iter().map(|r| self.decode(r))))
-    }
-
-    async fn current(
-        &self,
-        keys: &[RowKey],
-    ) -> Result<HashMap<RowKey, std::result::Result<Row, String>>> {
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(self.chunk()) {
-            found.extend(
-                self.fetch_rows(&self.pool, chunk)
-                    .await
-                    .map_err(|e| db_error(e, "fetch"))?,
-            );
-        }
-        Ok(found)
+        capture::is_installed(self.pool(), &self.core.info().table).await
     }
 }
 
@@ -158,17 +105,6 @@ pub(crate) async fn connect_pool(path: &str) -> Result<SqlitePool> {
         .connect_with(opts)
         .await
         .map_err(|e| db_error(e, "connect"))
-}
-
-fn bind(q: Query<'_, Sqlite, SqliteArguments>, b: Bind) -> Query<'_, Sqlite, SqliteArguments> {
-    match b {
-        Bind::Null => q.bind(None::<String>),
-        Bind::Bool(v) => q.bind(v),
-        Bind::Int(v) => q.bind(v),
-        Bind::Float(v) => q.bind(v),
-        Bind::Text(v) => q.bind(v),
-        Bind::Bytes(v) => q.bind(v),
-    }
 }
 
 /// A value of `ty` from whatever SQLite holds.
@@ -208,65 +144,120 @@ fn key_value(ty: ColumnType, v: &serde_json::Value) -> std::result::Result<Value
     }
 }
 
+static STATE: StateSql = StateSql {
+    mappings: "_sheetsync_state_mappings",
+    bases: "_sheetsync_state_bases",
+    intents: "_sheetsync_state_intents",
+    dollar: false,
+    install: &[
+        "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS _sheetsync_state_bases (
+            mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, row_data BLOB NOT NULL,
+            tombstone INTEGER NOT NULL, synced_at INTEGER NOT NULL, PRIMARY KEY (mapping, kh))",
+        "CREATE TABLE IF NOT EXISTS _sheetsync_state_intents (
+            mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent BLOB NOT NULL,
+            PRIMARY KEY (mapping, kh))",
+    ],
+    uninstall: &[
+        "DROP TABLE IF EXISTS _sheetsync_state_mappings",
+        "DROP TABLE IF EXISTS _sheetsync_state_bases",
+        "DROP TABLE IF EXISTS _sheetsync_state_intents",
+    ],
+    ensure_doc: "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, '{}')
+        ON CONFLICT (mapping) DO NOTHING",
+    // BEGIN IMMEDIATE: one writer at a time.
+    lock_doc: "",
+    upsert_bases: "ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
+        tombstone = excluded.tombstone, synced_at = excluded.synced_at",
+    load_begin: "BEGIN",
+};
+
 #[async_trait]
-impl Source for SqliteTable {
-    fn name(&self) -> &str {
-        &self.common.name
+impl Driver for Sqlite {
+    const PREFIX: &'static str = "sqlite";
+    const DIALECT: Dialect = Dialect::Sqlite;
+    const MAX_PARAMS: usize = 32_766;
+    /// One writer at a time: the origin row the transaction writes is invisible to every other
+    /// connection until it is deleted again, just before commit.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    impl_plumbing!();
+
+    fn decode(info: &TableInfo, row: &SqliteRow, i: usize) -> std::result::Result<Value, String> {
+        decode_value(info.columns[i].ty, row, i)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.common.capabilities()
+    /// The wait for the write lock (another connection's write transaction) is the busy
+    /// timeout, a setting of the connection: ours for this write, the pool's afterwards.
+    async fn prepare_session(
+        conn: &mut sqlx::SqliteConnection,
+        waits: &WaitSql,
+    ) -> sqlx::Result<Option<String>> {
+        let previous: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await?;
+        Self::raw(conn, waits.set.clone()).await?;
+        Ok(Some(sqlite_busy_timeout_sql(previous)))
     }
 
-    fn schema(&self) -> &TableSchema {
-        &self.common.schema
-    }
-
-    fn scan(&self) -> BoxStream<'_, Result<Vec<Observation>>> {
-        sqlx::query(audited(self.common.select_all.clone()))
-            .fetch(&self.pool)
-            .enumerate()
-            .map(|(n, r)| {
-                r.map(|r| self.common.scanned(self.decode(&r), n))
-                    .map_err(|e| db_error(e, "scan"))
-            })
-            .chunks(1_000)
-            .map(|page| page.into_iter().collect::<Result<Vec<_>>>())
-            .boxed()
-    }
-
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        if !self.is_installed().await? {
-            return Err(Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "change capture is not installed for {}; call install() first",
-                    self.common.name
-                ),
+    async fn tag(
+        conn: &mut sqlx::SqliteConnection,
+        _waits: &WaitSql,
+        origin: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let Some(origin) = origin else {
+            return Ok(false);
+        };
+        let captured: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if captured {
+            sqlx::query(
+                "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             )
-            .with_operation("cursor"));
+            .bind(origin)
+            .execute(&mut *conn)
+            .await?;
         }
-        self.common.full_scan_started();
-        let (epoch, id) = log_position(&self.pool).await?;
-        Ok(Some(Cursor(format!("sqlite:{epoch}:{id}"))))
+        Ok(captured)
     }
 
-    fn full_scan_requested(&self) -> bool {
-        self.common.full_scan_requested()
+    fn untag(tagged: bool) -> Option<&'static str> {
+        tagged.then_some("DELETE FROM _sheetsync_ctx WHERE name = 'origin'")
+    }
+
+    fn state() -> &'static StateSql {
+        &STATE
+    }
+}
+
+/// The change feed; [`impl_table!`] makes the rest of the [`Source`](sheetsync_core::Source).
+#[async_trait]
+impl Feed for SqliteTable {
+    async fn installed(&self) -> Result<bool> {
+        self.is_installed().await
+    }
+
+    async fn position(&self) -> Result<Cursor> {
+        let (epoch, id) = log_position(self.pool()).await?;
+        Ok(Cursor(format!("sqlite:{epoch}:{id}")))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
         let (since_epoch, since_id) = parse_cursor(&since.0)?;
         let limit = limit.max(1);
         {
-            let (epoch, last) = log_position(&self.pool).await?;
+            let (epoch, last) = log_position(&self.core.pool).await?;
             if epoch != since_epoch || since_id > last {
                 // The change log was created anew since this cursor (capture reinstalled), or is
                 // behind it (an older copy of the file): its ids mean nothing any more. Start
                 // over, and have the engine read the table in full.
-                tracing::warn!(table = %self.common.name, cursor = %since.0,
+                tracing::warn!(table = %self.core.common.name, cursor = %since.0,
                     "change cursor belongs to another change log; reading from the start");
-                self.common.request_full_scan();
+                self.core.common.request_full_scan();
                 return Ok(ChangeBatch {
                     changes: Vec::new(),
                     cursor: Cursor(format!("sqlite:{epoch}:0")),
@@ -277,10 +268,10 @@ impl Source for SqliteTable {
         let entries = sqlx::query(
             "SELECT id, pk, origin, at FROM _sheetsync_changelog WHERE tbl = ? AND id > ? ORDER BY id LIMIT ?",
         )
-        .bind(&self.common.info.table)
+        .bind(&self.core.common.info.table)
         .bind(since_id)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.core.pool)
         .await
         .map_err(|e| db_error(e, "changes"))?;
         let mut cursor = since_id;
@@ -289,7 +280,7 @@ impl Source for SqliteTable {
         for e in &entries {
             cursor = e.get("id");
             let origin: Option<String> = e.get("origin");
-            if self.common.is_echo(origin.as_deref()) {
+            if self.core.common.is_echo(origin.as_deref()) {
                 continue;
             }
             let pk: String = e.get("pk");
@@ -301,7 +292,7 @@ impl Source for SqliteTable {
                 serde_json::from_str::<Vec<serde_json::Value>>(&pk)
                     .map_err(|e| format!("change-log key {pk:?} is not a JSON array: {e}"))
                     .and_then(|vals| {
-                        let info = &self.common.info;
+                        let info = &self.core.common.info;
                         if vals.len() != info.key.len() {
                             return Err(format!("change-log key {pk:?} has {} values", vals.len()));
                         }
@@ -317,41 +308,37 @@ impl Source for SqliteTable {
                 Err(reason) => invalid.push(Observation::new(sheetsync_core::Change::Invalid(
                     sheetsync_core::InvalidRow {
                         key: None,
-                        locator: Some(format!("{} change log entry {cursor}", self.common.name)),
+                        locator: Some(format!(
+                            "{} change log entry {cursor}",
+                            self.core.common.name
+                        )),
                         reason,
                     },
                 ))),
             }
         }
-        let keys = dedup_keys(keys);
-        let just_keys: Vec<RowKey> = keys.iter().map(|(k, _)| k.clone()).collect();
-        let found = self.current(&just_keys).await?;
-        let mut changes = self.common.observations(&keys, found);
-        changes.extend(invalid);
         Ok(ChangeBatch {
-            changes,
+            changes: self.core.changed(keys, invalid).await?,
             cursor: Cursor(format!("sqlite:{since_epoch}:{cursor}")),
             more: entries.len() >= limit,
         })
     }
 
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
-        let found = self.current(keys).await?;
-        let keys: Vec<(RowKey, Option<DateTime<Utc>>)> =
-            keys.iter().map(|k| (k.clone(), None)).collect();
-        Ok(self.common.observations(&keys, found))
-    }
-
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         let (_, id) = parse_cursor(&cursor.0)?;
         let err = |e| db_error(e, "ack");
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self
+            .core
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(err)?;
         sqlx::query(
             "INSERT INTO _sheetsync_consumers (tbl, consumer, id) VALUES (?, ?, ?)
              ON CONFLICT (tbl, consumer) DO UPDATE SET id = excluded.id",
         )
-        .bind(&self.common.info.table)
-        .bind(&self.common.options.consumer)
+        .bind(&self.core.common.info.table)
+        .bind(&self.core.common.options.consumer)
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -360,7 +347,7 @@ impl Source for SqliteTable {
             "DELETE FROM _sheetsync_changelog WHERE tbl = ?1
              AND id <= (SELECT min(id) FROM _sheetsync_consumers WHERE tbl = ?1)",
         )
-        .bind(&self.common.info.table)
+        .bind(&self.core.common.info.table)
         .execute(&mut *tx)
         .await
         .map_err(err)?;
@@ -369,8 +356,9 @@ impl Source for SqliteTable {
 
     fn wakeups(&self) -> Option<BoxStream<'static, ()>> {
         let (tx, stream) = wake_channel();
-        let opts = (*self.pool.connect_options()).clone();
+        let opts = (*self.core.pool.connect_options()).clone();
         let interval = self
+            .core
             .common
             .options
             .poll_interval
@@ -437,249 +425,4 @@ async fn log_position(pool: &SqlitePool) -> Result<(String, i64)> {
     Ok((row.get(0), row.get(1)))
 }
 
-struct SqliteTx<'a> {
-    table: &'a SqliteTable,
-    tx: sqlx::Transaction<'a, Sqlite>,
-    tagged: bool,
-}
-
-#[async_trait]
-impl WriteTx for SqliteTx<'_> {
-    fn info(&self) -> &TableInfo {
-        &self.table.common.info
-    }
-
-    async fn current(
-        &mut self,
-        keys: &[RowKey],
-        _lock: Lock,
-    ) -> std::result::Result<Vec<(RowKey, std::result::Result<Row, String>)>, RowError> {
-        // BEGIN IMMEDIATE already holds the write lock: no one else can change these rows.
-        self.table
-            .fetch_rows(&mut *self.tx, keys)
-            .await
-            .map_err(|e| lock_error(e, "apply"))
-    }
-
-    async fn execute(&mut self, sql: &str) -> Result<()> {
-        sqlx::query(audited(sql))
-            .execute(&mut *self.tx)
-            .await
-            .map(|_| ())
-            .map_err(|e| db_error(e, "apply"))
-    }
-
-    async fn upsert(&mut self, rows: &[&Row], cols: &[usize]) -> std::result::Result<(), RowError> {
-        let info = &self.table.common.info;
-        let sql = info.upsert_sql(rows.len(), cols);
-        let mut q = sqlx::query(audited(sql));
-        for r in rows {
-            for &i in cols {
-                q = bind(q, info.bind(&r.0[i]));
-            }
-        }
-        q.execute(&mut *self.tx)
-            .await
-            .map(|_| ())
-            .map_err(|e| row_error(e, "apply"))
-    }
-
-    async fn delete(&mut self, keys: &[&RowKey]) -> std::result::Result<(), RowError> {
-        let info = &self.table.common.info;
-        let sql = info.delete_sql(keys.len());
-        let mut q = sqlx::query(audited(sql));
-        for k in keys {
-            for b in info.key_binds(k) {
-                q = bind(q, b);
-            }
-        }
-        q.execute(&mut *self.tx)
-            .await
-            .map(|_| ())
-            .map_err(|e| row_error(e, "apply"))
-    }
-
-    async fn insert(&mut self, row: &Row, cols: &[usize]) -> std::result::Result<Row, RowError> {
-        let info = &self.table.common.info;
-        let sql = info.insert_generated_sql(cols);
-        let mut q = sqlx::query(audited(sql));
-        for &i in cols {
-            q = bind(q, info.bind(&row.0[i]));
-        }
-        let stored = q
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(|e| row_error(e, "apply"))?;
-        self.table.decode(&stored).map_err(|(_, reason)| {
-            RowError::Held(format!("the stored row does not read back: {reason}"))
-        })
-    }
-
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        if self.tagged {
-            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'")
-                .await?;
-        }
-        self.tx.commit().await.map_err(|e| db_error(e, "apply"))
-    }
-}
-
-#[async_trait]
-impl Sink for SqliteTable {
-    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
-        if ops.len() > self.common.options.max_batch.max(1) {
-            return Err(Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "{} ops exceed max_batch {}",
-                    ops.len(),
-                    self.common.options.max_batch
-                ),
-            ));
-        }
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.common.note_origin(&ctx.origin);
-        let err = |e| db_error(e, "apply");
-        let mut conn = self.pool.acquire().await.map_err(err)?;
-        // The wait for the write lock (another connection's write transaction) is the busy
-        // timeout, a setting of the connection: ours for this write, the pool's afterwards.
-        let previous: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(err)?;
-        let waits = self
-            .common
-            .info
-            .dialect
-            .wait_sql(false, self.common.waits());
-        sqlx::query(audited(waits.set))
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-        let result = self.apply_on(&mut conn, ops, ctx).await;
-        let restore = crate::dialect::sqlite_busy_timeout_sql(previous);
-        if sqlx::query(audited(restore))
-            .execute(&mut *conn)
-            .await
-            .is_err()
-        {
-            let _ = conn.detach().close().await;
-        }
-        result
-    }
-
-    fn transactional(&self) -> Option<&dyn TransactionalSink> {
-        Some(self)
-    }
-}
-
-impl SqliteTable {
-    /// The write transaction of [`Sink::apply`], on `conn`.
-    async fn apply_on(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        ops: Vec<WriteOp>,
-        ctx: &WriteContext,
-    ) -> Result<Vec<WriteOutcome>> {
-        let err = |e| db_error(e, "apply");
-        // One writer at a time: the origin row below is invisible to every other connection
-        // until it is deleted again, just before commit.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let tagged: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
-        if tagged {
-            sqlx::query(
-                "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&ctx.origin)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        let mut w = Box::new(SqliteTx {
-            table: self,
-            tx,
-            tagged,
-        });
-        let out = apply_ops(
-            &self.common.info,
-            &self.common.schema,
-            &mut *w,
-            ops,
-            self.chunk(),
-        )
-        .await?;
-        w.commit().await?;
-        Ok(out)
-    }
-}
-
-/// Writes and the engine's state in one transaction, with a [`crate::SqliteStateStore`] on the
-/// same pool.
-#[async_trait]
-impl TransactionalSink for SqliteTable {
-    fn state_location(&self) -> String {
-        crate::state::pool_location(&self.pool)
-    }
-
-    async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
-        self.common.note_origin(&ctx.origin);
-        let err = |e| db_error(e, "apply");
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let tagged: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sheetsync_ctx')",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
-        if tagged {
-            sqlx::query(
-                "INSERT INTO _sheetsync_ctx (name, value) VALUES ('origin', ?)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )
-            .bind(&ctx.origin)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        let w = SqliteTx {
-            table: self,
-            tx,
-            tagged,
-        };
-        let (max, rows) = (self.common.options.max_batch, self.chunk());
-        Ok(Box::new(crate::state::StateTx::new(
-            &self.common.info,
-            &self.common.schema,
-            w,
-            max,
-            rows,
-        )))
-    }
-}
-
-#[async_trait]
-impl crate::state::CommitWithState for SqliteTx<'_> {
-    async fn commit_with_state(
-        mut self: Box<Self>,
-        mapping: &str,
-        delta: &StateDelta,
-    ) -> Result<()> {
-        if self.tagged {
-            self.execute("DELETE FROM _sheetsync_ctx WHERE name = 'origin'")
-                .await?;
-        }
-        crate::state::sqlite::commit_in(&mut self.tx, mapping, delta).await?;
-        self.tx
-            .commit()
-            .await
-            .map_err(|e| db_error(e, "state.commit"))
-    }
-}
+impl_table!(SqliteTable, "crate::SqliteStateStore");

@@ -2,6 +2,8 @@
 //! and reading a table through the adapter.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod scenarios;
+
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc};
