@@ -396,3 +396,83 @@ async fn decide(
     })?;
     Ok(Json(json!({ "mapping": m.name(), verb: n })))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sheetsync::{
+        Column, ColumnType, Engine, EngineFactory, FnResolver, MappingConfig, MemoryTable, OnPanic,
+        Supervised,
+    };
+
+    use super::*;
+
+    /// A sync whose one mapping panics in every cycle: both sides hold row 1 with other names,
+    /// and the resolver asked about it panics.
+    async fn panicking_sync() -> Arc<SheetSync> {
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("id", ColumnType::Int).nullable(false),
+                Column::new("name", ColumnType::Text),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+        let db = Arc::new(MemoryTable::new("db", schema));
+        sheet.upsert(Row::new(vec![Value::Int(1), "a".into()]));
+        db.upsert(Row::new(vec![Value::Int(1), "b".into()]));
+        let factory: EngineFactory = Arc::new(move || {
+            let (s, d) = (sheet.clone(), db.clone());
+            Box::pin(async move {
+                Engine::builder(MappingConfig::new("m", &["id"]), s, d)
+                    .resolver(FnResolver::new(|_| panic!("a resolver bug")))
+                    .build()
+                    .await
+            })
+        });
+        let mapping = Supervised {
+            name: "m".into(),
+            on_panic: OnPanic::Restart,
+            factory,
+        };
+        let sync = SheetSync::supervise(vec![mapping]).await.unwrap();
+        sync.start();
+        Arc::new(sync)
+    }
+
+    async fn text(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicked_mapping_turns_health_red_at_once_and_is_counted() {
+        let sync = panicking_sync().await;
+        let daemon = Arc::new(Daemon::new(sync.clone()));
+        let m = sync.mappings()[0].clone();
+        for _ in 0..2_000 {
+            if !m.is_up() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!m.is_up(), "the mapping never went down");
+        let health = healthz(State(daemon.clone())).await.into_response();
+        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(health).await, r#"{"mappings":["m"],"status":"down"}"#);
+        let metrics = text(metrics_text(State(daemon)).await.into_response()).await;
+        assert!(
+            metrics.contains("sheetsync_mapping_up{mapping=\"m\"} 0\n"),
+            "{metrics}"
+        );
+        let panics = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sheetsync_engine_panics_total{mapping=\"m\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(panics.is_some_and(|n| n >= 1.0), "{metrics}");
+        sync.shutdown().await.unwrap();
+    }
+}
