@@ -184,12 +184,23 @@ impl SheetSync {
         })
     }
 
-    /// Starts every mapping's loop ([`Engine::run`]: its first cycle is the initial sync).
-    /// Subscribe to a mapping's events before, to see that cycle.
+    /// Starts the mappings: their initial syncs (one cycle each) one after another, in the
+    /// order given, then each its loop ([`Engine::run`]). Subscribe to a mapping's events
+    /// before, to see its initial sync.
     pub fn start(&self) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
+        let mut previous: Option<watch::Receiver<bool>> = None;
         for m in &self.mappings {
-            tasks.push(tokio::spawn(supervise(m.clone(), self.control.clone())));
+            let (done, next) = watch::channel(false);
+            let turn = InitialSync {
+                after: previous.replace(next),
+                done: Done(done),
+            };
+            tasks.push(tokio::spawn(supervise(
+                m.clone(),
+                self.control.clone(),
+                turn,
+            )));
         }
     }
 
@@ -232,14 +243,19 @@ struct Control {
 }
 
 /// Runs a mapping's engine until stopped, answering panics by its [`OnPanic`].
-async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>) {
+async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>, turn: InitialSync) {
     let mut stop = control.stop.subscribe();
     let mut backoff = BACKOFF.0;
+    let mut turn = Some(turn);
     loop {
         let engine = m.engine();
         let mut engine_stop = stop.clone();
         let started = Instant::now();
+        let initial = turn.take();
         let run = tokio::spawn(async move {
+            if let Some(turn) = initial {
+                turn.run(&engine).await;
+            }
             engine
                 .run(async move {
                     let _ = engine_stop.wait_for(|s| *s).await;
@@ -265,6 +281,33 @@ async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>) {
         if !restart(&m, &mut stop, &mut backoff).await {
             return;
         }
+    }
+}
+
+/// A mapping's turn for its initial sync: after the previous mapping's, and before its own
+/// loop (whose first cycle follows at once), as the daemon has always run them.
+struct InitialSync {
+    after: Option<watch::Receiver<bool>>,
+    done: Done,
+}
+
+/// Tells the next mapping its turn has come, also when the initial sync panicked.
+struct Done(watch::Sender<bool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl InitialSync {
+    async fn run(self, engine: &Engine) {
+        if let Some(mut after) = self.after {
+            let _ = after.wait_for(|done| *done).await;
+        }
+        // A failure is reported as an event and retried by the loop.
+        let _ = engine.run_once().await;
+        drop(self.done);
     }
 }
 
