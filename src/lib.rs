@@ -1,6 +1,8 @@
-//! sheetsync keeps a Google Sheet tab and a SQL table in two-way, near-real-time sync.
+#![doc = include_str!("../README.md")]
 //!
-//! This facade re-exports [`sheetsync_core`] (model, traits, merge, resolvers, engine) and, by
+//! # The facade
+//!
+//! This crate re-exports [`sheetsync_core`] (model, traits, merge, resolvers, engine) and, by
 //! feature, the adapters:
 //!
 //! | feature | module | what |
@@ -10,10 +12,33 @@
 //! | `emulator` | [`emulator`] | the local Google Sheets API emulator |
 //! | `testkit` | `testkit` | the adapter conformance suite |
 //! | `full` | all of the above but `testkit` | what the reference daemon uses |
+//!
+//! [`SheetSync`] runs mappings under supervision ([`OnPanic`]); with `gsheets` and a database
+//! feature, [`SheetSync::builder`] builds them from URLs ([`SyncConfig`]).
 #![deny(missing_docs)]
+// Links to feature-gated modules resolve when those features are on (docs.rs builds with all).
+#![cfg_attr(
+    all(feature = "full", feature = "testkit"),
+    deny(rustdoc::broken_intra_doc_links)
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use sheetsync_core::*;
+
+mod supervise;
+pub use supervise::{EngineFactory, MappingHandle, OnPanic, SheetSync, Supervised};
+
+/// Mappings from configuration: both sides opened from URLs (needs `gsheets` and a database).
+#[cfg(all(
+    feature = "gsheets",
+    any(feature = "postgres", feature = "mysql", feature = "sqlite")
+))]
+pub mod sync;
+#[cfg(all(
+    feature = "gsheets",
+    any(feature = "postgres", feature = "mysql", feature = "sqlite")
+))]
+pub use sync::{SheetsConfig, SyncBuilder, SyncConfig};
 
 /// PostgreSQL, MySQL/MariaDB and SQLite adapters.
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

@@ -123,3 +123,21 @@ fn visit(dir: &Path, f: &mut dyn FnMut(&Path)) {
         }
     }
 }
+
+/// The README's library example is `examples/postgres_sheet.rs`, which `tests/postgres_sheet.rs`
+/// runs: what people copy compiles and works.
+#[test]
+fn the_readme_library_example_is_the_tested_example() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let code = readme
+        .split("## Use as a library")
+        .nth(1)
+        .and_then(|s| s.split("```rust,ignore\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README has a \"Use as a library\" section with a rust code block");
+    let example = std::fs::read_to_string(root().join("examples/postgres_sheet.rs")).unwrap();
+    assert!(
+        example.contains(code),
+        "the README's library example differs from examples/postgres_sheet.rs:\n{code}"
+    );
+}

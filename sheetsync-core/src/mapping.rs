@@ -183,7 +183,9 @@ impl Timing {
 pub struct MappingConfig {
     /// A unique name; it keys the mapping's state.
     pub name: String,
-    /// The key column(s).
+    /// The key column(s). Empty (or left out of a configuration file): the database table's
+    /// primary key, filled in by the host that opens the table (the facade's `SheetSync`).
+    #[serde(default)]
     pub key: Vec<String>,
     /// The columns that sync, in Sheet order; empty means every column of the database table.
     #[serde(default)]

@@ -5,7 +5,7 @@
 //!
 //! Prints a small table. The emulator runs in process without latency or quotas here, so the
 //! times are the adapter's own cost plus loopback HTTP and JSON; the end-to-end harness
-//! (`cargo bench -p sheetsync --features full --bench e2e`) adds Google-like latency.
+//! (`cargo bench -p sheetsync-cli --bench e2e`) adds Google-like latency.
 
 use std::sync::Arc;
 use std::time::Instant;

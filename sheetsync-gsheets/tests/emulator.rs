@@ -583,7 +583,7 @@ async fn writes_per_cycle_do_not_grow_with_rows() {
 /// happens between the edit and the database write.
 #[tokio::test]
 async fn webhook_edits_reach_the_database_without_reading_the_sheet() {
-    use sheetsync_gsheets::webhook::{WebhookConfig, WebhookPayload, WebhookReceiver};
+    use sheetsync_gsheets::webhook::{EditRouter, WebhookConfig, WebhookReceiver};
     // One clock for the emulator and the adapter: an edit right after the initial sync is not
     // mistaken for one the sync's writes overwrote.
     let rig = rig_with(items(), |o| o.clock_skew_ms = 0).await;
@@ -599,12 +599,9 @@ async fn webhook_edits_reach_the_database_without_reading_the_sheet() {
         .unwrap();
     e.run_once().await.unwrap();
 
-    let sheet = rig.sheet.clone();
-    let receiver = WebhookReceiver::new(
-        WebhookConfig::new("s3cret"),
-        Arc::new(move |p: WebhookPayload| sheet.accept_edit(SheetEdit::from(&p))),
-    )
-    .unwrap();
+    let router = EditRouter::new();
+    router.add(rig.sheet.clone());
+    let receiver = WebhookReceiver::new(WebhookConfig::new("s3cret"), router.handler()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, receiver.router("/hook")).await });

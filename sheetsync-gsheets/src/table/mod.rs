@@ -99,22 +99,6 @@ pub struct SheetEdit {
     pub columns: Option<(u32, u32)>,
 }
 
-#[cfg(feature = "webhook")]
-impl From<&crate::webhook::WebhookPayload> for SheetEdit {
-    /// The edit a verified webhook payload reports: its rows for `EDIT`, a structural change
-    /// (read everything) for inserted, removed or moved rows.
-    fn from(p: &crate::webhook::WebhookPayload) -> Self {
-        SheetEdit {
-            sheet_id: p.sheet_id,
-            timestamp_ms: p.timestamp.min(i64::MAX as u64) as i64,
-            header: p.header.clone(),
-            rows: p.rows.iter().map(|r| (r.row, r.values.clone())).collect(),
-            structural: p.change_type != crate::webhook::ChangeType::Edit,
-            columns: p.range.map(|r| (r.start_column, r.end_column)),
-        }
-    }
-}
-
 #[derive(Default)]
 struct Feed {
     instance: u64,

@@ -67,6 +67,7 @@
 
 pub mod payload;
 pub mod receiver;
+mod router;
 
 pub use payload::{
     sign, verify, ChangeType, EditRange, PayloadError, PayloadRow, WebhookPayload, PAYLOAD_VERSION,
@@ -75,3 +76,4 @@ pub use receiver::{
     RejectReason, WebhookConfig, WebhookHandler, WebhookReceiver, WebhookStats, SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 };
+pub use router::EditRouter;

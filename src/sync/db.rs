@@ -1,17 +1,14 @@
-//! Opening the two sides of a mapping from configuration.
+//! The database side of a mapping, opened from a URL.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
-use sheetsync::sql::{SqlOptions, SqlTable};
-use sheetsync::{
-    Capabilities, ChangeBatch, Cursor, Error, ErrorKind, Observation, Result, RowKey, Sink, Source,
-    StateStore, Table, TableSchema, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
+use sheetsync_core::{
+    Capabilities, ChangeBatch, Cursor, Observation, Result, RowKey, Sink, Source, StateStore,
+    Table, TableSchema, TransactionalSink, WriteContext, WriteOp, WriteOutcome,
 };
-
-use crate::config::{MappingEntry, SheetsConfig};
+use sheetsync_sql::{SqlOptions, SqlTable};
 
 /// The database side of a mapping: any of the SQL adapters, chosen by the URL's scheme.
 #[derive(Clone)]
@@ -166,62 +163,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// The Sheets client for the configuration.
-pub async fn sheets_client(cfg: &SheetsConfig) -> Result<Arc<SheetsClient>> {
-    let google = cfg.base_url.starts_with("https://sheets.googleapis.com");
-    let auth = match &cfg.credentials {
-        Some(path) => Auth::service_account_file(path).await?,
-        None if google => {
-            return Err(Error::new(
-                ErrorKind::ConfigInvalid,
-                "talking to Google needs credentials: set sheets.credentials (or SHEETSYNC_CREDENTIALS) to a service-account key file",
-            ))
-        }
-        None => Auth::None,
-    };
-    let config = ClientConfig {
-        sheets_url: cfg.base_url.clone(),
-        drive_url: cfg.drive_url.clone().unwrap_or_else(|| {
-            if google {
-                "https://www.googleapis.com/".into()
-            } else {
-                cfg.base_url.clone()
-            }
-        }),
-        auth,
-        reads_per_minute: cfg.reads_per_minute,
-        writes_per_minute: cfg.writes_per_minute,
-        ..ClientConfig::default()
-    };
-    Ok(Arc::new(SheetsClient::new(config).await?))
-}
-
-/// The mapping's column list, when it names one.
-pub fn mapped_columns(m: &MappingEntry) -> Option<Vec<String>> {
-    (!m.sync.columns.is_empty()).then(|| m.sync.columns.iter().map(|c| c.name.clone()).collect())
-}
-
-/// Both sides of one mapping, ready for an engine.
-pub struct Sides {
-    /// The mapping's schema (the database columns the mapping selects, with directions).
-    pub schema: TableSchema,
-    /// The Sheet.
-    pub sheet: Arc<SheetTable>,
-    /// The database.
-    pub db: DbTable,
-}
-
-/// Opens both sides of `m`.
-pub async fn open(m: &MappingEntry, client: Arc<SheetsClient>) -> Result<Sides> {
-    let db = DbTable::open(&m.database_url, &m.table, mapped_columns(m)).await?;
-    // The database side already carries exactly the mapped columns, in the mapping's order.
-    let schema = m.sync.schema_from(&db.schema())?;
-    let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
-    opts.header_row = m.header_row;
-    let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));
-    Ok(Sides { schema, sheet, db })
 }
 
 #[cfg(test)]

@@ -14,9 +14,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use sheetsync::emulator::{Config as EmulatorConfig, EmulatorHandle, TriggerSpec};
-use sheetsync::{Change, Error, ErrorKind, MappingConfig, Result, Table};
+use sheetsync::{
+    Change, Error, ErrorKind, MappingConfig, OnPanic, Result, SheetsConfig, SyncConfig, Table,
+};
 
-use crate::config::{Config, LogConfig, MappingEntry, ServerConfig, SheetsConfig};
+use crate::config::{Config, LogConfig, ServerConfig};
 
 /// What the demo runs on.
 pub struct Demo {
@@ -82,12 +84,13 @@ impl Demo {
                 webhook_path: "/webhook".into(),
             },
             log: LogConfig::default(),
-            mappings: vec![MappingEntry {
+            mappings: vec![SyncConfig {
                 spreadsheet_id: spreadsheet_id.clone(),
                 sheet_id: 0,
                 header_row: 1,
                 database_url: format!("sqlite://{}", db_path.display()),
                 table: "products".into(),
+                on_panic: OnPanic::Restart,
                 sync,
             }],
         };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use sheetsync::{Error, ErrorKind, MappingConfig, Result};
+use sheetsync::{Error, ErrorKind, Result, SheetsConfig, SyncConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,48 +21,7 @@ pub struct Config {
     pub log: LogConfig,
     /// The mappings.
     #[serde(default, rename = "mapping")]
-    pub mappings: Vec<MappingEntry>,
-}
-
-/// `[sheets]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SheetsConfig {
-    /// Sheets API root (`https://sheets.googleapis.com/`, or an emulator's URL).
-    #[serde(default = "default_sheets_url")]
-    pub base_url: String,
-    /// Drive API root; defaults to `https://www.googleapis.com/`, or `base_url` when that is
-    /// not Google's.
-    pub drive_url: Option<String>,
-    /// Path of a service-account JSON key (env `SHEETSYNC_CREDENTIALS`, or
-    /// `GOOGLE_APPLICATION_CREDENTIALS`). None: no credentials (emulator).
-    pub credentials: Option<String>,
-    /// Read requests per minute for this daemon (Google: 60 per user).
-    #[serde(default = "sixty")]
-    pub reads_per_minute: u32,
-    /// Write requests per minute (Google: 60 per user).
-    #[serde(default = "sixty")]
-    pub writes_per_minute: u32,
-}
-
-fn default_sheets_url() -> String {
-    "https://sheets.googleapis.com/".into()
-}
-
-fn sixty() -> u32 {
-    60
-}
-
-impl Default for SheetsConfig {
-    fn default() -> Self {
-        SheetsConfig {
-            base_url: default_sheets_url(),
-            drive_url: None,
-            credentials: None,
-            reads_per_minute: 60,
-            writes_per_minute: 60,
-        }
-    }
+    pub mappings: Vec<SyncConfig>,
 }
 
 /// `[server]`.
@@ -121,30 +80,6 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
-}
-
-/// `[[mapping]]`: where the two sides are, plus the core mapping settings.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MappingEntry {
-    /// The spreadsheet id.
-    pub spreadsheet_id: String,
-    /// The tab's sheetId (`gid` in its URL).
-    #[serde(default)]
-    pub sheet_id: i32,
-    /// The 1-based header row.
-    #[serde(default = "one")]
-    pub header_row: u32,
-    /// `postgres://…`, `mysql://…` (MariaDB too) or `sqlite://path`.
-    pub database_url: String,
-    /// The table (optionally `schema.table` on PostgreSQL).
-    pub table: String,
-    /// Everything else: name, key, columns, resolvers, deletes, guard, keys, timing.
-    #[serde(flatten)]
-    pub sync: MappingConfig,
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// Replaces `${NAME}` with the environment variable `NAME`; a missing variable is an error that
@@ -240,9 +175,6 @@ impl Config {
             if !names.insert(m.sync.name.as_str()) {
                 return invalid(format!("two mappings are named {:?}", m.sync.name));
             }
-            if m.sync.key.is_empty() {
-                return invalid(format!("mapping {:?} has no key", m.sync.name));
-            }
             if m.spreadsheet_id.trim().is_empty() {
                 return invalid(format!(
                     "mapping {:?} has an empty spreadsheet_id",
@@ -294,6 +226,7 @@ fn check_mapping_keys(doc: &toml::Table) -> Result<()> {
         "header_row",
         "database_url",
         "table",
+        "on_panic",
         "name",
         "key",
         "columns",
@@ -340,6 +273,8 @@ pub fn env_name(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sheetsync::OnPanic;
+
     use super::*;
 
     const SAMPLE: &str = r#"
@@ -410,6 +345,20 @@ guard = { max_share = 0.2 }
             cfg.sheets.credentials.as_deref(),
             Some("/home/me/.config/sheetsync/service-account.json")
         );
+    }
+
+    #[test]
+    fn the_key_defaults_to_the_tables_and_on_panic_to_restart() {
+        let env = env(&[("SECRET", "x")]);
+        let cfg = Config::parse(SAMPLE, &env).unwrap();
+        assert_eq!(cfg.mappings[0].on_panic, OnPanic::Restart);
+        let keyless = SAMPLE.replace("key = [\"id\"]\n", "on_panic = \"exit\"\n");
+        let cfg = Config::parse(&keyless, &env).unwrap();
+        assert!(cfg.mappings[0].sync.key.is_empty());
+        assert_eq!(cfg.mappings[0].on_panic, OnPanic::Exit);
+        let bad = SAMPLE.replace("key = [\"id\"]\n", "on_panic = \"ignore\"\n");
+        let e = Config::parse(&bad, &env).unwrap_err();
+        assert!(e.to_string().contains("ignore"), "{e}");
     }
 
     #[test]

@@ -11,51 +11,59 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sheetsync::gsheets::webhook::{WebhookConfig, WebhookPayload, WebhookReceiver};
-use sheetsync::gsheets::{SheetEdit, SheetTable, SheetsClient};
+use sheetsync::gsheets::webhook::{WebhookConfig, WebhookReceiver};
 use sheetsync::{
-    Choice, DeleteDecision, DeleteSelection, Engine, PendingDelete, Row, RowKey, Side, TableSchema,
-    Value,
+    Choice, DeleteDecision, DeleteSelection, MappingHandle, PendingDelete, Row, RowKey, SheetSync,
+    Side, TableSchema, Value,
 };
 
 use crate::metrics::{self, MappingMetrics};
 
-/// One running mapping.
+/// One running mapping, with its counters.
 pub struct MappingRuntime {
-    /// Its name.
-    pub name: String,
-    /// The engine.
-    pub engine: Arc<Engine>,
-    /// The Sheet side, which takes webhook edits.
-    pub sheet: Arc<SheetTable>,
+    /// The mapping (its engine, events and health).
+    pub handle: Arc<MappingHandle>,
     /// Its counters.
     pub metrics: Arc<MappingMetrics>,
+}
+
+impl MappingRuntime {
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
 }
 
 /// What the HTTP handlers share.
 pub struct Daemon {
     /// The mappings.
     pub mappings: Vec<MappingRuntime>,
-    /// The Sheets client (for API call metrics).
-    pub client: Arc<SheetsClient>,
+    /// The sync (its Sheets client, for API call metrics, and its router of reported edits).
+    pub sync: Arc<SheetSync>,
 }
 
 impl Daemon {
+    /// The daemon of a sync: its counters follow every mapping's events from now on.
+    pub fn new(sync: Arc<SheetSync>) -> Daemon {
+        let mappings = sync
+            .mappings()
+            .iter()
+            .map(|handle| {
+                let metrics = Arc::new(MappingMetrics::default());
+                metrics.clone().follow(handle.subscribe());
+                MappingRuntime {
+                    handle: handle.clone(),
+                    metrics,
+                }
+            })
+            .collect();
+        Daemon { mappings, sync }
+    }
+
     fn mapping(&self, name: &str) -> Result<&MappingRuntime, ApiError> {
         self.mappings
             .iter()
-            .find(|m| m.name == name)
+            .find(|m| m.name() == name)
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no mapping named {name:?}")))
-    }
-
-    /// Routes a verified webhook payload to the mappings of its spreadsheet.
-    pub fn accept(&self, p: WebhookPayload) -> sheetsync::Result<()> {
-        for m in &self.mappings {
-            if m.sheet.options().spreadsheet_id == p.spreadsheet_id {
-                m.sheet.accept_edit(SheetEdit::from(&p))?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -80,27 +88,42 @@ pub fn router(daemon: Arc<Daemon>, webhook: Option<(String, String)>) -> sheetsy
         .route("/api/deletes/approve", post(approve_deletes))
         .route("/api/deletes/reject", post(reject_deletes))
         .with_state(daemon.clone());
-    if let Some((path, secret)) = webhook {
-        let d = daemon.clone();
-        let receiver = WebhookReceiver::new(
-            WebhookConfig::new(secret),
-            Arc::new(move |p: WebhookPayload| d.accept(p)),
-        )?;
+    if let (Some((path, secret)), Some(edits)) = (webhook, daemon.sync.edit_router()) {
+        let receiver = WebhookReceiver::new(WebhookConfig::new(secret), edits.handler())?;
         app = app.merge(receiver.router(&path));
     }
     Ok(app)
 }
 
 async fn healthz(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
+    // Unhealthy at once while a mapping's engine is down after a panic.
+    let down: Vec<&str> = d
+        .mappings
+        .iter()
+        .filter(|m| !m.handle.is_up())
+        .map(|m| m.name())
+        .collect();
+    if !down.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "down", "mappings": down})),
+        );
+    }
     // Healthy once every mapping finished a cycle within ten poll intervals.
     let stale: Vec<&str> = d
         .mappings
         .iter()
         .filter(|m| {
-            let limit = 10 * m.engine.mapping().timing.poll_interval_ms.max(1000) as i64;
+            let limit = 10
+                * m.handle
+                    .engine()
+                    .mapping()
+                    .timing
+                    .poll_interval_ms
+                    .max(1000) as i64;
             m.metrics.lag_ms().is_none_or(|lag| lag > limit)
         })
-        .map(|m| m.name.as_str())
+        .map(|m| m.name())
         .collect();
     if stale.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ok"})))
@@ -113,15 +136,18 @@ async fn healthz(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
-    let maps: Vec<(String, Arc<MappingMetrics>)> = d
+    let maps: Vec<(&MappingHandle, &MappingMetrics)> = d
         .mappings
         .iter()
-        .map(|m| (m.name.clone(), m.metrics.clone()))
+        .map(|m| (&*m.handle, &*m.metrics))
         .collect();
-    let counter = d.client.counter();
+    let (calls, retries) = match d.sync.sheets_client() {
+        Some(c) => (c.counter().calls(), c.counter().retries()),
+        None => Default::default(),
+    };
     (
         [("content-type", "text/plain; version=0.0.4")],
-        metrics::render(&maps, &counter.calls(), &counter.retries()),
+        metrics::render(&maps, &calls, &retries),
     )
 }
 
@@ -144,11 +170,13 @@ async fn status(
     let mut out = Vec::new();
     for m in &d.mappings {
         out.push(json!({
-            "mapping": m.name,
+            "mapping": m.name(),
+            "up": m.handle.is_up(),
+            "panics": m.handle.panics(),
             "lag_ms": m.metrics.lag_ms(),
-            "held": m.engine.held().await,
-            "conflicts": m.engine.conflicts().await.len(),
-            "pending_deletes": m.engine.pending_deletes().await.len(),
+            "held": m.handle.held().await,
+            "conflicts": m.handle.conflicts().await.len(),
+            "pending_deletes": m.handle.pending_deletes().await.len(),
         }));
     }
     Ok(Json(json!({ "mappings": out })))
@@ -167,13 +195,13 @@ async fn conflicts(
     loopback_only(addr)?;
     let mut out = Vec::new();
     for m in &d.mappings {
-        if q.mapping.as_ref().is_some_and(|n| *n != m.name) {
+        if q.mapping.as_ref().is_some_and(|n| n != m.name()) {
             continue;
         }
         out.push(json!({
-            "mapping": m.name,
-            "conflicts": m.engine.conflicts().await,
-            "held": m.engine.held().await,
+            "mapping": m.name(),
+            "conflicts": m.handle.conflicts().await,
+            "held": m.handle.held().await,
         }));
     }
     Ok(Json(json!(out)))
@@ -200,7 +228,8 @@ async fn resolve(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     loopback_only(addr)?;
     let m = d.mapping(&req.mapping)?;
-    let schema = m.engine.schema();
+    let engine = m.handle.engine();
+    let schema = engine.schema();
     let bad = |msg: String| ApiError(StatusCode::BAD_REQUEST, msg);
     let key = parse_key(schema, &req.key)?;
     let choice = match (req.side, req.row) {
@@ -224,11 +253,11 @@ async fn resolve(
         }
         _ => return Err(bad("give exactly one of \"side\" and \"row\"".into())),
     };
-    m.engine
+    engine
         .resolve_conflict(&key, choice)
         .await
         .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
-    Ok(Json(json!({"resolved": req.key, "mapping": m.name})))
+    Ok(Json(json!({"resolved": req.key, "mapping": m.name()})))
 }
 
 /// A key from the text forms of its values.
@@ -278,18 +307,18 @@ async fn deletes(
     loopback_only(addr)?;
     let mut out = Vec::new();
     for m in &d.mappings {
-        if q.mapping.as_ref().is_some_and(|n| *n != m.name) {
+        if q.mapping.as_ref().is_some_and(|n| n != m.name()) {
             continue;
         }
-        let schema = m.engine.schema();
-        let pending: Vec<serde_json::Value> = m
-            .engine
+        let engine = m.handle.engine();
+        let schema = engine.schema();
+        let pending: Vec<serde_json::Value> = engine
             .pending_deletes()
             .await
             .iter()
             .map(|p| pending_json(schema, p))
             .collect();
-        out.push(json!({ "mapping": m.name, "pending_deletes": pending }));
+        out.push(json!({ "mapping": m.name(), "pending_deletes": pending }));
     }
     Ok(Json(json!(out)))
 }
@@ -340,7 +369,7 @@ async fn decide(
         (false, false, None) => DeleteSelection::Keys(
             req.keys
                 .iter()
-                .map(|k| parse_key(m.engine.schema(), k))
+                .map(|k| parse_key(m.handle.engine().schema(), k))
                 .collect::<Result<_, _>>()?,
         ),
         (false, true, Some(secs)) => {
@@ -354,8 +383,8 @@ async fn decide(
         }
     };
     let (verb, result) = match decision {
-        DeleteDecision::Approve => ("approved", m.engine.approve_deletes(&selection).await),
-        DeleteDecision::Reject => ("rejected", m.engine.reject_deletes(&selection).await),
+        DeleteDecision::Approve => ("approved", m.handle.approve_deletes(&selection).await),
+        DeleteDecision::Reject => ("rejected", m.handle.reject_deletes(&selection).await),
     };
     let n = result.map_err(|e| {
         let status = if e.kind() == sheetsync::ErrorKind::NotFound {
@@ -365,5 +394,85 @@ async fn decide(
         };
         ApiError(status, e.to_string())
     })?;
-    Ok(Json(json!({ "mapping": m.name, verb: n })))
+    Ok(Json(json!({ "mapping": m.name(), verb: n })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sheetsync::{
+        Column, ColumnType, Engine, EngineFactory, FnResolver, MappingConfig, MemoryTable, OnPanic,
+        Supervised,
+    };
+
+    use super::*;
+
+    /// A sync whose one mapping panics in every cycle: both sides hold row 1 with other names,
+    /// and the resolver asked about it panics.
+    async fn panicking_sync() -> Arc<SheetSync> {
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("id", ColumnType::Int).nullable(false),
+                Column::new("name", ColumnType::Text),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+        let db = Arc::new(MemoryTable::new("db", schema));
+        sheet.upsert(Row::new(vec![Value::Int(1), "a".into()]));
+        db.upsert(Row::new(vec![Value::Int(1), "b".into()]));
+        let factory: EngineFactory = Arc::new(move || {
+            let (s, d) = (sheet.clone(), db.clone());
+            Box::pin(async move {
+                Engine::builder(MappingConfig::new("m", &["id"]), s, d)
+                    .resolver(FnResolver::new(|_| panic!("a resolver bug")))
+                    .build()
+                    .await
+            })
+        });
+        let mapping = Supervised {
+            name: "m".into(),
+            on_panic: OnPanic::Restart,
+            factory,
+        };
+        let sync = SheetSync::supervise(vec![mapping]).await.unwrap();
+        sync.start();
+        Arc::new(sync)
+    }
+
+    async fn text(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicked_mapping_turns_health_red_at_once_and_is_counted() {
+        let sync = panicking_sync().await;
+        let daemon = Arc::new(Daemon::new(sync.clone()));
+        let m = sync.mappings()[0].clone();
+        for _ in 0..2_000 {
+            if !m.is_up() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!m.is_up(), "the mapping never went down");
+        let health = healthz(State(daemon.clone())).await.into_response();
+        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(health).await, r#"{"mappings":["m"],"status":"down"}"#);
+        let metrics = text(metrics_text(State(daemon)).await.into_response()).await;
+        assert!(
+            metrics.contains("sheetsync_mapping_up{mapping=\"m\"} 0\n"),
+            "{metrics}"
+        );
+        let panics = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sheetsync_engine_panics_total{mapping=\"m\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(panics.is_some_and(|n| n >= 1.0), "{metrics}");
+        sync.shutdown().await.unwrap();
+    }
 }

@@ -1,20 +1,23 @@
 //! `sheetsync`: the reference daemon. Keeps Google Sheet tabs and SQL tables in two-way sync.
 //!
 //! ```text
-//! cargo run --example sheetsync --features full                         # embedded demo
-//! cargo run --example sheetsync --features full -- -c sheetsync.toml run
-//! cargo run --example sheetsync --features full -- -c sheetsync.toml check
+//! cargo run -p sheetsync-cli                                  # embedded demo
+//! cargo install --path examples/sheetsync                     # the `sheetsync` binary
+//! sheetsync -c sheetsync.toml check
+//! sheetsync -c sheetsync.toml run
 //! ```
 //!
 //! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `conflicts`,
 //! `deletes`, `reset`.
-//! The configuration reference is in the README and in `examples/sheetsync.example.toml`.
+//! The configuration reference is in the README and in `examples/sheetsync/sheetsync.example.toml`.
+//! The sync itself is the library's [`SheetSync`]: this binary adds the configuration file, the
+//! HTTP side (webhook, health, metrics, admin API), the commands and the demo.
 
 mod config;
+#[cfg(feature = "demo")]
 mod demo;
 mod metrics;
 mod server;
-mod sides;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,11 +26,20 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sheetsync::gsheets::SheetTable;
-use sheetsync::{Engine, Error, ErrorKind, Result, Side, Table, WriteOp};
-use tokio::sync::watch;
+use sheetsync::sync::{DbTable, Sides};
+use sheetsync::{
+    Engine, Error, ErrorKind, MappingHandle, Result, SheetSync, Side, SyncConfig, WriteOp,
+};
+use tokio::sync::{broadcast, watch};
 
-use config::{Config, LogFormat, MappingEntry};
-use server::{Daemon, MappingRuntime};
+use config::{Config, LogFormat};
+#[cfg(feature = "demo")]
+use demo::Demo;
+use server::Daemon;
+
+/// Without the `demo` feature there is no embedded demo.
+#[cfg(not(feature = "demo"))]
+enum Demo {}
 
 #[derive(Parser)]
 #[command(
@@ -251,13 +263,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let (cfg, demo) = match &cli.config {
                 Some(p) => (Config::load(p)?, None),
-                None => {
-                    let dir =
-                        demo_dir.unwrap_or_else(|| std::env::temp_dir().join("sheetsync-demo"));
-                    let listen = listen.clone().unwrap_or_else(|| "127.0.0.1:8787".into());
-                    let (d, cfg) = demo::Demo::start(&dir, &listen).await?;
-                    (cfg, Some(Arc::new(d)))
-                }
+                None => start_demo(demo_dir, listen.as_deref()).await?,
             };
             init_logging(
                 cli.log_format.unwrap_or(cfg.log.format),
@@ -283,7 +289,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
             for m in selected(&cfg, mapping.as_deref())? {
-                let db = sides::DbTable::open(&m.database_url, &m.table, None).await?;
+                let db = DbTable::open(&m.database_url, &m.table, None).await?;
                 if install {
                     db.install().await?;
                     println!("{}: change capture installed on {}", m.sync.name, m.table);
@@ -330,8 +336,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn selected<'a>(cfg: &'a Config, only: Option<&str>) -> Result<Vec<&'a MappingEntry>> {
-    let list: Vec<&MappingEntry> = cfg
+/// The embedded demo's configuration, with the demo running (emulator and seeded database).
+#[cfg(feature = "demo")]
+async fn start_demo(
+    dir: Option<PathBuf>,
+    listen: Option<&str>,
+) -> Result<(Config, Option<Arc<Demo>>)> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("sheetsync-demo"));
+    let (d, cfg) = Demo::start(&dir, listen.unwrap_or("127.0.0.1:8787")).await?;
+    Ok((cfg, Some(Arc::new(d))))
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_: Option<PathBuf>, _: Option<&str>) -> Result<(Config, Option<Arc<Demo>>)> {
+    Err(Error::new(
+        ErrorKind::ConfigInvalid,
+        "this build has no embedded demo (feature `demo`): give a configuration, -c sheetsync.toml",
+    ))
+}
+
+fn selected<'a>(cfg: &'a Config, only: Option<&str>) -> Result<Vec<&'a SyncConfig>> {
+    let list: Vec<&SyncConfig> = cfg
         .mappings
         .iter()
         .filter(|m| only.is_none_or(|n| m.sync.name == n))
@@ -345,75 +370,30 @@ fn selected<'a>(cfg: &'a Config, only: Option<&str>) -> Result<Vec<&'a MappingEn
     Ok(list)
 }
 
-/// The engine of a mapping; `afresh` forgets its saved state first (see `sheetsync reset`).
-async fn build_engine(m: &MappingEntry, s: &sides::Sides, afresh: bool) -> Result<Engine> {
-    let sheet: Arc<dyn Table> = s.sheet.clone();
-    let builder =
-        Engine::builder(m.sync.clone(), sheet, s.db.table()).state(s.db.state_store().await?);
-    if afresh {
-        builder.start_afresh().build().await
-    } else {
-        builder.build().await
-    }
-}
-
 async fn run(
     cfg: Config,
     listen_override: Option<String>,
     install: bool,
-    demo: Option<Arc<demo::Demo>>,
+    demo: Option<Arc<Demo>>,
 ) -> Result<()> {
-    let client = sides::sheets_client(&cfg.sheets).await?;
-    let mut runtimes = Vec::new();
-    let mut dbs = Vec::new();
+    let mut builder = SheetSync::builder()
+        .sheets(cfg.sheets.clone())
+        .install_capture(install)
+        // The demo's Sheet lives in an emulator started anew each time: its state belongs to
+        // the previous run's spreadsheet, so the demo starts the mapping afresh.
+        .afresh_when_moved(demo.is_some());
     for m in &cfg.mappings {
-        let s = sides::open(m, client.clone()).await?;
-        if !s.db.is_installed().await? {
-            if !install {
-                return Err(Error::new(
-                    ErrorKind::ConfigInvalid,
-                    format!(
-                        "change capture is not installed on {}; run `sheetsync install`",
-                        m.table
-                    ),
-                ));
-            }
-            s.db.install().await?;
-            tracing::info!(mapping = %m.sync.name, table = %m.table, "installed change capture");
-        }
-        let engine = match build_engine(m, &s, false).await {
-            // The demo's Sheet lives in an emulator started anew each time: its state belongs
-            // to the previous run's spreadsheet, so the demo starts the mapping afresh.
-            Err(e) if demo.is_some() && e.kind() == ErrorKind::IdentityMismatch => {
-                tracing::warn!(mapping = %m.sync.name, "the demo spreadsheet is new: starting the mapping afresh (merging, no deletes)");
-                build_engine(m, &s, true).await?
-            }
-            other => other?,
-        };
-        let engine = Arc::new(engine);
-        let metrics = Arc::new(metrics::MappingMetrics::default());
-        metrics.clone().follow(engine.subscribe());
-        dbs.push(s.db.table());
-        runtimes.push(MappingRuntime {
-            name: m.sync.name.clone(),
-            engine,
-            sheet: s.sheet.clone(),
-            metrics,
-        });
+        builder = builder.mapping(m.clone());
     }
-    let daemon = Arc::new(Daemon {
-        mappings: runtimes,
-        client: client.clone(),
-    });
+    let sync = Arc::new(builder.open().await?);
+    let daemon = Arc::new(Daemon::new(sync.clone()));
     let webhook = cfg
         .server
         .webhook_secret
         .clone()
         .map(|secret| (cfg.server.webhook_path.clone(), secret));
     let mut app = server::router(daemon.clone(), webhook)?;
-    if let Some(d) = &demo {
-        app = app.merge(d.clone().router(dbs[0].clone()));
-    }
+    add_demo_page(&mut app, &demo, &sync);
     let listen = listen_override.unwrap_or(cfg.server.listen.clone());
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         Error::new(
@@ -425,80 +405,109 @@ async fn run(
         .local_addr()
         .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
     println!("listening on http://{addr}/");
-    if let Some(d) = &demo {
-        d.register_webhook(addr)?;
-        println!("{}", d.banner(addr));
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown_http = stop_rx.clone();
+    announce_demo(&demo, addr)?;
+    let (stop_tx, mut stop_http) = watch::channel(false);
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-            let _ = shutdown_http.wait_for(|s| *s).await;
+            let _ = stop_http.wait_for(|s| *s).await;
         })
         .await
     });
 
     // The first cycle of each mapping is the initial sync: show progress while it runs.
-    for m in &daemon.mappings {
-        initial_sync(m).await;
+    let first: Vec<_> = sync.mappings().iter().map(|m| m.subscribe()).collect();
+    sync.start();
+    for (m, events) in sync.mappings().iter().zip(first) {
+        initial_sync(m, events).await;
     }
-    let mut tasks = Vec::new();
-    for m in &daemon.mappings {
-        let engine = m.engine.clone();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            engine
-                .run(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
-    }
-    wait_for_signal().await;
+    let outcome = tokio::select! {
+        _ = wait_for_signal() => Ok(()),
+        e = sync.failed() => Err(e),
+    };
     tracing::info!("shutting down");
+    sync.shutdown().await?;
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    stop_demo(demo).await;
+    outcome
+}
+
+#[cfg(feature = "demo")]
+fn add_demo_page(app: &mut axum::Router, demo: &Option<Arc<Demo>>, sync: &SheetSync) {
+    if let (Some(d), Some(s)) = (demo, sync.sides().first()) {
+        *app = std::mem::take(app).merge(d.clone().router(s.db.table()));
+    }
+}
+
+#[cfg(feature = "demo")]
+fn announce_demo(demo: &Option<Arc<Demo>>, addr: std::net::SocketAddr) -> Result<()> {
     if let Some(d) = demo {
-        d.emulator.shutdown().await;
+        d.register_webhook(addr)?;
+        println!("{}", d.banner(addr));
     }
     Ok(())
 }
 
-async fn initial_sync(m: &MappingRuntime) {
+#[cfg(feature = "demo")]
+async fn stop_demo(demo: Option<Arc<Demo>>) {
+    if let Some(d) = demo {
+        d.emulator.shutdown().await;
+    }
+}
+
+#[cfg(not(feature = "demo"))]
+fn add_demo_page(_: &mut axum::Router, _: &Option<Arc<Demo>>, _: &SheetSync) {}
+
+#[cfg(not(feature = "demo"))]
+fn announce_demo(_: &Option<Arc<Demo>>, _: std::net::SocketAddr) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(not(feature = "demo"))]
+async fn stop_demo(_: Option<Arc<Demo>>) {}
+
+/// Shows the mapping's initial sync (its first cycle) until it finishes, fails or panics.
+async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsync::Event>) {
+    use broadcast::error::RecvError;
+    use sheetsync::Event;
+    let name = m.name();
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message(format!("{}: initial sync (reading both sides)", m.name));
+    bar.set_message(format!("{name}: initial sync (reading both sides)"));
     bar.enable_steady_tick(Duration::from_millis(120));
     // Rows read so far, per side, from the engine's progress events.
-    let mut events = m.engine.subscribe();
-    let (name, progress) = (m.name.clone(), bar.clone());
-    let follow = tokio::spawn(async move {
-        let mut read = [0usize; 2];
-        while let Ok(e) = events.recv().await {
-            if let sheetsync::Event::ReadProgress { side, rows } = e {
+    let mut read = [0usize; 2];
+    let done = loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if m.is_up() { continue }
+                break format!("{name}: initial sync: the engine panicked (see the log)");
+            }
+        };
+        match event {
+            Ok(Event::ReadProgress { side, rows }) => {
                 read[(side == Side::Db) as usize] = rows;
-                progress.set_message(format!(
+                bar.set_message(format!(
                     "{name}: initial sync: read {} Sheet rows, {} database rows",
                     read[0], read[1]
                 ));
             }
+            Ok(Event::Cycle(r)) => break format!(
+                "{name}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
+                r.writes.sheet, r.writes.db, r.held, r.conflicts, r.pending_deletes
+            ),
+            Ok(Event::Error { side: None, message }) => {
+                break format!("{name}: initial sync failed, will retry: {message}")
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break format!("{name}: initial sync stopped"),
         }
-    });
-    let result = m.engine.run_once().await;
-    follow.abort();
-    match result {
-        Ok(r) => bar.finish_with_message(format!(
-            "{}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
-            m.name, r.writes.sheet, r.writes.db, r.held, r.conflicts, r.pending_deletes
-        )),
-        Err(e) => bar.finish_with_message(format!("{}: initial sync failed, will retry: {e}", m.name)),
-    }
+    };
+    bar.finish_with_message(done);
 }
 
 async fn wait_for_signal() {
@@ -524,7 +533,7 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
             println!("FAIL  {what}: {e}");
         }
     };
-    let client = match sides::sheets_client(&cfg.sheets).await {
+    let client = match cfg.sheets.client().await {
         Ok(c) => {
             report("sheets credentials".into(), Ok(cfg.sheets.base_url.clone()));
             Some(c)
@@ -536,30 +545,35 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
     };
     for m in &cfg.mappings {
         let name = &m.sync.name;
-        let db =
-            match sides::DbTable::open(&m.database_url, &m.table, sides::mapped_columns(m)).await {
-                Ok(db) => {
-                    let cols: Vec<String> = db
-                        .schema()
-                        .columns
-                        .iter()
-                        .map(|c| format!("{} {}", c.name, c.ty))
-                        .collect();
-                    report(
-                        format!("{name}: database table {}", m.table),
-                        Ok(cols.join(", ")),
-                    );
-                    // Not failures: the table syncs, but these values are not exact.
-                    for w in db.warnings() {
-                        println!("warn  {name}: {w}");
-                    }
-                    db
+        let db = match DbTable::open(
+            &m.database_url,
+            &m.table,
+            sheetsync::sync::mapped_columns(m),
+        )
+        .await
+        {
+            Ok(db) => {
+                let cols: Vec<String> = db
+                    .schema()
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.ty))
+                    .collect();
+                report(
+                    format!("{name}: database table {}", m.table),
+                    Ok(cols.join(", ")),
+                );
+                // Not failures: the table syncs, but these values are not exact.
+                for w in db.warnings() {
+                    println!("warn  {name}: {w}");
                 }
-                Err(e) => {
-                    report(format!("{name}: database table {}", m.table), Err(e));
-                    continue;
-                }
-            };
+                db
+            }
+            Err(e) => {
+                report(format!("{name}: database table {}", m.table), Err(e));
+                continue;
+            }
+        };
         report(
             format!("{name}: change capture"),
             db.is_installed().await.and_then(|i| {
@@ -578,7 +592,7 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
             db.state_store().await.map(|_| "ready".into()),
         );
         let Some(client) = &client else { continue };
-        match sides::open(m, client.clone()).await {
+        match Sides::open(m, client.clone()).await {
             Ok(s) => {
                 let mut opts = s.sheet.options().clone();
                 opts.create_header = false;
@@ -606,14 +620,14 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
 }
 
 async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
-    let client = sides::sheets_client(&cfg.sheets).await?;
+    let client = cfg.sheets.client().await?;
     for m in selected(cfg, only)? {
-        let s = sides::open(m, client.clone()).await?;
+        let s = Sides::open(m, client.clone()).await?;
         // Planning writes nothing, not even a missing header.
         let mut opts = s.sheet.options().clone();
         opts.create_header = false;
         let sheet = Arc::new(SheetTable::new(client.clone(), opts, s.schema.clone()));
-        let engine = Engine::builder(m.sync.clone(), sheet, s.db.table())
+        let engine = Engine::builder(s.mapping.clone(), sheet, s.db.table())
             .state(s.db.state_store().await?)
             .build()
             .await?;
@@ -756,13 +770,13 @@ async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
             ));
         }
     }
-    let client = sides::sheets_client(&cfg.sheets).await?;
-    let s = sides::open(m, client).await?;
+    let client = cfg.sheets.client().await?;
+    let s = Sides::open(m, client).await?;
     if !s.db.is_installed().await? {
         s.db.install().await?;
         println!("{mapping}: change capture installed on {}", m.table);
     }
-    let engine = build_engine(m, &s, true).await?;
+    let engine = s.engine(s.db.state_store().await?, true).await?;
     println!(
         "{mapping}: saved state forgotten; syncing both sides as they are (nothing is deleted)"
     );

@@ -4,8 +4,8 @@
 //! the reference daemon drives it. Prints one markdown table to stdout.
 //!
 //! ```text
-//! cargo bench -p sheetsync --features full --bench e2e            # full size, ~4 min a database
-//! cargo bench -p sheetsync --features full --bench e2e -- --quick # CI size, ~1 min a database
+//! cargo bench -p sheetsync-cli --bench e2e            # full size, ~4 min a database
+//! cargo bench -p sheetsync-cli --bench e2e -- --quick # CI size, ~1 min a database
 //! ```
 //!
 //! Environment (each overrides the defaults of either size):
@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value as Json};
 use sheetsync::emulator::{Config as EmuConfig, EmulatorHandle, Latency, QuotaConfig, TriggerSpec};
 use sheetsync::gsheets::quota::LimiterStats;
-use sheetsync::gsheets::webhook::{WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver};
-use sheetsync::gsheets::{Auth, ClientConfig, SheetEdit, SheetOptions, SheetTable, SheetsClient};
+use sheetsync::gsheets::webhook::{EditRouter, WebhookConfig, WebhookReceiver};
+use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
 use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, MySqlPool, PgPool, SqlitePool};
 use sheetsync::sql::{
     MySqlStateStore, MySqlTable, PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable,
@@ -739,11 +739,10 @@ impl Rig {
         }
 
         if mode == Mode::Webhook {
-            // The daemon's webhook, in process: verified payloads go to `accept_edit`.
-            let s = sheet.clone();
-            let handler: WebhookHandler =
-                Arc::new(move |p: WebhookPayload| s.accept_edit(SheetEdit::from(&p)));
-            let receiver = WebhookReceiver::new(WebhookConfig::new(SECRET), handler)?;
+            // The daemon's webhook, in process: verified payloads are routed to the Sheet.
+            let router = EditRouter::new();
+            router.add(sheet.clone());
+            let receiver = WebhookReceiver::new(WebhookConfig::new(SECRET), router.handler())?;
             let app = receiver.router("/webhook");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;

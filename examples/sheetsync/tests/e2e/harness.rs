@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -572,73 +572,15 @@ impl Drop for Daemon {
     }
 }
 
-/// The daemon binary next to this test binary: `target/<profile>/examples/sheetsync`.
-///
-/// `cargo test` builds the `sheetsync` example only as a test harness (it has `test = true`),
-/// so the daemon itself may be missing or older than its sources: the first call builds it with
-/// the cargo that runs the tests (incremental: quick when up to date). Set
-/// `SHEETSYNC_E2E_NO_BUILD=1` to use the binary as it is.
+/// The daemon binary: `SHEETSYNC_BIN` when set (an installed `sheetsync`, say), else the one
+/// cargo built for these tests.
 pub fn daemon_binary() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps")
-        .to_path_buf();
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("sheetsync{}", std::env::consts::EXE_SUFFIX));
-    if let Err(e) = BUILT.get_or_init(|| build_daemon(&profile_dir)) {
-        panic!(
-            "building the daemon failed; run `cargo build --example sheetsync --features full`: {e}"
-        );
-    }
-    assert!(
-        bin.exists(),
-        "the daemon binary {} is missing: run `cargo build --example sheetsync --features full` \
-         (with the same profile as the tests) first",
-        bin.display()
+    let bin = std::env::var_os("SHEETSYNC_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sheetsync")),
+        PathBuf::from,
     );
+    assert!(bin.is_file(), "the daemon {} is not a file", bin.display());
     bin
-}
-
-fn build_daemon(profile_dir: &Path) -> Result<(), String> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    if std::env::var_os("SHEETSYNC_E2E_NO_BUILD").is_some() {
-        return Ok(());
-    }
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "build",
-        "--example",
-        "sheetsync",
-        "--features",
-        "full",
-    ]);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-        None => {}
-    }
-    if let Some(target_dir) = profile_dir.parent() {
-        if target_dir.join("CACHEDIR.TAG").exists() {
-            cmd.arg("--target-dir").arg(target_dir);
-        }
-    }
-    let out = cmd.output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 fn base_command(cfg: &Path) -> Command {

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sheetsync::{Event, QueueChange, Side, WriteKind};
+use sheetsync::{Event, MappingHandle, QueueChange, Side, WriteKind};
 use tokio::sync::broadcast;
 
 /// Counters of one mapping.
@@ -109,7 +109,7 @@ impl MappingMetrics {
 
 /// Renders everything in the Prometheus text format.
 pub fn render(
-    mappings: &[(String, Arc<MappingMetrics>)],
+    mappings: &[(&MappingHandle, &MappingMetrics)],
     api_calls: &BTreeMap<&'static str, u64>,
     api_retries: &BTreeMap<&'static str, u64>,
 ) -> String {
@@ -121,15 +121,22 @@ pub fn render(
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
     };
+    let per_handle = |f: &dyn Fn(&MappingHandle) -> f64| {
+        mappings
+            .iter()
+            .map(|(h, _)| (format!("mapping=\"{}\"", esc(h.name())), f(h)))
+            .collect::<Vec<_>>()
+    };
     let per = |f: &dyn Fn(&MappingMetrics) -> f64| {
         mappings
             .iter()
-            .map(|(n, m)| (format!("mapping=\"{}\"", esc(n)), f(m)))
+            .map(|(h, m)| (format!("mapping=\"{}\"", esc(h.name())), f(m)))
             .collect::<Vec<_>>()
     };
     let per_side = |f: &dyn Fn(&MappingMetrics, Side) -> f64| {
         mappings
             .iter()
+            .map(|(h, m)| (h.name(), m))
             .flat_map(|(n, m)| {
                 Side::BOTH
                     .into_iter()
@@ -198,7 +205,8 @@ pub fn render(
         "Rows queued, approved, rejected, applied, restored or dropped in the pending-delete queue.",
         mappings
             .iter()
-            .flat_map(|(n, m)| {
+            .flat_map(|(h, m)| {
+                let n = h.name();
                 QUEUE_CHANGES.iter().map(move |c| {
                     (
                         format!("mapping=\"{}\",change=\"{}\"", esc(n), c.as_str()),
@@ -219,6 +227,18 @@ pub fn render(
         "gauge",
         "Seconds since the last finished cycle.",
         per(&|m| m.lag_ms().map_or(f64::NAN, |ms| ms as f64 / 1000.0)),
+    );
+    family(
+        "sheetsync_engine_panics_total",
+        "counter",
+        "Panics of the mapping's engine (each restarts it, or stops the daemon, by on_panic).",
+        per_handle(&|h| h.panics() as f64),
+    );
+    family(
+        "sheetsync_mapping_up",
+        "gauge",
+        "1 while the mapping's engine runs, 0 from a panic until it runs again.",
+        per_handle(&|h| h.is_up() as u8 as f64),
     );
     family(
         "sheetsync_api_calls_total",

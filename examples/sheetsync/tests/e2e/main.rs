@@ -2,8 +2,7 @@
 //! against the Sheets emulator (in process) and PostgreSQL, MariaDB/MySQL and SQLite.
 //!
 //! ```sh
-//! cargo build --example sheetsync --features full
-//! cargo test -p sheetsync --features full --test e2e
+//! cargo test -p sheetsync-cli --test e2e
 //! ```
 //!
 //! PostgreSQL: `SHEETSYNC_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
@@ -11,17 +10,14 @@
 //! creates its own database and drops it at the end; SQLite uses a temporary file. A database
 //! server that cannot be reached fails the tests with a message saying how to start one.
 //!
-//! The first test builds the daemon (`cargo build --example sheetsync --features full`, same
-//! profile) because `cargo test` builds that example only as a test harness; set
-//! `SHEETSYNC_E2E_NO_BUILD=1` to skip that. `SHEETSYNC_E2E_LOG` sets the daemon's log filter
-//! (default `info,sqlx=warn`); a failing test prints the end of the daemon's log and keeps its
-//! files (configuration, logs, SQLite database) in a temporary directory it names.
-#![cfg(feature = "full")]
+//! The daemon is this crate's binary, built by cargo for the tests (`CARGO_BIN_EXE_sheetsync`);
+//! `SHEETSYNC_BIN=<path>` runs another one, such as an installed `sheetsync`.
+//! `SHEETSYNC_E2E_LOG` sets the daemon's log filter (default `info,sqlx=warn`); a failing test
+//! prints the end of the daemon's log and keeps its files (configuration, logs, SQLite database) in a temporary directory it names.
 
 mod harness;
 mod idle;
 mod races;
-#[cfg(feature = "testkit")]
 mod round_trips;
 mod scenarios;
 

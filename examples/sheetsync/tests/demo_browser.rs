@@ -1,4 +1,3 @@
-#![cfg(feature = "full")]
 //! The embedded demo, driven as a person would drive it: headless Chromium opens the demo page,
 //! clicks a cell of the Sheet grid, types a new value and presses Enter, and the SQLite file
 //! follows; then an `UPDATE` from another connection shows up in the page's grid.
@@ -9,11 +8,9 @@
 //! `apt-get install -y chromium`; or point `SHEETSYNC_CHROMIUM` at one). A missing browser fails
 //! the test with that advice; it is never skipped.
 //!
-//! The daemon is the `sheetsync` example. `cargo test` builds that example only as a test
-//! harness (`test = true` in Cargo.toml), so this test runs
-//! `cargo build --example sheetsync --features full` (same profile and target directory; a
-//! no-op when it is fresh) and starts `target/<profile>/examples/sheetsync`.
-//! `SHEETSYNC_DEMO_BIN=<path>` skips the build and uses that binary.
+//! The daemon is this crate's `sheetsync` binary, which cargo builds for its tests
+//! (`CARGO_BIN_EXE_sheetsync`); `SHEETSYNC_BIN=<path>` runs another one instead (an installed
+//! `sheetsync`, for instance).
 //!
 //! Every wait polls with a bound (30 s); nothing asserts on timing. A screenshot of the page
 //! after both edits is written to `target/tmp/demo_browser.png` (and one at a failure to
@@ -178,96 +175,13 @@ async fn qty_quoted(db: &mut SqliteConnection) -> String {
 // ---------------------------------------------------------------------------------------------
 // The daemon
 
-/// Finds the daemon binary, building it first unless `SHEETSYNC_DEMO_BIN` names one.
+/// The daemon binary: `SHEETSYNC_BIN` when set, else the one cargo built for this test.
 fn daemon_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SHEETSYNC_DEMO_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "SHEETSYNC_DEMO_BIN={} is not a file",
-            bin.display()
-        );
-        return bin;
-    }
-    // target[/<triple>]/<profile>/deps/demo_browser-<hash>
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps")
-        .to_path_buf();
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let mut target_dir = profile_dir.parent().unwrap().to_path_buf();
-    let mut triple = None;
-    if !target_dir.join("CACHEDIR.TAG").exists()
-        && target_dir
-            .parent()
-            .is_some_and(|p| p.join("CACHEDIR.TAG").exists())
-    {
-        triple = Some(target_dir.file_name().unwrap().to_owned());
-        target_dir = target_dir.parent().unwrap().to_path_buf();
-    }
-    let bin = profile_dir.join("examples").join("sheetsync");
-
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .args([
-            "-p",
-            "sheetsync",
-            "--example",
-            "sheetsync",
-            "--features",
-            "full",
-        ])
-        .arg("--profile")
-        .arg(if profile == "debug" { "dev" } else { &profile })
-        .arg("--target-dir")
-        .arg(&target_dir);
-    if let Some(t) = &triple {
-        build.arg("--target").arg(t);
-    }
-    // What cargo set for running this test describes this test, not the build; some build
-    // scripts (ring's) rerun when CARGO_MANIFEST_DIR appears, which would rebuild every time.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .contains(&name.as_ref())
-        {
-            build.env_remove(name.as_ref());
-        }
-    }
-    let status = build
-        .status()
-        .unwrap_or_else(|e| panic!("running {:?}: {e}", env!("CARGO")));
-    assert!(
-        status.success(),
-        "`cargo build --example sheetsync --features full` failed ({status}); the demo daemon \
-         is needed at {}",
-        bin.display()
+    let bin = std::env::var_os("SHEETSYNC_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sheetsync")),
+        PathBuf::from,
     );
-    assert!(
-        bin.is_file(),
-        "the demo daemon is missing at {} after `cargo build --example sheetsync --features \
-         full`; build it, or set SHEETSYNC_DEMO_BIN to its path",
-        bin.display()
-    );
+    assert!(bin.is_file(), "the daemon {} is not a file", bin.display());
     bin
 }
 

@@ -1,0 +1,445 @@
+//! A Sheet ⇄ database sync from configuration: URLs in, running mappings out.
+//!
+//! [`SheetSync::builder`] takes a database URL and table, a spreadsheet (URL or id, and tab) and
+//! Google credentials; it reads the key and columns from the database table, installs change
+//! capture when asked, keeps the mapping's state in the same database, and runs the engine
+//! under supervision ([`OnPanic`]). The reference daemon is built on it.
+
+mod db;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sheetsync_core::{
+    Engine, Error, ErrorKind, MappingConfig, Result, StateStore, Table, TableSchema,
+};
+use sheetsync_gsheets::webhook::EditRouter;
+use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+
+pub use db::{db_location, redact, DbTable, Located};
+
+use crate::supervise::{EngineFactory, OnPanic, SheetSync, Supervised};
+
+/// How to reach Google (or the emulator): `[sheets]` in the daemon's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetsConfig {
+    /// Sheets API root (`https://sheets.googleapis.com/`, or an emulator's URL).
+    #[serde(default = "google_sheets_url")]
+    pub base_url: String,
+    /// Drive API root; defaults to `https://www.googleapis.com/`, or `base_url` when that is
+    /// not Google's.
+    pub drive_url: Option<String>,
+    /// Path of a service-account JSON key. None: no credentials (an emulator).
+    pub credentials: Option<String>,
+    /// Read requests per minute (Google: 60 per user).
+    #[serde(default = "sixty")]
+    pub reads_per_minute: u32,
+    /// Write requests per minute (Google: 60 per user).
+    #[serde(default = "sixty")]
+    pub writes_per_minute: u32,
+}
+
+fn google_sheets_url() -> String {
+    "https://sheets.googleapis.com/".into()
+}
+
+fn sixty() -> u32 {
+    60
+}
+
+impl Default for SheetsConfig {
+    fn default() -> Self {
+        SheetsConfig {
+            base_url: google_sheets_url(),
+            drive_url: None,
+            credentials: None,
+            reads_per_minute: 60,
+            writes_per_minute: 60,
+        }
+    }
+}
+
+impl SheetsConfig {
+    /// Google, with the credentials `GOOGLE_APPLICATION_CREDENTIALS` (or `SHEETSYNC_CREDENTIALS`)
+    /// names; `SHEETSYNC_SHEETS_URL` points it at an emulator instead.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        SheetsConfig {
+            base_url: var("SHEETSYNC_SHEETS_URL").unwrap_or_else(google_sheets_url),
+            credentials: var("SHEETSYNC_CREDENTIALS")
+                .or_else(|| var("GOOGLE_APPLICATION_CREDENTIALS")),
+            ..SheetsConfig::default()
+        }
+    }
+
+    /// Whether this talks to Google rather than an emulator.
+    fn is_google(&self) -> bool {
+        self.base_url.starts_with("https://sheets.googleapis.com")
+    }
+
+    /// The Sheets client for this configuration.
+    pub async fn client(&self) -> Result<Arc<SheetsClient>> {
+        let auth = match &self.credentials {
+            Some(path) => Auth::service_account_file(path).await?,
+            None if self.is_google() => {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    "talking to Google needs credentials: set sheets.credentials (or SHEETSYNC_CREDENTIALS, or GOOGLE_APPLICATION_CREDENTIALS) to a service-account key file",
+                ))
+            }
+            None => Auth::None,
+        };
+        let drive_url = self.drive_url.clone().unwrap_or_else(|| {
+            if self.is_google() {
+                "https://www.googleapis.com/".into()
+            } else {
+                self.base_url.clone()
+            }
+        });
+        let config = ClientConfig {
+            sheets_url: self.base_url.clone(),
+            drive_url,
+            auth,
+            reads_per_minute: self.reads_per_minute,
+            writes_per_minute: self.writes_per_minute,
+            ..ClientConfig::default()
+        };
+        Ok(Arc::new(SheetsClient::new(config).await?))
+    }
+}
+
+/// One mapping: where its two sides are, and the core settings (`[[mapping]]` in the daemon's
+/// configuration).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncConfig {
+    /// The spreadsheet id.
+    pub spreadsheet_id: String,
+    /// The tab's sheetId (`gid` in its URL).
+    #[serde(default)]
+    pub sheet_id: i32,
+    /// The 1-based header row.
+    #[serde(default = "one")]
+    pub header_row: u32,
+    /// `postgres://…`, `mysql://…` (MariaDB too) or `sqlite://path`.
+    pub database_url: String,
+    /// The table (optionally `schema.table` on PostgreSQL).
+    pub table: String,
+    /// What a panic of the mapping's engine leads to.
+    #[serde(default)]
+    pub on_panic: OnPanic,
+    /// Everything else: name, key (default: the table's primary key), columns (default: all),
+    /// resolvers, deletes, guard, keys, timing.
+    #[serde(flatten)]
+    pub sync: MappingConfig,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A spreadsheet's id and tab from its URL (`https://docs.google.com/spreadsheets/d/<id>/edit#gid=<tab>`),
+/// or a bare id (tab 0).
+pub fn parse_sheet_ref(url_or_id: &str) -> Result<(String, i32)> {
+    let s = url_or_id.trim();
+    let Some(rest) = s.split_once("/spreadsheets/d/").map(|(_, r)| r) else {
+        return match s.contains('/') || s.is_empty() {
+            true => Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("{s:?} is neither a spreadsheet URL nor a spreadsheet id"),
+            )),
+            false => Ok((s.to_string(), 0)),
+        };
+    };
+    let id: String = rest.chars().take_while(|c| !"/?#".contains(*c)).collect();
+    let gid = s
+        .split(['#', '?', '&'])
+        .find_map(|part| part.strip_prefix("gid="))
+        .map(|g| {
+            g.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("{s:?}: gid {g:?} is not a tab id"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok((id, gid.unwrap_or(0)))
+}
+
+/// The mapping's column list, when it names one.
+pub fn mapped_columns(m: &SyncConfig) -> Option<Vec<String>> {
+    (!m.sync.columns.is_empty()).then(|| m.sync.columns.iter().map(|c| c.name.clone()).collect())
+}
+
+/// Both sides of one mapping, ready for an engine.
+#[derive(Clone)]
+pub struct Sides {
+    /// The mapping with its key filled in from the database when it named none.
+    pub mapping: MappingConfig,
+    /// The mapping's schema (the database columns the mapping selects, with directions).
+    pub schema: TableSchema,
+    /// The Sheet.
+    pub sheet: Arc<SheetTable>,
+    /// The database.
+    pub db: DbTable,
+}
+
+impl Sides {
+    /// Opens both sides of `m`: the database table first, whose primary key is the mapping's
+    /// key unless the mapping names one.
+    pub async fn open(m: &SyncConfig, client: Arc<SheetsClient>) -> Result<Sides> {
+        let db = DbTable::open(&m.database_url, &m.table, mapped_columns(m)).await?;
+        let mut mapping = m.sync.clone();
+        if mapping.key.is_empty() {
+            mapping.key = db
+                .schema()
+                .key_names()
+                .iter()
+                .map(|k| k.to_string())
+                .collect();
+        }
+        // The database side already carries exactly the mapped columns, in the mapping's order.
+        let schema = mapping.schema_from(&db.schema())?;
+        let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
+        opts.header_row = m.header_row;
+        let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));
+        Ok(Sides {
+            mapping,
+            schema,
+            sheet,
+            db,
+        })
+    }
+
+    /// The engine of the mapping; `afresh` forgets its saved state first.
+    pub async fn engine(&self, store: Arc<dyn StateStore>, afresh: bool) -> Result<Engine> {
+        let sheet: Arc<dyn Table> = self.sheet.clone();
+        let builder = Engine::builder(self.mapping.clone(), sheet, self.db.table()).state(store);
+        if afresh {
+            builder.start_afresh().build().await
+        } else {
+            builder.build().await
+        }
+    }
+}
+
+/// The Sheets side a [`SheetSync`] built from configuration shares: one client, one router of
+/// reported edits, and each mapping's sides.
+pub(crate) struct SheetsSide {
+    client: Arc<SheetsClient>,
+    router: EditRouter,
+    sides: Vec<Sides>,
+}
+
+/// Builds a [`SheetSync`] from URLs. See the crate docs for an example.
+#[derive(Default)]
+pub struct SyncBuilder {
+    sheets: Option<SheetsConfig>,
+    mappings: Vec<SyncConfig>,
+    pending: Option<SyncConfig>,
+    install_capture: bool,
+    afresh_when_moved: bool,
+    error: Option<Error>,
+}
+
+impl SyncBuilder {
+    /// The database side of a new mapping: a URL (`postgres://…`, `mysql://…`, `sqlite://…`)
+    /// and a table. The mapping is named after the table.
+    pub fn database(mut self, url: impl Into<String>, table: impl Into<String>) -> Self {
+        self.finish_pending();
+        let table = table.into();
+        self.pending = Some(SyncConfig {
+            spreadsheet_id: String::new(),
+            sheet_id: 0,
+            header_row: 1,
+            database_url: url.into(),
+            on_panic: OnPanic::default(),
+            sync: MappingConfig::new(table.rsplit('.').next().unwrap_or(&table), &[]),
+            table,
+        });
+        self
+    }
+
+    /// The Sheet side of the mapping begun by [`SyncBuilder::database`]: a spreadsheet URL
+    /// (its `gid` names the tab) or id (the first tab). An unparsable reference fails
+    /// [`SyncBuilder::start`].
+    pub fn sheet(mut self, url_or_id: &str) -> Self {
+        if let Some(p) = &mut self.pending {
+            match parse_sheet_ref(url_or_id) {
+                Ok((id, tab)) => (p.spreadsheet_id, p.sheet_id) = (id, tab),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self
+    }
+
+    /// Changes the mapping begun by [`SyncBuilder::database`]: its name, columns, resolvers,
+    /// timing, panic policy and so on.
+    pub fn configure(mut self, f: impl FnOnce(&mut SyncConfig)) -> Self {
+        if let Some(p) = &mut self.pending {
+            f(p);
+        }
+        self
+    }
+
+    /// Adds a whole mapping (as the daemon reads them from its configuration).
+    pub fn mapping(mut self, m: SyncConfig) -> Self {
+        self.finish_pending();
+        self.mappings.push(m);
+        self
+    }
+
+    /// How to reach Google (default: [`SheetsConfig::from_env`]).
+    pub fn sheets(mut self, sheets: SheetsConfig) -> Self {
+        self.sheets = Some(sheets);
+        self
+    }
+
+    /// Installs change capture on tables that lack it (default: fail, naming the table).
+    pub fn install_capture(mut self, install: bool) -> Self {
+        self.install_capture = install;
+        self
+    }
+
+    /// When a mapping's saved state belongs to another spreadsheet, tab or table, start the
+    /// mapping afresh (merging both sides, deleting nothing) instead of failing. For demos whose
+    /// spreadsheet is new on every run; see `Engine::builder(..).start_afresh()`.
+    pub fn afresh_when_moved(mut self, afresh: bool) -> Self {
+        self.afresh_when_moved = afresh;
+        self
+    }
+
+    fn finish_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.mappings.push(p);
+        }
+    }
+
+    /// Opens every mapping's sides and builds its engine; nothing syncs until
+    /// [`SheetSync::start`] (subscribe to events first to see the initial sync).
+    pub async fn open(mut self) -> Result<SheetSync> {
+        self.finish_pending();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let client = self
+            .sheets
+            .clone()
+            .unwrap_or_else(SheetsConfig::from_env)
+            .client()
+            .await?;
+        let router = EditRouter::new();
+        let (mut supervised, mut sides) = (Vec::new(), Vec::new());
+        for m in &self.mappings {
+            if m.spreadsheet_id.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("mapping {:?} names no spreadsheet", m.sync.name),
+                ));
+            }
+            let s = Sides::open(m, client.clone()).await?;
+            self.ensure_capture(m, &s.db).await?;
+            router.add(s.sheet.clone());
+            supervised.push(Supervised {
+                name: s.mapping.name.clone(),
+                on_panic: m.on_panic,
+                factory: self.factory(&s).await?,
+            });
+            sides.push(s);
+        }
+        let mut sync = SheetSync::supervise(supervised).await?;
+        sync.sheets = Some(SheetsSide {
+            client,
+            router,
+            sides,
+        });
+        Ok(sync)
+    }
+
+    /// [`SyncBuilder::open`], then [`SheetSync::start`].
+    pub async fn start(self) -> Result<SheetSync> {
+        let sync = self.open().await?;
+        sync.start();
+        Ok(sync)
+    }
+
+    async fn ensure_capture(&self, m: &SyncConfig, db: &DbTable) -> Result<()> {
+        if db.is_installed().await? {
+            return Ok(());
+        }
+        if !self.install_capture {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!(
+                    "change capture is not installed on {}; run `sheetsync install` (or let the sync install it)",
+                    m.table
+                ),
+            ));
+        }
+        db.install().await?;
+        tracing::info!(mapping = %m.sync.name, table = %m.table, "installed change capture");
+        Ok(())
+    }
+
+    /// Builds the mapping's engine on the state store in its own database.
+    async fn factory(&self, s: &Sides) -> Result<EngineFactory> {
+        let (sides, store, afresh_when_moved) =
+            (s.clone(), s.db.state_store().await?, self.afresh_when_moved);
+        Ok(Arc::new(move || {
+            let (sides, store) = (sides.clone(), store.clone());
+            Box::pin(async move {
+                match sides.engine(store.clone(), false).await {
+                    Err(e) if afresh_when_moved && e.kind() == ErrorKind::IdentityMismatch => {
+                        tracing::warn!(mapping = %sides.mapping.name, "the mapping's saved state belongs to other sides: starting afresh (merging, no deletes)");
+                        sides.engine(store, true).await
+                    }
+                    other => other,
+                }
+            })
+        }))
+    }
+}
+
+impl SheetSync {
+    /// Starts building a sync from URLs.
+    pub fn builder() -> SyncBuilder {
+        SyncBuilder::default()
+    }
+
+    fn sheets_side(&self) -> Option<&SheetsSide> {
+        self.sheets.as_ref()
+    }
+
+    /// The Sheets client (its call counters), when built by [`SheetSync::builder`].
+    pub fn sheets_client(&self) -> Option<&Arc<SheetsClient>> {
+        self.sheets_side().map(|s| &s.client)
+    }
+
+    /// Routes the edits the Sheet reports to the mappings of the edited tab: give its
+    /// [`EditRouter::handler`] to a `WebhookReceiver`.
+    pub fn edit_router(&self) -> Option<&EditRouter> {
+        self.sheets_side().map(|s| &s.router)
+    }
+
+    /// Each mapping's sides, in the order of the mappings.
+    pub fn sides(&self) -> &[Sides] {
+        self.sheets_side().map_or(&[], |s| &s.sides)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sheet_references_are_urls_or_ids() {
+        let url = "https://docs.google.com/spreadsheets/d/1AbC-d_E/edit#gid=42";
+        assert_eq!(parse_sheet_ref(url).unwrap(), ("1AbC-d_E".into(), 42));
+        let url = "https://docs.google.com/spreadsheets/d/1AbC/edit?usp=sharing";
+        assert_eq!(parse_sheet_ref(url).unwrap(), ("1AbC".into(), 0));
+        assert_eq!(parse_sheet_ref(" 1AbC ").unwrap(), ("1AbC".into(), 0));
+        assert!(parse_sheet_ref("https://example.com/x").is_err());
+        assert!(parse_sheet_ref("https://docs.google.com/spreadsheets/d/x/edit#gid=a").is_err());
+    }
+}
