@@ -5,7 +5,8 @@
 //! came from (a person fixes the value), or until its pause is over (one more attempt; the pause
 //! doubles up to [`MAX_PAUSE`]). Changes on the failing side do not count: a stale row changes
 //! there by definition. A failed batch (a side unreachable) is not the row's fault and does not
-//! count either.
+//! count either, nor does a stale Sheet write (the row was not where it was looked for: people
+//! moved rows; the next attempt locates it again).
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,10 @@ impl Failure {
     /// The side and the reason to hold the row with, for a failure that is the row's own.
     fn of_row(&self) -> Option<(Side, String)> {
         match self {
-            Failure::Batch => None,
+            // A stale Sheet write means the row was not where the write looked for it: people
+            // moved or deleted rows meanwhile. The next attempt locates it again; counting those
+            // would park rows that a busy afternoon of sorting merely delays.
+            Failure::Batch | Failure::Stale(Side::Sheet) => None,
             Failure::Stale(side) => {
                 Some((*side, format!("the {side} row changed under every write")))
             }
