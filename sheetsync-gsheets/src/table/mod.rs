@@ -546,9 +546,6 @@ impl SheetTable {
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = None;
         cache.observations = None;
-        // A person's edit may have added or moved rows: the last full read's positions no
-        // longer tell where keys are (a row typed since would be taken for missing).
-        cache.positions = None;
     }
 
     /// Feeds a person's edit reported by the Sheet into the change feed and wakes the engine.
@@ -559,6 +556,9 @@ impl SheetTable {
             return Ok(());
         }
         self.forget_read();
+        // A person's edit may have added or moved rows: the last full read's positions no
+        // longer tell where keys are (a row typed since would be taken for missing).
+        self.cache.lock().expect("cache lock").positions = None;
         let layout = self
             .layout
             .lock()
