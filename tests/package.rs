@@ -1,5 +1,6 @@
 //! Checks that keep the workspace publishable: the declared `rust-version` covers the
-//! dependency tree, the license files exist, and the docs refer only to files that exist.
+//! dependency tree, every crate carries its license files, README and crates.io/docs.rs
+//! metadata, and the docs refer only to files that exist.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,18 +19,13 @@ fn version(v: &str) -> (u32, u32, u32) {
     )
 }
 
-#[test]
-fn rust_version_covers_the_dependency_tree() {
+/// `cargo metadata` of the workspace, all features on, every platform (not offline: it needs
+/// the manifests of dependencies for other platforms too, which a build here never fetched).
+fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root())
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--all-features",
-        ])
+        .args(["metadata", "--format-version", "1", "--all-features"])
         .output()
         .expect("cargo metadata runs");
     assert!(
@@ -37,24 +33,33 @@ fn rust_version_covers_the_dependency_tree() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let members: Vec<&str> = meta["workspace_members"]
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The workspace's own packages in `meta`.
+fn members(meta: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let ids = meta["workspace_members"].as_array().unwrap();
+    meta["packages"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|m| m.as_str())
-        .collect();
-    let packages = meta["packages"].as_array().unwrap();
-    let needed = packages
+        .filter(|p| ids.contains(&p["id"]))
+        .collect()
+}
+
+#[test]
+fn rust_version_covers_the_dependency_tree() {
+    let meta = metadata();
+    let ours = members(&meta);
+    let needed = meta["packages"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|p| !members.contains(&p["id"].as_str().unwrap_or("")))
+        .filter(|p| !ours.contains(p))
         .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?)))
         .max()
         .expect("dependencies declare rust versions");
-    for p in packages
-        .iter()
-        .filter(|p| members.contains(&p["id"].as_str().unwrap_or("")))
-    {
+    for p in ours {
         let declared = p["rust_version"].as_str().unwrap_or("none");
         assert!(
             version(declared) >= needed.0,
@@ -66,12 +71,57 @@ fn rust_version_covers_the_dependency_tree() {
     }
 }
 
+/// Every crate carries its license texts, a README, the metadata crates.io lists it by and the
+/// docs.rs settings that render its feature-gated modules.
 #[test]
-fn license_files_exist() {
-    for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
-        let text = std::fs::read_to_string(root().join(f)).unwrap_or_default();
-        assert!(text.len() > 500, "{f} is missing or empty");
+fn every_crate_is_ready_to_publish() {
+    let meta = metadata();
+    let crates = members(&meta);
+    assert_eq!(crates.len(), 6, "the facade, four libraries and the daemon");
+    let mut problems = Vec::new();
+    for p in crates {
+        let name = p["name"].as_str().unwrap();
+        let dir = Path::new(p["manifest_path"].as_str().unwrap())
+            .parent()
+            .unwrap();
+        for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            if text.len() < 500 {
+                problems.push(format!("{name}: {f} is missing or empty"));
+            }
+        }
+        let readme = p["readme"].as_str().map(|r| dir.join(r));
+        let readme_text = readme.and_then(|r| std::fs::read_to_string(r).ok());
+        if readme_text.is_none_or(|t| !t.contains(&format!("# {name}")) && name != "sheetsync") {
+            problems.push(format!("{name}: no README titled with the crate's name"));
+        }
+        for field in ["description", "license", "repository", "rust_version"] {
+            if p[field].as_str().is_none_or(str::is_empty) {
+                problems.push(format!("{name}: no {field}"));
+            }
+        }
+        let listed = |field: &str| p[field].as_array().map_or(0, Vec::len);
+        if !(1..=5).contains(&listed("keywords")) || !(1..=5).contains(&listed("categories")) {
+            problems.push(format!(
+                "{name}: crates.io takes 1 to 5 keywords and categories"
+            ));
+        }
+        if p["metadata"]["docs"]["rs"]["all-features"] != true {
+            problems.push(format!(
+                "{name}: docs.rs would build it without its features"
+            ));
+        }
     }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_changelog_has_an_unreleased_section() {
+    let text = std::fs::read_to_string(root().join("CHANGELOG.md")).unwrap_or_default();
+    assert!(
+        text.contains("## [Unreleased]"),
+        "CHANGELOG.md: {text:.200}"
+    );
 }
 
 /// Every `docs/…` path the documentation and the sources mention exists.
@@ -140,4 +190,51 @@ fn the_readme_library_example_is_the_tested_example() {
         example.contains(code),
         "the README's library example differs from examples/postgres_sheet.rs:\n{code}"
     );
+}
+
+/// `cargo package` packs every crate of the workspace (each against the others as packed, the
+/// way crates.io would see them). Its own target directory: the test's build holds the
+/// workspace's lock.
+#[test]
+fn cargo_package_packs_every_crate() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::env::temp_dir().join(format!("sheetsync-package-{}", std::process::id()));
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "package",
+            "--workspace",
+            "--no-verify",
+            "--offline",
+            "--allow-dirty",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cargo package runs");
+    let packed: Vec<String> = std::fs::read_dir(target.join("package"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&target);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "sheetsync",
+        "sheetsync-core",
+        "sheetsync-sql",
+        "sheetsync-gsheets",
+    ]
+    .into_iter()
+    .chain(["sheetsync-emulator", "sheetsync-cli"])
+    {
+        let file = format!("{name}-{}.crate", env!("CARGO_PKG_VERSION"));
+        assert!(packed.contains(&file), "{file} not among {packed:?}");
+    }
 }
