@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// A mapping's saved state belongs to another spreadsheet, tab or table than the ones it
     /// points at now.
     IdentityMismatch,
+    /// This process no longer owns the mapping: another replica took it over (its ownership
+    /// epoch is later than the one this commit carries), or the lock that made this process
+    /// the owner was lost. It must stop writing the mapping.
+    NotOwner,
 }
 
 impl ErrorKind {
@@ -60,6 +64,7 @@ impl ErrorKind {
             ErrorKind::GuardTripped => "guard_tripped",
             ErrorKind::OutcomeUnknown => "outcome_unknown",
             ErrorKind::IdentityMismatch => "identity_mismatch",
+            ErrorKind::NotOwner => "not_owner",
         }
     }
 }

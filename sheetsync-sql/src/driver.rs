@@ -117,6 +117,11 @@ pub(crate) trait Driver: sqlx::Database {
 
     /// The statements of the state store.
     fn state() -> &'static StateSql;
+
+    /// The file the pool's database lives in, for a lease held as a file lock (SQLite).
+    fn database_file(_pool: &sqlx::Pool<Self>) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Runs fixed, audited SQL on a connection of any driver.

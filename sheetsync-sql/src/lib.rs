@@ -89,6 +89,7 @@ mod dialect;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod driver;
 mod error;
+pub mod lease;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod session;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

@@ -370,10 +370,11 @@ pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
 
 /// The state store's statements on one database.
 pub(crate) struct StateSql {
-    /// The three tables, qualified and quoted.
+    /// The four tables, qualified and quoted.
     pub mappings: &'static str,
     pub bases: &'static str,
     pub intents: &'static str,
+    pub leases: &'static str,
     /// `$n` placeholders (PostgreSQL) rather than `?`.
     pub dollar: bool,
     /// Creates the tables (in one transaction begun with the driver's `BEGIN`).
@@ -389,6 +390,8 @@ pub(crate) struct StateSql {
     pub upsert_bases: &'static str,
     /// Begins the transaction that loads a mapping (one snapshot for all three tables).
     pub load_begin: &'static str,
+    /// Mapping ownership ([`crate::lease`]).
+    pub lease: crate::lease::LeaseSql,
 }
 
 impl StateSql {
@@ -490,10 +493,19 @@ impl<D: Driver> Store<D> {
             .map_err(|e| e.with_context("table", table))?;
         session.commit().await
     }
+
+    pub(crate) async fn try_lease(
+        &self,
+        mapping: &str,
+        owner: &str,
+    ) -> Result<Option<crate::lease::Lease>> {
+        let file = D::database_file(&self.pool);
+        crate::lease::try_acquire::<D>(&self.pool, file, mapping, owner).await
+    }
 }
 
 /// `sql` with the mapping bound as its first parameter.
-fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
+pub(crate) fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
     D::bind(
         sqlx::query(audited(sql)),
         crate::codec::Bind::Text(mapping.to_string()),
@@ -531,6 +543,9 @@ pub(crate) async fn commit_in<D: Driver>(
     let doc = read_doc::<D>(conn, mapping, s.lock_doc)
         .await
         .map_err(err)?;
+    if let Some(epoch) = delta.fence {
+        crate::lease::check_fence::<D>(conn, mapping, epoch).await?;
+    }
     let mut doc = Doc::parse(doc)?;
     doc.apply(delta);
     let cleared = [
@@ -631,6 +646,18 @@ macro_rules! state_store {
             /// Drops the state tables (every mapping's state).
             pub async fn uninstall(&self) -> Result<()> {
                 self.0.uninstall().await
+            }
+
+            /// Tries to take ownership of `mapping` for `owner` (a name for logs and status,
+            /// such as host and process id); `None` while another process owns it. See
+            /// [`crate::lease`]: put the lease's epoch on every commit
+            /// ([`StateDelta::fence`](sheetsync_core::StateDelta::fence)).
+            pub async fn try_lease(
+                &self,
+                mapping: &str,
+                owner: &str,
+            ) -> Result<Option<crate::lease::Lease>> {
+                self.0.try_lease(mapping, owner).await
             }
         }
 

@@ -189,6 +189,11 @@ pub struct StateDelta {
     pub pending_deletes: Option<Vec<PendingDelete>>,
     /// Replaces the log of recent deletes.
     pub recent_deletes: Option<Vec<RecentDeletes>>,
+    /// The ownership epoch of the process that commits (a fencing token, see
+    /// `sheetsync_sql::lease`): a store that keeps leases refuses the commit with
+    /// [`ErrorKind::NotOwner`](crate::ErrorKind::NotOwner) when the mapping's lease has moved
+    /// to another epoch since, in the commit's own transaction. `None`: not fenced.
+    pub fence: Option<u64>,
 }
 
 impl StateDelta {

@@ -22,6 +22,7 @@ use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::{db_error, RowError};
+use crate::lease::LeaseSql;
 use crate::state::StateSql;
 use crate::statements::Lock;
 use crate::table::{ReadAs, TableInfo};
@@ -144,6 +145,7 @@ static STATE: StateSql = StateSql {
     mappings: "`_sheetsync_state_mappings`",
     bases: "`_sheetsync_state_bases`",
     intents: "`_sheetsync_state_intents`",
+    leases: "`_sheetsync_state_leases`",
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS `_sheetsync_state_mappings` (
@@ -158,9 +160,13 @@ static STATE: StateSql = StateSql {
             mapping VARCHAR(191) NOT NULL, kh BINARY(16) NOT NULL, k LONGBLOB NOT NULL,
             intent LONGBLOB NOT NULL, PRIMARY KEY (mapping, kh)
          ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS `_sheetsync_state_leases` (
+            mapping VARCHAR(191) NOT NULL PRIMARY KEY, epoch BIGINT NOT NULL,
+            owner VARCHAR(255) NOT NULL, since BIGINT NOT NULL
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
     uninstall: &[
-        "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`",
+        "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`, `_sheetsync_state_leases`",
     ],
     ensure_doc: "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
     lock_doc: " FOR UPDATE",
@@ -168,6 +174,15 @@ static STATE: StateSql = StateSql {
     upsert_bases: "ON DUPLICATE KEY UPDATE k = VALUES(k), row_data = VALUES(row_data),
         tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
     load_begin: "BEGIN",
+    lease: LeaseSql {
+        // Named locks are server-wide and their names at most 64 characters: the name hashes
+        // the database and the mapping.
+        try_lock: Some(
+            "SELECT CAST(COALESCE(GET_LOCK(CONCAT('sheetsync:', SHA1(CONCAT(DATABASE(), '/', ?))), 0), 0) AS SIGNED)",
+        ),
+        take: "INSERT INTO `_sheetsync_state_leases` (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
+            ON DUPLICATE KEY UPDATE epoch = epoch + 1, owner = VALUES(owner), since = VALUES(since)",
+    },
 };
 
 #[async_trait]

@@ -22,6 +22,7 @@ use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::{db_error, RowError};
+use crate::lease::LeaseSql;
 use crate::state::StateSql;
 use crate::table::{ReadAs, TableInfo};
 
@@ -155,6 +156,7 @@ static STATE: StateSql = StateSql {
     mappings: "sheetsync.state_mappings",
     bases: "sheetsync.state_bases",
     intents: "sheetsync.state_intents",
+    leases: "sheetsync.state_leases",
     dollar: true,
     install: &[
         "SELECT pg_advisory_xact_lock(hashtext('sheetsync.install'))",
@@ -166,11 +168,14 @@ static STATE: StateSql = StateSql {
         "CREATE TABLE IF NOT EXISTS sheetsync.state_intents (
             mapping text NOT NULL, kh bytea NOT NULL, k bytea NOT NULL, intent bytea NOT NULL,
             PRIMARY KEY (mapping, kh))",
+        "CREATE TABLE IF NOT EXISTS sheetsync.state_leases (
+            mapping text PRIMARY KEY, epoch bigint NOT NULL, owner text NOT NULL, since bigint NOT NULL)",
     ],
     uninstall: &[
         "DROP TABLE IF EXISTS sheetsync.state_mappings",
         "DROP TABLE IF EXISTS sheetsync.state_bases",
         "DROP TABLE IF EXISTS sheetsync.state_intents",
+        "DROP TABLE IF EXISTS sheetsync.state_leases",
         "DO $$ BEGIN DROP SCHEMA IF EXISTS sheetsync; EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$",
     ],
     ensure_doc: "INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING",
@@ -178,6 +183,16 @@ static STATE: StateSql = StateSql {
     upsert_bases: "ON CONFLICT (mapping, kh) DO UPDATE SET k = EXCLUDED.k, row_data = EXCLUDED.row_data,
         tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
     load_begin: "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    lease: LeaseSql {
+        // Advisory locks are per database; the key is a 64-bit hash of the mapping's name.
+        try_lock: Some(
+            "SELECT CASE WHEN pg_try_advisory_lock(hashtextextended('sheetsync.lease/' || $1, 0))
+             THEN 1::bigint ELSE 0::bigint END",
+        ),
+        take: "INSERT INTO sheetsync.state_leases (mapping, epoch, owner, since) VALUES ($1, 1, $2, $3)
+            ON CONFLICT (mapping) DO UPDATE SET epoch = sheetsync.state_leases.epoch + 1,
+            owner = EXCLUDED.owner, since = EXCLUDED.since",
+    },
 };
 
 #[async_trait]

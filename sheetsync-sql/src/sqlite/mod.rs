@@ -21,6 +21,7 @@ use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{sqlite_busy_timeout_sql, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::db_error;
+use crate::lease::LeaseSql;
 use crate::state::StateSql;
 use crate::table::TableInfo;
 
@@ -148,6 +149,7 @@ static STATE: StateSql = StateSql {
     mappings: "_sheetsync_state_mappings",
     bases: "_sheetsync_state_bases",
     intents: "_sheetsync_state_intents",
+    leases: "_sheetsync_state_leases",
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
@@ -157,11 +159,14 @@ static STATE: StateSql = StateSql {
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_intents (
             mapping TEXT NOT NULL, kh BLOB NOT NULL, k BLOB NOT NULL, intent BLOB NOT NULL,
             PRIMARY KEY (mapping, kh))",
+        "CREATE TABLE IF NOT EXISTS _sheetsync_state_leases (
+            mapping TEXT PRIMARY KEY, epoch INTEGER NOT NULL, owner TEXT NOT NULL, since INTEGER NOT NULL)",
     ],
     uninstall: &[
         "DROP TABLE IF EXISTS _sheetsync_state_mappings",
         "DROP TABLE IF EXISTS _sheetsync_state_bases",
         "DROP TABLE IF EXISTS _sheetsync_state_intents",
+        "DROP TABLE IF EXISTS _sheetsync_state_leases",
     ],
     ensure_doc: "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, '{}')
         ON CONFLICT (mapping) DO NOTHING",
@@ -170,6 +175,13 @@ static STATE: StateSql = StateSql {
     upsert_bases: "ON CONFLICT (mapping, kh) DO UPDATE SET k = excluded.k, row_data = excluded.row_data,
         tombstone = excluded.tombstone, synced_at = excluded.synced_at",
     load_begin: "BEGIN",
+    lease: LeaseSql {
+        // A file lock beside the database (one host): see `crate::lease`.
+        try_lock: None,
+        take: "INSERT INTO _sheetsync_state_leases (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
+            ON CONFLICT (mapping) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner,
+            since = excluded.since",
+    },
 };
 
 #[async_trait]
@@ -231,6 +243,16 @@ impl Driver for Sqlite {
 
     fn state() -> &'static StateSql {
         &STATE
+    }
+
+    fn database_file(pool: &sqlx::Pool<Sqlite>) -> Option<std::path::PathBuf> {
+        let options = pool.connect_options();
+        let name = options.get_filename();
+        // sqlx names an in-memory database `:memory:` or `file:sqlx-in-memory-N`.
+        let in_memory = name.as_os_str().is_empty()
+            || name == std::path::Path::new(":memory:")
+            || name.to_string_lossy().starts_with("file:");
+        (!in_memory).then(|| name.to_path_buf())
     }
 }
 

@@ -507,3 +507,42 @@ pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
         oracle.load("m").await.unwrap()
     );
 }
+
+/// Drops the test's database (or directory) when the test ends, passed or not.
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+pub enum Cleanup {
+    /// A directory (SQLite files).
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    /// A database on a server: `sql` drops it, run on `admin_url`.
+    Server { admin_url: String, sql: String },
+}
+
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Cleanup::Server { admin_url, sql } = self else {
+            return;
+        };
+        let (url, sql) = (admin_url.clone(), sql.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if url.starts_with("postgres") {
+                    if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                    }
+                } else if let Ok(mut c) =
+                    <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
