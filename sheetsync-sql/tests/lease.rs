@@ -321,3 +321,54 @@ async fn a_fenced_write_transaction_rolls_back_its_writes() {
         .unwrap();
     assert_eq!(rows, 0, "the old owner's database write was rolled back");
 }
+
+/// An engine fenced with its lease's epoch: once another process took the mapping over, its
+/// cycle fails with `NotOwner` and leaves the database and the state as the new owner has them.
+#[tokio::test]
+async fn an_engine_whose_mapping_was_taken_over_changes_nothing() {
+    use sheetsync_core::{Engine, MappingConfig, MemoryTable, Source, Table};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let table = SqliteTable::open(pool.clone(), "items", SqlOptions::default())
+        .await
+        .unwrap();
+    table.install().await.unwrap();
+    let store = Arc::new(SqliteStateStore::new(pool.clone()).await.unwrap());
+    let lease = store.try_lease("items", "a").await.unwrap().unwrap();
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", table.schema().clone()));
+    let engine = Engine::builder(
+        MappingConfig::new("items", &["id"]),
+        sheet.clone(),
+        Arc::new(table) as Arc<dyn Table>,
+    )
+    .state(store.clone())
+    .fence(lease.epoch())
+    .build()
+    .await
+    .unwrap();
+    engine.run_once().await.unwrap();
+    lease.release();
+    let other = SqliteStateStore::new(sqlx::SqlitePool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let _taken = take(&other, "items", "b").await;
+    sheet.upsert(Row::new(vec![Value::Int(1), Value::Text("typed".into())]));
+    let err = engine.run_once().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotOwner, "{err}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the old owner's write was rolled back");
+    let state = other.load("items").await.unwrap();
+    assert!(
+        state.bases.is_empty() && state.intents.is_empty(),
+        "{state:?}"
+    );
+}

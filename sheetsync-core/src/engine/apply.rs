@@ -130,6 +130,7 @@ impl Engine {
             .map(|(k, target)| (k.clone(), RowBase::agreed(target.clone(), now)))
             .collect();
         let delta = StateDelta {
+            fence: self.fence,
             upsert: rebased,
             intents: plan.intents.values().cloned().collect(),
             identity: st.identity_to_record.clone(),
@@ -344,6 +345,7 @@ impl Engine {
             return;
         }
         let delta = StateDelta {
+            fence: self.fence,
             upsert: rebased,
             clock: self.clock.last(),
             ..StateDelta::default()
@@ -480,6 +482,7 @@ impl Engine {
             .collect();
         let intents_cleared = !intents_done.is_empty() && intents_done.len() == st.intents.len();
         let delta = StateDelta {
+            fence: self.fence,
             remove: prunable_tombstones(st, reads, &new_bases),
             upsert: new_bases,
             cursors: moved_cursors(st, reads),

@@ -72,6 +72,7 @@ pub(super) async fn start_afresh(
     store: &dyn StateStore,
     mapping: &str,
     current: &MappingIdentity,
+    fence: Option<u64>,
 ) -> Result<StateSnapshot> {
     let old = store.load(mapping).await?;
     tracing::warn!(
@@ -83,6 +84,7 @@ pub(super) async fn start_afresh(
         "starting the mapping afresh: the next sync merges both sides and deletes nothing"
     );
     let delta = StateDelta {
+        fence,
         reset: true,
         identity: Some(current.clone()),
         clock: old.clock,

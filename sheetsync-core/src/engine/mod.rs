@@ -76,6 +76,8 @@ pub struct Engine {
     published: std::sync::RwLock<Arc<operator::Published>>,
     /// Decisions made while a cycle ran, for the next one.
     inbox: std::sync::Mutex<Vec<operator::Decision>>,
+    /// The ownership epoch every state commit carries, if the mapping is leased.
+    fence: Option<u64>,
 }
 
 #[derive(Default)]
@@ -203,6 +205,7 @@ pub struct EngineBuilder {
     resolver: Option<Arc<dyn ConflictResolver>>,
     origin: Option<String>,
     start_afresh: bool,
+    fence: Option<u64>,
 }
 
 impl EngineBuilder {
@@ -221,6 +224,14 @@ impl EngineBuilder {
     /// The origin tag the engine's writes carry (default `sheetsync:<mapping name>`).
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
+        self
+    }
+
+    /// Fences every state commit with `epoch`, the ownership epoch of a lease on the mapping
+    /// (see [`StateDelta::fence`](crate::StateDelta::fence)): once another process takes the
+    /// mapping over, this engine's commits fail with [`ErrorKind::NotOwner`] and change nothing.
+    pub fn fence(mut self, epoch: u64) -> Self {
+        self.fence = Some(epoch);
         self
     }
 
@@ -278,7 +289,7 @@ impl EngineBuilder {
             db: self.db.identity().await?,
         };
         let snap = if self.start_afresh {
-            identity::start_afresh(&*store, &self.mapping.name, &current).await?
+            identity::start_afresh(&*store, &self.mapping.name, &current, self.fence).await?
         } else {
             store.load(&self.mapping.name).await?
         };
@@ -307,6 +318,7 @@ impl EngineBuilder {
             state: Mutex::new(state),
             published: Default::default(),
             inbox: Default::default(),
+            fence: self.fence,
         };
         engine.publish(&*engine.state.lock().await);
         Ok(engine)
@@ -328,6 +340,7 @@ impl Engine {
             resolver: None,
             origin: None,
             start_afresh: false,
+            fence: None,
         }
     }
 

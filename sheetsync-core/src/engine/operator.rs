@@ -211,6 +211,7 @@ impl Engine {
         let mut choices = st.choices.clone();
         choices.insert(key.clone(), choice);
         let delta = StateDelta {
+            fence: self.fence,
             choices: Some(choices.clone().into_iter().collect()),
             clock: self.clock.last(),
             ..Default::default()
@@ -240,6 +241,7 @@ impl Engine {
             }
         }
         let delta = StateDelta {
+            fence: self.fence,
             pending_deletes: Some(queue.values().cloned().collect()),
             clock: self.clock.last(),
             ..StateDelta::default()
