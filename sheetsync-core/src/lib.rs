@@ -77,6 +77,7 @@ pub mod mapping;
 mod memory;
 pub mod merge;
 mod model;
+pub mod ownership;
 pub mod resolve;
 pub mod state;
 mod table;
@@ -97,6 +98,7 @@ pub use model::{
     KeyHashBuilder, KeyHasher, KeyMap, Observation, ParseDecimalError, Row, RowHash, RowKey, Side,
     TableSchema, UnkeyedRow, Value,
 };
+pub use ownership::Ownership;
 pub use resolve::{
     Chain, ColumnOwner, ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict,
     FnResolver, Granularity, LastWriteWins, Manual, Resolution, ResolverSpec, RowConflict,

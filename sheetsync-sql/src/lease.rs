@@ -281,3 +281,18 @@ async fn keep<D: Driver>(
     // Every later check fails: the channel's receiver is gone.
     held.send_replace(false);
 }
+
+#[async_trait::async_trait]
+impl sheetsync_core::Ownership for Lease {
+    fn epoch(&self) -> u64 {
+        Lease::epoch(self)
+    }
+
+    async fn check(&self) -> Result<()> {
+        Lease::check(self).await
+    }
+
+    async fn lost(&self) {
+        Lease::lost(self).await
+    }
+}

@@ -44,6 +44,8 @@ leasing!(PostgresStateStore, MySqlStateStore, SqliteStateStore);
 /// A database of its own for one test, with two stores on separate pools (two processes), and
 /// a way to kill a connection from outside.
 struct Db {
+    /// The database's URL (SQLite: the file's).
+    url: String,
     a: Box<dyn Leasing>,
     b: Box<dyn Leasing>,
     /// Kills the connection that holds `mapping`'s lock (PostgreSQL, MySQL).
@@ -65,6 +67,7 @@ async fn sqlite() -> Db {
     Db {
         a: store().await,
         b: store().await,
+        url: url.clone(),
         kill: None,
         _cleanup: Cleanup::Dir(dir),
     }
@@ -90,6 +93,7 @@ async fn postgres() -> Db {
     Db {
         a: store().await,
         b: store().await,
+        url: url.clone(),
         kill: Some(Box::new(move |_mapping| {
             let (url, db) = (kill_url.clone(), db.clone());
             Box::pin(async move {
@@ -131,6 +135,7 @@ async fn mysql() -> Db {
     Db {
         a: store().await,
         b: store().await,
+        url: url.clone(),
         kill: Some(Box::new(move |mapping| {
             let url = kill_url.clone();
             Box::pin(async move {
@@ -322,24 +327,25 @@ async fn a_fenced_write_transaction_rolls_back_its_writes() {
     assert_eq!(rows, 0, "the old owner's database write was rolled back");
 }
 
-/// An engine fenced with its lease's epoch: once another process took the mapping over, its
-/// cycle fails with `NotOwner` and leaves the database and the state as the new owner has them.
+/// An engine that owns its mapping by a lease: once the lease is lost and another process
+/// took the mapping over, a cycle of the old engine (paused, it never noticed) writes nothing to
+/// the Sheet, its database write is rolled back with its refused state commit, and its loop ends.
 #[tokio::test]
 async fn an_engine_whose_mapping_was_taken_over_changes_nothing() {
     use sheetsync_core::{Engine, MappingConfig, MemoryTable, Source, Table};
+    use sheetsync_sql::PostgresTable;
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    let db = postgres().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("CREATE TABLE items (id bigint PRIMARY KEY, name text)")
         .execute(&pool)
         .await
         .unwrap();
-    let table = SqliteTable::open(pool.clone(), "items", SqlOptions::default())
+    let table = PostgresTable::open(pool.clone(), None, "items", SqlOptions::default())
         .await
         .unwrap();
     table.install().await.unwrap();
-    let store = Arc::new(SqliteStateStore::new(pool.clone()).await.unwrap());
+    let store = Arc::new(PostgresStateStore::new(pool.clone()).await.unwrap());
     let lease = store.try_lease("items", "a").await.unwrap().unwrap();
     let sheet = Arc::new(MemoryTable::sheet_like("sheet", table.schema().clone()));
     let engine = Engine::builder(
@@ -348,16 +354,13 @@ async fn an_engine_whose_mapping_was_taken_over_changes_nothing() {
         Arc::new(table) as Arc<dyn Table>,
     )
     .state(store.clone())
-    .fence(lease.epoch())
+    .owner(Arc::new(lease))
     .build()
     .await
     .unwrap();
     engine.run_once().await.unwrap();
-    lease.release();
-    let other = SqliteStateStore::new(sqlx::SqlitePool::connect(&url).await.unwrap())
-        .await
-        .unwrap();
-    let _taken = take(&other, "items", "b").await;
+    (db.kill.as_ref().unwrap())("items".into()).await;
+    let _taken = take(db.b.as_ref(), "items", "b").await;
     sheet.upsert(Row::new(vec![Value::Int(1), Value::Text("typed".into())]));
     let err = engine.run_once().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotOwner, "{err}");
@@ -366,9 +369,29 @@ async fn an_engine_whose_mapping_was_taken_over_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(rows, 0, "the old owner's write was rolled back");
-    let state = other.load("items").await.unwrap();
+    let state = db.b.load("items").await.unwrap();
     assert!(
         state.bases.is_empty() && state.intents.is_empty(),
         "{state:?}"
     );
+    // A database row for the Sheet: the old engine must not write it there.
+    sqlx::query("INSERT INTO items VALUES (2, 'from the database')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let _ = engine.run_once().await;
+    assert!(
+        sheet.rows().is_empty() || sheet.rows().len() == 1,
+        "{:?}",
+        sheet.rows()
+    );
+    assert!(
+        !sheet.rows().iter().any(|r| r.0[0] == Value::Int(2)),
+        "the old owner wrote the Sheet"
+    );
+    tokio::time::timeout(Duration::from_secs(5), engine.run(std::future::pending()))
+        .await
+        .expect("the loop ends once the lease is lost");
+    assert!(engine.lost_ownership());
+    pool.close().await;
 }

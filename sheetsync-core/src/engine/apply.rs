@@ -668,6 +668,11 @@ impl Engine {
         ctx: &WriteContext,
     ) -> Result<Vec<WriteOutcome>> {
         let table = self.table(side);
+        if let (Side::Sheet, Some(owner)) = (side, &self.owner) {
+            // The database's writes are fenced by the state commit; the Sheet has no such
+            // transaction, so a lost lease must stop the write before it is sent.
+            owner.check().await?;
+        }
         let outcomes = table
             .apply(chunk.iter().map(|p| p.op.clone()).collect(), ctx)
             .await?;

@@ -76,8 +76,11 @@ pub struct Engine {
     published: std::sync::RwLock<Arc<operator::Published>>,
     /// Decisions made while a cycle ran, for the next one.
     inbox: std::sync::Mutex<Vec<operator::Decision>>,
-    /// The ownership epoch every state commit carries, if the mapping is leased.
+    /// The lease the mapping runs under, if any, and its epoch (every state commit's fence).
+    owner: Option<Arc<dyn crate::Ownership>>,
     fence: Option<u64>,
+    /// Set when [`Engine::run`] returned because the lease was lost.
+    lost_ownership: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -205,7 +208,7 @@ pub struct EngineBuilder {
     resolver: Option<Arc<dyn ConflictResolver>>,
     origin: Option<String>,
     start_afresh: bool,
-    fence: Option<u64>,
+    owner: Option<Arc<dyn crate::Ownership>>,
 }
 
 impl EngineBuilder {
@@ -227,11 +230,14 @@ impl EngineBuilder {
         self
     }
 
-    /// Fences every state commit with `epoch`, the ownership epoch of a lease on the mapping
-    /// (see [`StateDelta::fence`](crate::StateDelta::fence)): once another process takes the
-    /// mapping over, this engine's commits fail with [`ErrorKind::NotOwner`] and change nothing.
-    pub fn fence(mut self, epoch: u64) -> Self {
-        self.fence = Some(epoch);
+    /// Runs the mapping only while `owner` (a lease) holds it: every state commit is fenced
+    /// with its epoch (see [`StateDelta::fence`](crate::StateDelta::fence)), so once another
+    /// process takes the mapping over this engine's commits fail with
+    /// [`ErrorKind::NotOwner`] and change nothing; the lease is checked before each Sheet
+    /// write; and [`Engine::run`] returns when it is lost. The engine keeps the lease until it
+    /// is dropped.
+    pub fn owner(mut self, owner: Arc<dyn crate::Ownership>) -> Self {
+        self.owner = Some(owner);
         self
     }
 
@@ -281,6 +287,7 @@ impl EngineBuilder {
                 ),
             ));
         }
+        let fence = self.owner.as_ref().map(|o| o.epoch());
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(crate::state::MemoryStateStore::new()));
@@ -289,7 +296,7 @@ impl EngineBuilder {
             db: self.db.identity().await?,
         };
         let snap = if self.start_afresh {
-            identity::start_afresh(&*store, &self.mapping.name, &current, self.fence).await?
+            identity::start_afresh(&*store, &self.mapping.name, &current, fence).await?
         } else {
             store.load(&self.mapping.name).await?
         };
@@ -318,7 +325,9 @@ impl EngineBuilder {
             state: Mutex::new(state),
             published: Default::default(),
             inbox: Default::default(),
-            fence: self.fence,
+            owner: self.owner,
+            fence,
+            lost_ownership: Default::default(),
         };
         engine.publish(&*engine.state.lock().await);
         Ok(engine)
@@ -340,7 +349,7 @@ impl Engine {
             resolver: None,
             origin: None,
             start_afresh: false,
-            fence: None,
+            owner: None,
         }
     }
 
@@ -357,6 +366,12 @@ impl Engine {
     /// The origin tag of the engine's writes.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// True once [`Engine::run`] returned because the mapping's lease
+    /// ([`EngineBuilder::owner`]) was lost: build a new engine when the lease is held again.
+    pub fn lost_ownership(&self) -> bool {
+        self.lost_ownership.load(Ordering::Relaxed)
     }
 
     /// A stream of [`Event`]s from now on.
@@ -454,6 +469,13 @@ impl Engine {
                 .flatten(),
         );
         tokio::pin!(shutdown);
+        let lost = async {
+            match &self.owner {
+                Some(owner) => owner.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lost);
         let poll = self.mapping.timing.poll_interval();
         let mut failures = 0u32;
         loop {
@@ -471,6 +493,11 @@ impl Engine {
             };
             tokio::select! {
                 _ = &mut shutdown => return,
+                _ = &mut lost => {
+                    tracing::error!(mapping = %self.mapping.name, epoch = ?self.fence, "lost the mapping's lease: another process may own it now, so this one stops writing it");
+                    self.lost_ownership.store(true, Ordering::Relaxed);
+                    return;
+                }
                 _ = self.wake.notified() => {}
                 Some(()) = wakeups.next(), if !wakeups.is_empty() => {
                     // Coalesce a burst of wake-ups into one cycle.
