@@ -284,4 +284,20 @@ pub trait StateStore: Send + Sync {
     fn location(&self) -> Option<String> {
         None
     }
+
+    /// Tries to take ownership of `mapping` for `owner` (a name for logs: host and process),
+    /// so that one process at a time runs it ([`crate::ownership`]): `Ok(None)` while another
+    /// holds it. The default, for stores that only one process can reach (the memory store),
+    /// keeps no leases: [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn try_lease(
+        &self,
+        mapping: &str,
+        owner: &str,
+    ) -> Result<Option<std::sync::Arc<dyn crate::Ownership>>> {
+        let _ = owner;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("this state store keeps no leases (mapping {mapping:?})"),
+        ))
+    }
 }

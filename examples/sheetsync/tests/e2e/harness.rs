@@ -572,6 +572,19 @@ impl Drop for Daemon {
     }
 }
 
+/// A daemon started beside another, not yet listening (see [`World::spawn`]).
+pub struct Standby {
+    pub daemon: Daemon,
+    ready: std::sync::mpsc::Receiver<()>,
+}
+
+impl Standby {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.daemon.stderr_path).unwrap_or_default()
+    }
+}
+
 /// The daemon binary: `SHEETSYNC_BIN` when set (an installed `sheetsync`, say), else the one
 /// cargo built for these tests.
 pub fn daemon_binary() -> PathBuf {
@@ -724,10 +737,24 @@ impl World {
     pub async fn start(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is already running");
         self.write_config();
+        let standby = self.spawn(None);
+        self.promote(standby, DEADLINE).await;
+    }
+
+    /// Starts one more `sheetsync -c <file> run` beside the running daemon (a replica on its
+    /// own port), without waiting for it: it listens only once it took its mappings over.
+    pub fn spawn_replica(&mut self) -> Standby {
+        self.spawn(Some(free_port()))
+    }
+
+    fn spawn(&mut self, port: Option<u16>) -> Standby {
         self.starts += 1;
         let stderr_path = self.dir.join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = base_command(&self.cfg_path);
+        if let Some(port) = port {
+            cmd.env("SHEETSYNC_LISTEN", format!("127.0.0.1:{port}"));
+        }
         cmd.arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -746,18 +773,25 @@ impl World {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut daemon = Daemon {
+        let daemon = Daemon {
             child,
             stdout: lines,
             stderr_path,
         };
-        let ready = tokio::task::spawn_blocking(move || rx.recv_timeout(DEADLINE))
+        Standby { daemon, ready: rx }
+    }
+
+    /// Waits up to `limit` for `standby` to listen, then makes it the world's daemon.
+    pub async fn promote(&mut self, standby: Standby, limit: Duration) {
+        assert!(self.daemon.is_none(), "the daemon is already running");
+        let Standby { mut daemon, ready } = standby;
+        let ready = tokio::task::spawn_blocking(move || ready.recv_timeout(limit))
             .await
             .unwrap();
         if ready.is_err() {
             let status = daemon.child.try_wait();
             daemon.dump();
-            panic!("the daemon did not print `listening on http://...` (exit status: {status:?})");
+            panic!("the daemon did not print `listening on http://...` within {limit:?} (exit status: {status:?})");
         }
         self.daemon = Some(daemon);
     }

@@ -18,6 +18,7 @@
 mod harness;
 mod idle;
 mod races;
+mod replicas;
 mod round_trips;
 mod scenarios;
 
@@ -58,3 +59,21 @@ e2e!(
     check_and_plan,
     new_sheet_rows_take_database_defaults,
 );
+
+macro_rules! replica_tests {
+    ($($backend:ident: $name:ident),* $(,)?) => {
+        mod replicas_take_over {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::replicas::a_second_daemon_waits_then_takes_over(
+                        crate::harness::Backend::$backend,
+                    )
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+replica_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
