@@ -545,6 +545,21 @@ impl Daemon {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     fn dump(&self) {
         eprintln!("---- daemon stdout ----");
         for l in self.stdout() {
@@ -581,7 +596,7 @@ pub struct Standby {
 impl Standby {
     /// Its log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.daemon.stderr_path).unwrap_or_default()
+        self.daemon.log()
     }
 }
 
@@ -801,6 +816,11 @@ impl World {
         if let Some(mut d) = self.daemon.take() {
             d.kill9();
         }
+    }
+
+    /// The running daemon, taken out of the world (which then has none).
+    pub fn take_daemon(&mut self) -> Option<Daemon> {
+        self.daemon.take()
     }
 
     pub fn daemon_running(&mut self) -> bool {

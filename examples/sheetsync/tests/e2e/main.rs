@@ -77,3 +77,20 @@ macro_rules! replica_tests {
 }
 
 replica_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+
+/// SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
+mod paused_owner_stands_down {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        crate::replicas::a_paused_owner_stands_down_when_it_resumes(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        crate::replicas::a_paused_owner_stands_down_when_it_resumes(crate::harness::Backend::MySql)
+            .await;
+    }
+}

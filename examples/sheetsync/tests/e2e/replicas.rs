@@ -73,3 +73,48 @@ pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
     want.get_mut(&1).unwrap()[1] = Some("Widget v2".into());
     w.converge(m, &want).await;
 }
+
+/// An owner paused past its lease (SIGSTOP): the database ends its silent lock connection, the
+/// standby takes over, and when the old owner resumes it finds its lease gone, stops writing and
+/// waits as a standby itself; nothing it had in flight lands twice.
+pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
+    let seed = [(
+        1,
+        row(["1", "Widget", "007", "12.50", "2024-01-31", "true"]),
+    )];
+    let mut w = World::new(backend, "paused").await;
+    let m = w.add_mapping("items", &seed, "").await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    let mut want = rows_map(&seed);
+    w.converge(m, &want).await;
+    let standby = w.spawn_replica();
+    let old = w.take_daemon().expect("the owner");
+    let paused = Instant::now();
+    old.signal("STOP");
+    // The lease lives 10 s without an answer; the standby retries every 2 s.
+    w.promote(standby, Duration::from_secs(30)).await;
+    eprintln!(
+        "{backend:?}: the standby took over {:?} after the pause",
+        paused.elapsed()
+    );
+    let two = row(["2", "Gadget", "", "", "", "false"]);
+    w.db.exec(&insert_sql(&t, &[(2, two.clone())])).await;
+    want.insert(2, two);
+    w.converge(m, &want).await;
+    old.signal("CONT");
+    wait_until("the resumed owner stands down", || async {
+        let log = old.log();
+        match log.contains("lost the mapping's lease") {
+            true => Ok(()),
+            false => Err(format!("its log so far:\n{log}")),
+        }
+    })
+    .await;
+    let three = row(["3", "Late", "", "", "", "true"]);
+    w.db.exec(&insert_sql(&t, &[(3, three.clone())])).await;
+    want.insert(3, three);
+    w.converge(m, &want).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the old owner, were it writing, would show
+    w.converge(m, &want).await;
+}
