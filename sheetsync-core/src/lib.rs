@@ -97,10 +97,12 @@ pub use model::{
     KeyHashBuilder, KeyHasher, KeyMap, Observation, ParseDecimalError, Row, RowHash, RowKey, Side,
     TableSchema, UnkeyedRow, Value,
 };
+#[cfg(feature = "rules")]
+pub use resolve::Rule;
 pub use resolve::{
     Chain, ColumnOwner, ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict,
     FnResolver, Granularity, LastWriteWins, Manual, Resolution, ResolverSpec, RowConflict,
-    RowResolution, SideWins,
+    RowResolution, RuleScope, RuleSpec, SideWins,
 };
 pub use state::{
     Choice, ConflictRecord, DeleteDecision, FieldDiff, HeldRow, MappingIdentity, MemoryStateStore,
