@@ -19,6 +19,7 @@ mod harness;
 mod idle;
 mod races;
 mod round_trips;
+mod rules;
 mod scenarios;
 
 macro_rules! backend_tests {
