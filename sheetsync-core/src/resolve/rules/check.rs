@@ -224,8 +224,7 @@ impl<'a> Checker<'a> {
                 Err(flaw(
                     e,
                     format!(
-                        "mapping {:?} has no column {name:?} (its columns: {})",
-                        self.schema.name,
+                        "the mapping has no column {name:?} (its columns: {})",
                         names.join(", ")
                     ),
                 ))
