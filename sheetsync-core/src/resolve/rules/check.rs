@@ -391,6 +391,11 @@ fn operator(e: &IdedExpr, f: &str, target: Option<Ty>, a: &[Ty]) -> Checked {
         Err(flaw(e, format!("{what}: {}{hint}", types.join(" and "))))
     };
     match (f, a) {
+        // A rule sees only the columns it names: whole rows are not values to compare or size.
+        ("_==_" | "_!=_" | "size", [Row, Row] | [Row]) => Err(flaw(
+            e,
+            "whole rows cannot be compared or measured: compare their columns (`sheet.qty == db.qty`)",
+        )),
         ("_==_" | "_!=_", [x, y]) => {
             let fine = x == y || dynamic(*x) || dynamic(*y) || *x == Null || *y == Null
                 || (x.numeric() && y.numeric());

@@ -308,6 +308,11 @@ fn wrong_types_for_the_columns_are_errors() {
         r#"sheet.note.matches("x") ? "sheet" : "db""#,
     ));
     assert!(e.contains(r#"unknown function "matches""#), "{e}");
+    let e = compile_err(RuleSpec::row(r#"sheet == db ? "sheet" : "db""#));
+    assert!(e.contains("whole rows cannot be compared"), "{e}");
+    compile(RuleSpec::delete(
+        r#"db != null && db.paid ? "keep" : "next""#,
+    ));
 }
 
 #[test]
