@@ -273,7 +273,11 @@ fn decided_columns(
 fn at(rule: &str, offset: Option<u32>, message: &str) -> String {
     match offset {
         Some(o) => {
-            let col = rule[..(o as usize).min(rule.len())].chars().count();
+            // A byte offset; count the characters before it.
+            let col = rule
+                .char_indices()
+                .take_while(|(i, _)| *i < o as usize)
+                .count();
             format!(
                 "at column {}: {message}\n| {rule}\n| {}^",
                 col + 1,

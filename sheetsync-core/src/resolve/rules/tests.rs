@@ -261,6 +261,11 @@ fn errors_quote_the_rule_and_point_at_the_place() {
     // Syntax errors carry the parser's position.
     let e = compile_err(RuleSpec::field(r#"sheet.qty > ? "sheet" : "db""#));
     assert!(e.contains("does not parse") && e.contains(":1:"), "{e}");
+    // Columns count characters, not bytes.
+    let e = compile_err(RuleSpec::field(
+        r#"sheet.status == "café" && sheet.qtty > 1 ? "sheet" : "db""#,
+    ));
+    assert!(e.contains("at column 32"), "{e}");
     let e = compile_err(RuleSpec::field(r#"shet.qty > 1 ? "sheet" : "db""#));
     assert!(
         e.contains(r#"unknown name "shet""#) && e.contains("at column 1"),
