@@ -27,6 +27,18 @@ use check::{decisions, Checker, Flaw};
 /// At most this many characters in a rule.
 const MAX_LEN: usize = 2_000;
 
+/// The names a rule may use (each scope allows some of them; see [`check`]).
+const NAMES: [&str; 8] = [
+    "sheet",
+    "db",
+    "base",
+    "column",
+    "deleted_on",
+    "sheet_at",
+    "db_at",
+    "mapping",
+];
+
 /// A compiled conflict rule (see [`RuleSpec`] and the README's section on conflicts).
 ///
 /// ```
@@ -104,18 +116,8 @@ impl Rule {
             true => (0..schema.columns.len()).collect(),
             false => checker.reads.columns,
         };
-        let names = [
-            "sheet",
-            "db",
-            "base",
-            "column",
-            "deleted_on",
-            "sheet_at",
-            "db_at",
-            "mapping",
-        ];
         let refs = program.references();
-        let uses = names.into_iter().filter(|n| refs.has_variable(n)).collect();
+        let uses = NAMES.into_iter().filter(|n| refs.has_variable(n)).collect();
         Ok(Rule {
             uses,
             text: spec.rule.clone(),
