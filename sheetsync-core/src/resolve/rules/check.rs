@@ -246,8 +246,7 @@ impl<'a> Checker<'a> {
             let index = self.ty(&c.args[1], d)?;
             return match row {
                 Ty::Row if matches!(index, Ty::String | Ty::Dyn) => {
-                    self.reads.any = true;
-                    Ok(Ty::Dyn)
+                    Ok(self.dynamic_column(&c.args[1]))
                 }
                 Ty::List | Ty::Map | Ty::Dyn => Ok(Ty::Dyn),
                 t => Err(flaw(
@@ -261,6 +260,33 @@ impl<'a> Checker<'a> {
             args.push(self.ty(a, d)?);
         }
         operator(e, &c.func_name, target, &args)
+    }
+
+    /// `row[index]` with a computed index: `row[column]` in a field rule reads the columns the
+    /// rule decides (typed when they share a type); anything else may read any column.
+    fn dynamic_column(&mut self, index: &IdedExpr) -> Ty {
+        let shadowed = self.locals.iter().any(|l| l == "column");
+        let is_column = matches!(&index.expr, Expr::Ident(n) if n == "column");
+        if !is_column || shadowed || self.scope != RuleScope::Field {
+            self.reads.any = true;
+            return Ty::Dyn;
+        }
+        let mut types = self
+            .columns
+            .iter()
+            .map(|&i| Ty::of(self.schema.columns[i].ty));
+        let first = types.next().unwrap_or(Ty::Dyn);
+        let ty = if types.all(|t| t == first) {
+            first
+        } else {
+            Ty::Dyn
+        };
+        for &i in self.columns {
+            if !self.reads.columns.contains(&i) {
+                self.reads.columns.push(i);
+            }
+        }
+        ty
     }
 
     fn comprehension(&mut self, e: &IdedExpr, c: &ComprehensionExpr, d: usize) -> Checked {

@@ -289,6 +289,11 @@ fn wrong_types_for_the_columns_are_errors() {
     assert!(e.contains("cannot be compared: string and int"), "{e}");
     let e = compile_err(RuleSpec::field(r#"sheet.qty ? "sheet" : "db""#));
     assert!(e.contains("condition of `? :` must be a bool"), "{e}");
+    // `sheet[column]` has the type of the columns the rule decides, when they share one.
+    let text_over_3 = r#"sheet[column] > 3 ? "sheet" : "db""#;
+    let e = compile_err(RuleSpec::field(text_over_3).types([ColumnType::Text]));
+    assert!(e.contains("cannot be compared: string and int"), "{e}");
+    compile(RuleSpec::field(text_over_3).columns(["qty", "note"]));
     let e = compile_err(RuleSpec::field("sheet.qty + 0.5").columns(["qty"]));
     assert!(e.contains("int and double do not mix"), "{e}");
     // Results: a decision the scope knows, or a value of the column's type.
