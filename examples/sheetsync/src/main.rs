@@ -28,7 +28,8 @@ use clap::{Parser, Subcommand};
 use sheetsync::gsheets::SheetTable;
 use sheetsync::sync::{DbTable, Sides};
 use sheetsync::{
-    Engine, Error, ErrorKind, MappingHandle, Result, SheetSync, Side, SyncConfig, WriteOp,
+    Engine, Error, ErrorKind, MappingHandle, ResolverSpec, Result, SheetSync, Side, SyncConfig,
+    TableSchema, WriteOp,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -590,6 +591,16 @@ async fn check(cfg: &Config) -> Result<ExitCode> {
         report(
             format!("{name}: state store"),
             db.state_store().await.map(|_| "ready".into()),
+        );
+        // Conflict rules compile and type-check against the table's columns.
+        let specs = m.sync.resolver_specs();
+        let schema = TableSchema {
+            name: name.clone(),
+            ..db.schema().clone()
+        };
+        report(
+            format!("{name}: conflict resolvers"),
+            ResolverSpec::build_chain(&specs, &schema).map(|_| format!("{} ready", specs.len())),
         );
         let Some(client) = &client else { continue };
         match Sides::open(m, client.clone()).await {

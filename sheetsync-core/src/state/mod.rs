@@ -115,6 +115,9 @@ pub struct ConflictRecord {
     pub db: Option<Row>,
     /// The engine clock when the conflict arose.
     pub at: u64,
+    /// Why it is kept, when a resolver said (say, the error of a conflict rule that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How a person resolved a kept conflict.

@@ -336,29 +336,7 @@ impl Db {
                  CAST(active AS TEXT) FROM {table}"
             ),
         };
-        let raw: Vec<Vec<Option<String>>> = match &self.pool {
-            Pool::Pg(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-            Pool::My(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-            Pool::Lite(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-        };
+        let raw = self.try_texts(&sql, COLUMNS.len()).await?;
         let mut out = BTreeMap::new();
         for r in raw {
             let id: i64 =
@@ -375,6 +353,27 @@ impl Db {
             }
         }
         Ok(out)
+    }
+
+    /// The first `n` columns of every row `sql` selects, as text (each must be text or NULL).
+    pub async fn try_texts(&self, sql: &str, n: usize) -> Result<Vec<Vec<Option<String>>>, String> {
+        // The same query on each pool type.
+        macro_rules! texts {
+            ($pool:expr) => {
+                sqlx::query(AssertSqlSafe(sql.to_string()))
+                    .fetch_all($pool)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|r| (0..n).map(|i| r.try_get(i).unwrap()).collect())
+                    .collect()
+            };
+        }
+        Ok(match &self.pool {
+            Pool::Pg(p) => texts!(p),
+            Pool::My(p) => texts!(p),
+            Pool::Lite(p) => texts!(p),
+        })
     }
 
     pub async fn rows(&self, table: &str) -> BTreeMap<i64, Canon> {
@@ -1160,7 +1159,8 @@ impl Drop for World {
 }
 
 /// A cell as canonical text: numbers in shortest form, dates from serial numbers.
-fn cell_text(column: &str, cell: &Json) -> Option<String> {
+/// A Sheet cell's canonical text form (see [`Canon`]).
+pub fn cell_text(column: &str, cell: &Json) -> Option<String> {
     let s = match cell {
         Json::Null => return None,
         Json::String(s) if s.is_empty() => return None,

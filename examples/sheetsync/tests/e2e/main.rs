@@ -20,6 +20,7 @@ mod idle;
 mod races;
 mod replicas;
 mod round_trips;
+mod rules;
 mod scenarios;
 
 macro_rules! backend_tests {
