@@ -457,7 +457,7 @@ impl SheetSync {
 }
 
 /// How often a process waiting for a mapping's lease tries again, and how often it says so.
-const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const LEASE_WAIT_LOG: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Takes the mapping's lease in `store`, waiting while another process holds it; `None` when

@@ -92,7 +92,7 @@ pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
     let old = w.take_daemon().expect("the owner");
     let paused = Instant::now();
     old.signal("STOP");
-    // The lease lives 10 s without an answer; the standby retries every 2 s.
+    // The lease lives 10 s without an answer; the standby retries every second.
     w.promote(standby, Duration::from_secs(30)).await;
     eprintln!(
         "{backend:?}: the standby took over {:?} after the pause",
