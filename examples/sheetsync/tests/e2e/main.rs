@@ -79,6 +79,24 @@ macro_rules! replica_tests {
 
 replica_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
 
+macro_rules! rolling_tests {
+    ($($backend:ident: $name:ident),* $(,)?) => {
+        mod rolling_restart_loses_nothing {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::replicas::a_rolling_restart_under_a_stream_of_edits_loses_nothing(
+                        crate::harness::Backend::$backend,
+                    )
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+rolling_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+
 /// SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
 mod paused_owner_stands_down {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

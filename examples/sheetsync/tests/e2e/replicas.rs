@@ -118,3 +118,90 @@ pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
     tokio::time::sleep(Duration::from_secs(2)).await; // the old owner, were it writing, would show
     w.converge(m, &want).await;
 }
+
+/// Three replicas restarted one after another (SIGTERM, as a rolling update does) while people
+/// and a service keep editing both sides: every edit made before, during and after each
+/// handover reaches the other side, none is lost or doubled.
+pub async fn a_rolling_restart_under_a_stream_of_edits_loses_nothing(backend: Backend) {
+    let seed: Vec<_> = (1..=20)
+        .map(|i| (i, row([&i.to_string(), "seed", "", "1.00", "", "true"])))
+        .collect();
+    let mut w = World::new(backend, "rolling").await;
+    let m = w.add_mapping("items", &seed, "").await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    let mut want = rows_map(&seed);
+    w.converge(m, &want).await;
+    let first = w.take_daemon().expect("the owner");
+    let standbys = [w.spawn_replica(), w.spawn_replica()];
+    for s in &standbys {
+        wait_until("a standby waits", || async {
+            match s.log().contains("another process runs this mapping") {
+                true => Ok(()),
+                false => Err(s.log()),
+            }
+        })
+        .await;
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let roll = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        first.signal("TERM");
+        let next = took_over(&standbys, None).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        standbys[next].daemon.signal("TERM");
+        took_over(&standbys, Some(next)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let edits = async {
+        let mut n = 0i64;
+        let mut edits = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            n += 1;
+            // The service inserts a row and reprices an old one; a person renames another.
+            let new = row([&(100 + n).to_string(), "inserted", "", "2.00", "", "false"]);
+            w.db.exec(&insert_sql(&t, &[(100 + n, new.clone())])).await;
+            let priced = 11 + n % 10;
+            let price = format!("{n}.5");
+            w.db.exec(&format!(
+                "UPDATE {t} SET price = '{price}' WHERE id = {priced}"
+            ))
+            .await;
+            let renamed = 1 + n % 10;
+            w.type_cell(m, renamed, "name", json!(format!("typed {n}")));
+            edits.push((100 + n, new, priced, price, renamed, format!("typed {n}")));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        edits
+    };
+    let ((), edits) = tokio::join!(roll, edits);
+    assert!(
+        edits.len() > 20,
+        "a stream, not a few edits: {}",
+        edits.len()
+    );
+    for (id, new, priced, price, renamed, name) in edits {
+        want.insert(id, new);
+        want.get_mut(&priced).unwrap()[3] = Some(price);
+        want.get_mut(&renamed).unwrap()[1] = Some(name);
+    }
+    w.converge(m, &want).await;
+}
+
+/// Waits for one of `standbys` other than `not` to say it took the mapping over; its index.
+async fn took_over(standbys: &[crate::harness::Standby], not: Option<usize>) -> usize {
+    let started = Instant::now();
+    loop {
+        for (i, s) in standbys.iter().enumerate() {
+            if Some(i) != not && s.log().contains("took the mapping over") {
+                return i;
+            }
+        }
+        assert!(
+            started.elapsed() < TAKEOVER,
+            "no standby took the mapping over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
