@@ -61,55 +61,25 @@ e2e!(
     new_sheet_rows_take_database_defaults,
 );
 
-macro_rules! replica_tests {
-    ($($backend:ident: $name:ident),* $(,)?) => {
-        mod replicas_take_over {
+/// One test per database of `$function` (in `$file`), in module `$module`.
+macro_rules! per_backend {
+    ($module:ident, $file:ident::$function:ident; $($backend:ident: $name:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    crate::replicas::a_second_daemon_waits_then_takes_over(
-                        crate::harness::Backend::$backend,
-                    )
-                    .await;
+                    crate::$file::$function(crate::harness::Backend::$backend).await;
                 }
             )*
         }
     };
 }
 
-replica_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+per_backend!(replicas_take_over, replicas::a_second_daemon_waits_then_takes_over;
+    Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+per_backend!(rolling_restart_loses_nothing, replicas::a_rolling_restart_under_a_stream_of_edits_loses_nothing;
+    Postgres: postgres, MySql: mysql, Sqlite: sqlite);
 
-macro_rules! rolling_tests {
-    ($($backend:ident: $name:ident),* $(,)?) => {
-        mod rolling_restart_loses_nothing {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::replicas::a_rolling_restart_under_a_stream_of_edits_loses_nothing(
-                        crate::harness::Backend::$backend,
-                    )
-                    .await;
-                }
-            )*
-        }
-    };
-}
-
-rolling_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
-
-/// SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
-mod paused_owner_stands_down {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        crate::replicas::a_paused_owner_stands_down_when_it_resumes(
-            crate::harness::Backend::Postgres,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        crate::replicas::a_paused_owner_stands_down_when_it_resumes(crate::harness::Backend::MySql)
-            .await;
-    }
-}
+// SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
+per_backend!(paused_owner_stands_down, replicas::a_paused_owner_stands_down_when_it_resumes;
+    Postgres: postgres, MySql: mysql);
