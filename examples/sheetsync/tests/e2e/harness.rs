@@ -584,7 +584,21 @@ pub fn daemon_binary() -> PathBuf {
 }
 
 fn base_command(cfg: &Path) -> Command {
-    let mut cmd = Command::new(daemon_binary());
+    limited_command(cfg, None)
+}
+
+/// The daemon's command line; with `fd_limit`, run under `ulimit -n <fd_limit>`.
+fn limited_command(cfg: &Path, fd_limit: Option<u32>) -> Command {
+    let mut cmd = match fd_limit {
+        None => Command::new(daemon_binary()),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(daemon_binary());
+            sh
+        }
+    };
     cmd.arg("-c").arg(cfg);
     // The environment must not override the test's configuration.
     for (k, _) in std::env::vars() {
@@ -613,6 +627,12 @@ pub struct World {
     pub dir: PathBuf,
     pub port: u16,
     pub secret: String,
+    /// The admin API's token (`server.admin_token`), which the CLI finds in the configuration.
+    pub admin_token: String,
+    /// Extra TOML lines in `[server]`.
+    pub server_extra: String,
+    /// Run the daemon under this limit of open files.
+    pub fd_limit: Option<u32>,
     pub mappings: Vec<MappingSpec>,
     pub cfg_path: PathBuf,
     /// The time zone of the spreadsheets created from now on (default: the emulator's).
@@ -639,6 +659,9 @@ impl World {
             dir,
             port,
             secret: format!("secret-{}", random_hex()),
+            admin_token: format!("admin-{}", random_hex()),
+            server_extra: String::new(),
+            fd_limit: None,
             mappings: Vec::new(),
             time_zone: None,
             daemon: None,
@@ -694,11 +717,17 @@ impl World {
     pub fn config_text(&self) -> String {
         let mut s = format!(
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\n\
-             [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n\n\
+             [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n{}{}\n\
              [log]\nfilter = \"{}\"\n",
             self.emu.base_url(),
             self.port,
             self.secret,
+            // Without a token the admin API is off, unless `server_extra` gives it a listener.
+            match self.admin_token.as_str() {
+                "" => String::new(),
+                t => format!("admin_token = \"{t}\"\n"),
+            },
+            self.server_extra,
             // The daemon's log filter (its RUST_LOG is cleared): e.g. `info,sheetsync_core=debug`.
             std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())
         );
@@ -727,7 +756,7 @@ impl World {
         self.starts += 1;
         let stderr_path = self.dir.join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = base_command(&self.cfg_path);
+        let mut cmd = limited_command(&self.cfg_path, self.fd_limit);
         cmd.arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
