@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sheetsync::gsheets::{Layout, SheetTable, SheetsClient};
 use sheetsync::sync::{check_key, mapped_columns, DbTable, Sides};
-use sheetsync::{Engine, Error, ErrorKind, Plan, Result, SheetsConfig, Side, SyncConfig, WriteOp};
+use sheetsync::{Engine, Plan, Result, SheetsConfig, Side, SyncConfig, WriteOp};
 
 use crate::config::Config;
 
@@ -81,14 +81,15 @@ async fn check_mapping(report: &mut Report, m: &SyncConfig, client: Option<&Arc<
         &format!("{name}: key"),
         check_key(m, &db.schema()).map(|()| format!("{:?}", db.schema().key_names())),
     );
-    let installed = db.is_installed().await.and_then(|i| match i {
-        true => Ok("installed".to_string()),
-        false => Err(Error::new(
-            ErrorKind::ConfigInvalid,
-            "not installed; run `sheetsync install`",
-        )),
-    });
-    report.line(&format!("{name}: change capture"), installed);
+    // Not a failure: `run` installs change capture unless told not to.
+    match db.is_installed().await {
+        Ok(true) => report.line(&format!("{name}: change capture"), Ok("installed".into())),
+        Ok(false) => println!(
+            "warn  {name}: change capture is not installed on {}; `sheetsync install` (or `sheetsync run`) installs it",
+            m.table
+        ),
+        Err(e) => report.line(&format!("{name}: change capture"), Err(e)),
+    }
     report.line(
         &format!("{name}: state store"),
         db.state_store().await.map(|_| "ready".into()),
@@ -112,15 +113,31 @@ async fn check_sheet(s: &Sides, client: &Arc<SheetsClient>) -> Result<String> {
             l.columns.len()
         ));
     }
-    let plan = dry_plan(s, client).await?;
+    // Without change capture there is no plan yet (`run` installs it first); the table has
+    // never synced then, and all its rows go to the Sheet.
+    let (to_sheet, to_db) = if s.db.is_installed().await? {
+        let plan = dry_plan(s, client).await?;
+        (plan.sheet.len(), plan.db.len())
+    } else {
+        (count_rows(&s.db).await?, 0)
+    };
     Ok(format!(
-        "tab {:?} is empty: the first cycle writes the header in row {} ({}) and {} rows to the Sheet, {} to the database",
+        "tab {:?} is empty: the first cycle writes the header in row {} ({}) and {to_sheet} rows to the Sheet, {to_db} to the database",
         l.title,
         l.header_row,
         header_names(s),
-        plan.sheet.len(),
-        plan.db.len()
     ))
+}
+
+async fn count_rows(db: &DbTable) -> Result<usize> {
+    use futures::StreamExt;
+    let table = db.table();
+    let mut pages = table.scan();
+    let mut n = 0;
+    while let Some(page) = pages.next().await {
+        n += page?.len();
+    }
+    Ok(n)
 }
 
 fn header_names(s: &Sides) -> String {

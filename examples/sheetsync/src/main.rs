@@ -476,13 +476,13 @@ fn add_demo_page(
             token: None,
             hosts: access.hosts.clone(),
         });
-        let page = d
-            .clone()
-            .router(s.db.table())
-            .route_layer(axum::middleware::from_fn_with_state(
-                hosts_only,
-                server::guard,
-            ));
+        let page =
+            d.clone()
+                .router(s.db.table())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    hosts_only,
+                    server::guard,
+                ));
         *app = std::mem::take(app).merge(page);
     }
 }

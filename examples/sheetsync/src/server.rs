@@ -133,7 +133,7 @@ impl AdminAccess {
             .and_then(|h| h.to_str().ok())
             .map(host_name);
         match host {
-            Some(h) if self.hosts.iter().any(|a| *a == h) => {}
+            Some(h) if self.hosts.contains(&h) => {}
             Some(h) => {
                 return Err(ApiError(
                     StatusCode::FORBIDDEN,

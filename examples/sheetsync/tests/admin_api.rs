@@ -125,7 +125,8 @@ async fn without_a_token_or_listener_the_admin_api_is_off() {
     let out = w.cli(&w.cfg_path, &["status"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
-        out.stderr.contains("the admin API is off in this configuration"),
+        out.stderr
+            .contains("the admin API is off in this configuration"),
         "{out:?}"
     );
 }
@@ -139,9 +140,15 @@ async fn an_admin_listener_of_its_own_is_never_answered_by_the_webhook_listener(
     w.server_extra = format!("admin_listen = \"127.0.0.1:{admin_port}\"");
     w.start().await;
     w.converge(m, &harness::rows_map(&rows)).await;
-    let good = format!("Host: 127.0.0.1\r\nAuthorization: Bearer {}\r\n", w.admin_token);
+    let good = format!(
+        "Host: 127.0.0.1\r\nAuthorization: Bearer {}\r\n",
+        w.admin_token
+    );
     let (status, body) = raw(w.port, "GET", "/api/status", &good);
-    assert_eq!(status, 404, "the webhook listener answered the admin API: {body}");
+    assert_eq!(
+        status, 404,
+        "the webhook listener answered the admin API: {body}"
+    );
     assert_eq!(raw(w.port, "POST", "/api/conflicts/resolve", &good).0, 404);
     let (status, body) = raw(admin_port, "GET", "/api/status", &good);
     assert_eq!(status, 200, "{body}");
@@ -160,7 +167,11 @@ async fn an_admin_listener_of_its_own_is_never_answered_by_the_webhook_listener(
         w.start().await;
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
-        for args in [&["status"][..], &["conflicts", "list"], &["deletes", "list"]] {
+        for args in [
+            &["status"][..],
+            &["conflicts", "list"],
+            &["deletes", "list"],
+        ] {
             let out = w.cli(&w.cfg_path, args).await;
             assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
         }
