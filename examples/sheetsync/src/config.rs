@@ -401,10 +401,13 @@ guard = { max_share = 0.2 }
             &env(&[
                 ("HOME", "/home/me"),
                 ("SHEETSYNC_WEBHOOK_SECRET", "x"),
+                ("SHEETSYNC_ADMIN_TOKEN", "0123456789abcdef"),
                 ("PGPASSWORD", "pw"),
             ]),
         )
         .unwrap();
+        assert_eq!(cfg.server.admin_listen.as_deref(), Some("127.0.0.1:8788"));
+        assert_eq!(cfg.server.limits().max_connections, 128);
         let m = &cfg.mappings[0];
         assert_eq!(m.table, "public.orders");
         assert_eq!(

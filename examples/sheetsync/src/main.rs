@@ -13,6 +13,8 @@
 //! The sync itself is the library's [`SheetSync`]: this binary adds the configuration file, the
 //! HTTP side (webhook, health, metrics, admin API), the commands and the demo.
 
+#![warn(clippy::too_many_lines)]
+
 mod admin;
 mod config;
 #[cfg(feature = "demo")]
@@ -290,41 +292,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Install { ref mapping } | Command::Uninstall { ref mapping } => {
             let install = matches!(command, Command::Install { .. });
-            let mapping = mapping.clone();
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
-            for m in selected(&cfg, mapping.as_deref())? {
-                let db = DbTable::open(&m.database_url, &m.table, None).await?;
-                if install {
-                    db.install().await?;
-                    println!("{}: change capture installed on {}", m.sync.name, m.table);
-                } else {
-                    db.uninstall().await?;
-                    println!("{}: change capture removed from {}", m.sync.name, m.table);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            capture(&cfg, mapping.as_deref(), install).await
         }
-        Command::AppsScript { url } => {
-            let cfg = load()?;
-            let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ConfigInvalid,
-                    "give --url or set server.public_url: the address Google's servers post to",
-                )
-            })?;
-            let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ConfigInvalid,
-                    "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
-                )
-            })?;
-            print!(
-                "{}",
-                sheetsync::gsheets::apps_script_configured(&url, &secret)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::AppsScript { url } => apps_script(&load()?, url),
         Command::Status => {
             let cfg = load()?;
             AdminClient::from_config(&cfg)?
@@ -345,6 +317,42 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             reset(&cfg, &mapping).await
         }
     }
+}
+
+/// `install` / `uninstall`: change capture on the mapped tables.
+async fn capture(cfg: &Config, only: Option<&str>, install: bool) -> Result<ExitCode> {
+    for m in selected(cfg, only)? {
+        let db = DbTable::open(&m.database_url, &m.table, None).await?;
+        if install {
+            db.install().await?;
+            println!("{}: change capture installed on {}", m.sync.name, m.table);
+        } else {
+            db.uninstall().await?;
+            println!("{}: change capture removed from {}", m.sync.name, m.table);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apps-script`: the script with the webhook URL and secret filled in.
+fn apps_script(cfg: &Config, url: Option<String>) -> Result<ExitCode> {
+    let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            "give --url or set server.public_url: the address Google's servers post to",
+        )
+    })?;
+    let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
+        )
+    })?;
+    print!(
+        "{}",
+        sheetsync::gsheets::apps_script_configured(&url, &secret)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The embedded demo's configuration, with the demo running (emulator and seeded database).

@@ -883,17 +883,21 @@ impl World {
         serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))
     }
 
-    /// `GET path` on the daemon's listener.
+    /// `GET path` on the daemon's listener (with the admin token).
     pub async fn http_get(&self, path: &str) -> Result<(u16, String), String> {
         let port = self.port;
         let path = path.to_string();
+        let auth = match self.admin_token.as_str() {
+            "" => String::new(),
+            t => format!("Authorization: Bearer {t}\r\n"),
+        };
         tokio::task::spawn_blocking(move || -> Result<(u16, String), String> {
             let mut s =
                 std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(Duration::from_secs(10))).ok();
             write!(
                 s,
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
             )
             .map_err(|e| e.to_string())?;
             let mut buf = String::new();
