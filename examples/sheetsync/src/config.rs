@@ -139,10 +139,11 @@ impl ServerConfig {
             .into_iter()
             .flatten()
         {
-            if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
-                if !a.ip().is_unspecified() {
-                    hosts.push(a.ip().to_string());
-                }
+            let wildcard = addr
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_unspecified());
+            if !wildcard && !addr.starts_with("unix:") {
+                hosts.push(host_name(addr));
             }
         }
         hosts.sort();
@@ -408,6 +409,8 @@ guard = { max_share = 0.2 }
         .unwrap();
         assert_eq!(cfg.server.admin_listen.as_deref(), Some("127.0.0.1:8788"));
         assert_eq!(cfg.server.limits().max_connections, 128);
+        let hosts = cfg.server.admin_access().hosts;
+        assert_eq!(hosts, ["127.0.0.1", "::1", "localhost"]);
         let m = &cfg.mappings[0];
         assert_eq!(m.table, "public.orders");
         assert_eq!(

@@ -542,6 +542,45 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
+    #[test]
+    fn host_headers_are_compared_by_name() {
+        assert_eq!(host_name("Sync.Example.COM:8787"), "sync.example.com");
+        assert_eq!(host_name("[::1]:8787"), "::1");
+        assert_eq!(host_name("localhost."), "localhost");
+        let access = AdminAccess {
+            token: Some("0123456789abcdef".into()),
+            hosts: vec!["127.0.0.1".into()],
+        };
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let ok = headers(&[
+            ("host", "127.0.0.1:1"),
+            ("authorization", "Bearer 0123456789abcdef"),
+        ]);
+        assert!(access.check(&ok).is_ok());
+        let rebound = headers(&[
+            ("host", "evil.example"),
+            ("authorization", "Bearer 0123456789abcdef"),
+        ]);
+        assert_eq!(access.check(&rebound).unwrap_err().0, StatusCode::FORBIDDEN);
+        let wrong = headers(&[
+            ("host", "127.0.0.1"),
+            ("authorization", "Bearer 0123456789abcdeF"),
+        ]);
+        assert_eq!(
+            access.check(&wrong).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(
+            !same_secret(b"abc", b"abcd") && !same_secret(b"", b"a") && same_secret(b"ab", b"ab")
+        );
+    }
+
     #[tokio::test]
     async fn a_panicked_mapping_turns_health_red_at_once_and_is_counted() {
         let sync = panicking_sync().await;
