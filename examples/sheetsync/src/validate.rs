@@ -20,6 +20,13 @@ pub fn problems(cfg: &mut Config) -> Vec<String> {
     let mut out = Vec::new();
     server(&cfg.server, &mut out);
     sheets(cfg, &mut out);
+    if let Some(filter) = &cfg.log.filter {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+            out.push(format!(
+                "log.filter = {filter:?}: {e}; write a filter such as \"info,sqlx=warn\""
+            ));
+        }
+    }
     if cfg.mappings.is_empty() {
         out.push(
             "the configuration has no [[mapping]]; add one (see sheetsync.example.toml)".into(),
