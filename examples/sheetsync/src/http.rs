@@ -244,6 +244,9 @@ struct Tracker {
     limits: Limits,
     next: AtomicU64,
     open: Mutex<BTreeMap<u64, (Peer, Arc<ConnState>)>>,
+    /// Connections refused since the last warning, and when that was (at most one a second,
+    /// so a flood does not flood the log too).
+    refused: Mutex<(u64, Option<Instant>)>,
 }
 
 /// A connection the tracker counts until it is dropped.
@@ -269,6 +272,7 @@ impl Tracker {
             limits,
             next: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new((0, None)),
         }
     }
 
@@ -285,7 +289,7 @@ impl Tracker {
             true
         };
         if !room {
-            tracing::warn!(?peer, "refused a connection: every connection is busy");
+            self.note_refusal(peer);
             return None;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +301,21 @@ impl Tracker {
             id,
             state,
         })
+    }
+
+    fn note_refusal(&self, peer: Peer) {
+        let mut r = self.refused.lock().expect("refusal lock");
+        r.0 += 1;
+        if r.1.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(
+                ?peer,
+                refused = r.0,
+                limit = self.limits.max_connections,
+                per_peer = self.limits.max_connections_per_peer,
+                "refused connections: every connection in the way is busy with a request"
+            );
+            *r = (0, Some(Instant::now()));
+        }
     }
 }
 
