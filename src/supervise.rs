@@ -249,6 +249,7 @@ async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>, turn: InitialSy
     let mut turn = Some(turn);
     loop {
         let engine = m.engine();
+        let watched = engine.clone();
         let mut engine_stop = stop.clone();
         let started = Instant::now();
         let initial = turn.take();
@@ -264,6 +265,15 @@ async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>, turn: InitialSy
         });
         let panic = match run.await {
             Err(e) if e.is_panic() => panic_message(e.into_panic()),
+            Ok(()) if watched.lost_ownership() => {
+                // Another process may own the mapping now: wait for the lease again.
+                drop(watched);
+                m.up.store(false, Ordering::Relaxed);
+                if !restart(&m, &mut stop, &mut backoff).await {
+                    return;
+                }
+                continue;
+            }
             _ => return, // stopped (or cancelled with the runtime)
         };
         m.up.store(false, Ordering::Relaxed);
@@ -325,8 +335,17 @@ async fn restart(
             _ = tokio::time::sleep(*backoff) => {}
         }
         *backoff = (*backoff * 2).min(BACKOFF.1);
-        // Building reads the saved state and both sides' identities: it may panic too.
-        match tokio::spawn((m.factory)()).await {
+        // Building reads the saved state and both sides' identities: it may panic too. It
+        // waits for the mapping's lease, too, which may take until another process stops.
+        let mut build = tokio::spawn((m.factory)());
+        let built = tokio::select! {
+            _ = stop.wait_for(|s| *s) => {
+                build.abort();
+                return false;
+            }
+            built = &mut build => built,
+        };
+        match built {
             Ok(Ok(engine)) => {
                 m.replace(engine);
                 m.up.store(true, Ordering::Relaxed);

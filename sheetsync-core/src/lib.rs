@@ -99,10 +99,12 @@ pub use model::{
     TableSchema, UnkeyedRow, Value,
 };
 pub use ownership::Ownership;
+#[cfg(feature = "rules")]
+pub use resolve::Rule;
 pub use resolve::{
     Chain, ColumnOwner, ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict,
     FnResolver, Granularity, LastWriteWins, Manual, Resolution, ResolverSpec, RowConflict,
-    RowResolution, SideWins,
+    RowResolution, RuleScope, RuleSpec, SideWins,
 };
 pub use state::{
     Choice, ConflictRecord, DeleteDecision, FieldDiff, HeldRow, MappingIdentity, MemoryStateStore,

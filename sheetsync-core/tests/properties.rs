@@ -266,19 +266,26 @@ fn arb_action() -> impl Strategy<Value = Action> {
 }
 
 fn arb_resolver() -> impl Strategy<Value = ResolverSpec> {
-    prop_oneof![
-        Just(ResolverSpec::LastWriteWins {
+    #[allow(unused_mut)]
+    let mut specs = vec![
+        ResolverSpec::LastWriteWins {
             granularity: Granularity::Field,
-            tie: Side::Db
-        }),
-        Just(ResolverSpec::LastWriteWins {
+            tie: Side::Db,
+        },
+        ResolverSpec::LastWriteWins {
             granularity: Granularity::Row,
-            tie: Side::Sheet
-        }),
-        Just(ResolverSpec::SheetWins),
-        Just(ResolverSpec::DbWins),
-        Just(ResolverSpec::Manual),
-    ]
+            tie: Side::Sheet,
+        },
+        ResolverSpec::SheetWins,
+        ResolverSpec::DbWins,
+        ResolverSpec::Manual,
+    ];
+    // A conflict rule: the larger count wins; conflicts in other columns wait for a person.
+    #[cfg(feature = "rules")]
+    specs.push(ResolverSpec::Rule(
+        RuleSpec::field(r#"sheet.qty > db.qty ? "sheet" : "db""#).columns(["qty"]),
+    ));
+    proptest::sample::select(specs)
 }
 
 /// The two tables (which outlive processes), the state store, and the running process.
@@ -390,7 +397,7 @@ async fn run_schedule(
     update_vs_delete: DeleteResolution,
     transactional: bool,
 ) -> std::result::Result<(), TestCaseError> {
-    let mut w = World::new(resolver.clone(), update_vs_delete, transactional);
+    let mut w = World::new(resolver.clone(), update_vs_delete.clone(), transactional);
     let mut e = w.start().await;
     let mut h = History::default();
     for a in actions {
@@ -716,5 +723,44 @@ proptest! {
         let a = target(&merge(&LastWriteWins { granularity: Granularity::Field, tie: Side::Db }, sr, dr, ts, td));
         let b2 = target(&merge(&LastWriteWins { granularity: Granularity::Field, tie: Side::Sheet }, dr, sr, td, ts));
         prop_assert_eq!(a, b2);
+        #[cfg(feature = "rules")]
+        {
+            let rules = |specs: &[RuleSpec]| {
+                let specs: Vec<ResolverSpec> = specs.iter().cloned().map(ResolverSpec::Rule).collect();
+                ResolverSpec::build_chain(&specs, &schema).expect("the rules compile")
+            };
+            // A rule that always answers a side behaves like that side winning.
+            for side in Side::BOTH {
+                let chain = rules(&[
+                    RuleSpec::field(format!("\"{side}\"")),
+                    RuleSpec::delete(format!("deleted_on == \"{side}\" ? \"delete\" : \"keep\"")),
+                ]);
+                prop_assert_eq!(merge(&chain, sr, dr, ts, td), merge(&SideWins(side), sr, dr, ts, td));
+            }
+            // Last-write-wins written as a rule is last-write-wins.
+            let later = rules(&[RuleSpec::field(r#"sheet_at > db_at ? "sheet" : "db""#)]);
+            prop_assert_eq!(merge(&later, sr, dr, ts, td), merge(&lww, sr, dr, ts, td));
+            // Rules that decide nothing leave every conflict to the rest of the chain.
+            let next = rules(&[RuleSpec::row(r#""next""#), RuleSpec::field(r#""next""#), RuleSpec::delete(r#""next""#)])
+                .then(lww);
+            prop_assert_eq!(merge(&next, sr, dr, ts, td), merge(&lww, sr, dr, ts, td));
+            // The larger count wins; a count missing on one side is kept for a person, with the
+            // rule's error as the reason.
+            let larger = rules(&[RuleSpec::field(r#"sheet.qty > db.qty ? "sheet" : "db""#).columns(["qty"])])
+                .then(lww);
+            if let (Some(b), Some(s), Some(d)) = (base, sr, dr) {
+                let both_changed = b.0[2] != s.0[2] && b.0[2] != d.0[2] && s.0[2] != d.0[2];
+                match (both_changed, &s.0[2], &d.0[2], merge(&larger, sr, dr, ts, td)) {
+                    (false, ..) => {}
+                    (true, Value::Int(x), Value::Int(y), Merged::Write(Some(t))) => {
+                        prop_assert_eq!(&t.0[2], &Value::Int((*x).max(*y)));
+                    }
+                    (true, Value::Null, _, Merged::Conflict(c)) | (true, _, Value::Null, Merged::Conflict(c)) => {
+                        prop_assert!(c.reason.is_some_and(|r| r.contains("sheet.qty > db.qty")));
+                    }
+                    (true, _, _, m) => prop_assert!(false, "qty {:?} vs {:?} merged to {:?}", s.0[2], d.0[2], m),
+                }
+            }
+        }
     }
 }

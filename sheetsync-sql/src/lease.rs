@@ -17,7 +17,11 @@
 //!   that transaction rolls back with it.
 //! * **Liveness.** The connection that holds the lock is pinged every second; [`Lease::check`]
 //!   pings it on demand (the owner calls it before each Sheet write). A failed ping ends the
-//!   lease at once ([`Lease::is_held`] turns false).
+//!   lease at once ([`Lease::is_held`] turns false). An owner that stops answering without
+//!   dying (paused, partitioned) keeps its connection open, so the server is told to end the
+//!   lock connection after [`LEASE_TTL`] of silence (PostgreSQL's `idle_session_timeout`,
+//!   MySQL's `wait_timeout`, set on that connection only): its lock goes with it and another
+//!   process takes over. SQLite's file lock lasts as long as its process, paused or not.
 //!
 //! What remains possible, and why it converges: an owner paused *inside* a Sheet request (after
 //! its check) can have that one request applied after a new owner started. The Sheet write is
@@ -39,8 +43,16 @@ use crate::state::by_mapping;
 /// How often the lock connection is pinged while nobody asks.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the database keeps the lock of an owner that stopped talking (paused by SIGSTOP,
+/// a partition, a hung host): the lock connection's idle timeout, which the pings above keep
+/// from ever running out while the owner is alive.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// The lease statements of one database.
 pub(crate) struct LeaseSql {
+    /// Makes the server end the lock connection once it is idle for `{secs}` seconds: the
+    /// lease's time to live when its owner stops answering.
+    pub ttl: Option<&'static str>,
     /// Tries the lock without waiting; one integer column, 1 when taken (binds: the mapping).
     /// `None`: the lock is a file beside the database.
     pub try_lock: Option<&'static str>,
@@ -149,6 +161,10 @@ async fn lock<D: Driver>(
         return lock_file(path, mapping).map(|f| f.map(Holder::File));
     };
     let mut conn = pool.acquire().await.map_err(err)?.detach();
+    if let Some(ttl) = D::state().lease.ttl {
+        let sql = ttl.replace("{secs}", &LEASE_TTL.as_secs().to_string());
+        D::raw(&mut conn, sql).await.map_err(err)?;
+    }
     let rows = D::fetch_all(&mut conn, by_mapping::<D>(sql.to_string(), mapping))
         .await
         .map_err(err)?;

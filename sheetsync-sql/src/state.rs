@@ -674,6 +674,15 @@ macro_rules! state_store {
             async fn commit(&self, mapping: &str, delta: &StateDelta) -> Result<()> {
                 self.0.commit(mapping, delta).await
             }
+
+            async fn try_lease(
+                &self,
+                mapping: &str,
+                owner: &str,
+            ) -> Result<Option<std::sync::Arc<dyn sheetsync_core::Ownership>>> {
+                let lease = self.0.try_lease(mapping, owner).await?;
+                Ok(lease.map(|l| std::sync::Arc::new(l) as _))
+            }
         }
     };
 }

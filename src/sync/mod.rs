@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sheetsync_core::{
-    Engine, Error, ErrorKind, MappingConfig, Result, StateStore, Table, TableSchema,
+    Engine, Error, ErrorKind, MappingConfig, Ownership, Result, StateStore, Table, TableSchema,
 };
 use sheetsync_gsheets::webhook::EditRouter;
 use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
@@ -285,10 +285,20 @@ impl Sides {
         })
     }
 
-    /// The engine of the mapping; `afresh` forgets its saved state first.
-    pub async fn engine(&self, store: Arc<dyn StateStore>, afresh: bool) -> Result<Engine> {
+    /// The engine of the mapping; `afresh` forgets its saved state first; with `owner` it runs
+    /// only while that lease holds the mapping ([`sheetsync_core::EngineBuilder::owner`]).
+    pub async fn engine(
+        &self,
+        store: Arc<dyn StateStore>,
+        afresh: bool,
+        owner: Option<Arc<dyn Ownership>>,
+    ) -> Result<Engine> {
         let sheet: Arc<dyn Table> = self.sheet.clone();
-        let builder = Engine::builder(self.mapping.clone(), sheet, self.db.table()).state(store);
+        let mut builder =
+            Engine::builder(self.mapping.clone(), sheet, self.db.table()).state(store);
+        if let Some(owner) = owner {
+            builder = builder.owner(owner);
+        }
         if afresh {
             builder.start_afresh().build().await
         } else {
@@ -313,6 +323,8 @@ pub struct SyncBuilder {
     pending: Option<SyncConfig>,
     install_capture: bool,
     afresh_when_moved: bool,
+    /// Run without leases (see [`SyncBuilder::leases`]).
+    unleased: bool,
     error: Option<Error>,
 }
 
@@ -430,6 +442,15 @@ impl SyncBuilder {
         Ok(sync)
     }
 
+    /// Whether each mapping runs only while this process holds its lease in the mapping's
+    /// database (default: yes), so that replicas, or the old and the new process of a rolling
+    /// update, never run one mapping at once: a second process waits, says so in its log,
+    /// and takes the mapping over when the first stops or dies (see [`crate::ownership`]).
+    pub fn leases(mut self, leases: bool) -> Self {
+        self.unleased = !leases;
+        self
+    }
+
     /// [`SyncBuilder::open`], then [`SheetSync::start`].
     pub async fn start(self) -> Result<SheetSync> {
         let sync = self.open().await?;
@@ -455,17 +476,24 @@ impl SyncBuilder {
         Ok(())
     }
 
-    /// Builds the mapping's engine on the state store in its own database.
+    /// Builds the mapping's engine on the state store in its own database, once this process
+    /// holds the mapping's lease there (see [`crate::ownership`]).
     async fn factory(&self, s: &Sides) -> Result<EngineFactory> {
         let (sides, store, afresh_when_moved) =
             (s.clone(), s.db.state_store().await?, self.afresh_when_moved);
+        let leases = !self.unleased;
         Ok(Arc::new(move || {
             let (sides, store) = (sides.clone(), store.clone());
             Box::pin(async move {
-                match sides.engine(store.clone(), false).await {
+                let name = &sides.mapping.name;
+                let owner = match leases {
+                    true => wait_for_lease(&*store, name).await?,
+                    false => None,
+                };
+                match sides.engine(store.clone(), false, owner.clone()).await {
                     Err(e) if afresh_when_moved && e.kind() == ErrorKind::IdentityMismatch => {
-                        tracing::warn!(mapping = %sides.mapping.name, "the mapping's saved state belongs to other sides: starting afresh (merging, no deletes)");
-                        sides.engine(store, true).await
+                        tracing::warn!(mapping = %name, "the mapping's saved state belongs to other sides: starting afresh (merging, no deletes)");
+                        sides.engine(store, true, owner).await
                     }
                     other => other,
                 }
@@ -499,6 +527,58 @@ impl SheetSync {
     pub fn sides(&self) -> &[Sides] {
         self.sheets_side().map_or(&[], |s| &s.sides)
     }
+}
+
+/// How often a process waiting for a mapping's lease tries again, and how often it says so.
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+const LEASE_WAIT_LOG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Takes the mapping's lease in `store`, waiting while another process holds it; `None` when
+/// the store keeps no leases (an in-memory SQLite database, which no other process can reach).
+async fn wait_for_lease(
+    store: &dyn StateStore,
+    mapping: &str,
+) -> Result<Option<Arc<dyn Ownership>>> {
+    let owner = process_name();
+    let mut said = None::<std::time::Instant>;
+    loop {
+        match store.try_lease(mapping, &owner).await {
+            Ok(Some(lease)) => {
+                if said.is_some() {
+                    tracing::info!(
+                        mapping,
+                        epoch = lease.epoch(),
+                        "took the mapping over: the process that held it stopped"
+                    );
+                } else {
+                    tracing::debug!(
+                        mapping,
+                        epoch = lease.epoch(),
+                        "holding the mapping's lease"
+                    );
+                }
+                return Ok(Some(lease));
+            }
+            Ok(None) => {
+                if said.is_none_or(|t| t.elapsed() >= LEASE_WAIT_LOG) {
+                    tracing::warn!(mapping, "another process runs this mapping (its lease is held): waiting to take it over when that process stops");
+                    said = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(LEASE_RETRY).await;
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `host:pid`, naming this process in the leases it holds.
+fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{}:{}", host.trim(), std::process::id())
 }
 
 #[cfg(test)]

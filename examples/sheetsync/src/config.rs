@@ -418,6 +418,14 @@ guard = { max_share = 0.2 }
             "postgres://sheetsync:pw@db.internal:5432/shop"
         );
         assert_eq!(m.sync.columns.len(), 5);
+        // Its conflict rules compile against the table it describes.
+        let ty = |n: &str| sheetsync::Column::new(n, sheetsync::ColumnType::Text);
+        let cols = ["id", "customer", "status", "total", "note"]
+            .map(ty)
+            .to_vec();
+        let schema = sheetsync::TableSchema::new("orders", cols, &["id"]).unwrap();
+        let chain = sheetsync::ResolverSpec::build_chain(&m.sync.resolvers, &schema);
+        assert!(chain.is_ok(), "{:?}", chain.err());
         assert_eq!(m.sync.guard.max_count, Some(500));
         assert_eq!(m.sync.timing.full_scan_interval_ms, 30_000);
         assert_eq!(

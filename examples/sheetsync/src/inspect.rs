@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use sheetsync::gsheets::{Layout, SheetTable, SheetsClient};
 use sheetsync::sync::{check_key, mapped_columns, DbTable, Sides};
-use sheetsync::{Engine, Plan, Result, SheetsConfig, Side, SyncConfig, WriteOp};
+use sheetsync::{
+    Engine, Plan, ResolverSpec, Result, SheetsConfig, Side, SyncConfig, TableSchema, WriteOp,
+};
 
 use crate::config::Config;
 
@@ -93,6 +95,16 @@ async fn check_mapping(report: &mut Report, m: &SyncConfig, client: Option<&Arc<
     report.line(
         &format!("{name}: state store"),
         db.state_store().await.map(|_| "ready".into()),
+    );
+    // Conflict rules compile and type-check against the table's columns.
+    let specs = m.sync.resolver_specs();
+    let schema = TableSchema {
+        name: name.clone(),
+        ..db.schema().clone()
+    };
+    report.line(
+        &format!("{name}: conflict resolvers"),
+        ResolverSpec::build_chain(&specs, &schema).map(|_| format!("{} ready", specs.len())),
     );
     let Some(client) = client else { return };
     let what = format!("{name}: sheet {}#{}", m.spreadsheet_id, m.sheet_id);

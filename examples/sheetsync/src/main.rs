@@ -687,7 +687,20 @@ async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
         s.db.install().await?;
         println!("{mapping}: change capture installed on {}", m.table);
     }
-    let engine = s.engine(s.db.state_store().await?, true).await?;
+    let store = s.db.state_store().await?;
+    // A running daemon holds the mapping's lease: resetting under it would race its cycles.
+    let owner = match store.try_lease(mapping, "sheetsync reset").await {
+        Ok(Some(lease)) => Some(lease),
+        Ok(None) => {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("mapping {mapping:?} is running in another process (it holds the mapping's lease): stop the daemon first"),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::Unsupported => None,
+        Err(e) => return Err(e),
+    };
+    let engine = s.engine(store, true, owner).await?;
     println!(
         "{mapping}: saved state forgotten; syncing both sides as they are (nothing is deleted)"
     );

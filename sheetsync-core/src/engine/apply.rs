@@ -519,6 +519,9 @@ impl Engine {
                 .get(&c.key)
                 .is_none_or(|old| old.fields != c.fields || old.sheet != c.sheet || old.db != c.db);
             if is_new {
+                if let Some(why) = &c.reason {
+                    tracing::warn!(mapping = %self.mapping.name, key = %c.key, "conflict kept for a person: {why}");
+                }
                 self.emit(Event::Conflict(c.clone()));
             }
         }

@@ -158,7 +158,7 @@ impl Engine {
         let policy = MergePolicy {
             schema: &self.schema,
             resolver: &*self.resolver,
-            update_vs_delete: self.mapping.update_vs_delete,
+            update_vs_delete: self.mapping.update_vs_delete.clone(),
             deletes: self.mapping.deletes,
         };
         for k in self.dirty_keys(st, reads, &restored, &mut plan) {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Direction, Row, RowKey, Side, TableSchema, Value};
 use crate::resolve::{
-    ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict, Resolution, RowConflict,
+    field_conflict, ConflictResolver, DeleteConflict, DeleteResolution, Resolution, RowConflict,
     RowResolution,
 };
 use crate::state::{ConflictRecord, FieldDiff};
@@ -51,7 +51,7 @@ impl DeletePropagation {
 }
 
 /// The rules a merge follows.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct MergePolicy<'a> {
     /// The mapping's schema (column directions included).
     pub schema: &'a TableSchema,
@@ -133,27 +133,28 @@ fn one_deleted(
     };
     let mut decision = policy.resolver.resolve_delete(&conflict);
     if decision == DeleteResolution::Fallback {
-        decision = policy.update_vs_delete;
+        decision = policy.update_vs_delete.clone();
     }
-    match decision {
-        DeleteResolution::Delete if allowed => Merged::Write(None),
-        DeleteResolution::Manual => {
-            let (sheet, db) = match deleted_on {
-                Side::Sheet => (None, Some(updated.clone())),
-                Side::Db => (Some(updated.clone()), None),
-            };
-            Merged::Conflict(ConflictRecord {
-                key: key.clone(),
-                fields: Vec::new(),
-                deleted_on: Some(deleted_on),
-                sheet,
-                db,
-                at: now,
-            })
-        }
+    let reason = match decision {
+        DeleteResolution::Delete if allowed => return Merged::Write(None),
+        DeleteResolution::Manual => None,
+        DeleteResolution::ManualBecause(why) => Some(why),
         // KeepUpdate, a Delete the mapping forbids, or a Fallback policy: keep the data.
-        _ => Merged::Write(Some(updated.clone())),
-    }
+        _ => return Merged::Write(Some(updated.clone())),
+    };
+    let (sheet, db) = match deleted_on {
+        Side::Sheet => (None, Some(updated.clone())),
+        Side::Db => (Some(updated.clone()), None),
+    };
+    Merged::Conflict(ConflictRecord {
+        key: key.clone(),
+        fields: Vec::new(),
+        deleted_on: Some(deleted_on),
+        sheet,
+        db,
+        at: now,
+        reason,
+    })
 }
 
 fn merge_fields(
@@ -205,6 +206,8 @@ fn merge_fields(
         db_at,
     };
     let mut manual = Vec::new();
+    // Why a resolver kept fields for a person, when it said.
+    let mut reasons: Vec<String> = Vec::new();
     match policy.resolver.resolve_row(&row_conflict) {
         RowResolution::Take(side) => {
             let winner = if side == Side::Sheet { s } else { d };
@@ -224,25 +227,32 @@ fn merge_fields(
             }
         }
         RowResolution::Manual => manual.extend_from_slice(&conflicts),
+        RowResolution::ManualBecause(why) => {
+            manual.extend_from_slice(&conflicts);
+            reasons.push(why);
+        }
         RowResolution::PerField | RowResolution::Fallback => {
             for &i in &conflicts {
-                let fc = FieldConflict {
-                    key,
-                    column: &schema.columns[i],
-                    index: i,
-                    base: base.map(|b| &b.0[i]),
-                    sheet: &s.0[i],
-                    db: &d.0[i],
-                    sheet_at,
-                    db_at,
-                };
-                match policy.resolver.resolve_field(&fc) {
+                match policy
+                    .resolver
+                    .resolve_field(&field_conflict(&row_conflict, i))
+                {
                     Resolution::Sheet => merged[i] = Some(s.0[i].clone()),
                     Resolution::Db => merged[i] = Some(d.0[i].clone()),
                     Resolution::Value(v) => match v.coerce(schema.columns[i].ty) {
                         Ok(v) => merged[i] = Some(v),
-                        Err(_) => manual.push(i),
+                        Err(e) => {
+                            manual.push(i);
+                            reasons.push(format!(
+                                "the resolver's value for column {:?}: {e}",
+                                schema.columns[i].name
+                            ));
+                        }
                     },
+                    Resolution::ManualBecause(why) => {
+                        manual.push(i);
+                        reasons.push(why);
+                    }
                     Resolution::Manual | Resolution::Fallback => manual.push(i),
                 }
             }
@@ -266,6 +276,7 @@ fn merge_fields(
         sheet: Some(s.clone()),
         db: Some(d.clone()),
         at: now,
+        reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
     })
 }
 

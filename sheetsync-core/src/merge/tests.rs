@@ -303,3 +303,80 @@ fn an_owner_before_manual_or_row_lww_still_decides_its_column() {
         Merged::Write(Some(row("db", 2)))
     );
 }
+
+#[cfg(feature = "rules")]
+#[test]
+fn a_failing_rule_holds_its_field_only_and_the_chain_decides_the_rest() {
+    use crate::resolve::{ResolverSpec, RuleSpec};
+    let chain = ResolverSpec::build_chain(
+        &[
+            ResolverSpec::Rule(
+                RuleSpec::field(r#"sheet.b > db.b ? "sheet" : "db""#).columns(["b"]),
+            ),
+            ResolverSpec::Rule(
+                RuleSpec::field(r#"sheet.a == "cancelled" ? "sheet" : "next""#).columns(["a"]),
+            ),
+            ResolverSpec::LastWriteWins {
+                granularity: Granularity::Field,
+                tie: Side::Db,
+            },
+        ],
+        &schema(),
+    )
+    .unwrap();
+    let b = row("open", 1);
+    // b by the first rule; a falls through to last-write-wins (the db is later) or the second.
+    assert_eq!(
+        merge_with(
+            &chain,
+            Some(&b),
+            Some(&row("paused", 5)),
+            Some(&row("shipped", 3))
+        ),
+        Merged::Write(Some(row("shipped", 5)))
+    );
+    assert_eq!(
+        merge_with(
+            &chain,
+            Some(&b),
+            Some(&row("cancelled", 2)),
+            Some(&row("shipped", 3))
+        ),
+        Merged::Write(Some(row("cancelled", 3)))
+    );
+    // An empty b: the rule fails, b waits for a person with the error; a is not held.
+    let s = Row::new(vec![
+        Value::Int(1),
+        Value::Text("cancelled".into()),
+        Value::Null,
+    ]);
+    match merge_with(&chain, Some(&b), Some(&s), Some(&row("shipped", 3))) {
+        Merged::Conflict(c) => {
+            let cols: Vec<&str> = c.fields.iter().map(|f| f.column.as_str()).collect();
+            assert_eq!(cols, ["b"]);
+            let why = c.reason.expect("a reason");
+            assert!(why.contains("conflict rule `sheet.b > db.b"), "{why}");
+        }
+        m => panic!("expected a kept conflict, got {m:?}"),
+    }
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_kept_with_the_reason() {
+    let wrong = crate::resolve::FnResolver::new(|_| Resolution::Value(Value::Text("nope".into())));
+    match merge_with(
+        &wrong,
+        Some(&row("x", 1)),
+        Some(&row("x", 2)),
+        Some(&row("x", 3)),
+    ) {
+        Merged::Conflict(c) => {
+            let why = c.reason.expect("a reason");
+            assert!(
+                why.contains(r#"value for column "b""#) && why.contains("nope"),
+                "{why}"
+            );
+        }
+        m => panic!("expected a kept conflict, got {m:?}"),
+    }
+}

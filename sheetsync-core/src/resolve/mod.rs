@@ -6,6 +6,9 @@
 //! small trait of pure methods; strategies compose into a fallback [`Chain`], and whatever no
 //! strategy decides is kept for a person ([`Resolution::Manual`]), never guessed.
 
+#[cfg(feature = "rules")]
+mod rules;
+mod spec;
 mod strategies;
 
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Column, Row, RowKey, Side, TableSchema, Value};
 
+#[cfg(feature = "rules")]
+pub use rules::Rule;
+pub use spec::{RuleScope, RuleSpec};
 pub use strategies::{ColumnOwner, FnResolver, LastWriteWins, Manual, SideWins};
 
 /// Both sides changed one field to different values.
@@ -36,6 +42,12 @@ pub struct FieldConflict<'a> {
     pub sheet_at: u64,
     /// When the database's change happened.
     pub db_at: u64,
+    /// The Sheet's whole row.
+    pub sheet_row: &'a Row,
+    /// The database's whole row.
+    pub db_row: &'a Row,
+    /// The whole base row (`None` when both sides inserted the row).
+    pub base_row: Option<&'a Row>,
 }
 
 /// Both sides changed a row; `fields` are the columns in conflict.
@@ -87,6 +99,8 @@ pub enum Resolution {
     Value(Value),
     /// Keep the conflict for a person; hold the row.
     Manual,
+    /// Keep the conflict for a person, telling them why (say, a rule that failed).
+    ManualBecause(String),
     /// No opinion: ask the next resolver in the chain.
     Fallback,
 }
@@ -110,12 +124,14 @@ pub enum RowResolution {
     PerField,
     /// Keep the conflict for a person.
     Manual,
+    /// Keep the conflict for a person, telling them why.
+    ManualBecause(String),
     /// No opinion.
     Fallback,
 }
 
 /// A decision for update-vs-delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteResolution {
     /// Keep the updated row and restore it on the side that deleted it (loses nothing).
@@ -124,6 +140,10 @@ pub enum DeleteResolution {
     Delete,
     /// Keep the conflict for a person.
     Manual,
+    /// Keep the conflict for a person, telling them why. A resolver's answer only: not a
+    /// setting of `update_vs_delete`.
+    #[serde(skip)]
+    ManualBecause(String),
     /// No opinion.
     Fallback,
 }
@@ -175,7 +195,7 @@ impl<R: ConflictResolver + ?Sized> ConflictResolver for Box<R> {
 }
 
 /// The field conflict of column `i` within a row conflict.
-fn field_conflict<'a>(c: &RowConflict<'a>, i: usize) -> FieldConflict<'a> {
+pub(crate) fn field_conflict<'a>(c: &RowConflict<'a>, i: usize) -> FieldConflict<'a> {
     FieldConflict {
         key: c.key,
         column: &c.schema.columns[i],
@@ -185,6 +205,9 @@ fn field_conflict<'a>(c: &RowConflict<'a>, i: usize) -> FieldConflict<'a> {
         db: &c.db.0[i],
         sheet_at: c.sheet_at,
         db_at: c.db_at,
+        sheet_row: c.sheet,
+        db_row: c.db,
+        base_row: c.base,
     }
 }
 
@@ -283,6 +306,8 @@ pub enum ResolverSpec {
     },
     /// [`Manual`].
     Manual,
+    /// A [`RuleSpec`]: an expression in the Common Expression Language (feature `rules`).
+    Rule(RuleSpec),
 }
 
 fn default_tie() -> Side {
@@ -316,6 +341,7 @@ impl ResolverSpec {
                 ))
             }
             ResolverSpec::Manual => Arc::new(Manual),
+            ResolverSpec::Rule(spec) => spec.build(schema)?,
         })
     }
 

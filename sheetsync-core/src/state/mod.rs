@@ -115,6 +115,9 @@ pub struct ConflictRecord {
     pub db: Option<Row>,
     /// The engine clock when the conflict arose.
     pub at: u64,
+    /// Why it is kept, when a resolver said (say, the error of a conflict rule that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How a person resolved a kept conflict.
@@ -283,5 +286,21 @@ pub trait StateStore: Send + Sync {
     /// (the default) when no sink can.
     fn location(&self) -> Option<String> {
         None
+    }
+
+    /// Tries to take ownership of `mapping` for `owner` (a name for logs: host and process),
+    /// so that one process at a time runs it ([`crate::ownership`]): `Ok(None)` while another
+    /// holds it. The default, for stores that only one process can reach (the memory store),
+    /// keeps no leases: [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn try_lease(
+        &self,
+        mapping: &str,
+        owner: &str,
+    ) -> Result<Option<std::sync::Arc<dyn crate::Ownership>>> {
+        let _ = owner;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("this state store keeps no leases (mapping {mapping:?})"),
+        ))
     }
 }

@@ -176,6 +176,7 @@ static STATE: StateSql = StateSql {
         tombstone = VALUES(tombstone), synced_at = VALUES(synced_at)",
     load_begin: "BEGIN",
     lease: LeaseSql {
+        ttl: Some("SET SESSION wait_timeout = {secs}"),
         // Named locks are server-wide and their names at most 64 characters: the name hashes
         // the database and the mapping.
         try_lock: Some(

@@ -185,6 +185,8 @@ static STATE: StateSql = StateSql {
         tombstone = EXCLUDED.tombstone, synced_at = EXCLUDED.synced_at",
     load_begin: "BEGIN ISOLATION LEVEL REPEATABLE READ",
     lease: LeaseSql {
+        // PostgreSQL 14+; the lock connection pings every second.
+        ttl: Some("SET idle_session_timeout = '{secs}s'"),
         // Advisory locks are per database; the key is a 64-bit hash of the mapping's name.
         try_lock: Some(
             "SELECT CASE WHEN pg_try_advisory_lock(hashtextextended('sheetsync.lease/' || $1, 0))

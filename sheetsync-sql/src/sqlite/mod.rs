@@ -176,6 +176,9 @@ static STATE: StateSql = StateSql {
         tombstone = excluded.tombstone, synced_at = excluded.synced_at",
     load_begin: "BEGIN",
     lease: LeaseSql {
+        // A file lock lives as long as its process, paused or not (one host: the operator
+        // sees both processes).
+        ttl: None,
         // A file lock beside the database (one host): see `crate::lease`.
         try_lock: None,
         take: "INSERT INTO _sheetsync_state_leases (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)

@@ -446,6 +446,7 @@ pub async fn state_store_contract(store: &dyn sheetsync_core::StateStore) {
             sheet: Some(item(4, "s", 2)),
             db: Some(item(4, "d", 3)),
             at: 5,
+            reason: Some("rule for qty failed: no such key: qty".into()),
         }]),
         choices: Some(vec![(int_key(4), Choice::Side(Side::Sheet))]),
         clock: 100,

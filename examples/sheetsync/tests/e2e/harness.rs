@@ -336,29 +336,7 @@ impl Db {
                  CAST(active AS TEXT) FROM {table}"
             ),
         };
-        let raw: Vec<Vec<Option<String>>> = match &self.pool {
-            Pool::Pg(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-            Pool::My(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-            Pool::Lite(p) => sqlx::query(AssertSqlSafe(sql.clone()))
-                .fetch_all(p)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|r| (0..6).map(|i| r.try_get(i).unwrap()).collect())
-                .collect(),
-        };
+        let raw = self.try_texts(&sql, COLUMNS.len()).await?;
         let mut out = BTreeMap::new();
         for r in raw {
             let id: i64 =
@@ -375,6 +353,27 @@ impl Db {
             }
         }
         Ok(out)
+    }
+
+    /// The first `n` columns of every row `sql` selects, as text (each must be text or NULL).
+    pub async fn try_texts(&self, sql: &str, n: usize) -> Result<Vec<Vec<Option<String>>>, String> {
+        // The same query on each pool type.
+        macro_rules! texts {
+            ($pool:expr) => {
+                sqlx::query(AssertSqlSafe(sql.to_string()))
+                    .fetch_all($pool)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|r| (0..n).map(|i| r.try_get(i).unwrap()).collect())
+                    .collect()
+            };
+        }
+        Ok(match &self.pool {
+            Pool::Pg(p) => texts!(p),
+            Pool::My(p) => texts!(p),
+            Pool::Lite(p) => texts!(p),
+        })
     }
 
     pub async fn rows(&self, table: &str) -> BTreeMap<i64, Canon> {
@@ -545,6 +544,21 @@ impl Daemon {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     fn dump(&self) {
         eprintln!("---- daemon stdout ----");
         for l in self.stdout() {
@@ -569,6 +583,19 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             self.dump();
         }
+    }
+}
+
+/// A daemon started beside another, not yet listening (see [`World::spawn`]).
+pub struct Standby {
+    pub daemon: Daemon,
+    ready: std::sync::mpsc::Receiver<()>,
+}
+
+impl Standby {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.daemon.log()
     }
 }
 
@@ -753,10 +780,24 @@ impl World {
     pub async fn start(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is already running");
         self.write_config();
+        let standby = self.spawn(None);
+        self.promote(standby, DEADLINE).await;
+    }
+
+    /// Starts one more `sheetsync -c <file> run` beside the running daemon (a replica on its
+    /// own port), without waiting for it: it listens only once it took its mappings over.
+    pub fn spawn_replica(&mut self) -> Standby {
+        self.spawn(Some(free_port()))
+    }
+
+    fn spawn(&mut self, port: Option<u16>) -> Standby {
         self.starts += 1;
         let stderr_path = self.dir.join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = limited_command(&self.cfg_path, self.fd_limit);
+        if let Some(port) = port {
+            cmd.env("SHEETSYNC_LISTEN", format!("127.0.0.1:{port}"));
+        }
         cmd.arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -775,18 +816,25 @@ impl World {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut daemon = Daemon {
+        let daemon = Daemon {
             child,
             stdout: lines,
             stderr_path,
         };
-        let ready = tokio::task::spawn_blocking(move || rx.recv_timeout(DEADLINE))
+        Standby { daemon, ready: rx }
+    }
+
+    /// Waits up to `limit` for `standby` to listen, then makes it the world's daemon.
+    pub async fn promote(&mut self, standby: Standby, limit: Duration) {
+        assert!(self.daemon.is_none(), "the daemon is already running");
+        let Standby { mut daemon, ready } = standby;
+        let ready = tokio::task::spawn_blocking(move || ready.recv_timeout(limit))
             .await
             .unwrap();
         if ready.is_err() {
             let status = daemon.child.try_wait();
             daemon.dump();
-            panic!("the daemon did not print `listening on http://...` (exit status: {status:?})");
+            panic!("the daemon did not print `listening on http://...` within {limit:?} (exit status: {status:?})");
         }
         self.daemon = Some(daemon);
     }
@@ -796,6 +844,11 @@ impl World {
         if let Some(mut d) = self.daemon.take() {
             d.kill9();
         }
+    }
+
+    /// The running daemon, taken out of the world (which then has none).
+    pub fn take_daemon(&mut self) -> Option<Daemon> {
+        self.daemon.take()
     }
 
     pub fn daemon_running(&mut self) -> bool {
@@ -1139,7 +1192,8 @@ impl Drop for World {
 }
 
 /// A cell as canonical text: numbers in shortest form, dates from serial numbers.
-fn cell_text(column: &str, cell: &Json) -> Option<String> {
+/// A Sheet cell's canonical text form (see [`Canon`]).
+pub fn cell_text(column: &str, cell: &Json) -> Option<String> {
     let s = match cell {
         Json::Null => return None,
         Json::String(s) if s.is_empty() => return None,

@@ -18,7 +18,9 @@
 mod harness;
 mod idle;
 mod races;
+mod replicas;
 mod round_trips;
+mod rules;
 mod scenarios;
 
 macro_rules! backend_tests {
@@ -58,3 +60,38 @@ e2e!(
     check_and_plan,
     new_sheet_rows_take_database_defaults,
 );
+
+macro_rules! replica_tests {
+    ($($backend:ident: $name:ident),* $(,)?) => {
+        mod replicas_take_over {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::replicas::a_second_daemon_waits_then_takes_over(
+                        crate::harness::Backend::$backend,
+                    )
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+replica_tests!(Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+
+/// SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
+mod paused_owner_stands_down {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        crate::replicas::a_paused_owner_stands_down_when_it_resumes(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        crate::replicas::a_paused_owner_stands_down_when_it_resumes(crate::harness::Backend::MySql)
+            .await;
+    }
+}

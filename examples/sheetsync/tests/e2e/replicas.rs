@@ -1,0 +1,120 @@
+//! Two daemons with the same configuration (two replicas, or the old and the new process of a
+//! rolling update): the mapping runs on one of them only. The second waits and says so; while
+//! both run, a database insert reaches the Sheet once (two owners would both append it) and a
+//! person's edit reaches the database once; `kill -9` of the owner hands the mapping to the
+//! other, which resumes from the saved state with nothing lost or doubled. `sheetsync reset`
+//! refuses to run under a live owner.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{insert_sql, row, rows_map, wait_until, Backend, World};
+
+/// How long the standby may take to run the mapping after the owner is killed.
+const TAKEOVER: Duration = Duration::from_secs(15);
+
+pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
+    let seed = [(
+        1,
+        row(["1", "Widget", "007", "12.50", "2024-01-31", "true"]),
+    )];
+    let mut w = World::new(backend, "replicas").await;
+    let m = w.add_mapping("items", &seed, "").await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    let mut want = rows_map(&seed);
+    w.converge(m, &want).await;
+
+    let standby = w.spawn_replica();
+    wait_until(
+        "the second daemon says it waits for the mapping",
+        || async {
+            let log = standby.log();
+            match log.contains("another process runs this mapping") {
+                true => Ok(()),
+                false => Err(format!("its log so far:\n{log}")),
+            }
+        },
+    )
+    .await;
+
+    // Both processes are up: each change is carried once.
+    let two = row(["2", "Gadget", "", "", "", "false"]);
+    w.db.exec(&insert_sql(&t, &[(2, two.clone())])).await;
+    want.insert(2, two);
+    w.converge(m, &want).await;
+    w.type_rows(m, &[(3, row(["3", "Typed", "", "", "", "false"]))]);
+    want.insert(3, row(["3", "Typed", "", "", "", "false"]));
+    w.converge(m, &want).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // a standby that wrote would show by now
+    w.converge(m, &want).await;
+
+    // Resetting the mapping under a running owner would race its cycles: refused by the
+    // lease, also from a host whose configuration points at another daemon address.
+    let elsewhere = w.dir.join("elsewhere.toml");
+    let listen = format!("127.0.0.1:{}", w.port);
+    std::fs::write(&elsewhere, w.config_text().replace(&listen, "127.0.0.1:9")).unwrap();
+    let reset = w.cli(&elsewhere, &["reset", "--mapping", "items"]).await;
+    assert_ne!(reset.code, Some(0), "{reset:?}");
+    assert!(reset.stderr.contains("stop the daemon first"), "{reset:?}");
+
+    let killed = Instant::now();
+    w.kill9();
+    w.promote(standby, TAKEOVER).await;
+    eprintln!(
+        "{backend:?}: the standby took over {:?} after the kill",
+        killed.elapsed()
+    );
+    let four = row(["4", "After", "", "", "", "true"]);
+    w.db.exec(&insert_sql(&t, &[(4, four.clone())])).await;
+    want.insert(4, four);
+    w.type_cell(m, 1, "name", json!("Widget v2"));
+    want.get_mut(&1).unwrap()[1] = Some("Widget v2".into());
+    w.converge(m, &want).await;
+}
+
+/// An owner paused past its lease (SIGSTOP): the database ends its silent lock connection, the
+/// standby takes over, and when the old owner resumes it finds its lease gone, stops writing and
+/// waits as a standby itself; nothing it had in flight lands twice.
+pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
+    let seed = [(
+        1,
+        row(["1", "Widget", "007", "12.50", "2024-01-31", "true"]),
+    )];
+    let mut w = World::new(backend, "paused").await;
+    let m = w.add_mapping("items", &seed, "").await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    let mut want = rows_map(&seed);
+    w.converge(m, &want).await;
+    let standby = w.spawn_replica();
+    let old = w.take_daemon().expect("the owner");
+    let paused = Instant::now();
+    old.signal("STOP");
+    // The lease lives 10 s without an answer; the standby retries every 2 s.
+    w.promote(standby, Duration::from_secs(30)).await;
+    eprintln!(
+        "{backend:?}: the standby took over {:?} after the pause",
+        paused.elapsed()
+    );
+    let two = row(["2", "Gadget", "", "", "", "false"]);
+    w.db.exec(&insert_sql(&t, &[(2, two.clone())])).await;
+    want.insert(2, two);
+    w.converge(m, &want).await;
+    old.signal("CONT");
+    wait_until("the resumed owner stands down", || async {
+        let log = old.log();
+        match log.contains("lost the mapping's lease") {
+            true => Ok(()),
+            false => Err(format!("its log so far:\n{log}")),
+        }
+    })
+    .await;
+    let three = row(["3", "Late", "", "", "", "true"]);
+    w.db.exec(&insert_sql(&t, &[(3, three.clone())])).await;
+    want.insert(3, three);
+    w.converge(m, &want).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // the old owner, were it writing, would show
+    w.converge(m, &want).await;
+}
