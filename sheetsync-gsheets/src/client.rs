@@ -93,6 +93,9 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// How long one request may take (Google stops at 180 s).
     pub request_timeout: Duration,
+    /// How long opening a connection may take: an address that does not answer fails in
+    /// seconds, naming itself, rather than after the system's long TCP timeout.
+    pub connect_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -105,6 +108,7 @@ impl Default for ClientConfig {
             writes_per_minute: 60,
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(180),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -232,13 +236,16 @@ impl SheetsClient {
         reads: Arc<RateLimiter>,
         writes: Arc<RateLimiter>,
     ) -> Result<Self> {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(config.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| Error::new(ErrorKind::ConfigInvalid, format!("TLS roots: {e}")))?
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(tcp);
         let http: common::Client<Connector> =
             hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         let source = match &config.auth {
@@ -304,7 +311,7 @@ impl SheetsClient {
             self.counter.count(method);
             let result = match tokio::time::timeout(self.config.request_timeout, f()).await {
                 Ok(Ok((_, v))) => return Ok(v),
-                Ok(Err(e)) => map_error(e),
+                Ok(Err(e)) => self.explain(map_error(e)),
                 Err(_) => Error::new(
                     ErrorKind::Connection,
                     format!("no answer within {:?}", self.config.request_timeout),
@@ -497,7 +504,7 @@ impl SheetsClient {
         let resp = tokio::time::timeout(self.config.request_timeout, self.http.request(req))
             .await
             .map_err(|_| Error::new(ErrorKind::Connection, "drive files.get timed out"))?
-            .map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?;
+            .map_err(|e| self.explain(connection_error(&e)))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -509,9 +516,78 @@ impl SheetsClient {
         if (200..300).contains(&status) {
             Ok(json)
         } else {
-            Err(status_error(status, &json))
+            Err(self.explain(status_error(status, &json)))
         }
     }
+
+    /// Adds what a person needs to fix an error: the server a connection failed to, or, for
+    /// a spreadsheet not found or not allowed, that it must be shared with the account.
+    fn explain(&self, e: Error) -> Error {
+        let hint = match e.kind() {
+            ErrorKind::Connection if e.message().starts_with("connection failed") => {
+                format!(
+                    "{} (the Sheets API at {})",
+                    e.message(),
+                    host_port(&self.config.sheets_url)
+                )
+            }
+            ErrorKind::NotFound | ErrorKind::PermissionDenied => {
+                let who = match &self.config.auth {
+                    #[cfg(feature = "service-account")]
+                    Auth::ServiceAccount(key) => {
+                        format!("the service account {}", key.client_email)
+                    }
+                    _ => "the account sheetsync uses".to_string(),
+                };
+                format!(
+                    "{}; check the spreadsheet id and that the spreadsheet is shared with {who} (Share, as Editor)",
+                    e.message()
+                )
+            }
+            _ => return e,
+        };
+        let rebuilt = Error::new(e.kind(), hint).with_operation(e.operation());
+        match e.status() {
+            sheetsync_core::ErrorStatus::Permanent => rebuilt.permanent(),
+            _ => rebuilt.temporary(),
+        }
+    }
+}
+
+/// `host:port` of a URL, the port filled in from the scheme.
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']'));
+    if has_port {
+        authority.to_string()
+    } else {
+        let port = if scheme.eq_ignore_ascii_case("http") {
+            80
+        } else {
+            443
+        };
+        format!("{authority}:{port}")
+    }
+}
+
+/// A failed connection, with every cause down to the system's error: hyper's own message
+/// alone is `client error (Connect)`.
+fn connection_error(e: &(dyn std::error::Error + 'static)) -> Error {
+    let mut message = String::from("connection failed");
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    Error::new(ErrorKind::Connection, message).temporary()
 }
 
 /// Percent-encodes a range for the path (google-sheets4 inserts it verbatim, so `#`, `?` or `/`
@@ -566,9 +642,7 @@ fn map_error(e: common::Error) -> Error {
         common::Error::Failure(resp) => {
             status_error(resp.status().as_u16(), &serde_json::Value::Null)
         }
-        common::Error::HttpError(e) => {
-            Error::new(ErrorKind::Connection, format!("connection failed: {e}")).temporary()
-        }
+        common::Error::HttpError(e) => connection_error(&e),
         common::Error::Io(e) => Error::new(ErrorKind::Connection, e.to_string()).temporary(),
         common::Error::MissingToken(e) => {
             Error::new(ErrorKind::Unauthenticated, format!("no token: {e}")).temporary()
@@ -597,6 +671,16 @@ mod tests {
         assert!(!e.is_temporary());
         assert!(status_error(503, &serde_json::Value::Null).is_temporary());
         assert!(!status_error(400, &serde_json::Value::Null).is_temporary());
+    }
+
+    #[test]
+    fn servers_are_named_with_their_port() {
+        assert_eq!(
+            host_port("https://sheets.googleapis.com/"),
+            "sheets.googleapis.com:443"
+        );
+        assert_eq!(host_port("http://127.0.0.1:9/"), "127.0.0.1:9");
+        assert_eq!(host_port("http://[::1]/x"), "[::1]:80");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Layout {
     pub header_row: u32,
     /// The 0-based sheet column of each schema column; empty until the header was read.
     pub columns: Vec<u32>,
+    /// The header row is empty and was taken as written, not written
+    /// (`SheetOptions::assume_header`).
+    pub header_assumed: bool,
 }
 
 impl Layout {
@@ -154,6 +157,7 @@ mod tests {
             column_count: 26,
             header_row: 1,
             columns: vec![],
+            header_assumed: false,
         }
     }
 

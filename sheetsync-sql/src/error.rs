@@ -12,7 +12,64 @@
 //! time-out and `57014` statement time-out, MySQL 1205 and 3572, MariaDB 1969, MySQL 3024) is
 //! [`RowError::Busy`]: its rows are held for now and retried, the rest of the batch goes on.
 
+use std::time::Duration;
+
 use sheetsync_core::{Error, ErrorKind};
+
+/// How long opening a connection to a database server may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens (and closes) one connection to the server of `url` within [`CONNECT_TIMEOUT`], so a
+/// server that is down or unreachable fails at once with its host, port and the system's
+/// error, rather than as a pool time-out half a minute later.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn probe_server<C: sqlx::Connection>(
+    url: &str,
+    default_port: u16,
+) -> Result<(), Error> {
+    let server = server_address(url, default_port);
+    match tokio::time::timeout(CONNECT_TIMEOUT, C::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            let e = db_error(e, "connect");
+            let message = format!("cannot connect to {server}: {}", e.message());
+            Err(Error::new(e.kind(), message).with_operation("connect"))
+        }
+        Err(_) => Err(Error::new(
+            ErrorKind::Connection,
+            format!(
+                "cannot connect to {server}: no answer within {} s (is the server running, and is the address right?)",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        )
+        .with_operation("connect")
+        .temporary()),
+    }
+}
+
+/// `host:port` of a database URL, without credentials, `default_port` filled in.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn server_address(url: &str, default_port: u16) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if authority.is_empty() {
+        "localhost"
+    } else {
+        authority
+    };
+    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']')
+    });
+    if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:{default_port}")
+    }
+}
 
 /// The outcome of a statement that wrote one or more rows.
 #[derive(Debug)]
@@ -247,6 +304,19 @@ pub(crate) fn row_error(e: sqlx::Error, operation: &'static str, table: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_addresses_leave_out_credentials() {
+        assert_eq!(
+            server_address("postgres://u:pw@db.internal/shop", 5432),
+            "db.internal:5432"
+        );
+        assert_eq!(
+            server_address("mysql://root@127.0.0.1:3307/t?x=1", 3306),
+            "127.0.0.1:3307"
+        );
+        assert_eq!(server_address("postgres:///shop", 5432), "localhost:5432");
+    }
 
     #[test]
     fn io_errors_are_temporary_connection_errors() {

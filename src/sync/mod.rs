@@ -80,6 +80,14 @@ impl SheetsConfig {
 
     /// The Sheets client for this configuration.
     pub async fn client(&self) -> Result<Arc<SheetsClient>> {
+        Ok(Arc::new(
+            SheetsClient::new(self.client_config().await?).await?,
+        ))
+    }
+
+    /// The client settings for this configuration (credentials read), to adjust before
+    /// [`SheetsClient::new`]: a command that checks a setup retries less than a daemon, say.
+    pub async fn client_config(&self) -> Result<ClientConfig> {
         let auth = match &self.credentials {
             Some(path) => Auth::service_account_file(path).await?,
             None if self.is_google() => {
@@ -97,15 +105,14 @@ impl SheetsConfig {
                 self.base_url.clone()
             }
         });
-        let config = ClientConfig {
+        Ok(ClientConfig {
             sheets_url: self.base_url.clone(),
             drive_url,
             auth,
             reads_per_minute: self.reads_per_minute,
             writes_per_minute: self.writes_per_minute,
             ..ClientConfig::default()
-        };
-        Ok(Arc::new(SheetsClient::new(config).await?))
+        })
     }
 }
 
@@ -141,17 +148,33 @@ fn one() -> u32 {
 /// A spreadsheet's id and tab from its URL (`https://docs.google.com/spreadsheets/d/<id>/edit#gid=<tab>`),
 /// or a bare id (tab 0).
 pub fn parse_sheet_ref(url_or_id: &str) -> Result<(String, i32)> {
+    split_sheet_ref(url_or_id).map(|(id, gid)| (id, gid.unwrap_or(0)))
+}
+
+/// The id, and the tab when the URL names one (`gid=`).
+fn split_sheet_ref(url_or_id: &str) -> Result<(String, Option<i32>)> {
     let s = url_or_id.trim();
     let Some(rest) = s.split_once("/spreadsheets/d/").map(|(_, r)| r) else {
-        return match s.contains('/') || s.is_empty() {
-            true => Err(Error::new(
+        let is_id = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        return match is_id {
+            false => Err(Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("{s:?} is neither a spreadsheet URL nor a spreadsheet id"),
+                format!(
+                    "{s:?} is neither a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit) nor a spreadsheet id (letters, digits, - and _)"
+                ),
             )),
-            false => Ok((s.to_string(), 0)),
+            true => Ok((s.to_string(), None)),
         };
     };
     let id: String = rest.chars().take_while(|c| !"/?#".contains(*c)).collect();
+    if id.is_empty() {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("{s:?}: the URL has no spreadsheet id after /spreadsheets/d/"),
+        ));
+    }
     let gid = s
         .split(['#', '?', '&'])
         .find_map(|part| part.strip_prefix("gid="))
@@ -164,7 +187,53 @@ pub fn parse_sheet_ref(url_or_id: &str) -> Result<(String, i32)> {
             })
         })
         .transpose()?;
-    Ok((id, gid.unwrap_or(0)))
+    Ok((id, gid))
+}
+
+impl SyncConfig {
+    /// Takes a spreadsheet URL pasted as `spreadsheet_id` apart: the id stays, and the URL's
+    /// `gid` becomes `sheet_id` (a `sheet_id` given as well must agree). A bare id stays as it
+    /// is; anything else is an error saying what an id looks like.
+    pub fn resolve_spreadsheet(&mut self) -> Result<()> {
+        let (id, gid) = split_sheet_ref(&self.spreadsheet_id)?;
+        match gid {
+            Some(g) if self.sheet_id != 0 && g != self.sheet_id => {
+                return Err(Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!(
+                        "the spreadsheet URL names tab gid={g} but sheet_id = {}; keep one of them",
+                        self.sheet_id
+                    ),
+                ))
+            }
+            Some(g) => self.sheet_id = g,
+            None => {}
+        }
+        self.spreadsheet_id = id;
+        Ok(())
+    }
+}
+
+/// Checks that the mapping's key, when it names one, is the table's primary key: the key the
+/// sync identifies rows by, and the one the database enforces unique.
+pub fn check_key(m: &SyncConfig, table: &TableSchema) -> Result<()> {
+    let primary = table.key_names();
+    if m.sync.key.is_empty()
+        || m.sync
+            .key
+            .iter()
+            .map(String::as_str)
+            .eq(primary.iter().copied())
+    {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::ConfigInvalid,
+        format!(
+            "mapping {:?}: key = {:?} is not the primary key of {} (its primary key is {:?}); write key = {:?}, or leave key out to use it",
+            m.sync.name, m.sync.key, m.table, primary, primary
+        ),
+    ))
 }
 
 /// The mapping's column list, when it names one.
@@ -189,7 +258,11 @@ impl Sides {
     /// Opens both sides of `m`: the database table first, whose primary key is the mapping's
     /// key unless the mapping names one.
     pub async fn open(m: &SyncConfig, client: Arc<SheetsClient>) -> Result<Sides> {
+        let mut m = m.clone();
+        m.resolve_spreadsheet()?;
+        let m = &m;
         let db = DbTable::open(&m.database_url, &m.table, mapped_columns(m)).await?;
+        check_key(m, &db.schema())?;
         let mut mapping = m.sync.clone();
         if mapping.key.is_empty() {
             mapping.key = db
@@ -521,5 +594,26 @@ mod tests {
         assert_eq!(parse_sheet_ref(" 1AbC ").unwrap(), ("1AbC".into(), 0));
         assert!(parse_sheet_ref("https://example.com/x").is_err());
         assert!(parse_sheet_ref("https://docs.google.com/spreadsheets/d/x/edit#gid=a").is_err());
+        assert!(parse_sheet_ref("my sheet").is_err());
+    }
+
+    #[test]
+    fn a_pasted_url_becomes_the_id_and_tab() {
+        let mut m = SyncConfig {
+            spreadsheet_id: "https://docs.google.com/spreadsheets/d/1AbC/edit#gid=7".into(),
+            sheet_id: 0,
+            header_row: 1,
+            database_url: "sqlite://x.db".into(),
+            table: "t".into(),
+            on_panic: OnPanic::default(),
+            sync: MappingConfig::new("t", &[]),
+        };
+        m.resolve_spreadsheet().unwrap();
+        assert_eq!((m.spreadsheet_id.as_str(), m.sheet_id), ("1AbC", 7));
+        m.resolve_spreadsheet().unwrap();
+        assert_eq!((m.spreadsheet_id.as_str(), m.sheet_id), ("1AbC", 7));
+        m.spreadsheet_id = "https://docs.google.com/spreadsheets/d/1AbC/edit#gid=8".into();
+        let e = m.resolve_spreadsheet().unwrap_err();
+        assert!(e.to_string().contains("gid=8 but sheet_id = 7"), "{e}");
     }
 }

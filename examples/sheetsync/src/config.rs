@@ -2,9 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use sheetsync::{Error, ErrorKind, Result, SheetsConfig, SyncConfig};
+
+use crate::http::Limits;
+use crate::server::{host_name, AdminAccess};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +43,30 @@ pub struct ServerConfig {
     /// The webhook's path.
     #[serde(default = "default_webhook_path")]
     pub webhook_path: String,
+    /// The token every admin API request must carry (env `SHEETSYNC_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// Serve the admin API only here, never on `listen`: a loopback `host:port`, or
+    /// `unix:/path` (a socket only the daemon's user may open).
+    pub admin_listen: Option<String>,
+    /// Names the admin API's `Host` header may carry besides `localhost`, `127.0.0.1`, `::1`
+    /// and the listen addresses.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers, in milliseconds.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's body, in milliseconds.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// How long an idle connection stays open between requests, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once, per listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one IP address, per listener.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
 }
 
 fn default_listen() -> String {
@@ -49,6 +77,26 @@ fn default_webhook_path() -> String {
     "/webhook".into()
 }
 
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_body_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_connections() -> usize {
+    128
+}
+
+fn default_max_connections_per_peer() -> usize {
+    32
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -56,6 +104,53 @@ impl Default for ServerConfig {
             webhook_secret: None,
             public_url: None,
             webhook_path: default_webhook_path(),
+            admin_token: None,
+            admin_listen: None,
+            allowed_hosts: Vec::new(),
+            header_timeout_ms: default_header_timeout_ms(),
+            body_timeout_ms: default_body_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The listener limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+        }
+    }
+
+    /// Who may use the admin API: the token, and the host names its requests may carry.
+    pub fn admin_access(&self) -> AdminAccess {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|h| h.to_string())
+            .chain(self.allowed_hosts.iter().map(|h| host_name(h)))
+            .collect();
+        for addr in [Some(&self.listen), self.admin_listen.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let wildcard = addr
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_unspecified());
+            if !wildcard && !addr.starts_with("unix:") {
+                hosts.push(host_name(addr));
+            }
+        }
+        hosts.sort();
+        hosts.dedup();
+        AdminAccess {
+            token: self.admin_token.clone(),
+            hosts,
         }
     }
 }
@@ -113,7 +208,8 @@ pub fn expand_env(text: &str, env: &BTreeMap<String, String>) -> Result<String> 
 impl Config {
     /// Parses a configuration text, expanding `${VAR}`s from `env` and applying the overrides
     /// `SHEETSYNC_WEBHOOK_SECRET`, `SHEETSYNC_CREDENTIALS` (or `GOOGLE_APPLICATION_CREDENTIALS`),
-    /// `SHEETSYNC_SHEETS_URL`, `SHEETSYNC_LISTEN`, and `SHEETSYNC_DATABASE_URL_<MAPPING>`
+    /// `SHEETSYNC_SHEETS_URL`, `SHEETSYNC_LISTEN`, `SHEETSYNC_ADMIN_TOKEN`, and
+    /// `SHEETSYNC_DATABASE_URL_<MAPPING>`
     /// (mapping name upper-cased, non-alphanumerics as `_`).
     pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Config> {
         let invalid = |e: &dyn std::fmt::Display| {
@@ -144,6 +240,9 @@ impl Config {
         if let Some(v) = env.get("SHEETSYNC_LISTEN") {
             cfg.server.listen = v.clone();
         }
+        if let Some(v) = env.get("SHEETSYNC_ADMIN_TOKEN") {
+            cfg.server.admin_token = Some(v.clone());
+        }
         for m in &mut cfg.mappings {
             let var = format!("SHEETSYNC_DATABASE_URL_{}", env_name(&m.sync.name));
             if let Some(v) = env.get(&var) {
@@ -165,45 +264,20 @@ impl Config {
         Config::parse(&text, &std::env::vars().collect())
     }
 
-    fn validate(&self) -> Result<()> {
-        let invalid = |m: String| Err(Error::new(ErrorKind::ConfigInvalid, m));
-        if self.mappings.is_empty() {
-            return invalid("the configuration has no [[mapping]]".into());
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for m in &self.mappings {
-            if !names.insert(m.sync.name.as_str()) {
-                return invalid(format!("two mappings are named {:?}", m.sync.name));
-            }
-            if m.spreadsheet_id.trim().is_empty() {
-                return invalid(format!(
-                    "mapping {:?} has an empty spreadsheet_id",
-                    m.sync.name
-                ));
-            }
-            if ![
-                "postgres://",
-                "postgresql://",
-                "mysql://",
-                "mariadb://",
-                "sqlite:",
-            ]
-            .iter()
-            .any(|p| m.database_url.starts_with(p))
-            {
-                return invalid(format!(
-                    "mapping {:?}: database_url must start with postgres://, mysql://, mariadb:// or sqlite:",
-                    m.sync.name
-                ));
-            }
-        }
-        if !self.sheets.base_url.ends_with('/') {
-            return invalid(format!(
-                "sheets.base_url must end with '/': {:?}",
-                self.sheets.base_url
-            ));
-        }
-        Ok(())
+    /// Checks every setting (see [`crate::validate`]), taking spreadsheet URLs apart; all
+    /// problems are reported at once, one line each.
+    fn validate(&mut self) -> Result<()> {
+        let problems = crate::validate::problems(self);
+        let message = match problems.as_slice() {
+            [] => return Ok(()),
+            [one] => one.clone(),
+            many => format!(
+                "{} problems in the configuration:\n  - {}",
+                many.len(),
+                many.join("\n  - ")
+            ),
+        };
+        Err(Error::new(ErrorKind::ConfigInvalid, message))
     }
 }
 
@@ -328,10 +402,15 @@ guard = { max_share = 0.2 }
             &env(&[
                 ("HOME", "/home/me"),
                 ("SHEETSYNC_WEBHOOK_SECRET", "x"),
+                ("SHEETSYNC_ADMIN_TOKEN", "0123456789abcdef"),
                 ("PGPASSWORD", "pw"),
             ]),
         )
         .unwrap();
+        assert_eq!(cfg.server.admin_listen.as_deref(), Some("127.0.0.1:8788"));
+        assert_eq!(cfg.server.limits().max_connections, 128);
+        let hosts = cfg.server.admin_access().hosts;
+        assert_eq!(hosts, ["127.0.0.1", "::1", "localhost"]);
         let m = &cfg.mappings[0];
         assert_eq!(m.table, "public.orders");
         assert_eq!(

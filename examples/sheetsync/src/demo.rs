@@ -82,6 +82,7 @@ impl Demo {
                 webhook_secret: Some(secret.clone()),
                 public_url: None,
                 webhook_path: "/webhook".into(),
+                ..ServerConfig::default()
             },
             log: LogConfig::default(),
             mappings: vec![SyncConfig {

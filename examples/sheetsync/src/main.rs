@@ -7,32 +7,36 @@
 //! sheetsync -c sheetsync.toml run
 //! ```
 //!
-//! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `conflicts`,
-//! `deletes`, `reset`.
+//! Commands: `run`, `check`, `plan`, `install`, `uninstall`, `apps-script`, `status`,
+//! `conflicts`, `deletes`, `reset`.
 //! The configuration reference is in the README and in `examples/sheetsync/sheetsync.example.toml`.
 //! The sync itself is the library's [`SheetSync`]: this binary adds the configuration file, the
 //! HTTP side (webhook, health, metrics, admin API), the commands and the demo.
 
+#![warn(clippy::too_many_lines)]
+
+mod admin;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
+mod http;
+mod inspect;
 mod metrics;
 mod server;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use clap::{Parser, Subcommand};
-use sheetsync::gsheets::SheetTable;
 use sheetsync::sync::{DbTable, Sides};
-use sheetsync::{
-    Engine, Error, ErrorKind, MappingHandle, ResolverSpec, Result, SheetSync, Side, SyncConfig,
-    TableSchema, WriteOp,
-};
+use sheetsync::{Error, ErrorKind, MappingHandle, Result, SheetSync, Side, SyncConfig};
 use tokio::sync::{broadcast, watch};
 
+use admin::{percent_encode, AdminClient};
 use config::{Config, LogFormat};
 #[cfg(feature = "demo")]
 use demo::Demo;
@@ -102,6 +106,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Show a running daemon's mappings: up, lag, held rows, conflicts, pending deletes.
+    Status,
     /// List or resolve conflicts and held rows of a running daemon.
     Conflicts {
         #[command(subcommand)]
@@ -276,50 +282,26 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Check => {
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
-            check(&cfg).await
+            inspect::check(&cfg).await
         }
         Command::Plan { mapping, json } => {
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
-            plan(&cfg, mapping.as_deref(), json).await?;
+            inspect::plan(&cfg, mapping.as_deref(), json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Install { ref mapping } | Command::Uninstall { ref mapping } => {
             let install = matches!(command, Command::Install { .. });
-            let mapping = mapping.clone();
             let cfg = load()?;
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
-            for m in selected(&cfg, mapping.as_deref())? {
-                let db = DbTable::open(&m.database_url, &m.table, None).await?;
-                if install {
-                    db.install().await?;
-                    println!("{}: change capture installed on {}", m.sync.name, m.table);
-                } else {
-                    db.uninstall().await?;
-                    println!("{}: change capture removed from {}", m.sync.name, m.table);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            capture(&cfg, mapping.as_deref(), install).await
         }
-        Command::AppsScript { url } => {
+        Command::AppsScript { url } => apps_script(&load()?, url),
+        Command::Status => {
             let cfg = load()?;
-            let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ConfigInvalid,
-                    "give --url or set server.public_url: the address Google's servers post to",
-                )
-            })?;
-            let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ConfigInvalid,
-                    "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
-                )
-            })?;
-            print!(
-                "{}",
-                sheetsync::gsheets::apps_script_configured(&url, &secret)
-            );
-            Ok(ExitCode::SUCCESS)
+            AdminClient::from_config(&cfg)?
+                .print("GET", "/api/status", None)
+                .await
         }
         Command::Conflicts { action } => {
             let cfg = load()?;
@@ -335,6 +317,42 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             reset(&cfg, &mapping).await
         }
     }
+}
+
+/// `install` / `uninstall`: change capture on the mapped tables.
+async fn capture(cfg: &Config, only: Option<&str>, install: bool) -> Result<ExitCode> {
+    for m in selected(cfg, only)? {
+        let db = DbTable::open(&m.database_url, &m.table, None).await?;
+        if install {
+            db.install().await?;
+            println!("{}: change capture installed on {}", m.sync.name, m.table);
+        } else {
+            db.uninstall().await?;
+            println!("{}: change capture removed from {}", m.sync.name, m.table);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apps-script`: the script with the webhook URL and secret filled in.
+fn apps_script(cfg: &Config, url: Option<String>) -> Result<ExitCode> {
+    let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            "give --url or set server.public_url: the address Google's servers post to",
+        )
+    })?;
+    let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
+        )
+    })?;
+    print!(
+        "{}",
+        sheetsync::gsheets::apps_script_configured(&url, &secret)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The embedded demo's configuration, with the demo running (emulator and seeded database).
@@ -388,36 +406,8 @@ async fn run(
     }
     let sync = Arc::new(builder.open().await?);
     let daemon = Arc::new(Daemon::new(sync.clone()));
-    let webhook = cfg
-        .server
-        .webhook_secret
-        .clone()
-        .map(|secret| (cfg.server.webhook_path.clone(), secret));
-    let mut app = server::router(daemon.clone(), webhook)?;
-    add_demo_page(&mut app, &demo, &sync);
-    let listen = listen_override.unwrap_or(cfg.server.listen.clone());
-    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
-        Error::new(
-            ErrorKind::ConfigInvalid,
-            format!("cannot listen on {listen}: {e}"),
-        )
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-    println!("listening on http://{addr}/");
-    announce_demo(&demo, addr)?;
-    let (stop_tx, mut stop_http) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let (stop_tx, stop_http) = watch::channel(false);
+    let servers = serve_http(&cfg, listen_override, &daemon, &demo, stop_http).await?;
 
     // The first cycle of each mapping is the initial sync: show progress while it runs.
     let first: Vec<_> = sync.mappings().iter().map(|m| m.subscribe()).collect();
@@ -432,15 +422,76 @@ async fn run(
     tracing::info!("shutting down");
     sync.shutdown().await?;
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(servers)).await;
     stop_demo(demo).await;
     outcome
 }
 
+/// Binds the listeners and serves them until `stop`: the webhook, health and metrics (and the
+/// demo's page) on `server.listen`; the admin API there too, behind its token, or on
+/// `server.admin_listen` alone.
+async fn serve_http(
+    cfg: &Config,
+    listen_override: Option<String>,
+    daemon: &Arc<Daemon>,
+    demo: &Option<Arc<Demo>>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let webhook = cfg
+        .server
+        .webhook_secret
+        .clone()
+        .map(|secret| (cfg.server.webhook_path.clone(), secret));
+    let access = Arc::new(cfg.server.admin_access());
+    let admin = server::admin_router(daemon.clone(), access.clone());
+    let mut app = server::public_router(daemon.clone(), webhook)?;
+    add_demo_page(&mut app, demo, &daemon.sync, &access);
+    let limits = cfg.server.limits();
+    let mut servers = Vec::new();
+    match (&cfg.server.admin_listen, &cfg.server.admin_token) {
+        (Some(addr), _) => {
+            let listener = http::Listener::bind(addr).await?;
+            println!("admin API on {}", listener.describe());
+            servers.push(tokio::spawn(http::serve(listener, admin, limits, stop.clone())));
+            app = app.merge(server::admin_elsewhere(StatusCode::NOT_FOUND, "not found"));
+        }
+        (None, Some(_)) => app = app.merge(admin),
+        (None, None) => app = app.merge(server::admin_elsewhere(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set server.admin_token (or SHEETSYNC_ADMIN_TOKEN), or server.admin_listen",
+        )),
+    }
+    let listen = listen_override.unwrap_or(cfg.server.listen.clone());
+    let listener = http::Listener::bind(&listen).await?;
+    println!("listening on {}", listener.describe());
+    if let Some(addr) = listener.local_addr() {
+        announce_demo(demo, addr)?;
+    }
+    servers.push(tokio::spawn(http::serve(listener, app, limits, stop)));
+    Ok(servers)
+}
+
 #[cfg(feature = "demo")]
-fn add_demo_page(app: &mut axum::Router, demo: &Option<Arc<Demo>>, sync: &SheetSync) {
+fn add_demo_page(
+    app: &mut axum::Router,
+    demo: &Option<Arc<Demo>>,
+    sync: &SheetSync,
+    access: &Arc<server::AdminAccess>,
+) {
     if let (Some(d), Some(s)) = (demo, sync.sides().first()) {
-        *app = std::mem::take(app).merge(d.clone().router(s.db.table()));
+        // The page edits the Sheet: only under this host's own names (no DNS rebinding).
+        let hosts_only = Arc::new(server::AdminAccess {
+            token: None,
+            hosts: access.hosts.clone(),
+        });
+        let page =
+            d.clone()
+                .router(s.db.table())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    hosts_only,
+                    server::guard,
+                ));
+        *app = std::mem::take(app).merge(page);
     }
 }
 
@@ -461,7 +512,13 @@ async fn stop_demo(demo: Option<Arc<Demo>>) {
 }
 
 #[cfg(not(feature = "demo"))]
-fn add_demo_page(_: &mut axum::Router, _: &Option<Arc<Demo>>, _: &SheetSync) {}
+fn add_demo_page(
+    _: &mut axum::Router,
+    _: &Option<Arc<Demo>>,
+    _: &SheetSync,
+    _: &Arc<server::AdminAccess>,
+) {
+}
 
 #[cfg(not(feature = "demo"))]
 fn announce_demo(_: &Option<Arc<Demo>>, _: std::net::SocketAddr) -> Result<()> {
@@ -525,164 +582,8 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn check(cfg: &Config) -> Result<ExitCode> {
-    let mut ok = true;
-    let mut report = |what: String, r: Result<String>| match r {
-        Ok(detail) => println!("ok    {what}: {detail}"),
-        Err(e) => {
-            ok = false;
-            println!("FAIL  {what}: {e}");
-        }
-    };
-    let client = match cfg.sheets.client().await {
-        Ok(c) => {
-            report("sheets credentials".into(), Ok(cfg.sheets.base_url.clone()));
-            Some(c)
-        }
-        Err(e) => {
-            report("sheets credentials".into(), Err(e));
-            None
-        }
-    };
-    for m in &cfg.mappings {
-        let name = &m.sync.name;
-        let db = match DbTable::open(
-            &m.database_url,
-            &m.table,
-            sheetsync::sync::mapped_columns(m),
-        )
-        .await
-        {
-            Ok(db) => {
-                let cols: Vec<String> = db
-                    .schema()
-                    .columns
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.ty))
-                    .collect();
-                report(
-                    format!("{name}: database table {}", m.table),
-                    Ok(cols.join(", ")),
-                );
-                // Not failures: the table syncs, but these values are not exact.
-                for w in db.warnings() {
-                    println!("warn  {name}: {w}");
-                }
-                db
-            }
-            Err(e) => {
-                report(format!("{name}: database table {}", m.table), Err(e));
-                continue;
-            }
-        };
-        report(
-            format!("{name}: change capture"),
-            db.is_installed().await.and_then(|i| {
-                if i {
-                    Ok("installed".into())
-                } else {
-                    Err(Error::new(
-                        ErrorKind::ConfigInvalid,
-                        "not installed; run `sheetsync install`",
-                    ))
-                }
-            }),
-        );
-        report(
-            format!("{name}: state store"),
-            db.state_store().await.map(|_| "ready".into()),
-        );
-        // Conflict rules compile and type-check against the table's columns.
-        let specs = m.sync.resolver_specs();
-        let schema = TableSchema {
-            name: name.clone(),
-            ..db.schema().clone()
-        };
-        report(
-            format!("{name}: conflict resolvers"),
-            ResolverSpec::build_chain(&specs, &schema).map(|_| format!("{} ready", specs.len())),
-        );
-        let Some(client) = &client else { continue };
-        match Sides::open(m, client.clone()).await {
-            Ok(s) => {
-                let mut opts = s.sheet.options().clone();
-                opts.create_header = false;
-                let probe = SheetTable::new(client.clone(), opts, s.schema.clone());
-                report(
-                    format!("{name}: sheet {}#{}", m.spreadsheet_id, m.sheet_id),
-                    probe.check_layout().await.map(|l| {
-                        format!(
-                            "tab {:?}, {} rows, header maps all {} columns",
-                            l.title,
-                            l.row_count,
-                            l.columns.len()
-                        )
-                    }),
-                );
-            }
-            Err(e) => report(format!("{name}: mapping"), Err(e)),
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
-    let client = cfg.sheets.client().await?;
-    for m in selected(cfg, only)? {
-        let s = Sides::open(m, client.clone()).await?;
-        // Planning writes nothing, not even a missing header.
-        let mut opts = s.sheet.options().clone();
-        opts.create_header = false;
-        let sheet = Arc::new(SheetTable::new(client.clone(), opts, s.schema.clone()));
-        let engine = Engine::builder(s.mapping.clone(), sheet, s.db.table())
-            .state(s.db.state_store().await?)
-            .build()
-            .await?;
-        let p = engine.plan().await?;
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({ "mapping": m.sync.name, "plan": p })
-            );
-            continue;
-        }
-        println!("mapping {}:", m.sync.name);
-        for (side, ops) in [(Side::Sheet, &p.sheet), (Side::Db, &p.db)] {
-            let count = |f: fn(&WriteOp) -> bool| ops.iter().filter(|o| f(&o.op)).count();
-            println!(
-                "  {side:>5}: {} upserts, {} deletes, {} new keys",
-                count(|o| matches!(o, WriteOp::Upsert { .. } | WriteOp::Insert { .. })),
-                count(|o| matches!(o, WriteOp::Delete { .. })),
-                count(|o| matches!(o, WriteOp::SetKey { .. })),
-            );
-            for o in ops.iter().take(20) {
-                println!("         {}", serde_json::to_string(o).unwrap_or_default());
-            }
-            if ops.len() > 20 {
-                println!("         ... and {} more", ops.len() - 20);
-            }
-        }
-        println!("  conflicts: {}", p.conflicts.len());
-        for c in &p.conflicts {
-            println!("    {}", serde_json::to_string(c).unwrap_or_default());
-        }
-        println!("  held: {}", p.held.len());
-        for h in &p.held {
-            println!("    {}: {}", h.locator.as_deref().unwrap_or("?"), h.reason);
-        }
-        for (side, deletes, rows) in &p.guard {
-            println!("  mass-delete guard: {deletes} of {rows} rows would be deleted on the {side}; they would wait for approval (`sheetsync deletes list`)");
-        }
-    }
-    Ok(())
-}
-
 async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
-    let addr = cfg.server.listen.clone();
+    let admin = AdminClient::from_config(cfg)?;
     let (method, path, body) = match action {
         ConflictsCmd::List { mapping } => (
             "GET",
@@ -717,10 +618,11 @@ async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
             )
         }
     };
-    print_answer(admin_request(&addr, method, &path, body.as_deref()).await?)
+    admin.print(method, &path, body.as_deref()).await
 }
 
 async fn deletes(cfg: &Config, action: DeletesCmd) -> Result<ExitCode> {
+    let admin = AdminClient::from_config(cfg)?;
     let (method, path, body) = match action {
         DeletesCmd::List { mapping } => (
             "GET",
@@ -733,7 +635,7 @@ async fn deletes(cfg: &Config, action: DeletesCmd) -> Result<ExitCode> {
         DeletesCmd::Approve(args) => ("POST", "/api/deletes/approve".into(), Some(args.body())),
         DeletesCmd::Reject(args) => ("POST", "/api/deletes/reject".into(), Some(args.body())),
     };
-    print_answer(admin_request(&cfg.server.listen, method, &path, body.as_deref()).await?)
+    admin.print(method, &path, body.as_deref()).await
 }
 
 impl DecideArgs {
@@ -751,35 +653,33 @@ impl DecideArgs {
     }
 }
 
-fn print_answer((status, text): (u16, String)) -> Result<ExitCode> {
-    let pretty = serde_json::from_str::<serde_json::Value>(&text)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or(text);
-    println!("{pretty}");
-    Ok(if (200..300).contains(&status) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+/// Where a daemon runs `mapping`, asked through the admin API; without one, any daemon that
+/// answers `/healthz` on `server.listen` counts.
+async fn daemon_running(cfg: &Config, mapping: &str) -> Option<String> {
+    let Ok(admin) = AdminClient::from_config(cfg) else {
+        let health = AdminClient::health(cfg)
+            .request("GET", "/healthz", None)
+            .await;
+        return health.is_ok().then(|| cfg.server.listen.clone());
+    };
+    let (200, status) = admin.request("GET", "/api/status", None).await.ok()? else {
+        return None;
+    };
+    let runs = serde_json::from_str::<serde_json::Value>(&status)
+        .ok()
+        .and_then(|v| v["mappings"].as_array().cloned())
+        .is_some_and(|ms| ms.iter().any(|x| x["mapping"] == mapping));
+    runs.then(|| admin.describe())
 }
 
 async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
     let m = selected(cfg, Some(mapping))?[0];
     // The running daemon holds the mapping's state in memory and would write it back.
-    if let Ok((200, status)) = admin_request(&cfg.server.listen, "GET", "/api/status", None).await {
-        let runs: bool = serde_json::from_str::<serde_json::Value>(&status)
-            .ok()
-            .and_then(|v| v["mappings"].as_array().cloned())
-            .is_some_and(|ms| ms.iter().any(|x| x["mapping"] == mapping));
-        if runs {
-            return Err(Error::new(
-                ErrorKind::ConfigInvalid,
-                format!(
-                    "a daemon at {} runs mapping {mapping:?}: stop it first, then reset",
-                    cfg.server.listen
-                ),
-            ));
-        }
+    if let Some(at) = daemon_running(cfg, mapping).await {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("a daemon at {at} runs mapping {mapping:?}: stop it first, then reset"),
+        ));
     }
     let client = cfg.sheets.client().await?;
     let s = Sides::open(m, client).await?;
@@ -810,53 +710,6 @@ async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
         r.writes.sheet, r.writes.db, r.held, r.conflicts
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A minimal HTTP/1.1 request to the daemon's loopback admin API.
-async fn admin_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let conn_err = |e: std::io::Error| {
-        Error::new(
-            ErrorKind::Connection,
-            format!("cannot reach the daemon at {addr} (is `sheetsync run` running?): {e}"),
-        )
-    };
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(conn_err)?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.map_err(conn_err)?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.map_err(conn_err)?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::new(ErrorKind::Unexpected, format!("not an HTTP answer: {head}")))?;
-    Ok((status, body.to_string()))
 }
 
 #[cfg(test)]

@@ -107,6 +107,63 @@ impl MappingMetrics {
     }
 }
 
+/// Where a family's samples come from: one per mapping, one per mapping and side, or one per
+/// mapping from its handle.
+#[derive(Clone, Copy)]
+enum Samples {
+    Mapping(fn(&MappingMetrics) -> f64),
+    PerSide(fn(&MappingMetrics, Side) -> f64),
+    Handle(fn(&MappingHandle) -> f64),
+    /// The pending-delete queue's changes, per mapping and kind of change.
+    QueueChanges,
+}
+
+fn load(a: &AtomicU64) -> f64 {
+    a.load(Ordering::Relaxed) as f64
+}
+
+/// The families of the mappings' samples: name, type, help, samples.
+const FAMILIES: &[(&str, &str, &str, Samples)] = &[
+    ("sheetsync_cycles_total", "counter", "Sync cycles finished.", Samples::Mapping(|m| load(&m.cycles))),
+    ("sheetsync_failed_cycles_total", "counter", "Sync cycles that failed and were retried.", Samples::Mapping(|m| load(&m.failed_cycles))),
+    ("sheetsync_changes_total", "counter", "Changed rows observed, per side.", Samples::PerSide(|m, s| load(&m.changes[i(s)]))),
+    ("sheetsync_writes_total", "counter", "Rows written, per side.", Samples::PerSide(|m, s| load(&m.writes[i(s)]))),
+    ("sheetsync_held_rows", "gauge", "Rows held back for bad data or refused writes.", Samples::Mapping(|m| load(&m.held))),
+    ("sheetsync_conflicts", "gauge", "Conflicts kept for people.", Samples::Mapping(|m| load(&m.conflicts))),
+    ("sheetsync_pending_rows", "gauge", "Rows to retry next cycle.", Samples::Mapping(|m| load(&m.pending))),
+    ("sheetsync_guard_trips_total", "counter", "Times the mass-delete guard stopped deletes.", Samples::Mapping(|m| load(&m.guard_trips))),
+    ("sheetsync_pending_deletes", "gauge", "Deletes the mass-delete guard holds back, waiting for approval.", Samples::Mapping(|m| load(&m.pending_deletes))),
+    ("sheetsync_pending_delete_changes_total", "counter", "Rows queued, approved, rejected, applied, restored or dropped in the pending-delete queue.", Samples::QueueChanges),
+    ("sheetsync_rows_deleted_total", "counter", "Rows the engine deleted, per side written.", Samples::PerSide(|m, s| load(&m.rows_deleted[i(s)]))),
+    ("sheetsync_lag_seconds", "gauge", "Seconds since the last finished cycle.", Samples::Mapping(|m| m.lag_ms().map_or(f64::NAN, |ms| ms as f64 / 1000.0))),
+    ("sheetsync_engine_panics_total", "counter", "Panics of the mapping's engine (each restarts it, or stops the daemon, by on_panic).", Samples::Handle(|h| h.panics() as f64)),
+    ("sheetsync_mapping_up", "gauge", "1 while the mapping's engine runs, 0 from a panic until it runs again.", Samples::Handle(|h| h.is_up() as u8 as f64)),
+];
+
+/// One family's samples: labels and value.
+fn samples(mappings: &[(&MappingHandle, &MappingMetrics)], from: Samples) -> Vec<(String, f64)> {
+    let mut rows = Vec::new();
+    for (h, m) in mappings {
+        let mapping = format!("mapping=\"{}\"", esc(h.name()));
+        match from {
+            Samples::Mapping(f) => rows.push((mapping, f(m))),
+            Samples::Handle(f) => rows.push((mapping, f(h))),
+            Samples::PerSide(f) => {
+                for s in Side::BOTH {
+                    rows.push((format!("{mapping},side=\"{s}\""), f(m, s)));
+                }
+            }
+            Samples::QueueChanges => {
+                for c in QUEUE_CHANGES {
+                    let labels = format!("{mapping},change=\"{}\"", c.as_str());
+                    rows.push((labels, load(&m.queue_changes[q(c)])));
+                }
+            }
+        }
+    }
+    rows
+}
+
 /// Renders everything in the Prometheus text format.
 pub fn render(
     mappings: &[(&MappingHandle, &MappingMetrics)],
@@ -121,142 +178,26 @@ pub fn render(
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
     };
-    let per_handle = |f: &dyn Fn(&MappingHandle) -> f64| {
-        mappings
+    for &(name, kind, help, from) in FAMILIES {
+        family(name, kind, help, samples(mappings, from));
+    }
+    let by_method = |counts: &BTreeMap<&'static str, u64>| {
+        counts
             .iter()
-            .map(|(h, _)| (format!("mapping=\"{}\"", esc(h.name())), f(h)))
-            .collect::<Vec<_>>()
+            .map(|(k, v)| (format!("method=\"{k}\""), *v as f64))
+            .collect()
     };
-    let per = |f: &dyn Fn(&MappingMetrics) -> f64| {
-        mappings
-            .iter()
-            .map(|(h, m)| (format!("mapping=\"{}\"", esc(h.name())), f(m)))
-            .collect::<Vec<_>>()
-    };
-    let per_side = |f: &dyn Fn(&MappingMetrics, Side) -> f64| {
-        mappings
-            .iter()
-            .map(|(h, m)| (h.name(), m))
-            .flat_map(|(n, m)| {
-                Side::BOTH
-                    .into_iter()
-                    .map(move |s| (format!("mapping=\"{}\",side=\"{s}\"", esc(n)), f(m, s)))
-            })
-            .collect::<Vec<_>>()
-    };
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-    family(
-        "sheetsync_cycles_total",
-        "counter",
-        "Sync cycles finished.",
-        per(&|m| load(&m.cycles)),
-    );
-    family(
-        "sheetsync_failed_cycles_total",
-        "counter",
-        "Sync cycles that failed and were retried.",
-        per(&|m| load(&m.failed_cycles)),
-    );
-    family(
-        "sheetsync_changes_total",
-        "counter",
-        "Changed rows observed, per side.",
-        per_side(&|m, s| load(&m.changes[i(s)])),
-    );
-    family(
-        "sheetsync_writes_total",
-        "counter",
-        "Rows written, per side.",
-        per_side(&|m, s| load(&m.writes[i(s)])),
-    );
-    family(
-        "sheetsync_held_rows",
-        "gauge",
-        "Rows held back for bad data or refused writes.",
-        per(&|m| load(&m.held)),
-    );
-    family(
-        "sheetsync_conflicts",
-        "gauge",
-        "Conflicts kept for people.",
-        per(&|m| load(&m.conflicts)),
-    );
-    family(
-        "sheetsync_pending_rows",
-        "gauge",
-        "Rows to retry next cycle.",
-        per(&|m| load(&m.pending)),
-    );
-    family(
-        "sheetsync_guard_trips_total",
-        "counter",
-        "Times the mass-delete guard stopped deletes.",
-        per(&|m| load(&m.guard_trips)),
-    );
-    family(
-        "sheetsync_pending_deletes",
-        "gauge",
-        "Deletes the mass-delete guard holds back, waiting for approval.",
-        per(&|m| load(&m.pending_deletes)),
-    );
-    family(
-        "sheetsync_pending_delete_changes_total",
-        "counter",
-        "Rows queued, approved, rejected, applied, restored or dropped in the pending-delete queue.",
-        mappings
-            .iter()
-            .flat_map(|(h, m)| {
-                let n = h.name();
-                QUEUE_CHANGES.iter().map(move |c| {
-                    (
-                        format!("mapping=\"{}\",change=\"{}\"", esc(n), c.as_str()),
-                        load(&m.queue_changes[q(*c)]),
-                    )
-                })
-            })
-            .collect(),
-    );
-    family(
-        "sheetsync_rows_deleted_total",
-        "counter",
-        "Rows the engine deleted, per side written.",
-        per_side(&|m, s| load(&m.rows_deleted[i(s)])),
-    );
-    family(
-        "sheetsync_lag_seconds",
-        "gauge",
-        "Seconds since the last finished cycle.",
-        per(&|m| m.lag_ms().map_or(f64::NAN, |ms| ms as f64 / 1000.0)),
-    );
-    family(
-        "sheetsync_engine_panics_total",
-        "counter",
-        "Panics of the mapping's engine (each restarts it, or stops the daemon, by on_panic).",
-        per_handle(&|h| h.panics() as f64),
-    );
-    family(
-        "sheetsync_mapping_up",
-        "gauge",
-        "1 while the mapping's engine runs, 0 from a panic until it runs again.",
-        per_handle(&|h| h.is_up() as u8 as f64),
-    );
     family(
         "sheetsync_api_calls_total",
         "counter",
         "Google API requests, by method (retries included).",
-        api_calls
-            .iter()
-            .map(|(k, v)| (format!("method=\"{k}\""), *v as f64))
-            .collect(),
+        by_method(api_calls),
     );
     family(
         "sheetsync_api_retries_total",
         "counter",
         "Google API retries after 429, 5xx or timeouts, by method.",
-        api_retries
-            .iter()
-            .map(|(k, v)| (format!("method=\"{k}\""), *v as f64))
-            .collect(),
+        by_method(api_retries),
     );
     out
 }

@@ -1,13 +1,13 @@
 //! The daemon's HTTP side: the Apps Script webhook, `/healthz`, `/metrics`, and an admin API for
-//! conflicts, held rows and pending deletes (loopback only).
+//! conflicts, held rows and pending deletes, guarded by [`AdminAccess`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -76,23 +76,142 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router: webhook (when a secret is configured), health, metrics, admin API.
-pub fn router(daemon: Arc<Daemon>, webhook: Option<(String, String)>) -> sheetsync::Result<Router> {
+/// The public router: webhook (when a secret is configured), health and metrics.
+pub fn public_router(
+    daemon: Arc<Daemon>,
+    webhook: Option<(String, String)>,
+) -> sheetsync::Result<Router> {
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .route("/api/status", get(status))
-        .route("/api/conflicts", get(conflicts))
-        .route("/api/conflicts/resolve", post(resolve))
-        .route("/api/deletes", get(deletes))
-        .route("/api/deletes/approve", post(approve_deletes))
-        .route("/api/deletes/reject", post(reject_deletes))
         .with_state(daemon.clone());
     if let (Some((path, secret)), Some(edits)) = (webhook, daemon.sync.edit_router()) {
         let receiver = WebhookReceiver::new(WebhookConfig::new(secret), edits.handler())?;
         app = app.merge(receiver.router(&path));
     }
     Ok(app)
+}
+
+/// The admin API, behind `access`.
+pub fn admin_router(daemon: Arc<Daemon>, access: Arc<AdminAccess>) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/conflicts", get(conflicts))
+        .route("/api/conflicts/resolve", post(resolve))
+        .route("/api/deletes", get(deletes))
+        .route("/api/deletes/approve", post(approve_deletes))
+        .route("/api/deletes/reject", post(reject_deletes))
+        .with_state(daemon)
+        .route_layer(middleware::from_fn_with_state(access, guard))
+}
+
+/// What `/api/...` answers where the admin API is not served: `why` says where it is, or how
+/// to turn it on.
+pub fn admin_elsewhere(status: StatusCode, why: &'static str) -> Router {
+    let answer = move || async move { ApiError(status, why.into()) };
+    Router::new()
+        .route("/api", any(answer))
+        .route("/api/{*rest}", any(answer))
+}
+
+/// Who may use the admin API (and the demo's page): requests must name one of `hosts` in
+/// their `Host` header (so a web page on another name that resolves to this host, DNS
+/// rebinding, cannot reach it), and carry `Authorization: Bearer <token>` when a token is set.
+#[derive(Debug, Clone)]
+pub struct AdminAccess {
+    /// The token every request must carry.
+    pub token: Option<String>,
+    /// The host names (without port) the `Host` header may carry, lower case.
+    pub hosts: Vec<String>,
+}
+
+impl AdminAccess {
+    /// Checks one request's headers.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(host_name);
+        match host {
+            Some(h) if self.hosts.contains(&h) => {}
+            Some(h) => {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Host {h:?} is not one of this daemon's names ({}); add it to server.allowed_hosts",
+                        self.hosts.join(", ")
+                    ),
+                ))
+            }
+            None => {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    "the request has no Host header".into(),
+                ))
+            }
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        match given {
+            Some(g) if same_secret(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "wrong admin token".into(),
+            )),
+            None => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs `Authorization: Bearer <server.admin_token>`".into(),
+            )),
+        }
+    }
+}
+
+/// The host name of a `Host` header value: without the port, lower case, IPv6 without brackets.
+pub fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        diff |= std::hint::black_box((x ^ y) as usize);
+    }
+    diff == 0
+}
+
+/// The middleware in front of the admin API and the demo's page.
+pub async fn guard(State(access): State<Arc<AdminAccess>>, req: Request, next: Next) -> Response {
+    match access.check(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            let mut r = e.into_response();
+            if r.status() == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer".parse().expect("a header value"),
+                );
+            }
+            r
+        }
+    }
 }
 
 async fn healthz(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
@@ -151,22 +270,7 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
     )
 }
 
-fn loopback_only(addr: SocketAddr) -> Result<(), ApiError> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "the admin API answers loopback clients only".into(),
-        ))
-    }
-}
-
-async fn status(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    State(d): State<Arc<Daemon>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(addr)?;
+async fn status(State(d): State<Arc<Daemon>>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut out = Vec::new();
     for m in &d.mappings {
         out.push(json!({
@@ -188,11 +292,9 @@ struct MappingQuery {
 }
 
 async fn conflicts(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(d): State<Arc<Daemon>>,
     Query(q): Query<MappingQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(addr)?;
     let mut out = Vec::new();
     for m in &d.mappings {
         if q.mapping.as_ref().is_some_and(|n| n != m.name()) {
@@ -222,11 +324,9 @@ pub struct ResolveRequest {
 }
 
 async fn resolve(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(d): State<Arc<Daemon>>,
     Json(req): Json<ResolveRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(addr)?;
     let m = d.mapping(&req.mapping)?;
     let engine = m.handle.engine();
     let schema = engine.schema();
@@ -300,11 +400,9 @@ fn pending_json(schema: &TableSchema, p: &PendingDelete) -> serde_json::Value {
 
 /// `GET /api/deletes[?mapping=...]`: the deletes waiting for approval, oldest first.
 async fn deletes(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(d): State<Arc<Daemon>>,
     Query(q): Query<MappingQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(addr)?;
     let mut out = Vec::new();
     for m in &d.mappings {
         if q.mapping.as_ref().is_some_and(|n| n != m.name()) {
@@ -341,28 +439,24 @@ pub struct DecideRequest {
 }
 
 async fn approve_deletes(
-    connect: ConnectInfo<SocketAddr>,
     state: State<Arc<Daemon>>,
     Json(req): Json<DecideRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(connect, state, req, DeleteDecision::Approve).await
+    decide(state, req, DeleteDecision::Approve).await
 }
 
 async fn reject_deletes(
-    connect: ConnectInfo<SocketAddr>,
     state: State<Arc<Daemon>>,
     Json(req): Json<DecideRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(connect, state, req, DeleteDecision::Reject).await
+    decide(state, req, DeleteDecision::Reject).await
 }
 
 async fn decide(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(d): State<Arc<Daemon>>,
     req: DecideRequest,
     decision: DeleteDecision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(addr)?;
     let m = d.mapping(&req.mapping)?;
     let selection = match (req.all, req.keys.is_empty(), req.older_than_secs) {
         (true, true, None) => DeleteSelection::All,
@@ -446,6 +540,45 @@ mod tests {
     async fn text(r: Response) -> String {
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn host_headers_are_compared_by_name() {
+        assert_eq!(host_name("Sync.Example.COM:8787"), "sync.example.com");
+        assert_eq!(host_name("[::1]:8787"), "::1");
+        assert_eq!(host_name("localhost."), "localhost");
+        let access = AdminAccess {
+            token: Some("0123456789abcdef".into()),
+            hosts: vec!["127.0.0.1".into()],
+        };
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let ok = headers(&[
+            ("host", "127.0.0.1:1"),
+            ("authorization", "Bearer 0123456789abcdef"),
+        ]);
+        assert!(access.check(&ok).is_ok());
+        let rebound = headers(&[
+            ("host", "evil.example"),
+            ("authorization", "Bearer 0123456789abcdef"),
+        ]);
+        assert_eq!(access.check(&rebound).unwrap_err().0, StatusCode::FORBIDDEN);
+        let wrong = headers(&[
+            ("host", "127.0.0.1"),
+            ("authorization", "Bearer 0123456789abcdeF"),
+        ]);
+        assert_eq!(
+            access.check(&wrong).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(
+            !same_secret(b"abc", b"abcd") && !same_secret(b"", b"a") && same_secret(b"ab", b"ab")
+        );
     }
 
     #[tokio::test]

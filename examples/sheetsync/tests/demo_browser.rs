@@ -117,8 +117,33 @@ fn demo_page_edits_flow_both_ways_in_a_real_browser() {
     browser.screenshot(&screenshot);
     eprintln!("screenshot: {}", screenshot.display());
     browser.close();
+
+    // A page on another name that resolves to this host (DNS rebinding) cannot edit the Sheet.
+    let status = post_edit_with_host(&url, "attacker.example");
+    assert_eq!(status, 403, "an edit under a foreign Host header");
     drop(daemon);
     let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// `POST /demo/api/edit` on the daemon at `url` with this `Host` header; the status.
+fn post_edit_with_host(url: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the demo");
+    let body = r#"{"row":2,"col":3,"value":"1"}"#;
+    write!(
+        s,
+        "POST /demo/api/edit HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

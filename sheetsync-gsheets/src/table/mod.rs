@@ -57,6 +57,9 @@ pub struct SheetOptions {
     pub use_drive_version: bool,
     /// Write the header row into a tab that has none yet.
     pub create_header: bool,
+    /// Without `create_header`: read an empty tab as if its header were written (the mapping's
+    /// columns from column A) and write nothing, for plans and checks of a new tab.
+    pub assume_header: bool,
     /// How far the clocks of Google (edit times in webhooks) and this host may differ, in
     /// milliseconds. Edits this close to one of the adapter's own writes of the same row are
     /// treated as possibly overwritten by it.
@@ -74,6 +77,7 @@ impl SheetOptions {
             max_write_bytes: 2_000_000,
             use_drive_version: true,
             create_header: true,
+            assume_header: false,
             clock_skew_ms: 1_000,
         }
     }
@@ -302,6 +306,7 @@ impl SheetTable {
             column_count: grid.column_count.unwrap_or(0).max(0) as u32,
             header_row: self.opts.header_row,
             columns: Vec::new(),
+            header_assumed: false,
         })
     }
 
@@ -411,7 +416,7 @@ impl SheetTable {
 
     /// Writes the column names into an empty header row, growing the grid if it is too narrow.
     async fn create_header(&self, l: &mut Layout) -> Result<()> {
-        if !self.opts.create_header {
+        if !self.opts.create_header && !self.opts.assume_header {
             return Err(Error::new(
                 ErrorKind::SchemaMismatch,
                 format!("tab {:?} has no header in row {}", l.title, l.header_row),
@@ -445,6 +450,11 @@ impl SheetTable {
             ));
         }
         let n = self.schema.columns.len() as u32;
+        if !self.opts.create_header {
+            l.columns = (0..n).collect();
+            l.header_assumed = true;
+            return Ok(());
+        }
         if l.column_count < n {
             self.client
                 .batch_update(

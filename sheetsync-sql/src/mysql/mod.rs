@@ -44,6 +44,7 @@ pub struct MySqlTable {
 
 /// A pool for `url`, as the adapter opens one.
 pub(crate) async fn connect_pool(url: &str) -> Result<MySqlPool> {
+    crate::error::probe_server::<sqlx::MySqlConnection>(url, 3306).await?;
     MySqlPoolOptions::new()
         .max_connections(5)
         // Belt and braces: a connection never goes back to the pool with the engine's tag.

@@ -39,6 +39,7 @@ pub struct PostgresTable {
 
 /// A pool for `url`, as the adapter opens one.
 pub(crate) async fn connect_pool(url: &str) -> Result<PgPool> {
+    crate::error::probe_server::<sqlx::PgConnection>(url, 5432).await?;
     PgPoolOptions::new()
         .max_connections(5)
         .connect(url)

@@ -611,7 +611,21 @@ pub fn daemon_binary() -> PathBuf {
 }
 
 fn base_command(cfg: &Path) -> Command {
-    let mut cmd = Command::new(daemon_binary());
+    limited_command(cfg, None)
+}
+
+/// The daemon's command line; with `fd_limit`, run under `ulimit -n <fd_limit>`.
+fn limited_command(cfg: &Path, fd_limit: Option<u32>) -> Command {
+    let mut cmd = match fd_limit {
+        None => Command::new(daemon_binary()),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(daemon_binary());
+            sh
+        }
+    };
     cmd.arg("-c").arg(cfg);
     // The environment must not override the test's configuration.
     for (k, _) in std::env::vars() {
@@ -640,6 +654,12 @@ pub struct World {
     pub dir: PathBuf,
     pub port: u16,
     pub secret: String,
+    /// The admin API's token (`server.admin_token`), which the CLI finds in the configuration.
+    pub admin_token: String,
+    /// Extra TOML lines in `[server]`.
+    pub server_extra: String,
+    /// Run the daemon under this limit of open files.
+    pub fd_limit: Option<u32>,
     pub mappings: Vec<MappingSpec>,
     pub cfg_path: PathBuf,
     /// The time zone of the spreadsheets created from now on (default: the emulator's).
@@ -666,6 +686,9 @@ impl World {
             dir,
             port,
             secret: format!("secret-{}", random_hex()),
+            admin_token: format!("admin-{}", random_hex()),
+            server_extra: String::new(),
+            fd_limit: None,
             mappings: Vec::new(),
             time_zone: None,
             daemon: None,
@@ -721,11 +744,17 @@ impl World {
     pub fn config_text(&self) -> String {
         let mut s = format!(
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\n\
-             [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n\n\
+             [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n{}{}\n\
              [log]\nfilter = \"{}\"\n",
             self.emu.base_url(),
             self.port,
             self.secret,
+            // Without a token the admin API is off, unless `server_extra` gives it a listener.
+            match self.admin_token.as_str() {
+                "" => String::new(),
+                t => format!("admin_token = \"{t}\"\n"),
+            },
+            self.server_extra,
             // The daemon's log filter (its RUST_LOG is cleared): e.g. `info,sheetsync_core=debug`.
             std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())
         );
@@ -765,7 +794,7 @@ impl World {
         self.starts += 1;
         let stderr_path = self.dir.join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = base_command(&self.cfg_path);
+        let mut cmd = limited_command(&self.cfg_path, self.fd_limit);
         if let Some(port) = port {
             cmd.env("SHEETSYNC_LISTEN", format!("127.0.0.1:{port}"));
         }
@@ -907,17 +936,21 @@ impl World {
         serde_json::from_str(&out.stdout).map_err(|e| format!("{e}: {}", out.stdout))
     }
 
-    /// `GET path` on the daemon's listener.
+    /// `GET path` on the daemon's listener (with the admin token).
     pub async fn http_get(&self, path: &str) -> Result<(u16, String), String> {
         let port = self.port;
         let path = path.to_string();
+        let auth = match self.admin_token.as_str() {
+            "" => String::new(),
+            t => format!("Authorization: Bearer {t}\r\n"),
+        };
         tokio::task::spawn_blocking(move || -> Result<(u16, String), String> {
             let mut s =
                 std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(Duration::from_secs(10))).ok();
             write!(
                 s,
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
             )
             .map_err(|e| e.to_string())?;
             let mut buf = String::new();
