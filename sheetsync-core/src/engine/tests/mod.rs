@@ -3,9 +3,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::*;
+use crate::error::{Error, ErrorKind};
 use crate::mapping::DeleteGuard;
 use crate::memory::{key_of, MemoryTable};
 use crate::model::{Column, ColumnType, InvalidRow, Row, Value};
+use crate::model::{Cursor, RowKey};
+use crate::state::Choice;
 use crate::state::MemoryStateStore;
 use crate::table::{Capabilities, WriteContext, WriteOp, WriteOutcome};
 
@@ -53,6 +56,18 @@ impl Rig {
             store: Arc::new(MemoryStateStore::new()),
             mapping: MappingConfig::new("items", &["id"]),
         }
+    }
+
+    /// Text keys, which the engine generates (UUIDs) for new Sheet rows.
+    fn text_keys() -> Self {
+        Self::with(
+            schema(ColumnType::Text),
+            Capabilities {
+                incremental: true,
+                fetch: true,
+                ..Default::default()
+            },
+        )
     }
 
     async fn engine(&self) -> Engine {
@@ -278,14 +293,7 @@ async fn manual_conflicts_are_kept_and_resolved_through_the_api() {
 
 #[tokio::test]
 async fn new_sheet_rows_get_uuid_keys_first_then_reach_the_db() {
-    let rig = Rig::with(
-        schema(ColumnType::Text),
-        Capabilities {
-            incremental: true,
-            fetch: true,
-            ..Default::default()
-        },
-    );
+    let rig = Rig::text_keys();
     let e = rig.engine().await;
     rig.sheet
         .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
@@ -296,6 +304,33 @@ async fn new_sheet_rows_get_uuid_keys_first_then_reach_the_db() {
     assert!(matches!(&rows[0].0[0], Value::Text(s) if s.len() == 36));
     assert_eq!(rig.db.rows(), rows);
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn a_generated_key_reaches_the_database_only_once_the_sheet_has_it() {
+    let rig = Rig::text_keys();
+    let e = rig.engine().await;
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
+    let plan = e.plan().await.unwrap();
+    assert!(
+        matches!(
+            &plan.db[..],
+            [PlannedOp {
+                op: WriteOp::Upsert { .. },
+                ..
+            }]
+        ),
+        "the dry run shows the database's part too: {plan:?}"
+    );
+    rig.sheet.fail_next_applies(1);
+    e.run_once().await.unwrap();
+    assert_eq!(rig.sheet.unkeyed().len(), 1, "the Sheet write failed");
+    assert!(rig.db.rows().is_empty(), "so the database was not written");
+    e.run_once().await.unwrap();
+    let rows = rig.sheet.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rig.db.rows(), rows);
 }
 
 #[tokio::test]
@@ -611,6 +646,40 @@ async fn an_overwritten_person_edit_is_merged_and_written_back() {
         "and is written back into the Sheet"
     );
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn an_error_event_says_what_failed_and_whether_retrying_can_help() {
+    let rig = Rig::new();
+    let e = rig.engine().await;
+    let mut events = e.subscribe();
+    rig.sheet.upsert(r(1, "a", 1));
+    rig.db.fail_next_applies(1);
+    e.run_once().await.unwrap();
+    let error = std::iter::from_fn(|| events.try_recv().ok())
+        .find(|ev| matches!(ev, Event::Error { .. }))
+        .expect("an error event");
+    let Event::Error {
+        side, kind, status, ..
+    } = &error
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (*side, *kind, *status),
+        (
+            Some(Side::Db),
+            ErrorKind::Connection,
+            crate::ErrorStatus::Temporary
+        ),
+        "{error:?}"
+    );
+    let json = serde_json::to_value(&error).unwrap();
+    assert_eq!(json["kind"], "connection");
+    assert_eq!(json["status"], "temporary");
+    // The row is written on the next cycle.
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "a", 1)]);
 }
 
 type Hook = Box<dyn Fn(&MemoryTable, &[WriteOp]) + Send + Sync>;
