@@ -108,6 +108,6 @@ pub use state::{
     WriteIntent,
 };
 pub use table::{
-    Capabilities, Expected, Sink, SinkTransaction, Source, Table, TransactionalSink, WriteContext,
-    WriteOp, WriteOutcome,
+    Capabilities, Expected, Sink, SinkTransaction, Source, SourceExt, Table, TransactionalSink,
+    WriteContext, WriteOp, WriteOutcome,
 };
