@@ -68,6 +68,7 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;

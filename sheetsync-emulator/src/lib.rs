@@ -71,6 +71,7 @@
 //! * [`values`] (input parsing, formatting, formulas, rendering, reference shifting, grid
 //!   operations), [`model`], [`a1`] and the error type.
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod a1;
 pub mod api;
