@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::plan::View;
+use super::view::View;
 use super::work::Work;
 use super::{idx, Engine, EngineState, QueueChange};
 use crate::merge::SideState;

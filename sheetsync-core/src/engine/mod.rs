@@ -34,6 +34,7 @@ mod read;
 mod settle;
 mod state;
 mod stuck;
+mod view;
 mod work;
 mod write;
 

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::read::SideRead;
+use super::view::View;
 use super::work::{PlannedOp, Work};
 use super::{deletes, idx, intent, stuck, Engine, EngineState};
 use crate::mapping::KeyStrategy;
@@ -10,26 +11,6 @@ use crate::merge::{merge_row, MergePolicy, Merged, SideState};
 use crate::model::{ColumnType, Row, RowHash, RowKey, Side, Value};
 use crate::state::{Choice, HeldRow};
 use crate::table::{Expected, WriteOp};
-
-/// One side's row as the merge sees it, and what the side really holds when that differs: a
-/// person's edit that a concurrent write overwrote, the engine's own unsaved write, a rejected
-/// delete.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct View<'a> {
-    /// What the merge sees.
-    pub merge: SideState<'a>,
-    /// What the side holds, when it is not `merge.row` (`Some(None)`: absent).
-    pub holds: Option<Option<&'a Row>>,
-    /// The side's read showed the row (or its absence); otherwise it is assumed from the base.
-    pub observed: bool,
-}
-
-impl<'a> View<'a> {
-    /// What the side holds.
-    pub fn holds(&self) -> Option<&'a Row> {
-        self.holds.unwrap_or(self.merge.row)
-    }
-}
 
 impl Engine {
     pub(super) fn make_plan(&self, st: &EngineState, reads: &[SideRead; 2]) -> Work {
