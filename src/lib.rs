@@ -16,6 +16,7 @@
 //! [`SheetSync`] runs mappings under supervision ([`OnPanic`]); with `gsheets` and a database
 //! feature, [`SheetSync::builder`] builds them from URLs ([`SyncConfig`]).
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 // Links to feature-gated modules resolve when those features are on (docs.rs builds with all).
 #![cfg_attr(
     all(feature = "full", feature = "testkit"),

@@ -27,6 +27,7 @@ impl PanicsOnce {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Source for PanicsOnce {
     fn name(&self) -> &str {
@@ -66,10 +67,15 @@ impl Source for PanicsOnce {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Sink for PanicsOnce {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
         self.inner.apply(ops, ctx).await
+    }
+    /// None: the panics are in the reads; writes go through `apply`.
+    fn transactional(&self) -> Option<&dyn sheetsync::TransactionalSink> {
+        None
     }
 }
 

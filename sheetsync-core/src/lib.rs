@@ -68,6 +68,7 @@
 //! # }
 //! ```
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
@@ -112,6 +113,6 @@ pub use state::{
     WriteIntent,
 };
 pub use table::{
-    Capabilities, Expected, Sink, SinkTransaction, Source, Table, TransactionalSink, WriteContext,
-    WriteOp, WriteOutcome,
+    Capabilities, Expected, Sink, SinkTransaction, Source, SourceExt, Table, TransactionalSink,
+    WriteContext, WriteOp, WriteOutcome,
 };

@@ -33,28 +33,45 @@ impl FixtureFactory for Memory {
     }
 }
 
-#[tokio::test]
-async fn database_like_memory_table() {
-    let caps = Capabilities {
+fn database_like() -> Capabilities {
+    Capabilities {
         incremental: true,
         fetch: true,
         wakeups: true,
         generated_keys: true,
         conditional_writes: true,
         ..Capabilities::default()
-    };
-    let report = run_conformance(&Memory(caps)).await;
+    }
+}
+
+fn sheet_like() -> Capabilities {
+    Capabilities {
+        unkeyed_rows: true,
+        ..Capabilities::default()
+    }
+}
+
+/// One test per check, for each capability set.
+mod database_like {
+    use super::*;
+    sheetsync_core::conformance_tests!(Memory(database_like()));
+}
+
+mod sheet_like {
+    use super::*;
+    sheetsync_core::conformance_tests!(Memory(sheet_like()));
+}
+
+#[tokio::test]
+async fn database_like_memory_table() {
+    let report = run_conformance(&Memory(database_like())).await;
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     assert_eq!(report.passed.len(), 10);
 }
 
 #[tokio::test]
 async fn sheet_like_memory_table() {
-    let caps = Capabilities {
-        unkeyed_rows: true,
-        ..Capabilities::default()
-    };
-    let report = run_conformance(&Memory(caps)).await;
+    let report = run_conformance(&Memory(sheet_like())).await;
     assert_eq!(report.passed.len(), 6);
     assert_eq!(report.skipped.len(), 4);
 }

@@ -124,6 +124,7 @@ struct MortalTable {
     fate: Arc<Fate>,
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Source for MortalTable {
     fn name(&self) -> &str {
@@ -131,6 +132,9 @@ impl Source for MortalTable {
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+    async fn identity(&self) -> Result<String> {
+        self.inner.identity().await
     }
     fn schema(&self) -> &TableSchema {
         self.inner.schema()
@@ -153,8 +157,15 @@ impl Source for MortalTable {
         }
         self.inner.ack(cursor).await
     }
+    fn full_scan_requested(&self) -> bool {
+        self.inner.full_scan_requested()
+    }
+    fn wakeups(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        self.inner.wakeups()
+    }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Sink for MortalTable {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
@@ -176,6 +187,7 @@ impl Sink for MortalTable {
 }
 
 /// The database's write transactions carry the state: the process can die at their commit.
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl TransactionalSink for MortalTable {
     fn state_location(&self) -> String {

@@ -1,5 +1,5 @@
 //! What a person does in the browser, as data: applied by the control surface
-//! (`control::person`), stored by the schedule until its request comes.
+//! (`person`), stored by the schedule until its request comes.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::control;
 use crate::edit::PersonEdit;
 use crate::error::ApiError;
 use crate::faults::{FaultRule, Latency};
@@ -148,12 +147,12 @@ impl EmulatorHandle {
 
     /// Applies a person's edit (as in the browser) and fires the registered triggers.
     pub fn edit(&self, id: &str, edit: PersonEdit) -> Result<(), ApiError> {
-        control::person::person_edit(&self.shared, id, edit, None)
+        crate::person::person_edit(&self.shared, id, edit, None)
     }
 
     /// Applies a person's edit attributed to `user`.
     pub fn edit_as(&self, id: &str, user: &str, edit: PersonEdit) -> Result<(), ApiError> {
-        control::person::person_edit(&self.shared, id, edit, Some(user))
+        crate::person::person_edit(&self.shared, id, edit, Some(user))
     }
 
     /// A person types/pastes `values` starting at (or into) `range` (USER_ENTERED parsing).
@@ -276,7 +275,7 @@ impl EmulatorHandle {
         trigger: EditTrigger,
         edit: PersonEdit,
     ) -> Result<String, ApiError> {
-        control::person::schedule_edit(&self.shared, id, trigger, edit, None)
+        crate::person::schedule_edit(&self.shared, id, trigger, edit, None)
     }
 
     /// [`EmulatorHandle::schedule_edit`] attributed to `user`.
@@ -287,7 +286,7 @@ impl EmulatorHandle {
         trigger: EditTrigger,
         edit: PersonEdit,
     ) -> Result<String, ApiError> {
-        control::person::schedule_edit(&self.shared, id, trigger, edit, Some(user.to_string()))
+        crate::person::schedule_edit(&self.shared, id, trigger, edit, Some(user.to_string()))
     }
 
     /// Scheduled edits still waiting for their request, in scheduling order.

@@ -65,12 +65,13 @@
 //! * the HTTP server (`server`) and the [`EmulatorHandle`], on top;
 //! * [`api`], the Google surface (routing, checks, quotas, faults, handlers; `api::batch` has
 //!   one file per family of `batchUpdate` request), and [`control`], the test surface under
-//!   `/__emulator/` (person edits are applied in `control::person`);
+//!   `/__emulator/` (person edits are applied in `person`);
 //! * the shared state (configuration, spreadsheets, counters, logs);
 //! * [`schedule`], [`triggers`], [`faults`], [`quota`] and [`edit`] (a person edit, as data);
 //! * [`values`] (input parsing, formatting, formulas, rendering, reference shifting, grid
 //!   operations), [`model`], [`a1`] and the error type.
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 pub mod a1;
 pub mod api;
@@ -81,6 +82,7 @@ mod error;
 pub mod faults;
 mod handle;
 pub mod model;
+mod person;
 pub mod quota;
 pub mod schedule;
 mod server;

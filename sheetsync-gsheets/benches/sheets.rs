@@ -10,9 +10,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use sheetsync_core::{
-    Column, ColumnType, Expected, Row, Sink, Source, TableSchema, Value, WriteContext, WriteOp,
+    Column, ColumnType, Expected, Row, Sink, SourceExt, TableSchema, Value, WriteContext, WriteOp,
 };
 use sheetsync_emulator::{Config, EmulatorHandle};
 use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
@@ -58,12 +57,7 @@ fn writes(emu: &EmulatorHandle) -> (u64, u64) {
 }
 
 async fn scan_len(t: &SheetTable) -> usize {
-    let mut n = 0;
-    let mut s = t.scan();
-    while let Some(p) = s.next().await {
-        n += p.unwrap().len();
-    }
-    n
+    t.scan_all().await.unwrap().len()
 }
 
 fn main() {

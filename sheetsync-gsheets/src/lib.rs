@@ -34,6 +34,7 @@
 //! [`Source`]: sheetsync_core::Source
 //! [`Sink`]: sheetsync_core::Sink
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 
 mod client;
 pub mod convert;

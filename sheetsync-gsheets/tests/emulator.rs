@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value as Json};
-use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
+use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::*;
 use sheetsync_emulator::{Config, EmulatorHandle, FaultRule, Latency};
 use sheetsync_gsheets::convert::{read_cell, write_cell};
@@ -173,14 +173,20 @@ impl FixtureFactory for Sheets {
     }
 }
 
+/// One test per conformance check, against the emulator.
+mod conformance {
+    use super::*;
+    sheetsync_core::conformance_tests!(Sheets);
+}
+
 #[tokio::test]
-async fn conformance() {
-    let report = run_conformance(&Sheets).await;
-    assert!(
-        report.passed.contains(&"changes_since_cursor"),
-        "{report:?}"
+async fn conformance_skips_only_what_a_sheet_cannot_do() {
+    let missing = undeclared_capabilities(&Sheets).await;
+    assert_eq!(
+        missing,
+        vec!["conditional_writes", "generated_keys"],
+        "the change feed and wake-ups are checked"
     );
-    assert!(report.passed.contains(&"engine_roundtrip"), "{report:?}");
 }
 
 fn items() -> TableSchema {

@@ -111,10 +111,17 @@ impl SqlTable {
     }
 }
 
+// Forwarding impls: a provided method left out would silently take the trait's default
+// instead of the adapter's own.
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Source for SqlTable {
     fn name(&self) -> &str {
         each!(self, t => t.name())
+    }
+
+    async fn identity(&self) -> Result<String> {
+        each!(self, t => t.identity().await)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -154,6 +161,7 @@ impl Source for SqlTable {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Sink for SqlTable {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {

@@ -94,6 +94,31 @@ pub(crate) async fn apply_ops(
     mut ops: Vec<WriteOp>,
     rows_per_stmt: usize,
 ) -> Result<Vec<WriteOutcome>> {
+    let (mut outcomes, keys, conditional) = check_shapes(info, &ops);
+    check_conditions(
+        schema,
+        tx,
+        &mut ops,
+        &keys,
+        conditional,
+        rows_per_stmt,
+        &mut outcomes,
+    )
+    .await?;
+    execute(info, tx, &ops, &keys, rows_per_stmt, &mut outcomes).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(WriteOutcome::Applied))
+        .collect())
+}
+
+/// Step 1 of [`apply_ops`]: the outcomes of rows the database would refuse for their shape,
+/// each op's key, and the keys of conditional writes to check.
+#[allow(clippy::type_complexity)]
+fn check_shapes(
+    info: &TableInfo,
+    ops: &[WriteOp],
+) -> (Vec<Option<WriteOutcome>>, Vec<Option<RowKey>>, Vec<RowKey>) {
     let schema_key = |row: &Row| -> Option<RowKey> {
         let vals: Vec<&sheetsync_core::Value> = info.key.iter().map(|&i| &row.0[i]).collect();
         if vals.iter().any(|v| v.is_null()) {
@@ -103,8 +128,6 @@ pub(crate) async fn apply_ops(
         }
     };
     let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; ops.len()];
-
-    // 1. Rows the database would refuse for their shape, and keys to check.
     let mut conditional: Vec<RowKey> = Vec::new();
     let mut keys: Vec<Option<RowKey>> = Vec::with_capacity(ops.len());
     for (n, op) in ops.iter().enumerate() {
@@ -162,51 +185,75 @@ pub(crate) async fn apply_ops(
         };
         keys.push(key);
     }
+    (outcomes, keys, conditional)
+}
 
-    // 2. Conditional writes: compare with the locked current rows, in op order.
-    if !conditional.is_empty() {
-        conditional.sort();
-        conditional.dedup();
-        let mut state: HashMap<RowKey, Option<std::result::Result<Row, String>>> =
-            conditional.iter().map(|k| (k.clone(), None)).collect();
-        let mut busy: HashMap<RowKey, String> = HashMap::new();
-        for chunk in conditional.chunks(rows_per_stmt.max(1)) {
-            lock_rows(tx, chunk, &mut state, &mut busy).await?;
-        }
-        for (n, op) in ops.iter_mut().enumerate() {
-            if outcomes[n].is_some() {
-                continue;
-            }
-            if let Some(reason) = keys[n].as_ref().and_then(|k| busy.get(k)) {
-                outcomes[n] = Some(WriteOutcome::Held(reason.clone()));
-                continue;
-            }
-            let (key, expected, mut row) = match op {
-                WriteOp::Upsert { row, expected } => (keys[n].as_ref(), &*expected, Some(row)),
-                WriteOp::Delete { key, expected } => (Some(&*key), &*expected, None),
-                _ => continue,
-            };
-            let Some(key) = key else { continue };
-            let Some(cur) = state.get_mut(key) else {
-                continue;
-            };
-            let matches = match expected {
-                Expected::Any => true,
-                Expected::Absent => cur.is_none(),
-                Expected::Row(r) => matches!(cur, Some(Ok(c)) if same_row(schema, c, r)),
-            };
-            if !matches {
-                outcomes[n] = Some(WriteOutcome::Stale);
-                continue;
-            }
-            if let (Some(Ok(c)), Some(row)) = (&*cur, row.as_deref_mut()) {
-                keep_stored_forms(schema, c, row);
-            }
-            *cur = row.map(|r| Ok(r.clone()));
-        }
+/// Step 2 of [`apply_ops`]: conditional writes compared with the locked current rows, in op
+/// order; a write whose expectation fails is stale, one whose row stays locked is held.
+async fn check_conditions(
+    schema: &TableSchema,
+    tx: &mut dyn WriteTx,
+    ops: &mut [WriteOp],
+    keys: &[Option<RowKey>],
+    mut conditional: Vec<RowKey>,
+    rows_per_stmt: usize,
+    outcomes: &mut [Option<WriteOutcome>],
+) -> Result<()> {
+    if conditional.is_empty() {
+        return Ok(());
     }
+    conditional.sort();
+    conditional.dedup();
+    let mut state: HashMap<RowKey, Option<std::result::Result<Row, String>>> =
+        conditional.iter().map(|k| (k.clone(), None)).collect();
+    let mut busy: HashMap<RowKey, String> = HashMap::new();
+    for chunk in conditional.chunks(rows_per_stmt.max(1)) {
+        lock_rows(tx, chunk, &mut state, &mut busy).await?;
+    }
+    for (n, op) in ops.iter_mut().enumerate() {
+        if outcomes[n].is_some() {
+            continue;
+        }
+        if let Some(reason) = keys[n].as_ref().and_then(|k| busy.get(k)) {
+            outcomes[n] = Some(WriteOutcome::Held(reason.clone()));
+            continue;
+        }
+        let (key, expected, mut row) = match op {
+            WriteOp::Upsert { row, expected } => (keys[n].as_ref(), &*expected, Some(row)),
+            WriteOp::Delete { key, expected } => (Some(&*key), &*expected, None),
+            _ => continue,
+        };
+        let Some(key) = key else { continue };
+        let Some(cur) = state.get_mut(key) else {
+            continue;
+        };
+        let matches = match expected {
+            Expected::Any => true,
+            Expected::Absent => cur.is_none(),
+            Expected::Row(r) => matches!(cur, Some(Ok(c)) if same_row(schema, c, r)),
+        };
+        if !matches {
+            outcomes[n] = Some(WriteOutcome::Stale);
+            continue;
+        }
+        if let (Some(Ok(c)), Some(row)) = (&*cur, row.as_deref_mut()) {
+            keep_stored_forms(schema, c, row);
+        }
+        *cur = row.map(|r| Ok(r.clone()));
+    }
+    Ok(())
+}
 
-    // 3. Execute in groups of one kind with distinct keys, keeping the order of ops on a key.
+/// Step 3 of [`apply_ops`]: executes the writes in groups of one kind with distinct keys,
+/// keeping the order of ops on a key.
+async fn execute(
+    info: &TableInfo,
+    tx: &mut dyn WriteTx,
+    ops: &[WriteOp],
+    keys: &[Option<RowKey>],
+    rows_per_stmt: usize,
+    outcomes: &mut [Option<WriteOutcome>],
+) -> Result<()> {
     let mut group = Group::new(Kind::Upsert, Vec::new());
     for n in 0..ops.len() {
         if outcomes[n].is_some() {
@@ -220,7 +267,7 @@ pub(crate) async fn apply_ops(
             WriteOp::Upsert { .. } => (Kind::Upsert, Vec::new()),
             WriteOp::Delete { .. } => (Kind::Delete, Vec::new()),
             WriteOp::Insert { row } => {
-                run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
+                run_group(tx, ops, &group, rows_per_stmt, outcomes).await?;
                 group = Group::new(Kind::Upsert, Vec::new());
                 outcomes[n] = Some(insert_one(tx, row).await?);
                 continue;
@@ -229,17 +276,13 @@ pub(crate) async fn apply_ops(
         };
         let key = keys[n].clone().expect("upserts and deletes have keys");
         if kind != group.kind || defaults != group.defaults || group.keys.contains(&key) {
-            run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
+            run_group(tx, ops, &group, rows_per_stmt, outcomes).await?;
             group = Group::new(kind, defaults);
         }
         group.keys.insert(key);
         group.ops.push(n);
     }
-    run_group(tx, &ops, &group, rows_per_stmt, &mut outcomes).await?;
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(WriteOutcome::Applied))
-        .collect())
+    run_group(tx, ops, &group, rows_per_stmt, outcomes).await
 }
 
 /// Reads and locks the current rows for `keys` into `found`. When the lock wait times out

@@ -2,33 +2,10 @@
 //! text, integer and float forms become values of a column's type.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
-use sheetsync_core::{ColumnType, Decimal, RowKey, Value};
+use sheetsync_core::{ColumnType, Decimal, Value};
 
+pub(crate) use crate::dialect::Bind;
 use crate::dialect::Dialect;
-use crate::table::TableInfo;
-
-/// How one value is bound.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Bind {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-impl TableInfo {
-    /// The bind of `v` for column `i`.
-    pub(crate) fn bind(&self, v: &Value) -> Bind {
-        to_bind(self.dialect, v)
-    }
-
-    /// The binds of a key.
-    pub(crate) fn key_binds(&self, key: &RowKey) -> Vec<Bind> {
-        key.values().iter().map(|v| self.bind(v)).collect()
-    }
-}
 
 /// The bind of a value in a dialect.
 pub(crate) fn to_bind(dialect: Dialect, v: &Value) -> Bind {

@@ -7,7 +7,16 @@
 
 use std::time::Duration;
 
-use crate::codec::Bind;
+/// How one value is bound.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
 
 /// Marks a statement built here as audited: it holds identifiers that came from introspection
 /// and were quoted by [`Dialect::quote`], placeholders, and fixed SQL; never a value.

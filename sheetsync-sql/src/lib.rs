@@ -69,6 +69,7 @@
 //! # fn main() {}
 //! ```
 #![deny(missing_docs)]
+#![warn(clippy::too_many_lines)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),

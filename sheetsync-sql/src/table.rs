@@ -3,7 +3,7 @@
 
 use sheetsync_core::{Column, ColumnType, Direction, Row, RowKey, TableSchema, Value};
 
-use crate::codec::parse_text;
+use crate::codec::{parse_text, to_bind, Bind};
 use crate::dialect::Dialect;
 
 /// How a column's value is selected and decoded.
@@ -277,5 +277,17 @@ pub(crate) fn sample(dialect: Dialect) -> TableInfo {
         key: vec![0],
         generated_key: false,
         identity_always: false,
+    }
+}
+
+impl TableInfo {
+    /// The bind of `v` for column `i`.
+    pub(crate) fn bind(&self, v: &Value) -> Bind {
+        to_bind(self.dialect, v)
+    }
+
+    /// The binds of a key.
+    pub(crate) fn key_binds(&self, key: &RowKey) -> Vec<Bind> {
+        key.values().iter().map(|v| self.bind(v)).collect()
     }
 }

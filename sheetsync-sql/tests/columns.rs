@@ -1,9 +1,8 @@
 //! Syncing a subset of a table's columns (`SqlOptions::columns`), on each database: other
 //! columns are never read or written, inserted rows get their defaults.
 
-use futures::StreamExt;
 use sheetsync_core::{
-    Change, ErrorKind, Expected, Row, Sink, Source, Value, WriteContext, WriteOp, WriteOutcome,
+    ErrorKind, Expected, Row, Sink, Source, SourceExt, Value, WriteContext, WriteOp, WriteOutcome,
 };
 use sheetsync_sql::{sqlx, SqlOptions, SqlTable};
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, SqlitePool};
@@ -43,17 +42,7 @@ async fn secrets(o: &Other) -> Vec<(i64, String, i64)> {
 }
 
 async fn scan(t: &SqlTable) -> Vec<Row> {
-    let mut out = Vec::new();
-    let mut s = t.scan();
-    while let Some(p) = s.next().await {
-        for o in p.unwrap() {
-            if let Change::Upsert(r) = o.change {
-                out.push(r);
-            }
-        }
-    }
-    out.sort_by_key(|r| r.key(t.schema()));
-    out
+    t.scan_rows().await.unwrap()
 }
 
 /// Runs the scenario on a database reachable at `url` (the table is created by the caller).

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use sheetsync_core::{
-    Change, Engine, MappingConfig, MemoryTable, Row, RowKey, Sink, Source, Value, WriteContext,
-    WriteOp, WriteOutcome,
+    Change, Engine, MappingConfig, MemoryTable, Row, RowKey, Sink, Source, SourceExt, Value,
+    WriteContext, WriteOp, WriteOutcome,
 };
 use sheetsync_sql::{sqlx, SqlOptions, SqlTable};
 use sqlx::{AssertSqlSafe, MySqlPool, PgPool, SqlitePool};
@@ -308,16 +308,11 @@ type Bad = &'static [(i64, &'static str, &'static str)];
 /// the others sync, and a bad row syncs once it is fixed (`fix` repairs row `bad[0]`).
 async fn extremes_are_held_with_a_reason(db: Arc<TestDb>, bad: Bad, fix: &str) {
     let t = db.table("events", SqlOptions::default()).await;
-    let mut seen = Vec::new();
-    let mut scan = t.scan();
-    while let Some(page) = scan.next().await {
-        seen.extend(
-            page.expect("the scan must not fail")
-                .into_iter()
-                .map(|o| o.change),
-        );
-    }
-    drop(scan);
+    let seen: Vec<Change> = (t.scan_all().await)
+        .expect("the scan must not fail")
+        .into_iter()
+        .map(|o| o.change)
+        .collect();
     let key = |id: i64| RowKey::from_values(&[Value::Int(id)]);
     let mut ok = Vec::new();
     for c in &seen {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use futures::StreamExt;
-use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
+use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
     ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
     Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
@@ -182,16 +182,24 @@ impl FixtureFactory for Factory {
     }
 }
 
-#[tokio::test]
-async fn conformance() {
-    let factory = Factory {
+fn factory() -> Factory {
+    Factory {
         dbs: Mutex::new(Vec::new()),
-    };
-    let report = run_conformance(&factory).await;
+    }
+}
+
+/// One test per conformance check.
+mod conformance {
+    use super::*;
+    sheetsync_core::conformance_tests!(factory());
+}
+
+#[tokio::test]
+async fn conformance_skips_nothing() {
+    let missing = undeclared_capabilities(&factory()).await;
     assert!(
-        report.skipped.is_empty(),
-        "every capability is declared: {:?}",
-        report.skipped
+        missing.is_empty(),
+        "every capability is declared: {missing:?}"
     );
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use common::*;
 use futures::StreamExt;
-use sheetsync_core::testkit::{run_conformance, ExternalWriter, Fixture, FixtureFactory};
+use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
     ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
     Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
@@ -154,20 +154,26 @@ impl FixtureFactory for Factory {
     }
 }
 
-#[tokio::test]
-async fn conformance() {
-    let factory = Factory {
+fn factory() -> Factory {
+    Factory {
         dir: tempfile::tempdir().unwrap(),
         n: Default::default(),
-    };
-    let report = run_conformance(&factory).await;
+    }
+}
+
+/// One test per conformance check.
+mod conformance {
+    use super::*;
+    sheetsync_core::conformance_tests!(factory());
+}
+
+#[tokio::test]
+async fn conformance_skips_nothing() {
+    let missing = undeclared_capabilities(&factory()).await;
     assert!(
-        report.skipped.is_empty(),
-        "every capability is declared: {:?}",
-        report.skipped
+        missing.is_empty(),
+        "every capability is declared: {missing:?}"
     );
-    assert!(report.passed.contains(&"changes_since_cursor"));
-    assert!(report.passed.contains(&"generated_keys"));
 }
 
 #[tokio::test]

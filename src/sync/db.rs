@@ -103,6 +103,7 @@ pub struct Located {
     identity: String,
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Source for Located {
     fn name(&self) -> &str {
@@ -140,6 +141,7 @@ impl Source for Located {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Sink for Located {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {

@@ -725,7 +725,7 @@ impl Rig {
                             c.fetch_add(1, Relaxed);
                             times.lock().expect("cycle times").push(Instant::now());
                         }
-                        Ok(Event::Error { side, message }) => {
+                        Ok(Event::Error { side, message, .. }) => {
                             if e.fetch_add(1, Relaxed) < 5 {
                                 eprintln!("engine error ({side:?}): {message}");
                             }

@@ -558,7 +558,11 @@ async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsy
                 "{name}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
                 r.writes.sheet, r.writes.db, r.held, r.conflicts, r.pending_deletes
             ),
-            Ok(Event::Error { side: None, message }) => {
+            Ok(Event::Error {
+                side: None,
+                message,
+                ..
+            }) => {
                 break format!("{name}: initial sync failed, will retry: {message}")
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::plan::{Plan, View};
-use super::{idx, Engine, EngineState, Event, QueueChange};
+use super::view::View;
+use super::work::Work;
+use super::{idx, Engine, EngineState, QueueChange};
 use crate::merge::SideState;
 use crate::model::{RowKey, Side};
 use crate::state::{DeleteDecision, PendingDelete, RecentDeletes, RowBase};
@@ -69,7 +70,7 @@ pub(super) fn review_pending(
     p: &PendingDelete,
     views: &[View<'_>; 2],
     deletes: [bool; 2],
-    plan: &mut Plan,
+    work: &mut Work,
 ) {
     let (deleting, kept) = (p.deleted_on, p.deleted_on.other());
     let still_a_delete = deletes[idx(kept)];
@@ -86,18 +87,18 @@ pub(super) fn review_pending(
     } else {
         format!("the {kept} changed the row, and the change wins over the delete")
     };
-    plan.queue_dropped.push((p.key.clone(), why));
+    work.queue_dropped.push((p.key.clone(), why));
 }
 
 impl Engine {
     /// Applies the mass-delete guard to the planned deletes of each side: approved deletes go
     /// through, pending ones stay parked, and new ones are parked when they exceed a limit or
     /// when the side already has deletes waiting.
-    pub(super) fn guard_deletes(&self, st: &EngineState, plan: &mut Plan) {
+    pub(super) fn guard_deletes(&self, st: &EngineState, work: &mut Work) {
         let now = Utc::now();
-        let rows = live_rows(st, plan);
+        let rows = live_rows(st, work);
         for side in Side::BOTH {
-            let deletes: Vec<RowKey> = plan
+            let deletes: Vec<RowKey> = work
                 .ops(side)
                 .iter()
                 .filter(|p| matches!(p.op, WriteOp::Delete { .. }))
@@ -108,10 +109,10 @@ impl Engine {
             for k in deletes {
                 match st.queue.get(&k).map(|p| p.decision) {
                     _ if st.allow_deletes => {
-                        plan.approved_deletes.insert(k);
+                        work.approved_deletes.insert(k);
                     }
                     Some(Some(DeleteDecision::Approve)) => {
-                        plan.approved_deletes.insert(k);
+                        work.approved_deletes.insert(k);
                     }
                     Some(_) => {
                         withheld.insert(k);
@@ -121,7 +122,7 @@ impl Engine {
             }
             let reason = self.guard_reason(st, side, new.len(), rows, now.timestamp_millis());
             if let Some(reason) = reason {
-                plan.guard.push((side, new.len(), rows));
+                work.plan.guard.push((side, new.len(), rows));
                 let auto = self.mapping.guard.auto_approve;
                 tracing::warn!(
                     mapping = %self.mapping.name,
@@ -134,7 +135,7 @@ impl Engine {
                 if !auto {
                     for k in new {
                         let row = st.bases.get(&k).map(|e| e.base.row.clone());
-                        plan.queued.push(PendingDelete {
+                        work.queued.push(PendingDelete {
                             key: k.clone(),
                             deleted_on: side.other(),
                             row: row.unwrap_or_else(|| crate::model::Row::new(Vec::new())),
@@ -147,7 +148,7 @@ impl Engine {
                 }
             }
             if !withheld.is_empty() {
-                plan.withhold(side, &withheld);
+                work.withhold(side, &withheld);
             }
         }
     }
@@ -187,121 +188,95 @@ impl Engine {
             format!("rows deleted in the {deleting}: {exceeded} of the {side}'s rows")
         })
     }
+}
 
-    /// Reports a change of the queue: a WARN line and an event (the daemon's metric).
-    pub(super) fn queue_changed(
-        &self,
-        change: QueueChange,
-        deleted_on: Side,
-        rows: usize,
-        waiting: usize,
-    ) {
-        tracing::warn!(
-            mapping = %self.mapping.name,
-            change = change.as_str(),
-            deleted_on = %deleted_on,
-            rows,
-            waiting,
-            "pending deletes {}: {rows} row(s) deleted in the {deleted_on}",
-            change.as_str()
-        );
-        self.emit(Event::DeleteQueue {
-            change,
-            deleted_on,
-            rows,
-            waiting,
-        });
+/// The queue after a cycle that gave `rebased` new bases: `None` when unchanged.
+pub(super) fn next_queue(
+    mapping: &str,
+    st: &EngineState,
+    work: &Work,
+    rebased: &[(RowKey, RowBase)],
+) -> Option<NextQueue> {
+    let touched = !work.queued.is_empty()
+        || !work.queue_dropped.is_empty()
+        || rebased.iter().any(|(k, _)| st.queue.contains_key(k));
+    if !touched {
+        return None;
     }
-
-    /// The queue after a cycle that gave `rebased` new bases: `None` when unchanged.
-    pub(super) fn next_queue(
-        &self,
-        st: &EngineState,
-        plan: &Plan,
-        rebased: &[(RowKey, RowBase)],
-    ) -> Option<NextQueue> {
-        let touched = !plan.queued.is_empty()
-            || !plan.queue_dropped.is_empty()
-            || rebased.iter().any(|(k, _)| st.queue.contains_key(k));
-        if !touched {
-            return None;
+    let mut queue = st.queue.clone();
+    let mut changes: BTreeMap<(Side, &'static str), (QueueChange, usize)> = BTreeMap::new();
+    let mut count = |change: QueueChange, side: Side| {
+        changes
+            .entry((side, change.as_str()))
+            .or_insert((change, 0))
+            .1 += 1;
+    };
+    for (k, _) in rebased {
+        if let Some(p) = queue.remove(k) {
+            count(
+                match p.decision {
+                    Some(DeleteDecision::Approve) => QueueChange::Applied,
+                    Some(DeleteDecision::Reject) => QueueChange::Restored,
+                    None => QueueChange::Dropped,
+                },
+                p.deleted_on,
+            );
         }
-        let mut queue = st.queue.clone();
-        let mut changes: BTreeMap<(Side, &'static str), (QueueChange, usize)> = BTreeMap::new();
-        let mut count = |change: QueueChange, side: Side| {
-            changes
-                .entry((side, change.as_str()))
-                .or_insert((change, 0))
-                .1 += 1;
-        };
-        for (k, _) in rebased {
-            if let Some(p) = queue.remove(k) {
-                count(
-                    match p.decision {
-                        Some(DeleteDecision::Approve) => QueueChange::Applied,
-                        Some(DeleteDecision::Reject) => QueueChange::Restored,
-                        None => QueueChange::Dropped,
-                    },
-                    p.deleted_on,
-                );
-            }
-        }
-        for (k, why) in &plan.queue_dropped {
-            if let Some(p) = queue.remove(k) {
-                tracing::info!(mapping = %self.mapping.name, key = %k, deleted_on = %p.deleted_on, "pending delete dropped: {why}");
-                count(QueueChange::Dropped, p.deleted_on);
-            }
-        }
-        for p in &plan.queued {
-            tracing::info!(mapping = %self.mapping.name, key = %p.key, deleted_on = %p.deleted_on, "delete waits for approval");
-            count(QueueChange::Queued, p.deleted_on);
-            queue.insert(p.key.clone(), p.clone());
-        }
-        let changes = changes
-            .into_iter()
-            .map(|((side, _), (change, n))| (change, side, n))
-            .collect();
-        Some((queue, changes))
     }
+    for (k, why) in &work.queue_dropped {
+        if let Some(p) = queue.remove(k) {
+            tracing::info!(mapping, key = %k, deleted_on = %p.deleted_on, "pending delete dropped: {why}");
+            count(QueueChange::Dropped, p.deleted_on);
+        }
+    }
+    for p in &work.queued {
+        tracing::info!(mapping, key = %p.key, deleted_on = %p.deleted_on, "delete waits for approval");
+        count(QueueChange::Queued, p.deleted_on);
+        queue.insert(p.key.clone(), p.clone());
+    }
+    let changes = changes
+        .into_iter()
+        .map(|((side, _), (change, n))| (change, side, n))
+        .collect();
+    Some((queue, changes))
+}
 
-    /// The log of recent deletes after a cycle that applied `deleted` per side: entries older
-    /// than the window are forgotten; approved deletes are not counted. `None` when unchanged.
-    pub(super) fn next_recent_deletes(
-        &self,
-        st: &EngineState,
-        plan: &Plan,
-        deleted: &[Vec<RowKey>; 2],
-    ) -> Option<Vec<RecentDeletes>> {
-        let now_ms = Utc::now().timestamp_millis();
-        let since = now_ms - self.mapping.guard.window().as_millis() as i64;
-        let mut recent: Vec<RecentDeletes> = st
-            .recent_deletes
+/// The log of recent deletes at `now_ms` after a cycle that applied `deleted` per side: entries older
+/// than the window are forgotten; approved deletes are not counted. `None` when unchanged.
+pub(super) fn next_recent_deletes(
+    (now_ms, window): (i64, Duration),
+    st: &EngineState,
+    work: &Work,
+    deleted: &[Vec<RowKey>; 2],
+) -> Option<Vec<RecentDeletes>> {
+    let since = now_ms - window.as_millis() as i64;
+    let mut recent: Vec<RecentDeletes> = st
+        .recent_deletes
+        .iter()
+        .filter(|r| r.at_ms > since)
+        .copied()
+        .collect();
+    for side in Side::BOTH {
+        let count = deleted[idx(side)]
             .iter()
-            .filter(|r| r.at_ms > since)
-            .copied()
-            .collect();
-        for side in Side::BOTH {
-            let count = deleted[idx(side)]
-                .iter()
-                .filter(|k| !plan.approved_deletes.contains(*k))
-                .count();
-            if count > 0 {
-                recent.push(RecentDeletes {
-                    side,
-                    at_ms: now_ms,
-                    count,
-                });
-            }
+            .filter(|k| !work.approved_deletes.contains(*k))
+            .count();
+        if count > 0 {
+            recent.push(RecentDeletes {
+                side,
+                at_ms: now_ms,
+                count,
+            });
         }
-        (recent != st.recent_deletes).then_some(recent)
     }
+    (recent != st.recent_deletes).then_some(recent)
 }
 
 /// The rows both sides hold: the live bases, counting rows whose intent completed this cycle
 /// with their new base.
-fn live_rows(st: &EngineState, plan: &Plan) -> usize {
+fn live_rows(st: &EngineState, work: &Work) -> usize {
     let mut rows = st.live_bases as isize;
-    for (k, target) in &plan.completed {
+    for (k, target) in &work.completed {
         let was_live = st.bases.get(k).is_some_and(|e| !e.base.tombstone);
         rows += target.is_some() as isize - was_live as isize;
     }

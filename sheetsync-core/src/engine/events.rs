@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::Engine;
+use crate::error::{Error, ErrorKind, ErrorStatus};
 use crate::model::{RowKey, Side};
 use crate::state::{ConflictRecord, HeldRow};
 
@@ -64,6 +66,10 @@ pub enum Event {
     Error {
         /// The side involved, if one.
         side: Option<Side>,
+        /// What went wrong.
+        kind: ErrorKind,
+        /// Whether retrying can help.
+        status: ErrorStatus,
         /// The error.
         message: String,
     },
@@ -76,6 +82,63 @@ pub enum Event {
     },
     /// A cycle finished.
     Cycle(CycleReport),
+}
+
+impl Event {
+    /// An [`Event::Error`] for `error`, on `side` if one.
+    pub fn error(side: Option<Side>, error: &Error) -> Self {
+        Event::Error {
+            side,
+            kind: error.kind(),
+            status: error.status(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn emit(&self, e: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(e);
+    }
+
+    /// Emits `events`, logging those an operator must see in the log too: a held row, a change
+    /// of the queue of pending deletes.
+    pub(super) fn announce(&self, events: Vec<Event>) {
+        for e in events {
+            match &e {
+                Event::Held(h) => tracing::warn!(
+                    mapping = %self.mapping.name,
+                    key = ?h.key.as_ref().map(|k| k.to_string()),
+                    side = ?h.side,
+                    locator = ?h.locator,
+                    "row held: {}",
+                    h.reason
+                ),
+                Event::DeleteQueue {
+                    change,
+                    deleted_on,
+                    rows,
+                    waiting,
+                } => tracing::warn!(
+                    mapping = %self.mapping.name,
+                    change = change.as_str(),
+                    deleted_on = %deleted_on,
+                    rows,
+                    waiting,
+                    "pending deletes {}: {rows} row(s) deleted in the {deleted_on}",
+                    change.as_str()
+                ),
+                Event::Conflict(c) => {
+                    if let Some(why) = &c.reason {
+                        tracing::warn!(mapping = %self.mapping.name, key = %c.key, "conflict kept for a person: {why}");
+                    }
+                }
+                _ => {}
+            }
+            self.emit(e);
+        }
+    }
 }
 
 /// A change to the queue of pending deletes.

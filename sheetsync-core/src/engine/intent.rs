@@ -10,7 +10,7 @@
 //! before, while the engine knows what they hold for its conditional writes.
 
 use super::idx;
-use super::plan::View;
+use super::view::View;
 use crate::merge::SideState;
 use crate::model::{Row, RowKey, Side};
 use crate::state::{SideBefore, WriteIntent};

@@ -174,6 +174,8 @@ impl Engine {
             tracing::warn!(mapping = %self.mapping.name, error = %e, "a decision made during the last cycle was not applied");
             self.emit(Event::Error {
                 side: None,
+                kind: e.kind(),
+                status: e.status(),
                 message: format!("a decision made during the last cycle was not applied: {e}"),
             });
             if !gone {
@@ -256,9 +258,17 @@ impl Engine {
             DeleteDecision::Reject => QueueChange::Rejected,
         };
         let waiting = waiting(&st.queue);
-        for (side, rows) in per_side {
-            self.queue_changed(change, side, rows, waiting);
-        }
+        self.announce(
+            per_side
+                .into_iter()
+                .map(|(deleted_on, rows)| Event::DeleteQueue {
+                    change,
+                    deleted_on,
+                    rows,
+                    waiting,
+                })
+                .collect(),
+        );
         Ok(chosen.len())
     }
 }

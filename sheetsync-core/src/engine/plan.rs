@@ -1,149 +1,25 @@
 //! Turning what was read into the writes of a cycle: the pure part of a cycle.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
 
 use super::read::SideRead;
-use super::{deletes, idx, intent, stuck, Engine, EngineState, SideCounts};
+use super::view::View;
+use super::work::{PlannedOp, Work};
+use super::{deletes, idx, intent, stuck, Engine, EngineState};
 use crate::mapping::KeyStrategy;
 use crate::merge::{merge_row, MergePolicy, Merged, SideState};
 use crate::model::{ColumnType, Row, RowHash, RowKey, Side, Value};
-use crate::state::{Choice, ConflictRecord, HeldRow, PendingDelete, WriteIntent};
+use crate::state::{Choice, HeldRow};
 use crate::table::{Expected, WriteOp};
 
-/// A write the engine intends to make.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedOp {
-    /// The row it concerns (`None` for a row whose key the database will generate).
-    pub key: Option<RowKey>,
-    /// The write.
-    pub op: WriteOp,
-    /// A key the engine generated: insert the row on the database once the Sheet has it.
-    pub(crate) then_insert: bool,
-    /// For a database-generated key: the Sheet row to write the key back to.
-    pub(crate) locator: Option<String>,
-}
-
-impl Serialize for PlannedOp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("PlannedOp", 3)?;
-        let (kind, row) = match &self.op {
-            WriteOp::Upsert { row, .. } => ("upsert", Some(row)),
-            WriteOp::Insert { row } => ("insert", Some(row)),
-            WriteOp::Delete { .. } => ("delete", None),
-            WriteOp::SetKey { row, .. } => ("set_key", Some(row)),
-        };
-        st.serialize_field("op", kind)?;
-        st.serialize_field("key", &self.key)?;
-        st.serialize_field("row", &row)?;
-        st.end()
-    }
-}
-
-/// What a cycle will do. [`Engine::plan`] returns it without doing it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Plan {
-    /// Writes to the Sheet.
-    pub sheet: Vec<PlannedOp>,
-    /// Writes to the database.
-    pub db: Vec<PlannedOp>,
-    /// Conflicts that will be kept for people.
-    pub conflicts: Vec<ConflictRecord>,
-    /// Rows that will be held.
-    pub held: Vec<HeldRow>,
-    /// Sides whose deletes trip the mass-delete guard: (side, deletes, rows). Unless the guard
-    /// auto-approves, those deletes wait in the approval queue instead of being applied.
-    pub guard: Vec<(Side, usize, usize)>,
-    /// Changed rows seen per side.
-    pub changes: SideCounts,
-    /// Rows both sides already agree on, with their new base.
-    #[serde(skip)]
-    pub(crate) agreed: BTreeMap<RowKey, Option<Row>>,
-    /// Rows being written, with what both sides will hold.
-    #[serde(skip)]
-    pub(crate) targets: BTreeMap<RowKey, Option<Row>>,
-    /// Rows to retry next cycle without a write now.
-    #[serde(skip)]
-    pub(crate) retry: BTreeSet<RowKey>,
-    #[serde(skip)]
-    pub(crate) guard_bypassed: bool,
-    /// Each merged row's content hash and change time per side, kept for rows retried later so
-    /// that re-reading an unchanged row does not make its change look newer.
-    #[serde(skip)]
-    pub(crate) seen: BTreeMap<RowKey, [Option<(RowHash, u64)>; 2]>,
-    /// The write intents to persist before any side is written.
-    #[serde(skip)]
-    pub(crate) intents: BTreeMap<RowKey, WriteIntent>,
-    /// Intents planned against a base that has changed since: forgotten.
-    #[serde(skip)]
-    pub(crate) intents_obsolete: Vec<RowKey>,
-    /// Rows whose pending intent turned out complete, with its target: their base. Saved with
-    /// the new intents, since a new intent for such a row is planned against that base.
-    #[serde(skip)]
-    pub(crate) completed: BTreeMap<RowKey, Option<Row>>,
-    /// Deletes parked in the approval queue this cycle.
-    #[serde(skip)]
-    pub(crate) queued: Vec<PendingDelete>,
-    /// Pending deletes that are no longer deletes, and why.
-    #[serde(skip)]
-    pub(crate) queue_dropped: Vec<(RowKey, String)>,
-    /// Deletes an operator approved: they do not count against the guard's window.
-    #[serde(skip)]
-    pub(crate) approved_deletes: HashSet<RowKey>,
-}
-
-impl Plan {
-    pub(super) fn ops(&mut self, side: Side) -> &mut Vec<PlannedOp> {
-        match side {
-            Side::Sheet => &mut self.sheet,
-            Side::Db => &mut self.db,
-        }
-    }
-
-    /// Takes `keys` out of this cycle: their deletes on `side` and every write of theirs on the
-    /// other side (a delete-vs-restore never half-applies).
-    pub(super) fn withhold(&mut self, side: Side, keys: &HashSet<RowKey>) {
-        let listed = |p: &PlannedOp| p.key.as_ref().is_some_and(|k| keys.contains(k));
-        self.ops(side)
-            .retain(|p| !(matches!(p.op, WriteOp::Delete { .. }) && listed(p)));
-        self.ops(side.other()).retain(|p| !listed(p));
-        for k in keys {
-            self.targets.remove(k);
-            self.intents.remove(k);
-        }
-    }
-}
-
-/// One side's row as the merge sees it, and what the side really holds when that differs: a
-/// person's edit that a concurrent write overwrote, the engine's own unsaved write, a rejected
-/// delete.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct View<'a> {
-    /// What the merge sees.
-    pub merge: SideState<'a>,
-    /// What the side holds, when it is not `merge.row` (`Some(None)`: absent).
-    pub holds: Option<Option<&'a Row>>,
-    /// The side's read showed the row (or its absence); otherwise it is assumed from the base.
-    pub observed: bool,
-}
-
-impl<'a> View<'a> {
-    /// What the side holds.
-    pub fn holds(&self) -> Option<&'a Row> {
-        self.holds.unwrap_or(self.merge.row)
-    }
-}
-
 impl Engine {
-    pub(super) fn make_plan(&self, st: &EngineState, reads: &[SideRead; 2]) -> Plan {
+    pub(super) fn make_plan(&self, st: &EngineState, reads: &[SideRead; 2]) -> Work {
         let now = self.clock.now();
-        let mut plan = Plan {
+        let mut work = Work {
             guard_bypassed: st.allow_deletes,
             ..Default::default()
         };
-        let held_keys = plan_held(reads, &mut plan);
+        let held_keys = plan_held(reads, &mut work);
         // Rows without a key: give them back a key they lost, or a new one.
         let mut restored: [HashSet<RowKey>; 2] = Default::default();
         for side in Side::BOTH {
@@ -152,7 +28,7 @@ impl Engine {
                 st,
                 &reads[idx(side)],
                 &mut restored[idx(side)],
-                &mut plan,
+                &mut work,
             );
         }
         let policy = MergePolicy {
@@ -161,17 +37,17 @@ impl Engine {
             update_vs_delete: self.mapping.update_vs_delete.clone(),
             deletes: self.mapping.deletes,
         };
-        for k in self.dirty_keys(st, reads, &restored, &mut plan) {
+        for k in self.dirty_keys(st, reads, &restored, &mut work) {
             let sits_out = st
                 .stuck
                 .get(&k)
                 .is_some_and(|s| s.sits_out(stuck::read_hashes(st, reads, &k)));
             if !held_keys.contains(&k) && !sits_out {
-                self.plan_row(st, reads, &restored, &policy, &k, now, &mut plan);
+                self.plan_row(st, reads, &restored, &policy, &k, now, &mut work);
             }
         }
-        self.guard_deletes(st, &mut plan);
-        plan
+        self.guard_deletes(st, &mut work);
+        work
     }
 
     /// Rows that differ from their base on either side, and rows to look at again.
@@ -180,7 +56,7 @@ impl Engine {
         st: &EngineState,
         reads: &[SideRead; 2],
         restored: &[HashSet<RowKey>; 2],
-        plan: &mut Plan,
+        work: &mut Work,
     ) -> BTreeSet<RowKey> {
         let mut dirty = st.keys_to_revisit();
         for side in Side::BOTH {
@@ -202,7 +78,7 @@ impl Engine {
                     }
                 }
             }
-            *plan.changes.get_mut(side) = changed;
+            *work.plan.changes.get_mut(side) = changed;
         }
         dirty
     }
@@ -261,7 +137,7 @@ impl Engine {
         policy: &MergePolicy<'_>,
         k: &RowKey,
         now: u64,
-        plan: &mut Plan,
+        work: &mut Work,
     ) {
         let base = st.bases.get(k).map(|e| &e.base);
         let base_row = base.and_then(|b| b.live_row());
@@ -271,12 +147,12 @@ impl Engine {
             Some(i) if intent::applies(i, base_row) => {
                 let r = intent::recover(i, &mut views, base_row);
                 if r.completed {
-                    plan.completed.insert(k.clone(), r.base.cloned());
+                    work.completed.insert(k.clone(), r.base.cloned());
                 }
                 r.base
             }
             Some(_) => {
-                plan.intents_obsolete.push(k.clone());
+                work.intents_obsolete.push(k.clone());
                 base_row
             }
             None => base_row,
@@ -286,7 +162,7 @@ impl Engine {
             deletes::undo_if_rejected(p, &mut views, base);
         }
         let [sheet, db] = views.map(|v| v.merge);
-        plan.seen.insert(
+        work.seen.insert(
             k.clone(),
             [sheet, db].map(|v| Some((v.row.map_or(RowHash(0), Row::hash), v.at))),
         );
@@ -325,14 +201,14 @@ impl Engine {
                     || st.conflicts.contains_key(k)
                     || st.intents.contains_key(k);
                 if new_base || settles {
-                    plan.agreed.insert(k.clone(), t);
+                    work.agreed.insert(k.clone(), t);
                 }
             }
-            Merged::Write(t) => deletes = plan_write(k, t, &views, merge_base, plan),
-            Merged::Conflict(c) => plan.conflicts.push(c),
+            Merged::Write(t) => deletes = plan_write(k, t, &views, merge_base, work),
+            Merged::Conflict(c) => work.plan.conflicts.push(c),
         }
         if let Some(p) = pending_delete {
-            deletes::review_pending(p, &views, deletes, plan);
+            deletes::review_pending(p, &views, deletes, work);
         }
     }
 
@@ -342,7 +218,7 @@ impl Engine {
         st: &EngineState,
         read: &SideRead,
         restored: &mut HashSet<RowKey>,
-        plan: &mut Plan,
+        work: &mut Work,
     ) {
         if read.unkeyed.is_empty() {
             return;
@@ -375,15 +251,13 @@ impl Engine {
                 .filter(|(k, b)| !restored.contains(*k) && same_content(b, &u.row));
             if let (Some((k, base)), None) = (matches.next(), matches.next()) {
                 restored.insert((*k).clone());
-                plan.ops(side).push(PlannedOp {
-                    key: Some((*k).clone()),
-                    op: WriteOp::SetKey {
+                work.ops(side).push(PlannedOp::new(
+                    Some((*k).clone()),
+                    WriteOp::SetKey {
                         locator: u.locator.clone(),
                         row: (*base).clone(),
                     },
-                    then_insert: false,
-                    locator: None,
-                });
+                ));
                 continue;
             }
             match strategy {
@@ -395,23 +269,29 @@ impl Engine {
                         ColumnType::Uuid => Value::Uuid(id),
                         _ => Value::Text(id.to_string()),
                     };
-                    plan.ops(side).push(PlannedOp {
-                        key: row.key(&self.schema),
-                        op: WriteOp::SetKey {
-                            locator: u.locator.clone(),
-                            row,
-                        },
-                        then_insert: true,
-                        locator: None,
-                    });
+                    let key = row.key(&self.schema);
+                    let set_key = WriteOp::SetKey {
+                        locator: u.locator.clone(),
+                        row: row.clone(),
+                    };
+                    work.ops(side).push(PlannedOp::new(key.clone(), set_key));
+                    // The database gets the row once the Sheet row carries its key: the write
+                    // step drops a database write whose row's Sheet write failed.
+                    let insert = WriteOp::Upsert {
+                        row: row.clone(),
+                        expected: Expected::Absent,
+                    };
+                    work.plan.db.push(PlannedOp::new(key.clone(), insert));
+                    if let Some(k) = key {
+                        work.targets.insert(k, Some(row));
+                    }
                 }
-                KeyStrategy::Database => plan.db.push(PlannedOp {
+                KeyStrategy::Database => work.plan.db.push(PlannedOp {
                     key: None,
                     op: WriteOp::Insert { row: u.row.clone() },
-                    then_insert: false,
                     locator: Some(u.locator.clone()),
                 }),
-                KeyStrategy::Require | KeyStrategy::Auto => plan.held.push(HeldRow {
+                KeyStrategy::Require | KeyStrategy::Auto => work.plan.held.push(HeldRow {
                     key: None,
                     side: Some(side),
                     locator: Some(u.locator.clone()),
@@ -426,7 +306,7 @@ impl Engine {
 }
 
 /// Rows a side could not read, and keys a side holds twice: held, never merged.
-fn plan_held(reads: &[SideRead; 2], plan: &mut Plan) -> BTreeSet<RowKey> {
+fn plan_held(reads: &[SideRead; 2], work: &mut Work) -> BTreeSet<RowKey> {
     let mut held_keys = BTreeSet::new();
     for side in Side::BOTH {
         let r = &reads[idx(side)];
@@ -434,7 +314,7 @@ fn plan_held(reads: &[SideRead; 2], plan: &mut Plan) -> BTreeSet<RowKey> {
             if let Some(k) = &inv.key {
                 held_keys.insert(k.clone());
             }
-            plan.held.push(HeldRow {
+            work.plan.held.push(HeldRow {
                 key: inv.key.clone(),
                 side: Some(side),
                 locator: inv.locator.clone(),
@@ -443,7 +323,7 @@ fn plan_held(reads: &[SideRead; 2], plan: &mut Plan) -> BTreeSet<RowKey> {
         }
         for (k, rows) in &r.duplicates {
             held_keys.insert(k.clone());
-            plan.held.push(HeldRow {
+            work.plan.held.push(HeldRow {
                 key: Some(k.clone()),
                 side: Some(side),
                 locator: None,
@@ -465,7 +345,7 @@ fn plan_write(
     t: Option<Row>,
     views: &[View<'_>; 2],
     base_row: Option<&Row>,
-    plan: &mut Plan,
+    work: &mut Work,
 ) -> [bool; 2] {
     let mut deletes = [false; 2];
     let mut wrote = false;
@@ -488,18 +368,13 @@ fn plan_write(
                 }
             }
         };
-        plan.ops(side).push(PlannedOp {
-            key: Some(k.clone()),
-            op,
-            then_insert: false,
-            locator: None,
-        });
+        work.ops(side).push(PlannedOp::new(Some(k.clone()), op));
         wrote = true;
     }
     if wrote {
-        plan.intents
+        work.intents
             .insert(k.clone(), intent::record(k, &t, base_row, views));
     }
-    plan.targets.insert(k.clone(), t);
+    work.targets.insert(k.clone(), t);
     deletes
 }

@@ -11,7 +11,7 @@ use crate::model::{
 };
 use std::sync::atomic::Ordering;
 
-use super::BaseEntry;
+use super::{idx, BaseEntry, Engine, EngineState, Event};
 use crate::table::Table;
 
 /// A row as a side showed it this cycle.
@@ -303,4 +303,62 @@ pub(crate) async fn fetch(
         }
     }
     Ok((read.rows, read.invalid))
+}
+impl Engine {
+    /// Reads both sides for a cycle: each in full when a full read is due or asked for,
+    /// otherwise through its change feed, plus the rows the engine must look at again.
+    pub(super) async fn read_sides(&self, st: &EngineState) -> Result<[SideRead; 2]> {
+        let full_every = self.mapping.timing.full_scan_interval();
+        let mut out: [SideRead; 2] = Default::default();
+        // One time for everything this cycle observes without a time of its own: which side
+        // was read first must not decide last-write-wins (the configured tie does).
+        let now = self.clock.now();
+        for side in Side::BOTH {
+            let table = self.table(side);
+            let caps = table.capabilities();
+            let cursor = st.cursors.get(&side);
+            let full_due = st.last_full[idx(side)].is_none_or(|t| t.elapsed() >= full_every)
+                || table.full_scan_requested();
+            let mut read = match cursor {
+                Some(c) if caps.incremental && !full_due => {
+                    incremental(table, c, self.mapping.timing.change_batch, &self.clock, now).await
+                }
+                _ => {
+                    let gen = self
+                        .scan_gen
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_add(1);
+                    let progress = |rows| self.emit(Event::ReadProgress { side, rows });
+                    full_scan(
+                        table,
+                        &self.clock,
+                        &st.bases,
+                        idx(side),
+                        gen,
+                        now,
+                        &progress,
+                    )
+                    .await
+                }
+            }
+            .map_err(|e| e.with_context("side", side.to_string()))?;
+            if !read.full && caps.fetch {
+                // Rows to retry were read before; the feed will not show them again.
+                // So were rows with a write intent or a pending delete, and the engine's own
+                // writes never come back through the feed.
+                let retry: Vec<RowKey> = st
+                    .keys_to_revisit()
+                    .into_iter()
+                    .filter(|k| !read.rows.contains_key(k))
+                    .collect();
+                if !retry.is_empty() {
+                    let (rows, invalid) = fetch(table, side, &retry, &self.clock, now).await?;
+                    read.rows.extend(rows);
+                    read.invalid.extend(invalid);
+                }
+            }
+            out[idx(side)] = read;
+        }
+        Ok(out)
+    }
 }

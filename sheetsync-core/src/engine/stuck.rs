@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::apply::Written;
-use super::plan::Plan;
+use std::collections::BTreeMap;
+
 use super::read::SideRead;
+use super::work::Work;
 use super::{idx, EngineState};
 use crate::model::{KeyMap, Row, RowHash, RowKey, Side};
 use crate::state::{HeldRow, RowBase};
@@ -73,11 +74,13 @@ pub(super) struct Stuck {
 }
 
 impl Stuck {
-    /// Counts a failure of the row that was seen as `seen`; `None` when it is not the row's.
+    /// Counts a failure of the row that was seen as `seen`, at `now`; `None` when it is not
+    /// the row's.
     pub fn record(
         old: Option<&Stuck>,
         failure: &Failure,
         seen: [Option<RowHash>; 2],
+        now: Instant,
     ) -> Option<Stuck> {
         let (side, reason) = failure.of_row()?;
         let attempts = old.map_or(0, |s| s.attempts) + 1;
@@ -85,7 +88,7 @@ impl Stuck {
             let pause = old
                 .and_then(|s| s.parked)
                 .map_or(FIRST_PAUSE, |(_, p)| (p * 2).min(MAX_PAUSE));
-            (Instant::now() + pause, pause)
+            (now + pause, pause)
         });
         Some(Stuck {
             attempts,
@@ -151,29 +154,30 @@ pub(super) fn read_hashes(
 pub(super) fn next(
     st: &EngineState,
     reads: &[SideRead; 2],
-    plan: &Plan,
-    written: &Written,
+    work: &Work,
+    failed: &BTreeMap<RowKey, Failure>,
     new_bases: &[(RowKey, RowBase)],
+    now: Instant,
 ) -> KeyMap<Stuck> {
     let mut stuck = st.stuck.clone();
     for (k, _) in new_bases {
         stuck.remove(k);
     }
-    for k in plan.agreed.keys().chain(plan.targets.keys()) {
-        if !written.failed.contains_key(k) {
+    for k in work.agreed.keys().chain(work.targets.keys()) {
+        if !failed.contains_key(k) {
             stuck.remove(k);
         }
     }
-    for (k, failure) in &written.failed {
+    for (k, failure) in failed {
         let mut seen = read_hashes(st, reads, k);
         // A side written this cycle holds the target now (the Sheet is written first, so when
         // the database's write fails, the Sheet's succeeded).
-        let written_side = plan.intents.get(k).into_iter().flat_map(|i| &i.sides);
+        let written_side = work.intents.get(k).into_iter().flat_map(|i| &i.sides);
         for before in written_side.filter(|b| Some(b.side) != failure.side()) {
-            let target = plan.targets.get(k).and_then(|t| t.as_ref());
+            let target = work.targets.get(k).and_then(|t| t.as_ref());
             seen[idx(before.side)] = Some(target.map_or(RowHash(0), Row::hash));
         }
-        if let Some(s) = Stuck::record(st.stuck.get(k), failure, seen) {
+        if let Some(s) = Stuck::record(st.stuck.get(k), failure, seen, now) {
             stuck.insert(k.clone(), s);
         }
     }
@@ -187,7 +191,9 @@ mod tests {
     const SEEN: [Option<RowHash>; 2] = [Some(RowHash(1)), Some(RowHash(2))];
 
     fn fail(times: u32, failure: &Failure) -> Option<Stuck> {
-        (0..times).fold(None, |s, _| Stuck::record(s.as_ref(), failure, SEEN))
+        (0..times).fold(None, |s, _| {
+            Stuck::record(s.as_ref(), failure, SEEN, Instant::now())
+        })
     }
 
     #[test]
@@ -231,7 +237,7 @@ mod tests {
         let mut pauses = Vec::new();
         for _ in 0..10 {
             pauses.push(s.as_ref().unwrap().parked.unwrap().1);
-            s = Stuck::record(s.as_ref(), &stale, SEEN);
+            s = Stuck::record(s.as_ref(), &stale, SEEN, Instant::now());
         }
         assert_eq!(pauses[0], FIRST_PAUSE);
         assert_eq!(pauses[1], FIRST_PAUSE * 2);

@@ -157,17 +157,15 @@ fn one_deleted(
     })
 }
 
-fn merge_fields(
-    policy: &MergePolicy<'_>,
-    key: &RowKey,
+/// Each column's merged value where only one side changed it (or neither), and the columns
+/// both sides changed differently (`None` in the merged row).
+fn classify(
+    schema: &TableSchema,
     base: Option<&Row>,
-    (s, sheet_at): (&Row, u64),
-    (d, db_at): (&Row, u64),
-    now: u64,
-) -> Merged {
-    let schema = policy.schema;
-    let n = schema.columns.len();
-    let mut merged: Vec<Option<Value>> = vec![None; n];
+    s: &Row,
+    d: &Row,
+) -> (Vec<Option<Value>>, Vec<usize>) {
+    let mut merged: Vec<Option<Value>> = vec![None; schema.columns.len()];
     let mut conflicts = Vec::new();
     for (i, col) in schema.columns.iter().enumerate() {
         let (sv, dv) = (&s.0[i], &d.0[i]);
@@ -192,6 +190,69 @@ fn merge_fields(
             }),
         };
     }
+    (merged, conflicts)
+}
+
+/// A whole-row win: the winner's conflicting fields, and the fields only the loser changed,
+/// except those the loser owns by direction.
+fn take_row(schema: &TableSchema, side: Side, winner: &Row, merged: &mut [Option<Value>]) {
+    for (i, col) in schema.columns.iter().enumerate() {
+        let owned_by_loser = match side {
+            Side::Sheet => col.direction == Direction::DbToSheet,
+            Side::Db => col.direction == Direction::SheetToDb,
+        };
+        if !owned_by_loser || merged[i].is_none() {
+            merged[i] = Some(winner.0[i].clone());
+        }
+    }
+}
+
+/// Asks the resolver about each conflicting field; the fields kept for a person go to
+/// `manual`, with the resolver's reasons when it gave them.
+fn resolve_fields(
+    policy: &MergePolicy<'_>,
+    row_conflict: &RowConflict<'_>,
+    merged: &mut [Option<Value>],
+    manual: &mut Vec<usize>,
+    reasons: &mut Vec<String>,
+) {
+    let (schema, s, d) = (policy.schema, row_conflict.sheet, row_conflict.db);
+    for &i in row_conflict.fields {
+        match policy
+            .resolver
+            .resolve_field(&field_conflict(row_conflict, i))
+        {
+            Resolution::Sheet => merged[i] = Some(s.0[i].clone()),
+            Resolution::Db => merged[i] = Some(d.0[i].clone()),
+            Resolution::Value(v) => match v.coerce(schema.columns[i].ty) {
+                Ok(v) => merged[i] = Some(v),
+                Err(e) => {
+                    manual.push(i);
+                    reasons.push(format!(
+                        "the resolver's value for column {:?}: {e}",
+                        schema.columns[i].name
+                    ));
+                }
+            },
+            Resolution::ManualBecause(why) => {
+                manual.push(i);
+                reasons.push(why);
+            }
+            Resolution::Manual | Resolution::Fallback => manual.push(i),
+        }
+    }
+}
+
+fn merge_fields(
+    policy: &MergePolicy<'_>,
+    key: &RowKey,
+    base: Option<&Row>,
+    (s, sheet_at): (&Row, u64),
+    (d, db_at): (&Row, u64),
+    now: u64,
+) -> Merged {
+    let schema = policy.schema;
+    let (mut merged, conflicts) = classify(schema, base, s, d);
     if conflicts.is_empty() {
         return Merged::Write(Some(Row(merged.into_iter().map(Option::unwrap).collect())));
     }
@@ -211,52 +272,20 @@ fn merge_fields(
     match policy.resolver.resolve_row(&row_conflict) {
         RowResolution::Take(side) => {
             let winner = if side == Side::Sheet { s } else { d };
-            for &i in &conflicts {
-                merged[i] = Some(winner.0[i].clone());
-            }
-            // A whole-row win also takes the fields only the loser changed, except those the
-            // loser owns by direction.
-            for (i, col) in schema.columns.iter().enumerate() {
-                let owned_by_loser = match side {
-                    Side::Sheet => col.direction == Direction::DbToSheet,
-                    Side::Db => col.direction == Direction::SheetToDb,
-                };
-                if !owned_by_loser {
-                    merged[i] = Some(winner.0[i].clone());
-                }
-            }
+            take_row(schema, side, winner, &mut merged);
         }
         RowResolution::Manual => manual.extend_from_slice(&conflicts),
         RowResolution::ManualBecause(why) => {
             manual.extend_from_slice(&conflicts);
             reasons.push(why);
         }
-        RowResolution::PerField | RowResolution::Fallback => {
-            for &i in &conflicts {
-                match policy
-                    .resolver
-                    .resolve_field(&field_conflict(&row_conflict, i))
-                {
-                    Resolution::Sheet => merged[i] = Some(s.0[i].clone()),
-                    Resolution::Db => merged[i] = Some(d.0[i].clone()),
-                    Resolution::Value(v) => match v.coerce(schema.columns[i].ty) {
-                        Ok(v) => merged[i] = Some(v),
-                        Err(e) => {
-                            manual.push(i);
-                            reasons.push(format!(
-                                "the resolver's value for column {:?}: {e}",
-                                schema.columns[i].name
-                            ));
-                        }
-                    },
-                    Resolution::ManualBecause(why) => {
-                        manual.push(i);
-                        reasons.push(why);
-                    }
-                    Resolution::Manual | Resolution::Fallback => manual.push(i),
-                }
-            }
-        }
+        RowResolution::PerField | RowResolution::Fallback => resolve_fields(
+            policy,
+            &row_conflict,
+            &mut merged,
+            &mut manual,
+            &mut reasons,
+        ),
     }
     if manual.is_empty() {
         return Merged::Write(Some(Row(merged.into_iter().map(Option::unwrap).collect())));

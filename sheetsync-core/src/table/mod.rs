@@ -224,6 +224,53 @@ pub trait SinkTransaction: Send {
     async fn commit(self: Box<Self>, mapping: &str, state: &StateDelta) -> Result<()>;
 }
 
+/// Conveniences over any [`Source`], for hosts, tools and tests; implemented for every source.
+///
+/// ```
+/// # use sheetsync_core::{Column, ColumnType, MemoryTable, Row, SourceExt, TableSchema, Value};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> sheetsync_core::Result<()> {
+/// let schema = TableSchema::new("t", vec![Column::new("id", ColumnType::Int)], &["id"])?;
+/// let table = MemoryTable::new("t", schema);
+/// table.upsert(Row::new(vec![Value::Int(2)]));
+/// table.upsert(Row::new(vec![Value::Int(1)]));
+/// assert_eq!(table.scan_rows().await?, vec![Row::new(vec![Value::Int(1)]), Row::new(vec![Value::Int(2)])]);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+pub trait SourceExt: Source {
+    /// Everything a full scan observes, every page.
+    async fn scan_all(&self) -> Result<Vec<Observation>> {
+        use futures::StreamExt;
+        let mut all = Vec::new();
+        let mut pages = self.scan();
+        while let Some(page) = pages.next().await {
+            all.extend(page?);
+        }
+        Ok(all)
+    }
+
+    /// The rows a full scan shows, sorted by key; rows that could not be read and rows without
+    /// a key are left out.
+    async fn scan_rows(&self) -> Result<Vec<Row>> {
+        let schema = self.schema();
+        let mut rows: Vec<(RowKey, Row)> = self
+            .scan_all()
+            .await?
+            .into_iter()
+            .filter_map(|o| match o.change {
+                crate::model::Change::Upsert(r) => Some((r.key(schema)?, r)),
+                _ => None,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+impl<T: Source + ?Sized> SourceExt for T {}
+
 /// A side that can be read and written: what the engine drives.
 pub trait Table: Source + Sink {}
 

@@ -21,9 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::control::person::run_scheduled;
 use crate::error::{json_response, ApiError};
 use crate::faults::{self, FaultKind};
+use crate::person::run_scheduled;
 use crate::schedule::When;
 use crate::state::{RequestRecord, Shared};
 use request::{parse_body, Query};

@@ -2,8 +2,6 @@
 //! edits scheduled around a client's requests, faults, latency, quotas, clock, counters, state
 //! save and reset — on the handle and over HTTP under `/__emulator/`.
 
-pub mod person;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -17,11 +15,11 @@ use crate::api::sheets;
 use crate::edit::PersonEdit;
 use crate::error::{json_response, ApiError};
 use crate::faults::{FaultRule, Latency};
+use crate::person::{person_edit, schedule_edit};
 use crate::quota::QuotaConfig;
 use crate::schedule::EditTrigger;
 use crate::state::{RequestRecord, Shared};
 use crate::triggers::TriggerSpec;
-use person::{person_edit, schedule_edit};
 
 /// `POST /__emulator/scheduled-edits` body.
 #[derive(Deserialize)]

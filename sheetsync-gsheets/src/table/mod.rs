@@ -13,6 +13,10 @@
 //! after the last row with data (`appendCells`). The answer carries the pre-images, so a write
 //! that people's sorting or deleting sent to another row is noticed at once and repaired
 //! ([`crate::guard`]). Only cells whose value changes are written, never a column the Sheet owns.
+//!
+//! The parts: `feed` (people's edits as the change feed), `read` (full reads and the read
+//! cache) and `write` (locate the keys → plan a write batch → send it → repair), each with
+//! unit tests of its own.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -37,8 +41,11 @@ use crate::convert::{parse_tz, read_cell, write_cell};
 use crate::guard::{scratch_title, Scratch};
 use crate::layout::{col_letters, Layout};
 
+mod feed;
 mod read;
 mod write;
+
+use feed::{overwritten_by, Feed, WriteMark};
 
 /// Where the mapped tab is and how to read and write it.
 #[derive(Debug, Clone)]
@@ -101,57 +108,6 @@ pub struct SheetEdit {
     /// other cells of `rows` are a snapshot that the adapter's own later writes may have
     /// overtaken, and are never taken as the person's edit.
     pub columns: Option<(u32, u32)>,
-}
-
-#[derive(Default)]
-struct Feed {
-    instance: u64,
-    seq: u64,
-    /// The last entry the engine has read (through `changes` or a full read's `cursor`).
-    handed_out: u64,
-    entries: VecDeque<(u64, Observation)>,
-    /// For entries from an edit that said which columns it touched: their schema columns.
-    edited: HashMap<u64, Vec<usize>>,
-    rescan: bool,
-}
-
-/// One of the adapter's writes of a row: when, and which cells it wrote.
-#[derive(Debug, Clone)]
-struct WriteMark {
-    /// `None` while the write is in flight.
-    end_ms: Option<i64>,
-    /// Schema column index and the value written.
-    cells: Vec<(usize, Value)>,
-}
-
-impl WriteMark {
-    /// True when a person's edit at `t` may have been overwritten by this write: it happened
-    /// before the write finished (allowing for clock skew).
-    fn covers(&self, t: i64, skew: i64) -> bool {
-        self.end_ms.is_none_or(|end| t < end + skew)
-    }
-
-    /// `row` with the written cells applied except in the `kept` columns.
-    fn applied_except(&self, row: &Row, kept: &[usize]) -> Row {
-        let mut out = row.clone();
-        for (i, v) in &self.cells {
-            if let Some(slot) = out.0.get_mut(*i).filter(|_| !kept.contains(i)) {
-                *slot = v.clone();
-            }
-        }
-        out
-    }
-
-    /// `row` with the written cells applied: what the Sheet holds after an overwrite.
-    fn applied_to(&self, row: &Row) -> Row {
-        let mut out = row.clone();
-        for (i, v) in &self.cells {
-            if let Some(slot) = out.0.get_mut(*i) {
-                *slot = v.clone();
-            }
-        }
-        out
-    }
 }
 
 fn now_ms() -> i64 {
@@ -244,10 +200,7 @@ impl SheetTable {
             marks: Mutex::new(HashMap::new()),
             last_read_ms: std::sync::atomic::AtomicI64::new(0),
             cache: Mutex::new(ReadCache::default()),
-            feed: Mutex::new(Feed {
-                instance: rand::random::<u32>() as u64,
-                ..Feed::default()
-            }),
+            feed: Mutex::new(Feed::new()),
             wake,
             scratch: Mutex::new(None),
             unverified: Mutex::new(None),
@@ -308,43 +261,6 @@ impl SheetTable {
             columns: Vec::new(),
             header_assumed: false,
         })
-    }
-
-    /// Records the time and content of rows a person's edit reported.
-    fn remember_edit_times(&self, observations: &[Observation]) {
-        let mut times = self.edit_times.lock().expect("edit times lock");
-        for o in observations {
-            let (Change::Upsert(row) | Change::Overwritten { actual: row, .. }) = &o.change else {
-                continue;
-            };
-            if let (Some(k), Some(at)) = (row.key(&self.schema), o.at) {
-                times.insert(k, (row.hash(), at));
-            }
-        }
-    }
-
-    /// Gives a full read's rows the edit time a person's edit reported for the same content;
-    /// forgets the times of rows whose content changed since (their time is unknown).
-    fn restore_edit_times(&self, observations: &mut [Observation]) {
-        let mut times = self.edit_times.lock().expect("edit times lock");
-        if times.is_empty() {
-            return;
-        }
-        for o in observations.iter_mut() {
-            let Change::Upsert(row) = &o.change else {
-                continue;
-            };
-            let Some(k) = row.key(&self.schema) else {
-                continue;
-            };
-            match times.get(&k) {
-                Some((hash, at)) if *hash == row.hash() => o.at = Some(*at),
-                Some(_) => {
-                    times.remove(&k);
-                }
-                None => {}
-            }
-        }
     }
 
     /// Remembers the scratch tab if the spreadsheet has one (by title).
@@ -557,124 +473,6 @@ impl SheetTable {
         cache.version = None;
         cache.observations = None;
     }
-
-    /// Feeds a person's edit reported by the Sheet into the change feed and wakes the engine.
-    /// Edits of other tabs are ignored. Structural changes, and edits that change a row's key,
-    /// make the next read a full one.
-    pub fn accept_edit(&self, edit: SheetEdit) -> Result<()> {
-        if edit.sheet_id != self.opts.sheet_id {
-            return Ok(());
-        }
-        self.forget_read();
-        // A person's edit may have added or moved rows: the last full read's positions no
-        // longer tell where keys are (a row typed since would be taken for missing).
-        self.cache.lock().expect("cache lock").positions = None;
-        let layout = self
-            .layout
-            .lock()
-            .expect("layout lock")
-            .as_ref()
-            .map(|(l, _)| l.clone());
-        let mut rescan = edit.structural;
-        let mut observations = Vec::new();
-        let layout_columns = layout.as_ref().map(|l| l.columns.clone());
-        match layout {
-            Some(mut l) if !edit.structural => {
-                // The edit's own header decides where columns are (they may have moved).
-                if l.map_header(&edit.header, &self.schema).is_err() {
-                    rescan = true;
-                } else {
-                    let at = DateTime::from_timestamp_millis(edit.timestamp_ms);
-                    let cache = self.cache.lock().expect("cache lock");
-                    for (row_no, cells) in &edit.rows {
-                        if *row_no <= l.header_row {
-                            rescan = true;
-                            continue;
-                        }
-                        let obs = self.observe_row(&l, *row_no, cells, at);
-                        let new_key = match obs.as_ref().map(|o| &o.change) {
-                            Some(Change::Upsert(r)) => r.key(&self.schema),
-                            _ => None,
-                        };
-                        // A row that held another key before: that key may be gone.
-                        if let Some(old) = cache.keys_by_row.get(row_no) {
-                            if Some(old) != new_key.as_ref() {
-                                rescan = true;
-                            }
-                        }
-                        // A key that another row already has: a duplicate typed by a person
-                        // must never overwrite that row's data. Held until a full read says.
-                        let elsewhere: Vec<u32> = new_key
-                            .as_ref()
-                            .and_then(|k| cache.key_rows.get(k))
-                            .map(|rows| rows.iter().copied().filter(|r| r != row_no).collect())
-                            .unwrap_or_default();
-                        let obs = match (obs, &new_key) {
-                            (Some(_), Some(k)) if !elsewhere.is_empty() => {
-                                rescan = true;
-                                let mut rows = elsewhere;
-                                rows.push(*row_no);
-                                Some(Observation {
-                                    at,
-                                    ..duplicate(k, &rows, &l.title)
-                                })
-                            }
-                            (obs, _) => obs,
-                        };
-                        match obs {
-                            Some(o) => observations.push(o),
-                            None => rescan = true, // cleared row
-                        }
-                    }
-                }
-            }
-            _ => rescan = true,
-        }
-        // An edit older than the last full read is already in what that read saw.
-        let read_ms = self.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
-        let skew = self.opts.clock_skew_ms;
-        if read_ms > 0 && edit.timestamp_ms < read_ms - skew {
-            observations.clear();
-        }
-        let edited = edited_columns(layout_columns.as_deref(), edit.columns);
-        let marks = self.marks.lock().expect("marks lock");
-        let observations: Vec<Observation> = observations
-            .into_iter()
-            .map(|o| overwritten_by(&marks, &self.schema, o, skew, edited.as_deref()))
-            .collect();
-        drop(marks);
-        self.remember_edit_times(&observations);
-        let mut feed = self.feed.lock().expect("feed lock");
-        for o in observations {
-            feed.seq += 1;
-            let seq = feed.seq;
-            feed.entries.push_back((seq, o));
-            if let Some(e) = &edited {
-                feed.edited.insert(seq, e.clone());
-            }
-        }
-        if rescan {
-            self.cache.lock().expect("cache lock").positions = None;
-        }
-        feed.rescan |= rescan;
-        drop(feed);
-        let _ = self.wake.send(());
-        Ok(())
-    }
-
-    fn parse_cursor(&self, c: &Cursor) -> u64 {
-        let feed = self.feed.lock().expect("feed lock");
-        match c.0.split_once(':') {
-            Some((inst, seq)) if inst.parse() == Ok(feed.instance) => seq.parse().unwrap_or(0),
-            // Another process's cursor: everything buffered here is new.
-            _ => 0,
-        }
-    }
-
-    fn cursor_at(&self, seq: u64) -> Cursor {
-        let feed = self.feed.lock().expect("feed lock");
-        Cursor(format!("{}:{seq}", feed.instance))
-    }
 }
 
 #[async_trait]
@@ -708,23 +506,11 @@ impl Source for SheetTable {
     }
 
     async fn cursor(&self) -> Result<Option<Cursor>> {
-        let seq = {
-            let mut feed = self.feed.lock().expect("feed lock");
-            feed.handed_out = feed.seq;
-            feed.seq
-        };
-        Ok(Some(self.cursor_at(seq)))
+        Ok(Some(self.feed.lock().expect("feed lock").cursor()))
     }
 
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<ChangeBatch> {
-        let since = self.parse_cursor(since);
-        let mut feed = self.feed.lock().expect("feed lock");
-        let pending: Vec<&(u64, Observation)> =
-            feed.entries.iter().filter(|(s, _)| *s > since).collect();
-        let page = &pending[..pending.len().min(limit)];
-        let last = page.last().map_or(since, |(s, _)| *s);
-        let more = pending.len() > page.len();
-        let mut changes: Vec<Observation> = page.iter().map(|(_, o)| o.clone()).collect();
+        let (mut changes, cursor, more) = self.feed.lock().expect("feed lock").page(since, limit);
         // Duplicated keys stay held on every cycle until a full read finds them resolved.
         let cache = self.cache.lock().expect("cache lock");
         changes.extend(
@@ -732,12 +518,9 @@ impl Source for SheetTable {
                 .duplicates()
                 .map(|(k, rows)| duplicate(k, rows, self.name())),
         );
-        drop(cache);
-        let instance = feed.instance;
-        feed.handed_out = feed.handed_out.max(last);
         Ok(ChangeBatch {
             changes,
-            cursor: Cursor(format!("{instance}:{last}")),
+            cursor,
             more,
         })
     }
@@ -781,16 +564,7 @@ impl Source for SheetTable {
     }
 
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
-        let upto = self.parse_cursor(cursor);
-        let mut feed = self.feed.lock().expect("feed lock");
-        while let Some((s, _)) = feed.entries.front() {
-            if *s > upto {
-                break;
-            }
-            let s = *s;
-            feed.entries.pop_front();
-            feed.edited.remove(&s);
-        }
+        self.feed.lock().expect("feed lock").ack(cursor);
         Ok(())
     }
 
@@ -812,116 +586,47 @@ impl Source for SheetTable {
     }
 }
 
-/// A person's edit of a row the adapter wrote around the same time, reported as
-/// [`Change::Overwritten`] (the Sheet then holds the edit with the written cells on top).
-///
-/// When the edit says which schema columns the person touched (`edited`), the row's other cells
-/// are only a snapshot: where the adapter's write changed them, the write is newer, so they
-/// take the written values and are never reported as the person's edit.
-fn overwritten_by(
-    marks: &HashMap<RowKey, WriteMark>,
-    schema: &TableSchema,
-    o: Observation,
-    skew: i64,
-    edited: Option<&[usize]>,
-) -> Observation {
-    let Change::Upsert(row) = &o.change else {
-        return o;
-    };
-    let (Some(key), Some(at)) = (row.key(schema), o.at) else {
-        return o;
-    };
-    match marks.get(&key) {
-        Some(m) if m.covers(at.timestamp_millis(), skew) => {
-            let actual = m.applied_to(row);
-            if actual == *row {
-                return o;
-            }
-            let person = match edited {
-                Some(ed) => m.applied_except(row, ed),
-                None => row.clone(),
-            };
-            let change = if person == actual {
-                Change::Upsert(actual)
-            } else {
-                Change::Overwritten {
-                    row: person,
-                    actual,
-                }
-            };
-            Observation { change, at: o.at }
-        }
-        _ => o,
-    }
-}
-
-/// The schema columns inside the edited sheet columns (1-based, inclusive), given where each
-/// schema column is in the tab.
-fn edited_columns(layout: Option<&[u32]>, cols: Option<(u32, u32)>) -> Option<Vec<usize>> {
-    let (layout, (c0, c1)) = (layout?, cols?);
-    Some(
-        layout
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| (c0..=c1).contains(&(**c + 1)))
-            .map(|(i, _)| i)
-            .collect(),
-    )
-}
-
+/// What the unit tests of the table's parts share: a table that never connects (planning and
+/// locating make no calls) and a layout.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use sheetsync_core::{Column, ColumnType};
 
-    #[test]
-    fn edits_around_our_own_writes_are_reported_overwritten() {
-        use sheetsync_core::{Column, ColumnType};
-        let schema = TableSchema::new(
-            "t",
+    /// `id` (integer key), `name` (text, required) and `qty` (integer), in sheet columns A, C, B.
+    pub fn schema() -> TableSchema {
+        TableSchema::new(
+            "items",
             vec![
-                Column::new("id", ColumnType::Int),
-                Column::new("name", ColumnType::Text),
+                Column::new("id", ColumnType::Int).nullable(false),
+                Column::new("name", ColumnType::Text).nullable(false),
+                Column::new("qty", ColumnType::Int),
             ],
             &["id"],
         )
-        .unwrap();
-        let row = |name: &str| Row::new(vec![Value::Int(1), name.into()]);
-        let edit = |ms: i64| Observation {
-            change: Change::Upsert(row("person")),
-            at: DateTime::from_timestamp_millis(ms),
-        };
-        let mut marks = HashMap::new();
-        marks.insert(
-            row("x").key(&schema).unwrap(),
-            WriteMark {
-                end_ms: Some(10_000),
-                cells: vec![(1, Value::Text("engine".into()))],
-            },
-        );
-        // Before the write ended (within the skew): overwritten, the Sheet holds the write.
-        match overwritten_by(&marks, &schema, edit(11_000), 2_000, None).change {
-            Change::Overwritten { row: r, actual } => {
-                assert_eq!(r, row("person"));
-                assert_eq!(actual, row("engine"));
-            }
-            c => panic!("expected an overwrite, got {c:?}"),
-        }
-        // Well after the write: the person's edit stands.
-        assert_eq!(
-            overwritten_by(&marks, &schema, edit(13_000), 2_000, None).change,
-            Change::Upsert(row("person"))
-        );
-        // A write still in flight covers any edit.
-        marks.values_mut().for_each(|m| m.end_ms = None);
-        assert!(matches!(
-            overwritten_by(&marks, &schema, edit(99_000), 2_000, None).change,
-            Change::Overwritten { .. }
-        ));
+        .unwrap()
     }
 
-    #[test]
-    fn chunks_respect_the_budget() {
-        let chunks = write::chunk_by_size(vec![5, 5, 5, 20, 1], 10, |x| *x);
-        assert_eq!(chunks, vec![vec![5, 5], vec![5], vec![20], vec![1]]);
+    pub fn layout() -> Layout {
+        Layout {
+            title: "Items".into(),
+            tz: chrono_tz::UTC,
+            row_count: 100,
+            column_count: 5,
+            header_row: 1,
+            columns: vec![0, 2, 1],
+            header_assumed: false,
+        }
+    }
+
+    pub async fn table() -> SheetTable {
+        let client = SheetsClient::new(crate::client::ClientConfig::emulator("http://127.0.0.1:9"))
+            .await
+            .unwrap();
+        SheetTable::new(Arc::new(client), SheetOptions::new("sheet", 0), schema())
+    }
+
+    pub fn row(id: i64, name: &str, qty: i64) -> Row {
+        Row::new(vec![Value::Int(id), name.into(), Value::Int(qty)])
     }
 }

@@ -65,18 +65,10 @@ impl SheetTable {
     /// saw: serving them later would replay a stale snapshot.
     fn drop_covered_edits(&self, read_start: i64) {
         let cutoff = read_start - self.opts.clock_skew_ms;
-        let mut feed = self.feed.lock().expect("feed lock");
-        let handed_out = feed.handed_out;
-        let Feed {
-            entries, edited, ..
-        } = &mut *feed;
-        entries.retain(|(seq, o)| {
-            let covered = *seq > handed_out && o.at.is_some_and(|t| t.timestamp_millis() < cutoff);
-            if covered {
-                edited.remove(seq);
-            }
-            !covered
-        });
+        self.feed
+            .lock()
+            .expect("feed lock")
+            .drop_unread(|o| o.at.is_some_and(|t| t.timestamp_millis() < cutoff));
     }
 
     /// The header row read with the first chunk must map the columns as the layout does.

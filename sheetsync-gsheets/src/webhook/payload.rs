@@ -279,6 +279,12 @@ impl WebhookPayload {
         let Some(r) = self.range else {
             return Err(invalid("\"range\" is required for EDIT"));
         };
+        self.check_edit(r)
+    }
+
+    /// The rules of an `EDIT`'s range and rows: 1-based, not inverted, within the limits, one
+    /// row per row of the range in ascending order, each as wide as the header or the range.
+    fn check_edit(&self, r: EditRange) -> Result<(), PayloadError> {
         if r.start_row < 1 || r.start_column < 1 {
             return Err(invalid(format!(
                 "\"range\" is 1-based: startRow {} and startColumn {} must be at least 1",

@@ -374,65 +374,10 @@ impl WebhookReceiver {
         let (parts, body) = req.into_parts();
         let headers = &parts.headers;
 
-        if let Err(msg) = check_content_type(headers) {
-            return self.reject(RejectReason::UnsupportedMediaType, msg);
-        }
-        if let Some(len) = headers.get(header::CONTENT_LENGTH) {
-            if let Some(n) = len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
-                if n > cfg.max_body_bytes as u64 {
-                    return self.reject(
-                        RejectReason::PayloadTooLarge,
-                        format!(
-                            "body of {n} bytes exceeds the limit of {} bytes",
-                            cfg.max_body_bytes
-                        ),
-                    );
-                }
-            }
-        }
-        let ts_text = match header_text(headers, TIMESTAMP_HEADER) {
-            Ok(t) => t,
-            Err(r) => return self.header_error(r, "X-Sheetsync-Timestamp"),
+        let (ts_text, ts, sig_text) = match self.check_headers(headers) {
+            Ok(h) => h,
+            Err(rejected) => return rejected,
         };
-        let sig_text = match header_text(headers, SIGNATURE_HEADER) {
-            Ok(t) => t,
-            Err(r) => return self.header_error(r, "X-Sheetsync-Signature"),
-        };
-        let Some(ts) = parse_timestamp(&ts_text) else {
-            return self.reject(
-                RejectReason::MalformedHeader,
-                format!("X-Sheetsync-Timestamp must be decimal unix seconds, got {ts_text:?}"),
-            );
-        };
-        if !is_signature_shape(&sig_text) {
-            return self.reject(
-                RejectReason::MalformedHeader,
-                "X-Sheetsync-Signature must be \"v1=\" followed by 64 hex digits",
-            );
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let tol = cfg.tolerance.as_secs();
-        if ts.saturating_add(tol) < now {
-            return self.reject(
-                RejectReason::StaleTimestamp,
-                format!(
-                    "timestamp {ts} is {} s old (tolerance {tol} s); check the sender's clock or a delayed retry",
-                    now - ts
-                ),
-            );
-        }
-        if ts > now.saturating_add(tol) {
-            return self.reject(
-                RejectReason::FutureTimestamp,
-                format!(
-                    "timestamp {ts} is {} s in the future (tolerance {tol} s); check the clocks",
-                    ts - now
-                ),
-            );
-        }
-
         let bytes = match Limited::new(body, cfg.max_body_bytes).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -456,7 +401,83 @@ impl WebhookReceiver {
             );
         }
 
-        let payload = match WebhookPayload::from_json(&bytes) {
+        let payload = match self.parse_payload(&bytes, ts) {
+            Ok(p) => p,
+            Err(rejected) => return rejected,
+        };
+        self.apply_once(payload)
+    }
+
+    /// The headers' checks: content type, declared length, a well-formed timestamp within the
+    /// tolerance and a well-formed signature. Returns the timestamp (as sent and parsed) and
+    /// the signature, or the rejection.
+    fn check_headers(&self, headers: &HeaderMap) -> Result<(String, u64, String), Outcome> {
+        let cfg = &self.inner.config;
+        if let Err(msg) = check_content_type(headers) {
+            return Err(self.reject(RejectReason::UnsupportedMediaType, msg));
+        }
+        if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+            if let Some(n) = len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+                if n > cfg.max_body_bytes as u64 {
+                    return Err(self.reject(
+                        RejectReason::PayloadTooLarge,
+                        format!(
+                            "body of {n} bytes exceeds the limit of {} bytes",
+                            cfg.max_body_bytes
+                        ),
+                    ));
+                }
+            }
+        }
+        let ts_text = match header_text(headers, TIMESTAMP_HEADER) {
+            Ok(t) => t,
+            Err(r) => return Err(self.header_error(r, "X-Sheetsync-Timestamp")),
+        };
+        let sig_text = match header_text(headers, SIGNATURE_HEADER) {
+            Ok(t) => t,
+            Err(r) => return Err(self.header_error(r, "X-Sheetsync-Signature")),
+        };
+        let Some(ts) = parse_timestamp(&ts_text) else {
+            return Err(self.reject(
+                RejectReason::MalformedHeader,
+                format!("X-Sheetsync-Timestamp must be decimal unix seconds, got {ts_text:?}"),
+            ));
+        };
+        if !is_signature_shape(&sig_text) {
+            return Err(self.reject(
+                RejectReason::MalformedHeader,
+                "X-Sheetsync-Signature must be \"v1=\" followed by 64 hex digits",
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let tol = cfg.tolerance.as_secs();
+        if ts.saturating_add(tol) < now {
+            return Err(self.reject(
+                RejectReason::StaleTimestamp,
+                format!(
+                    "timestamp {ts} is {} s old (tolerance {tol} s); check the sender's clock or a delayed retry",
+                    now - ts
+                ),
+            ));
+        }
+        if ts > now.saturating_add(tol) {
+            return Err(self.reject(
+                RejectReason::FutureTimestamp,
+                format!(
+                    "timestamp {ts} is {} s in the future (tolerance {tol} s); check the clocks",
+                    ts - now
+                ),
+            ));
+        }
+
+        Ok((ts_text, ts, sig_text))
+    }
+
+    /// The payload of a verified body, which must carry the headers' timestamp.
+    fn parse_payload(&self, bytes: &[u8], ts: u64) -> Result<WebhookPayload, Outcome> {
+        let payload = match WebhookPayload::from_json(bytes) {
             Ok(p) => p,
             Err(e) => {
                 let reason = match e {
@@ -464,19 +485,25 @@ impl WebhookReceiver {
                     PayloadError::UnsupportedVersion(_) => RejectReason::UnsupportedVersion,
                     PayloadError::Invalid(_) => RejectReason::InvalidPayload,
                 };
-                return self.reject(reason, e.message().to_string());
+                return Err(self.reject(reason, e.message().to_string()));
             }
         };
         if payload.timestamp_secs() != ts {
-            return self.reject(
+            return Err(self.reject(
                 RejectReason::InvalidPayload,
                 format!(
                     "X-Sheetsync-Timestamp {ts} must equal floor(timestamp / 1000) = {}",
                     payload.timestamp_secs()
                 ),
-            );
+            ));
         }
 
+        Ok(payload)
+    }
+
+    /// Hands the payload to the handler once per event id: a duplicate delivery is
+    /// acknowledged, a concurrent one is asked to retry.
+    fn apply_once(&self, payload: WebhookPayload) -> Outcome {
         let event_id = payload.event_id.clone();
         {
             let mut r = self.inner.replay();

@@ -36,16 +36,7 @@ pub(crate) fn map_type(data_type: &str, column_type: &str) -> Option<(ColumnType
 /// The table `table` of the connection's current database.
 pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInfo> {
     let err = |e| db_error(e, "introspect");
-    let db: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
-        .fetch_one(pool)
-        .await
-        .map_err(err)?;
-    let Some(db) = db else {
-        return Err(Error::new(
-            ErrorKind::ConfigInvalid,
-            "the MySQL connection has no current database; name one in the URL",
-        ));
-    };
+    let db = current_database(pool).await?;
     let cols = sqlx::query(
         "SELECT CAST(COLUMN_NAME AS CHAR) AS name, CAST(DATA_TYPE AS CHAR) AS data_type,
                 CAST(COLUMN_TYPE AS CHAR) AS column_type, CAST(IS_NULLABLE AS CHAR) AS nullable,
@@ -66,22 +57,7 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
             format!("table {table:?} does not exist in database {db:?}"),
         ));
     }
-    let key_names: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.KEY_COLUMN_USAGE
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
-         ORDER BY ORDINAL_POSITION",
-    )
-    .bind(&db)
-    .bind(table)
-    .fetch_all(pool)
-    .await
-    .map_err(err)?;
-    if key_names.is_empty() {
-        return Err(Error::new(
-            ErrorKind::SchemaMismatch,
-            format!("table \"{db}.{table}\" has no primary key; sheetsync identifies rows by their primary key"),
-        ));
-    }
+    let key_names = primary_key(pool, &db, table).await?;
     // MariaDB's JSON is LONGTEXT with a json_valid() check; MySQL's CHECK_CONSTRAINTS has no
     // TABLE_NAME column, so this query fails there (and MySQL has a real JSON type).
     let checks: Vec<String> = sqlx::query_scalar(
@@ -162,6 +138,45 @@ pub(crate) async fn introspect(pool: &MySqlPool, table: &str) -> Result<TableInf
         generated_key,
         identity_always: false,
     })
+}
+
+/// The connection's current database, which the URL must name.
+async fn current_database(pool: &MySqlPool) -> Result<String> {
+    let err = |e| db_error(e, "introspect");
+    let db: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
+        .fetch_one(pool)
+        .await
+        .map_err(err)?;
+    let Some(db) = db else {
+        return Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            "the MySQL connection has no current database; name one in the URL",
+        ));
+    };
+    Ok(db)
+}
+
+/// The primary key's column names of `db.table`, in key order; a table without one cannot be
+/// synced.
+async fn primary_key(pool: &MySqlPool, db: &str, table: &str) -> Result<Vec<String>> {
+    let err = |e| db_error(e, "introspect");
+    let key_names: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.KEY_COLUMN_USAGE
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
+         ORDER BY ORDINAL_POSITION",
+    )
+    .bind(db)
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .map_err(err)?;
+    if key_names.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("table \"{db}.{table}\" has no primary key; sheetsync identifies rows by their primary key"),
+        ));
+    }
+    Ok(key_names)
 }
 
 #[cfg(test)]

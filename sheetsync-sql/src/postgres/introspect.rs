@@ -35,28 +35,7 @@ pub(crate) async fn introspect(
     schema: Option<&str>,
     table: &str,
 ) -> Result<(TableInfo, i64)> {
-    let found = sqlx::query(
-        "SELECT c.oid::int8 AS oid, n.nspname::text AS nspname
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema()) AND c.relkind IN ('r', 'p')",
-    )
-    .bind(schema)
-    .bind(table)
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| db_error(e, "introspect"))?;
-    let Some(found) = found else {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "table {:?} does not exist in schema {}",
-                table,
-                schema.map_or("current_schema()".to_string(), |s| format!("{s:?}"))
-            ),
-        ));
-    };
-    let oid: i64 = found.get("oid");
-    let nspname: String = found.get("nspname");
+    let (oid, nspname) = find_table(pool, schema, table).await?;
     let display = format!("{nspname}.{table}");
 
     let cols = sqlx::query(
@@ -80,24 +59,7 @@ pub(crate) async fn introspect(
     .await
     .map_err(|e| db_error(e, "introspect"))?;
 
-    let key_names: Vec<String> = sqlx::query_scalar(
-        "SELECT a.attname::text
-         FROM pg_index i
-         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = $1::int8::oid AND i.indisprimary
-         ORDER BY k.ord",
-    )
-    .bind(oid)
-    .fetch_all(pool)
-    .await
-    .map_err(|e| db_error(e, "introspect"))?;
-    if key_names.is_empty() {
-        return Err(Error::new(
-            ErrorKind::SchemaMismatch,
-            format!("table {display:?} has no primary key; sheetsync identifies rows by their primary key"),
-        ));
-    }
+    let key_names = primary_key(pool, oid, &display).await?;
 
     let mut columns = Vec::with_capacity(cols.len());
     let mut identity_always = false;
@@ -156,6 +118,54 @@ pub(crate) async fn introspect(
         },
         oid,
     ))
+}
+
+/// The oid and schema of table `schema.table` (`schema` defaults to `current_schema()`).
+async fn find_table(pool: &PgPool, schema: Option<&str>, table: &str) -> Result<(i64, String)> {
+    let found = sqlx::query(
+        "SELECT c.oid::int8 AS oid, n.nspname::text AS nspname
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = $2 AND n.nspname = COALESCE($1, current_schema()) AND c.relkind IN ('r', 'p')",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| db_error(e, "introspect"))?;
+    let Some(found) = found else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "table {:?} does not exist in schema {}",
+                table,
+                schema.map_or("current_schema()".to_string(), |s| format!("{s:?}"))
+            ),
+        ));
+    };
+    Ok((found.get("oid"), found.get("nspname")))
+}
+
+/// The primary key's column names, in key order; a table without one cannot be synced.
+async fn primary_key(pool: &PgPool, oid: i64, display: &str) -> Result<Vec<String>> {
+    let key_names: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text
+         FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = $1::int8::oid AND i.indisprimary
+         ORDER BY k.ord",
+    )
+    .bind(oid)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| db_error(e, "introspect"))?;
+    if key_names.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("table {display:?} has no primary key; sheetsync identifies rows by their primary key"),
+        ));
+    }
+    Ok(key_names)
 }
 
 #[cfg(test)]

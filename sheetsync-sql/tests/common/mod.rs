@@ -7,10 +7,9 @@ pub mod scenarios;
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use futures::StreamExt;
 use sheetsync_core::{
-    Change, ColumnType, Cursor, Engine, Expected, MappingConfig, Row, RowKey, Source, Table,
-    TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
+    Change, ColumnType, Cursor, Engine, Expected, MappingConfig, Row, RowKey, Source, SourceExt,
+    Table, TableSchema, Value, WriteContext, WriteOp, WriteOutcome,
 };
 
 /// The SQL dialects under test.
@@ -104,16 +103,16 @@ pub fn create_table_sql(d: Dialect, table: &str, schema: &TableSchema, generated
 
 /// Every row of a table, as the adapter scans it, sorted by key.
 pub async fn scan_rows(t: &dyn Table) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut s = t.scan();
-    while let Some(page) = s.next().await {
-        for obs in page.expect("scan failed") {
-            match obs.change {
-                Change::Upsert(r) => rows.push(r),
-                other => panic!("scan returned {other:?}"),
-            }
-        }
-    }
+    let mut rows: Vec<Row> = t
+        .scan_all()
+        .await
+        .expect("scan failed")
+        .into_iter()
+        .map(|obs| match obs.change {
+            Change::Upsert(r) => r,
+            other => panic!("scan returned {other:?}"),
+        })
+        .collect();
     rows.sort_by_key(|r| r.key(t.schema()));
     rows
 }

@@ -88,16 +88,7 @@ fn arb_case(schema: &TableSchema) -> BoxedStrategy<(Vec<Row>, &'static str)> {
 
 /// Everything `table` holds, by key.
 async fn scan(table: &dyn Table) -> Vec<Row> {
-    use futures::StreamExt;
-    let mut rows = Vec::new();
-    let mut pages = table.scan();
-    while let Some(page) = pages.next().await {
-        for obs in page.expect("scan") {
-            if let Change::Upsert(row) = obs.change {
-                rows.push(row);
-            }
-        }
-    }
+    let mut rows = table.scan_rows().await.expect("scan");
     rows.sort_by_key(|r| format!("{:?}", r.0[0]));
     rows
 }

@@ -3,9 +3,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::*;
+use crate::error::{Error, ErrorKind};
 use crate::mapping::DeleteGuard;
 use crate::memory::{key_of, MemoryTable};
 use crate::model::{Column, ColumnType, InvalidRow, Row, Value};
+use crate::model::{Cursor, RowKey};
+use crate::state::Choice;
 use crate::state::MemoryStateStore;
 use crate::table::{Capabilities, WriteContext, WriteOp, WriteOutcome};
 
@@ -53,6 +56,18 @@ impl Rig {
             store: Arc::new(MemoryStateStore::new()),
             mapping: MappingConfig::new("items", &["id"]),
         }
+    }
+
+    /// Text keys, which the engine generates (UUIDs) for new Sheet rows.
+    fn text_keys() -> Self {
+        Self::with(
+            schema(ColumnType::Text),
+            Capabilities {
+                incremental: true,
+                fetch: true,
+                ..Default::default()
+            },
+        )
     }
 
     async fn engine(&self) -> Engine {
@@ -278,14 +293,7 @@ async fn manual_conflicts_are_kept_and_resolved_through_the_api() {
 
 #[tokio::test]
 async fn new_sheet_rows_get_uuid_keys_first_then_reach_the_db() {
-    let rig = Rig::with(
-        schema(ColumnType::Text),
-        Capabilities {
-            incremental: true,
-            fetch: true,
-            ..Default::default()
-        },
-    );
+    let rig = Rig::text_keys();
     let e = rig.engine().await;
     rig.sheet
         .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
@@ -296,6 +304,33 @@ async fn new_sheet_rows_get_uuid_keys_first_then_reach_the_db() {
     assert!(matches!(&rows[0].0[0], Value::Text(s) if s.len() == 36));
     assert_eq!(rig.db.rows(), rows);
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
+}
+
+#[tokio::test]
+async fn a_generated_key_reaches_the_database_only_once_the_sheet_has_it() {
+    let rig = Rig::text_keys();
+    let e = rig.engine().await;
+    rig.sheet
+        .insert_unkeyed(Row::new(vec![Value::Null, "new".into(), Value::Int(5)]));
+    let plan = e.plan().await.unwrap();
+    assert!(
+        matches!(
+            &plan.db[..],
+            [PlannedOp {
+                op: WriteOp::Upsert { .. },
+                ..
+            }]
+        ),
+        "the dry run shows the database's part too: {plan:?}"
+    );
+    rig.sheet.fail_next_applies(1);
+    e.run_once().await.unwrap();
+    assert_eq!(rig.sheet.unkeyed().len(), 1, "the Sheet write failed");
+    assert!(rig.db.rows().is_empty(), "so the database was not written");
+    e.run_once().await.unwrap();
+    let rows = rig.sheet.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rig.db.rows(), rows);
 }
 
 #[tokio::test]
@@ -349,48 +384,17 @@ async fn rows_without_key_are_held_when_keys_are_required() {
     assert!(rig.db.rows().is_empty());
 }
 
-/// A Sheet whose scan shows one key typed twice (a memory table cannot hold that).
-struct DupSheet(MemoryTable, Row);
-
-#[async_trait::async_trait]
-impl crate::Source for DupSheet {
-    fn name(&self) -> &str {
-        "dup-sheet"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-    fn schema(&self) -> &TableSchema {
-        self.0.schema()
-    }
-    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
-        let extra = crate::Observation::row(self.1.clone());
-        self.0
-            .scan()
-            .map(move |p| {
-                p.map(|mut v| {
-                    v.push(extra.clone());
-                    v
-                })
-            })
-            .boxed()
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::Sink for DupSheet {
-    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
-        self.0.apply(ops, ctx).await
-    }
-}
-
 #[tokio::test]
 async fn duplicate_keys_in_the_sheet_are_held() {
     let schema = schema(ColumnType::Int);
-    let inner = MemoryTable::sheet_like("sheet", schema.clone());
+    let inner = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
     inner.upsert(r(1, "a", 1));
     inner.upsert(r(2, "first", 2));
-    let sheet = Arc::new(DupSheet(inner, r(2, "second", 2)));
+    // A Sheet whose scan shows one key typed twice (a memory table cannot hold that).
+    let sheet = Arc::new(Wrapped {
+        scan_extra: Some(r(2, "second", 2)),
+        ..Wrapped::new(&inner)
+    });
     let db = Arc::new(MemoryTable::new("db", schema));
     db.upsert(r(2, "first", 2));
     let e = Engine::builder(MappingConfig::new("items", &["id"]), sheet, db.clone())
@@ -538,50 +542,12 @@ async fn full_reads_report_progress_per_page() {
     assert_eq!(db_progress, vec![1000, 2000, 2500]);
 }
 
-/// A Sheet whose feed reports that a concurrent write overwrote a person's edit.
-struct OverwrittenFeed(MemoryTable, std::sync::Mutex<Option<crate::Observation>>);
-
-#[async_trait::async_trait]
-impl crate::Source for OverwrittenFeed {
-    fn name(&self) -> &str {
-        "overwritten-feed"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-    fn schema(&self) -> &TableSchema {
-        self.0.schema()
-    }
-    fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
-        self.0.scan()
-    }
-    async fn cursor(&self) -> Result<Option<Cursor>> {
-        self.0.cursor().await
-    }
-    async fn changes(&self, since: &Cursor, limit: usize) -> Result<crate::ChangeBatch> {
-        let mut batch = self.0.changes(since, limit).await?;
-        batch.changes.extend(self.1.lock().unwrap().take());
-        Ok(batch)
-    }
-    async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<crate::Observation>> {
-        self.0.fetch(keys).await
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::Sink for OverwrittenFeed {
-    async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
-        self.0.apply(ops, ctx).await
-    }
-}
-
 #[tokio::test]
 async fn an_overwritten_person_edit_is_merged_and_written_back() {
     let schema = schema(ColumnType::Int);
-    let sheet = Arc::new(OverwrittenFeed(
-        MemoryTable::new("sheet", schema.clone()),
-        std::sync::Mutex::new(None),
-    ));
+    // A Sheet whose feed reports that a concurrent write overwrote a person's edit.
+    let inner = Arc::new(MemoryTable::new("sheet", schema.clone()));
+    let sheet = Arc::new(Wrapped::new(&inner));
     let db = Arc::new(MemoryTable::new("db", schema));
     db.upsert(r(1, "engine wrote", 1));
     let e = Engine::builder(
@@ -593,9 +559,9 @@ async fn an_overwritten_person_edit_is_merged_and_written_back() {
     .await
     .unwrap();
     e.run_once().await.unwrap();
-    assert_eq!(sheet.0.rows(), vec![r(1, "engine wrote", 1)]);
+    assert_eq!(inner.rows(), vec![r(1, "engine wrote", 1)]);
     // The person typed "person" while the engine's write was in flight; the write landed last.
-    *sheet.1.lock().unwrap() = Some(crate::Observation::new(crate::Change::Overwritten {
+    *sheet.feed_extra.lock().unwrap() = Some(crate::Observation::new(crate::Change::Overwritten {
         row: r(1, "person", 1),
         actual: r(1, "engine wrote", 1),
     }));
@@ -606,22 +572,62 @@ async fn an_overwritten_person_edit_is_merged_and_written_back() {
         "the person's edit reaches the database"
     );
     assert_eq!(
-        sheet.0.rows(),
+        inner.rows(),
         vec![r(1, "person", 1)],
         "and is written back into the Sheet"
     );
     assert_eq!(e.run_once().await.unwrap().writes.total(), 0);
 }
 
+#[tokio::test]
+async fn an_error_event_says_what_failed_and_whether_retrying_can_help() {
+    let rig = Rig::new();
+    let e = rig.engine().await;
+    let mut events = e.subscribe();
+    rig.sheet.upsert(r(1, "a", 1));
+    rig.db.fail_next_applies(1);
+    e.run_once().await.unwrap();
+    let error = std::iter::from_fn(|| events.try_recv().ok())
+        .find(|ev| matches!(ev, Event::Error { .. }))
+        .expect("an error event");
+    let Event::Error {
+        side, kind, status, ..
+    } = &error
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (*side, *kind, *status),
+        (
+            Some(Side::Db),
+            ErrorKind::Connection,
+            crate::ErrorStatus::Temporary
+        ),
+        "{error:?}"
+    );
+    let json = serde_json::to_value(&error).unwrap();
+    assert_eq!(json["kind"], "connection");
+    assert_eq!(json["status"], "temporary");
+    // The row is written on the next cycle.
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.rows(), vec![r(1, "a", 1)]);
+}
+
 type Hook = Box<dyn Fn(&MemoryTable, &[WriteOp]) + Send + Sync>;
 
-/// A memory table with a twist: another identity, something happening just before each write
-/// (another program changing a row, a write that waits for the test to let it through), or
-/// database defaults.
+/// A memory table with a twist: another identity, a row its scans show once more (a key typed
+/// twice, which a memory table cannot hold), an observation its feed adds to the next batch
+/// (a person's edit a write overwrote), something happening just before each write (another
+/// program changing a row, a write that waits for the test to let it through), or database
+/// defaults. Everything else is the memory table's.
 struct Wrapped {
     inner: Arc<MemoryTable>,
     /// What it says it is (default: the memory table's identity).
     identity: Option<String>,
+    /// Added to every page of a scan.
+    scan_extra: Option<Row>,
+    /// Added to the next batch of changes.
+    feed_extra: std::sync::Mutex<Option<crate::Observation>>,
     before_apply: Hook,
     gate: Option<Arc<tokio::sync::Semaphore>>,
     /// Fills in what an upserted row leaves empty, as a database's defaults do, and answers
@@ -634,6 +640,8 @@ impl Wrapped {
         Wrapped {
             inner: inner.clone(),
             identity: None,
+            scan_extra: None,
+            feed_extra: Default::default(),
             before_apply: Box::new(|_, _| {}),
             gate: None,
             defaults: None,
@@ -641,6 +649,7 @@ impl Wrapped {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl crate::Source for Wrapped {
     fn name(&self) -> &str {
@@ -659,19 +668,43 @@ impl crate::Source for Wrapped {
         self.inner.schema()
     }
     fn scan(&self) -> futures::stream::BoxStream<'_, Result<Vec<crate::Observation>>> {
-        self.inner.scan()
+        let Some(extra) = self.scan_extra.clone() else {
+            return self.inner.scan();
+        };
+        let extra = crate::Observation::row(extra);
+        self.inner
+            .scan()
+            .map(move |p| {
+                p.map(|mut v| {
+                    v.push(extra.clone());
+                    v
+                })
+            })
+            .boxed()
     }
     async fn cursor(&self) -> Result<Option<Cursor>> {
         self.inner.cursor().await
     }
     async fn changes(&self, since: &Cursor, limit: usize) -> Result<crate::ChangeBatch> {
-        self.inner.changes(since, limit).await
+        let mut batch = self.inner.changes(since, limit).await?;
+        batch.changes.extend(self.feed_extra.lock().unwrap().take());
+        Ok(batch)
     }
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<crate::Observation>> {
         self.inner.fetch(keys).await
     }
+    async fn ack(&self, cursor: &Cursor) -> Result<()> {
+        self.inner.ack(cursor).await
+    }
+    fn full_scan_requested(&self) -> bool {
+        self.inner.full_scan_requested()
+    }
+    fn wakeups(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
+        self.inner.wakeups()
+    }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl crate::Sink for Wrapped {
     async fn apply(&self, ops: Vec<WriteOp>, ctx: &WriteContext) -> Result<Vec<WriteOutcome>> {
@@ -706,6 +739,11 @@ impl crate::Sink for Wrapped {
                 (o, _) => o,
             })
             .collect())
+    }
+
+    /// None: every write goes through [`Wrapped::apply`], where the hooks are.
+    fn transactional(&self) -> Option<&dyn crate::TransactionalSink> {
+        None
     }
 }
 

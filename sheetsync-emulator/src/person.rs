@@ -1,6 +1,7 @@
 //! Person edits applied: the edit changes the spreadsheet like the browser would, moves the
 //! Drive version, and fires the registered triggers with the webhook payload. Scheduled edits
-//! are applied here when their request comes.
+//! are applied here when their request comes. Used by the control surface (an edit made now)
+//! and by the API (an edit scheduled around a request), so it belongs to neither.
 
 use serde_json::Value;
 

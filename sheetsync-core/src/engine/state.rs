@@ -1,0 +1,124 @@
+//! What the engine holds in memory between cycles: the merge bases and everything else the
+//! state store persists, plus what only this process knows (rows that keep failing, when each
+//! side was last read in full).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use super::stuck;
+use crate::model::{Cursor, KeyMap, RowKey, Side};
+use crate::state::{
+    Choice, ConflictRecord, HeldRow, MappingIdentity, PendingDelete, RecentDeletes, RowBase,
+    StateSnapshot, WriteIntent,
+};
+
+/// The engine's state.
+#[derive(Default)]
+pub(super) struct EngineState {
+    pub bases: KeyMap<BaseEntry>,
+    /// How many bases are not tombstones.
+    pub live_bases: usize,
+    pub cursors: BTreeMap<Side, Cursor>,
+    pub pending: BTreeSet<RowKey>,
+    pub held: Vec<HeldRow>,
+    pub conflicts: BTreeMap<RowKey, ConflictRecord>,
+    pub choices: BTreeMap<RowKey, Choice>,
+    /// Rows whose writes keep failing (see [`stuck`]); not persisted: a restart gives them
+    /// their attempts again.
+    pub stuck: KeyMap<stuck::Stuck>,
+    /// For rows to retry: per side, the content hash and time of the change first seen.
+    pub first_seen: KeyMap<[Option<(crate::model::RowHash, u64)>; 2]>,
+    pub last_full: [Option<Instant>; 2],
+    pub allow_deletes: bool,
+    pub cycle: u64,
+    /// Writes started and not seen through, by key.
+    pub intents: BTreeMap<RowKey, WriteIntent>,
+    /// Deletes waiting for an operator, by key.
+    pub queue: BTreeMap<RowKey, PendingDelete>,
+    /// Deletes applied within the guard's window.
+    pub recent_deletes: Vec<RecentDeletes>,
+    /// The sides' identity, to record with the next commit (a new mapping, or state from before
+    /// identities were recorded).
+    pub identity_to_record: Option<MappingIdentity>,
+    /// A state commit failed: whether it landed is unknown, so the next cycle starts from what
+    /// the store holds, as a restart would.
+    pub reload: bool,
+}
+
+impl EngineState {
+    pub fn from_snapshot(snap: StateSnapshot) -> Self {
+        EngineState {
+            live_bases: snap.bases.values().filter(|b| !b.tombstone).count(),
+            bases: snap
+                .bases
+                .into_iter()
+                .map(|(k, b)| (k, BaseEntry::new(b)))
+                .collect(),
+            cursors: snap.cursors,
+            pending: snap.pending.into_iter().collect(),
+            held: snap.held,
+            conflicts: snap
+                .conflicts
+                .into_iter()
+                .map(|c| (c.key.clone(), c))
+                .collect(),
+            choices: snap.choices.into_iter().collect(),
+            intents: snap
+                .intents
+                .into_iter()
+                .map(|i| (i.key.clone(), i))
+                .collect(),
+            queue: snap
+                .pending_deletes
+                .into_iter()
+                .map(|p| (p.key.clone(), p))
+                .collect(),
+            recent_deletes: snap.recent_deletes,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the base of `key`, keeping the count of live bases.
+    pub fn set_base(&mut self, key: RowKey, base: RowBase) {
+        let live = !base.tombstone;
+        if let Some(old) = self.bases.insert(key, BaseEntry::new(base)) {
+            self.live_bases -= !old.base.tombstone as usize;
+        }
+        self.live_bases += live as usize;
+    }
+
+    /// Keys the engine must look at every cycle whatever the feeds say (a parked row only once
+    /// its pause is over).
+    pub fn keys_to_revisit(&self) -> BTreeSet<RowKey> {
+        self.pending
+            .iter()
+            .filter(|k| {
+                self.stuck
+                    .get(*k)
+                    .is_none_or(|s| s.parked.is_none() || s.due())
+            })
+            .chain(self.choices.keys())
+            .chain(self.conflicts.keys())
+            .chain(self.intents.keys())
+            .chain(self.queue.keys())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A merge base, and for each side the mark of the last full read that saw its key (a read
+/// marks the bases it sees instead of collecting every key in a set of its own).
+pub(crate) struct BaseEntry {
+    pub base: RowBase,
+    pub seen: [AtomicU32; 2],
+}
+
+impl BaseEntry {
+    pub fn new(base: RowBase) -> Self {
+        BaseEntry {
+            base,
+            seen: [AtomicU32::new(0), AtomicU32::new(0)],
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The change feed of [`SheetTable`]: people's edits reported by the Sheet (see
+//! [`crate::webhook`]) become observations, checked against the adapter's own recent writes
+//! (an edit a write may have overwritten is reported as [`Change::Overwritten`]), numbered and
+//! served to the engine until it acknowledges them.
+
+use super::*;
+
+/// The change feed: observations of people's edits, numbered, until the engine acknowledges
+/// them. A cursor is `instance:seq`; a cursor of another instance (another process) starts
+/// from the beginning.
+#[derive(Default)]
+pub(super) struct Feed {
+    instance: u64,
+    seq: u64,
+    /// The last entry the engine has read (through `changes` or a full read's `cursor`).
+    handed_out: u64,
+    entries: VecDeque<(u64, Observation)>,
+    /// For entries from an edit that said which columns it touched: their schema columns.
+    edited: HashMap<u64, Vec<usize>>,
+    pub(super) rescan: bool,
+}
+
+impl Feed {
+    /// A new, empty feed with an instance number of its own.
+    pub fn new() -> Self {
+        Feed {
+            instance: rand::random::<u32>() as u64,
+            ..Feed::default()
+        }
+    }
+
+    /// The entry a cursor of this feed points at (`0`: before the first).
+    fn position(&self, c: &Cursor) -> u64 {
+        match c.0.split_once(':') {
+            Some((inst, seq)) if inst.parse() == Ok(self.instance) => seq.parse().unwrap_or(0),
+            // Another process's cursor: everything buffered here is new.
+            _ => 0,
+        }
+    }
+
+    fn cursor_at(&self, seq: u64) -> Cursor {
+        Cursor(format!("{}:{seq}", self.instance))
+    }
+
+    /// The cursor after the last entry; every entry so far counts as handed out.
+    pub fn cursor(&mut self) -> Cursor {
+        self.handed_out = self.seq;
+        self.cursor_at(self.seq)
+    }
+
+    /// Up to `limit` entries after `since`, the cursor after them, and whether more follow.
+    pub fn page(&mut self, since: &Cursor, limit: usize) -> (Vec<Observation>, Cursor, bool) {
+        let since = self.position(since);
+        let pending: Vec<&(u64, Observation)> =
+            self.entries.iter().filter(|(s, _)| *s > since).collect();
+        let page = &pending[..pending.len().min(limit)];
+        let last = page.last().map_or(since, |(s, _)| *s);
+        let more = pending.len() > page.len();
+        let changes = page.iter().map(|(_, o)| o.clone()).collect();
+        self.handed_out = self.handed_out.max(last);
+        (changes, self.cursor_at(last), more)
+    }
+
+    /// Drops the entries up to `cursor`.
+    pub fn ack(&mut self, cursor: &Cursor) {
+        let upto = self.position(cursor);
+        while let Some(&(s, _)) = self.entries.front() {
+            if s > upto {
+                break;
+            }
+            self.entries.pop_front();
+            self.edited.remove(&s);
+        }
+    }
+
+    /// Appends observations of one edit, which touched the schema columns `edited` if known.
+    pub fn push(&mut self, observations: Vec<Observation>, edited: Option<&[usize]>) {
+        for o in observations {
+            self.seq += 1;
+            self.entries.push_back((self.seq, o));
+            if let Some(e) = edited {
+                self.edited.insert(self.seq, e.to_vec());
+            }
+        }
+    }
+
+    /// Drops the entries not yet handed out for which `covered` is true.
+    pub fn drop_unread(&mut self, covered: impl Fn(&Observation) -> bool) {
+        let handed_out = self.handed_out;
+        let Feed {
+            entries, edited, ..
+        } = self;
+        entries.retain(|(seq, o)| {
+            let drop = *seq > handed_out && covered(o);
+            if drop {
+                edited.remove(seq);
+            }
+            !drop
+        });
+    }
+
+    /// Rewrites the entries not yet handed out, given the columns each edit touched.
+    pub fn rewrite_unread(&mut self, f: impl Fn(Observation, Option<&[usize]>) -> Observation) {
+        let handed_out = self.handed_out;
+        for (seq, o) in self.entries.iter_mut().filter(|(s, _)| *s > handed_out) {
+            let ed = self.edited.get(seq).map(Vec::as_slice);
+            *o = f(o.clone(), ed);
+        }
+    }
+}
+
+/// One of the adapter's writes of a row: when, and which cells it wrote.
+#[derive(Debug, Clone)]
+pub(super) struct WriteMark {
+    /// `None` while the write is in flight.
+    pub(super) end_ms: Option<i64>,
+    /// Schema column index and the value written.
+    pub(super) cells: Vec<(usize, Value)>,
+}
+
+impl WriteMark {
+    /// True when a person's edit at `t` may have been overwritten by this write: it happened
+    /// before the write finished (allowing for clock skew).
+    fn covers(&self, t: i64, skew: i64) -> bool {
+        self.end_ms.is_none_or(|end| t < end + skew)
+    }
+
+    /// `row` with the written cells applied except in the `kept` columns.
+    fn applied_except(&self, row: &Row, kept: &[usize]) -> Row {
+        let mut out = row.clone();
+        for (i, v) in &self.cells {
+            if let Some(slot) = out.0.get_mut(*i).filter(|_| !kept.contains(i)) {
+                *slot = v.clone();
+            }
+        }
+        out
+    }
+
+    /// `row` with the written cells applied: what the Sheet holds after an overwrite.
+    fn applied_to(&self, row: &Row) -> Row {
+        let mut out = row.clone();
+        for (i, v) in &self.cells {
+            if let Some(slot) = out.0.get_mut(*i) {
+                *slot = v.clone();
+            }
+        }
+        out
+    }
+}
+
+impl SheetTable {
+    /// Feeds a person's edit reported by the Sheet into the change feed and wakes the engine.
+    /// Edits of other tabs are ignored. Structural changes, and edits that change a row's key,
+    /// make the next read a full one.
+    pub fn accept_edit(&self, edit: SheetEdit) -> Result<()> {
+        if edit.sheet_id != self.opts.sheet_id {
+            return Ok(());
+        }
+        self.forget_read();
+        // A person's edit may have added or moved rows: the last full read's positions no
+        // longer tell where keys are (a row typed since would be taken for missing).
+        self.cache.lock().expect("cache lock").positions = None;
+        let (mut observations, rescan) = self.observe_edit(&edit);
+        // An edit older than the last full read is already in what that read saw.
+        let read_ms = self.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let skew = self.opts.clock_skew_ms;
+        if read_ms > 0 && edit.timestamp_ms < read_ms - skew {
+            observations.clear();
+        }
+        let layout_columns = self
+            .layout
+            .lock()
+            .expect("layout lock")
+            .as_ref()
+            .map(|(l, _)| l.columns.clone());
+        let edited = edited_columns(layout_columns.as_deref(), edit.columns);
+        let marks = self.marks.lock().expect("marks lock");
+        let observations: Vec<Observation> = observations
+            .into_iter()
+            .map(|o| overwritten_by(&marks, &self.schema, o, skew, edited.as_deref()))
+            .collect();
+        drop(marks);
+        self.remember_edit_times(&observations);
+        let mut feed = self.feed.lock().expect("feed lock");
+        feed.push(observations, edited.as_deref());
+        if rescan {
+            self.cache.lock().expect("cache lock").positions = None;
+        }
+        feed.rescan |= rescan;
+        drop(feed);
+        let _ = self.wake.send(());
+        Ok(())
+    }
+
+    /// The observations of an edit's rows, and whether the next read must be a full one (the
+    /// layout is unknown or moved, a header or key changed, a row was cleared, a key typed twice).
+    fn observe_edit(&self, edit: &SheetEdit) -> (Vec<Observation>, bool) {
+        let layout = self
+            .layout
+            .lock()
+            .expect("layout lock")
+            .as_ref()
+            .map(|(l, _)| l.clone());
+        let mut rescan = edit.structural;
+        let mut observations = Vec::new();
+        match layout {
+            Some(mut l) if !edit.structural => {
+                // The edit's own header decides where columns are (they may have moved).
+                if l.map_header(&edit.header, &self.schema).is_err() {
+                    rescan = true;
+                } else {
+                    let at = DateTime::from_timestamp_millis(edit.timestamp_ms);
+                    let cache = self.cache.lock().expect("cache lock");
+                    for (row_no, cells) in &edit.rows {
+                        if *row_no <= l.header_row {
+                            rescan = true;
+                            continue;
+                        }
+                        let obs = self.observe_row(&l, *row_no, cells, at);
+                        let new_key = match obs.as_ref().map(|o| &o.change) {
+                            Some(Change::Upsert(r)) => r.key(&self.schema),
+                            _ => None,
+                        };
+                        // A row that held another key before: that key may be gone.
+                        if let Some(old) = cache.keys_by_row.get(row_no) {
+                            if Some(old) != new_key.as_ref() {
+                                rescan = true;
+                            }
+                        }
+                        // A key that another row already has: a duplicate typed by a person
+                        // must never overwrite that row's data. Held until a full read says.
+                        let elsewhere: Vec<u32> = new_key
+                            .as_ref()
+                            .and_then(|k| cache.key_rows.get(k))
+                            .map(|rows| rows.iter().copied().filter(|r| r != row_no).collect())
+                            .unwrap_or_default();
+                        let obs = match (obs, &new_key) {
+                            (Some(_), Some(k)) if !elsewhere.is_empty() => {
+                                rescan = true;
+                                let mut rows = elsewhere;
+                                rows.push(*row_no);
+                                Some(Observation {
+                                    at,
+                                    ..duplicate(k, &rows, &l.title)
+                                })
+                            }
+                            (obs, _) => obs,
+                        };
+                        match obs {
+                            Some(o) => observations.push(o),
+                            None => rescan = true, // cleared row
+                        }
+                    }
+                }
+            }
+            _ => rescan = true,
+        }
+        (observations, rescan)
+    }
+
+    /// Records the time and content of rows a person's edit reported.
+    pub(super) fn remember_edit_times(&self, observations: &[Observation]) {
+        let mut times = self.edit_times.lock().expect("edit times lock");
+        for o in observations {
+            let (Change::Upsert(row) | Change::Overwritten { actual: row, .. }) = &o.change else {
+                continue;
+            };
+            if let (Some(k), Some(at)) = (row.key(&self.schema), o.at) {
+                times.insert(k, (row.hash(), at));
+            }
+        }
+    }
+
+    /// Gives a full read's rows the edit time a person's edit reported for the same content;
+    /// forgets the times of rows whose content changed since (their time is unknown).
+    pub(super) fn restore_edit_times(&self, observations: &mut [Observation]) {
+        let mut times = self.edit_times.lock().expect("edit times lock");
+        if times.is_empty() {
+            return;
+        }
+        for o in observations.iter_mut() {
+            let Change::Upsert(row) = &o.change else {
+                continue;
+            };
+            let Some(k) = row.key(&self.schema) else {
+                continue;
+            };
+            match times.get(&k) {
+                Some((hash, at)) if *hash == row.hash() => o.at = Some(*at),
+                Some(_) => {
+                    times.remove(&k);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// A person's edit of a row the adapter wrote around the same time, reported as
+/// [`Change::Overwritten`] (the Sheet then holds the edit with the written cells on top).
+///
+/// When the edit says which schema columns the person touched (`edited`), the row's other cells
+/// are only a snapshot: where the adapter's write changed them, the write is newer, so they
+/// take the written values and are never reported as the person's edit.
+pub(super) fn overwritten_by(
+    marks: &HashMap<RowKey, WriteMark>,
+    schema: &TableSchema,
+    o: Observation,
+    skew: i64,
+    edited: Option<&[usize]>,
+) -> Observation {
+    let Change::Upsert(row) = &o.change else {
+        return o;
+    };
+    let (Some(key), Some(at)) = (row.key(schema), o.at) else {
+        return o;
+    };
+    match marks.get(&key) {
+        Some(m) if m.covers(at.timestamp_millis(), skew) => {
+            let actual = m.applied_to(row);
+            if actual == *row {
+                return o;
+            }
+            let person = match edited {
+                Some(ed) => m.applied_except(row, ed),
+                None => row.clone(),
+            };
+            let change = if person == actual {
+                Change::Upsert(actual)
+            } else {
+                Change::Overwritten {
+                    row: person,
+                    actual,
+                }
+            };
+            Observation { change, at: o.at }
+        }
+        _ => o,
+    }
+}
+
+/// The schema columns inside the edited sheet columns (1-based, inclusive), given where each
+/// schema column is in the tab.
+fn edited_columns(layout: Option<&[u32]>, cols: Option<(u32, u32)>) -> Option<Vec<usize>> {
+    let (layout, (c0, c1)) = (layout?, cols?);
+    Some(
+        layout
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| (c0..=c1).contains(&(**c + 1)))
+            .map(|(i, _)| i)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(id: i64) -> Observation {
+        Observation::new(Change::Upsert(super::super::tests::row(id, "x", 0)))
+    }
+
+    fn ids(changes: &[Observation]) -> Vec<i64> {
+        changes
+            .iter()
+            .map(|o| match &o.change {
+                Change::Upsert(r) => match r.0[0] {
+                    Value::Int(i) => i,
+                    _ => unreachable!(),
+                },
+                c => panic!("{c:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_feed_pages_from_a_cursor_and_forgets_what_was_acknowledged() {
+        let mut feed = Feed::new();
+        let start = feed.cursor();
+        feed.push((1..=3).map(obs).collect(), None);
+        let (page, at, more) = feed.page(&start, 2);
+        assert_eq!((ids(&page), more), (vec![1, 2], true));
+        let (page, end, more) = feed.page(&at, 2);
+        assert_eq!((ids(&page), more), (vec![3], false));
+        // Nothing is dropped before the engine acknowledges it.
+        assert_eq!(ids(&feed.page(&start, 10).0), vec![1, 2, 3]);
+        feed.ack(&at);
+        assert_eq!(ids(&feed.page(&start, 10).0), vec![3]);
+        feed.ack(&end);
+        let (page, same, more) = feed.page(&end, 10);
+        assert!(page.is_empty() && !more);
+        assert_eq!(same, end);
+    }
+
+    #[test]
+    fn a_cursor_of_another_process_reads_the_whole_feed() {
+        let mut feed = Feed::new();
+        feed.push(vec![obs(1), obs(2)], None);
+        let foreign = Cursor(format!("{}:1", feed.instance + 1));
+        assert_eq!(ids(&feed.page(&foreign, 10).0), vec![1, 2]);
+        assert_eq!(ids(&feed.page(&Cursor("garbage".into()), 10).0), vec![1, 2]);
+    }
+
+    #[test]
+    fn only_entries_not_yet_handed_out_are_rewritten_or_dropped() {
+        let mut feed = Feed::new();
+        feed.push(vec![obs(1)], Some(&[1]));
+        feed.cursor();
+        feed.push(vec![obs(2)], Some(&[2]));
+        feed.push(vec![obs(3)], None);
+        let seen = std::sync::Mutex::new(Vec::new());
+        feed.rewrite_unread(|_, ed| {
+            seen.lock().unwrap().push(ed.map(<[usize]>::to_vec));
+            Observation::new(Change::Upsert(super::super::tests::row(9, "y", 0)))
+        });
+        assert_eq!(seen.into_inner().unwrap(), vec![Some(vec![2]), None]);
+        let start = Cursor("another process".into());
+        assert_eq!(ids(&feed.page(&start, 10).0), vec![1, 9, 9]);
+        let mut feed = Feed::new();
+        feed.push(vec![obs(1)], None);
+        feed.cursor();
+        feed.push(vec![obs(2), obs(3)], None);
+        feed.drop_unread(|_| true);
+        assert_eq!(ids(&feed.page(&start, 10).0), vec![1]);
+    }
+
+    #[test]
+    fn edits_around_our_own_writes_are_reported_overwritten() {
+        use sheetsync_core::{Column, ColumnType};
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("name", ColumnType::Text),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let row = |name: &str| Row::new(vec![Value::Int(1), name.into()]);
+        let edit = |ms: i64| Observation {
+            change: Change::Upsert(row("person")),
+            at: DateTime::from_timestamp_millis(ms),
+        };
+        let mut marks = HashMap::new();
+        marks.insert(
+            row("x").key(&schema).unwrap(),
+            WriteMark {
+                end_ms: Some(10_000),
+                cells: vec![(1, Value::Text("engine".into()))],
+            },
+        );
+        // Before the write ended (within the skew): overwritten, the Sheet holds the write.
+        match overwritten_by(&marks, &schema, edit(11_000), 2_000, None).change {
+            Change::Overwritten { row: r, actual } => {
+                assert_eq!(r, row("person"));
+                assert_eq!(actual, row("engine"));
+            }
+            c => panic!("expected an overwrite, got {c:?}"),
+        }
+        // Well after the write: the person's edit stands.
+        assert_eq!(
+            overwritten_by(&marks, &schema, edit(13_000), 2_000, None).change,
+            Change::Upsert(row("person"))
+        );
+        // A write still in flight covers any edit.
+        marks.values_mut().for_each(|m| m.end_ms = None);
+        assert!(matches!(
+            overwritten_by(&marks, &schema, edit(99_000), 2_000, None).change,
+            Change::Overwritten { .. }
+        ));
+    }
+}

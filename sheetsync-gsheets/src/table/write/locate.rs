@@ -1,0 +1,224 @@
+//! Locating the rows a write concerns: where each key is (from the full read that just ended,
+//! or by reading the key column), and the current cells of the rows new keys go into.
+
+use super::*;
+
+impl SheetTable {
+    /// Where the keys are: from a full read that just ended, else read from the key column(s)
+    /// with the rows `SetKey` ops point at.
+    pub(super) async fn locate(&self, l: &Layout, ops: &[WriteOp]) -> Result<Located> {
+        if let Some(positions) = self.fresh_positions() {
+            return Ok(Located {
+                positions,
+                set_key_cells: HashMap::new(),
+            });
+        }
+        let mut ranges: Vec<String> = self.key_ranges(l);
+        let set_key_rows: Vec<u32> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::SetKey { locator, .. } => parse_locator(locator).map(|(r, _)| r),
+                _ => None,
+            })
+            .collect();
+        ranges.extend(set_key_rows.iter().map(|r| l.rows_range(*r, *r)));
+        let got = self
+            .client
+            .batch_get(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
+            .await?;
+        let nkeys = self.schema.key.len();
+        let positions = self.key_positions(l, &got[..nkeys]);
+        let set_key_cells = set_key_rows
+            .iter()
+            .zip(&got[nkeys..])
+            .map(|(r, vr)| (*r, first_row(vr)))
+            .collect();
+        Ok(Located {
+            positions,
+            set_key_cells,
+        })
+    }
+
+    /// The A1 ranges of the key column(s), from the first data row down.
+    pub(in crate::table) fn key_ranges(&self, l: &Layout) -> Vec<String> {
+        self.schema
+            .key
+            .iter()
+            .map(|&k| l.column_down(l.columns[k]))
+            .collect()
+    }
+
+    /// Key → 1-based rows, from the key columns read from the first data row down.
+    pub(in crate::table) fn key_positions(
+        &self,
+        l: &Layout,
+        columns: &[ValueRange],
+    ) -> HashMap<RowKey, Vec<u32>> {
+        let mut positions: HashMap<RowKey, Vec<u32>> = HashMap::new();
+        for (i, k) in self.key_column_rows(l, columns).into_iter().enumerate() {
+            if let Some(k) = k {
+                positions
+                    .entry(k)
+                    .or_default()
+                    .push(l.header_row + 1 + i as u32);
+            }
+        }
+        positions
+    }
+
+    /// The key of each row from the first data row down (`None` where a part is missing),
+    /// from the key columns.
+    pub(in crate::table) fn key_column_rows(
+        &self,
+        l: &Layout,
+        columns: &[ValueRange],
+    ) -> Vec<Option<RowKey>> {
+        let columns: Vec<Vec<Json>> = columns
+            .iter()
+            .map(|vr| {
+                vr.values
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut cells| {
+                        if cells.is_empty() {
+                            Json::String(String::new())
+                        } else {
+                            cells.swap_remove(0)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let height = columns.iter().map(Vec::len).max().unwrap_or(0);
+        (0..height)
+            .map(|i| {
+                let cells: Vec<Json> = columns
+                    .iter()
+                    .map(|c| c.get(i).cloned().unwrap_or(Json::String(String::new())))
+                    .collect();
+                self.key_from_cells(l, &cells)
+            })
+            .collect()
+    }
+
+    /// The key in key-column cells (one cell per key column), if every part is present.
+    pub(super) fn key_from_cells(&self, l: &Layout, cells: &[Json]) -> Option<RowKey> {
+        let mut vals = Vec::with_capacity(cells.len());
+        for (cell, &k) in cells.iter().zip(&self.schema.key) {
+            match read_cell(cell, self.schema.columns[k].ty, l.tz) {
+                Ok(v) if !v.is_null() => vals.push(v),
+                _ => return None,
+            }
+        }
+        (vals.len() == self.schema.key.len()).then(|| RowKey::from_values(&vals))
+    }
+
+    /// The key of a whole row's cells (from column A).
+    pub(in crate::table) fn key_of_row(&self, l: &Layout, row: &[Json]) -> Option<RowKey> {
+        let empty = Json::String(String::new());
+        let cells: Vec<Json> = self
+            .schema
+            .key
+            .iter()
+            .map(|&k| row.get(l.columns[k] as usize).unwrap_or(&empty).clone())
+            .collect();
+        self.key_from_cells(l, &cells)
+    }
+
+    /// Does a pre-image meet a target's expectation?
+    pub(super) fn meets(&self, l: &Layout, expect: &Expect, row: &[Json]) -> bool {
+        match expect {
+            Expect::Key(k) => self.key_of_row(l, row).as_ref() == Some(k),
+            Expect::Fingerprint(fp) => matches!(
+                self.observe_row(l, 0, row, None).map(|o| o.change),
+                Some(Change::Unkeyed(u)) if format!("{:032x}", u.row.hash().0) == *fp
+            ),
+            Expect::Content(c) => same_cells(row, c),
+        }
+    }
+
+    /// Positions from a full read less than [`POSITIONS_TTL`] old (taken once: our own writes
+    /// move rows).
+    pub(super) fn fresh_positions(&self) -> Option<HashMap<RowKey, Vec<u32>>> {
+        let mut cache = self.cache.lock().expect("cache lock");
+        match cache.positions.take() {
+            Some((at, p)) if at.elapsed() < POSITIONS_TTL => Some(p),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::tests::{layout, row, table};
+    use super::*;
+    use serde_json::json;
+
+    fn column(cells: Vec<Json>) -> ValueRange {
+        ValueRange {
+            values: Some(cells.into_iter().map(|c| vec![c]).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_located_by_row_and_a_key_typed_twice_has_both_rows() {
+        let t = table().await;
+        let l = layout();
+        // Rows 2 to 6: 7, blank, "not a number", 8, 7 again.
+        let ids = column(vec![
+            json!(7),
+            json!(""),
+            json!("x"),
+            json!(8.0),
+            json!("7"),
+        ]);
+        let rows = t.key_column_rows(&l, std::slice::from_ref(&ids));
+        let key = |id: i64| row(id, "", 0).key(&t.schema);
+        assert_eq!(rows, vec![key(7), None, None, key(8), key(7)]);
+        let positions = t.key_positions(&l, &[ids]);
+        assert_eq!(positions.len(), 2);
+        assert_eq!(positions[&key(7).unwrap()], vec![2, 6]);
+        assert_eq!(positions[&key(8).unwrap()], vec![5]);
+    }
+
+    #[tokio::test]
+    async fn a_rows_key_is_read_where_the_layout_puts_the_key_column() {
+        let t = table().await;
+        let mut l = layout();
+        l.columns = vec![2, 0, 1];
+        assert_eq!(
+            t.key_of_row(&l, &[json!("name"), json!(3), json!(41)]),
+            row(41, "", 0).key(&t.schema)
+        );
+        assert_eq!(t.key_of_row(&l, &[json!("name")]), None, "no key cell");
+        assert_eq!(t.key_ranges(&l), vec!["'Items'!C2:C".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_pre_image_meets_a_key_a_fingerprint_or_exact_content() {
+        let t = table().await;
+        let l = layout();
+        let cells = vec![json!(5), json!(2), json!("five")];
+        let key = row(5, "", 0).key(&t.schema).unwrap();
+        assert!(t.meets(&l, &Expect::Key(key), &cells));
+        assert!(!t.meets(
+            &l,
+            &Expect::Key(row(6, "", 0).key(&t.schema).unwrap()),
+            &cells
+        ));
+        let unkeyed = vec![json!(""), json!(2), json!("five")];
+        let fp = match t.observe_row(&l, 4, &unkeyed, None).map(|o| o.change) {
+            Some(Change::Unkeyed(u)) => format!("{:032x}", u.row.hash().0),
+            other => panic!("{other:?}"),
+        };
+        assert!(t.meets(&l, &Expect::Fingerprint(fp.clone()), &unkeyed));
+        assert!(!t.meets(&l, &Expect::Fingerprint(fp), &cells));
+        assert!(t.meets(
+            &l,
+            &Expect::Content(vec![json!(5), Json::Null]),
+            &cells[..2]
+        ));
+    }
+}

@@ -1,0 +1,245 @@
+//! Sending a planned batch: guarded requests within the size budget, learning the fate of a
+//! request whose answer was lost, verifying the pre-images, and isolating rows Google refuses.
+
+use super::*;
+
+impl SheetTable {
+    /// Sends the plan as guarded batches within the size budget: cell writes first (they move
+    /// no row), then deletes from the bottom up (so the positions of later batches stay valid),
+    /// then appends.
+    pub(super) async fn send_plan(&self, l: &Layout, plan: &mut WritePlan) -> Result<()> {
+        let data = DataTab {
+            sheet_id: self.opts.sheet_id,
+            cols: l.column_count.max(l.width()).max(1),
+        };
+        let mut targets = std::mem::take(&mut plan.targets);
+        targets.sort_by_key(|t| match t.action {
+            Action::Delete => (1, u32::MAX - t.row),
+            _ => (0, 0),
+        });
+        // Room for the stamp, the scratch sizing and the request's own fields.
+        let budget = self.opts.max_write_bytes.saturating_sub(1_024).max(1);
+        let mut batches = chunk_by_size(targets, budget, |t| target_bytes(data, t));
+        let appends = std::mem::take(&mut plan.appends);
+        let used = batches.last().map_or(0, |b| {
+            b.iter().map(|t| target_bytes(data, t)).sum::<usize>()
+        });
+        let mut appends = chunk_by_size(appends, budget, |(_, r)| append_bytes(r)).into_iter();
+        // New rows share the last batch when they fit in what it leaves.
+        let mut first_appends = Vec::new();
+        if let Some(a) = appends.as_slice().first() {
+            if used + a.iter().map(|(_, r)| append_bytes(r)).sum::<usize>() <= budget {
+                first_appends = appends.next().unwrap_or_default();
+            }
+        }
+        let last = batches.len();
+        for (i, chunk) in batches.drain(..).enumerate() {
+            let rows = if i + 1 == last {
+                std::mem::take(&mut first_appends)
+            } else {
+                Vec::new()
+            };
+            self.send_batch(l, data, chunk, rows, plan).await?;
+        }
+        if !first_appends.is_empty() {
+            self.send_batch(l, data, Vec::new(), first_appends, plan)
+                .await?;
+        }
+        for chunk in appends {
+            self.send_batch(l, data, Vec::new(), chunk, plan).await?;
+        }
+        Ok(())
+    }
+
+    /// One guarded batch: send, find out what happened if the answer is lost, verify, repair.
+    pub(super) async fn send_batch(
+        &self,
+        l: &Layout,
+        data: DataTab,
+        targets: Vec<Target>,
+        appends: Vec<(usize, Vec<Json>)>,
+        plan: &mut WritePlan,
+    ) -> Result<()> {
+        if targets.is_empty() && appends.is_empty() {
+            return Ok(());
+        }
+        let scratch = self.scratch_tab();
+        let nonce = new_nonce();
+        let rows: Vec<Vec<Json>> = appends.iter().map(|(_, r)| r.clone()).collect();
+        let req = guarded_batch(data, &scratch, &nonce, 0, &targets, &rows);
+        let pre = match self
+            .send_guarded(data, &scratch, &nonce, 0, &targets, req)
+            .await
+        {
+            Ok(Some(pre)) => pre,
+            Ok(None) => return Ok(()), // verified later by `settle_unverified`
+            Err(e) if refused(&e) => {
+                return Box::pin(self.isolate(l, data, targets, appends, plan, e)).await
+            }
+            Err(e) => return Err(e),
+        };
+        let verdicts = verify(&targets, &pre, |e, r| self.meets(l, e, r));
+        for (t, v) in targets.iter().zip(&verdicts) {
+            if matches!(v, Verdict::Missed(_)) {
+                plan.outcomes[t.op] = Some(WriteOutcome::Stale);
+            }
+        }
+        self.repair(l, data, &scratch, 0, &targets, &verdicts).await
+    }
+
+    /// Google refused a batch outright (a 400: nothing of it was applied). Finds the rows at
+    /// fault by halving the batch, and holds them with Google's reason, so one bad row never
+    /// stops the others, and a permanent refusal never turns into a loop of failing requests.
+    /// The cell cap refuses every new row alike: they are all held at once.
+    pub(super) async fn isolate(
+        &self,
+        l: &Layout,
+        data: DataTab,
+        mut targets: Vec<Target>,
+        mut appends: Vec<(usize, Vec<Json>)>,
+        plan: &mut WritePlan,
+        e: Error,
+    ) -> Result<()> {
+        let cap = e.to_string().contains("number of cells in the workbook");
+        if targets.len() + appends.len() <= 1 || (cap && targets.is_empty()) {
+            let reason = if cap {
+                format!(
+                    "the spreadsheet is at Google's cell limit; make room (delete unused rows, \
+                     columns or tabs) for the row to be written: {e}"
+                )
+            } else {
+                format!("Google refused to write this row: {e}")
+            };
+            for op in targets
+                .iter()
+                .map(|t| t.op)
+                .chain(appends.iter().map(|(op, _)| *op))
+            {
+                plan.outcomes[op] = Some(WriteOutcome::Held(reason.clone()));
+            }
+            return Ok(());
+        }
+        // Cell writes and deletes first, as the plan sends them, then the new rows.
+        let (later_targets, later_appends) = if targets.len() > 1 {
+            (
+                targets.split_off(targets.len() / 2),
+                std::mem::take(&mut appends),
+            )
+        } else if targets.len() == 1 {
+            (Vec::new(), std::mem::take(&mut appends))
+        } else {
+            (Vec::new(), appends.split_off(appends.len() / 2))
+        };
+        self.send_batch(l, data, targets, appends, plan).await?;
+        self.send_batch(l, data, later_targets, later_appends, plan)
+            .await
+    }
+
+    /// Sends a guarded request; returns the scratch tab's pre-images (`base` rows skipped), or
+    /// an error when the request was certainly not applied or its fate cannot be learned now.
+    pub(super) async fn send_guarded(
+        &self,
+        data: DataTab,
+        scratch: &Scratch,
+        nonce: &str,
+        base: u32,
+        targets: &[Target],
+        req: google_sheets4::api::BatchUpdateSpreadsheetRequest,
+    ) -> Result<Option<PreImages>> {
+        let id = &self.opts.spreadsheet_id;
+        let n = targets.len();
+        let pre = match self
+            .client
+            .batch_update_answer(id, req, Some(ANSWER_FIELDS))
+            .await
+        {
+            Ok(answer) => {
+                self.scratch_written(scratch, base + n as u32 + 1, data.cols + 1);
+                match answer
+                    .updated_spreadsheet
+                    .as_ref()
+                    .and_then(|a| PreImages::from_answer(a, scratch.sheet_id, base as usize, n))
+                {
+                    Some(p) => p,
+                    None => self.read_scratch(scratch, data, base, n).await?,
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {
+                match self.read_scratch(scratch, data, base, n).await {
+                    Ok(p) if p.nonce.as_deref() == Some(nonce) => {
+                        tracing::info!(error = %e, "write answer lost; the scratch tab shows it was applied");
+                        self.scratch_written(scratch, base + n as u32 + 1, data.cols + 1);
+                        p
+                    }
+                    Ok(_) => return Err(e.with_context("applied", "no")),
+                    Err(read) if !scratch.exists && read.kind() != ErrorKind::Connection => {
+                        // The batch would have created the tab: no tab, not applied.
+                        return Err(e.with_context("applied", "no"));
+                    }
+                    Err(_) => {
+                        *self.unverified.lock().expect("unverified lock") = Some(Unverified {
+                            nonce: nonce.to_string(),
+                            data,
+                            scratch: scratch.clone(),
+                            targets: targets.to_vec(),
+                        });
+                        self.request_rescan();
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if pre.nonce.as_deref() != Some(nonce) {
+            self.request_rescan();
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "the scratch tab {:?} does not hold this write's stamp: is another sheetsync \
+                     writing this tab? The Sheet is read in full next cycle",
+                    scratch.title
+                ),
+            ));
+        }
+        Ok(Some(pre))
+    }
+}
+
+/// A write Google refused as a whole (nothing applied): a 400, not a lost answer.
+pub(super) fn refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::InvalidData && !e.is_temporary()
+}
+
+pub(super) fn new_nonce() -> String {
+    format!("sheetsync:{:016x}", rand::random::<u64>())
+}
+
+pub(super) fn chunk_by_size<T>(
+    items: Vec<T>,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let s = size(&item);
+        if out.is_empty() || (used + s > budget && !out.last().is_some_and(Vec::is_empty)) {
+            out.push(Vec::new());
+            used = 0;
+        }
+        used += s;
+        out.last_mut().expect("pushed").push(item);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_the_budget() {
+        let chunks = chunk_by_size(vec![5, 5, 5, 20, 1], 10, |x| *x);
+        assert_eq!(chunks, vec![vec![5, 5], vec![5], vec![20], vec![1]]);
+    }
+}
