@@ -662,3 +662,78 @@ async fn webhook_edits_reach_the_database_without_reading_the_sheet() {
     e.run_once().await.unwrap();
     assert_eq!(db.get(&key_of(2)), None);
 }
+
+/// Dates, timestamps and times the engine adds to a Sheet show as dates to people (and to any
+/// client reading formatted values), while the values API still gives back the exact serials;
+/// a row updated later keeps its cells' formats.
+#[tokio::test]
+async fn new_rows_show_dates_as_dates() {
+    let schema = TableSchema::new(
+        "events",
+        vec![
+            Column::new("id", ColumnType::Int).nullable(false),
+            Column::new("due", ColumnType::Date),
+            Column::new("at", ColumnType::Timestamp),
+            Column::new("starts", ColumnType::Time),
+            Column::new("note", ColumnType::Text),
+        ],
+        &["id"],
+    )
+    .unwrap();
+    let rig = rig(schema.clone()).await;
+    let db = Arc::new(MemoryTable::new("db", schema));
+    let date = chrono::NaiveDate::from_ymd_opt(2024, 1, 31).unwrap();
+    let at = date.and_hms_opt(13, 45, 10).unwrap();
+    let row = |note: &str| {
+        Row::new(vec![
+            Value::Int(1),
+            Value::Date(date),
+            Value::Timestamp(at),
+            Value::Time(at.time()),
+            note.into(),
+        ])
+    };
+    db.upsert(row("first"));
+    let mut m = MappingConfig::new("events", &["id"]);
+    m.timing.full_scan_interval_ms = 0;
+    let engine = Engine::builder(m, rig.sheet.clone(), db.clone())
+        .build()
+        .await
+        .unwrap();
+    engine.run_once().await.unwrap();
+    let formatted = |rig: &Rig| {
+        let id = rig.id.clone();
+        let other = rig.other.clone();
+        async move {
+            let got = other
+                .batch_get(&id, &["Sheet1!A2:E2".to_string()], "FORMATTED_VALUE")
+                .await
+                .unwrap();
+            got[0].values.clone().unwrap_or_default()
+        }
+    };
+    let want = |note: &str| {
+        vec![vec![
+            json!("1"),
+            json!("2024-01-31"),
+            json!("2024-01-31 13:45:10"),
+            json!("13:45:10"),
+            json!(note),
+        ]]
+    };
+    assert_eq!(formatted(&rig).await, want("first"));
+    let serials = rig.emu.read_values(&rig.id, "Sheet1!B2:B2").unwrap();
+    assert_eq!(
+        serials,
+        json!([[45322]]),
+        "the value is still the serial number"
+    );
+    db.upsert(row("second"));
+    engine.run_once().await.unwrap();
+    assert_eq!(
+        formatted(&rig).await,
+        want("second"),
+        "formats survive updates"
+    );
+    assert_eq!(engine.run_once().await.unwrap().writes.total(), 0);
+}

@@ -3,6 +3,7 @@
 //! and repair rows hit by mistake ([`repair`]); see [`crate::guard`] for why this holds
 //! whatever people do to the rows meanwhile.
 
+mod formats;
 mod locate;
 mod plan;
 mod repair;

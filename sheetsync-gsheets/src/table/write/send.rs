@@ -24,11 +24,14 @@ impl SheetTable {
         let used = batches.last().map_or(0, |b| {
             b.iter().map(|t| target_bytes(data, t)).sum::<usize>()
         });
-        let mut appends = chunk_by_size(appends, budget, |(_, r)| append_bytes(r)).into_iter();
+        // A new row also carries the number formats of its date-like cells.
+        let formatted = formats::format_bytes(&formats::date_columns(l, &self.schema));
+        let row_bytes = |r: &[Json]| append_bytes(r) + formatted;
+        let mut appends = chunk_by_size(appends, budget, |(_, r)| row_bytes(r)).into_iter();
         // New rows share the last batch when they fit in what it leaves.
         let mut first_appends = Vec::new();
         if let Some(a) = appends.as_slice().first() {
-            if used + a.iter().map(|(_, r)| append_bytes(r)).sum::<usize>() <= budget {
+            if used + a.iter().map(|(_, r)| row_bytes(r)).sum::<usize>() <= budget {
                 first_appends = appends.next().unwrap_or_default();
             }
         }
@@ -66,7 +69,8 @@ impl SheetTable {
         let scratch = self.scratch_tab();
         let nonce = new_nonce();
         let rows: Vec<Vec<Json>> = appends.iter().map(|(_, r)| r.clone()).collect();
-        let req = guarded_batch(data, &scratch, &nonce, 0, &targets, &rows);
+        let mut req = guarded_batch(data, &scratch, &nonce, 0, &targets, &rows);
+        formats::format_appended_rows(&mut req, &formats::date_columns(l, &self.schema));
         let pre = match self
             .send_guarded(data, &scratch, &nonce, 0, &targets, req)
             .await
