@@ -82,6 +82,11 @@ impl MappingHandle {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// The epoch of the lease this process runs the mapping under (`None` without leases).
+    pub fn epoch(&self) -> Option<u64> {
+        self.engine().ownership_epoch()
+    }
+
     /// Panics of the mapping's engine since the start.
     pub fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)

@@ -572,8 +572,8 @@ async fn wait_for_lease(
     }
 }
 
-/// `host:pid`, naming this process in the leases it holds.
-fn process_name() -> String {
+/// `host:pid`, naming this process in the leases it holds (and in the daemon's status).
+pub fn process_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

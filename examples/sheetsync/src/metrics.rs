@@ -9,7 +9,6 @@ use sheetsync::{Event, MappingHandle, QueueChange, Side, WriteKind};
 use tokio::sync::broadcast;
 
 /// Counters of one mapping.
-#[derive(Default)]
 pub struct MappingMetrics {
     cycles: AtomicU64,
     failed_cycles: AtomicU64,
@@ -23,6 +22,9 @@ pub struct MappingMetrics {
     queue_changes: [AtomicU64; QUEUE_CHANGES.len()],
     rows_deleted: [AtomicU64; 2],
     last_cycle_ms: AtomicI64,
+    /// When the daemon began running the mapping: the lag counts from here until the first
+    /// cycle finishes, so a mapping that never works shows a growing lag, not NaN.
+    started_ms: i64,
 }
 
 /// The changes of the pending-delete queue, in the order of [`MappingMetrics::queue_changes`].
@@ -50,6 +52,25 @@ fn i(side: Side) -> usize {
 }
 
 impl MappingMetrics {
+    /// Counters from zero, the lag counting from now.
+    pub fn new() -> Self {
+        MappingMetrics {
+            cycles: Default::default(),
+            failed_cycles: Default::default(),
+            changes: Default::default(),
+            writes: Default::default(),
+            held: Default::default(),
+            conflicts: Default::default(),
+            pending: Default::default(),
+            guard_trips: Default::default(),
+            pending_deletes: Default::default(),
+            queue_changes: Default::default(),
+            rows_deleted: Default::default(),
+            last_cycle_ms: Default::default(),
+            started_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
     /// Follows an engine's events until it stops.
     pub fn follow(self: Arc<Self>, mut events: broadcast::Receiver<Event>) {
         tokio::spawn(async move {
@@ -105,6 +126,20 @@ impl MappingMetrics {
         let last = self.last_cycle_ms.load(Ordering::Relaxed);
         (last > 0).then(|| chrono::Utc::now().timestamp_millis() - last)
     }
+
+    /// Seconds since the last finished cycle, or since the mapping started before the first.
+    fn lag_seconds(&self) -> f64 {
+        let last = self
+            .last_cycle_ms
+            .load(Ordering::Relaxed)
+            .max(self.started_ms);
+        (chrono::Utc::now().timestamp_millis() - last) as f64 / 1000.0
+    }
+
+    /// When the last cycle finished, in Unix seconds (0 before the first).
+    fn last_success_seconds(&self) -> f64 {
+        self.last_cycle_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    }
 }
 
 /// Where a family's samples come from: one per mapping, one per mapping and side, or one per
@@ -135,7 +170,9 @@ const FAMILIES: &[(&str, &str, &str, Samples)] = &[
     ("sheetsync_pending_deletes", "gauge", "Deletes the mass-delete guard holds back, waiting for approval.", Samples::Mapping(|m| load(&m.pending_deletes))),
     ("sheetsync_pending_delete_changes_total", "counter", "Rows queued, approved, rejected, applied, restored or dropped in the pending-delete queue.", Samples::QueueChanges),
     ("sheetsync_rows_deleted_total", "counter", "Rows the engine deleted, per side written.", Samples::PerSide(|m, s| load(&m.rows_deleted[i(s)]))),
-    ("sheetsync_lag_seconds", "gauge", "Seconds since the last finished cycle.", Samples::Mapping(|m| m.lag_ms().map_or(f64::NAN, |ms| ms as f64 / 1000.0))),
+    ("sheetsync_lag_seconds", "gauge", "Seconds since the last finished cycle (since the mapping started, before the first).", Samples::Mapping(MappingMetrics::lag_seconds)),
+    ("sheetsync_last_success_timestamp_seconds", "gauge", "When the last cycle finished, in Unix seconds (0 before the first).", Samples::Mapping(MappingMetrics::last_success_seconds)),
+    ("sheetsync_mapping_epoch", "gauge", "The epoch of the lease this process runs the mapping under (0 without a lease).", Samples::Handle(|h| h.epoch().unwrap_or(0) as f64)),
     ("sheetsync_engine_panics_total", "counter", "Panics of the mapping's engine (each restarts it, or stops the daemon, by on_panic).", Samples::Handle(|h| h.panics() as f64)),
     ("sheetsync_mapping_up", "gauge", "1 while the mapping's engine runs, 0 from a panic until it runs again.", Samples::Handle(|h| h.is_up() as u8 as f64)),
 ];
@@ -206,4 +243,28 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_counts_from_the_start_until_the_first_cycle() {
+        let m = MappingMetrics {
+            started_ms: chrono::Utc::now().timestamp_millis() - 5_000,
+            ..MappingMetrics::new()
+        };
+        let lag = m.lag_seconds();
+        assert!(
+            (5.0..60.0).contains(&lag),
+            "a mapping that never worked lags: {lag}"
+        );
+        assert_eq!(m.last_success_seconds(), 0.0);
+        assert_eq!(m.lag_ms(), None, "health still waits for a first cycle");
+        m.last_cycle_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        assert!(m.lag_seconds() < 1.0);
+        assert!(m.last_success_seconds() > 1.0e9);
+    }
 }

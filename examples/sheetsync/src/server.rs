@@ -48,7 +48,7 @@ impl Daemon {
             .mappings()
             .iter()
             .map(|handle| {
-                let metrics = Arc::new(MappingMetrics::default());
+                let metrics = Arc::new(MappingMetrics::new());
                 metrics.clone().follow(handle.subscribe());
                 MappingRuntime {
                     handle: handle.clone(),
@@ -278,6 +278,8 @@ async fn status(State(d): State<Arc<Daemon>>) -> Result<Json<serde_json::Value>,
             "up": m.handle.is_up(),
             "panics": m.handle.panics(),
             "lag_ms": m.metrics.lag_ms(),
+            "epoch": m.handle.epoch(),
+            "replica": sheetsync::sync::process_name(),
             "held": m.handle.held().await,
             "conflicts": m.handle.conflicts().await.len(),
             "pending_deletes": m.handle.pending_deletes().await.len(),

@@ -132,6 +132,12 @@ impl Engine {
         &self.origin
     }
 
+    /// The ownership epoch of the lease this engine runs under
+    /// ([`EngineBuilder::owner`]), if any.
+    pub fn ownership_epoch(&self) -> Option<u64> {
+        self.fence
+    }
+
     /// True once [`Engine::run`] returned because the mapping's lease
     /// ([`EngineBuilder::owner`]) was lost: build a new engine when the lease is held again.
     pub fn lost_ownership(&self) -> bool {

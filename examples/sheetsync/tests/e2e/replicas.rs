@@ -26,6 +26,22 @@ pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
     let mut want = rows_map(&seed);
     w.converge(m, &want).await;
 
+    // The owner says which lease epoch it runs the mapping under, and who it is.
+    let epoch = w
+        .metric("sheetsync_mapping_epoch", "mapping=\"items\"")
+        .await
+        .unwrap();
+    assert!(epoch >= 1.0, "epoch {epoch}");
+    let (_, status) = w.http_get("/api/status").await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        status["mappings"][0]["epoch"],
+        json!(epoch as u64),
+        "{status}"
+    );
+    assert!(status["mappings"][0]["replica"]
+        .as_str()
+        .is_some_and(|r| r.contains(':')));
     let standby = w.spawn_replica();
     wait_until(
         "the second daemon says it waits for the mapping",
