@@ -234,17 +234,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the daemon speaks JSON: its log lines, and the lines it prints on stdout.
+static JSON_OUTPUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 fn init_logging(format: LogFormat, filter: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(filter.unwrap_or("info,sqlx=warn")));
+    // Colours only for a person at a terminal: files, journald and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let _ = JSON_OUTPUT.set(format == LogFormat::Json);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+/// Prints `<what> on <url>` on stdout, or `{"event": what, "url": url}` in JSON mode.
+fn announce(what: &str, url: &str) {
+    if JSON_OUTPUT.get().copied().unwrap_or(false) {
+        println!("{}", serde_json::json!({ "event": what, "url": url }));
+    } else {
+        println!("{what} on {url}");
+    }
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -451,7 +467,7 @@ async fn serve_http(
     match (&cfg.server.admin_listen, &cfg.server.admin_token) {
         (Some(addr), _) => {
             let listener = http::Listener::bind(addr).await?;
-            println!("admin API on {}", listener.describe());
+            announce("admin API", &listener.describe());
             servers.push(tokio::spawn(http::serve(listener, admin, limits, stop.clone())));
             app = app.merge(server::admin_elsewhere(StatusCode::NOT_FOUND, "not found"));
         }
@@ -463,7 +479,7 @@ async fn serve_http(
     }
     let listen = listen_override.unwrap_or(cfg.server.listen.clone());
     let listener = http::Listener::bind(&listen).await?;
-    println!("listening on {}", listener.describe());
+    announce("listening", &listener.describe());
     if let Some(addr) = listener.local_addr() {
         announce_demo(demo, addr)?;
     }
@@ -532,10 +548,18 @@ async fn stop_demo(_: Option<Arc<Demo>>) {}
 async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsync::Event>) {
     use broadcast::error::RecvError;
     use sheetsync::Event;
+    use std::io::IsTerminal;
     let name = m.name();
-    let bar = indicatif::ProgressBar::new_spinner();
+    // A spinner for a person at a terminal; log lines every few seconds for everyone else
+    // (systemd, containers), who would otherwise see nothing until the sync ends.
+    let tty = std::io::stderr().is_terminal();
+    let bar = match tty {
+        true => indicatif::ProgressBar::new_spinner(),
+        false => indicatif::ProgressBar::hidden(),
+    };
     bar.set_message(format!("{name}: initial sync (reading both sides)"));
     bar.enable_steady_tick(Duration::from_millis(120));
+    let mut logged = std::time::Instant::now();
     // Rows read so far, per side, from the engine's progress events.
     let mut read = [0usize; 2];
     let done = loop {
@@ -549,10 +573,15 @@ async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsy
         match event {
             Ok(Event::ReadProgress { side, rows }) => {
                 read[(side == Side::Db) as usize] = rows;
-                bar.set_message(format!(
+                let progress = format!(
                     "{name}: initial sync: read {} Sheet rows, {} database rows",
                     read[0], read[1]
-                ));
+                );
+                if !tty && logged.elapsed() >= INITIAL_SYNC_LOG_EVERY {
+                    tracing::info!(mapping = name, "{progress}");
+                    logged = std::time::Instant::now();
+                }
+                bar.set_message(progress);
             }
             Ok(Event::Cycle(r)) => break format!(
                 "{name}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
@@ -569,8 +598,14 @@ async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsy
             Err(RecvError::Closed) => break format!("{name}: initial sync stopped"),
         }
     };
+    if !tty {
+        tracing::info!(mapping = name, "{done}");
+    }
     bar.finish_with_message(done);
 }
+
+/// How often a long initial sync says how far it got, when no one watches a spinner.
+const INITIAL_SYNC_LOG_EVERY: Duration = Duration::from_secs(5);
 
 async fn wait_for_signal() {
     #[cfg(unix)]

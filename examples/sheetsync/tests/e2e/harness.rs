@@ -664,6 +664,8 @@ pub struct World {
     pub cfg_path: PathBuf,
     /// The time zone of the spreadsheets created from now on (default: the emulator's).
     pub time_zone: Option<String>,
+    /// The daemon's `log.format` (default: human).
+    pub log_format: Option<&'static str>,
     daemon: Option<Daemon>,
     starts: usize,
 }
@@ -691,6 +693,7 @@ impl World {
             fd_limit: None,
             mappings: Vec::new(),
             time_zone: None,
+            log_format: None,
             daemon: None,
             starts: 0,
         }
@@ -745,7 +748,7 @@ impl World {
         let mut s = format!(
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\n\
              [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n{}{}\n\
-             [log]\nfilter = \"{}\"\n",
+             [log]\nfilter = \"{}\"\n{}",
             self.emu.base_url(),
             self.port,
             self.secret,
@@ -756,7 +759,9 @@ impl World {
             },
             self.server_extra,
             // The daemon's log filter (its RUST_LOG is cleared): e.g. `info,sheetsync_core=debug`.
-            std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())
+            std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+            self.log_format
+                .map_or(String::new(), |f| format!("format = \"{f}\"\n")),
         );
         for m in &self.mappings {
             s.push_str(&format!(
@@ -810,7 +815,10 @@ impl World {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with("listening on http://") {
+                // Human: `listening on http://…`; JSON: `{"event":"listening","url":"http://…"}`.
+                if line.starts_with("listening on http://")
+                    || line.starts_with(r#"{"event":"listening","url":"http://"#)
+                {
                     let _ = tx.send(());
                 }
                 sink.lock().unwrap().push(line);

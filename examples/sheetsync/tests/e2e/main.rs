@@ -17,6 +17,7 @@
 
 mod harness;
 mod idle;
+mod observability;
 mod races;
 mod replicas;
 mod round_trips;
@@ -83,3 +84,7 @@ per_backend!(rolling_restart_loses_nothing, replicas::a_rolling_restart_under_a_
 // SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
 per_backend!(paused_owner_stands_down, replicas::a_paused_owner_stands_down_when_it_resumes;
     Postgres: postgres, MySql: mysql);
+per_backend!(log_files_are_plain_text, observability::a_log_file_is_plain_text_and_reports_the_initial_sync;
+    Sqlite: sqlite);
+per_backend!(json_mode_is_all_json, observability::json_mode_writes_only_json;
+    Sqlite: sqlite, Postgres: postgres);

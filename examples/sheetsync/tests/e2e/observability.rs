@@ -1,0 +1,46 @@
+//! What the daemon tells the people who run it: its log, read as a file (not a terminal) the way
+//! systemd and containers keep it, has no colour codes and says when the initial sync is done;
+//! in JSON mode every line it writes, on stderr and on stdout, is a JSON object.
+
+use crate::harness::{row, rows_map, Backend, World};
+
+fn seed() -> Vec<(i64, Vec<Option<String>>)> {
+    vec![(
+        1,
+        row(["1", "Widget", "007", "12.50", "2024-01-31", "true"]),
+    )]
+}
+
+pub async fn a_log_file_is_plain_text_and_reports_the_initial_sync(backend: Backend) {
+    let mut w = World::new(backend, "plainlog").await;
+    let m = w.add_mapping("items", &seed(), "").await;
+    w.start().await;
+    w.converge(m, &rows_map(&seed())).await;
+    let log = w.take_daemon().expect("the daemon").log();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("items: initial sync done")),
+        "no line about the initial sync:\n{log}"
+    );
+}
+
+pub async fn json_mode_writes_only_json(backend: Backend) {
+    let mut w = World::new(backend, "jsonlog").await;
+    w.log_format = Some("json");
+    let m = w.add_mapping("items", &seed(), "").await;
+    w.start().await;
+    w.converge(m, &rows_map(&seed())).await;
+    let daemon = w.take_daemon().expect("the daemon");
+    let (log, stdout) = (daemon.log(), daemon.stdout());
+    assert!(!stdout.is_empty() && !log.is_empty());
+    for line in log.lines().chain(stdout.iter().map(String::as_str)) {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(
+            parsed.is_ok_and(|v| v.is_object()),
+            "not a JSON object: {line}"
+        );
+    }
+}
