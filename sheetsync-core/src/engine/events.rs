@@ -102,8 +102,8 @@ impl Engine {
         let _ = self.events.send(e);
     }
 
-    /// Emits `events`, logging those an operator must see in the log too: a held row, a change
-    /// of the queue of pending deletes.
+    /// Emits `events`, logging those an operator must see in the log too: a held row, a
+    /// conflict kept for a person, a tripped guard, a change of the queue of pending deletes.
     pub(super) fn announce(&self, events: Vec<Event>) {
         for e in events {
             match &e {
@@ -130,10 +130,24 @@ impl Engine {
                     change.as_str()
                 ),
                 Event::Conflict(c) => {
-                    if let Some(why) = &c.reason {
-                        tracing::warn!(mapping = %self.mapping.name, key = %c.key, "conflict kept for a person: {why}");
-                    }
+                    let fields: Vec<&str> = c.fields.iter().map(|f| f.column.as_str()).collect();
+                    let why = c
+                        .reason
+                        .as_deref()
+                        .unwrap_or("the resolvers left it to a person");
+                    tracing::warn!(mapping = %self.mapping.name, key = %c.key, ?fields, deleted_on = ?c.deleted_on, "conflict kept for a person: {why}");
                 }
+                Event::GuardTripped {
+                    side,
+                    deletes,
+                    rows,
+                } => tracing::warn!(
+                    mapping = %self.mapping.name,
+                    %side,
+                    deletes,
+                    rows,
+                    "the mass-delete guard stopped {deletes} delete(s) of {rows} row(s) in the {side}: they wait for approval"
+                ),
                 _ => {}
             }
             self.emit(e);

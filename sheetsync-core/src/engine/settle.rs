@@ -219,7 +219,15 @@ fn events(
             events.push(Event::Conflict(c.clone()));
         }
     }
-    let newly_held = held.iter().filter(|h| !st.held.contains(h));
+    // A row held before is not announced again when only its place (people moved rows) or
+    // the wording changed: one warning per held row until it is released.
+    let was_held = |h: &HeldRow| {
+        st.held.iter().any(|old| match (&h.key, &old.key) {
+            (Some(k), Some(old_key)) => k == old_key && h.side == old.side,
+            _ => old == h,
+        })
+    };
+    let newly_held = held.iter().filter(|h| !was_held(h));
     events.extend(newly_held.cloned().map(Event::Held));
     events.extend(released.into_iter().map(|key| Event::Released { key }));
     for &(side, deletes, rows) in &work.plan.guard {

@@ -88,3 +88,5 @@ per_backend!(log_files_are_plain_text, observability::a_log_file_is_plain_text_a
     Sqlite: sqlite);
 per_backend!(json_mode_is_all_json, observability::json_mode_writes_only_json;
     Sqlite: sqlite, Postgres: postgres);
+per_backend!(held_rows_and_deletes_logged_once, observability::held_rows_and_deletes_are_logged_once;
+    Sqlite: sqlite, MySql: mysql);

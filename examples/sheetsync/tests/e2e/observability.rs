@@ -44,3 +44,47 @@ pub async fn json_mode_writes_only_json(backend: Backend) {
         );
     }
 }
+
+/// A held row is one WARN line with its reason (not one per cycle), a delete one INFO line, and
+/// both name the mapping and the row.
+pub async fn held_rows_and_deletes_are_logged_once(backend: Backend) {
+    let mut w = World::new(backend, "logged").await;
+    let mut seed = seed();
+    seed.push((2, row(["2", "Gadget", "", "", "", "false"])));
+    let m = w.add_mapping("items", &seed, "").await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    w.converge(m, &rows_map(&seed)).await;
+    w.type_cell(m, 2, "price", serde_json::json!("abc"));
+    w.db.exec(&format!("DELETE FROM {t} WHERE id = 1")).await;
+    crate::harness::wait_until("the delete reaches the Sheet", || async {
+        match w.sheet_rows(m)?.contains_key(&1) {
+            false => Ok(()),
+            true => Err("row 1 is still in the Sheet".into()),
+        }
+    })
+    .await;
+    // Several more cycles (full reads every second) while row 2 stays held.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let log = w.take_daemon().expect("the daemon").log();
+    let held: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("row held"))
+        .collect();
+    assert_eq!(held.len(), 1, "one WARN per held row:\n{log}");
+    assert!(
+        held[0].contains("mapping=items") && held[0].contains("abc"),
+        "{}",
+        held[0]
+    );
+    let deleted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("row deleted in the sheet"))
+        .collect();
+    assert_eq!(deleted.len(), 1, "one INFO per deleted row:\n{log}");
+    assert!(
+        deleted[0].contains("mapping=items") && deleted[0].contains("key="),
+        "{}",
+        deleted[0]
+    );
+}

@@ -103,6 +103,28 @@ fn a_refused_row_is_held_with_the_refusing_table_and_counts_towards_parking() {
 }
 
 #[test]
+fn a_held_row_that_moved_is_not_announced_again() {
+    let held_at = |cell: &str| HeldRow {
+        key: Some(key_of(1)),
+        side: Some(Side::Sheet),
+        locator: Some(format!("'Sheet1'!A{cell}")),
+        reason: format!("column \"qty\" ({cell}): \"abc\" is not a valid integer"),
+    };
+    let mut st = EngineState::default();
+    st.held = vec![held_at("D3")];
+    let mut work = Work::default();
+    work.plan.held = vec![held_at("D2")];
+    work.targets.insert(key_of(2), Some(row(2, "fine")));
+    let s = settle_with(&st, &work, &Outcomes::default());
+    assert_eq!(s.held, vec![held_at("D2")], "the state follows the row");
+    assert!(
+        !s.events.iter().any(|e| matches!(e, Event::Held(_))),
+        "{:?}",
+        s.events
+    );
+}
+
+#[test]
 fn only_new_or_changed_conflicts_are_announced() {
     let mut st = EngineState::default();
     st.conflicts.insert(key_of(1), conflict(1, "sheet"));
