@@ -110,8 +110,10 @@ fn a_held_row_that_moved_is_not_announced_again() {
         locator: Some(format!("'Sheet1'!A{cell}")),
         reason: format!("column \"qty\" ({cell}): \"abc\" is not a valid integer"),
     };
-    let mut st = EngineState::default();
-    st.held = vec![held_at("D3")];
+    let st = EngineState {
+        held: vec![held_at("D3")],
+        ..Default::default()
+    };
     let mut work = Work::default();
     work.plan.held = vec![held_at("D2")];
     work.targets.insert(key_of(2), Some(row(2, "fine")));
