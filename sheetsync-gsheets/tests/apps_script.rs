@@ -113,10 +113,12 @@ fn manifest_dir() -> PathBuf {
 
 /// Runs the harness with a scenario; returns its report (script errors included).
 async fn run_script_allowing_errors(mut scenario: Value) -> Value {
-    scenario["script"] = json!(manifest_dir()
-        .join("apps-script/sheetsync.gs")
-        .display()
-        .to_string());
+    if scenario["script"].is_null() {
+        scenario["script"] = json!(manifest_dir()
+            .join("apps-script/sheetsync.gs")
+            .display()
+            .to_string());
+    }
     let harness = manifest_dir().join("tests/apps_script/harness.js");
     tokio::task::spawn_blocking(move || {
         let node = std::env::var("SHEETSYNC_NODE").unwrap_or_else(|_| "node".into());
@@ -630,4 +632,37 @@ fn a_missing_node_is_a_clear_failure_not_a_skip() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
     assert!(major >= 18, "Node.js 18+ is required (fetch), found {v}");
+}
+
+/// The script `sheetsync apps-script` prints stores the webhook URL, asks for the secret in
+/// the Script Properties (it never holds it), and then sets up like `setup(url, secret)`.
+#[tokio::test]
+async fn the_generated_configure_step_needs_the_secret_in_script_properties() {
+    let url = "https://sync.example.com/webhook";
+    let dir = std::env::temp_dir().join(format!("sheetsync-gs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("code.gs");
+    std::fs::write(&path, sheetsync_gsheets::apps_script_configured(url)).unwrap();
+    let scenario = |properties: Value| {
+        json!({
+            "script": path.display().to_string(),
+            "spreadsheetId": "generated",
+            "timeZone": "UTC",
+            "activeSheet": 0,
+            "sheets": [{"sheetId": 0, "name": "Sheet1", "rows": []}],
+            "properties": properties,
+            "calls": [{"fn": "sheetsyncConfigure"}],
+        })
+    };
+    let without = run_script_allowing_errors(scenario(json!({}))).await;
+    assert!(
+        without["errors"]
+            .to_string()
+            .contains("add the Script Property SHEETSYNC_SECRET"),
+        "{without}"
+    );
+    let with = run_script(scenario(json!({"SHEETSYNC_SECRET": "s3cret"}))).await;
+    assert_eq!(with["properties"]["SHEETSYNC_URL"], json!(url), "{with}");
+    assert_eq!(with["properties"]["SHEETSYNC_SECRET"], json!("s3cret"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -358,15 +358,18 @@ fn apps_script(cfg: &Config, url: Option<String>) -> Result<ExitCode> {
             "give --url or set server.public_url: the address Google's servers post to",
         )
     })?;
-    let secret = cfg.server.webhook_secret.clone().ok_or_else(|| {
-        Error::new(
+    if cfg.server.webhook_secret.is_none() {
+        return Err(Error::new(
             ErrorKind::ConfigInvalid,
             "set server.webhook_secret (or SHEETSYNC_WEBHOOK_SECRET) first",
-        )
-    })?;
-    print!(
-        "{}",
-        sheetsync::gsheets::apps_script_configured(&url, &secret)
+        ));
+    }
+    print!("{}", sheetsync::gsheets::apps_script_configured(&url));
+    eprintln!(
+        "Paste the script into the spreadsheet's Extensions > Apps Script editor. In Project \
+         Settings > Script Properties, add SHEETSYNC_SECRET with the value of \
+         server.webhook_secret (the script never contains it). Then run sheetsyncConfigure, \
+         then install, and authorize."
     );
     Ok(ExitCode::SUCCESS)
 }
