@@ -239,6 +239,31 @@ pub fn render(
     out
 }
 
+/// The webhook receiver's counters: deliveries accepted, duplicates, refusals by reason.
+pub fn render_webhook(out: &mut String, stats: &sheetsync::gsheets::webhook::WebhookStats) {
+    let _ = writeln!(out, "# HELP sheetsync_webhook_deliveries_total Webhook deliveries handed to the sync (accepted) or recognised as already applied (duplicate).");
+    let _ = writeln!(out, "# TYPE sheetsync_webhook_deliveries_total counter");
+    let _ = writeln!(
+        out,
+        "sheetsync_webhook_deliveries_total{{result=\"accepted\"}} {}",
+        stats.accepted
+    );
+    let _ = writeln!(
+        out,
+        "sheetsync_webhook_deliveries_total{{result=\"duplicate\"}} {}",
+        stats.duplicates
+    );
+    let _ = writeln!(out, "# HELP sheetsync_webhook_rejected_total Webhook deliveries refused, by reason (bad_signature: the secrets differ).");
+    let _ = writeln!(out, "# TYPE sheetsync_webhook_rejected_total counter");
+    for (reason, n) in &stats.rejected {
+        let _ = writeln!(
+            out,
+            "sheetsync_webhook_rejected_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

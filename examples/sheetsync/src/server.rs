@@ -39,6 +39,8 @@ pub struct Daemon {
     pub mappings: Vec<MappingRuntime>,
     /// The sync (its Sheets client, for API call metrics, and its router of reported edits).
     pub sync: Arc<SheetSync>,
+    /// The webhook receiver, once the public router has one (for its counters).
+    pub webhook: std::sync::OnceLock<WebhookReceiver>,
 }
 
 impl Daemon {
@@ -56,7 +58,11 @@ impl Daemon {
                 }
             })
             .collect();
-        Daemon { mappings, sync }
+        Daemon {
+            mappings,
+            sync,
+            webhook: Default::default(),
+        }
     }
 
     fn mapping(&self, name: &str) -> Result<&MappingRuntime, ApiError> {
@@ -88,6 +94,7 @@ pub fn public_router(
     if let (Some((path, secret)), Some(edits)) = (webhook, daemon.sync.edit_router()) {
         let receiver = WebhookReceiver::new(WebhookConfig::new(secret), edits.handler())?;
         app = app.merge(receiver.router(&path));
+        let _ = daemon.webhook.set(receiver);
     }
     Ok(app)
 }
@@ -264,10 +271,11 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
         Some(c) => (c.counter().calls(), c.counter().retries()),
         None => Default::default(),
     };
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        metrics::render(&maps, &calls, &retries),
-    )
+    let mut text = metrics::render(&maps, &calls, &retries);
+    if let Some(receiver) = d.webhook.get() {
+        metrics::render_webhook(&mut text, &receiver.stats());
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 async fn status(State(d): State<Arc<Daemon>>) -> Result<Json<serde_json::Value>, ApiError> {

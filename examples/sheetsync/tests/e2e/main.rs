@@ -90,3 +90,5 @@ per_backend!(json_mode_is_all_json, observability::json_mode_writes_only_json;
     Sqlite: sqlite, Postgres: postgres);
 per_backend!(held_rows_and_deletes_logged_once, observability::held_rows_and_deletes_are_logged_once;
     Sqlite: sqlite, MySql: mysql);
+per_backend!(webhook_deliveries_counted, observability::webhook_deliveries_are_counted;
+    Sqlite: sqlite);

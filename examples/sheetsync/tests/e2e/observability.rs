@@ -88,3 +88,55 @@ pub async fn held_rows_and_deletes_are_logged_once(backend: Backend) {
         deleted[0]
     );
 }
+
+/// The webhook's counters are metrics: a person's edit is an accepted delivery, a forged one a
+/// refusal with its reason.
+pub async fn webhook_deliveries_are_counted(backend: Backend) {
+    let mut w = World::new(backend, "hooks").await;
+    let m = w.add_mapping("items", &seed(), "").await;
+    w.start().await;
+    w.converge(m, &rows_map(&seed())).await;
+    w.type_cell(m, 1, "name", serde_json::json!("Renamed"));
+    let accepted = "result=\"accepted\"";
+    crate::harness::wait_until("the delivery is counted", || async {
+        let n = w
+            .metric("sheetsync_webhook_deliveries_total", accepted)
+            .await?;
+        if n >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{n} accepted"))
+        }
+    })
+    .await;
+    let port = w.port;
+    let forged = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let body = r#"{"version":1}"#;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             X-Sheetsync-Timestamp: {}\r\nX-Sheetsync-Signature: v1={}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            chrono::Utc::now().timestamp(),
+            "00".repeat(32),
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(forged.starts_with("HTTP/1.1 401"), "{forged}");
+    let refused = w
+        .metric(
+            "sheetsync_webhook_rejected_total",
+            "reason=\"bad_signature\"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, 1.0);
+}
