@@ -22,10 +22,17 @@ pub struct MappingMetrics {
     queue_changes: [AtomicU64; QUEUE_CHANGES.len()],
     rows_deleted: [AtomicU64; 2],
     last_cycle_ms: AtomicI64,
+    /// Cycle durations: counts per bucket of [`CYCLE_BUCKETS`] (not cumulative), and the sum
+    /// in microseconds.
+    cycle_buckets: [AtomicU64; CYCLE_BUCKETS.len() + 1],
+    cycle_micros: AtomicU64,
     /// When the daemon began running the mapping: the lag counts from here until the first
     /// cycle finishes, so a mapping that never works shows a growing lag, not NaN.
     started_ms: i64,
 }
+
+/// Upper bounds (seconds) of the cycle-duration histogram's buckets.
+const CYCLE_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// The changes of the pending-delete queue, in the order of [`MappingMetrics::queue_changes`].
 const QUEUE_CHANGES: [QueueChange; 6] = [
@@ -67,6 +74,8 @@ impl MappingMetrics {
             queue_changes: Default::default(),
             rows_deleted: Default::default(),
             last_cycle_ms: Default::default(),
+            cycle_buckets: Default::default(),
+            cycle_micros: Default::default(),
             started_ms: chrono::Utc::now().timestamp_millis(),
         }
     }
@@ -78,6 +87,7 @@ impl MappingMetrics {
                 match events.recv().await {
                     Ok(Event::Cycle(r)) => {
                         self.cycles.fetch_add(1, Ordering::Relaxed);
+                        self.observe_cycle(r.timings.total);
                         for s in Side::BOTH {
                             self.changes[i(s)]
                                 .fetch_add(r.changes.get(s) as u64, Ordering::Relaxed);
@@ -125,6 +135,41 @@ impl MappingMetrics {
     pub fn lag_ms(&self) -> Option<i64> {
         let last = self.last_cycle_ms.load(Ordering::Relaxed);
         (last > 0).then(|| chrono::Utc::now().timestamp_millis() - last)
+    }
+
+    fn observe_cycle(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = CYCLE_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(CYCLE_BUCKETS.len());
+        self.cycle_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.cycle_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The cycle-duration histogram's samples: cumulative buckets, then `+Inf`, sum and count.
+    fn cycle_histogram(&self, mapping: &str) -> Vec<(String, String, f64)> {
+        let mut rows = Vec::new();
+        let mut seen = 0u64;
+        for (k, le) in CYCLE_BUCKETS.iter().enumerate() {
+            seen += self.cycle_buckets[k].load(Ordering::Relaxed);
+            rows.push((
+                "_bucket".into(),
+                format!("{mapping},le=\"{le}\""),
+                seen as f64,
+            ));
+        }
+        seen += self.cycle_buckets[CYCLE_BUCKETS.len()].load(Ordering::Relaxed);
+        rows.push((
+            "_bucket".into(),
+            format!("{mapping},le=\"+Inf\""),
+            seen as f64,
+        ));
+        let sum = self.cycle_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        rows.push(("_sum".into(), mapping.to_string(), sum));
+        rows.push(("_count".into(), mapping.to_string(), seen as f64));
+        rows
     }
 
     /// Seconds since the last finished cycle, or since the mapping started before the first.
@@ -218,6 +263,13 @@ pub fn render(
     for &(name, kind, help, from) in FAMILIES {
         family(name, kind, help, samples(mappings, from));
     }
+    let build = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    family(
+        "sheetsync_build_info",
+        "gauge",
+        "The daemon's version (always 1).",
+        vec![(build, 1.0)],
+    );
     let by_method = |counts: &BTreeMap<&'static str, u64>| {
         counts
             .iter()
@@ -236,7 +288,26 @@ pub fn render(
         "Google API retries after 429, 5xx or timeouts, by method.",
         by_method(api_retries),
     );
+    cycle_histogram(&mut out, mappings);
     out
+}
+
+/// The cycle-duration histogram of every mapping.
+fn cycle_histogram(out: &mut String, mappings: &[(&MappingHandle, &MappingMetrics)]) {
+    let _ = writeln!(
+        out,
+        "# HELP sheetsync_cycle_duration_seconds How long sync cycles took."
+    );
+    let _ = writeln!(out, "# TYPE sheetsync_cycle_duration_seconds histogram");
+    for (h, m) in mappings {
+        let mapping = format!("mapping=\"{}\"", esc(h.name()));
+        for (suffix, labels, v) in m.cycle_histogram(&mapping) {
+            let _ = writeln!(
+                out,
+                "sheetsync_cycle_duration_seconds{suffix}{{{labels}}} {v}"
+            );
+        }
+    }
 }
 
 /// The webhook receiver's counters: deliveries accepted, duplicates, refusals by reason.
@@ -273,6 +344,29 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cycle_durations_fill_a_cumulative_histogram() {
+        let m = MappingMetrics::new();
+        for ms in [10, 70, 70, 3_000, 120_000] {
+            m.observe_cycle(std::time::Duration::from_millis(ms));
+        }
+        let rows = m.cycle_histogram("mapping=\"m\"");
+        let find = |labels: &str| {
+            rows.iter()
+                .find(|(_, l, _)| l.ends_with(labels))
+                .map(|r| r.2)
+        };
+        assert_eq!(find("le=\"0.05\""), Some(1.0));
+        assert_eq!(find("le=\"0.1\""), Some(3.0));
+        assert_eq!(find("le=\"5\""), Some(4.0));
+        assert_eq!(find("le=\"60\""), Some(4.0));
+        assert_eq!(find("le=\"+Inf\""), Some(5.0));
+        let count = rows.iter().find(|(s, _, _)| s == "_count").map(|r| r.2);
+        let sum = rows.iter().find(|(s, _, _)| s == "_sum").map(|r| r.2);
+        assert_eq!(count, Some(5.0));
+        assert!((sum.unwrap() - 123.15).abs() < 1e-9, "{sum:?}");
+    }
 
     #[test]
     fn the_lag_counts_from_the_start_until_the_first_cycle() {

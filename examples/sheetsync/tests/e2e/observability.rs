@@ -139,4 +139,14 @@ pub async fn webhook_deliveries_are_counted(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refused, 1.0);
+    let build = w.metric("sheetsync_build_info", "version=").await.unwrap();
+    assert_eq!(build, 1.0);
+    let cycles = w
+        .metric(
+            "sheetsync_cycle_duration_seconds_count",
+            "mapping=\"items\"",
+        )
+        .await
+        .unwrap();
+    assert!(cycles >= 1.0, "{cycles} cycles in the histogram");
 }
