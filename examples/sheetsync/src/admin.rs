@@ -127,9 +127,23 @@ impl AdminClient {
         )
     }
 
+    /// `GET path`, printed for people by `render`; an error answer is printed as it came.
+    pub async fn show(&self, path: &str, render: fn(&str) -> Result<String>) -> Result<ExitCode> {
+        let (status, text) = self.request("GET", path, None).await?;
+        if !(200..300).contains(&status) {
+            return self.print_answer(status, text);
+        }
+        print!("{}", render(&text)?);
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// Sends a request and prints the answer as pretty JSON; exit code 1 unless it is a 2xx.
     pub async fn print(&self, method: &str, path: &str, body: Option<&str>) -> Result<ExitCode> {
         let (status, text) = self.request(method, path, body).await?;
+        self.print_answer(status, text)
+    }
+
+    fn print_answer(&self, status: u16, text: String) -> Result<ExitCode> {
         let pretty = serde_json::from_str::<serde_json::Value>(&text)
             .and_then(|v| serde_json::to_string_pretty(&v))
             .unwrap_or(text);

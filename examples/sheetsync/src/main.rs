@@ -23,6 +23,7 @@ mod http;
 mod inspect;
 mod metrics;
 mod server;
+mod tables;
 mod validate;
 
 use std::path::PathBuf;
@@ -107,7 +108,11 @@ enum Command {
         url: Option<String>,
     },
     /// Show a running daemon's mappings: up, lag, held rows, conflicts, pending deletes.
-    Status,
+    Status {
+        /// The admin API's JSON instead of text for people.
+        #[arg(long)]
+        json: bool,
+    },
     /// List or resolve conflicts and held rows of a running daemon.
     Conflicts {
         #[command(subcommand)]
@@ -193,6 +198,9 @@ enum ConflictsCmd {
         /// Only this mapping.
         #[arg(long)]
         mapping: Option<String>,
+        /// The admin API's JSON instead of text for people.
+        #[arg(long)]
+        json: bool,
     },
     /// Resolve a conflict by taking one side, or given values.
     Resolve {
@@ -313,11 +321,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             capture(&cfg, mapping.as_deref(), install).await
         }
         Command::AppsScript { url } => apps_script(&load()?, url),
-        Command::Status => {
+        Command::Status { json } => {
             let cfg = load()?;
-            AdminClient::from_config(&cfg)?
-                .print("GET", "/api/status", None)
-                .await
+            let admin = AdminClient::from_config(&cfg)?;
+            match json {
+                true => admin.print("GET", "/api/status", None).await,
+                false => admin.show("/api/status", tables::status).await,
+            }
         }
         Command::Conflicts { action } => {
             let cfg = load()?;
@@ -627,14 +637,16 @@ async fn wait_for_signal() {
 async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
     let admin = AdminClient::from_config(cfg)?;
     let (method, path, body) = match action {
-        ConflictsCmd::List { mapping } => (
-            "GET",
-            match mapping {
+        ConflictsCmd::List { mapping, json } => {
+            let path = match mapping {
                 Some(m) => format!("/api/conflicts?mapping={}", percent_encode(&m)),
                 None => "/api/conflicts".into(),
-            },
-            None,
-        ),
+            };
+            if !json {
+                return admin.show(&path, tables::conflicts).await;
+            }
+            ("GET", path, None)
+        }
         ConflictsCmd::Resolve {
             mapping,
             key,

@@ -97,8 +97,10 @@ async fn the_admin_api_needs_the_token_and_one_of_the_hosts_names() {
         let out = w.cli(&w.cfg_path, args).await;
         assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
     }
-    let out = w.cli(&w.cfg_path, &["status"]).await;
+    let out = w.cli(&w.cfg_path, &["status", "--json"]).await;
     assert!(out.stdout.contains("\"mapping\": \"items\""), "{out:?}");
+    let out = w.cli(&w.cfg_path, &["status"]).await;
+    assert!(out.stdout.starts_with("items: up, "), "{out:?}");
     // With another token it is refused, and says why.
     let other = w.dir.join("other-token.toml");
     std::fs::write(

@@ -935,7 +935,13 @@ impl World {
         let out = self
             .cli(
                 &self.cfg_path,
-                &["conflicts", "list", "--mapping", &self.mappings[m].name],
+                &[
+                    "conflicts",
+                    "list",
+                    "--json",
+                    "--mapping",
+                    &self.mappings[m].name,
+                ],
             )
             .await;
         if out.code != Some(0) {

@@ -1,0 +1,226 @@
+//! What the CLI prints for people: the admin API's JSON as short text, one line per thing
+//! (`--json` prints the JSON itself, for scripts).
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use sheetsync::{ConflictRecord, HeldRow, Result};
+
+/// One mapping of `GET /api/conflicts`.
+#[derive(Deserialize)]
+struct MappingConflicts {
+    mapping: String,
+    conflicts: Vec<ConflictRecord>,
+    held: Vec<HeldRow>,
+}
+
+/// `sheetsync conflicts list` for people.
+pub fn conflicts(json: &str) -> Result<String> {
+    let mappings: Vec<MappingConflicts> = parse(json)?;
+    let mut out = String::new();
+    for m in mappings {
+        let _ = writeln!(
+            out,
+            "{}: {} kept for a person, {} held",
+            m.mapping,
+            plural(m.conflicts.len(), "conflict"),
+            plural(m.held.len(), "row")
+        );
+        for c in &m.conflicts {
+            conflict(&mut out, &m.mapping, c);
+        }
+        for h in &m.held {
+            let key = h.key.as_ref().map_or("(no key)".into(), |k| k.to_string());
+            let at = match (&h.side, &h.locator) {
+                (Some(side), Some(at)) => format!(" ({side} {at})"),
+                (Some(side), None) => format!(" ({side})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "  held {key}{at}: {}", h.reason);
+        }
+    }
+    Ok(out)
+}
+
+fn conflict(out: &mut String, mapping: &str, c: &ConflictRecord) {
+    let what = match c.deleted_on {
+        Some(side) => format!("deleted in the {side}, updated in the {}", side.other()),
+        None => c
+            .fields
+            .iter()
+            .map(|f| {
+                let base = f
+                    .base
+                    .as_ref()
+                    .map_or(String::new(), |b| format!(", was {}", quoted(b)));
+                format!(
+                    "{}: sheet {}, db {}{base}",
+                    f.column,
+                    quoted(&f.sheet),
+                    quoted(&f.db)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let _ = writeln!(out, "  conflict {}: {what}", c.key);
+    if let Some(why) = &c.reason {
+        let _ = writeln!(out, "    why: {why}");
+    }
+    let _ = writeln!(
+        out,
+        "    resolve: sheetsync conflicts resolve --mapping {mapping} --key {} --side sheet|db",
+        c.key
+    );
+}
+
+fn quoted(v: &sheetsync::Value) -> String {
+    match v {
+        sheetsync::Value::Null => "empty".into(),
+        sheetsync::Value::Text(t) => format!("{t:?}"),
+        v => v.to_string(),
+    }
+}
+
+/// One mapping of `GET /api/status`.
+#[derive(Deserialize)]
+struct MappingStatus {
+    mapping: String,
+    up: bool,
+    lag_ms: Option<i64>,
+    held: Vec<HeldRow>,
+    conflicts: usize,
+    pending_deletes: usize,
+    #[serde(default)]
+    epoch: Option<u64>,
+    #[serde(default)]
+    replica: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    mappings: Vec<MappingStatus>,
+}
+
+/// `sheetsync status` for people.
+pub fn status(json: &str) -> Result<String> {
+    let status: Status = parse(json)?;
+    let mut out = String::new();
+    for m in status.mappings {
+        let lag = m.lag_ms.map_or("no cycle yet".into(), |ms| {
+            format!("lag {:.1} s", ms as f64 / 1000.0)
+        });
+        let owner = match (m.epoch, &m.replica) {
+            (Some(e), Some(r)) => format!(", run by {r} (lease epoch {e})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}: {}, {lag}, {} held, {}, {} waiting for approval{owner}",
+            m.mapping,
+            if m.up { "up" } else { "DOWN" },
+            m.held.len(),
+            plural(m.conflicts, "conflict"),
+            plural(m.pending_deletes, "delete"),
+        );
+        for h in &m.held {
+            let key = h.key.as_ref().map_or("(no key)".into(), |k| k.to_string());
+            let _ = writeln!(out, "  held {key}: {}", h.reason);
+        }
+    }
+    Ok(out)
+}
+
+fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        sheetsync::Error::new(
+            sheetsync::ErrorKind::Unexpected,
+            format!("the daemon's answer is not what this sheetsync reads ({e}): {json}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sheetsync::{FieldDiff, RowKey, Side, Value};
+
+    fn answer() -> String {
+        let key = RowKey::from_values(&[Value::Int(2)]);
+        let c = ConflictRecord {
+            key: key.clone(),
+            fields: vec![FieldDiff {
+                column: "name".into(),
+                base: Some("Gadget".into()),
+                sheet: "Gadget (sheet)".into(),
+                db: "Gadget (db)".into(),
+            }],
+            deleted_on: None,
+            sheet: None,
+            db: None,
+            at: 17,
+            reason: Some("rule 'sheet.qty > db.qty ? \"sheet\" : \"db\"': no such key: qty".into()),
+        };
+        let gone = ConflictRecord {
+            key: RowKey::from_values(&[Value::Int(3)]),
+            fields: Vec::new(),
+            deleted_on: Some(Side::Sheet),
+            reason: None,
+            ..c.clone()
+        };
+        let held = HeldRow {
+            key: Some(key),
+            side: Some(Side::Sheet),
+            locator: Some("'Sheet1'!A3:F3".into()),
+            reason: "column \"price\" (D3): \"abc\" is not a valid decimal".into(),
+        };
+        serde_json::json!([{"mapping": "items", "conflicts": [c, gone], "held": [held]}])
+            .to_string()
+    }
+
+    #[test]
+    fn conflicts_list_for_people() {
+        let text = conflicts(&answer()).unwrap();
+        let want = "\
+items: 2 conflicts kept for a person, 1 row held
+  conflict 2: name: sheet \"Gadget (sheet)\", db \"Gadget (db)\", was \"Gadget\"
+    why: rule 'sheet.qty > db.qty ? \"sheet\" : \"db\"': no such key: qty
+    resolve: sheetsync conflicts resolve --mapping items --key 2 --side sheet|db
+  conflict 3: deleted in the sheet, updated in the db
+    resolve: sheetsync conflicts resolve --mapping items --key 3 --side sheet|db
+  held 2 (sheet 'Sheet1'!A3:F3): column \"price\" (D3): \"abc\" is not a valid decimal
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn status_for_people() {
+        let json = serde_json::json!({"mappings": [
+            {"mapping": "items", "up": true, "panics": 0, "lag_ms": 1200, "held": [],
+             "conflicts": 1, "pending_deletes": 0, "epoch": 3, "replica": "host-a:42"},
+            {"mapping": "orders", "up": false, "panics": 1, "lag_ms": null, "held": [],
+             "conflicts": 0, "pending_deletes": 2},
+        ]});
+        let want = "\
+items: up, lag 1.2 s, 0 held, 1 conflict, 0 deletes waiting for approval, run by host-a:42 (lease epoch 3)
+orders: DOWN, no cycle yet, 0 held, 0 conflicts, 2 deletes waiting for approval
+";
+        assert_eq!(status(&json.to_string()).unwrap(), want);
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_a_clear_error() {
+        let e = conflicts("{\"error\": 1}").unwrap_err();
+        assert!(
+            e.to_string().contains("not what this sheetsync reads"),
+            "{e}"
+        );
+    }
+}
