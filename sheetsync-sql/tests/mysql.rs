@@ -666,43 +666,7 @@ async fn sql_table_opens_mariadb_by_url() {
     );
 }
 
-/// The shared scenarios' fixture: a database of its own with the table `items`.
-struct Items {
-    db: TestDb,
-    table: Arc<MySqlTable>,
-}
-
-impl Items {
-    async fn new() -> Items {
-        let db = TestDb::new().await;
-        let (table, _) = db
-            .table("items", &small_schema(), false, SqlOptions::default())
-            .await;
-        Items { db, table }
-    }
-}
-
-#[async_trait]
-impl common::scenarios::ItemsDb for Items {
-    fn table(&self) -> Arc<dyn Table> {
-        self.table.clone()
-    }
-
-    async fn writer(&self) -> Arc<dyn ExternalWriter> {
-        Arc::new(Other {
-            pool: self.db.other_pool().await,
-            table: quote(D, "items"),
-            schema: small_schema(),
-        })
-    }
-
-    async fn exec(&self, sql: &str) {
-        sqlx::query(AssertSqlSafe(sql.to_string()))
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-    }
-}
+crate::server_items_fixture!(MySqlTable);
 
 crate::shared_scenarios!(Items::new().await =>
     engine_round_trip_both_ways_without_echo,

@@ -37,6 +37,53 @@ macro_rules! shared_scenarios {
     };
 }
 
+/// The shared scenarios' fixture of a server database suite (PostgreSQL, MySQL): a database
+/// of its own (the suite's `TestDb`) with the table `items` through `$table`, another program
+/// on the suite's `Other` writer. Expects `TestDb`, `Other`, `quote` and the dialect `D` in
+/// scope.
+#[macro_export]
+macro_rules! server_items_fixture {
+    ($table:ty) => {
+        /// The shared scenarios' fixture: a database of its own with the table `items`.
+        struct Items {
+            db: TestDb,
+            table: Arc<$table>,
+        }
+
+        impl Items {
+            async fn new() -> Items {
+                let db = TestDb::new().await;
+                let (table, _) = db
+                    .table("items", &small_schema(), false, SqlOptions::default())
+                    .await;
+                Items { db, table }
+            }
+        }
+
+        #[async_trait]
+        impl common::scenarios::ItemsDb for Items {
+            fn table(&self) -> Arc<dyn Table> {
+                self.table.clone()
+            }
+
+            async fn writer(&self) -> Arc<dyn ExternalWriter> {
+                Arc::new(Other {
+                    pool: self.db.other_pool().await,
+                    table: quote(D, "items"),
+                    schema: small_schema(),
+                })
+            }
+
+            async fn exec(&self, sql: &str) {
+                sqlx::query(AssertSqlSafe(sql.to_string()))
+                    .execute(&self.db.pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+}
+
 pub async fn engine_round_trip_both_ways_without_echo(db: &dyn ItemsDb) {
     let (o, o2) = (db.writer().await, db.writer().await);
     engine_round_trip(
