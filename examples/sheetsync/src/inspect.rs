@@ -196,6 +196,57 @@ pub async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// One planned write for people: what changes, column by column (`name: "a" → "b"`), when the
+/// engine knows what the side holds now.
+fn describe(schema: &sheetsync::TableSchema, op: &WriteOp) -> String {
+    let show = |v: &sheetsync::Value| match v {
+        sheetsync::Value::Null => "empty".to_string(),
+        sheetsync::Value::Text(t) => format!("{t:?}"),
+        v => v.to_string(),
+    };
+    let key = |row: &sheetsync::Row| {
+        schema
+            .key
+            .iter()
+            .map(|&i| row.0[i].to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let all = |row: &sheetsync::Row| {
+        let cols = schema.columns.iter().zip(&row.0);
+        cols.map(|(c, v)| format!("{}={}", c.name, show(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match op {
+        WriteOp::Upsert {
+            row,
+            expected: sheetsync::Expected::Row(before),
+        } => {
+            let changed: Vec<String> = schema
+                .columns
+                .iter()
+                .zip(before.0.iter().zip(&row.0))
+                .filter(|(_, (b, a))| b != a)
+                .map(|(c, (b, a))| format!("{}: {} → {}", c.name, show(b), show(a)))
+                .collect();
+            format!("update {}: {}", key(row), changed.join(", "))
+        }
+        WriteOp::Upsert {
+            row,
+            expected: sheetsync::Expected::Absent,
+        } => {
+            format!("insert {}: {}", key(row), all(row))
+        }
+        WriteOp::Upsert { row, .. } => format!("write {}: {}", key(row), all(row)),
+        WriteOp::Insert { row } => format!("insert (key from the database): {}", all(row)),
+        WriteOp::Delete { key, .. } => format!("delete {key}"),
+        WriteOp::SetKey { locator, row } => {
+            format!("give the row at {locator} the key {}", key(row))
+        }
+    }
+}
+
 fn print_plan(s: &Sides, layout: &Layout, p: &Plan) {
     if layout.header_assumed {
         println!(
@@ -214,7 +265,7 @@ fn print_plan(s: &Sides, layout: &Layout, p: &Plan) {
             count(|o| matches!(o, WriteOp::SetKey { .. })),
         );
         for o in ops.iter().take(20) {
-            println!("         {}", serde_json::to_string(o).unwrap_or_default());
+            println!("         {}", describe(&s.schema, &o.op));
         }
         if ops.len() > 20 {
             println!("         ... and {} more", ops.len() - 20);
@@ -230,5 +281,54 @@ fn print_plan(s: &Sides, layout: &Layout, p: &Plan) {
     }
     for (side, deletes, rows) in &p.guard {
         println!("  mass-delete guard: {deletes} of {rows} rows would be deleted on the {side}; they would wait for approval (`sheetsync deletes list`)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sheetsync::{Column, ColumnType, Expected, Row, RowKey, TableSchema, Value};
+
+    #[test]
+    fn planned_writes_read_as_before_and_after() {
+        let schema = TableSchema::new(
+            "items",
+            vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("name", ColumnType::Text),
+                Column::new("qty", ColumnType::Int),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let row = |id: i64, name: &str, qty: Value| Row::new(vec![id.into(), name.into(), qty]);
+        let ops = [
+            WriteOp::Upsert {
+                row: row(1, "Widget v2", Value::Int(5)),
+                expected: Expected::Row(row(1, "Widget", Value::Int(5))),
+            },
+            WriteOp::Upsert {
+                row: row(2, "Gadget", Value::Null),
+                expected: Expected::Absent,
+            },
+            WriteOp::Delete {
+                key: RowKey::from_values(&[Value::Int(3)]),
+                expected: Expected::Any,
+            },
+            WriteOp::SetKey {
+                locator: "'Sheet1'!A5:C5".into(),
+                row: row(4, "typed", Value::Int(1)),
+            },
+        ];
+        let lines: Vec<String> = ops.iter().map(|o| describe(&schema, o)).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"update 1: name: "Widget" → "Widget v2""#,
+                r#"insert 2: id=2, name="Gadget", qty=empty"#,
+                "delete 3",
+                "give the row at 'Sheet1'!A5:C5 the key 4",
+            ]
+        );
     }
 }
