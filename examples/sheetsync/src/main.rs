@@ -140,6 +140,9 @@ enum DeletesCmd {
         /// Only this mapping.
         #[arg(long)]
         mapping: Option<String>,
+        /// The admin API's JSON instead of text for people.
+        #[arg(long)]
+        json: bool,
     },
     /// Approve pending deletes: the rows are deleted on the other side too.
     Approve(DecideArgs),
@@ -678,14 +681,16 @@ async fn conflicts(cfg: &Config, action: ConflictsCmd) -> Result<ExitCode> {
 async fn deletes(cfg: &Config, action: DeletesCmd) -> Result<ExitCode> {
     let admin = AdminClient::from_config(cfg)?;
     let (method, path, body) = match action {
-        DeletesCmd::List { mapping } => (
-            "GET",
-            match mapping {
+        DeletesCmd::List { mapping, json } => {
+            let path = match mapping {
                 Some(m) => format!("/api/deletes?mapping={}", percent_encode(&m)),
                 None => "/api/deletes".into(),
-            },
-            None,
-        ),
+            };
+            if !json {
+                return admin.show(&path, tables::deletes).await;
+            }
+            ("GET", path, None)
+        }
         DeletesCmd::Approve(args) => ("POST", "/api/deletes/approve".into(), Some(args.body())),
         DeletesCmd::Reject(args) => ("POST", "/api/deletes/reject".into(), Some(args.body())),
     };

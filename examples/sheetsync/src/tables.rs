@@ -131,6 +131,69 @@ pub fn status(json: &str) -> Result<String> {
     Ok(out)
 }
 
+/// One mapping of `GET /api/deletes`.
+#[derive(Deserialize)]
+struct MappingDeletes {
+    mapping: String,
+    pending_deletes: Vec<PendingLine>,
+}
+
+#[derive(Deserialize)]
+struct PendingLine {
+    key: Vec<String>,
+    deleted_on: String,
+    row: serde_json::Map<String, serde_json::Value>,
+    queued_at: String,
+    reason: String,
+    decision: Option<serde_json::Value>,
+}
+
+/// `sheetsync deletes list` for people.
+pub fn deletes(json: &str) -> Result<String> {
+    let mappings: Vec<MappingDeletes> = parse(json)?;
+    let mut out = String::new();
+    for m in mappings {
+        let n = m.pending_deletes.len();
+        let _ = writeln!(
+            out,
+            "{}: {} waiting for approval",
+            m.mapping,
+            plural(n, "delete")
+        );
+        for p in &m.pending_deletes {
+            let row: Vec<String> = p
+                .row
+                .iter()
+                .map(|(c, v)| match v.as_str() {
+                    Some(t) => format!("{c}={t:?}"),
+                    None => format!("{c}=empty"),
+                })
+                .collect();
+            let decided = match &p.decision {
+                Some(d) => format!(" [decided: {}]", d.as_str().unwrap_or("yes")),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} deleted in the {} at {}{decided}: {}",
+                p.key.join("/"),
+                p.deleted_on,
+                p.queued_at,
+                row.join(", ")
+            );
+            let _ = writeln!(out, "    why it waits: {}", p.reason);
+        }
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "  decide: sheetsync deletes approve|reject --mapping {} --all (or --key K, --older-than 1h)",
+                m.mapping
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn plural(n: usize, what: &str) -> String {
     match n {
         1 => format!("1 {what}"),
@@ -213,6 +276,24 @@ items: up, lag 1.2 s, 0 held, 1 conflict, 0 deletes waiting for approval, run by
 orders: DOWN, no cycle yet, 0 held, 0 conflicts, 2 deletes waiting for approval
 ";
         assert_eq!(status(&json.to_string()).unwrap(), want);
+    }
+
+    #[test]
+    fn deletes_list_for_people() {
+        let json = serde_json::json!([{"mapping": "items", "pending_deletes": [{
+            "key": ["3"], "deleted_on": "sheet",
+            "row": {"id": "3", "name": "Gizmo", "note": null},
+            "queued_at": "2026-12-01T17:00:00Z",
+            "reason": "4 of 10 rows deleted in the sheet within 60 s (limit 20%)",
+            "decision": null,
+        }]}]);
+        let want = "\
+items: 1 delete waiting for approval
+  3 deleted in the sheet at 2026-12-01T17:00:00Z: id=\"3\", name=\"Gizmo\", note=empty
+    why it waits: 4 of 10 rows deleted in the sheet within 60 s (limit 20%)
+  decide: sheetsync deletes approve|reject --mapping items --all (or --key K, --older-than 1h)
+";
+        assert_eq!(deletes(&json.to_string()).unwrap(), want);
     }
 
     #[test]

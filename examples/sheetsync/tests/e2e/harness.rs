@@ -916,7 +916,13 @@ impl World {
         let out = self
             .cli(
                 &self.cfg_path,
-                &["deletes", "list", "--mapping", &self.mappings[m].name],
+                &[
+                    "deletes",
+                    "list",
+                    "--json",
+                    "--mapping",
+                    &self.mappings[m].name,
+                ],
             )
             .await;
         if out.code != Some(0) {
