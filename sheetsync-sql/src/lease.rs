@@ -228,8 +228,11 @@ pub(crate) async fn stored_epoch<D: Driver>(
     lock: &str,
 ) -> sqlx::Result<Option<u64>> {
     let s = D::state();
-    let p = if s.dollar { "$1" } else { "?" };
-    let sql = format!("SELECT epoch FROM {} WHERE mapping = {p}{lock}", s.leases);
+    let sql = format!(
+        "SELECT epoch FROM {} WHERE mapping = {}{lock}",
+        s.leases,
+        s.param(1)
+    );
     let rows = D::fetch_all(conn, by_mapping::<D>(sql, mapping)).await?;
     Ok(rows
         .first()

@@ -395,7 +395,8 @@ pub(crate) struct StateSql {
 }
 
 impl StateSql {
-    fn param(&self, n: usize) -> String {
+    /// The `n`-th bind parameter: `$n` or `?`.
+    pub(crate) fn param(&self, n: usize) -> String {
         if self.dollar {
             format!("${n}")
         } else {

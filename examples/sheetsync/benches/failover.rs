@@ -16,7 +16,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{insert_sql, row, rows_map, wait_until, Backend, World};
+use harness::{insert_sql, row, rows_map, Backend, World};
 
 fn kills() -> usize {
     std::env::var("SHEETSYNC_FAILOVER_KILLS")
@@ -35,13 +35,10 @@ async fn measure(backend: Backend, kills: usize) -> Vec<(Duration, Duration)> {
     let mut out = Vec::new();
     for i in 1..=kills as i64 {
         let standby = w.spawn_replica();
-        wait_until("the standby waits", || async {
-            match standby.log().contains("another process runs this mapping") {
-                true => Ok(()),
-                false => Err("not yet".into()),
-            }
-        })
-        .await;
+        standby
+            .daemon
+            .wait_for_log("another process runs this mapping")
+            .await;
         let killed = Instant::now();
         w.kill9();
         let r = row([&i.to_string(), "after the kill", "", "", "", "true"]);

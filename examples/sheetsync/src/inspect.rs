@@ -199,11 +199,7 @@ pub async fn plan(cfg: &Config, only: Option<&str>, json: bool) -> Result<()> {
 /// One planned write for people: what changes, column by column (`name: "a" → "b"`), when the
 /// engine knows what the side holds now.
 fn describe(schema: &sheetsync::TableSchema, op: &WriteOp) -> String {
-    let show = |v: &sheetsync::Value| match v {
-        sheetsync::Value::Null => "empty".to_string(),
-        sheetsync::Value::Text(t) => format!("{t:?}"),
-        v => v.to_string(),
-    };
+    let show = crate::tables::shown;
     let key = |row: &sheetsync::Row| {
         schema
             .key

@@ -9,6 +9,7 @@ use sheetsync::{Event, MappingHandle, QueueChange, Side, WriteKind};
 use tokio::sync::broadcast;
 
 /// Counters of one mapping.
+#[derive(Default)]
 pub struct MappingMetrics {
     cycles: AtomicU64,
     failed_cycles: AtomicU64,
@@ -62,21 +63,8 @@ impl MappingMetrics {
     /// Counters from zero, the lag counting from now.
     pub fn new() -> Self {
         MappingMetrics {
-            cycles: Default::default(),
-            failed_cycles: Default::default(),
-            changes: Default::default(),
-            writes: Default::default(),
-            held: Default::default(),
-            conflicts: Default::default(),
-            pending: Default::default(),
-            guard_trips: Default::default(),
-            pending_deletes: Default::default(),
-            queue_changes: Default::default(),
-            rows_deleted: Default::default(),
-            last_cycle_ms: Default::default(),
-            cycle_buckets: Default::default(),
-            cycle_micros: Default::default(),
             started_ms: chrono::Utc::now().timestamp_millis(),
+            ..MappingMetrics::default()
         }
     }
 

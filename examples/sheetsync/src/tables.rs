@@ -52,12 +52,12 @@ fn conflict(out: &mut String, mapping: &str, c: &ConflictRecord) {
                 let base = f
                     .base
                     .as_ref()
-                    .map_or(String::new(), |b| format!(", was {}", quoted(b)));
+                    .map_or(String::new(), |b| format!(", was {}", shown(b)));
                 format!(
                     "{}: sheet {}, db {}{base}",
                     f.column,
-                    quoted(&f.sheet),
-                    quoted(&f.db)
+                    shown(&f.sheet),
+                    shown(&f.db)
                 )
             })
             .collect::<Vec<_>>()
@@ -74,7 +74,8 @@ fn conflict(out: &mut String, mapping: &str, c: &ConflictRecord) {
     );
 }
 
-fn quoted(v: &sheetsync::Value) -> String {
+/// A value as people read it in the CLI's text: text quoted, an empty cell `empty`.
+pub(crate) fn shown(v: &sheetsync::Value) -> String {
     match v {
         sheetsync::Value::Null => "empty".into(),
         sheetsync::Value::Text(t) => format!("{t:?}"),

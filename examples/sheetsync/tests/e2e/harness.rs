@@ -549,6 +549,18 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits (up to [`DEADLINE`]) until its log contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        wait_until(&format!("the daemon logs {needle:?}"), || async {
+            let log = self.log();
+            match log.contains(needle) {
+                true => Ok(()),
+                false => Err(format!("its log so far:\n{log}")),
+            }
+        })
+        .await;
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, ...) with `kill`.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{insert_sql, row, rows_map, wait_until, Backend, World};
+use crate::harness::{insert_sql, row, rows_map, Backend, World};
 
 /// How long the standby may take to run the mapping after the owner is killed.
 const TAKEOVER: Duration = Duration::from_secs(15);
@@ -43,17 +43,10 @@ pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
         .as_str()
         .is_some_and(|r| r.contains(':')));
     let standby = w.spawn_replica();
-    wait_until(
-        "the second daemon says it waits for the mapping",
-        || async {
-            let log = standby.log();
-            match log.contains("another process runs this mapping") {
-                true => Ok(()),
-                false => Err(format!("its log so far:\n{log}")),
-            }
-        },
-    )
-    .await;
+    standby
+        .daemon
+        .wait_for_log("another process runs this mapping")
+        .await;
 
     // Both processes are up: each change is carried once.
     let two = row(["2", "Gadget", "", "", "", "false"]);
@@ -119,14 +112,8 @@ pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
     want.insert(2, two);
     w.converge(m, &want).await;
     old.signal("CONT");
-    wait_until("the resumed owner stands down", || async {
-        let log = old.log();
-        match log.contains("lost the mapping's lease") {
-            true => Ok(()),
-            false => Err(format!("its log so far:\n{log}")),
-        }
-    })
-    .await;
+    // The resumed owner stands down.
+    old.wait_for_log("lost the mapping's lease").await;
     let three = row(["3", "Late", "", "", "", "true"]);
     w.db.exec(&insert_sql(&t, &[(3, three.clone())])).await;
     want.insert(3, three);
@@ -151,13 +138,9 @@ pub async fn a_rolling_restart_under_a_stream_of_edits_loses_nothing(backend: Ba
     let first = w.take_daemon().expect("the owner");
     let standbys = [w.spawn_replica(), w.spawn_replica()];
     for s in &standbys {
-        wait_until("a standby waits", || async {
-            match s.log().contains("another process runs this mapping") {
-                true => Ok(()),
-                false => Err(s.log()),
-            }
-        })
-        .await;
+        s.daemon
+            .wait_for_log("another process runs this mapping")
+            .await;
     }
     let done = std::sync::atomic::AtomicBool::new(false);
     let roll = async {
