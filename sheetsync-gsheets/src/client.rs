@@ -1,9 +1,10 @@
 //! A Sheets API client that keeps to the quota, retries what may be retried, counts its calls
 //! and maps Google's errors to sheetsync's once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use google_sheets4::api::{
@@ -192,6 +193,40 @@ pub struct SheetsClient {
     reads: Arc<RateLimiter>,
     writes: Arc<RateLimiter>,
     counter: CallCounter,
+    activity: WriteActivity,
+}
+
+/// This client's writes per spreadsheet, for telling its own changes of a file from others'
+/// ([`crate::watch`]): a count bumped when a write starts and when it ends, and the writes in
+/// flight.
+#[derive(Default)]
+struct WriteActivity(Mutex<HashMap<String, (u64, u64)>>);
+
+impl WriteActivity {
+    fn begin(&self, id: &str) -> WriteGuard<'_> {
+        let mut m = self.0.lock().expect("activity lock");
+        let e = m.entry(id.to_string()).or_default();
+        e.0 += 1;
+        e.1 += 1;
+        WriteGuard(self, id.to_string())
+    }
+
+    fn get(&self, id: &str) -> (u64, u64) {
+        let m = self.0.lock().expect("activity lock");
+        m.get(id).copied().unwrap_or_default()
+    }
+}
+
+/// Ends a write in [`WriteActivity`] when dropped (also when the call is cancelled).
+struct WriteGuard<'a>(&'a WriteActivity, String);
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().expect("activity lock");
+        let e = m.entry(std::mem::take(&mut self.1)).or_default();
+        e.0 += 1;
+        e.1 = e.1.saturating_sub(1);
+    }
 }
 
 /// What kind of request a call is: which quota it counts against, and whether it may be sent
@@ -276,6 +311,7 @@ impl SheetsClient {
             reads,
             writes,
             counter: CallCounter::default(),
+            activity: WriteActivity::default(),
             config,
         })
     }
@@ -288,6 +324,13 @@ impl SheetsClient {
     /// The read and write limiters (to share with another client, or for their statistics).
     pub fn limiters(&self) -> (&Arc<RateLimiter>, &Arc<RateLimiter>) {
         (&self.reads, &self.writes)
+    }
+
+    /// This client's writes to spreadsheet `id`: a count that moves when a write starts and
+    /// when it ends, and how many are in flight. A change of the file while the count did not
+    /// move and nothing was in flight was made by someone else.
+    pub fn write_activity(&self, id: &str) -> (u64, u64) {
+        self.activity.get(id)
     }
 
     /// The settings.
@@ -394,6 +437,7 @@ impl SheetsClient {
             value_input_option: Some("RAW".into()),
             ..Default::default()
         };
+        let _writing = self.activity.begin(id);
         self.call(Access::WriteOnce, "values.batchUpdate", || {
             self.hub
                 .spreadsheets()
@@ -418,6 +462,7 @@ impl SheetsClient {
             range: None,
         };
         let encoded = encode_range(range);
+        let _writing = self.activity.begin(id);
         self.call(Access::WriteOnce, "values.append", || {
             self.hub
                 .spreadsheets()
@@ -444,6 +489,7 @@ impl SheetsClient {
         req: BatchUpdateSpreadsheetRequest,
         fields: Option<&str>,
     ) -> Result<BatchUpdateSpreadsheetResponse> {
+        let _writing = self.activity.begin(id);
         self.call(Access::WriteOnce, "spreadsheets.batchUpdate", || {
             let mut c = self
                 .hub

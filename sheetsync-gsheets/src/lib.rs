@@ -42,7 +42,7 @@ mod guard;
 mod layout;
 pub mod quota;
 mod table;
-#[cfg(feature = "webhook")]
+pub mod watch;
 pub mod webhook;
 
 /// The Apps Script (`apps-script/sheetsync.gs`) that sends a person's edits to the webhook.

@@ -369,6 +369,10 @@ pub fn spreadsheet_json(ss: &Spreadsheet, include_grid: bool, ranges: &[Resolved
         if !meta.is_empty() {
             s["developerMetadata"] = Value::Array(meta);
         }
+        let protected = crate::api::batch::protected_ranges(ss, sh.props.sheet_id);
+        if !protected.is_empty() {
+            s["protectedRanges"] = Value::Array(protected);
+        }
         sheets.push(s);
     }
     let mut out = json!({

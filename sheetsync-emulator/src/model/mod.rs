@@ -115,6 +115,10 @@ pub struct Spreadsheet {
     pub sheets: Vec<Sheet>,
     /// Developer metadata at every location.
     pub metadata: Vec<DevMeta>,
+    /// Protected ranges (`ProtectedRange` JSON, `protectedRangeId` set), in creation order.
+    /// Stored and returned; the emulator's callers all own the file, so none restricts them.
+    #[serde(default)]
+    pub protected: Vec<Value>,
     /// Drive `version` (bumped on every change).
     pub version: u64,
     /// Drive `createdTime`, unix ms.
@@ -134,6 +138,7 @@ impl Spreadsheet {
             auto_recalc: "ON_CHANGE".into(),
             sheets: vec![Sheet::new(0, "Sheet1", 1000, 26)],
             metadata: Vec::new(),
+            protected: Vec::new(),
             version: 1,
             created_ms: now_ms,
             modified_ms: now_ms,

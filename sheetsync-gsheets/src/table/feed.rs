@@ -18,6 +18,11 @@ pub(super) struct Feed {
     /// For entries from an edit that said which columns it touched: their schema columns.
     edited: HashMap<u64, Vec<usize>>,
     pub(super) rescan: bool,
+    /// The last entry the engine acknowledged (it committed everything up to it).
+    acked: u64,
+    /// Journal entries taken into this feed and not yet acknowledged: the feed entry that has
+    /// to be acknowledged first, and the entry's journal seq (oldest first).
+    journal: VecDeque<(u64, u64)>,
 }
 
 impl Feed {
@@ -64,6 +69,10 @@ impl Feed {
     /// Drops the entries up to `cursor`.
     pub fn ack(&mut self, cursor: &Cursor) {
         let upto = self.position(cursor);
+        self.acked = self.acked.max(upto);
+        while self.journal.front().is_some_and(|(s, _)| *s <= self.acked) {
+            self.journal.pop_front();
+        }
         while let Some(&(s, _)) = self.entries.front() {
             if s > upto {
                 break;
@@ -82,6 +91,19 @@ impl Feed {
                 self.edited.insert(self.seq, e.to_vec());
             }
         }
+    }
+
+    /// Notes that journal entry `seq` was just pushed: it is consumed once the engine has
+    /// acknowledged everything pushed so far.
+    pub fn mark_journal(&mut self, seq: u64) {
+        if self.seq > self.acked {
+            self.journal.push_back((self.seq, seq));
+        }
+    }
+
+    /// The oldest journal entry of this feed the engine has not committed yet.
+    pub fn first_unconsumed_journal(&self) -> Option<u64> {
+        self.journal.front().map(|(_, j)| *j)
     }
 
     /// Drops the entries not yet handed out for which `covered` is true.
@@ -156,6 +178,8 @@ impl SheetTable {
         if edit.sheet_id != self.opts.sheet_id {
             return Ok(());
         }
+        self.edits_accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.forget_read();
         // A person's edit may have added or moved rows: the last full read's positions no
         // longer tell where keys are (a row typed since would be taken for missing).
@@ -190,6 +214,36 @@ impl SheetTable {
         drop(feed);
         let _ = self.wake.send(());
         Ok(())
+    }
+
+    /// [`SheetTable::accept_edit`] for entry `seq` of the edit journal ([`crate::watch`]),
+    /// remembering the entry until the engine has committed what it carried.
+    pub fn accept_journal_entry(&self, edit: SheetEdit, seq: u64) -> Result<()> {
+        self.accept_edit(edit)?;
+        self.feed.lock().expect("feed lock").mark_journal(seq);
+        Ok(())
+    }
+
+    /// The oldest journal entry given to this table whose changes the engine has not
+    /// committed yet: the journal may be trimmed only below it.
+    pub fn first_unconsumed_journal_entry(&self) -> Option<u64> {
+        self.feed
+            .lock()
+            .expect("feed lock")
+            .first_unconsumed_journal()
+    }
+
+    /// How many edits of this tab the Sheet has reported so far (webhook or journal).
+    pub fn edits_accepted(&self) -> u64 {
+        self.edits_accepted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next cycle read the tab in full (something changed that no reported edit
+    /// explains) and wakes the engine for it.
+    pub fn request_full_read(&self) {
+        self.feed.lock().expect("feed lock").rescan = true;
+        let _ = self.wake.send(());
     }
 
     /// The observations of an edit's rows, and whether the next read must be a full one (the
@@ -391,6 +445,27 @@ mod tests {
         let (page, same, more) = feed.page(&end, 10);
         assert!(page.is_empty() && !more);
         assert_eq!(same, end);
+    }
+
+    #[test]
+    fn a_journal_entry_is_consumed_once_its_observations_are_acknowledged() {
+        let mut feed = Feed::new();
+        feed.push(vec![obs(1)], None);
+        feed.mark_journal(7);
+        let first = feed.cursor();
+        feed.push(vec![obs(2)], None);
+        feed.mark_journal(8);
+        // An entry with nothing new for the feed waits for the entries before it.
+        feed.mark_journal(9);
+        assert_eq!(feed.first_unconsumed_journal(), Some(7));
+        feed.ack(&first);
+        assert_eq!(feed.first_unconsumed_journal(), Some(8));
+        let all = feed.cursor();
+        feed.ack(&all);
+        assert_eq!(feed.first_unconsumed_journal(), None);
+        // Once everything is acknowledged, an entry that adds nothing is consumed at once.
+        feed.mark_journal(10);
+        assert_eq!(feed.first_unconsumed_journal(), None);
     }
 
     #[test]

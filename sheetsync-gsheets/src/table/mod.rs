@@ -175,6 +175,8 @@ pub struct SheetTable {
     edit_times: Mutex<HashMap<RowKey, (sheetsync_core::RowHash, DateTime<Utc>)>>,
     /// The scratch tab was checked for a batch an earlier process left unverified.
     recovered: std::sync::atomic::AtomicBool,
+    /// Edits of this tab reported so far (for change detection, [`crate::watch`]).
+    edits_accepted: std::sync::atomic::AtomicU64,
 }
 
 const LAYOUT_FIELDS: &str =
@@ -207,6 +209,7 @@ impl SheetTable {
             pending_repair: Mutex::new(None),
             edit_times: Mutex::new(HashMap::new()),
             recovered: std::sync::atomic::AtomicBool::new(false),
+            edits_accepted: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -1,4 +1,6 @@
-//! The real-time path from the Sheet: a signed webhook receiver for the Apps Script trigger.
+//! The real-time path from the Sheet: the edits the Apps Script trigger reports, as a signed
+//! webhook delivery (the receiver needs the `webhook` feature) or as entries of the edit journal
+//! ([`crate::watch`]), both carrying the same payload and routed to tables by [`EditRouter`].
 //!
 //! The Apps Script shipped with this crate (`apps-script/sheetsync.gs`, install guide in
 //! `apps-script/README.md`) runs as an installable `onEdit` + `onChange` trigger and POSTs a
@@ -66,14 +68,20 @@
 //! ```
 
 pub mod payload;
+#[cfg(feature = "webhook")]
 pub mod receiver;
 mod router;
+#[cfg(feature = "webhook")]
+mod signature;
 
 pub use payload::{
-    sign, verify, ChangeType, EditRange, PayloadError, PayloadRow, WebhookPayload, PAYLOAD_VERSION,
+    ChangeType, EditRange, PayloadError, PayloadRow, WebhookPayload, PAYLOAD_VERSION,
 };
+#[cfg(feature = "webhook")]
 pub use receiver::{
     RejectReason, WebhookConfig, WebhookHandler, WebhookReceiver, WebhookStats, SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 };
 pub use router::EditRouter;
+#[cfg(feature = "webhook")]
+pub use signature::{sign, verify};

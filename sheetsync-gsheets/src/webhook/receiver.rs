@@ -14,7 +14,8 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use sheetsync_core::{Error, ErrorKind};
 
-use super::payload::{verify, PayloadError, WebhookPayload};
+use super::payload::{PayloadError, WebhookPayload};
+use super::signature::verify;
 
 /// Name of the header carrying the unix-seconds timestamp.
 pub const TIMESTAMP_HEADER: &str = "x-sheetsync-timestamp";

@@ -10,7 +10,10 @@ mod cells;
 mod copy_paste;
 mod dimensions;
 mod metadata;
+mod protection;
 mod tabs;
+
+pub(crate) use protection::protected_ranges;
 
 use serde_json::{json, Map, Value};
 
@@ -124,6 +127,8 @@ fn apply_one(
         "createDeveloperMetadata" => metadata::create(ctx, ss, req),
         "updateDeveloperMetadata" => metadata::update(ss, req),
         "deleteDeveloperMetadata" => metadata::delete(ss, req),
+        "addProtectedRange" => protection::add(ctx, ss, req),
+        "deleteProtectedRange" => empty(protection::delete(ss, req)),
         other => Err(ApiError::bad_request(format!(
             "Unsupported request: {other}"
         ))),

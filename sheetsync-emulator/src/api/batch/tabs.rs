@@ -68,6 +68,7 @@ pub(super) fn delete_sheet(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiE
     }
     let sid = ss.sheets[si].props.sheet_id;
     ss.sheets.remove(si);
+    super::protection::forget_sheet(ss, sid);
     ss.metadata.retain(|m| match m.location {
         MetaLocation::Sheet(s) => s != sid,
         MetaLocation::Dimension { sheet_id, .. } => sheet_id != sid,
