@@ -207,6 +207,13 @@ impl SheetSync {
                 turn,
             )));
         }
+        #[cfg(all(
+            feature = "gsheets",
+            any(feature = "postgres", feature = "mysql", feature = "sqlite")
+        ))]
+        if let Some(s) = &self.sheets {
+            tasks.extend(s.spawn_watchers(&self.control.stop));
+        }
     }
 
     /// The mappings, in the order given.

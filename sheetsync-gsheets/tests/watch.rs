@@ -298,7 +298,7 @@ async fn committed_entries_are_trimmed_and_uncommitted_ones_stay() {
 
 #[tokio::test]
 async fn a_deleted_journal_falls_back_to_full_reads_and_a_new_one_is_taken_up() {
-    let (rig, cursor) = settled(|_| {}).await;
+    let (rig, cursor) = settled(|o| o.create_journal = false).await;
     let tab = rig.emu.spreadsheet(&rig.id).unwrap();
     let journal_id = tab
         .sheets
@@ -323,11 +323,37 @@ async fn a_deleted_journal_falls_back_to_full_reads_and_a_new_one_is_taken_up() 
     rig.full_read().await;
     // The script makes it again on the next edit: its entries are taken up.
     assert!(create_journal(&rig.script, &rig.id).await.unwrap());
+    rig.watcher.poll_once().await.unwrap();
     rig.person_edit(1, &[(2, vec![json!(1), json!("e")])]).await;
     rig.watcher.poll_once().await.unwrap();
     assert!(!rig.watcher.stats().journal_missing);
     let batch = rig.table.changes(&cursor, 100).await.unwrap();
     assert!(upserts(&batch.changes).contains(&row(1, "e")));
+}
+
+#[tokio::test]
+async fn a_missing_journal_is_made_again() {
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = emu.create_spreadsheet("no journal yet").unwrap();
+    let client = Arc::new(
+        SheetsClient::new(client_config(&emu.base_url(), "daemon"))
+            .await
+            .unwrap(),
+    );
+    let table = Arc::new(SheetTable::new(
+        client.clone(),
+        SheetOptions::new(&id, 0),
+        schema(),
+    ));
+    let watcher = Watcher::new(client, &id, WatchOptions::default());
+    watcher.add(table);
+    watcher.poll_once().await.unwrap();
+    assert!(watcher.stats().journal_missing);
+    let ss = emu.spreadsheet(&id).unwrap();
+    assert!(ss
+        .sheets
+        .iter()
+        .any(|s| s.props.title == JOURNAL_TAB && s.props.hidden));
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sheetsync_core::{
     Engine, Error, ErrorKind, MappingConfig, Ownership, Result, StateStore, Table, TableSchema,
 };
+use sheetsync_gsheets::watch::{ChangeDetection, WatchOptions, Watcher};
 use sheetsync_gsheets::webhook::EditRouter;
 use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
 
@@ -38,6 +39,18 @@ pub struct SheetsConfig {
     /// Write requests per minute (Google: 60 per user).
     #[serde(default = "sixty")]
     pub writes_per_minute: u32,
+    /// How a person's edit is found: `journal` (the Apps Script's journal tab, polled; the
+    /// default), `webhook` (the Apps Script posts to the daemon) or `polling` (no script).
+    #[serde(default)]
+    pub change_detection: ChangeDetection,
+    /// The longest time between two polls of a spreadsheet while nothing changes, in
+    /// milliseconds (polls come faster while it does).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    WatchOptions::default().max_interval.as_millis() as u64
 }
 
 fn google_sheets_url() -> String {
@@ -56,6 +69,8 @@ impl Default for SheetsConfig {
             credentials: None,
             reads_per_minute: 60,
             writes_per_minute: 60,
+            change_detection: ChangeDetection::default(),
+            poll_ms: default_poll_ms(),
         }
     }
 }
@@ -71,6 +86,17 @@ impl SheetsConfig {
                 .or_else(|| var("GOOGLE_APPLICATION_CREDENTIALS")),
             ..SheetsConfig::default()
         }
+    }
+
+    /// How the watchers of this configuration poll.
+    pub fn watch_options(&self) -> WatchOptions {
+        let mut o = WatchOptions {
+            mode: self.change_detection,
+            ..WatchOptions::default()
+        };
+        o.max_interval = std::time::Duration::from_millis(self.poll_ms.max(50));
+        o.min_interval = o.min_interval.min(o.max_interval);
+        o
     }
 
     /// Whether this talks to Google rather than an emulator.
@@ -313,6 +339,52 @@ pub(crate) struct SheetsSide {
     client: Arc<SheetsClient>,
     router: EditRouter,
     sides: Vec<Sides>,
+    watchers: Vec<Arc<Watcher>>,
+}
+
+impl SheetsSide {
+    /// Runs every spreadsheet's watcher until `stop` turns true.
+    pub(crate) fn spawn_watchers(
+        &self,
+        stop: &tokio::sync::watch::Sender<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.watchers
+            .iter()
+            .map(|w| {
+                let (w, mut stop) = (w.clone(), stop.subscribe());
+                tokio::spawn(async move {
+                    w.run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+                })
+            })
+            .collect()
+    }
+}
+
+/// One watcher per spreadsheet the mappings sync, saying at start what to expect of it.
+fn watchers_for(
+    sides: &[Sides],
+    client: &Arc<SheetsClient>,
+    opts: &WatchOptions,
+) -> Vec<Arc<Watcher>> {
+    let mut out: Vec<Arc<Watcher>> = Vec::new();
+    for s in sides {
+        let id = &s.sheet.options().spreadsheet_id;
+        if out.iter().any(|w| w.spreadsheet_id() == id) {
+            continue;
+        }
+        tracing::info!(spreadsheet = %id, change_detection = %opts.mode, "{}", opts.mode.expectation(opts));
+        out.push(Arc::new(Watcher::new(client.clone(), id, opts.clone())));
+    }
+    out
+}
+
+/// The watcher of a mapping's spreadsheet.
+fn watcher_of(watchers: &[Arc<Watcher>], s: &Sides) -> Option<Arc<Watcher>> {
+    let id = &s.sheet.options().spreadsheet_id;
+    watchers.iter().find(|w| w.spreadsheet_id() == id).cloned()
 }
 
 /// Builds a [`SheetSync`] from URLs. See the crate docs for an example.
@@ -408,14 +480,10 @@ impl SyncBuilder {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let client = self
-            .sheets
-            .clone()
-            .unwrap_or_else(SheetsConfig::from_env)
-            .client()
-            .await?;
+        let sheets = self.sheets.clone().unwrap_or_else(SheetsConfig::from_env);
+        let client = sheets.client().await?;
         let router = EditRouter::new();
-        let (mut supervised, mut sides) = (Vec::new(), Vec::new());
+        let mut sides = Vec::new();
         for m in &self.mappings {
             if m.spreadsheet_id.trim().is_empty() {
                 return Err(Error::new(
@@ -426,18 +494,23 @@ impl SyncBuilder {
             let s = Sides::open(m, client.clone()).await?;
             self.ensure_capture(m, &s.db).await?;
             router.add(s.sheet.clone());
+            sides.push(s);
+        }
+        let watchers = watchers_for(&sides, &client, &sheets.watch_options());
+        let mut supervised = Vec::new();
+        for (m, s) in self.mappings.iter().zip(&sides) {
             supervised.push(Supervised {
                 name: s.mapping.name.clone(),
                 on_panic: m.on_panic,
-                factory: self.factory(&s).await?,
+                factory: self.factory(s, watcher_of(&watchers, s)).await?,
             });
-            sides.push(s);
         }
         let mut sync = SheetSync::supervise(supervised).await?;
         sync.sheets = Some(SheetsSide {
             client,
             router,
             sides,
+            watchers,
         });
         Ok(sync)
     }
@@ -478,25 +551,33 @@ impl SyncBuilder {
 
     /// Builds the mapping's engine on the state store in its own database, once this process
     /// holds the mapping's lease there (see [`crate::ownership`]).
-    async fn factory(&self, s: &Sides) -> Result<EngineFactory> {
+    /// The mapping's table is watched for changes only while this process runs it.
+    async fn factory(&self, s: &Sides, watcher: Option<Arc<Watcher>>) -> Result<EngineFactory> {
         let (sides, store, afresh_when_moved) =
             (s.clone(), s.db.state_store().await?, self.afresh_when_moved);
         let leases = !self.unleased;
         Ok(Arc::new(move || {
-            let (sides, store) = (sides.clone(), store.clone());
+            let (sides, store, watcher) = (sides.clone(), store.clone(), watcher.clone());
             Box::pin(async move {
                 let name = &sides.mapping.name;
+                if let Some(w) = &watcher {
+                    w.remove(&sides.sheet);
+                }
                 let owner = match leases {
                     true => wait_for_lease(&*store, name).await?,
                     false => None,
                 };
-                match sides.engine(store.clone(), false, owner.clone()).await {
+                let engine = match sides.engine(store.clone(), false, owner.clone()).await {
                     Err(e) if afresh_when_moved && e.kind() == ErrorKind::IdentityMismatch => {
                         tracing::warn!(mapping = %name, "the mapping's saved state belongs to other sides: starting afresh (merging, no deletes)");
                         sides.engine(store, true, owner).await
                     }
                     other => other,
+                }?;
+                if let Some(w) = &watcher {
+                    w.add(sides.sheet.clone());
                 }
+                Ok(engine)
             })
         }))
     }
@@ -521,6 +602,11 @@ impl SheetSync {
     /// [`EditRouter::handler`] to a `WebhookReceiver`.
     pub fn edit_router(&self) -> Option<&EditRouter> {
         self.sheets_side().map(|s| &s.router)
+    }
+
+    /// The change watcher of each spreadsheet the mappings sync.
+    pub fn watchers(&self) -> &[Arc<Watcher>] {
+        self.sheets_side().map_or(&[], |s| &s.watchers)
     }
 
     /// Each mapping's sides, in the order of the mappings.

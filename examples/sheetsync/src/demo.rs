@@ -76,6 +76,9 @@ impl Demo {
                 credentials: None,
                 reads_per_minute: 6_000,
                 writes_per_minute: 6_000,
+                // The demo's emulator posts person edits to the daemon's webhook.
+                change_detection: sheetsync::gsheets::watch::ChangeDetection::Webhook,
+                ..SheetsConfig::default()
             },
             server: ServerConfig {
                 listen: listen.to_string(),

@@ -5,17 +5,19 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use sheetsync::gsheets::watch::{journal_exists, ChangeDetection, JOURNAL_TAB};
 use sheetsync::gsheets::{Layout, SheetTable, SheetsClient};
 use sheetsync::sync::{check_key, mapped_columns, DbTable, Sides};
 use sheetsync::{
-    Engine, Plan, ResolverSpec, Result, SheetsConfig, Side, SyncConfig, TableSchema, WriteOp,
+    Engine, Error, ErrorKind, Plan, ResolverSpec, Result, SheetsConfig, Side, SyncConfig,
+    TableSchema, WriteOp,
 };
 
 use crate::config::Config;
 
 /// A Sheets client that gives up quickly: a command checking a setup reports a server that
 /// does not answer at once, where the daemon keeps retrying for minutes.
-async fn impatient_client(sheets: &SheetsConfig) -> Result<Arc<SheetsClient>> {
+pub async fn impatient_client(sheets: &SheetsConfig) -> Result<Arc<SheetsClient>> {
     let mut config = sheets.client_config().await?;
     config.backoff.max_retries = 1;
     Ok(Arc::new(SheetsClient::new(config).await?))
@@ -52,7 +54,7 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         }
     };
     for m in &cfg.mappings {
-        check_mapping(&mut report, m, client.as_ref()).await;
+        check_mapping(&mut report, cfg, m, client.as_ref()).await;
     }
     Ok(if report.ok {
         ExitCode::SUCCESS
@@ -61,7 +63,12 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
     })
 }
 
-async fn check_mapping(report: &mut Report, m: &SyncConfig, client: Option<&Arc<SheetsClient>>) {
+async fn check_mapping(
+    report: &mut Report,
+    cfg: &Config,
+    m: &SyncConfig,
+    client: Option<&Arc<SheetsClient>>,
+) {
     let name = &m.sync.name;
     let what = format!("{name}: database table {}", m.table);
     let db = match DbTable::open(&m.database_url, &m.table, mapped_columns(m)).await {
@@ -109,8 +116,44 @@ async fn check_mapping(report: &mut Report, m: &SyncConfig, client: Option<&Arc<
     let Some(client) = client else { return };
     let what = format!("{name}: sheet {}#{}", m.spreadsheet_id, m.sheet_id);
     match Sides::open(m, client.clone()).await {
-        Ok(s) => report.line(&what, check_sheet(&s, client).await),
+        Ok(s) => {
+            report.line(&what, check_sheet(&s, client).await);
+            check_change_detection(report, cfg, &s, client).await;
+        }
         Err(e) => report.line(&format!("{name}: mapping"), Err(e)),
+    }
+}
+
+/// How the mapping finds people's edits, what that needs, and the latency to expect.
+async fn check_change_detection(
+    report: &mut Report,
+    cfg: &Config,
+    s: &Sides,
+    client: &Arc<SheetsClient>,
+) {
+    let opts = cfg.sheets.watch_options();
+    let mode = opts.mode;
+    let what = format!("{}: change detection {mode}", s.mapping.name);
+    let expect = mode.expectation(&opts);
+    match mode {
+        ChangeDetection::Journal => {
+            match journal_exists(client, &s.sheet.options().spreadsheet_id).await {
+                Ok(true) => report.line(&what, Ok(expect)),
+                Ok(false) => println!(
+                    "warn  {what}: the spreadsheet has no {JOURNAL_TAB} tab yet; `sheetsync install` makes it (or the Apps Script does, on the first edit). Until then edits are found by full reads"
+                ),
+                Err(e) => report.line(&what, Err(e)),
+            }
+        }
+        ChangeDetection::Webhook if cfg.server.webhook_secret.is_none() => report.line(
+            &what,
+            Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                "webhook mode needs server.webhook_secret (and a public URL Google can post to); or use change_detection = \"journal\", which needs neither",
+            )),
+        ),
+        ChangeDetection::Webhook => report.line(&what, Ok(expect)),
+        ChangeDetection::Polling => println!("warn  {what}: {expect}"),
     }
 }
 

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use clap::{Parser, Subcommand};
+use sheetsync::gsheets::watch::{create_journal, ChangeDetection, JOURNAL_TAB};
 use sheetsync::sync::{DbTable, Sides};
 use sheetsync::{Error, ErrorKind, MappingHandle, Result, SheetSync, Side, SyncConfig};
 use tokio::sync::{broadcast, watch};
@@ -348,9 +349,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `install` / `uninstall`: change capture on the mapped tables.
+/// `install` / `uninstall`: change capture on the mapped tables; `install` in journal mode
+/// also makes each spreadsheet's edit journal tab.
 async fn capture(cfg: &Config, only: Option<&str>, install: bool) -> Result<ExitCode> {
-    for m in selected(cfg, only)? {
+    let mappings = selected(cfg, only)?;
+    for m in &mappings {
         let db = DbTable::open(&m.database_url, &m.table, None).await?;
         if install {
             db.install().await?;
@@ -360,7 +363,36 @@ async fn capture(cfg: &Config, only: Option<&str>, install: bool) -> Result<Exit
             println!("{}: change capture removed from {}", m.sync.name, m.table);
         }
     }
+    if install && cfg.sheets.change_detection == ChangeDetection::Journal {
+        install_journals(cfg, &mappings).await?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Makes the edit journal tab of each mapped spreadsheet that has none.
+async fn install_journals(cfg: &Config, mappings: &[&SyncConfig]) -> Result<()> {
+    let client = inspect::impatient_client(&cfg.sheets).await?;
+    let mut done: Vec<String> = Vec::new();
+    for m in mappings {
+        let mut m = (*m).clone();
+        m.resolve_spreadsheet()?;
+        if done.contains(&m.spreadsheet_id) {
+            continue;
+        }
+        let made = create_journal(&client, &m.spreadsheet_id).await.map_err(|e| {
+            e.with_context(
+                "hint",
+                "journal mode needs the edit journal tab; set sheets.change_detection = \"webhook\" or \"polling\" to do without",
+            )
+        })?;
+        let what = if made { "made" } else { "already there" };
+        println!(
+            "{}: edit journal tab {JOURNAL_TAB} {what} in spreadsheet {}",
+            m.sync.name, m.spreadsheet_id
+        );
+        done.push(m.spreadsheet_id);
+    }
+    Ok(())
 }
 
 /// `apps-script`: the script with the webhook URL and secret filled in.

@@ -323,6 +323,64 @@ pub fn render_webhook(out: &mut String, stats: &sheetsync::gsheets::webhook::Web
     }
 }
 
+/// Each spreadsheet watcher's counters (`sheetsync_watch_*`, labelled by spreadsheet).
+pub fn render_watchers(
+    out: &mut String,
+    watchers: &[std::sync::Arc<sheetsync::gsheets::watch::Watcher>],
+) {
+    type Counter = fn(&sheetsync::gsheets::watch::WatchStats) -> u64;
+    let counters: [(&str, &str, Counter); 6] = [
+        (
+            "polls",
+            "Polls of the spreadsheet's Drive version (no Sheets quota).",
+            |s| s.polls,
+        ),
+        ("moves", "Polls that found the spreadsheet changed.", |s| {
+            s.moves
+        }),
+        (
+            "journal_reads",
+            "Reads of the edit journal tab (one Sheets read each).",
+            |s| s.journal_reads,
+        ),
+        ("journal_entries", "Journal entries applied.", |s| s.entries),
+        (
+            "full_reads",
+            "Full reads asked for because of a change nobody reported.",
+            |s| s.full_reads,
+        ),
+        (
+            "journal_trims",
+            "Trims of committed journal entries.",
+            |s| s.trims,
+        ),
+    ];
+    let stats: Vec<(String, sheetsync::gsheets::watch::WatchStats)> = watchers
+        .iter()
+        .map(|w| (esc(w.spreadsheet_id()), w.stats()))
+        .collect();
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP sheetsync_watch_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE sheetsync_watch_{name}_total counter");
+        for (id, s) in &stats {
+            let _ = writeln!(
+                out,
+                "sheetsync_watch_{name}_total{{spreadsheet=\"{id}\"}} {}",
+                get(s)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP sheetsync_watch_journal_missing 1 while the spreadsheet's edit journal tab is missing (edits are then found by full reads).");
+    let _ = writeln!(out, "# TYPE sheetsync_watch_journal_missing gauge");
+    for (id, s) in &stats {
+        let _ = writeln!(
+            out,
+            "sheetsync_watch_journal_missing{{spreadsheet=\"{id}\"}} {}",
+            s.journal_missing as u8
+        );
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -275,6 +275,7 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
     if let Some(receiver) = d.webhook.get() {
         metrics::render_webhook(&mut text, &receiver.stats());
     }
+    metrics::render_watchers(&mut text, d.sync.watchers());
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 

@@ -113,6 +113,11 @@ pub(super) async fn read(client: &SheetsClient, spreadsheet: &str) -> Result<Opt
     }
 }
 
+/// Whether the spreadsheet has the journal tab (for `check`).
+pub async fn journal_exists(client: &SheetsClient, spreadsheet: &str) -> Result<bool> {
+    Ok(tab_id(client, spreadsheet).await?.is_some())
+}
+
 /// The journal tab's sheetId, if the spreadsheet has one.
 pub(super) async fn tab_id(client: &SheetsClient, spreadsheet: &str) -> Result<Option<i32>> {
     let ss = client

@@ -53,7 +53,7 @@ use crate::client::SheetsClient;
 use crate::table::{SheetEdit, SheetTable};
 use decide::{decide, next_interval, Owed, Seen, Step};
 use journal::Journal;
-pub use journal::{create_journal, JOURNAL_TAB};
+pub use journal::{create_journal, journal_exists, JOURNAL_TAB};
 
 /// How a person's edit of the Sheet is found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,6 +118,8 @@ pub struct WatchOptions {
     pub webhook_grace: Duration,
     /// The least time between two full reads the watcher asks for.
     pub min_full_read_gap: Duration,
+    /// Make the journal tab when it is missing (journal mode).
+    pub create_journal: bool,
     /// Committed journal entries are trimmed once this many have gathered ...
     pub trim_rows: usize,
     /// ... or the oldest of them is this old.
@@ -134,6 +136,7 @@ impl Default for WatchOptions {
             confirm_full: Duration::from_secs(60),
             webhook_grace: Duration::from_secs(3),
             min_full_read_gap: Duration::from_secs(5),
+            create_journal: true,
             trim_rows: 50,
             trim_after: Duration::from_secs(10),
         }
@@ -205,6 +208,11 @@ impl Watcher {
             stats: Mutex::new(WatchStats::default()),
             state: tokio::sync::Mutex::new(PollState::default()),
         }
+    }
+
+    /// The spreadsheet it watches.
+    pub fn spreadsheet_id(&self) -> &str {
+        &self.spreadsheet_id
     }
 
     /// The options.
@@ -361,7 +369,7 @@ impl Watcher {
         let read = journal::read(&self.client, &self.spreadsheet_id);
         self.count(|s| s.journal_reads += 1);
         let Some(journal) = read.await? else {
-            self.journal_missing(tables, st);
+            self.journal_missing(tables, st).await;
             return Ok(0);
         };
         self.journal_found(tables, st, &journal);
@@ -370,16 +378,33 @@ impl Watcher {
         Ok(applied)
     }
 
-    fn journal_missing(&self, tables: &[Arc<SheetTable>], st: &mut PollState) {
+    /// Falls back to full reads, and makes the tab again (when allowed) so that the Apps
+    /// Script's next entries have somewhere to go.
+    async fn journal_missing(&self, tables: &[Arc<SheetTable>], st: &mut PollState) {
+        (st.journal_id, st.last_seq, st.journal_tab) = (None, None, None);
         let was_missing = std::mem::replace(
             &mut self.stats.lock().expect("stats lock").journal_missing,
             true,
         );
         if !was_missing {
-            tracing::warn!(spreadsheet = %self.spreadsheet_id, tab = JOURNAL_TAB, "the edit journal tab is missing: edits are found by full reads until it is back (run `sheetsync install`, or edit the Sheet once: the Apps Script makes it again)");
             self.full_read(tables, st, Instant::now(), "the journal is missing");
         }
-        (st.journal_id, st.last_seq, st.journal_tab) = (None, None, None);
+        let made = match self.opts.create_journal {
+            true => journal::create_journal(&self.client, &self.spreadsheet_id).await,
+            false => Ok(false),
+        };
+        match made {
+            Ok(true) => {
+                tracing::info!(spreadsheet = %self.spreadsheet_id, tab = JOURNAL_TAB, "made the edit journal tab (hidden) for the Apps Script's entries; edits made while it was missing are found by a full read")
+            }
+            Ok(false) if !was_missing => {
+                tracing::warn!(spreadsheet = %self.spreadsheet_id, tab = JOURNAL_TAB, "the edit journal tab is missing: edits are found by full reads until it is back (run `sheetsync install`, or edit the Sheet once: the Apps Script makes it again)")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(spreadsheet = %self.spreadsheet_id, error = %e, "the edit journal tab is missing and could not be made: edits are found by full reads")
+            }
+        }
     }
 
     /// Notes the journal's id; a journal made again (another id) may have lost entries.

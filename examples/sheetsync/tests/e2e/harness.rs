@@ -678,6 +678,9 @@ pub struct World {
     pub time_zone: Option<String>,
     /// The daemon's `log.format` (default: human).
     pub log_format: Option<&'static str>,
+    /// `sheets.change_detection`: `webhook` (the default here: each spreadsheet gets the
+    /// emulator's webhook trigger), `journal` or `polling`.
+    pub change_detection: &'static str,
     daemon: Option<Daemon>,
     starts: usize,
 }
@@ -706,6 +709,7 @@ impl World {
             mappings: Vec::new(),
             time_zone: None,
             log_format: None,
+            change_detection: "webhook",
             daemon: None,
             starts: 0,
         }
@@ -737,16 +741,18 @@ impl World {
             .emu
             .create_spreadsheet_from(&serde_json::json!({ "properties": props }))
             .expect("spreadsheet");
-        self.emu
-            .add_trigger(
-                &spreadsheet_id,
-                TriggerSpec {
-                    url: format!("http://127.0.0.1:{}/webhook", self.port),
-                    secret: self.secret.clone(),
-                    sheet_id: Some(0),
-                },
-            )
-            .expect("trigger");
+        if self.change_detection == "webhook" {
+            self.emu
+                .add_trigger(
+                    &spreadsheet_id,
+                    TriggerSpec {
+                        url: format!("http://127.0.0.1:{}/webhook", self.port),
+                        secret: self.secret.clone(),
+                        sheet_id: Some(0),
+                    },
+                )
+                .expect("trigger");
+        }
         self.mappings.push(MappingSpec {
             name: name.into(),
             table,
@@ -758,10 +764,12 @@ impl World {
 
     pub fn config_text(&self) -> String {
         let mut s = format!(
-            "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\n\
+            "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\
+             change_detection = \"{}\"\n\n\
              [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n{}{}\n\
              [log]\nfilter = \"{}\"\n{}",
             self.emu.base_url(),
+            self.change_detection,
             self.port,
             self.secret,
             // Without a token the admin API is off, unless `server_extra` gives it a listener.
@@ -1143,6 +1151,29 @@ impl World {
         self.emu
             .set_cells(&self.mappings[m].spreadsheet_id, &cell, vec![vec![value]])
             .expect("person edit");
+    }
+
+    /// Another program writes `value` into the cell through the Sheets API: no trigger fires.
+    pub async fn api_write_cell(&self, m: usize, id: i64, column: &str, value: Json) {
+        let range = format!(
+            "Sheet1!{}{}",
+            self.column_letter(m, column),
+            self.sheet_row_of(m, id)
+        );
+        let mut cfg = sheetsync::gsheets::ClientConfig::emulator(&self.emu.base_url());
+        cfg.auth = sheetsync::gsheets::Auth::Bearer("another-program".into());
+        let client = sheetsync::gsheets::SheetsClient::new(cfg)
+            .await
+            .expect("client");
+        let data = vec![sheetsync::gsheets::ValueRange {
+            range: Some(range),
+            major_dimension: Some("ROWS".into()),
+            values: Some(vec![vec![value]]),
+        }];
+        client
+            .batch_update_values(&self.mappings[m].spreadsheet_id, data)
+            .await
+            .expect("API write");
     }
 
     /// A person types whole new rows below the last one.
