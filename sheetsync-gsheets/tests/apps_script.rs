@@ -973,6 +973,17 @@ async fn journal_mode_is_the_default_and_install_makes_the_tab_without_settings(
         .contains("Do not edit"));
     assert_eq!(report["requests"], json!([]));
 
+    // Edits of sheetsync's own tabs are not reported.
+    let mut own = sc.clone();
+    own["sheets"] = json!([{"sheetId": 0, "name": "Items", "rows": [["id"]]},
+                           {"sheetId": 9, "name": "_sheetsync_scratch_0", "rows": [["x"]]}]);
+    own["calls"] = json!([{"fn": "install"},
+        {"fn": "sheetsyncOnEdit", "event": {"sheet": 1, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}},
+        {"fn": "sheetsyncOnEdit", "event": {"sheet": 2, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}}]);
+    let report = run_script(own).await;
+    let rows = &script_journal(&report).unwrap()["rows"];
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{report}");
+
     // setup() switches to webhook mode, setupJournal() back.
     let mut sc2 = sc.clone();
     sc2["calls"] = json!([{"fn": "setup", "args": ["https://sync.example.com/h", "k"]},
