@@ -16,7 +16,7 @@ use crate::model::Spreadsheet;
 use crate::quota::QuotaConfig;
 use crate::schedule::{EditTrigger, FiredEdit, ScheduledEdit};
 use crate::state::{RequestRecord, Shared};
-use crate::triggers::{Delivery, TriggerSpec};
+use crate::triggers::{Delivery, JournalSpec, TriggerSpec};
 use crate::{api, server, values};
 
 /// A running emulator. Cloning shares it; [`EmulatorHandle::shutdown`] stops it.
@@ -311,6 +311,16 @@ impl EmulatorHandle {
 
     /// Registers a webhook trigger on a spreadsheet; returns its id.
     pub fn add_trigger(&self, id: &str, spec: TriggerSpec) -> Result<String, ApiError> {
+        if self.shared.spreadsheet(id).is_none() {
+            return Err(ApiError::not_found());
+        }
+        Ok(self.shared.triggers.add(id, spec))
+    }
+
+    /// Registers a journal trigger on a spreadsheet (the Apps Script in journal mode): person
+    /// edits append entries to its `_sheetsync_journal` tab, created hidden when missing (see
+    /// [`journal`](crate::journal)); returns the trigger's id.
+    pub fn add_journal_trigger(&self, id: &str, spec: JournalSpec) -> Result<String, ApiError> {
         if self.shared.spreadsheet(id).is_none() {
             return Err(ApiError::not_found());
         }

@@ -8,7 +8,9 @@
 //!
 //! On top of the Google surface there is a control surface for tests (under `/__emulator/`
 //! and on [`EmulatorHandle`]): person edits that fire registered webhooks the way installable
-//! Apps Script triggers do, latency and fault injection, request counters, quotas and reset.
+//! Apps Script triggers do, or append to the spreadsheet's hidden edit journal the way the
+//! script does in journal mode ([`journal`]), latency and fault injection, request counters,
+//! quotas and reset.
 //!
 //! For race and fault tests:
 //! * [`FaultKind`]s that refuse a request (`Status`, `Drop`), delay it (`Delay`), run it and
@@ -65,7 +67,8 @@
 //! * the HTTP server (`server`) and the [`EmulatorHandle`], on top;
 //! * [`api`], the Google surface (routing, checks, quotas, faults, handlers; `api::batch` has
 //!   one file per family of `batchUpdate` request), and [`control`], the test surface under
-//!   `/__emulator/` (person edits are applied in `person`);
+//!   `/__emulator/` (person edits are applied in `person`, which hands journal triggers'
+//!   entries to [`journal`]);
 //! * the shared state (configuration, spreadsheets, counters, logs);
 //! * [`schedule`], [`triggers`], [`faults`], [`quota`] and [`edit`] (a person edit, as data);
 //! * [`values`] (input parsing, formatting, formulas, rendering, reference shifting, grid
@@ -81,6 +84,7 @@ pub mod edit;
 mod error;
 pub mod faults;
 mod handle;
+pub mod journal;
 pub mod model;
 mod person;
 pub mod quota;
@@ -100,4 +104,4 @@ pub use model::Spreadsheet;
 pub use quota::QuotaConfig;
 pub use schedule::{EditTrigger, FiredEdit, ScheduledEdit, When};
 pub use state::RequestRecord;
-pub use triggers::{Delivery, TriggerSpec};
+pub use triggers::{Delivery, JournalSpec, Registration, TriggerSpec};

@@ -1,12 +1,15 @@
 //! Person edits applied: the edit changes the spreadsheet like the browser would, moves the
-//! Drive version, and fires the registered triggers with the webhook payload. Scheduled edits
-//! are applied here when their request comes. Used by the control surface (an edit made now)
-//! and by the API (an edit scheduled around a request), so it belongs to neither.
+//! Drive version, and fires the registered triggers with the webhook payload: journal triggers
+//! append it to the journal tab inside the edit's lock, webhooks are sent after. Edits of
+//! sheetsync's own tabs (the journal, scratch tabs) fire nothing, as the script ignores them.
+//! Scheduled edits are applied here when their request comes. Used by the control surface (an
+//! edit made now) and by the API (an edit scheduled around a request), so it belongs to neither.
 
 use serde_json::Value;
 
 use crate::edit::PersonEdit;
 use crate::error::ApiError;
+use crate::journal;
 use crate::model::{Cell, Spreadsheet};
 use crate::schedule::{EditTrigger, FiredEdit, ScheduledEdit};
 use crate::state::Shared;
@@ -46,11 +49,58 @@ pub(crate) fn person_edit(
         return Ok(());
     };
     shared.touch(&mut ss);
-    // Build the payload while the spreadsheet is locked, send after.
+    if journal::is_own_tab(&ss.sheets[change.sheet].props.title) {
+        return Ok(());
+    }
+    // Build the payload and journal it while the spreadsheet is locked, send after.
     let payload = payload(shared, &ss, &change, user);
+    journal_event(shared, &mut ss, &payload, limit);
     drop(ss);
     shared.triggers.fire(&payload);
     Ok(())
+}
+
+/// Appends the event to the journal tab once per journal trigger it fires: an `EDIT` as its
+/// payload, a structural change as one payload per tab (the script cannot tell which tab
+/// changed), the changed tab's keeping the event id.
+fn journal_event(shared: &Shared, ss: &mut Spreadsheet, payload: &Payload, limit: u64) {
+    let specs = shared.triggers.journals(&ss.id, payload.sheet_id);
+    if specs.is_empty() {
+        return;
+    }
+    let payloads = if payload.change_type == "EDIT" {
+        vec![payload.clone()]
+    } else {
+        tab_payloads(shared, ss, payload)
+    };
+    for spec in specs {
+        let max_rows = spec.max_rows.unwrap_or(journal::DEFAULT_MAX_ROWS);
+        let entries = journal::entries(&payloads, max_rows);
+        journal::append(shared, ss, &entries, &spec, limit);
+    }
+}
+
+/// A structural payload for every tab but sheetsync's own, in tab order.
+fn tab_payloads(shared: &Shared, ss: &Spreadsheet, changed: &Payload) -> Vec<Payload> {
+    let mut ev = Evaluator::new(ss);
+    (0..ss.sheets.len())
+        .filter(|&i| !journal::is_own_tab(&ss.sheets[i].props.title))
+        .map(|i| {
+            let props = &ss.sheets[i].props;
+            let event_id = if props.sheet_id == changed.sheet_id {
+                changed.event_id.clone()
+            } else {
+                event_id(shared)
+            };
+            Payload {
+                sheet_id: props.sheet_id,
+                sheet_name: props.title.clone(),
+                event_id,
+                header: header(ss, &mut ev, i),
+                ..changed.clone()
+            }
+        })
+        .collect()
 }
 
 /// Changes the spreadsheet; `None` when the edit changes nothing (an empty paste).
@@ -176,23 +226,25 @@ fn payload(shared: &Shared, ss: &Spreadsheet, change: &Change, user: String) -> 
         }
         _ => (None, Vec::new()),
     };
-    let event_id = {
-        let mut rng = shared.rng.lock();
-        format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
-    };
     Payload {
         version: 1,
         spreadsheet_id: ss.id.clone(),
         sheet_id: ss.sheets[sheet].props.sheet_id,
         sheet_name: ss.sheets[sheet].props.title.clone(),
         change_type: change.kind.to_string(),
-        event_id,
+        event_id: event_id(shared),
         timestamp: ss.modified_ms,
         user,
         range,
         header,
         rows,
     }
+}
+
+/// A new event id: 32 lowercase hex digits.
+fn event_id(shared: &Shared) -> String {
+    let mut rng = shared.rng.lock();
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
 fn unformatted() -> RenderOpts {

@@ -15,7 +15,7 @@ use crate::faults::{self, Latency};
 use crate::model::Spreadsheet;
 use crate::quota;
 use crate::schedule;
-use crate::triggers::{self, TriggerSpec};
+use crate::triggers::{self, Registration};
 use crate::util;
 
 /// One entry of the request log (`GET /__emulator/requests`).
@@ -188,5 +188,5 @@ impl Shared {
 struct StateFile {
     spreadsheets: Vec<Spreadsheet>,
     #[serde(default)]
-    triggers: Vec<(String, TriggerSpec)>,
+    triggers: Vec<(String, Registration)>,
 }

@@ -1,6 +1,8 @@
 //! Installable-trigger emulation: person edits POST a signed JSON payload to every webhook
 //! registered on the spreadsheet (see `docs/webhook-payload.md`). Delivery runs on a
-//! background task and never blocks the edit; every attempt is logged.
+//! background task and never blocks the edit; every attempt is logged. A trigger registered in
+//! journal mode appends the payload to the spreadsheet's journal tab instead (`docs/journal.md`,
+//! done by [`crate::journal`] inside the edit's lock); the hub only keeps the registrations.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +26,105 @@ pub struct TriggerSpec {
     /// Only edits on this sheet fire the trigger (all sheets if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sheet_id: Option<i32>,
+}
+
+/// A journal-mode registration (`{"mode": "journal"}` over HTTP): person edits append entries
+/// to the `_sheetsync_journal` tab, as the Apps Script does in its default mode. The limits
+/// stand in for the script's Script Properties.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalSpec {
+    /// Only edits on this sheet fire the trigger (all sheets if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet_id: Option<i32>,
+    /// `SHEETSYNC_MAX_ROWS`: an edit of more rows is one `OTHER` entry (default 2,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+    /// `SHEETSYNC_JOURNAL_MAX_ROWS`: a journal holding this many entries takes no more
+    /// (default 20,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_max_rows: Option<usize>,
+}
+
+/// A trigger registration: a webhook (the JSON of [`TriggerSpec`], with `"mode": "webhook"`
+/// or no `mode`) or a journal trigger (`"mode": "journal"` and the fields of [`JournalSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// POSTs signed payloads.
+    Webhook(TriggerSpec),
+    /// Appends entries to the journal tab.
+    Journal(JournalSpec),
+}
+
+impl Registration {
+    /// `webhook` or `journal`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Registration::Webhook(_) => "webhook",
+            Registration::Journal(_) => "journal",
+        }
+    }
+
+    /// The sheet filter.
+    pub fn sheet_id(&self) -> Option<i32> {
+        match self {
+            Registration::Webhook(s) => s.sheet_id,
+            Registration::Journal(s) => s.sheet_id,
+        }
+    }
+}
+
+impl From<TriggerSpec> for Registration {
+    fn from(spec: TriggerSpec) -> Self {
+        Registration::Webhook(spec)
+    }
+}
+
+impl From<JournalSpec> for Registration {
+    fn from(spec: JournalSpec) -> Self {
+        Registration::Journal(spec)
+    }
+}
+
+impl Serialize for Registration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A webhook keeps the JSON it always had (no `mode`), so older state files and
+        // readers stay valid.
+        match self {
+            Registration::Webhook(spec) => spec.serialize(s),
+            Registration::Journal(spec) => {
+                let mut v = serde_json::to_value(spec).map_err(serde::ser::Error::custom)?;
+                v["mode"] = Value::from("journal");
+                v.serialize(s)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Registration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut v = Value::deserialize(d)?;
+        let mode = match v.as_object_mut().and_then(|o| o.remove("mode")) {
+            None => "webhook".to_string(),
+            Some(Value::String(m)) => m,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "mode must be a string, got {other}"
+                )))
+            }
+        };
+        match mode.as_str() {
+            "webhook" => serde_json::from_value(v).map(Registration::Webhook),
+            "journal" => serde_json::from_value(v).map(Registration::Journal),
+            m => {
+                return Err(D::Error::custom(format!(
+                    "unknown trigger mode \"{m}\" (webhook or journal)"
+                )))
+            }
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 /// The edited rectangle, 1-based and inclusive.
@@ -103,7 +204,7 @@ pub struct Delivery {
 struct Registered {
     spreadsheet_id: String,
     trigger_id: String,
-    spec: TriggerSpec,
+    spec: Registration,
 }
 
 /// Registered triggers and the delivery log.
@@ -138,19 +239,35 @@ impl TriggerHub {
         }
     }
 
-    /// Registers a trigger; returns its id.
-    pub fn add(&self, spreadsheet_id: &str, spec: TriggerSpec) -> String {
+    /// Registers a trigger (a [`TriggerSpec`], a [`JournalSpec`] or a [`Registration`]);
+    /// returns its id.
+    pub fn add(&self, spreadsheet_id: &str, spec: impl Into<Registration>) -> String {
         let id = format!("trigger-{}", self.next.fetch_add(1, Ordering::SeqCst));
         self.triggers.lock().push(Registered {
             spreadsheet_id: spreadsheet_id.to_string(),
             trigger_id: id.clone(),
-            spec,
+            spec: spec.into(),
         });
         id
     }
 
-    /// Triggers of one spreadsheet as (id, spec).
-    pub fn list(&self, spreadsheet_id: &str) -> Vec<(String, TriggerSpec)> {
+    /// The journal triggers of a spreadsheet that an edit of sheet `sheet_id` fires.
+    pub fn journals(&self, spreadsheet_id: &str, sheet_id: i32) -> Vec<JournalSpec> {
+        self.triggers
+            .lock()
+            .iter()
+            .filter(|t| t.spreadsheet_id == spreadsheet_id)
+            .filter_map(|t| match &t.spec {
+                Registration::Journal(j) if j.sheet_id.is_none_or(|s| s == sheet_id) => {
+                    Some(j.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Triggers of one spreadsheet as (id, registration).
+    pub fn list(&self, spreadsheet_id: &str) -> Vec<(String, Registration)> {
         self.triggers
             .lock()
             .iter()
@@ -159,8 +276,8 @@ impl TriggerHub {
             .collect()
     }
 
-    /// All triggers as (spreadsheet id, spec) for the state file.
-    pub fn all(&self) -> Vec<(String, TriggerSpec)> {
+    /// All triggers as (spreadsheet id, registration) for the state file.
+    pub fn all(&self) -> Vec<(String, Registration)> {
         self.triggers
             .lock()
             .iter()
@@ -169,7 +286,7 @@ impl TriggerHub {
     }
 
     /// Replaces all triggers (state file load).
-    pub fn replace_all(&self, all: Vec<(String, TriggerSpec)>) {
+    pub fn replace_all(&self, all: Vec<(String, Registration)>) {
         self.triggers.lock().clear();
         for (sid, spec) in all {
             self.add(&sid, spec);
@@ -194,15 +311,19 @@ impl TriggerHub {
         self.log.lock().clone()
     }
 
-    /// Sends a payload to every matching trigger in the background.
+    /// Sends a payload to every matching webhook trigger in the background.
     pub fn fire(&self, payload: &Payload) {
         let targets: Vec<(String, TriggerSpec)> = self
             .triggers
             .lock()
             .iter()
             .filter(|t| t.spreadsheet_id == payload.spreadsheet_id)
-            .filter(|t| t.spec.sheet_id.is_none_or(|s| s == payload.sheet_id))
-            .map(|t| (t.trigger_id.clone(), t.spec.clone()))
+            .filter_map(|t| match &t.spec {
+                Registration::Webhook(w) if w.sheet_id.is_none_or(|s| s == payload.sheet_id) => {
+                    Some((t.trigger_id.clone(), w.clone()))
+                }
+                _ => None,
+            })
             .collect();
         if targets.is_empty() {
             return;
@@ -319,5 +440,45 @@ mod tests {
             format!("v1={}", hex::encode(mac.finalize().into_bytes()))
         );
         assert_eq!(sig.len(), 3 + 64);
+    }
+
+    #[test]
+    fn registrations_read_old_webhook_json_and_the_journal_mode() {
+        let old: Registration =
+            serde_json::from_str(r#"{"url":"http://127.0.0.1:1/h","secret":"k","sheetId":3}"#)
+                .unwrap();
+        let spec = TriggerSpec {
+            url: "http://127.0.0.1:1/h".into(),
+            secret: "k".into(),
+            sheet_id: Some(3),
+        };
+        assert_eq!(old, Registration::Webhook(spec.clone()));
+        let tagged: Registration = serde_json::from_str(
+            r#"{"mode":"webhook","url":"http://127.0.0.1:1/h","secret":"k","sheetId":3}"#,
+        )
+        .unwrap();
+        assert_eq!(tagged, old);
+        // A webhook is written as it always was.
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            serde_json::to_value(&spec).unwrap()
+        );
+        let journal: Registration = serde_json::from_str(r#"{"mode":"journal"}"#).unwrap();
+        assert_eq!(journal, Registration::Journal(JournalSpec::default()));
+        let full = Registration::Journal(JournalSpec {
+            sheet_id: Some(0),
+            max_rows: Some(5),
+            journal_max_rows: Some(9),
+        });
+        let text = serde_json::to_string(&full).unwrap();
+        assert!(text.contains(r#""mode":"journal""#), "{text}");
+        assert_eq!(serde_json::from_str::<Registration>(&text).unwrap(), full);
+        for bad in [
+            r#"{"mode":"email"}"#,
+            r#"{"mode":1}"#,
+            r#"{"mode":"webhook"}"#,
+        ] {
+            assert!(serde_json::from_str::<Registration>(bad).is_err(), "{bad}");
+        }
     }
 }

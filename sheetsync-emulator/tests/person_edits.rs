@@ -4,98 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{emulator, hub, raw};
+use common::{emulator, hub, next, raw, receiver, Hook};
 use google_sheets4::api::ValueRange;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use sheetsync_emulator::{EmulatorHandle, PersonEdit, TriggerSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-/// A received webhook: lower-cased headers and the raw body.
-struct Hook {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Hook {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("json body")
-    }
-}
-
-/// A loopback HTTP receiver answering 200 to every POST.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Hook>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/sheets", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, len) = loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..p]).to_string();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        break (p + 4, len);
-                    }
-                };
-                while buf.len() < head_end + len {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let headers = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                    .collect();
-                let body = buf[head_end..head_end + len].to_vec();
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                let _ = tx.send(Hook { headers, body });
-            });
-        }
-    });
-    (url, rx)
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<Hook>) -> Hook {
-    tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .expect("a webhook arrives")
-        .expect("receiver alive")
-}
 
 fn verify(hook: &Hook, secret: &str) {
     assert_eq!(hook.header("content-type"), Some("application/json"));

@@ -1,6 +1,7 @@
 //! `apps-script/sheetsync.gs` under Node (with the stand-in services of
 //! `tests/apps_script/harness.js`) sends byte-for-byte the payload the emulator sends for the
-//! same person edit, and both are accepted by the receiver.
+//! same person edit, and both are accepted by the receiver; in journal mode it appends the
+//! same journal rows (`docs/journal.md`) as the emulator's journal trigger.
 //!
 //! Needs `node` (v18+) on the PATH, or its path in `SHEETSYNC_NODE`; without it these tests
 //! fail with a message saying so.
@@ -20,7 +21,8 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use sheetsync_core::{Error, ErrorKind};
-use sheetsync_emulator::{Config, EmulatorHandle, PersonEdit, TriggerSpec};
+use sheetsync_emulator::journal::JOURNAL_TITLE;
+use sheetsync_emulator::{Config, EmulatorHandle, JournalSpec, PersonEdit, TriggerSpec};
 use sheetsync_gsheets::webhook::{
     verify, ChangeType, WebhookConfig, WebhookHandler, WebhookPayload, WebhookReceiver,
 };
@@ -204,16 +206,29 @@ fn grid_of(emu: &EmulatorHandle, id: &str, sheet: usize) -> Value {
             )
         })
         .collect();
-    json!({"sheetId": ss.sheets[sheet].props.sheet_id, "name": title, "rows": rows})
+    let props = &ss.sheets[sheet].props;
+    json!({"sheetId": props.sheet_id, "name": title, "rows": rows,
+           "maxRows": props.row_count, "maxColumns": props.column_count})
 }
 
+/// The emulator's tabs as the harness takes them, its journal tab left out (the script keeps
+/// its own).
+fn data_tabs(emu: &EmulatorHandle, id: &str) -> Vec<Value> {
+    let ss = emu.spreadsheet(id).expect("spreadsheet");
+    (0..ss.sheets.len())
+        .filter(|&i| ss.sheets[i].props.title != JOURNAL_TITLE)
+        .map(|i| grid_of(emu, id, i))
+        .collect()
+}
+
+/// A webhook-mode run on the emulator's first tab.
 fn scenario(emu: &EmulatorHandle, id: &str, url: &str, calls: Value) -> Value {
     json!({
         "spreadsheetId": id,
         "timeZone": TZ,
         "activeSheet": 0,
         "sheets": [grid_of(emu, id, 0)],
-        "properties": {"SHEETSYNC_URL": url, "SHEETSYNC_SECRET": SECRET},
+        "properties": {"SHEETSYNC_MODE": "webhook", "SHEETSYNC_URL": url, "SHEETSYNC_SECRET": SECRET},
         "deliver": true,
         "calls": calls,
     })
@@ -226,9 +241,14 @@ async fn new_spreadsheet(emu: &EmulatorHandle) -> String {
             "sheets": [{"properties": {"sheetId": 1234, "title": "Orders"}}],
         }))
         .unwrap();
-    // Seeded before any trigger exists, so nothing is delivered.
+    seed_orders(emu, &id);
+    id
+}
+
+/// Orders' header and two keys, seeded before any trigger exists, so nothing is delivered.
+fn seed_orders(emu: &EmulatorHandle, id: &str) {
     emu.set_cells(
-        &id,
+        id,
         "Orders!A1",
         vec![
             ["id", "sku", "qty", "price", "active", "day", "at", "note"]
@@ -239,7 +259,6 @@ async fn new_spreadsheet(emu: &EmulatorHandle) -> String {
         ],
     )
     .unwrap();
-    id
 }
 
 /// Replaces the Apps Script's `eventId` and `timestamp` with the emulator's, textually.
@@ -553,7 +572,11 @@ async fn apps_script_setup_and_install() {
     let report = run_script(sc).await;
     assert_eq!(
         report["properties"],
-        json!({"SHEETSYNC_URL": "https://sync.example.com/hooks/sheetsync", "SHEETSYNC_SECRET": "k3y"})
+        json!({"SHEETSYNC_MODE": "webhook", "SHEETSYNC_URL": "https://sync.example.com/hooks/sheetsync", "SHEETSYNC_SECRET": "k3y"})
+    );
+    assert!(
+        script_journal(&report).is_none(),
+        "webhook mode makes no journal"
     );
     // Installing twice leaves one trigger of each kind.
     assert_eq!(
@@ -564,14 +587,14 @@ async fn apps_script_setup_and_install() {
         ])
     );
 
-    // Without settings, install refuses and the handlers send nothing.
+    // In webhook mode without settings, install refuses and the handlers send nothing.
     let mut sc = scenario(
         &emu,
         &id,
         "unused",
         json!([{"fn": "install"}, {"fn": "setup", "args": ["ftp://x", "k"]}]),
     );
-    sc["properties"] = json!({});
+    sc["properties"] = json!({"SHEETSYNC_MODE": "webhook"});
     let report = run_script_allowing_errors(sc).await;
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{report}");
@@ -592,7 +615,7 @@ async fn apps_script_setup_and_install() {
         json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": 0, "user": "",
                 "range": {"row": 2, "column": 1, "numRows": 1, "numColumns": 1}}}]),
     );
-    sc["properties"] = json!({});
+    sc["properties"] = json!({"SHEETSYNC_MODE": "webhook"});
     let report = run_script(sc).await;
     assert_eq!(report["requests"], json!([]));
     assert!(report["logs"][0][1]
@@ -665,4 +688,402 @@ async fn the_generated_configure_step_needs_the_secret_in_script_properties() {
     assert_eq!(with["properties"]["SHEETSYNC_URL"], json!(url), "{with}");
     assert_eq!(with["properties"]["SHEETSYNC_SECRET"], json!("s3cret"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- journal mode -------------------------------------------------------------------------
+
+/// The most characters (UTF-16 code units) of one journal entry.
+const MAX_ENTRY_CHARS: usize = 45_000;
+
+/// The script's journal tab in a harness report.
+fn script_journal(report: &Value) -> Option<Value> {
+    report["sheets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == JOURNAL_TITLE)
+        .cloned()
+}
+
+/// A journal-mode run (no Script Properties) on the emulator's tabs and the script's own
+/// journal tab from its previous run, if any.
+fn journal_scenario(emu: &EmulatorHandle, id: &str, journal: Option<Value>, calls: Value) -> Value {
+    let mut sheets = data_tabs(emu, id);
+    sheets.extend(journal);
+    json!({
+        "spreadsheetId": id,
+        "timeZone": TZ,
+        "activeSheet": 0,
+        "sheets": sheets,
+        "properties": {},
+        "calls": calls,
+    })
+}
+
+/// Rows as `values.get` returns them: trailing empty cells and rows trimmed.
+fn trimmed(rows: &Value) -> Vec<Value> {
+    let empty = |v: &Value| v.is_null() || v == "";
+    let mut out: Vec<Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.as_array().cloned().unwrap_or_default();
+            while r.last().is_some_and(empty) {
+                r.pop();
+            }
+            Value::Array(r)
+        })
+        .collect();
+    while out.last().is_some_and(|r| r == &json!([])) {
+        out.pop();
+    }
+    out
+}
+
+/// Journal rows with the journal id and every entry's `eventId` and `timestamp` replaced
+/// (textually: the rest stays byte for byte), and each entry's (eventId, timestamp, parsed).
+struct Journal {
+    rows: Vec<Value>,
+    events: Vec<(String, u64, WebhookPayload)>,
+}
+
+/// Row by row, so that a difference prints the row, not the whole journal.
+fn assert_same_rows(apps: &[Value], emu: &[Value]) {
+    let short = |v: &Value| v.to_string().chars().take(400).collect::<String>();
+    for (i, (a, e)) in apps.iter().zip(emu).enumerate() {
+        assert!(
+            a == e,
+            "row {}: the script wrote\n{}\nthe emulator\n{}",
+            i + 1,
+            short(a),
+            short(e)
+        );
+    }
+    assert_eq!(apps.len(), emu.len(), "rows: the script's, the emulator's");
+}
+
+fn normalised(mut rows: Vec<Value>) -> Journal {
+    let jid = rows[0][2].as_str().expect("C1 holds the journal id");
+    assert_eq!(jid.len(), 36, "a UUID: {jid}");
+    rows[0][2] = json!("<journal id>");
+    let mut events = Vec::new();
+    for row in rows.iter_mut().skip(1) {
+        let text = row[1].as_str().expect("B holds the entry").to_string();
+        assert!(
+            text.encode_utf16().count() <= MAX_ENTRY_CHARS,
+            "{}",
+            text.len()
+        );
+        let p = WebhookPayload::from_json(text.as_bytes()).expect("an entry is a v1 payload");
+        let ids = format!(
+            "\"eventId\":\"{}\",\"timestamp\":{},",
+            p.event_id, p.timestamp
+        );
+        assert_eq!(text.matches(&ids).count(), 1, "{text}");
+        row[1] = json!(text.replacen(&ids, "\"eventId\":\"<id>\",\"timestamp\":0,", 1));
+        events.push((p.event_id.clone(), p.timestamp, p));
+    }
+    Journal { rows, events }
+}
+
+/// Orders (seeded like [`new_spreadsheet`]), a scratch tab, then Customers.
+async fn three_tab_spreadsheet(emu: &EmulatorHandle) -> String {
+    let id = emu
+        .create_spreadsheet_from(&json!({
+            "properties": {"title": "Parity", "timeZone": TZ},
+            "sheets": [{"properties": {"sheetId": 1234, "title": "Orders"}},
+                       {"properties": {"sheetId": 99, "title": "_sheetsync_scratch_1234", "hidden": true}},
+                       {"properties": {"sheetId": 77, "title": "Customers"}}],
+        }))
+        .unwrap();
+    seed_orders(emu, &id);
+    emu.set_cells(&id, "Customers!A1", vec![vec![json!("id"), json!("name")]])
+        .unwrap();
+    emu.set_cells(&id, "_sheetsync_scratch_1234!A1", vec![vec![json!("copy")]])
+        .unwrap();
+    id
+}
+
+fn on_edit(sheet: usize, row: u32, column: u32, num_rows: u32, num_columns: u32) -> Value {
+    json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": sheet, "user": "alice@example.com",
+        "range": {"row": row, "column": column, "numRows": num_rows, "numColumns": num_columns}}}])
+}
+
+/// The same person edits through the emulator's journal trigger and through the script in
+/// journal mode (each run seeing the tabs as the edit left them): the same journal rows, seqs
+/// and entries byte for byte, apart from ids and times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_mode_appends_the_rows_the_emulators_journal_trigger_appends() {
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = three_tab_spreadsheet(&emu).await;
+    emu.add_journal_trigger(&id, JournalSpec::default())
+        .unwrap();
+    // ~3,500 UTF-16 units a row (7,000 UTF-8 bytes, 2,800 chars): a 30-row paste is split.
+    let note = |i: usize| format!("{i}: {}", "\u{e9}\u{2713}\u{1d11e}x".repeat(700));
+    let paste: Vec<Vec<Value>> = (0..30)
+        .map(|i| vec![json!("2024-02-29 13:45:30"), json!(note(i))])
+        .collect();
+    let customers = 2; // its index among the tabs the script sees
+    let steps: Vec<(PersonEdit, Value)> = vec![
+        (
+            PersonEdit::SetCells {
+                range: "Orders!C2".into(),
+                values: vec![vec![json!("7")]],
+            },
+            on_edit(0, 2, 3, 1, 1),
+        ),
+        (
+            PersonEdit::SetCells {
+                range: "Orders!G4".into(),
+                values: paste,
+            },
+            on_edit(0, 4, 7, 30, 2),
+        ),
+        (
+            PersonEdit::SetCells {
+                range: "Customers!B2".into(),
+                values: vec![vec![json!("x".repeat(MAX_ENTRY_CHARS + 1_000))]],
+            },
+            on_edit(customers, 2, 2, 1, 1),
+        ),
+        (
+            PersonEdit::InsertRows {
+                sheet: "Orders".into(),
+                before: 3,
+                count: 1,
+            },
+            json!([{"fn": "sheetsyncOnChange",
+                    "event": {"changeType": "INSERT_ROW", "user": "alice@example.com"}}]),
+        ),
+    ];
+    let mut journal = None;
+    for (edit, calls) in steps {
+        emu.edit_as(&id, "alice@example.com", edit).unwrap();
+        let report = run_script(journal_scenario(&emu, &id, journal.take(), calls)).await;
+        assert_eq!(
+            report["locks"],
+            json!([["tryLock", 10000], ["flush"], ["releaseLock"]]),
+            "{report}"
+        );
+        journal = script_journal(&report);
+        assert!(journal.is_some(), "{report}");
+    }
+    let journal = journal.unwrap();
+    let emu_rows = emu
+        .read_values(&id, &format!("'{JOURNAL_TITLE}'!A1:D"))
+        .unwrap();
+    let emu_j = normalised(emu_rows.as_array().unwrap().clone());
+    let apps_j = normalised(trimmed(&journal["rows"]));
+    assert_same_rows(&apps_j.rows, &emu_j.rows);
+
+    // What both wrote: 1 edit, the paste in k ≥ 3 entries, an OTHER, INSERT_ROW per tab.
+    for j in [&emu_j, &apps_j] {
+        let n = j.events.len();
+        let k = n - 4;
+        assert!(k >= 3, "the paste is split: {n} entries");
+        let seqs: Vec<Value> = j.rows[1..].iter().map(|r| r[0].clone()).collect();
+        assert_eq!(seqs, (1..=n).map(|s| json!(s)).collect::<Vec<_>>());
+        assert_eq!(j.rows[0], json!(["seq", "entry", "<journal id>", n + 1]));
+        let paste = &j.events[1..=k];
+        assert!(paste.iter().all(|e| e.0 == paste[0].0 && e.1 == paste[0].1));
+        let ranges: Vec<(u32, u32)> = paste
+            .iter()
+            .map(|e| e.2.range.map(|r| (r.start_row, r.end_row)).unwrap())
+            .collect();
+        assert_eq!(ranges[0].0, 4);
+        assert_eq!(ranges[k - 1].1, 33);
+        assert!(
+            ranges.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+            "{ranges:?}"
+        );
+        let other = &j.events[k + 1].2;
+        assert_eq!(
+            (other.change_type, other.sheet_name.as_str()),
+            (ChangeType::Other, "Customers")
+        );
+        let tabs: Vec<&str> = j.events[k + 2..]
+            .iter()
+            .map(|e| e.2.sheet_name.as_str())
+            .collect();
+        assert_eq!(
+            tabs,
+            ["Orders", "Customers"],
+            "every tab but the scratch tab and the journal"
+        );
+        assert_ne!(j.events[k + 2].0, j.events[k + 3].0);
+        assert_eq!(j.events[k + 2].1, j.events[k + 3].1);
+    }
+    // The script's tab is what docs/journal.md says; so is the emulator's.
+    assert_eq!(journal["hidden"], true);
+    assert_eq!(journal["maxColumns"], 4);
+    assert_eq!(journal["protections"][0]["warningOnly"], true);
+    assert_eq!(journal["protections"].as_array().unwrap().len(), 1);
+    let ss = emu.spreadsheet(&id).unwrap();
+    let tab = ss.sheets.last().unwrap();
+    assert_eq!(
+        (tab.props.title.as_str(), tab.props.hidden),
+        (JOURNAL_TITLE, true)
+    );
+    emu.shutdown().await;
+}
+
+/// A one-tab run (journal mode unless `properties` say otherwise) with an existing journal.
+fn journal_run(properties: Value, journal_rows: Value, max_rows: u32, calls: Value) -> Value {
+    json!({
+        "spreadsheetId": "ss-journal",
+        "timeZone": "UTC",
+        "sheets": [{"sheetId": 0, "name": "Items", "rows": [["id", "name"], [1, "bolt"]]},
+                   {"sheetId": 5, "name": JOURNAL_TITLE, "rows": journal_rows,
+                    "maxRows": max_rows, "maxColumns": 4, "hidden": true}],
+        "properties": properties,
+        "calls": calls,
+    })
+}
+
+#[tokio::test]
+async fn journal_mode_is_the_default_and_install_makes_the_tab_without_settings() {
+    let sc = json!({
+        "spreadsheetId": "ss-install", "timeZone": "UTC",
+        "sheets": [{"sheetId": 0, "name": "Items", "rows": [["id"]]}],
+        "properties": {},
+        "calls": [{"fn": "install"}, {"fn": "install"}],
+    });
+    let report = run_script(sc.clone()).await;
+    assert_eq!(report["triggers"].as_array().unwrap().len(), 2, "{report}");
+    let sheets = report["sheets"].as_array().unwrap();
+    assert_eq!(sheets.len(), 2, "one journal tab, made once");
+    let j = &sheets[1];
+    assert_eq!(j["name"], JOURNAL_TITLE);
+    assert_eq!(
+        (&j["hidden"], &j["maxRows"], &j["maxColumns"]),
+        (&json!(true), &json!(1000), &json!(4))
+    );
+    let header = &j["rows"][0];
+    assert_eq!(
+        (&header[0], &header[1], &header[3]),
+        (&json!("seq"), &json!("entry"), &json!(1))
+    );
+    assert_eq!(header[2].as_str().unwrap().len(), 36);
+    assert_eq!(j["protections"].as_array().unwrap().len(), 1);
+    assert_eq!(j["protections"][0]["warningOnly"], true);
+    assert!(j["protections"][0]["description"]
+        .as_str()
+        .unwrap()
+        .contains("Do not edit"));
+    assert_eq!(report["requests"], json!([]));
+
+    // Edits of sheetsync's own tabs are not reported.
+    let mut own = sc.clone();
+    own["sheets"] = json!([{"sheetId": 0, "name": "Items", "rows": [["id"]]},
+                           {"sheetId": 9, "name": "_sheetsync_scratch_0", "rows": [["x"]]}]);
+    own["calls"] = json!([{"fn": "install"},
+        {"fn": "sheetsyncOnEdit", "event": {"sheet": 1, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}},
+        {"fn": "sheetsyncOnEdit", "event": {"sheet": 2, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}}]);
+    let report = run_script(own).await;
+    let rows = &script_journal(&report).unwrap()["rows"];
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{report}");
+
+    // setup() switches to webhook mode, setupJournal() back.
+    let mut sc2 = sc.clone();
+    sc2["calls"] = json!([{"fn": "setup", "args": ["https://sync.example.com/h", "k"]},
+                          {"fn": "setupJournal"}]);
+    let report = run_script(sc2).await;
+    assert_eq!(report["properties"]["SHEETSYNC_MODE"], "journal");
+    // An unknown mode: install refuses, a handler logs and writes nothing.
+    let mut sc3 = sc;
+    sc3["properties"] = json!({"SHEETSYNC_MODE": "pigeon"});
+    sc3["calls"] =
+        json!([{"fn": "install"}, {"fn": "sheetsyncOnChange", "event": {"changeType": "OTHER"}}]);
+    let report = run_script_allowing_errors(sc3).await;
+    assert!(report["errors"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("must be journal or webhook"));
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        report["logs"][0][1]
+            .as_str()
+            .unwrap()
+            .contains("edit not reported"),
+        "{report}"
+    );
+    assert!(script_journal(&report).is_none());
+}
+
+/// The run left the journal as it was and logged why.
+fn assert_nothing_written(report: &Value, rows: &Value, why: &str) {
+    assert_eq!(&script_journal(report).unwrap()["rows"], rows);
+    let log = report["logs"][0][1].as_str().unwrap_or_default();
+    assert!(log.contains(why), "{report}");
+}
+
+#[tokio::test]
+async fn journal_appends_wait_for_the_lock_stop_when_full_and_grow_the_tab() {
+    let rows = json!([["seq", "entry", "jid", 3], [1, "{}"], [2, "{}"]]);
+    let edit = json!([{"fn": "sheetsyncOnEdit", "event": {"sheet": 0, "user": "",
+        "range": {"row": 2, "column": 2, "numRows": 1, "numColumns": 1}}}]);
+    // Another execution holds the lock: nothing is written.
+    let mut sc = journal_run(json!({}), rows.clone(), 3, edit.clone());
+    sc["lockBusy"] = json!(true);
+    assert_nothing_written(&run_script(sc).await, &rows, "lock was busy");
+    // Full (SHEETSYNC_JOURNAL_MAX_ROWS = 2): nothing is written.
+    let sc = journal_run(
+        json!({"SHEETSYNC_JOURNAL_MAX_ROWS": "2"}),
+        rows.clone(),
+        3,
+        edit.clone(),
+    );
+    assert_nothing_written(&run_script(sc).await, &rows, "the journal holds 2 entries");
+    // Room (the default cap) but no free row: the tab grows, the entry gets seq D1.
+    let report = run_script(journal_run(json!({}), rows, 3, edit)).await;
+    let j = script_journal(&report).unwrap();
+    assert_eq!(j["maxRows"], 4);
+    assert_eq!(j["rows"][0][3], 4);
+    assert_eq!(j["rows"][3][0], 3);
+    let entry = WebhookPayload::from_json(j["rows"][3][1].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(entry.rows[0].values, vec![json!(1), json!("bolt")]);
+    assert_eq!(report["logs"], json!([]));
+}
+
+/// In webhook mode too, onChange reports every tab but sheetsync's own (each payload its own
+/// event, so the receiver drops none as a duplicate); the changed tab's equals the emulator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_on_change_reports_every_tab_but_sheetsyncs_own() {
+    let server = start_server(0).await;
+    let emu = EmulatorHandle::start(Config::default()).await.unwrap();
+    let id = three_tab_spreadsheet(&emu).await;
+    let spec = TriggerSpec {
+        url: server.url.clone(),
+        secret: SECRET.into(),
+        sheet_id: None,
+    };
+    emu.add_trigger(&id, spec).unwrap();
+    emu.insert_rows(&id, "Orders", 3, 1).unwrap();
+    let log = emu.wait_for_deliveries(1, Duration::from_secs(30)).await;
+    assert_eq!(log.len(), 1);
+    let emu_req = server.captured.lock().unwrap()[0].clone();
+    let mut sc = journal_scenario(
+        &emu,
+        &id,
+        None,
+        json!([{"fn": "sheetsyncOnChange", "event": {"changeType": "INSERT_ROW", "user": "person@example.com"}}]),
+    );
+    sc["properties"] = json!({"SHEETSYNC_MODE": "webhook", "SHEETSYNC_URL": server.url, "SHEETSYNC_SECRET": SECRET});
+    sc["deliver"] = json!(true);
+    let report = run_script(sc).await;
+    assert_eq!(report["requests"].as_array().unwrap().len(), 2, "{report}");
+    let reqs = server.captured.lock().unwrap().clone();
+    assert_same_payload(&emu_req, &reqs[1]);
+    let customers = WebhookPayload::from_json(&reqs[2].body).unwrap();
+    assert_eq!(
+        (customers.sheet_name.as_str(), customers.change_type),
+        ("Customers", ChangeType::InsertRow)
+    );
+    assert_eq!(
+        server.receiver.stats().accepted,
+        3,
+        "no payload dropped as a duplicate"
+    );
+    emu.shutdown().await;
 }

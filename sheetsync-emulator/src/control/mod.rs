@@ -19,7 +19,7 @@ use crate::person::{person_edit, schedule_edit};
 use crate::quota::QuotaConfig;
 use crate::schedule::EditTrigger;
 use crate::state::{RequestRecord, Shared};
-use crate::triggers::TriggerSpec;
+use crate::triggers::Registration;
 
 /// `POST /__emulator/scheduled-edits` body.
 #[derive(Deserialize)]
@@ -246,6 +246,15 @@ fn schedule_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiErro
     }))
 }
 
+/// A trigger as `GET .../triggers` lists it (never the secret).
+fn trigger_json(trigger_id: &str, spec: &Registration) -> Value {
+    let mut v = json!({"triggerId": trigger_id, "mode": spec.mode(), "sheetId": spec.sheet_id()});
+    if let Registration::Webhook(w) = spec {
+        v["url"] = json!(w.url);
+    }
+    v
+}
+
 /// Spreadsheets: list, create, read, person edits, triggers, access; webhook deliveries.
 fn spreadsheet_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiError> {
     let (shared, segs, bytes) = (req.shared, req.segs, req.bytes);
@@ -289,7 +298,8 @@ fn spreadsheet_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiE
             ok(json!({}))
         }
         (Method::POST, ["spreadsheets", id, "triggers"]) => {
-            let spec: TriggerSpec = parse(bytes)?;
+            // A webhook (`url`, `secret`) or `{"mode": "journal"}`; `sheetId` optional.
+            let spec: Registration = parse(bytes)?;
             shared.open(id)?;
             let tid = shared.triggers.add(id, spec);
             ok(json!({"triggerId": tid}))
@@ -299,7 +309,7 @@ fn spreadsheet_routes(req: &ControlRequest<'_>) -> Result<Option<Response>, ApiE
                 .triggers
                 .list(id)
                 .into_iter()
-                .map(|(tid, spec)| json!({"triggerId": tid, "url": spec.url, "sheetId": spec.sheet_id}))
+                .map(|(tid, spec)| trigger_json(&tid, &spec))
                 .collect();
             ok(json!({"triggers": list}))
         }

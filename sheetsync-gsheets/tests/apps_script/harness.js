@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Runs apps-script/sheetsync.gs under Node with a small stand-in for the Apps Script services
-// it calls (SpreadsheetApp/Sheet/Range backed by a grid, PropertiesService, ScriptApp,
-// Utilities, UrlFetchApp), as tests/apps_script.rs drives it.
+// it calls (SpreadsheetApp/Sheet/Range backed by a grid, LockService, PropertiesService,
+// ScriptApp, Utilities, UrlFetchApp), as tests/apps_script.rs drives it.
 //
 // Usage: node harness.js <scenario.json | - (stdin)>
 //
 // Scenario:
 //   { "script": "/path/to/sheetsync.gs",
 //     "spreadsheetId": "...", "timeZone": "America/New_York", "activeSheet": 0,
-//     "sheets": [{"sheetId": 0, "name": "Sheet1", "rows": [[cell, ...], ...]}],
+//     "sheets": [{"sheetId": 0, "name": "Sheet1", "rows": [[cell, ...], ...],
+//                 "maxRows": 1000, "maxColumns": 26, "hidden": false}],   // the last three optional
+//     "lockBusy": false,                     // LockService's tryLock fails (another execution)
 //     "properties": {"SHEETSYNC_URL": "...", ...},
 //     "deliver": true,                       // really POST (else answer "respond" or 200)
 //     "respond": [200],                      // canned status codes when deliver is false
@@ -19,9 +21,12 @@
 //   A cell is what Range.getValues() returns: a number, string or boolean ("" = empty), or
 //   {"date": <serial>} for a date/time-formatted cell, which getValues() returns as a Date
 //   whose wall-clock time in the spreadsheet's time zone is that serial (as Google does).
+//   Ranges outside a sheet's maxRows x maxColumns throw, a cell over 50,000 characters
+//   throws, and any write to the _sheetsync_journal tab without the document lock throws.
 //
 // Prints one JSON object: {"requests": [...], "sleeps": [...], "logs": [...],
-//   "properties": {...}, "triggers": [...], "errors": [...]}.
+//   "properties": {...}, "triggers": [...], "errors": [...], "locks": [...],
+//   "sheets": [{"sheetId", "name", "rows", "maxRows", "maxColumns", "hidden", "protections"}]}.
 'use strict';
 
 const fs = require('node:fs');
@@ -34,7 +39,10 @@ const EPOCH_MS = Date.UTC(1899, 11, 30);
 
 const scenarioPath = process.argv[2] && process.argv[2] !== '-' ? process.argv[2] : 0;
 const scenario = JSON.parse(fs.readFileSync(scenarioPath, 'utf8'));
-const out = { requests: [], sleeps: [], logs: [], triggers: [], errors: [] };
+const out = { requests: [], sleeps: [], logs: [], triggers: [], errors: [], locks: [] };
+const JOURNAL = '_sheetsync_journal';
+const MAX_CELL_CHARS = 50000;
+let lockHeld = false;
 
 // ---- time zones ---------------------------------------------------------------------------
 
@@ -96,7 +104,9 @@ function cellValue(c) {
 
 class Range {
   constructor(sheet, row, column, numRows, numColumns) {
-    if (!(row >= 1 && column >= 1 && numRows >= 1 && numColumns >= 1)) {
+    const inside = row >= 1 && column >= 1 && numRows >= 1 && numColumns >= 1 &&
+      row + numRows - 1 <= sheet.data.maxRows && column + numColumns - 1 <= sheet.data.maxColumns;
+    if (!inside) {
       throw new Error(`The coordinates of the range are outside the dimensions of the sheet (${row}, ${column}, ${numRows}, ${numColumns}).`);
     }
     Object.assign(this, { sheet, row, column, numRows, numColumns });
@@ -118,10 +128,67 @@ class Range {
     }
     return out;
   }
+  getValue() { return this.getValues()[0][0]; }
+  setValues(values) {
+    this.sheet.checkWrite();
+    if (values.length !== this.numRows || values.some((r) => r.length !== this.numColumns)) {
+      throw new Error(`The number of rows or columns in the data does not match the range (${this.numRows} x ${this.numColumns}).`);
+    }
+    for (const r of values) {
+      for (const v of r) {
+        if (typeof v === 'string' && v.length > MAX_CELL_CHARS) {
+          throw new Error(`Your input contains more than the maximum of ${MAX_CELL_CHARS} characters in a single cell.`);
+        }
+      }
+    }
+    const rows = this.sheet.data.rows;
+    values.forEach((r, i) => {
+      const at = this.row - 1 + i;
+      while (rows.length <= at) rows.push([]);
+      const row = rows[at] || (rows[at] = []);
+      while (row.length < this.column - 1) row.push('');
+      r.forEach((v, j) => { row[this.column - 1 + j] = v; });
+    });
+    return this;
+  }
+  setValue(v) { return this.setValues([[v]]); }
+}
+
+class Protection {
+  constructor(sheet) { this.record = { description: '', warningOnly: false }; sheet.data.protections.push(this.record); }
+  setDescription(d) { this.record.description = d; return this; }
+  setWarningOnly(w) { this.record.warningOnly = w; return this; }
 }
 
 class Sheet {
-  constructor(data, parent) { this.data = data; this.parent = parent; }
+  constructor(data, parent) {
+    this.data = Object.assign({ maxRows: Math.max(1000, data.rows.length), maxColumns: 26, hidden: false, protections: [] }, data);
+    this.parent = parent;
+  }
+  /** Writes to the journal tab must hold the document lock (docs/journal.md). */
+  checkWrite() {
+    if (this.data.name === JOURNAL && !lockHeld) throw new Error('harness: the journal tab written without the document lock');
+  }
+  getMaxRows() { return this.data.maxRows; }
+  getMaxColumns() { return this.data.maxColumns; }
+  insertRowsAfter(after, n) {
+    this.checkWrite();
+    if (!(after >= 1 && after <= this.data.maxRows && n >= 1)) throw new Error(`insertRowsAfter(${after}, ${n}): out of range`);
+    if (after < this.data.rows.length) this.data.rows.splice(after, 0, ...Array.from({ length: n }, () => []));
+    this.data.maxRows += n;
+    return this;
+  }
+  deleteColumns(start, n) {
+    this.checkWrite();
+    if (!(start >= 1 && n >= 1 && start + n - 1 <= this.data.maxColumns)) throw new Error(`deleteColumns(${start}, ${n}): out of range`);
+    if (n >= this.data.maxColumns) throw new Error('You cannot delete all the columns on the sheet.');
+    for (const r of this.data.rows) if (r) r.splice(start - 1, n);
+    this.data.maxColumns -= n;
+    return this;
+  }
+  hideSheet() { this.data.hidden = true; return this; }
+  isSheetHidden() { return this.data.hidden; }
+  protect() { return new Protection(this); }
   getSheetId() { return this.data.sheetId; }
   getName() { return this.data.name; }
   getParent() { return this.parent; }
@@ -143,11 +210,26 @@ class Sheet {
 }
 
 class Spreadsheet {
-  constructor() { this.sheets = scenario.sheets.map((s) => new Sheet(s, this)); }
+  constructor() {
+    this.sheets = scenario.sheets.map((s) => new Sheet(s, this));
+    this.active = scenario.activeSheet || 0;
+  }
   getId() { return scenario.spreadsheetId; }
   getSpreadsheetTimeZone() { return tz; }
-  getSheets() { return this.sheets; }
-  getActiveSheet() { return this.sheets[scenario.activeSheet || 0]; }
+  getSheets() { return this.sheets.slice(); }
+  getActiveSheet() { return this.sheets[this.active]; }
+  getSheetByName(name) { return this.sheets.find((s) => s.getName() === name) || null; }
+  /** A new 1000 x 26 sheet at `index`; it becomes the active sheet, as in Apps Script. */
+  insertSheet(name, index) {
+    if (this.getSheetByName(name)) throw new Error(`A sheet with the name "${name}" already exists. Please enter another name.`);
+    let sheetId;
+    do { sheetId = crypto.randomInt(1, 2 ** 31 - 1); } while (this.sheets.some((s) => s.getSheetId() === sheetId));
+    const sheet = new Sheet({ sheetId, name, rows: [] }, this);
+    const at = index === undefined ? this.sheets.length : Math.min(index, this.sheets.length);
+    this.sheets.splice(at, 0, sheet);
+    this.active = at;
+    return sheet;
+  }
 }
 
 const spreadsheet = new Spreadsheet();
@@ -182,10 +264,23 @@ const sandbox = {
     warn: (...a) => out.logs.push(['warn', a.join(' ')]),
     error: (...a) => out.logs.push(['error', a.join(' ')]),
   },
+  LockService: {
+    getDocumentLock: () => ({
+      tryLock(ms) {
+        out.locks.push(['tryLock', ms]);
+        if (scenario.lockBusy) return false;
+        lockHeld = true;
+        return true;
+      },
+      hasLock: () => lockHeld,
+      releaseLock() { out.locks.push(['releaseLock']); lockHeld = false; },
+    }),
+  },
   SpreadsheetApp: {
     getActive: () => spreadsheet,
     getActiveSpreadsheet: () => spreadsheet,
     getUi: () => { throw new Error('SpreadsheetApp.getUi is not available in the test harness'); },
+    flush: () => { out.locks.push(lockHeld ? ['flush'] : ['flush without the lock']); },
   },
   PropertiesService: {
     getScriptProperties: () => ({
@@ -280,5 +375,6 @@ for (const call of scenario.calls || []) {
 }
 
 out.properties = properties;
+out.sheets = spreadsheet.getSheets().map((s) => s.data);
 out.triggers = out.triggers.map((t) => ({ fn: t.fn, source: t.source, event: t.event }));
 process.stdout.write(JSON.stringify(out));
