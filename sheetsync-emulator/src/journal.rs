@@ -14,7 +14,7 @@ use crate::util::Rng;
 /// Title of the journal tab.
 pub const JOURNAL_TITLE: &str = "_sheetsync_journal";
 /// Title prefix of sheetsync's scratch tabs, which the journal never reports.
-pub const SCRATCH_PREFIX: &str = "_sheetsync_scratch_";
+pub const SCRATCH_PREFIX: &str = "sheetsync-scratch-";
 /// Most characters (UTF-16 code units, JavaScript's `String.length`) of one entry.
 pub const MAX_ENTRY_CHARS: usize = 45_000;
 /// `SHEETSYNC_MAX_ROWS` when unset: an edit of more rows is one `OTHER` entry.
@@ -180,6 +180,13 @@ fn create(ss: &mut Spreadsheet, rng: &mut Rng, cell_limit: u64) -> Option<usize>
         set(&mut sheet, 0, c as u32, v);
     }
     ss.sheets.push(sheet);
+    // As the script's `protect().setWarningOnly(true)`: people are warned, nobody is stopped.
+    ss.protected.push(serde_json::json!({
+        "protectedRangeId": rng.positive_i32(),
+        "range": {"sheetId": sheet_id},
+        "description": "sheetsync's edit journal: written by the Apps Script, read and trimmed by sheetsync. Do not edit.",
+        "warningOnly": true,
+    }));
     Some(ss.sheets.len() - 1)
 }
 

@@ -142,6 +142,13 @@ async fn edits_get_consecutive_seqs_and_the_append_moves_the_version_but_fires_n
         "added at the end"
     );
     assert!(tab.props.hidden);
+    let protected: Vec<_> = ss
+        .protected
+        .iter()
+        .filter(|p| p["range"]["sheetId"] == tab.props.sheet_id)
+        .collect();
+    assert_eq!(protected.len(), 1, "protected with a warning");
+    assert_eq!(protected[0]["warningOnly"], true);
     assert_eq!((tab.props.row_count, tab.props.column_count), (1000, 4));
     let rows = journal(&emu, &id);
     let jid = rows[0][2].as_str().unwrap().to_string();
@@ -198,7 +205,7 @@ async fn a_row_insertion_writes_one_entry_per_tab_but_sheetsyncs_own() {
         &emu,
         &[
             ("Orders", 10),
-            ("_sheetsync_scratch_10", 11),
+            ("sheetsync-scratch-10", 11),
             ("Customers", 12),
         ],
     );
@@ -224,7 +231,7 @@ async fn a_row_insertion_writes_one_entry_per_tab_but_sheetsyncs_own() {
     assert_ne!(orders["eventId"], customers["eventId"]);
 
     // Edits of a scratch tab report nothing either.
-    emu.set_cells(&id, "_sheetsync_scratch_10!A2", vec![vec![json!("copy")]])
+    emu.set_cells(&id, "sheetsync-scratch-10!A2", vec![vec![json!("copy")]])
         .unwrap();
     assert_eq!(journal(&emu, &id).len(), 3);
     let ids = delivered_ids(&emu, &id, &mut rx).await;

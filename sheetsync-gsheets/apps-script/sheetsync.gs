@@ -43,7 +43,7 @@ var SHEETSYNC_EPOCH_MS = Date.UTC(1899, 11, 30);
 var SHEETSYNC_DAY_MS = 86400000;
 /** The journal tab, and the prefix of sheetsync's scratch tabs (neither is ever reported). */
 var SHEETSYNC_JOURNAL = '_sheetsync_journal';
-var SHEETSYNC_SCRATCH_PREFIX = '_sheetsync_scratch_';
+var SHEETSYNC_SCRATCH_PREFIX = 'sheetsync-scratch-';
 /** The journal's columns: A = seq, B = entry; row 1 also holds C1 = journal id, D1 = next seq. */
 var SHEETSYNC_JOURNAL_COLUMNS = 4;
 /** Most characters (String.length) of one journal entry; a cell holds at most 50,000. */

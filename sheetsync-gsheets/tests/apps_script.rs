@@ -793,14 +793,14 @@ async fn three_tab_spreadsheet(emu: &EmulatorHandle) -> String {
         .create_spreadsheet_from(&json!({
             "properties": {"title": "Parity", "timeZone": TZ},
             "sheets": [{"properties": {"sheetId": 1234, "title": "Orders"}},
-                       {"properties": {"sheetId": 99, "title": "_sheetsync_scratch_1234", "hidden": true}},
+                       {"properties": {"sheetId": 99, "title": "sheetsync-scratch-1234", "hidden": true}},
                        {"properties": {"sheetId": 77, "title": "Customers"}}],
         }))
         .unwrap();
     seed_orders(emu, &id);
     emu.set_cells(&id, "Customers!A1", vec![vec![json!("id"), json!("name")]])
         .unwrap();
-    emu.set_cells(&id, "_sheetsync_scratch_1234!A1", vec![vec![json!("copy")]])
+    emu.set_cells(&id, "sheetsync-scratch-1234!A1", vec![vec![json!("copy")]])
         .unwrap();
     id
 }
@@ -976,7 +976,7 @@ async fn journal_mode_is_the_default_and_install_makes_the_tab_without_settings(
     // Edits of sheetsync's own tabs are not reported.
     let mut own = sc.clone();
     own["sheets"] = json!([{"sheetId": 0, "name": "Items", "rows": [["id"]]},
-                           {"sheetId": 9, "name": "_sheetsync_scratch_0", "rows": [["x"]]}]);
+                           {"sheetId": 9, "name": "sheetsync-scratch-0", "rows": [["x"]]}]);
     own["calls"] = json!([{"fn": "install"},
         {"fn": "sheetsyncOnEdit", "event": {"sheet": 1, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}},
         {"fn": "sheetsyncOnEdit", "event": {"sheet": 2, "range": {"row": 1, "column": 1, "numRows": 1, "numColumns": 1}}}]);
