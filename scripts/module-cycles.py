@@ -4,7 +4,10 @@
 An edge a -> b exists when a file of module a names a path into its sibling b (`crate::x::b`,
 `super::b`, also inside `use …::{…}` groups). Comments and unit-test modules are left out, and
 so are glob imports (`use super::*`) and paths through a parent's re-exports: the check reads
-the text, it does not resolve names. Usage: scripts/module-cycles.py [workspace root]
+the text, it does not resolve names. Exits 1 when it finds a cycle, 2 when a crate's sources
+are missing.
+
+Usage: scripts/module-cycles.py [--crate NAME]... [workspace root]  (default: every crate)
 """
 import os
 import re
@@ -97,11 +100,24 @@ def cycles(graph):
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "."
+    args, picked = sys.argv[1:], []
+    while len(args) >= 2 and args[0] == "--crate":
+        picked.append(args[1])
+        args = args[2:]
+    root = args[0] if args else "."
+    unknown = [c for c in picked if c not in CRATES]
+    if unknown:
+        print("unknown crate: " + ", ".join(unknown), file=sys.stderr)
+        return 2
     any_cycle = False
-    for crate, src in CRATES.items():
+    for crate in picked or list(CRATES):
+        src = os.path.join(root, CRATES[crate])
+        # A moved crate must not pass for one without cycles.
+        if not os.path.isdir(src):
+            print(crate + ": no sources at " + src, file=sys.stderr)
+            return 2
         graph = {}
-        for a, b in edges(os.path.join(root, src)):
+        for a, b in edges(src):
             graph.setdefault(a, set()).add(b)
         for comp in cycles(graph):
             any_cycle = True

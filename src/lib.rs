@@ -29,6 +29,11 @@ pub use sheetsync_core::*;
 mod supervise;
 pub use supervise::{EngineFactory, MappingHandle, OnPanic, SheetSync, Supervised};
 
+#[cfg(all(
+    feature = "gsheets",
+    any(feature = "postgres", feature = "mysql", feature = "sqlite")
+))]
+mod sides;
 /// Mappings from configuration: both sides opened from URLs (needs `gsheets` and a database).
 #[cfg(all(
     feature = "gsheets",

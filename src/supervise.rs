@@ -154,7 +154,7 @@ pub struct SheetSync {
         feature = "gsheets",
         any(feature = "postgres", feature = "mysql", feature = "sqlite")
     ))]
-    pub(crate) sheets: Option<crate::sync::SheetsSide>,
+    pub(crate) sheets: Option<crate::sides::SheetsSide>,
 }
 
 /// One mapping to run: its name, what to do on a panic, and how to build its engine.

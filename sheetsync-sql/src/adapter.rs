@@ -227,6 +227,14 @@ impl<D: Driver> Core<D> {
         Ok(())
     }
 
+    /// Where the state of a store on this table's pool lives.
+    pub(crate) fn state_location(&self) -> String {
+        crate::state::pool_location(&self.pool)
+    }
+}
+
+/// The write paths, which run the database's own [`Writes`].
+impl<D: Writes> Core<D> {
     /// [`Sink::apply`](sheetsync_core::Sink::apply): one transaction for the batch.
     pub(crate) async fn apply(
         &self,
@@ -255,10 +263,52 @@ impl<D: Driver> Core<D> {
     pub(crate) async fn begin(&self, ctx: &WriteContext) -> Result<Box<dyn SinkTransaction + '_>> {
         Ok(Box::new(StateTx(self.begin_tx(ctx).await?)))
     }
+}
 
-    /// Where the state of a store on this table's pool lives.
-    pub(crate) fn state_location(&self) -> String {
-        crate::state::pool_location(&self.pool)
+/// The table writes whose SQL differs between databases, on a table's write transaction: the
+/// part of a driver that needs the table adapter ([`Tx`]), so it lives here rather than in
+/// [`Driver`]. The defaults suit most databases.
+#[async_trait]
+pub(crate) trait Writes: Driver {
+    /// Inserts or updates `rows` in one statement (see [`WriteTx::upsert`]).
+    async fn upsert(
+        tx: &mut Tx<'_, Self>,
+        rows: &[&Row],
+        cols: &[usize],
+    ) -> std::result::Result<(), RowError> {
+        let q = tx
+            .core
+            .rows_query(tx.core.info().upsert_sql(rows.len(), cols), rows, cols);
+        Self::execute(tx.conn(), q)
+            .await
+            .map(|_| ())
+            .map_err(|e| tx.row_error(e))
+    }
+    /// Inserts rows expected to be absent (see [`WriteTx::create`]). The default suits a
+    /// database with a single writer, where the preceding check holds.
+    async fn create(
+        tx: &mut Tx<'_, Self>,
+        rows: &[&Row],
+        keys: &[&RowKey],
+        cols: &[usize],
+    ) -> std::result::Result<HashSet<RowKey>, RowError> {
+        Self::upsert(tx, rows, cols).await?;
+        Ok(keys.iter().map(|k| (*k).clone()).collect())
+    }
+    /// Inserts a row whose key the database generates (see [`WriteTx::insert`]). The default
+    /// reads the stored row from `RETURNING`.
+    async fn insert(
+        tx: &mut Tx<'_, Self>,
+        row: &Row,
+        cols: &[usize],
+    ) -> std::result::Result<Row, RowError> {
+        let q = tx
+            .core
+            .row_query(tx.core.info().insert_generated_sql(cols), row, cols);
+        let stored = Self::fetch_all(tx.conn(), q)
+            .await
+            .map_err(|e| tx.row_error(e))?;
+        tx.core.read_back(stored.first())
     }
 }
 
@@ -280,7 +330,7 @@ impl<D: Driver> Tx<'_, D> {
 }
 
 #[async_trait]
-impl<D: Driver> WriteTx for Tx<'_, D> {
+impl<D: Writes> WriteTx for Tx<'_, D> {
     fn info(&self) -> &TableInfo {
         self.core.info()
     }
@@ -335,7 +385,7 @@ impl<D: Driver> WriteTx for Tx<'_, D> {
 pub(crate) struct StateTx<'a, D: Driver>(Tx<'a, D>);
 
 #[async_trait]
-impl<D: Driver> SinkTransaction for StateTx<'_, D> {
+impl<D: Writes> SinkTransaction for StateTx<'_, D> {
     async fn apply(&mut self, ops: Vec<WriteOp>) -> Result<Vec<WriteOutcome>> {
         let core = self.0.core;
         core.check_batch(ops.len())?;

@@ -2,20 +2,17 @@
 //! driver's [`sqlx::Database`], with the per-database parts in one trait implemented once per
 //! driver. [`impl_plumbing!`] writes the parts that only differ in their types (binding,
 //! executing, reading a column); each adapter module writes the rest (decoding, how a write
-//! transaction is tagged and bounded, the writes whose SQL differs).
-
-use std::collections::HashSet;
+//! transaction is tagged and bounded) and, in [`Writes`](crate::adapter::Writes) a layer up, the
+//! writes whose SQL differs.
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use sheetsync_core::{Row, RowKey, Value};
+use sheetsync_core::Value;
 
-use crate::adapter::Tx;
 use crate::codec::Bind;
 use crate::dialect::{audited, Dialect, WaitSql};
-use crate::error::RowError;
-use crate::state::StateSql;
+use crate::store_sql::StateSql;
 use crate::table::TableInfo;
 
 /// A statement of driver `D` with its bound values.
@@ -82,39 +79,6 @@ pub(crate) trait Driver: sqlx::Database {
     /// The statement that clears the tag before commit, if there is one to clear.
     fn untag(tagged: bool) -> Option<&'static str>;
 
-    /// Inserts or updates `rows` in one statement (see [`crate::apply::WriteTx::upsert`]).
-    async fn upsert(tx: &mut Tx<'_, Self>, rows: &[&Row], cols: &[usize]) -> Result<(), RowError> {
-        let q = tx
-            .core
-            .rows_query(tx.core.info().upsert_sql(rows.len(), cols), rows, cols);
-        Self::execute(tx.conn(), q)
-            .await
-            .map(|_| ())
-            .map_err(|e| tx.row_error(e))
-    }
-    /// Inserts rows expected to be absent (see [`crate::apply::WriteTx::create`]). The default
-    /// suits a database with a single writer, where the preceding check holds.
-    async fn create(
-        tx: &mut Tx<'_, Self>,
-        rows: &[&Row],
-        keys: &[&RowKey],
-        cols: &[usize],
-    ) -> Result<HashSet<RowKey>, RowError> {
-        Self::upsert(tx, rows, cols).await?;
-        Ok(keys.iter().map(|k| (*k).clone()).collect())
-    }
-    /// Inserts a row whose key the database generates (see
-    /// [`crate::apply::WriteTx::insert`]). The default reads the stored row from `RETURNING`.
-    async fn insert(tx: &mut Tx<'_, Self>, row: &Row, cols: &[usize]) -> Result<Row, RowError> {
-        let q = tx
-            .core
-            .row_query(tx.core.info().insert_generated_sql(cols), row, cols);
-        let stored = Self::fetch_all(tx.conn(), q)
-            .await
-            .map_err(|e| tx.row_error(e))?;
-        tx.core.read_back(stored.first())
-    }
-
     /// The statements of the state store.
     fn state() -> &'static StateSql;
 
@@ -127,6 +91,11 @@ pub(crate) trait Driver: sqlx::Database {
 /// Runs fixed, audited SQL on a connection of any driver.
 pub(crate) async fn run<D: Driver>(conn: &mut D::Connection, sql: &str) -> sqlx::Result<u64> {
     D::execute(conn, sqlx::query(audited(sql))).await
+}
+
+/// `sql` with the mapping bound as its first parameter.
+pub(crate) fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
+    D::bind(sqlx::query(audited(sql)), Bind::Text(mapping.to_string()))
 }
 
 /// The parts of [`Driver`] that differ between drivers only in their types, for

@@ -36,9 +36,8 @@ use sheetsync_core::{Error, ErrorKind, Result};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::Bind;
-use crate::driver::Driver;
+use crate::driver::{by_mapping, Driver};
 use crate::error::db_error;
-use crate::state::by_mapping;
 
 /// How often the lock connection is pinged while nobody asks.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -47,19 +46,6 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// a partition, a hung host): the lock connection's idle timeout, which the pings above keep
 /// from ever running out while the owner is alive.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-
-/// The lease statements of one database.
-pub(crate) struct LeaseSql {
-    /// Makes the server end the lock connection once it is idle for `{secs}` seconds: the
-    /// lease's time to live when its owner stops answering.
-    pub ttl: Option<&'static str>,
-    /// Tries the lock without waiting; one integer column, 1 when taken (binds: the mapping).
-    /// `None`: the lock is a file beside the database.
-    pub try_lock: Option<&'static str>,
-    /// Inserts the mapping's lease row with epoch 1, or increments its epoch (binds: mapping,
-    /// owner, since).
-    pub take: &'static str,
-}
 
 /// Ownership of one mapping, held until dropped or [`released`](Lease::release).
 #[derive(Debug)]

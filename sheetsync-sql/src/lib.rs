@@ -96,6 +96,8 @@ mod session;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod state;
 mod statements;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod store_sql;
 mod table;
 
 pub use common::SqlOptions;

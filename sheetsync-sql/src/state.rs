@@ -28,7 +28,7 @@ use sheetsync_core::{
 };
 
 use crate::dialect::{audited, WaitSql};
-use crate::driver::{run, Driver, Query};
+use crate::driver::{by_mapping, run, Driver};
 use crate::error::db_error;
 use crate::session::Session;
 
@@ -368,43 +368,6 @@ pub(crate) fn hash_list(n: usize, dollar: bool) -> String {
         .join(", ")
 }
 
-/// The state store's statements on one database.
-pub(crate) struct StateSql {
-    /// The four tables, qualified and quoted.
-    pub mappings: &'static str,
-    pub bases: &'static str,
-    pub intents: &'static str,
-    pub leases: &'static str,
-    /// `$n` placeholders (PostgreSQL) rather than `?`.
-    pub dollar: bool,
-    /// Creates the tables (in one transaction begun with the driver's `BEGIN`).
-    pub install: &'static [&'static str],
-    /// Drops them.
-    pub uninstall: &'static [&'static str],
-    /// Inserts a mapping's empty document unless there is one (binds: the mapping).
-    pub ensure_doc: &'static str,
-    /// Locks the mapping's document row for the commit (empty where the transaction already
-    /// excludes every other writer).
-    pub lock_doc: &'static str,
-    /// What an insert of bases that exist does: updates them.
-    pub upsert_bases: &'static str,
-    /// Begins the transaction that loads a mapping (one snapshot for all three tables).
-    pub load_begin: &'static str,
-    /// Mapping ownership ([`crate::lease`]).
-    pub lease: crate::lease::LeaseSql,
-}
-
-impl StateSql {
-    /// The `n`-th bind parameter: `$n` or `?`.
-    pub(crate) fn param(&self, n: usize) -> String {
-        if self.dollar {
-            format!("${n}")
-        } else {
-            "?".into()
-        }
-    }
-}
-
 /// The state store's parts that are the same on every database.
 pub(crate) struct Store<D: Driver> {
     pool: sqlx::Pool<D>,
@@ -503,14 +466,6 @@ impl<D: Driver> Store<D> {
         let file = D::database_file(&self.pool);
         crate::lease::try_acquire::<D>(&self.pool, file, mapping, owner).await
     }
-}
-
-/// `sql` with the mapping bound as its first parameter.
-pub(crate) fn by_mapping<D: Driver>(sql: String, mapping: &str) -> Query<D> {
-    D::bind(
-        sqlx::query(audited(sql)),
-        crate::codec::Bind::Text(mapping.to_string()),
-    )
 }
 
 /// The mapping's document, if it has one; `lock` is appended to the query.

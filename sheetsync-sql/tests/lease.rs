@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::Cleanup;
+use common::{id_name_table_sql, test_database, Cleanup, Dialect};
 use sheetsync_core::{
     ErrorKind, Result, Row, RowBase, RowKey, StateDelta, StateStore, TransactionalSink, Value,
 };
@@ -53,13 +53,11 @@ struct Db {
     _cleanup: Cleanup,
 }
 
-fn database_name() -> String {
-    format!("sheetsync_lease_{}", uuid::Uuid::new_v4().simple())
-}
+const PREFIX: &str = "sheetsync_lease";
 
 async fn sqlite() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = test_database(Dialect::Sqlite, PREFIX).await;
+    let url = db.url;
     let store = || async {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         Box::new(SqliteStateStore::new(pool).await.unwrap()) as Box<dyn Leasing>
@@ -69,27 +67,18 @@ async fn sqlite() -> Db {
         b: store().await,
         url: url.clone(),
         kill: None,
-        _cleanup: Cleanup::Dir(dir),
+        _cleanup: db.cleanup,
     }
 }
 
 async fn postgres() -> Db {
-    let admin_url = std::env::var("SHEETSYNC_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (server, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{server}/{name}");
+    let test_db = test_database(Dialect::Postgres, PREFIX).await;
+    let url = test_db.url;
     let store = || async {
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         Box::new(PostgresStateStore::new(pool).await.unwrap()) as Box<dyn Leasing>
     };
-    let db = name.clone();
-    let kill_url = admin_url.clone();
+    let (db, kill_url) = (test_db.name, test_db.admin_url);
     Db {
         a: store().await,
         b: store().await,
@@ -110,23 +99,13 @@ async fn postgres() -> Db {
                 assert_eq!(killed, 1, "one connection holds the lock");
             })
         })),
-        _cleanup: Cleanup::Server {
-            admin_url,
-            sql: format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        },
+        _cleanup: test_db.cleanup,
     }
 }
 
 async fn mysql() -> Db {
-    let admin_url = std::env::var("SHEETSYNC_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into());
-    let mut admin = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.trim_end_matches('/'));
+    let test_db = test_database(Dialect::MySql, PREFIX).await;
+    let url = test_db.url;
     let store = || async {
         let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
         Box::new(MySqlStateStore::new(pool).await.unwrap()) as Box<dyn Leasing>
@@ -154,10 +133,7 @@ async fn mysql() -> Db {
                     .unwrap();
             })
         })),
-        _cleanup: Cleanup::Server {
-            admin_url,
-            sql: format!("DROP DATABASE IF EXISTS `{name}`"),
-        },
+        _cleanup: test_db.cleanup,
     }
 }
 
@@ -296,10 +272,10 @@ mod a_lost_lock_ends_the_lease {
 /// cycle's database writes with it.
 #[tokio::test]
 async fn a_fenced_write_transaction_rolls_back_its_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = test_database(Dialect::Sqlite, PREFIX).await;
+    let url = db.url.clone();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    sqlx::query(id_name_table_sql(Dialect::Sqlite))
         .execute(&pool)
         .await
         .unwrap();
@@ -337,7 +313,7 @@ async fn an_engine_whose_mapping_was_taken_over_changes_nothing() {
     use std::sync::Arc;
     let db = postgres().await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    sqlx::query("CREATE TABLE items (id bigint PRIMARY KEY, name text)")
+    sqlx::query(id_name_table_sql(Dialect::Postgres))
         .execute(&pool)
         .await
         .unwrap();

@@ -9,120 +9,66 @@
 //! creates its own database and drops it.
 #![cfg(all(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{id_name_table_sql, test_database, Dialect};
 use sheetsync_core::testkit::run_state_store_conformance;
 use sheetsync_core::{Engine, MappingConfig, MemoryTable, Row, StateStore, Table, Value};
 use sheetsync_sql::{
     MySqlStateStore, MySqlTable, PostgresStateStore, PostgresTable, SqlOptions, SqliteStateStore,
     SqliteTable,
 };
-use sqlx::{AssertSqlSafe, Connection};
 
-/// Drops a test database when the test ends, passed or not.
-struct DropDatabase {
-    admin_url: String,
-    sql: String,
-    postgres: bool,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let (url, sql, postgres) = (self.admin_url.clone(), self.sql.clone(), self.postgres);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if postgres {
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                } else if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
-                    let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-fn database_name() -> String {
-    format!("sheetsync_state_{}", uuid::Uuid::new_v4().simple())
-}
+const PREFIX: &str = "sheetsync_state";
 
 #[tokio::test]
 async fn sqlite_state_store_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("state.db").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let db = test_database(Dialect::Sqlite, PREFIX).await;
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
     run_state_store_conformance(&SqliteStateStore::new(pool).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn postgres_state_store_conformance() {
-    let admin_url = std::env::var("SHEETSYNC_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {admin_url}: {e}; set SHEETSYNC_TEST_POSTGRES_URL"
-            )
-        });
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _drop = DropDatabase {
-        admin_url: admin_url.clone(),
-        sql: format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        postgres: true,
-    };
-    let url = match admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("{admin_url} names no database"),
-    };
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let db = test_database(Dialect::Postgres, PREFIX).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     run_state_store_conformance(&PostgresStateStore::new(pool.clone()).await.unwrap()).await;
     pool.close().await;
 }
 
 #[tokio::test]
 async fn mysql_state_store_conformance() {
-    let admin_url = std::env::var("SHEETSYNC_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into());
-    let mut admin = sqlx::MySqlConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "MySQL/MariaDB is not reachable at {admin_url}: {e}; set SHEETSYNC_TEST_MYSQL_URL"
-            )
-        });
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _drop = DropDatabase {
-        admin_url: admin_url.clone(),
-        sql: format!("DROP DATABASE IF EXISTS `{name}`"),
-        postgres: false,
-    };
-    let url = format!("{}/{name}", admin_url.trim_end_matches('/'));
-    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+    let db = test_database(Dialect::MySql, PREFIX).await;
+    let pool = sqlx::MySqlPool::connect(&db.url).await.unwrap();
     run_state_store_conformance(&MySqlStateStore::new(pool.clone()).await.unwrap()).await;
     pool.close().await;
 }
 
 /// Runs SQL on the test's database.
 type Exec = Box<dyn Fn(&'static str) -> futures::future::BoxFuture<'static, i64> + Send + Sync>;
+
+/// An [`Exec`] on `pool`: a `SELECT` returns its count, anything else 0.
+macro_rules! exec_on {
+    ($pool:expr) => {{
+        let p = $pool.clone();
+        Box::new(move |sql: &'static str| {
+            let p = p.clone();
+            Box::pin(async move {
+                if sql.starts_with("SELECT") {
+                    sqlx::query_scalar::<_, i64>(sql)
+                        .fetch_one(&p)
+                        .await
+                        .unwrap()
+                } else {
+                    sqlx::query(sql).execute(&p).await.unwrap();
+                    0
+                }
+            }) as futures::future::BoxFuture<'static, i64>
+        }) as Exec
+    }};
+}
 
 /// The cycle's database write and its new bases commit in one transaction: when the state
 /// commit fails (here the bases table is missing, after the write intents were saved), the
@@ -162,10 +108,9 @@ async fn writes_and_bases_commit_together(
 
 #[tokio::test]
 async fn sqlite_writes_and_bases_commit_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    let db = test_database(Dialect::Sqlite, PREFIX).await;
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query(id_name_table_sql(Dialect::Sqlite))
         .execute(&pool)
         .await
         .unwrap();
@@ -174,25 +119,10 @@ async fn sqlite_writes_and_bases_commit_together() {
         .unwrap();
     t.install().await.unwrap();
     let store = SqliteStateStore::new(pool.clone()).await.unwrap();
-    let p = pool.clone();
-    let exec: Exec = Box::new(move |sql| {
-        let p = p.clone();
-        Box::pin(async move {
-            if sql.starts_with("SELECT") {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .fetch_one(&p)
-                    .await
-                    .unwrap()
-            } else {
-                sqlx::query(sql).execute(&p).await.unwrap();
-                0
-            }
-        })
-    });
     writes_and_bases_commit_together(
         Arc::new(t),
         Arc::new(store),
-        exec,
+        exec_on!(pool),
         (
             "ALTER TABLE _sheetsync_state_bases RENAME TO _sheetsync_state_bases_away",
             "ALTER TABLE _sheetsync_state_bases_away RENAME TO _sheetsync_state_bases",
@@ -204,24 +134,9 @@ async fn sqlite_writes_and_bases_commit_together() {
 
 #[tokio::test]
 async fn postgres_writes_and_bases_commit_together() {
-    let admin_url = std::env::var("SHEETSYNC_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _drop = DropDatabase {
-        admin_url: admin_url.clone(),
-        sql: format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        postgres: true,
-    };
-    let (server, _) = admin_url.rsplit_once('/').unwrap();
-    let pool = sqlx::PgPool::connect(&format!("{server}/{name}"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE items (id bigint PRIMARY KEY, name text)")
+    let db = test_database(Dialect::Postgres, PREFIX).await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(id_name_table_sql(Dialect::Postgres))
         .execute(&pool)
         .await
         .unwrap();
@@ -230,25 +145,10 @@ async fn postgres_writes_and_bases_commit_together() {
         .unwrap();
     t.install().await.unwrap();
     let store = PostgresStateStore::new(pool.clone()).await.unwrap();
-    let p = pool.clone();
-    let exec: Exec = Box::new(move |sql| {
-        let p = p.clone();
-        Box::pin(async move {
-            if sql.starts_with("SELECT") {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .fetch_one(&p)
-                    .await
-                    .unwrap()
-            } else {
-                sqlx::query(sql).execute(&p).await.unwrap();
-                0
-            }
-        })
-    });
     writes_and_bases_commit_together(
         Arc::new(t),
         Arc::new(store),
-        exec,
+        exec_on!(pool),
         (
             "ALTER TABLE sheetsync.state_bases RENAME TO state_bases_away",
             "ALTER TABLE sheetsync.state_bases_away RENAME TO state_bases",
@@ -261,22 +161,9 @@ async fn postgres_writes_and_bases_commit_together() {
 
 #[tokio::test]
 async fn mysql_writes_and_bases_commit_together() {
-    let admin_url = std::env::var("SHEETSYNC_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/".into());
-    let mut admin = sqlx::MySqlConnection::connect(&admin_url).await.unwrap();
-    let name = database_name();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _drop = DropDatabase {
-        admin_url: admin_url.clone(),
-        sql: format!("DROP DATABASE IF EXISTS `{name}`"),
-        postgres: false,
-    };
-    let url = format!("{}/{name}", admin_url.trim_end_matches('/'));
-    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(100))")
+    let db = test_database(Dialect::MySql, PREFIX).await;
+    let pool = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+    sqlx::query(id_name_table_sql(Dialect::MySql))
         .execute(&pool)
         .await
         .unwrap();
@@ -285,25 +172,10 @@ async fn mysql_writes_and_bases_commit_together() {
         .unwrap();
     t.install().await.unwrap();
     let store = MySqlStateStore::new(pool.clone()).await.unwrap();
-    let p = pool.clone();
-    let exec: Exec = Box::new(move |sql| {
-        let p = p.clone();
-        Box::pin(async move {
-            if sql.starts_with("SELECT") {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .fetch_one(&p)
-                    .await
-                    .unwrap()
-            } else {
-                sqlx::query(sql).execute(&p).await.unwrap();
-                0
-            }
-        })
-    });
     writes_and_bases_commit_together(
         Arc::new(t),
         Arc::new(store),
-        exec,
+        exec_on!(pool),
         (
             "RENAME TABLE `_sheetsync_state_bases` TO `_sheetsync_state_bases_away`",
             "RENAME TABLE `_sheetsync_state_bases_away` TO `_sheetsync_state_bases`",

@@ -5,8 +5,6 @@
 //! capture when asked, keeps the mapping's state in the same database, and runs the engine
 //! under supervision ([`OnPanic`]). The reference daemon is built on it.
 
-mod db;
-
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -17,8 +15,10 @@ use sheetsync_gsheets::watch::{ChangeDetection, WatchOptions, Watcher};
 use sheetsync_gsheets::webhook::EditRouter;
 use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
 
-pub use db::{db_location, redact, DbTable, Located};
+pub use crate::sides::db::{db_location, redact, DbTable, Located};
+pub use crate::sides::Sides;
 
+use crate::sides::SheetsSide;
 use crate::supervise::{EngineFactory, OnPanic, SheetSync, Supervised};
 
 /// How to reach Google (or the emulator): `[sheets]` in the daemon's configuration.
@@ -267,19 +267,6 @@ pub fn mapped_columns(m: &SyncConfig) -> Option<Vec<String>> {
     (!m.sync.columns.is_empty()).then(|| m.sync.columns.iter().map(|c| c.name.clone()).collect())
 }
 
-/// Both sides of one mapping, ready for an engine.
-#[derive(Clone)]
-pub struct Sides {
-    /// The mapping with its key filled in from the database when it named none.
-    pub mapping: MappingConfig,
-    /// The mapping's schema (the database columns the mapping selects, with directions).
-    pub schema: TableSchema,
-    /// The Sheet.
-    pub sheet: Arc<SheetTable>,
-    /// The database.
-    pub db: DbTable,
-}
-
 impl Sides {
     /// Opens both sides of `m`: the database table first, whose primary key is the mapping's
     /// key unless the mapping names one.
@@ -330,36 +317,6 @@ impl Sides {
         } else {
             builder.build().await
         }
-    }
-}
-
-/// The Sheets side a [`SheetSync`] built from configuration shares: one client, one router of
-/// reported edits, and each mapping's sides.
-pub(crate) struct SheetsSide {
-    client: Arc<SheetsClient>,
-    router: EditRouter,
-    sides: Vec<Sides>,
-    watchers: Vec<Arc<Watcher>>,
-}
-
-impl SheetsSide {
-    /// Runs every spreadsheet's watcher until `stop` turns true.
-    pub(crate) fn spawn_watchers(
-        &self,
-        stop: &tokio::sync::watch::Sender<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.watchers
-            .iter()
-            .map(|w| {
-                let (w, mut stop) = (w.clone(), stop.subscribe());
-                tokio::spawn(async move {
-                    w.run(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-                })
-            })
-            .collect()
     }
 }
 

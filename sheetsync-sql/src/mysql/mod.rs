@@ -16,15 +16,14 @@ use sheetsync_core::{
 use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
 use sqlx::{MySql, MySqlPool, Row as _};
 
-use crate::adapter::{impl_table, Core, Feed, Tx};
+use crate::adapter::{impl_table, Core, Feed, Tx, Writes};
 use crate::codec::parse_text;
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::{db_error, RowError};
-use crate::lease::LeaseSql;
-use crate::state::StateSql;
 use crate::statements::Lock;
+use crate::store_sql::{LeaseSql, StateSql};
 use crate::table::{ReadAs, TableInfo};
 
 /// The change-log entries handed out and not yet acknowledged, by hand-out number.
@@ -241,6 +240,13 @@ impl Driver for MySql {
         tagged.then_some("SET @sheetsync_origin = NULL")
     }
 
+    fn state() -> &'static StateSql {
+        &STATE
+    }
+}
+
+#[async_trait]
+impl Writes for MySql {
     /// `INSERT ... ON DUPLICATE KEY UPDATE` would also fire on a collision with any other unique
     /// index and then update that other row. So: lock the keys, insert the new rows, and update
     /// the existing ones through a join on the primary key; a unique collision is an error that
@@ -335,10 +341,6 @@ impl Driver for MySql {
                 format!("the row inserted with key {id} is not there"),
             ))),
         }
-    }
-
-    fn state() -> &'static StateSql {
-        &STATE
     }
 }
 

@@ -16,14 +16,13 @@ use sheetsync_core::{
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow, PgValueFormat};
 use sqlx::{PgPool, Postgres, Row as _, ValueRef};
 
-use crate::adapter::{impl_table, Core, Feed, Tx};
+use crate::adapter::{impl_table, Core, Feed, Tx, Writes};
 use crate::codec::parse_text;
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{audited, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::{db_error, RowError};
-use crate::lease::LeaseSql;
-use crate::state::StateSql;
+use crate::store_sql::{LeaseSql, StateSql};
 use crate::table::{ReadAs, TableInfo};
 
 use capture::PgCursor;
@@ -235,6 +234,13 @@ impl Driver for Postgres {
         None
     }
 
+    fn state() -> &'static StateSql {
+        &STATE
+    }
+}
+
+#[async_trait]
+impl Writes for Postgres {
     /// `ON CONFLICT DO NOTHING`: a row that another transaction inserted after the check (no
     /// row lock protects an absent key) is left as it is, and reported stale.
     async fn create(
@@ -304,10 +310,6 @@ impl Driver for Postgres {
             .await
             .map_err(|e| RowError::Fatal(db_error(e, "apply")))?;
         core.read_back(Some(&stored))
-    }
-
-    fn state() -> &'static StateSql {
-        &STATE
     }
 }
 

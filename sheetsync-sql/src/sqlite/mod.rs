@@ -15,14 +15,13 @@ use sheetsync_core::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Connection, Row as _, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
-use crate::adapter::{impl_table, Core, Feed};
+use crate::adapter::{impl_table, Core, Feed, Writes};
 use crate::codec::{from_float, from_int, parse_text};
 use crate::common::{wake, wake_channel, Common, SqlOptions};
 use crate::dialect::{sqlite_busy_timeout_sql, Dialect, WaitSql};
 use crate::driver::{impl_plumbing, Driver};
 use crate::error::db_error;
-use crate::lease::LeaseSql;
-use crate::state::StateSql;
+use crate::store_sql::{LeaseSql, StateSql};
 use crate::table::TableInfo;
 
 /// A SQLite table as one side of a sheetsync mapping.
@@ -258,6 +257,9 @@ impl Driver for Sqlite {
         (!in_memory).then(|| name.to_path_buf())
     }
 }
+
+/// One writer at a time: the default writes hold.
+impl Writes for Sqlite {}
 
 /// The change feed; [`impl_table!`] makes the rest of the [`Source`](sheetsync_core::Source).
 #[async_trait]

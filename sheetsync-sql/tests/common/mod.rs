@@ -530,19 +530,102 @@ impl Drop for Cleanup {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                if url.starts_with("postgres") {
-                    if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await
-                    {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                    }
-                } else if let Ok(mut c) =
-                    <sqlx::MySqlConnection as sqlx::Connection>::connect(&url).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                }
+                let _ = server_exec(&url, sql).await;
             });
         })
         .join()
         .unwrap();
+    }
+}
+
+/// The table `items (id, name)` of the transaction tests, as `d` writes it.
+pub fn id_name_table_sql(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "CREATE TABLE items (id bigint PRIMARY KEY, name text)",
+        Dialect::MySql => "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(100))",
+        Dialect::Sqlite => "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)",
+    }
+}
+
+/// A database of its own for one test, dropped with it.
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+pub struct TestDatabase {
+    /// Where it is (SQLite: its file, created on first connect).
+    pub url: String,
+    /// Its name on the server (SQLite: the file's).
+    pub name: String,
+    /// The server's URL it was created on (SQLite: its own).
+    pub admin_url: String,
+    /// Drops it.
+    pub cleanup: Cleanup,
+}
+
+/// Runs `sql` on the PostgreSQL or MySQL/MariaDB server at `url`.
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+async fn server_exec(url: &str, sql: String) -> sqlx::Result<()> {
+    use sqlx::{AssertSqlSafe, Connection};
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await?;
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(url).await?;
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut c).await?;
+    }
+    Ok(())
+}
+
+/// Creates a database `<prefix>_<uuid>` on the server under test for `d`
+/// (`SHEETSYNC_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
+/// `SHEETSYNC_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/`), or a SQLite file in a
+/// directory of its own.
+#[cfg(all(feature = "postgres", feature = "mysql"))]
+pub async fn test_database(d: Dialect, prefix: &str) -> TestDatabase {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let (var, default) = match d {
+        Dialect::Postgres => (
+            "SHEETSYNC_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+        Dialect::MySql => ("SHEETSYNC_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/"),
+        Dialect::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+            return TestDatabase {
+                admin_url: url.clone(),
+                url,
+                name: "t.db".into(),
+                cleanup: Cleanup::Dir(dir),
+            };
+        }
+    };
+    let admin_url = std::env::var(var).unwrap_or_else(|_| default.into());
+    let (create_sql, drop_sql, url) = match d {
+        Dialect::Postgres => {
+            let Some((server, _)) = admin_url.rsplit_once('/') else {
+                panic!("{admin_url} names no database");
+            };
+            (
+                format!("CREATE DATABASE \"{name}\""),
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("{server}/{name}"),
+            )
+        }
+        _ => (
+            format!("CREATE DATABASE `{name}`"),
+            format!("DROP DATABASE IF EXISTS `{name}`"),
+            format!("{}/{name}", admin_url.trim_end_matches('/')),
+        ),
+    };
+    if let Err(e) = server_exec(&admin_url, create_sql).await {
+        panic!("cannot create a test database at {admin_url}: {e}; set {var}");
+    }
+    TestDatabase {
+        url,
+        name,
+        cleanup: Cleanup::Server {
+            admin_url: admin_url.clone(),
+            sql: drop_sql,
+        },
+        admin_url,
     }
 }
