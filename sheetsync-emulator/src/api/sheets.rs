@@ -369,7 +369,7 @@ pub fn spreadsheet_json(ss: &Spreadsheet, include_grid: bool, ranges: &[Resolved
         if !meta.is_empty() {
             s["developerMetadata"] = Value::Array(meta);
         }
-        let protected = crate::api::batch::protected_ranges(ss, sh.props.sheet_id);
+        let protected = ss.protected_ranges(sh.props.sheet_id);
         if !protected.is_empty() {
             s["protectedRanges"] = Value::Array(protected);
         }

@@ -127,7 +127,25 @@ pub struct Spreadsheet {
     pub modified_ms: u64,
 }
 
+/// The sheetId a stored protected range covers.
+pub fn protected_sheet(range: &Value) -> i32 {
+    range
+        .get("range")
+        .and_then(|r| r.get("sheetId"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0) as i32
+}
+
 impl Spreadsheet {
+    /// The protected ranges of one sheet, as `spreadsheets.get` returns them.
+    pub fn protected_ranges(&self, sheet_id: i32) -> Vec<Value> {
+        self.protected
+            .iter()
+            .filter(|p| protected_sheet(p) == sheet_id)
+            .cloned()
+            .collect()
+    }
+
     /// A new spreadsheet with one empty `Sheet1` (1000×26), as Google creates it.
     pub fn new(id: String, title: String, now_ms: u64) -> Self {
         Spreadsheet {

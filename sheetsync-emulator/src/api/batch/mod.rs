@@ -13,8 +13,6 @@ mod metadata;
 mod protection;
 mod tabs;
 
-pub(crate) use protection::protected_ranges;
-
 use serde_json::{json, Map, Value};
 
 use crate::api::request::check_fields;

@@ -10,11 +10,7 @@ use crate::error::ApiError;
 use crate::model::Spreadsheet;
 
 fn sheet_of(range: &Value) -> i32 {
-    range
-        .get("range")
-        .and_then(|r| r.get("sheetId"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0) as i32
+    crate::model::protected_sheet(range)
 }
 
 fn id_of(range: &Value) -> Option<i64> {
@@ -58,15 +54,6 @@ pub(super) fn delete(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> 
         )));
     }
     Ok(())
-}
-
-/// The protected ranges of one sheet, for `spreadsheets.get`.
-pub(crate) fn protected_ranges(ss: &Spreadsheet, sheet_id: i32) -> Vec<Value> {
-    ss.protected
-        .iter()
-        .filter(|p| sheet_of(p) == sheet_id)
-        .cloned()
-        .collect()
 }
 
 /// Drops the protected ranges of a deleted sheet.
