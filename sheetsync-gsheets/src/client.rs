@@ -197,7 +197,7 @@ pub struct SheetsClient {
 }
 
 /// This client's writes per spreadsheet, for telling its own changes of a file from others'
-/// ([`crate::watch`]): a count bumped when a write starts and when it ends, and the writes in
+/// ([`crate::watch`]): the writes that ended (answered, failed or cancelled), and those in
 /// flight.
 #[derive(Default)]
 struct WriteActivity(Mutex<HashMap<String, (u64, u64)>>);
@@ -205,9 +205,7 @@ struct WriteActivity(Mutex<HashMap<String, (u64, u64)>>);
 impl WriteActivity {
     fn begin(&self, id: &str) -> WriteGuard<'_> {
         let mut m = self.0.lock().expect("activity lock");
-        let e = m.entry(id.to_string()).or_default();
-        e.0 += 1;
-        e.1 += 1;
+        m.entry(id.to_string()).or_default().1 += 1;
         WriteGuard(self, id.to_string())
     }
 
@@ -326,9 +324,9 @@ impl SheetsClient {
         (&self.reads, &self.writes)
     }
 
-    /// This client's writes to spreadsheet `id`: a count that moves when a write starts and
-    /// when it ends, and how many are in flight. A change of the file while the count did not
-    /// move and nothing was in flight was made by someone else.
+    /// This client's writes to spreadsheet `id`: how many ended (answered, failed or
+    /// cancelled) so far, and how many are in flight. A change of the file while none ended
+    /// and none was in flight was made by someone else.
     pub fn write_activity(&self, id: &str) -> (u64, u64) {
         self.activity.get(id)
     }

@@ -61,6 +61,8 @@ pub fn apps_script_configured(url: &str) -> String {
 }
 
 pub use client::{encode_range, Access, Auth, ClientConfig, SheetsClient, TokenProvider};
+/// A `spreadsheets.batchUpdate` body, as [`SheetsClient::batch_update`] sends it.
+pub use google_sheets4::api::BatchUpdateSpreadsheetRequest;
 /// The values of one range, as [`SheetsClient::batch_update_values`] writes them.
 pub use google_sheets4::api::ValueRange;
 pub use layout::{col_letters, quote_title, Layout};

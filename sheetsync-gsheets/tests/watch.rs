@@ -376,3 +376,40 @@ async fn a_gap_in_the_seqs_or_an_unreadable_entry_asks_for_a_full_read() {
     rig.watcher.poll_once().await.unwrap();
     assert!(rig.table.full_scan_requested(), "entry 4 is unreadable");
 }
+
+#[tokio::test]
+async fn a_new_process_skips_the_entries_the_saved_cursor_committed() {
+    let (rig, cursor) = settled(|_| {}).await;
+    rig.person_edit(1, &[(2, vec![json!(1), json!("b")])]).await;
+    rig.watcher.poll_once().await.unwrap();
+    let batch = rig.table.changes(&cursor, 100).await.unwrap();
+    assert_eq!(upserts(&batch.changes), vec![row(1, "b")]);
+    rig.table.ack(&batch.cursor).await.unwrap();
+    // The process dies; entry 2 is journaled before the next one starts.
+    rig.person_edit(2, &[(3, vec![json!(2), json!("new")])])
+        .await;
+    let client = Arc::new(
+        SheetsClient::new(client_config(&rig.emu.base_url(), "daemon"))
+            .await
+            .unwrap(),
+    );
+    let next = Arc::new(SheetTable::new(
+        client.clone(),
+        SheetOptions::new(&rig.id, 0),
+        schema(),
+    ));
+    next.resume(&batch.cursor).await.unwrap();
+    // Its first cycle reads in full; both entries are within the clock skew of that read, so
+    // only the saved cursor tells that entry 1 is old news.
+    let start = next.cursor().await.unwrap().unwrap();
+    next.scan_all().await.unwrap();
+    let watcher = Watcher::new(client, &rig.id, WatchOptions::default());
+    watcher.add(next.clone());
+    watcher.poll_once().await.unwrap();
+    let served = next.changes(&start, 100).await.unwrap();
+    assert_eq!(
+        upserts(&served.changes),
+        vec![row(2, "new")],
+        "entry 1 was committed before: only entry 2 is served"
+    );
+}

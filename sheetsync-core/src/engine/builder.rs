@@ -10,6 +10,7 @@ use super::{identity, Engine, EngineState};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{KeyStrategy, MappingConfig};
+use crate::model::Side;
 use crate::resolve::{ConflictResolver, ResolverSpec};
 use crate::state::{MappingIdentity, StateStore};
 use crate::table::Table;
@@ -116,6 +117,11 @@ impl EngineBuilder {
             store.load(&self.mapping.name).await?
         };
         let identity_to_record = identity::check(&self.mapping.name, &snap, &current)?;
+        for (side, table) in [(Side::Sheet, &self.sheet), (Side::Db, &self.db)] {
+            if let Some(c) = snap.cursors.get(&side) {
+                table.resume(c).await?;
+            }
+        }
         let clock = snap.clock;
         let state = EngineState {
             identity_to_record,

@@ -98,6 +98,15 @@ pub trait Source: Send + Sync {
         Err(Error::unsupported("fetch", self.name()))
     }
 
+    /// Called once when an engine is built, with the cursor it saved last time (maybe in
+    /// another process) when it has one. The engine's first cycle reads in full; a feed kept
+    /// outside the process (the Sheet's edit journal) uses this to skip what that cursor
+    /// already covers instead of serving it again. Others need do nothing.
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        let _ = saved;
+        Ok(())
+    }
+
     /// Called after the engine has persisted its state up to `cursor`. Queue-style feeds delete
     /// the entries they handed out; others need do nothing.
     async fn ack(&self, cursor: &Cursor) -> Result<()> {

@@ -23,6 +23,11 @@ pub(super) struct Feed {
     /// Journal entries taken into this feed and not yet acknowledged: the feed entry that has
     /// to be acknowledged first, and the entry's journal seq (oldest first).
     journal: VecDeque<(u64, u64)>,
+    /// The journal the entries come from, and the last entry the engine committed.
+    journal_id: Option<String>,
+    journal_done: u64,
+    /// What the cursor saved by an earlier process says it committed: (journal id, seq).
+    resumed: Option<(String, u64)>,
 }
 
 impl Feed {
@@ -36,15 +41,53 @@ impl Feed {
 
     /// The entry a cursor of this feed points at (`0`: before the first).
     fn position(&self, c: &Cursor) -> u64 {
-        match c.0.split_once(':') {
+        let feed = c.0.split(';').next().unwrap_or_default();
+        match feed.split_once(':') {
             Some((inst, seq)) if inst.parse() == Ok(self.instance) => seq.parse().unwrap_or(0),
             // Another process's cursor: everything buffered here is new.
             _ => 0,
         }
     }
 
+    /// `instance:seq`, and with journal entries `;journal=<id>@<last committed seq>` (which
+    /// outlives the process: see [`Feed::resume`]).
     fn cursor_at(&self, seq: u64) -> Cursor {
-        Cursor(format!("{}:{seq}", self.instance))
+        let mut c = format!("{}:{seq}", self.instance);
+        if let Some(id) = &self.journal_id {
+            let done = self
+                .journal
+                .iter()
+                .filter(|(f, _)| *f <= seq)
+                .map(|(_, j)| *j)
+                .fold(self.journal_done, u64::max);
+            c.push_str(&format!(";journal={id}@{done}"));
+        }
+        Cursor(c)
+    }
+
+    /// Takes the journal position a saved cursor records: entries of that journal up to it
+    /// were committed before, and are skipped.
+    pub fn resume(&mut self, saved: &Cursor) {
+        let part = saved.0.split(';').find_map(|p| p.strip_prefix("journal="));
+        self.resumed = part
+            .and_then(|p| p.rsplit_once('@'))
+            .and_then(|(id, seq)| Some((id.to_string(), seq.parse().ok()?)));
+    }
+
+    /// Whether entry `seq` of journal `id` was committed by an earlier process.
+    pub fn committed_before(&self, id: &str, seq: u64) -> bool {
+        self.resumed
+            .as_ref()
+            .is_some_and(|(rid, upto)| rid == id && seq <= *upto)
+    }
+
+    /// The journal the next entries come from.
+    pub fn set_journal(&mut self, id: Option<String>) {
+        if self.journal_id != id {
+            self.journal_id = id;
+            self.journal.clear();
+            self.journal_done = 0;
+        }
     }
 
     /// The cursor after the last entry; every entry so far counts as handed out.
@@ -70,7 +113,11 @@ impl Feed {
     pub fn ack(&mut self, cursor: &Cursor) {
         let upto = self.position(cursor);
         self.acked = self.acked.max(upto);
-        while self.journal.front().is_some_and(|(s, _)| *s <= self.acked) {
+        while let Some(&(s, j)) = self.journal.front() {
+            if s > self.acked {
+                break;
+            }
+            self.journal_done = self.journal_done.max(j);
             self.journal.pop_front();
         }
         while let Some(&(s, _)) = self.entries.front() {
@@ -98,6 +145,8 @@ impl Feed {
     pub fn mark_journal(&mut self, seq: u64) {
         if self.seq > self.acked {
             self.journal.push_back((self.seq, seq));
+        } else {
+            self.journal_done = self.journal_done.max(seq);
         }
     }
 
@@ -222,6 +271,24 @@ impl SheetTable {
         self.accept_edit(edit)?;
         self.feed.lock().expect("feed lock").mark_journal(seq);
         Ok(())
+    }
+
+    /// Entry `seq` of journal `journal`: taken into the change feed, or skipped when an
+    /// earlier process committed it (its saved cursor says so, [`Source::resume`]).
+    pub fn take_journal_entry(
+        &self,
+        journal: Option<&str>,
+        seq: u64,
+        edit: SheetEdit,
+    ) -> Result<()> {
+        let mut feed = self.feed.lock().expect("feed lock");
+        feed.set_journal(journal.map(str::to_string));
+        if journal.is_some_and(|id| feed.committed_before(id, seq)) {
+            feed.mark_journal(seq);
+            return Ok(());
+        }
+        drop(feed);
+        self.accept_journal_entry(edit, seq)
     }
 
     /// The oldest journal entry given to this table whose changes the engine has not
@@ -466,6 +533,27 @@ mod tests {
         // Once everything is acknowledged, an entry that adds nothing is consumed at once.
         feed.mark_journal(10);
         assert_eq!(feed.first_unconsumed_journal(), None);
+    }
+
+    #[test]
+    fn the_cursor_carries_the_committed_journal_seq_to_the_next_process() {
+        let mut feed = Feed::new();
+        feed.set_journal(Some("j1".into()));
+        feed.push(vec![obs(1)], None);
+        feed.mark_journal(4);
+        let at = feed.cursor();
+        feed.push(vec![obs(2)], None);
+        feed.mark_journal(5);
+        // Only what the cursor's position covers counts as committed.
+        assert!(at.0.ends_with(";journal=j1@4"), "{at:?}");
+        feed.ack(&at);
+        let mut next = Feed::new();
+        next.resume(&at);
+        assert!(next.committed_before("j1", 4));
+        assert!(!next.committed_before("j1", 5));
+        assert!(!next.committed_before("j2", 1), "another journal");
+        // A cursor of this feed still points where it did.
+        assert_eq!(feed.position(&at), 1);
     }
 
     #[test]

@@ -566,6 +566,11 @@ impl Source for SheetTable {
         Ok(out)
     }
 
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        self.feed.lock().expect("feed lock").resume(saved);
+        Ok(())
+    }
+
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         self.feed.lock().expect("feed lock").ack(cursor);
         Ok(())

@@ -19,10 +19,13 @@
 //! per [`WatchOptions::min_full_read_gap`]).
 //!
 //! This process's own writes move the version too. The watcher counts them
-//! ([`SheetsClient::write_activity`]) and takes a move that overlaps them on trust, owing a
-//! journal read within [`WatchOptions::confirm_journal`] (an entry appended while we wrote)
-//! and a full read within [`WatchOptions::confirm_full`] (another program's write hidden
-//! behind ours). So an unchanged file costs one Drive call per poll and no Sheets read; a
+//! ([`SheetsClient::write_activity`]): a move by more than one step per write of ours that may
+//! have been applied is someone else's too (this assumes the version moves by one per applied
+//! request, which the emulator does and Drive appears to do, but does not promise; were it
+//! to move by more, the cost is a needless read, never a missed change). A move that our
+//! writes may explain is taken on trust, owing a journal read within
+//! [`WatchOptions::confirm_journal`] and a full read within [`WatchOptions::confirm_full`]
+//! (for a version that moved by less than our writes, or that is not a number). So an unchanged file costs one Drive call per poll and no Sheets read; a
 //! person's edit costs one Sheets read; polls come every [`WatchOptions::min_interval`] while
 //! things change and slow down to [`WatchOptions::max_interval`] when they do not.
 //!
@@ -182,6 +185,25 @@ struct PollState {
     trimmable_since: Option<Instant>,
 }
 
+/// Whether a move of the version from `before` to `now` may be this process's writes alone:
+/// some ended since the last poll or are in flight, and (when both versions are numbers, as
+/// Drive's are) the version moved no more than once per write that may have been applied.
+/// One more means someone else changed the file too (a write by another program, or the
+/// Apps Script's journal entry) even while we were writing.
+fn maybe_ours(before: Option<&str>, now: &str, was: (u64, u64), is: (u64, u64)) -> bool {
+    let ours = is.0.saturating_sub(was.0) + is.1;
+    if ours == 0 {
+        return false;
+    }
+    match (
+        before.and_then(|b| b.parse::<u64>().ok()),
+        now.parse::<u64>().ok(),
+    ) {
+        (Some(b), Some(n)) => n.saturating_sub(b) <= ours,
+        _ => true,
+    }
+}
+
 /// Polls one spreadsheet for the tables that sync its tabs (see the [module docs](self)).
 pub struct Watcher {
     client: Arc<SheetsClient>,
@@ -295,7 +317,7 @@ impl Watcher {
         let delivered: u64 = tables.iter().map(|t| t.edits_accepted()).sum();
         let seen = Seen {
             moved: st.version.as_ref() != Some(&version),
-            own_writes: activity != st.activity || activity.1 > 0,
+            own_writes: maybe_ours(st.version.as_deref(), &version, st.activity, activity),
             delivered: delivered != st.delivered,
         };
         self.count(|s| {
@@ -315,6 +337,9 @@ impl Watcher {
             Some(_) => decide(self.opts.mode, seen, &st.owed, now, self.opts.webhook_grace),
         };
         let mut active = seen.moved;
+        if step != Step::Idle {
+            tracing::debug!(spreadsheet = %self.spreadsheet_id, ?seen, ?step, "poll");
+        }
         match step {
             Step::Idle => {}
             Step::Adopt => st.owed.adopted(now, &self.opts),
@@ -445,8 +470,9 @@ impl Watcher {
             match &e.payload {
                 Ok(p) if p.spreadsheet_id == self.spreadsheet_id => {
                     let edit = SheetEdit::from(p);
+                    let id = journal.id.as_deref();
                     for t in tables.iter().filter(|t| t.options().sheet_id == p.sheet_id) {
-                        if let Err(err) = t.accept_journal_entry(edit.clone(), e.seq) {
+                        if let Err(err) = t.take_journal_entry(id, e.seq, edit.clone()) {
                             tracing::warn!(seq = e.seq, error = %err, "a journal entry could not be applied: reading in full");
                             t.request_full_read();
                         }
@@ -505,5 +531,25 @@ impl Watcher {
             s.trimmed_rows += upto.saturating_sub(1) as u64;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maybe_ours;
+
+    #[test]
+    fn a_move_beyond_our_writes_is_someone_elses() {
+        // No write of ours ended or is in flight: not ours.
+        assert!(!maybe_ours(Some("5"), "6", (3, 0), (3, 0)));
+        // Two of ours ended: up to two steps are ours, a third is not.
+        assert!(maybe_ours(Some("5"), "7", (3, 0), (5, 0)));
+        assert!(!maybe_ours(Some("5"), "8", (3, 0), (5, 0)));
+        // One in flight may have been applied already.
+        assert!(maybe_ours(Some("5"), "6", (3, 0), (3, 1)));
+        assert!(!maybe_ours(Some("5"), "7", (3, 0), (3, 1)));
+        // Versions that are not numbers cannot be counted: ours, on trust.
+        assert!(maybe_ours(Some("a"), "b", (3, 0), (4, 0)));
+        assert!(maybe_ours(None, "9", (3, 0), (4, 0)));
     }
 }

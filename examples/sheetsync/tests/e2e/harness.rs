@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde_json::{json, Value as Json};
-use sheetsync::emulator::{Config as EmulatorConfig, EmulatorHandle, TriggerSpec};
+use sheetsync::emulator::{Config as EmulatorConfig, EmulatorHandle, JournalSpec, TriggerSpec};
 use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, Row as _};
 
 /// How long convergence may take before a test fails (generous: CI machines are slow).
@@ -741,6 +741,15 @@ impl World {
             .emu
             .create_spreadsheet_from(&serde_json::json!({ "properties": props }))
             .expect("spreadsheet");
+        if self.change_detection == "journal" {
+            let journal = JournalSpec {
+                sheet_id: Some(0),
+                ..JournalSpec::default()
+            };
+            self.emu
+                .add_journal_trigger(&spreadsheet_id, journal)
+                .expect("journal trigger");
+        }
         if self.change_detection == "webhook" {
             self.emu
                 .add_trigger(
@@ -766,12 +775,16 @@ impl World {
         let mut s = format!(
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\
              change_detection = \"{}\"\n\n\
-             [server]\nlisten = \"127.0.0.1:{}\"\nwebhook_secret = \"{}\"\n{}{}\n\
+             [server]\nlisten = \"127.0.0.1:{}\"\n{}{}{}\n\
              [log]\nfilter = \"{}\"\n{}",
             self.emu.base_url(),
             self.change_detection,
             self.port,
-            self.secret,
+            // Without a secret the webhook is off.
+            match self.secret.as_str() {
+                "" => String::new(),
+                s => format!("webhook_secret = \"{s}\"\n"),
+            },
             // Without a token the admin API is off, unless `server_extra` gives it a listener.
             match self.admin_token.as_str() {
                 "" => String::new(),
@@ -1153,27 +1166,37 @@ impl World {
             .expect("person edit");
     }
 
-    /// Another program writes `value` into the cell through the Sheets API: no trigger fires.
+    /// A client of another program (its own credentials): its writes fire no trigger.
+    pub async fn other_program(&self) -> sheetsync::gsheets::SheetsClient {
+        let mut cfg = sheetsync::gsheets::ClientConfig::emulator(&self.emu.base_url());
+        cfg.auth = sheetsync::gsheets::Auth::Bearer("another-program".into());
+        sheetsync::gsheets::SheetsClient::new(cfg)
+            .await
+            .expect("client")
+    }
+
+    /// Another program writes `value` into the cell through the Sheets API.
     pub async fn api_write_cell(&self, m: usize, id: i64, column: &str, value: Json) {
         let range = format!(
             "Sheet1!{}{}",
             self.column_letter(m, column),
             self.sheet_row_of(m, id)
         );
-        let mut cfg = sheetsync::gsheets::ClientConfig::emulator(&self.emu.base_url());
-        cfg.auth = sheetsync::gsheets::Auth::Bearer("another-program".into());
-        let client = sheetsync::gsheets::SheetsClient::new(cfg)
-            .await
-            .expect("client");
         let data = vec![sheetsync::gsheets::ValueRange {
             range: Some(range),
             major_dimension: Some("ROWS".into()),
             values: Some(vec![vec![value]]),
         }];
-        client
+        self.other_program()
+            .await
             .batch_update_values(&self.mappings[m].spreadsheet_id, data)
             .await
             .expect("API write");
+    }
+
+    /// The running daemon.
+    pub fn running(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the daemon runs")
     }
 
     /// A person types whole new rows below the last one.

@@ -17,6 +17,7 @@
 
 mod harness;
 mod idle;
+mod journal;
 mod observability;
 mod races;
 mod replicas;
@@ -90,5 +91,11 @@ per_backend!(json_mode_is_all_json, observability::json_mode_writes_only_json;
     Sqlite: sqlite, Postgres: postgres);
 per_backend!(held_rows_and_deletes_logged_once, observability::held_rows_and_deletes_are_logged_once;
     Sqlite: sqlite, MySql: mysql);
+per_backend!(journal_person_edits, journal::person_edits_arrive_through_the_journal_even_after_it_is_deleted;
+    Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+per_backend!(journal_api_writes, journal::an_api_write_by_another_program_reaches_the_database;
+    Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+per_backend!(journal_restart_and_trim, journal::a_restart_resumes_from_the_journal_and_consumed_entries_are_trimmed;
+    Postgres: postgres, MySql: mysql, Sqlite: sqlite);
 per_backend!(webhook_deliveries_counted, observability::webhook_deliveries_are_counted;
     Sqlite: sqlite);
