@@ -62,6 +62,7 @@ pub fn apps_script_configured(url: &str) -> String {
 
 pub use client::{encode_range, Access, Auth, ClientConfig, SheetsClient, TokenProvider};
 pub use layout::{col_letters, quote_title, Layout};
+pub use quota::Priority;
 pub use table::{SheetEdit, SheetOptions, SheetTable};
 
 #[cfg(test)]
