@@ -1185,6 +1185,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn at_one_instant_the_interactive_request_goes_first() {
+        // No reserve and no burst: both curves are `D`, so the two are due at the same 30 s,
+        // and the Background request, queued first, wakes first.
+        let l = Arc::new(RateLimiter::with_burst(2, 1).with_reserve(0));
+        assert_eq!(l.background_age, l.min_age);
+        let start = Instant::now();
+        l.acquire().await;
+        let background = spawn_acquire(&l, Priority::Background, start);
+        let interactive = spawn_acquire(&l, Priority::Interactive, start);
+        assert_eq!(interactive.await.unwrap(), Duration::from_secs(30));
+        assert_eq!(background.await.unwrap(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_interactive_request_keeps_a_burst_slot_after_background_ones() {
         let l = Arc::new(RateLimiter::new(60));
         let start = Instant::now();
