@@ -96,8 +96,10 @@
 //! `D_B(m) = max(0, m − b_B) · g_B` old for `m ≤ N_B`, with `b_B = min(b − 1, N_B − 1)` (at least
 //! 0) and `g_B = 60 s / (N_B − b_B)`. Interactive admissions count against Background's curve,
 //! so the Interactive requests of the last minute use the reserve first and then Background's
-//! share, and Background requests get what Interactive ones leave of `N_B`. The curve has four
-//! properties (checked by `the_ages_fit_the_window`):
+//! share, and Background requests get what Interactive ones leave of `N_B`. By (a) and (b)
+//! below, a Background request is never due before an Interactive one on the same history:
+//! the count of waiting Interactive requests decides the ties, when both are due at one
+//! instant. The curve has four properties (checked by `the_ages_fit_the_window`):
 //!
 //! * (a) `D_B(N_B) = 60 s`;
 //! * (b) `D_B(m) ≥ D(m)` for `m ≤ N_B`: it starts no earlier and rises no slower
@@ -1104,6 +1106,26 @@ mod tests {
             let admissions = run_arrivals(&l, &arrivals).await;
             let longest = admissions.iter().map(Admission::wait).max().unwrap();
             assert_eq!(longest, Duration::ZERO, "budget {budget}, every {every} ms");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn demand_of_both_priorities_at_the_background_pace_never_waits() {
+        for budget in [60, 7, 300, 2] {
+            let l = Arc::new(RateLimiter::new(budget));
+            let share = u64::from(budget - l.reserve());
+            let every = Duration::from_millis(60_000_u64.div_ceil(share));
+            let arrivals: Vec<_> = steady(Duration::ZERO, every, budget * 20)
+                .into_iter()
+                .enumerate()
+                .map(|(i, at)| match i % 3 {
+                    0 => (at, Priority::Interactive),
+                    _ => (at, Priority::Background),
+                })
+                .collect();
+            let admissions = run_mixed(&l, &arrivals).await;
+            let longest = admissions.iter().map(Admission::wait).max().unwrap();
+            assert_eq!(longest, Duration::ZERO, "budget {budget}, every {every:?}");
         }
     }
 
