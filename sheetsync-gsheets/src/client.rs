@@ -19,7 +19,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sheetsync_core::{Error, ErrorKind, Result};
 
-use crate::quota::{Backoff, CallCounter, RateLimiter};
+use crate::quota::{Backoff, CallCounter, Priority, RateLimiter};
+
+tokio::task_local! {
+    /// The priority of the reads of the current scope: see [`SheetsClient::background`].
+    static READ_PRIORITY: Priority;
+}
 
 /// Supplies OAuth2 bearer tokens (a host's own token cache, workload identity, ...).
 pub trait TokenProvider: Send + Sync + 'static {
@@ -336,19 +341,38 @@ impl SheetsClient {
         &self.config
     }
 
+    /// Runs `fut` with its reads ([`batch_get`](Self::batch_get),
+    /// [`get_spreadsheet`](Self::get_spreadsheet), on any client) acquiring the read limiter at
+    /// [`Priority::Background`]: they leave the limiter's reserve to the reads outside, and a
+    /// read outside (an edit journal poll) never waits behind them (see [`crate::quota`]).
+    /// Writes keep their own limiter and order. The priority belongs to the task running
+    /// `fut`: a task it spawns reads at the default, Interactive priority.
+    ///
+    /// ```no_run
+    /// # use sheetsync_gsheets::SheetsClient;
+    /// # async fn demo(client: &SheetsClient, id: &str) -> sheetsync_core::Result<()> {
+    /// let ranges = vec!["Sheet1!A1:Z5000".to_string()];
+    /// // A full read's chunks: they yield to the journal polls of every mapping.
+    /// let chunk = SheetsClient::background(client.batch_get(id, &ranges, "UNFORMATTED_VALUE")).await?;
+    /// # let _ = chunk; Ok(()) }
+    /// ```
+    pub async fn background<F: Future>(fut: F) -> F::Output {
+        READ_PRIORITY.scope(Priority::Background, fut).await
+    }
+
     /// Runs one API call under the quota, retrying temporary failures with backoff.
     async fn call<T, F, Fut>(&self, access: Access, method: &'static str, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = common::Result<(common::Response, T)>>,
     {
-        let limiter = match access {
-            Access::Read => &self.reads,
-            Access::WriteOnce => &self.writes,
+        let (limiter, priority) = match access {
+            Access::Read => (&self.reads, read_priority()),
+            Access::WriteOnce => (&self.writes, Priority::Interactive),
         };
         let mut attempt = 0;
         loop {
-            limiter.acquire().await;
+            limiter.acquire_with(priority).await;
             self.counter.count(method);
             let result = match tokio::time::timeout(self.config.request_timeout, f()).await {
                 Ok(Ok((_, v))) => return Ok(v),
@@ -598,6 +622,11 @@ impl SheetsClient {
     }
 }
 
+/// The priority of a read made now: Background inside [`SheetsClient::background`].
+fn read_priority() -> Priority {
+    READ_PRIORITY.try_with(|p| *p).unwrap_or_default()
+}
+
 /// `host:port` of a URL, the port filled in from the scheme.
 fn host_port(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
@@ -725,6 +754,43 @@ mod tests {
         );
         assert_eq!(host_port("http://127.0.0.1:9/"), "127.0.0.1:9");
         assert_eq!(host_port("http://[::1]/x"), "[::1]:80");
+    }
+
+    #[tokio::test]
+    async fn reads_inside_background_acquire_at_background_priority() {
+        let emu = sheetsync_emulator::EmulatorHandle::start(sheetsync_emulator::Config::default())
+            .await
+            .expect("emulator starts");
+        let id = emu.create_spreadsheet("priorities").expect("spreadsheet");
+        let client = SheetsClient::new(ClientConfig::emulator(&emu.base_url()))
+            .await
+            .unwrap();
+        let ranges = vec!["Sheet1!A1:B2".to_string()];
+        let read = || client.batch_get(&id, &ranges, "UNFORMATTED_VALUE");
+        let background = |admitted| {
+            let stats = client.limiters().0.stats();
+            assert_eq!(stats.admitted, admitted);
+            stats.background
+        };
+        read().await.unwrap();
+        assert_eq!(background(1), 0, "a read outside is Interactive");
+        SheetsClient::background(read()).await.unwrap();
+        assert_eq!(background(2), 1);
+        SheetsClient::background(async {
+            client.get_spreadsheet(&id, "spreadsheetId").await.unwrap();
+            let row = vec![vec![serde_json::json!(1)]];
+            client.append(&id, "Sheet1!A1", row).await.unwrap();
+        })
+        .await;
+        assert_eq!(background(3), 2, "spreadsheets.get too");
+        let writes = client.limiters().1.stats();
+        assert_eq!(
+            (writes.admitted, writes.background),
+            (1, 0),
+            "writes keep their order"
+        );
+        read().await.unwrap();
+        assert_eq!(background(4), 2, "the scope ended");
     }
 
     #[test]

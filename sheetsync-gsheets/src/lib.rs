@@ -66,6 +66,7 @@ pub use google_sheets4::api::BatchUpdateSpreadsheetRequest;
 /// The values of one range, as [`SheetsClient::batch_update_values`] writes them.
 pub use google_sheets4::api::ValueRange;
 pub use layout::{col_letters, quote_title, Layout};
+pub use quota::Priority;
 pub use table::{SheetEdit, SheetOptions, SheetTable};
 
 #[cfg(test)]
