@@ -151,6 +151,9 @@ impl Source for MortalTable {
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
         self.inner.fetch(keys).await
     }
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        self.inner.resume(saved).await
+    }
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         if self.fate.dead.load(Ordering::SeqCst) {
             return Err(killed());

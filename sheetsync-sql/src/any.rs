@@ -148,6 +148,10 @@ impl Source for SqlTable {
         each!(self, t => t.fetch(keys).await)
     }
 
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        each!(self, t => t.resume(saved).await)
+    }
+
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         each!(self, t => t.ack(cursor).await)
     }

@@ -130,6 +130,9 @@ impl Source for Located {
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<Observation>> {
         self.inner.fetch(keys).await
     }
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        self.inner.resume(saved).await
+    }
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         self.inner.ack(cursor).await
     }

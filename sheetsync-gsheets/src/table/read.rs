@@ -37,7 +37,8 @@ impl SheetTable {
         let read_start = now_ms();
         let mut attempt = 0;
         let snap = loop {
-            match self.read_snapshot().await {
+            // Full reads go at Background priority: a journal read never waits behind one.
+            match SheetsClient::background(self.read_snapshot()).await {
                 Ok(s) => break s,
                 Err(e) if e.kind() == ErrorKind::Conflict && attempt + 1 < READ_ATTEMPTS => {
                     tracing::info!(error = %e, attempt, "full read was not a snapshot; reading again");

@@ -693,6 +693,9 @@ impl crate::Source for Wrapped {
     async fn fetch(&self, keys: &[RowKey]) -> Result<Vec<crate::Observation>> {
         self.inner.fetch(keys).await
     }
+    async fn resume(&self, saved: &Cursor) -> Result<()> {
+        self.inner.resume(saved).await
+    }
     async fn ack(&self, cursor: &Cursor) -> Result<()> {
         self.inner.ack(cursor).await
     }
