@@ -243,7 +243,10 @@ async fn a_journaled_edit_becomes_a_change_with_its_time_and_an_idle_poll_reads_
     assert_eq!(rig.watcher.stats().entries, 1);
     // Full reads queue behind journal reads: they go at background priority.
     let reads = rig.table.client().limiters().0.stats();
-    assert!(reads.background >= 1 && reads.admitted > reads.background, "{reads:?}");
+    assert!(
+        reads.background >= 1 && reads.admitted > reads.background,
+        "{reads:?}"
+    );
 }
 
 #[tokio::test]

@@ -102,11 +102,15 @@ enum Command {
         #[arg(long)]
         mapping: Option<String>,
     },
-    /// Print the Apps Script for the Sheet, with the webhook URL and secret filled in.
+    /// Print the Apps Script for the Sheet: in journal mode (the default) as it is, in webhook
+    /// mode with the webhook URL filled in.
     AppsScript {
-        /// The public webhook URL (default: server.public_url).
+        /// The public webhook URL (webhook mode; default: server.public_url).
         #[arg(long)]
         url: Option<String>,
+        /// `journal` or `webhook` (default: sheets.change_detection).
+        #[arg(long)]
+        mode: Option<String>,
     },
     /// Show a running daemon's mappings: up, lag, held rows, conflicts, pending deletes.
     Status {
@@ -324,7 +328,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             init_logging(cli.log_format.unwrap_or(cfg.log.format), Some("warn"));
             capture(&cfg, mapping.as_deref(), install).await
         }
-        Command::AppsScript { url } => apps_script(&load()?, url),
+        Command::AppsScript { url, mode } => apps_script(&load()?, url, mode.as_deref()),
         Command::Status { json } => {
             let cfg = load()?;
             let admin = AdminClient::from_config(&cfg)?;
@@ -395,8 +399,39 @@ async fn install_journals(cfg: &Config, mappings: &[&SyncConfig]) -> Result<()> 
     Ok(())
 }
 
-/// `apps-script`: the script with the webhook URL and secret filled in.
-fn apps_script(cfg: &Config, url: Option<String>) -> Result<ExitCode> {
+/// `apps-script`: the script for the configured change detection mode (or `mode`).
+fn apps_script(cfg: &Config, url: Option<String>, mode: Option<&str>) -> Result<ExitCode> {
+    let mode = match mode {
+        None => cfg.sheets.change_detection,
+        Some("journal") => ChangeDetection::Journal,
+        Some("webhook") => ChangeDetection::Webhook,
+        Some(other) => {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("--mode {other:?}: the Apps Script has two modes, journal and webhook"),
+            ))
+        }
+    };
+    match mode {
+        ChangeDetection::Journal => {
+            print!("{}", sheetsync::gsheets::APPS_SCRIPT);
+            eprintln!(
+                "Paste the script into the spreadsheet's Extensions > Apps Script editor, run \
+                 install, and authorize. Journal mode needs no URL and no secret: the script \
+                 appends edits to the hidden {JOURNAL_TAB} tab, which the daemon polls."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ChangeDetection::Polling => Err(Error::new(
+            ErrorKind::ConfigInvalid,
+            "sheets.change_detection = \"polling\" uses no Apps Script; give --mode journal (recommended) or --mode webhook",
+        )),
+        ChangeDetection::Webhook => webhook_script(cfg, url),
+    }
+}
+
+/// The script in webhook mode, with the URL filled in (the secret stays a Script Property).
+fn webhook_script(cfg: &Config, url: Option<String>) -> Result<ExitCode> {
     let url = url.or(cfg.server.public_url.clone()).ok_or_else(|| {
         Error::new(
             ErrorKind::ConfigInvalid,

@@ -204,3 +204,74 @@ async fn check_install_plan_run_on_a_new_empty_tab() {
     w.mappings[m].spreadsheet_id = id;
     w.converge(m, &harness::rows_map(&rows)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_mode_is_checked_installed_and_scripted() {
+    let mut w = World::new(Backend::Sqlite, "journal-setup").await;
+    w.change_detection = "journal";
+    w.add_mapping("items", &[(1, row(["1", "one", "A", "", "", ""]))], "")
+        .await;
+    w.write_config();
+    let out = w.cli(&w.cfg_path, &["check"]).await;
+    assert!(
+        out.stdout.contains("warn  items: change detection journal: the spreadsheet has no _sheetsync_journal tab yet; `sheetsync install` makes it"),
+        "{out:?}"
+    );
+    let out = w.cli(&w.cfg_path, &["install"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("items: edit journal tab _sheetsync_journal made in spreadsheet"),
+        "{out:?}"
+    );
+    let again = w.cli(&w.cfg_path, &["install"]).await;
+    assert!(again.stdout.contains("already there"), "{again:?}");
+    let out = w.cli(&w.cfg_path, &["check"]).await;
+    assert!(
+        out.stdout.contains(
+            "ok    items: change detection journal: person edits reach the database in about"
+        ),
+        "{out:?}"
+    );
+    // The script for journal mode needs no URL and holds no secret.
+    let out = w.cli(&w.cfg_path, &["apps-script"]).await;
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("function setupJournal()"), "the script");
+    assert!(
+        out.stderr.contains("needs no URL and no secret"),
+        "{}",
+        out.stderr
+    );
+    let out = w
+        .cli(&w.cfg_path, &["apps-script", "--mode", "webhook"])
+        .await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("give --url or set server.public_url"),
+        "{}",
+        out.stderr
+    );
+    let out = w
+        .cli(&w.cfg_path, &["apps-script", "--mode", "pigeon"])
+        .await;
+    assert!(
+        out.stderr
+            .contains("the Apps Script has two modes, journal and webhook"),
+        "{}",
+        out.stderr
+    );
+    // A mode that does not exist is refused at load.
+    let cfg = sheets(&w.config_text(), "").replace(
+        "change_detection = \"journal\"",
+        "change_detection = \"push\"",
+    );
+    std::fs::write(&w.cfg_path, cfg).unwrap();
+    let out = w.cli(&w.cfg_path, &["check"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("unknown variant `push`, expected one of `journal`, `webhook`, `polling`"),
+        "{}",
+        out.stderr
+    );
+}
