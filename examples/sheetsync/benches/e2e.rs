@@ -11,8 +11,10 @@
 //! Environment (each overrides the defaults of either size):
 //! * `SHEETSYNC_BENCH_QUICK=1`: the same as `--quick` (sustained 10 s, 10,000 rows, 10 samples,
 //!   200-row latency tables, 3 s idle).
-//! * `SHEETSYNC_BENCH_SCENARIOS`: `latency` (webhook, polling, database → Sheet, idle) and/or
-//!   `sustained` (initial sync, then sustained load), comma-separated (default both).
+//! * `SHEETSYNC_BENCH_SCENARIOS`: `latency` (webhook, polling, database → Sheet, idle),
+//!   `journal` (journal mode without a webhook on 10,000- and 100,000-row sheets: person edits
+//!   and other programs' API writes → database, idle cost) and/or `sustained` (initial sync,
+//!   then sustained load), comma-separated (default `latency,sustained`).
 //! * `SHEETSYNC_BENCH_SECONDS`: length of the sustained-load phase (default 60).
 //! * `SHEETSYNC_BENCH_RATE`: database updates per second in that phase (default 1000).
 //! * `SHEETSYNC_BENCH_ROWS`: rows of the initial sync (default 100000).
@@ -34,8 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
-use sheetsync::emulator::{Config as EmuConfig, EmulatorHandle, Latency, QuotaConfig, TriggerSpec};
+use sheetsync::emulator::{
+    Config as EmuConfig, EmulatorHandle, JournalSpec, Latency, QuotaConfig, TriggerSpec,
+};
 use sheetsync::gsheets::quota::LimiterStats;
+use sheetsync::gsheets::watch::{WatchOptions, Watcher};
 use sheetsync::gsheets::webhook::{EditRouter, WebhookConfig, WebhookReceiver};
 use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
 use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, MySqlPool, PgPool, SqlitePool};
@@ -130,6 +135,7 @@ struct Params {
     /// How long the idle measurement lasts.
     idle: Duration,
     latency: bool,
+    journal: bool,
     sustained: bool,
 }
 
@@ -151,11 +157,13 @@ impl Params {
             small_rows: size(1_000, 200) as i64,
             idle: Duration::from_secs(size(10, 3)),
             latency: false,
+            journal: false,
             sustained: false,
         };
         for s in scenarios.split(',') {
             match s.trim() {
                 "latency" => p.latency = true,
+                "journal" => p.journal = true,
                 "sustained" => p.sustained = true,
                 "" => {}
                 other => {
@@ -201,6 +209,8 @@ struct Results {
     db_to_sheet: Lat,
     idle_webhook: Option<Idle>,
     idle_polling: Option<Idle>,
+    /// Journal mode per sheet size: person edits, API writes by another program, idle.
+    journal: Vec<(i64, Lat, Lat, Idle)>,
     initial: Option<Initial>,
     sustained: Option<Sustained>,
 }
@@ -316,6 +326,9 @@ async fn measure(kind: Kind, p: &Params) -> Res<Results> {
     if p.latency {
         latencies(kind, p, &mut r).await?;
     }
+    if p.journal {
+        journal_latencies(kind, p, &mut r).await?;
+    }
     if p.sustained {
         initial_and_sustained(kind, p, &mut r).await?;
     }
@@ -340,6 +353,68 @@ async fn latencies(kind: Kind, p: &Params, r: &mut Results) -> Res<()> {
     r.idle_polling = Some(idle(&rig, p.idle).await);
     rig.stop().await;
     Ok(())
+}
+
+/// 1b. Journal mode, no webhook: person edits and API writes by another program → database,
+/// on sheets of 10,000 and 100,000 rows (quick: 10,000), and what an idle minute costs.
+async fn journal_latencies(kind: Kind, p: &Params, r: &mut Results) -> Res<()> {
+    let sizes: &[i64] = if p.quick {
+        &[10_000]
+    } else {
+        &[10_000, 100_000]
+    };
+    for &rows in sizes {
+        progress(&format!(
+            "journal mode: person edits and API writes ({rows} rows)"
+        ));
+        let rig = Rig::start(kind, rows, Mode::Journal).await?;
+        let person = sheet_to_db(&rig, p.samples, 7, 1_500).await?;
+        let api = api_write_to_db(&rig, (p.samples / 2).max(2)).await?;
+        let idle = idle(&rig, p.idle.max(Duration::from_secs(60))).await;
+        r.journal.push((rows, person, api, idle));
+        rig.stop().await;
+    }
+    Ok(())
+}
+
+/// Another program writes a cell through the Sheets API (no trigger fires); time until the
+/// database has it.
+async fn api_write_to_db(rig: &Rig, samples: usize) -> Res<Lat> {
+    let other = SheetsClient::new(ClientConfig {
+        auth: Auth::Bearer("another-program".into()),
+        ..ClientConfig::emulator(&rig.emu.base_url())
+    })
+    .await?;
+    let mut rng = Rng(0xA24B_AED4_963E_E407);
+    let mut out = Lat::default();
+    let (r0, w0, _) = rig.api_calls();
+    for i in 0..samples {
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(2_000))).await;
+        let id = 1 + rng.below(rig.rows as u64) as i64;
+        let value = format!("api write {i}");
+        let range = format!("Sheet1!B{}", rig.row_of[&id]);
+        let t0 = Instant::now();
+        let data = vec![sheetsync::gsheets::ValueRange {
+            range: Some(range),
+            major_dimension: Some("ROWS".into()),
+            values: Some(vec![vec![json!(value)]]),
+        }];
+        other.batch_update_values(&rig.sid, data).await?;
+        loop {
+            if rig.db.name_of(id).await?.as_deref() == Some(value.as_str()) {
+                out.samples.push(t0.elapsed());
+                break;
+            }
+            if t0.elapsed() > SAMPLE_TIMEOUT {
+                out.lost += 1;
+                break;
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+    let (r1, w1, _) = rig.api_calls();
+    (out.reads, out.writes) = (r1 - r0, w1 - w0);
+    Ok(out)
 }
 
 /// 2. Initial sync, then 3. sustained load on the same table.
@@ -646,6 +721,9 @@ enum Mode {
     Webhook,
     /// No trigger: a full read of the Sheet every cycle, `POLL_MS` between cycles.
     Polling,
+    /// The Apps Script's journal (the emulator's journal trigger) polled by a `Watcher`; no
+    /// webhook; default timing (a scheduled full read every 10 minutes).
+    Journal,
 }
 
 struct Rig {
@@ -763,6 +841,21 @@ impl Rig {
                 },
             )
             .map_err(|e| format!("emulator trigger: {e:?}"))?;
+        }
+
+        if mode == Mode::Journal {
+            emu.add_journal_trigger(&sid, JournalSpec::default())
+                .map_err(|e| format!("emulator trigger: {e:?}"))?;
+            let watcher = Arc::new(Watcher::new(client.clone(), &sid, WatchOptions::default()));
+            watcher.add(sheet.clone());
+            let mut stop_watch = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                watcher
+                    .run(async move {
+                        let _ = stop_watch.wait_for(|s| *s).await;
+                    })
+                    .await
+            }));
         }
 
         // The initial sync, as the daemon runs it: one cycle before the loop starts.
@@ -1269,6 +1362,14 @@ fn short(method: &str) -> &str {
         .unwrap_or(method)
 }
 
+/// The journal-mode figures of the `i`-th sheet size, if that size was measured.
+fn journal_at(r: &Results, i: usize, size: i64) -> Option<(&Lat, &Lat, &Idle)> {
+    r.journal
+        .get(i)
+        .filter(|j| j.0 == size)
+        .map(|j| (&j.1, &j.2, &j.3))
+}
+
 fn print_table(p: &Params, cols: &[(Kind, Results)]) {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |name: String, f: &dyn Fn(&Results) -> String| {
@@ -1281,6 +1382,30 @@ fn print_table(p: &Params, cols: &[(Kind, Results)]) {
         format!("Sheet → DB, polling (full read every cycle, {POLL_MS} ms apart): p50 / p99"),
         &|r| lat_cell(&r.polling),
     );
+    for (i, size) in [10_000i64, 100_000].into_iter().enumerate() {
+        add(
+            format!("Sheet → DB, journal mode ({size} rows): person edit p50 / p99"),
+            &|r| journal_at(r, i, size).map_or("–".into(), |j| lat_cell(j.0)),
+        );
+        add(
+            format!(
+                "Sheet → DB, journal mode ({size} rows): another program's API write p50 / p99"
+            ),
+            &|r| journal_at(r, i, size).map_or("–".into(), |j| lat_cell(j.1)),
+        );
+        add(
+            format!("Idle, journal mode ({size} rows): Sheets reads per minute"),
+            &|r| {
+                journal_at(r, i, size).map_or("–".into(), |j| {
+                    let per_min = j.2.reads as f64 * 60.0 / j.2.secs.max(1) as f64;
+                    format!(
+                        "{per_min:.1} ({} reads, {} Drive calls in {} s)",
+                        j.2.reads, j.2.drive, j.2.secs
+                    )
+                })
+            },
+        );
+    }
     add("DB → Sheet: latency p50 / p99".into(), &|r| {
         lat_cell(&r.db_to_sheet)
     });
