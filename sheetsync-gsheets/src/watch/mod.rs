@@ -390,10 +390,12 @@ impl Watcher {
     /// Reads the journal, applies the entries after the last one taken and trims what the
     /// engines committed; returns how many entries it applied.
     async fn take_journal(&self, tables: &[Arc<SheetTable>], st: &mut PollState) -> Result<usize> {
-        st.owed.journal_at = None;
         let read = journal::read(&self.client, &self.spreadsheet_id);
         self.count(|s| s.journal_reads += 1);
-        let Some(journal) = read.await? else {
+        // A failed read leaves the owed read owed (and the version unacknowledged).
+        let read = read.await?;
+        st.owed.journal_at = None;
+        let Some(journal) = read else {
             self.journal_missing(tables, st).await;
             return Ok(0);
         };
