@@ -23,9 +23,10 @@
 //! have been applied is someone else's too (this assumes the version moves by one per applied
 //! request, which the emulator does and Drive appears to do, but does not promise; were it
 //! to move by more, the cost is a needless read, never a missed change). A move that our
-//! writes may explain is taken on trust, owing a journal read within
-//! [`WatchOptions::confirm_journal`] and a full read within [`WatchOptions::confirm_full`]
-//! (for a version that moved by less than our writes, or that is not a number). So an unchanged file costs one Drive call per poll and no Sheets read; a
+//! writes may explain owes nothing when it is exactly one step per write of ours; otherwise (a
+//! write in flight, fewer steps than writes, or a version that is not a number) it is taken
+//! on trust, owing a journal read within [`WatchOptions::confirm_journal`] and a full read
+//! within [`WatchOptions::confirm_full`]. So an unchanged file costs one Drive call per poll and no Sheets read; a
 //! person's edit costs one Sheets read; polls come every [`WatchOptions::min_interval`] while
 //! things change and slow down to [`WatchOptions::max_interval`] when they do not.
 //!
@@ -204,6 +205,21 @@ fn maybe_ours(before: Option<&str>, now: &str, was: (u64, u64), is: (u64, u64)) 
     }
 }
 
+/// Whether the move is exactly this process's writes: none in flight at either poll, and the
+/// version moved once per write that ended. Then no one else's change can hide behind them
+/// (it would have moved the version once more), and no check is owed.
+fn exactly_ours(before: Option<&str>, now: &str, was: (u64, u64), is: (u64, u64)) -> bool {
+    let ended = is.0.saturating_sub(was.0);
+    let versions = (
+        before.and_then(|b| b.parse::<u64>().ok()),
+        now.parse::<u64>().ok(),
+    );
+    match versions {
+        (Some(b), Some(n)) => ended > 0 && was.1 == 0 && is.1 == 0 && n.saturating_sub(b) == ended,
+        _ => false,
+    }
+}
+
 /// Polls one spreadsheet for the tables that sync its tabs (see the [module docs](self)).
 pub struct Watcher {
     client: Arc<SheetsClient>,
@@ -342,6 +358,8 @@ impl Watcher {
         }
         match step {
             Step::Idle => {}
+            Step::Adopt if exactly_ours(st.version.as_deref(), &version, st.activity, activity) => {
+            }
             Step::Adopt => st.owed.adopted(now, &self.opts),
             Step::Wait => {
                 st.owed.unexplained_since.get_or_insert(now);
@@ -538,7 +556,7 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use super::maybe_ours;
+    use super::{exactly_ours, maybe_ours};
 
     #[test]
     fn a_move_beyond_our_writes_is_someone_elses() {
@@ -553,5 +571,17 @@ mod tests {
         // Versions that are not numbers cannot be counted: ours, on trust.
         assert!(maybe_ours(Some("a"), "b", (3, 0), (4, 0)));
         assert!(maybe_ours(None, "9", (3, 0), (4, 0)));
+    }
+
+    #[test]
+    fn only_a_move_of_exactly_our_writes_owes_no_check() {
+        assert!(exactly_ours(Some("5"), "7", (3, 0), (5, 0)));
+        // Fewer steps than writes: a step may have been someone else's too.
+        assert!(!exactly_ours(Some("5"), "6", (3, 0), (5, 0)));
+        // A write in flight at either poll may have moved either version.
+        assert!(!exactly_ours(Some("5"), "7", (3, 1), (5, 0)));
+        assert!(!exactly_ours(Some("5"), "7", (3, 0), (5, 1)));
+        assert!(!exactly_ours(Some("a"), "b", (3, 0), (4, 0)));
+        assert!(!exactly_ours(Some("5"), "5", (3, 0), (3, 0)));
     }
 }
