@@ -224,6 +224,24 @@ struct Lat {
     answered_429: usize,
 }
 
+impl Lat {
+    /// Waits until the database's row `id` is named `value`: a sample from `t0`, or a lost one
+    /// after [`SAMPLE_TIMEOUT`].
+    async fn until_db_name(&mut self, rig: &Rig, id: i64, value: &str, t0: Instant) -> Res<()> {
+        loop {
+            if rig.db.name_of(id).await?.as_deref() == Some(value) {
+                self.samples.push(t0.elapsed());
+                return Ok(());
+            }
+            if t0.elapsed() > SAMPLE_TIMEOUT {
+                self.lost += 1;
+                return Ok(());
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    }
+}
+
 /// What the engine does while nothing changes.
 struct Idle {
     secs: u64,
@@ -400,17 +418,7 @@ async fn api_write_to_db(rig: &Rig, samples: usize) -> Res<Lat> {
             values: Some(vec![vec![json!(value)]]),
         }];
         other.batch_update_values(&rig.sid, data).await?;
-        loop {
-            if rig.db.name_of(id).await?.as_deref() == Some(value.as_str()) {
-                out.samples.push(t0.elapsed());
-                break;
-            }
-            if t0.elapsed() > SAMPLE_TIMEOUT {
-                out.lost += 1;
-                break;
-            }
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
+        out.until_db_name(rig, id, &value, t0).await?;
     }
     let (r1, w1, _) = rig.api_calls();
     (out.reads, out.writes) = (r1 - r0, w1 - w0);
@@ -1016,17 +1024,7 @@ async fn sheet_to_db(rig: &Rig, samples: usize, salt: u64, pause_ms: u64) -> Res
                 vec![vec![json!(value)]],
             )
             .map_err(|e| format!("person edit: {e:?}"))?;
-        loop {
-            if rig.db.name_of(id).await?.as_deref() == Some(value.as_str()) {
-                out.samples.push(t0.elapsed());
-                break;
-            }
-            if t0.elapsed() > SAMPLE_TIMEOUT {
-                out.lost += 1;
-                break;
-            }
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
+        out.until_db_name(rig, id, &value, t0).await?;
     }
     let (r1, w1, _) = rig.api_calls();
     (out.reads, out.writes) = (r1 - r0, w1 - w0);
