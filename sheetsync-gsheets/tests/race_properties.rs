@@ -3,7 +3,9 @@
 //! adapter's write*, and answers get lost after Google applied them. The write must never land
 //! on the wrong row: whatever happens, no row's values appear under another key, no row is
 //! deleted that nobody deleted, no row is duplicated, and every write is either applied or
-//! reported stale (and then applied by the retry once people stop).
+//! reported stale (and then applied by the retry once people stop). Before people edit, an
+//! earlier write may delete and append rows, so that the write racing them places its rows
+//! from positions the adapter kept across its own writes rather than from the read.
 //!
 //! `PROPTEST_CASES` sets the number of cases (256 by default).
 
@@ -86,6 +88,14 @@ fn write(n: i64) -> impl Strategy<Value = Write> {
         (1..=n).prop_map(Write::Update),
         (1..=n).prop_map(Write::Delete),
         (500i64..600).prop_map(Write::Insert),
+    ]
+}
+
+/// The adapter's earlier write: a delete of a seeded row or an append of a new one.
+fn earlier_write(n: i64) -> impl Strategy<Value = Write> {
+    prop_oneof![
+        (1..=n).prop_map(Write::Delete),
+        (600i64..700).prop_map(Write::Insert),
     ]
 }
 
@@ -246,7 +256,30 @@ async fn table(emu: &EmulatorHandle, id: &str) -> SheetTable {
     SheetTable::new(client, opts, schema())
 }
 
-async fn run_case(n: i64, writes: Vec<Write>, people: Vec<Person>, lost: Lost) {
+/// The adapter's earlier write, applied before people edit: deletes and appends only, on rows
+/// the racing write leaves alone. Returns the ids it deleted.
+async fn write_before(sheet: &SheetTable, earlier: &[Write]) -> Vec<i64> {
+    let out = sheet
+        .apply(ops(earlier), &WriteContext { origin: "t".into() })
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| *o == WriteOutcome::Applied), "{out:?}");
+    earlier
+        .iter()
+        .filter_map(|w| match w {
+            Write::Delete(i) => Some(*i),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn run_case(
+    n: i64,
+    earlier: Vec<Write>,
+    writes: Vec<Write>,
+    people: Vec<Person>,
+    lost: Lost,
+) {
     let emu = EmulatorHandle::start(Config::default()).await.unwrap();
     let id = emu.create_spreadsheet("race").unwrap();
     let mut values = vec![vec![json!("id"), json!("name"), json!("note")]];
@@ -264,8 +297,24 @@ async fn run_case(n: i64, writes: Vec<Write>, people: Vec<Person>, lost: Lost) {
         })
         .collect();
 
-    let _ = sheet.scan().next().await.unwrap().unwrap(); // positions from this read
-    let mut deleted_by_people = Vec::new();
+    let _ = sheet.scan().next().await.unwrap().unwrap(); // positions from this read ...
+    let earlier: Vec<Write> = earlier
+        .into_iter()
+        .filter(|w| {
+            seen.insert(match w {
+                Write::Update(i) | Write::Delete(i) | Write::Insert(i) => *i,
+            })
+        })
+        .collect();
+    // ... and kept up to date across this write of the adapter's own.
+    let mut deleted_by_people = write_before(&sheet, &earlier).await;
+    let appended: Vec<i64> = earlier
+        .iter()
+        .filter_map(|w| match w {
+            Write::Insert(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
     let mut typed = Vec::new();
     for p in &people {
         if let Person::Type { id } = p {
@@ -297,6 +346,7 @@ async fn run_case(n: i64, writes: Vec<Write>, people: Vec<Person>, lost: Lost) {
     };
     emu.clear_faults();
     check(&emu, &id, n, &writes, &outcomes, &deleted_by_people, &typed);
+    check_appended(&emu, &id, &appended, &deleted_by_people);
 
     // People stop; the engine re-reads and retries what was stale: everything lands.
     let _ = sheet.scan().next().await.unwrap().unwrap();
@@ -328,6 +378,19 @@ async fn run_case(n: i64, writes: Vec<Write>, people: Vec<Person>, lost: Lost) {
         &deleted_by_people,
         &typed,
     );
+    check_appended(&emu, &id, &appended, &deleted_by_people);
+}
+
+/// The rows the earlier write appended are there as written (unless people deleted them).
+fn check_appended(emu: &EmulatorHandle, id: &str, appended: &[i64], deleted_by_people: &[i64]) {
+    let rows = sheet_rows(emu, id);
+    for i in appended.iter().filter(|i| !deleted_by_people.contains(i)) {
+        assert_eq!(
+            rows.get(i),
+            Some(&vec![written(*i)]),
+            "appended id {i}: {rows:?}"
+        );
+    }
 }
 
 /// Every row is where it should be given which writes were applied.
@@ -386,6 +449,7 @@ fn check(
     }
     let known = |k: &i64| {
         *k <= n
+            || (600..700).contains(k)
             || typed.contains(k)
             || writes
                 .iter()
@@ -406,15 +470,15 @@ proptest! {
     #[test]
     fn writes_never_land_on_the_wrong_row(
         n in 3i64..25,
+        earlier in prop::collection::vec(earlier_write(24), 0..4),
         writes in prop::collection::vec(write(24), 1..8),
         people in prop::collection::vec(person(), 0..3),
         lost in lost(),
     ) {
-        let writes: Vec<Write> = writes
-            .into_iter()
-            .filter(|w| !matches!(w, Write::Update(i) | Write::Delete(i) if *i > n))
-            .collect();
+        let in_tab = |w: &Write| !matches!(w, Write::Update(i) | Write::Delete(i) if *i > n);
+        let writes: Vec<Write> = writes.into_iter().filter(in_tab).collect();
+        let earlier: Vec<Write> = earlier.into_iter().filter(in_tab).collect();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_case(n, writes, people, lost));
+        rt.block_on(run_case(n, earlier, writes, people, lost));
     }
 }

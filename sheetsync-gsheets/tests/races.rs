@@ -763,3 +763,148 @@ async fn a_write_a_crashed_process_never_verified_is_repaired_by_the_next() {
     let _ = next.scan().next().await.unwrap().unwrap();
     assert_eq!(r.by_id(), Race::expect(30, &[2], &[]), "id 21 restored");
 }
+
+impl Race {
+    /// Applies `ops`, which must not fail.
+    async fn write(&self, ops: Vec<WriteOp>) -> Vec<WriteOutcome> {
+        self.sheet.apply(ops, &ctx()).await.unwrap()
+    }
+}
+
+/// Key-column (and other value) reads the client has sent so far.
+fn reads(r: &Race) -> u64 {
+    r.emu.request_count("sheets.spreadsheets.values.batchGet")
+}
+
+fn insert_new(id: i64) -> WriteOp {
+    WriteOp::Upsert {
+        row: row(id, &format!("n{id}"), &format!("x{id}")),
+        expected: Expected::Absent,
+    }
+}
+
+fn edit_of(rows: Vec<(u32, Vec<Json>)>) -> sheetsync_gsheets::SheetEdit {
+    sheetsync_gsheets::SheetEdit {
+        sheet_id: 0,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        header: vec![json!("id"), json!("name"), json!("note")],
+        rows,
+        structural: false,
+        columns: Some((3, 3)),
+    }
+}
+
+#[tokio::test]
+async fn writes_keep_positions_up_to_date_without_reading_the_key_column() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let before = reads(&r);
+    // Cell writes move nothing; a delete shifts the rows below it up by one.
+    for ops in [
+        vec![update(5, "new5")],
+        vec![delete(7)],
+        vec![update(20, "new20"), update(30, "new30")],
+    ] {
+        let out = r.write(ops).await;
+        assert!(out.iter().all(|o| *o == WriteOutcome::Applied), "{out:?}");
+    }
+    assert_eq!(reads(&r), before, "no write read the key column");
+    let changed = [
+        (5, "new5", "x5"),
+        (20, "new20", "x20"),
+        (30, "new30", "x30"),
+    ];
+    assert_eq!(r.by_id(), Race::expect(30, &[7], &changed));
+    // A new row lands at a row the answer does not tell: writing it again reads once.
+    let out = r.write(vec![insert_new(31)]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(reads(&r), before, "an append needs no position");
+    let out = r.write(vec![update(31, "new31")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(reads(&r), before + 1, "the appended row was located once");
+    let out = r.write(vec![update(4, "new4")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(reads(&r), before + 1);
+    let mut expect = Race::expect(31, &[7], &changed);
+    expect.insert(31, ("new31".into(), "x31".into()));
+    expect.insert(4, ("new4".into(), "x4".into()));
+    assert_eq!(r.by_id(), expect);
+}
+
+#[tokio::test]
+async fn rows_moved_unreported_between_writes_are_caught_and_the_retry_reads_again() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    // No trigger reports it: the positions this process knows are one row off below row 3.
+    r.emu.delete_rows(&r.id, "Sheet1", 3, 1).unwrap(); // id 2
+    let out = r.write(vec![update(20, "new20")]).await;
+    assert_eq!(out, vec![WriteOutcome::Stale], "the mis-hit is reported");
+    assert_eq!(r.by_id(), Race::expect(30, &[2], &[]), "id 21 restored");
+    let before = reads(&r);
+    let out = r.write(vec![update(20, "new20")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(reads(&r), before + 1, "the retry read the key column");
+    assert_eq!(r.by_id(), Race::expect(30, &[2], &[(20, "new20", "x20")]));
+}
+
+#[tokio::test]
+async fn a_reported_edit_keeps_positions_only_when_it_moved_no_key() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await;
+    let before = reads(&r);
+    // A person's edit of id 5's note, at the row id 5 is known to be: positions hold.
+    r.sheet
+        .accept_edit(edit_of(vec![(6, vec![json!(5), json!("n5"), json!("p5")])]))
+        .unwrap();
+    let out = r.write(vec![update(9, "new9")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(reads(&r), before, "an edit in place moves no row");
+    // A person types a new row at the bottom: where keys are must be read again, or the
+    // database's insert of the same key would be appended a second time.
+    r.emu
+        .set_cells(
+            &r.id,
+            "Sheet1!A32",
+            vec![vec![json!(31), json!("p31"), json!("")]],
+        )
+        .unwrap();
+    r.sheet
+        .accept_edit(edit_of(vec![(
+            32,
+            vec![json!(31), json!("p31"), json!("")],
+        )]))
+        .unwrap();
+    let out = r.write(vec![insert_new(31)]).await;
+    assert_eq!(
+        out,
+        vec![WriteOutcome::Stale],
+        "the key is in the Sheet already"
+    );
+    assert_eq!(reads(&r), before + 1);
+    assert_eq!(
+        r.by_id()[&31],
+        ("p31".into(), "".into()),
+        "not appended twice"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_batch_that_would_have_grown_the_scratch_tab_never_blocks_the_tab() {
+    let r = race(30, |_| {}).await;
+    warm(&r).await; // the scratch tab holds one pre-image row
+    r.emu
+        .inject_fault(FaultRule::drop_next(1).for_method("spreadsheets.batchUpdate"));
+    let err = r
+        .sheet
+        .apply(vec![update(2, "new2"), update(3, "new3")], &ctx())
+        .await
+        .expect_err("the connection dropped before Google applied anything");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    r.emu.clear_faults();
+    // The batch would have grown the scratch tab to two pre-image rows; it is still one row
+    // short, which shows the batch was never applied (a read past its end is refused).
+    let out = r.write(vec![update(2, "new2"), update(3, "new3")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied; 2]);
+    let changed = [(2, "new2", "x2"), (3, "new3", "x3")];
+    assert_eq!(r.by_id(), Race::expect(30, &[], &changed));
+}

@@ -230,10 +230,12 @@ impl SheetTable {
         self.edits_accepted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.forget_read();
-        // A person's edit may have added or moved rows: the last full read's positions no
-        // longer tell where keys are (a row typed since would be taken for missing).
-        self.cache.lock().expect("cache lock").positions = None;
-        let (mut observations, rescan) = self.observe_edit(&edit);
+        let (mut observations, rescan, in_place) = self.observe_edit(&edit);
+        if !in_place {
+            // A person's edit added or moved rows, or typed a key: the positions this process
+            // knows no longer tell where keys are (a row typed since would be taken for missing).
+            self.positions_unknown();
+        }
         // An edit older than the last full read is already in what that read saw.
         let read_ms = self.last_read_ms.load(std::sync::atomic::Ordering::Relaxed);
         let skew = self.opts.clock_skew_ms;
@@ -256,9 +258,6 @@ impl SheetTable {
         self.remember_edit_times(&observations);
         let mut feed = self.feed.lock().expect("feed lock");
         feed.push(observations, edited.as_deref());
-        if rescan {
-            self.cache.lock().expect("cache lock").positions = None;
-        }
         feed.rescan |= rescan;
         drop(feed);
         let _ = self.wake.send(());
@@ -309,13 +308,17 @@ impl SheetTable {
     /// Makes the next cycle read the tab in full (something changed that no reported edit
     /// explains) and wakes the engine for it.
     pub fn request_full_read(&self) {
+        // Whatever changed may have moved rows (another program's insert, say).
+        self.positions_unknown();
         self.feed.lock().expect("feed lock").rescan = true;
         let _ = self.wake.send(());
     }
 
-    /// The observations of an edit's rows, and whether the next read must be a full one (the
-    /// layout is unknown or moved, a header or key changed, a row was cleared, a key typed twice).
-    fn observe_edit(&self, edit: &SheetEdit) -> (Vec<Observation>, bool) {
+    /// The observations of an edit's rows, whether the next read must be a full one (the
+    /// layout is unknown or moved, a header or key changed, a row was cleared, a key typed
+    /// twice), and whether every edited row holds a key known to be at that very row (then the
+    /// edit moved no key, and the positions this process knows still hold).
+    fn observe_edit(&self, edit: &SheetEdit) -> (Vec<Observation>, bool, bool) {
         let layout = self
             .layout
             .lock()
@@ -323,6 +326,7 @@ impl SheetTable {
             .as_ref()
             .map(|(l, _)| l.clone());
         let mut rescan = edit.structural;
+        let mut in_place = !edit.structural;
         let mut observations = Vec::new();
         match layout {
             Some(mut l) if !edit.structural => {
@@ -342,6 +346,12 @@ impl SheetTable {
                             Some(Change::Upsert(r)) => r.key(&self.schema),
                             _ => None,
                         };
+                        in_place &= new_key.as_ref().is_some_and(|k| {
+                            cache
+                                .positions
+                                .as_ref()
+                                .is_some_and(|p| p.holds(k, *row_no))
+                        });
                         // A row that held another key before: that key may be gone.
                         if let Some(old) = cache.keys_by_row.get(row_no) {
                             if Some(old) != new_key.as_ref() {
@@ -376,7 +386,7 @@ impl SheetTable {
             }
             _ => rescan = true,
         }
-        (observations, rescan)
+        (observations, rescan, in_place && !rescan)
     }
 
     /// Records the time and content of rows a person's edit reported.

@@ -18,7 +18,7 @@
 //! cache) and `write` (locate the keys → plan a write batch → send it → repair), each with
 //! unit tests of its own.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,14 +120,79 @@ struct ReadCache {
     observations: Option<Arc<Vec<Observation>>>,
     /// Key at each 1-based row, from the last full read.
     keys_by_row: HashMap<u32, RowKey>,
-    /// Where each key was at the end of the last full read, for the next write (which then
-    /// needs no read of its own; the write's pre-image check catches rows moved since).
-    positions: Option<(Instant, HashMap<RowKey, Vec<u32>>)>,
+    /// Where each key is, as far as this process knows (see [`Positions`]).
+    positions: Option<Positions>,
+    /// Moves on every event that may have moved rows behind our back: positions learned by a
+    /// read that started before the move are not kept.
+    positions_gen: u64,
     /// Where each key was in the last full read (kept until the next one).
     key_rows: HashMap<RowKey, Vec<u32>>,
 }
 
+/// Where each key of the tab is, kept from a read (full, or of the key column) across this
+/// process's own writes, which move rows in known ways: cell writes move nothing, a delete
+/// shifts the rows below it up, and an append puts its row at a place the answer does not
+/// tell (the key is then known to be there, at an unknown row). Anything else that may move
+/// rows (a person's structural edit or new row, a change nobody reported, a write that missed
+/// or whose answer was lost) forgets them, and the next write reads the key column again.
+/// Positions that went stale unnoticed (a sort no trigger reported) are safe: every write's
+/// pre-image check catches a row that moved ([`crate::guard`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Positions {
+    /// Key → 1-based rows (more than one: a duplicated key).
+    pub(crate) rows: HashMap<RowKey, Vec<u32>>,
+    /// Keys this process appended since: in the tab, at rows not known.
+    pub(crate) unplaced: HashSet<RowKey>,
+}
+
+impl Positions {
+    /// From a read of every key.
+    pub(crate) fn read(rows: HashMap<RowKey, Vec<u32>>) -> Self {
+        Positions {
+            rows,
+            unplaced: HashSet::new(),
+        }
+    }
+
+    /// Whether `key` is known to be at `row`, and only there.
+    pub(crate) fn holds(&self, key: &RowKey, row: u32) -> bool {
+        !self.unplaced.contains(key) && self.rows.get(key).is_some_and(|r| r.as_slice() == [row])
+    }
+
+    /// After a write that deleted the rows of `deleted` (keys and 1-based rows) and appended
+    /// rows with `appended` keys.
+    pub(crate) fn advance(&mut self, deleted: &[(RowKey, u32)], appended: &[RowKey]) {
+        let mut gone: Vec<u32> = deleted.iter().map(|(_, r)| *r).collect();
+        gone.sort_unstable();
+        for (k, _) in deleted {
+            self.rows.remove(k);
+            self.unplaced.remove(k);
+        }
+        if !gone.is_empty() {
+            for rows in self.rows.values_mut() {
+                for r in rows.iter_mut() {
+                    *r -= gone.partition_point(|g| *g < *r) as u32;
+                }
+            }
+        }
+        self.unplaced.extend(appended.iter().cloned());
+    }
+}
+
 impl ReadCache {
+    /// Forgets where keys are (something may have moved rows).
+    fn positions_unknown(&mut self) {
+        self.positions = None;
+        self.positions_gen += 1;
+    }
+
+    /// Keeps `positions` read since generation `gen`, unless rows may have moved since.
+    fn learn_positions(&mut self, gen: u64, positions: Positions) {
+        if self.positions_gen == gen {
+            self.positions = Some(positions);
+        }
+    }
+
     /// Keys that the last full read found in more than one row.
     fn duplicates(&self) -> impl Iterator<Item = (&RowKey, &Vec<u32>)> {
         self.key_rows.iter().filter(|(_, rows)| rows.len() > 1)
@@ -469,6 +534,11 @@ impl SheetTable {
             Change::Upsert(row)
         };
         Some(Observation { change, at })
+    }
+
+    /// Forgets where keys are: the next write reads the key column first.
+    pub(crate) fn positions_unknown(&self) {
+        self.cache.lock().expect("cache lock").positions_unknown();
     }
 
     fn forget_read(&self) {

@@ -35,6 +35,7 @@ impl SheetTable {
             }
         }
         let read_start = now_ms();
+        let gen = self.cache.lock().expect("cache lock").positions_gen;
         let mut attempt = 0;
         let snap = loop {
             // Full reads go at Background priority: a journal read never waits behind one.
@@ -58,7 +59,7 @@ impl SheetTable {
         cache.observations = Some(observations.clone());
         cache.keys_by_row = snap.keys_by_row;
         cache.key_rows = snap.positions.clone();
-        cache.positions = Some((Instant::now(), snap.positions));
+        cache.learn_positions(gen, Positions::read(snap.positions));
         Ok(observations)
     }
 

@@ -4,15 +4,16 @@
 use super::*;
 
 impl SheetTable {
-    /// Where the keys are: from a full read that just ended, else read from the key column(s)
-    /// with the rows `SetKey` ops point at.
+    /// Where the keys are: from the positions this process knows ([`Positions`]), else read
+    /// from the key column(s) with the rows `SetKey` ops point at.
     pub(super) async fn locate(&self, l: &Layout, ops: &[WriteOp]) -> Result<Located> {
-        if let Some(positions) = self.fresh_positions() {
+        if let Some(positions) = self.known_positions(ops) {
             return Ok(Located {
                 positions,
                 set_key_cells: HashMap::new(),
             });
         }
+        let gen = self.cache.lock().expect("cache lock").positions_gen;
         let mut ranges: Vec<String> = self.key_ranges(l);
         let set_key_rows: Vec<u32> = ops
             .iter()
@@ -28,6 +29,10 @@ impl SheetTable {
             .await?;
         let nkeys = self.schema.key.len();
         let positions = self.key_positions(l, &got[..nkeys]);
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .learn_positions(gen, Positions::read(positions.clone()));
         let set_key_cells = set_key_rows
             .iter()
             .zip(&got[nkeys..])
@@ -138,14 +143,26 @@ impl SheetTable {
         }
     }
 
-    /// Positions from a full read less than [`POSITIONS_TTL`] old (taken once: our own writes
-    /// move rows).
-    pub(super) fn fresh_positions(&self) -> Option<HashMap<RowKey, Vec<u32>>> {
-        let mut cache = self.cache.lock().expect("cache lock");
-        match cache.positions.take() {
-            Some((at, p)) if at.elapsed() < POSITIONS_TTL => Some(p),
-            _ => None,
+    /// The known rows of the keys `ops` write, when every one of them is known (a key this
+    /// process appended sits at a row not known yet, and a `SetKey` op needs its row read).
+    pub(super) fn known_positions(&self, ops: &[WriteOp]) -> Option<HashMap<RowKey, Vec<u32>>> {
+        let cache = self.cache.lock().expect("cache lock");
+        let known = cache.positions.as_ref()?;
+        let mut out = HashMap::with_capacity(ops.len());
+        for op in ops {
+            let key = match op {
+                WriteOp::Upsert { row, .. } => row.key(&self.schema)?,
+                WriteOp::Delete { key, .. } => key.clone(),
+                WriteOp::SetKey { .. } | WriteOp::Insert { .. } => return None,
+            };
+            if known.unplaced.contains(&key) {
+                return None;
+            }
+            if let Some(rows) = known.rows.get(&key) {
+                out.insert(key, rows.clone());
+            }
         }
+        Some(out)
     }
 }
 
@@ -220,5 +237,41 @@ mod tests {
             &Expect::Content(vec![json!(5), Json::Null]),
             &cells[..2]
         ));
+    }
+    fn k(id: i64) -> RowKey {
+        row(id, "", 0)
+            .key(&super::super::super::tests::schema())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_delete_shifts_the_rows_below_and_an_append_is_there_but_unplaced() {
+        let rows = (1..=5).map(|i| (k(i), vec![i as u32 + 1])).collect();
+        let mut p = Positions::read(rows);
+        p.advance(&[(k(2), 3), (k(4), 5)], &[k(9)]);
+        assert!(p.holds(&k(1), 2), "above the deletes: unmoved");
+        assert!(p.holds(&k(3), 3), "below one delete: one up");
+        assert!(p.holds(&k(5), 4), "below two: two up");
+        assert!(!p.rows.contains_key(&k(2)) && !p.rows.contains_key(&k(4)));
+        assert!(p.unplaced.contains(&k(9)) && !p.holds(&k(9), 7));
+    }
+
+    #[tokio::test]
+    async fn known_positions_serve_a_write_only_when_every_key_is_placed() {
+        let t = table().await;
+        let rows = [(k(1), vec![2]), (k(2), vec![3])].into_iter().collect();
+        let mut p = Positions::read(rows);
+        p.advance(&[], &[k(9)]);
+        t.cache.lock().unwrap().positions = Some(p);
+        let up = |id, name| WriteOp::Upsert {
+            row: row(id, name, 1),
+            expected: Expected::Any,
+        };
+        let got = t.known_positions(&[up(1, "a"), up(7, "new")]).unwrap();
+        assert_eq!(got.get(&k(1)), Some(&vec![2]));
+        assert!(!got.contains_key(&k(7)), "a key not in the tab: appended");
+        assert!(t.known_positions(&[up(9, "appended")]).is_none());
+        t.positions_unknown();
+        assert!(t.known_positions(&[up(1, "a")]).is_none());
     }
 }

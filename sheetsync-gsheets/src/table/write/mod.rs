@@ -36,6 +36,36 @@ struct WritePlan {
     appends: Vec<(usize, Vec<Json>)>,
     /// Rows written in place, with the schema cells written (for overwrite detection).
     written: Vec<(RowKey, Vec<(usize, Value)>)>,
+    /// A batch missed a row, was refused or left unverified: rows may sit elsewhere than
+    /// planned, so the known positions are forgotten.
+    positions_lost: bool,
+}
+
+impl WritePlan {
+    /// The rows the plan deletes (key, row) and the keys it appends, before it is sent.
+    fn row_moves(
+        &self,
+        ops: &[WriteOp],
+        schema: &TableSchema,
+    ) -> (Vec<(RowKey, u32)>, Vec<RowKey>) {
+        let deleted = self
+            .targets
+            .iter()
+            .filter_map(|t| match (&t.action, &t.expect) {
+                (Action::Delete, Expect::Key(k)) => Some((k.clone(), t.row)),
+                _ => None,
+            })
+            .collect();
+        let appended = self
+            .appends
+            .iter()
+            .filter_map(|(n, _)| match &ops[*n] {
+                WriteOp::Upsert { row, .. } => row.key(schema),
+                _ => None,
+            })
+            .collect();
+        (deleted, appended)
+    }
 }
 
 /// A batch whose answer was lost and whose scratch tab could not be read back either: it is
@@ -60,10 +90,6 @@ pub(super) struct Rewrite {
     /// The pre-image (what the row holds once repaired).
     pre: Vec<Json>,
 }
-
-/// How long positions from a full read serve the write that follows it. Stale positions are
-/// safe (the pre-image check catches them) but cost a repair.
-const POSITIONS_TTL: Duration = Duration::from_secs(5);
 
 /// A repair that could not finish yet: retried before the next write.
 #[derive(Debug, Clone)]
@@ -93,6 +119,7 @@ impl Sink for SheetTable {
         let l = self.layout(false).await?;
         let located = self.locate(&l, &ops).await?;
         let mut plan = self.plan_writes(&l, &ops, &located);
+        let (deleted, appended) = plan.row_moves(&ops, &self.schema);
         self.mark_in_flight(&plan.written);
         let result = self.send_plan(&l, &mut plan).await;
         self.finish_marks(&plan.written);
@@ -100,6 +127,12 @@ impl Sink for SheetTable {
             // The tab may have been renamed or resized: look it up again next time.
             *self.layout.lock().expect("layout lock") = None;
         }
+        let mut cache = self.cache.lock().expect("cache lock");
+        match (&result, plan.positions_lost, cache.positions.as_mut()) {
+            (Ok(()), false, Some(known)) => known.advance(&deleted, &appended),
+            _ => cache.positions_unknown(),
+        }
+        drop(cache);
         result?;
         self.forget_read();
         Ok(plan

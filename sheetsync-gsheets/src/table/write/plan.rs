@@ -11,6 +11,7 @@ impl SheetTable {
             targets: Vec::new(),
             appends: Vec::new(),
             written: Vec::new(),
+            positions_lost: false,
         };
         for (n, op) in ops.iter().enumerate() {
             plan.outcomes[n] = match op {

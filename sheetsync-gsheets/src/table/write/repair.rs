@@ -17,6 +17,10 @@ impl SheetTable {
         targets: &[Target],
         verdicts: &[Verdict],
     ) -> Result<()> {
+        if verdicts.iter().any(|v| matches!(v, Verdict::Missed(_))) {
+            // Rows moved under the write, and the repair may put deleted rows back.
+            self.positions_unknown();
+        }
         let mut restores = Vec::new();
         let mut rewrites = Vec::new();
         for (i, (t, v)) in targets.iter().zip(verdicts).enumerate() {
@@ -314,9 +318,18 @@ impl SheetTable {
         base: u32,
         n: usize,
     ) -> Result<PreImages> {
-        let rows = self
-            .scratch_rows(scratch, base + n as u32, data.cols)
-            .await?;
+        let (mut rows, mut cols) = (base + n as u32, data.cols);
+        if scratch.rows <= rows || scratch.cols < cols {
+            // The batch would have grown the tab, atomically with its stamp: a tab still too
+            // small was never written by it, and a read past its end would be refused.
+            self.fetch_layout().await?;
+            let now = self.scratch.lock().expect("scratch lock").clone();
+            if let Some(s) = now.filter(|s| s.exists && s.sheet_id == scratch.sheet_id) {
+                rows = rows.min(s.rows.saturating_sub(1));
+                cols = cols.min(s.cols).max(1);
+            }
+        }
+        let rows = self.scratch_rows(scratch, rows, cols).await?;
         Ok(PreImages::from_values(&rows, base as usize, n))
     }
 
@@ -363,6 +376,7 @@ impl SheetTable {
 
     /// Makes the next read of this tab a full one.
     pub(super) fn request_rescan(&self) {
+        self.positions_unknown();
         self.feed.lock().expect("feed lock").rescan = true;
     }
 }

@@ -76,13 +76,18 @@ impl SheetTable {
             .await
         {
             Ok(Some(pre)) => pre,
-            Ok(None) => return Ok(()), // verified later by `settle_unverified`
+            Ok(None) => {
+                plan.positions_lost = true;
+                return Ok(()); // verified later by `settle_unverified`
+            }
             Err(e) if refused(&e) => {
-                return Box::pin(self.isolate(l, data, targets, appends, plan, e)).await
+                plan.positions_lost = true;
+                return Box::pin(self.isolate(l, data, targets, appends, plan, e)).await;
             }
             Err(e) => return Err(e),
         };
         let verdicts = verify(&targets, &pre, |e, r| self.meets(l, e, r));
+        plan.positions_lost |= verdicts.iter().any(|v| matches!(v, Verdict::Missed(_)));
         for (t, v) in targets.iter().zip(&verdicts) {
             if matches!(v, Verdict::Missed(_)) {
                 plan.outcomes[t.op] = Some(WriteOutcome::Stale);
