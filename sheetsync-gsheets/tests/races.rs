@@ -908,3 +908,114 @@ async fn a_lost_batch_that_would_have_grown_the_scratch_tab_never_blocks_the_tab
     let changed = [(2, "new2", "x2"), (3, "new3", "x3")];
     assert_eq!(r.by_id(), Race::expect(30, &[], &changed));
 }
+
+/// Makes a full read in the background and waits until the engine is asked to take it.
+async fn read_in_background(r: &Race) {
+    r.sheet.read_in_background();
+    for _ in 0..500 {
+        if r.sheet.full_scan_requested() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the background read never ended");
+}
+
+/// The engine's full read: its cursor, then the scan; the rows by id (name, note).
+async fn engine_full_read(r: &Race) -> (Cursor, BTreeMap<i64, (String, String)>) {
+    use futures::StreamExt;
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    let rows = r.sheet.scan().next().await.unwrap().unwrap();
+    let by_id = rows
+        .into_iter()
+        .filter_map(|o| match o.change {
+            Change::Upsert(row) => Some(row),
+            _ => None,
+        })
+        .map(|row| {
+            let text = |v: &Value| match v {
+                Value::Text(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let Value::Int(id) = row.0[0] else {
+                panic!("id {:?}", row.0[0])
+            };
+            (id, (text(&row.0[1]), text(&row.0[2])))
+        })
+        .collect();
+    (cursor, by_id)
+}
+
+/// A person edits id 5's note in the Sheet, and the trigger reports it.
+fn person_edits_note_of_5(r: &Race) {
+    r.emu
+        .set_cells(&r.id, "Sheet1!C6", vec![vec![json!("p5")]])
+        .unwrap();
+    r.sheet
+        .accept_edit(edit_of(vec![(6, vec![json!(5), json!("n5"), json!("p5")])]))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_background_read_never_reverts_an_edit_the_engine_took_meanwhile() {
+    let r = race(10, |_| {}).await;
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    read_in_background(&r).await; // a snapshot from before the edit
+    person_edits_note_of_5(&r);
+    // The engine's incremental cycle takes the edit (and commits it) ...
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert_eq!(batch.changes.len(), 1);
+    r.sheet.ack(&batch.cursor).await.unwrap();
+    // ... then the full read it was asked for takes the snapshot, without reading again.
+    let reads_before = reads(&r);
+    let (_, rows) = engine_full_read(&r).await;
+    assert_eq!(
+        reads(&r),
+        reads_before,
+        "the background read served the engine"
+    );
+    assert_eq!(
+        rows[&5],
+        ("n5".into(), "p5".into()),
+        "the edit is not reverted"
+    );
+    assert_eq!(rows.len(), 10);
+}
+
+#[tokio::test]
+async fn a_background_read_serves_an_edit_the_engine_has_not_taken_yet() {
+    let r = race(10, |_| {}).await;
+    read_in_background(&r).await;
+    person_edits_note_of_5(&r);
+    // The full read's cursor passes the edit: the read itself must carry it.
+    let (cursor, rows) = engine_full_read(&r).await;
+    assert_eq!(rows[&5], ("n5".into(), "p5".into()));
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(batch.changes.is_empty(), "{:?}", batch.changes);
+}
+
+#[tokio::test]
+async fn a_write_or_a_structural_edit_after_a_background_read_voids_it() {
+    let r = race(10, |_| {}).await;
+    read_in_background(&r).await;
+    let out = r.write(vec![update(5, "new5")]).await;
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    let (_, rows) = engine_full_read(&r).await;
+    assert_eq!(
+        rows[&5],
+        ("new5".into(), "x5".into()),
+        "read again after our write"
+    );
+
+    read_in_background(&r).await;
+    r.emu.delete_rows(&r.id, "Sheet1", 4, 1).unwrap(); // id 3
+    let mut removed = edit_of(vec![]);
+    removed.structural = true;
+    r.sheet.accept_edit(removed).unwrap();
+    let (_, rows) = engine_full_read(&r).await;
+    assert!(
+        !rows.contains_key(&3),
+        "read again after the structural edit"
+    );
+    assert_eq!(rows.len(), 9);
+}

@@ -18,6 +18,11 @@ pub(super) struct Feed {
     /// For entries from an edit that said which columns it touched: their schema columns.
     edited: HashMap<u64, Vec<usize>>,
     pub(super) rescan: bool,
+    /// Times a full read was asked for (see [`Feed::ask_rescan`]).
+    pub(super) rescans: u64,
+    /// While a background full read is made: every observation pushed since it started, to
+    /// lay over it ([`super::background`]).
+    pub(super) overlay: Option<Vec<Observation>>,
     /// The last entry the engine acknowledged (it committed everything up to it).
     acked: u64,
     /// Journal entries taken into this feed and not yet acknowledged: the feed entry that has
@@ -129,8 +134,18 @@ impl Feed {
         }
     }
 
+    /// Asks for a full read next cycle; returns how many were asked for so far.
+    pub fn ask_rescan(&mut self) -> u64 {
+        self.rescan = true;
+        self.rescans += 1;
+        self.rescans
+    }
+
     /// Appends observations of one edit, which touched the schema columns `edited` if known.
     pub fn push(&mut self, observations: Vec<Observation>, edited: Option<&[usize]>) {
+        if let Some(overlay) = &mut self.overlay {
+            overlay.extend(observations.iter().cloned());
+        }
         for o in observations {
             self.seq += 1;
             self.entries.push_back((self.seq, o));
@@ -258,7 +273,9 @@ impl SheetTable {
         self.remember_edit_times(&observations);
         let mut feed = self.feed.lock().expect("feed lock");
         feed.push(observations, edited.as_deref());
-        feed.rescan |= rescan;
+        if rescan {
+            feed.ask_rescan();
+        }
         drop(feed);
         let _ = self.wake.send(());
         Ok(())
@@ -310,7 +327,7 @@ impl SheetTable {
     pub fn request_full_read(&self) {
         // Whatever changed may have moved rows (another program's insert, say).
         self.positions_unknown();
-        self.feed.lock().expect("feed lock").rescan = true;
+        self.feed.lock().expect("feed lock").ask_rescan();
         let _ = self.wake.send(());
     }
 

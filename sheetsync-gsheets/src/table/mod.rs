@@ -41,6 +41,7 @@ use crate::convert::{parse_tz, read_cell, write_cell};
 use crate::guard::{scratch_title, Scratch};
 use crate::layout::{col_letters, Layout};
 
+mod background;
 mod feed;
 mod read;
 mod write;
@@ -242,6 +243,11 @@ pub struct SheetTable {
     recovered: std::sync::atomic::AtomicBool,
     /// Edits of this tab reported so far (for change detection, [`crate::watch`]).
     edits_accepted: std::sync::atomic::AtomicU64,
+    /// The full read made outside the engine's cycle ([`background`]).
+    background: Mutex<background::Background>,
+    /// Moves when one of this table's writes starts and again when it ends: odd while one
+    /// is in flight.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 const LAYOUT_FIELDS: &str =
@@ -275,6 +281,8 @@ impl SheetTable {
             edit_times: Mutex::new(HashMap::new()),
             recovered: std::sync::atomic::AtomicBool::new(false),
             edits_accepted: std::sync::atomic::AtomicU64::new(0),
+            background: Mutex::new(background::Background::default()),
+            writes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

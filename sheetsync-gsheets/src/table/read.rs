@@ -14,17 +14,36 @@ use super::*;
 const READ_ATTEMPTS: usize = 3;
 
 /// What one consistent full read saw.
-struct Snapshot {
-    observations: Vec<Observation>,
+pub(super) struct Snapshot {
+    pub(super) observations: Vec<Observation>,
     keys_by_row: HashMap<u32, RowKey>,
     positions: HashMap<RowKey, Vec<u32>>,
 }
 
+/// A consistent full read, and what it was read against.
+pub(super) struct FullRead {
+    pub(super) snap: Snapshot,
+    /// The file's Drive version before the read.
+    version: Option<String>,
+    /// When (Unix ms) the read started: it saw every edit before.
+    pub(super) read_start: i64,
+    /// The positions generation when it started (see [`Positions`]).
+    gen: u64,
+}
+
 impl SheetTable {
-    /// Reads every row (or reuses the last read when the file did not change).
+    /// Reads every row (or takes a read made in the background since, or reuses the last
+    /// read when the file did not change).
     pub(super) async fn read_all(&self) -> Result<Arc<Vec<Observation>>> {
         self.settle_unverified().await?;
-        self.feed.lock().expect("feed lock").rescan = false;
+        let rescans = {
+            let mut feed = self.feed.lock().expect("feed lock");
+            feed.rescan = false;
+            feed.rescans
+        };
+        if let Some(read) = self.take_background_read(rescans) {
+            return Ok(self.keep_read(read));
+        }
         let version = self.drive_version().await;
         if let Some(v) = &version {
             let cache = self.cache.lock().expect("cache lock");
@@ -34,6 +53,12 @@ impl SheetTable {
                 }
             }
         }
+        let read = self.consistent_read(version).await?;
+        Ok(self.keep_read(read))
+    }
+
+    /// One full read that is a snapshot, read again (up to [`READ_ATTEMPTS`]) while rows move.
+    pub(super) async fn consistent_read(&self, version: Option<String>) -> Result<FullRead> {
         let read_start = now_ms();
         let gen = self.cache.lock().expect("cache lock").positions_gen;
         let mut attempt = 0;
@@ -48,6 +73,23 @@ impl SheetTable {
                 Err(e) => return Err(e.with_operation("full read")),
             }
         };
+        Ok(FullRead {
+            snap,
+            version,
+            read_start,
+            gen,
+        })
+    }
+
+    /// Makes `read` the last full read: what the engine gets, what later reads compare with,
+    /// where keys are.
+    fn keep_read(&self, read: FullRead) -> Arc<Vec<Observation>> {
+        let FullRead {
+            snap,
+            version,
+            read_start,
+            gen,
+        } = read;
         let mut observations = snap.observations;
         self.restore_edit_times(&mut observations);
         let observations = Arc::new(observations);
@@ -60,7 +102,7 @@ impl SheetTable {
         cache.keys_by_row = snap.keys_by_row;
         cache.key_rows = snap.positions.clone();
         cache.learn_positions(gen, Positions::read(snap.positions));
-        Ok(observations)
+        observations
     }
 
     /// Edits not yet handed to the engine that this read (started at `read_start`) already
@@ -100,7 +142,7 @@ impl SheetTable {
         }
     }
 
-    async fn drive_version(&self) -> Option<String> {
+    pub(super) async fn drive_version(&self) -> Option<String> {
         if !self.opts.use_drive_version {
             return None;
         }

@@ -30,6 +30,10 @@
 //! person's edit costs one Sheets read; polls come every [`WatchOptions::min_interval`] while
 //! things change and slow down to [`WatchOptions::max_interval`] when they do not.
 //!
+//! The full reads a watcher asks for are made in the background
+//! ([`SheetTable::read_in_background`]) and handed to the engine when done: journal entries keep
+//! reaching the database while a big tab is read.
+//!
 //! Journal entries are trimmed only after every watched table's engine committed them
 //! ([`SheetTable::first_unconsumed_journal_entry`]); after a restart the engine's first cycle
 //! reads in full, and entries older than that read are dropped as already seen.
@@ -344,7 +348,7 @@ impl Watcher {
             // The first poll knows no earlier version, so whatever changed since the engine's
             // first (full) read is unknown: one more full read, which costs no Sheets read
             // when the version did not move since that read (the table compares it).
-            tables.iter().for_each(|t| t.request_full_read());
+            tables.iter().for_each(|t| t.read_in_background());
         }
         let step = match st.version {
             // ... and it takes up what the journal holds (what a full read saw is dropped).
@@ -399,7 +403,7 @@ impl Watcher {
         }
         tracing::debug!(spreadsheet = %self.spreadsheet_id, why, "the spreadsheet changed: reading its mapped tabs in full");
         for t in tables {
-            t.request_full_read();
+            t.read_in_background();
         }
         (st.last_full, st.full_pending) = (Some(now), false);
         self.count(|s| s.full_reads += 1);
@@ -494,7 +498,7 @@ impl Watcher {
                     for t in tables.iter().filter(|t| t.options().sheet_id == p.sheet_id) {
                         if let Err(err) = t.take_journal_entry(id, e.seq, edit.clone()) {
                             tracing::warn!(seq = e.seq, error = %err, "a journal entry could not be applied: reading in full");
-                            t.request_full_read();
+                            t.read_in_background();
                         }
                     }
                     applied += 1;

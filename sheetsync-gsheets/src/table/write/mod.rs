@@ -113,6 +113,7 @@ impl Sink for SheetTable {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        let _writing = Writing::begin(&self.writes);
         // Our own writes change the file: the next read must be a real one.
         self.forget_read();
         self.settle_unverified().await?;
@@ -140,6 +141,22 @@ impl Sink for SheetTable {
             .into_iter()
             .map(|o| o.unwrap_or(WriteOutcome::Applied))
             .collect())
+    }
+}
+
+/// Counts a write in [`SheetTable::writes`] from its start to its end, however it ends.
+struct Writing<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Writing<'a> {
+    fn begin(writes: &'a std::sync::atomic::AtomicU64) -> Self {
+        writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Writing(writes)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

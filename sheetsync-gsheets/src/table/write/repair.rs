@@ -377,6 +377,6 @@ impl SheetTable {
     /// Makes the next read of this tab a full one.
     pub(super) fn request_rescan(&self) {
         self.positions_unknown();
-        self.feed.lock().expect("feed lock").rescan = true;
+        self.feed.lock().expect("feed lock").ask_rescan();
     }
 }
