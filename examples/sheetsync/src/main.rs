@@ -23,6 +23,7 @@ mod http;
 mod inspect;
 mod metrics;
 mod server;
+mod status_page;
 mod tables;
 mod validate;
 
@@ -577,19 +578,12 @@ fn add_demo_page(
     sync: &SheetSync,
     access: &Arc<server::AdminAccess>,
 ) {
-    if let (Some(d), Some(s)) = (demo, sync.sides().first()) {
+    if let (Some(d), Some(s), Some(m)) = (demo, sync.sides().first(), sync.mappings().first()) {
         // The page edits the Sheet: only under this host's own names (no DNS rebinding).
-        let hosts_only = Arc::new(server::AdminAccess {
-            token: None,
-            hosts: access.hosts.clone(),
-        });
-        let page =
-            d.clone()
-                .router(s.db.table())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    hosts_only,
-                    server::guard,
-                ));
+        let hosts_only = Arc::new(access.hosts_only());
+        let page = d.clone().router(s.db.table(), m.clone()).route_layer(
+            axum::middleware::from_fn_with_state(hosts_only, server::guard),
+        );
         *app = std::mem::take(app).merge(page);
     }
 }
