@@ -104,3 +104,5 @@ per_backend!(webhook_deliveries_counted, observability::webhook_deliveries_are_c
     Sqlite: sqlite);
 per_backend!(status_page_in_a_browser, status_page::shows_held_rows_conflicts_and_pending_deletes;
     Sqlite: sqlite);
+per_backend!(long_full_reads_log_progress, observability::long_full_reads_log_their_progress;
+    Sqlite: sqlite);
