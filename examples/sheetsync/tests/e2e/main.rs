@@ -17,6 +17,7 @@
 
 #[path = "../browser/mod.rs"]
 mod browser;
+mod dates;
 mod harness;
 mod idle;
 mod journal;
@@ -106,3 +107,5 @@ per_backend!(status_page_in_a_browser, status_page::shows_held_rows_conflicts_an
     Sqlite: sqlite);
 per_backend!(long_full_reads_log_progress, observability::long_full_reads_log_their_progress;
     Sqlite: sqlite);
+per_backend!(dates_through_gspread, dates::dates_read_as_dates_through_gspread;
+    Sqlite: sqlite, Postgres: postgres);
