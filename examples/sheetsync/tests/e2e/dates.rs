@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{wait_until, Backend, World};
+use crate::harness::{Backend, World};
 
 /// What the emulator's Python client test installs; the same list finds the same virtualenv.
 const PACKAGES: &[&str] = &["gspread==6.2.1", "google-api-python-client==2.202.0"];
@@ -71,13 +71,8 @@ pub async fn dates_read_as_dates_through_gspread(backend: Backend) {
     ];
     let m = w.add_mapping_sql("dates", &sql, "").await;
     w.start().await;
-    wait_until("the daemon fills the empty tab", || async {
-        match w.sheet_values(m).len() {
-            3 => Ok(()),
-            n => Err(format!("{n} rows in the tab")),
-        }
-    })
-    .await;
+    w.wait_for_tab_rows(m, 3, "the daemon fills the empty tab")
+        .await;
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     // Beside the emulator's own gspread scenario, whose helpers it shares.
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))

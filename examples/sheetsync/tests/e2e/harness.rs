@@ -1079,6 +1079,17 @@ impl World {
 
     // ---- the Sheet ----
 
+    /// Waits until mapping `m`'s tab has `n` rows, the header among them.
+    pub async fn wait_for_tab_rows(&self, m: usize, n: usize, what: &str) {
+        wait_until(what, || async {
+            match self.sheet_values(m).len() {
+                got if got == n => Ok(()),
+                got => Err(format!("{got} rows in the tab, not {n}")),
+            }
+        })
+        .await;
+    }
+
     /// The tab's values as the API returns them (unformatted), header first.
     pub fn sheet_values(&self, m: usize) -> Vec<Vec<Json>> {
         let v = self
