@@ -159,7 +159,8 @@ async function refresh() {
       askForToken("The admin API refused: " + e.message);
       return; // No retry with a token that is refused; the form asks for another.
     }
-    showError("Cannot read the daemon's status: " + e.message + " (shown below: the last answer)");
+    const stale = $("content").hidden ? "" : " (below: what it said last)";
+    showError("Cannot read the daemon's status: " + e.message + stale);
   }
   timer = setTimeout(refresh, REFRESH_MS);
 }

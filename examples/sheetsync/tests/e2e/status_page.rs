@@ -1,7 +1,7 @@
 //! The status page of a running daemon, in headless Chromium: asked for the admin token, it
 //! shows a held row with its reason, a conflict and a pending delete; it refreshes by itself;
-//! values typed into the Sheet as markup are shown as text and run nothing; a wrong token gives
-//! an error, not a blank page.
+//! values typed into the Sheet as markup are shown as text and run nothing; a wrong token, or a
+//! daemon that stopped answering, gives an error, not a blank page.
 
 use serde_json::{json, Value};
 
@@ -95,6 +95,11 @@ pub async fn shows_held_rows_conflicts_and_pending_deletes(backend: Backend) {
         );
         b.open(&url);
         // Without a token the page asks for one and says why: not a blank page.
+        b.wait_for(
+            PAGE_STATE_JS,
+            |s| s["login"] == true && text(&s["error"]).contains("needs `Authorization: Bearer"),
+            "the page to ask for the admin token",
+        );
         log_in(&mut b, &w.admin_token);
         let s = b.wait_for(
             PAGE_STATE_JS,
@@ -145,6 +150,22 @@ pub async fn shows_held_rows_conflicts_and_pending_deletes(backend: Backend) {
             "the page to say the token is wrong",
         );
         assert_eq!(s["content"], false, "data shown under a wrong token: {s}");
+
+        // The right token after all; then the daemon goes away: the page says so and keeps
+        // what it showed last.
+        log_in(&mut browser, &w.admin_token);
+        browser.wait_for(
+            PAGE_STATE_JS,
+            |s| s["content"] == true && has_row(s, "held", |r| r[1] == "4"),
+            "the page to show the status after the right token",
+        );
+        w.kill9();
+        let s = browser.wait_for(
+            PAGE_STATE_JS,
+            |s| text(&s["error"]).contains("Cannot read the daemon's status"),
+            "the page to say the daemon does not answer",
+        );
+        assert!(has_row(&s, "held", |r| r[1] == "4"), "{s}");
         browser.close();
     });
 }
@@ -154,7 +175,7 @@ pub async fn shows_held_rows_conflicts_and_pending_deletes(backend: Backend) {
 fn log_in(b: &mut Browser, token: &str) {
     b.wait_for(
         PAGE_STATE_JS,
-        |s| s["login"] == true && text(&s["error"]).contains("needs"),
+        |s| s["login"] == true && text(&s["error"]).contains("The admin API refused: "),
         "the page to ask for the admin token",
     );
     b.eval(r#"document.getElementById("token").focus()"#);
