@@ -156,7 +156,7 @@ impl ServerConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `human` (default) or `json`.
@@ -164,6 +164,31 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter, e.g. `info,sheetsync_core=debug` (env `RUST_LOG` wins).
     pub filter: Option<String>,
+    /// How often a long read (the initial sync, a later full read) logs how far it got, in
+    /// milliseconds, when stderr is not a terminal.
+    #[serde(default = "default_progress_interval_ms")]
+    pub progress_interval_ms: u64,
+}
+
+fn default_progress_interval_ms() -> u64 {
+    5_000
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            filter: None,
+            progress_interval_ms: default_progress_interval_ms(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// How often a long read says how far it got.
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_millis(self.progress_interval_ms)
+    }
 }
 
 /// Log output format.

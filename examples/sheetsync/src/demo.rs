@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sheetsync::emulator::{Config as EmulatorConfig, EmulatorHandle, TriggerSpec};
 use sheetsync::{
-    Change, Error, ErrorKind, MappingConfig, OnPanic, Result, SheetsConfig, SyncConfig, Table,
+    Change, Error, ErrorKind, MappingConfig, MappingHandle, OnPanic, Result, SheetsConfig,
+    SyncConfig, Table,
 };
 
 use crate::config::{Config, LogConfig, ServerConfig};
@@ -142,14 +143,16 @@ impl Demo {
         )
     }
 
-    /// The demo page and its small API.
-    pub fn router(self: Arc<Self>, db: Arc<dyn Table>) -> Router {
+    /// The demo page and its small API: the Sheet's values, a person's edit, the table's rows
+    /// and the rows the mapping holds back.
+    pub fn router(self: Arc<Self>, db: Arc<dyn Table>, mapping: Arc<MappingHandle>) -> Router {
         Router::new()
             .route("/", get(|| async { Html(include_str!("demo.html")) }))
             .route("/demo/api/sheet", get(sheet_values))
             .route("/demo/api/edit", post(edit_cell))
             .with_state((self.clone(), db.clone()))
             .route("/demo/api/db", get(db_rows).with_state(db))
+            .route("/demo/api/held", get(held_rows).with_state(mapping))
     }
 }
 
@@ -199,6 +202,24 @@ async fn edit_cell(State((demo, _)): State<DemoState>, Json(e): Json<Edit>) -> i
             Json(json!({"error": format!("{err:?}")})),
         ),
     }
+}
+
+/// The held rows, each with its key (as text), where it is and why it is held.
+async fn held_rows(State(m): State<Arc<MappingHandle>>) -> Json<serde_json::Value> {
+    let held: Vec<serde_json::Value> = m
+        .held()
+        .await
+        .iter()
+        .map(|h| {
+            json!({
+                "key": h.key.as_ref().map(|k| k.to_string()),
+                "side": h.side,
+                "locator": h.locator,
+                "reason": h.reason,
+            })
+        })
+        .collect();
+    Json(json!({ "held": held }))
 }
 
 async fn db_rows(State(db): State<Arc<dyn Table>>) -> impl IntoResponse {

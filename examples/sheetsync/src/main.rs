@@ -22,7 +22,9 @@ mod demo;
 mod http;
 mod inspect;
 mod metrics;
+mod progress;
 mod server;
+mod status_page;
 mod tables;
 mod validate;
 
@@ -35,8 +37,8 @@ use axum::http::StatusCode;
 use clap::{Parser, Subcommand};
 use sheetsync::gsheets::watch::{create_journal, ChangeDetection, JOURNAL_TAB};
 use sheetsync::sync::{DbTable, Sides};
-use sheetsync::{Error, ErrorKind, MappingHandle, Result, SheetSync, Side, SyncConfig};
-use tokio::sync::{broadcast, watch};
+use sheetsync::{Error, ErrorKind, Result, SheetSync, Side, SyncConfig};
+use tokio::sync::watch;
 
 use admin::{percent_encode, AdminClient};
 use config::{Config, LogFormat};
@@ -511,8 +513,13 @@ async fn run(
     // The first cycle of each mapping is the initial sync: show progress while it runs.
     let first: Vec<_> = sync.mappings().iter().map(|m| m.subscribe()).collect();
     sync.start();
+    let every = cfg.log.progress_interval();
     for (m, events) in sync.mappings().iter().zip(first) {
-        initial_sync(m, events).await;
+        progress::initial_sync(m, events, every).await;
+    }
+    // Later full reads of a big tab take long too: they say how far they got in the same way.
+    for m in sync.mappings() {
+        progress::follow_long_reads(m.clone(), every);
     }
     let outcome = tokio::select! {
         _ = wait_for_signal() => Ok(()),
@@ -577,19 +584,12 @@ fn add_demo_page(
     sync: &SheetSync,
     access: &Arc<server::AdminAccess>,
 ) {
-    if let (Some(d), Some(s)) = (demo, sync.sides().first()) {
+    if let (Some(d), Some(s), Some(m)) = (demo, sync.sides().first(), sync.mappings().first()) {
         // The page edits the Sheet: only under this host's own names (no DNS rebinding).
-        let hosts_only = Arc::new(server::AdminAccess {
-            token: None,
-            hosts: access.hosts.clone(),
-        });
-        let page =
-            d.clone()
-                .router(s.db.table())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    hosts_only,
-                    server::guard,
-                ));
+        let hosts_only = Arc::new(access.hosts_only());
+        let page = d.clone().router(s.db.table(), m.clone()).route_layer(
+            axum::middleware::from_fn_with_state(hosts_only, server::guard),
+        );
         *app = std::mem::take(app).merge(page);
     }
 }
@@ -626,69 +626,6 @@ fn announce_demo(_: &Option<Arc<Demo>>, _: std::net::SocketAddr) -> Result<()> {
 
 #[cfg(not(feature = "demo"))]
 async fn stop_demo(_: Option<Arc<Demo>>) {}
-
-/// Shows the mapping's initial sync (its first cycle) until it finishes, fails or panics.
-async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsync::Event>) {
-    use broadcast::error::RecvError;
-    use sheetsync::Event;
-    use std::io::IsTerminal;
-    let name = m.name();
-    // A spinner for a person at a terminal; log lines every few seconds for everyone else
-    // (systemd, containers), who would otherwise see nothing until the sync ends.
-    let tty = std::io::stderr().is_terminal();
-    let bar = match tty {
-        true => indicatif::ProgressBar::new_spinner(),
-        false => indicatif::ProgressBar::hidden(),
-    };
-    bar.set_message(format!("{name}: initial sync (reading both sides)"));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let mut logged = std::time::Instant::now();
-    // Rows read so far, per side, from the engine's progress events.
-    let mut read = [0usize; 2];
-    let done = loop {
-        let event = tokio::select! {
-            e = events.recv() => e,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                if m.is_up() { continue }
-                break format!("{name}: initial sync: the engine panicked (see the log)");
-            }
-        };
-        match event {
-            Ok(Event::ReadProgress { side, rows }) => {
-                read[(side == Side::Db) as usize] = rows;
-                let progress = format!(
-                    "{name}: initial sync: read {} Sheet rows, {} database rows",
-                    read[0], read[1]
-                );
-                if !tty && logged.elapsed() >= INITIAL_SYNC_LOG_EVERY {
-                    tracing::info!(mapping = name, "{progress}");
-                    logged = std::time::Instant::now();
-                }
-                bar.set_message(progress);
-            }
-            Ok(Event::Cycle(r)) => break format!(
-                "{name}: initial sync done: {} rows written to the Sheet, {} to the database, {} held, {} conflicts, {} deletes waiting for approval",
-                r.writes.sheet, r.writes.db, r.held, r.conflicts, r.pending_deletes
-            ),
-            Ok(Event::Error {
-                side: None,
-                message,
-                ..
-            }) => {
-                break format!("{name}: initial sync failed, will retry: {message}")
-            }
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => break format!("{name}: initial sync stopped"),
-        }
-    };
-    if !tty {
-        tracing::info!(mapping = name, "{done}");
-    }
-    bar.finish_with_message(done);
-}
-
-/// How often a long initial sync says how far it got, when no one watches a spinner.
-const INITIAL_SYNC_LOG_EVERY: Duration = Duration::from_secs(5);
 
 async fn wait_for_signal() {
     #[cfg(unix)]

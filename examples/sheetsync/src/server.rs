@@ -99,8 +99,9 @@ pub fn public_router(
     Ok(app)
 }
 
-/// The admin API, behind `access`.
+/// The admin API, behind `access`, and the status page that reads it.
 pub fn admin_router(daemon: Arc<Daemon>, access: Arc<AdminAccess>) -> Router {
+    let page = crate::status_page::router(&access);
     Router::new()
         .route("/api/status", get(status))
         .route("/api/conflicts", get(conflicts))
@@ -110,15 +111,18 @@ pub fn admin_router(daemon: Arc<Daemon>, access: Arc<AdminAccess>) -> Router {
         .route("/api/deletes/reject", post(reject_deletes))
         .with_state(daemon)
         .route_layer(middleware::from_fn_with_state(access, guard))
+        .merge(page)
 }
 
-/// What `/api/...` answers where the admin API is not served: `why` says where it is, or how
-/// to turn it on.
+/// What `/api/...` and the status page answer where the admin API is not served: `why` says
+/// where it is, or how to turn it on.
 pub fn admin_elsewhere(status: StatusCode, why: &'static str) -> Router {
     let answer = move || async move { ApiError(status, why.into()) };
     Router::new()
         .route("/api", any(answer))
         .route("/api/{*rest}", any(answer))
+        .route("/status", any(answer))
+        .route("/status/{*rest}", any(answer))
 }
 
 /// Who may use the admin API (and the demo's page): requests must name one of `hosts` in
@@ -133,6 +137,14 @@ pub struct AdminAccess {
 }
 
 impl AdminAccess {
+    /// The same `Host` check without the token: for pages that hold no data themselves.
+    pub fn hosts_only(&self) -> AdminAccess {
+        AdminAccess {
+            token: None,
+            hosts: self.hosts.clone(),
+        }
+    }
+
     /// Checks one request's headers.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let host = headers
@@ -221,36 +233,42 @@ pub async fn guard(State(access): State<Arc<AdminAccess>>, req: Request, next: N
     }
 }
 
+/// A mapping's health: `down` while its engine is down after a panic, `lagging` until it
+/// finished a cycle within ten poll intervals, else `ok`.
+fn health(m: &MappingRuntime) -> &'static str {
+    if !m.handle.is_up() {
+        return "down";
+    }
+    let limit = 10
+        * m.handle
+            .engine()
+            .mapping()
+            .timing
+            .poll_interval_ms
+            .max(1000) as i64;
+    match m.metrics.lag_ms().is_none_or(|lag| lag > limit) {
+        true => "lagging",
+        false => "ok",
+    }
+}
+
 async fn healthz(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
+    let of = |state: &str| -> Vec<&str> {
+        d.mappings
+            .iter()
+            .filter(|m| health(m) == state)
+            .map(|m| m.name())
+            .collect()
+    };
     // Unhealthy at once while a mapping's engine is down after a panic.
-    let down: Vec<&str> = d
-        .mappings
-        .iter()
-        .filter(|m| !m.handle.is_up())
-        .map(|m| m.name())
-        .collect();
+    let down = of("down");
     if !down.is_empty() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "down", "mappings": down})),
         );
     }
-    // Healthy once every mapping finished a cycle within ten poll intervals.
-    let stale: Vec<&str> = d
-        .mappings
-        .iter()
-        .filter(|m| {
-            let limit = 10
-                * m.handle
-                    .engine()
-                    .mapping()
-                    .timing
-                    .poll_interval_ms
-                    .max(1000) as i64;
-            m.metrics.lag_ms().is_none_or(|lag| lag > limit)
-        })
-        .map(|m| m.name())
-        .collect();
+    let stale = of("lagging");
     if stale.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ok"})))
     } else {
@@ -285,6 +303,7 @@ async fn status(State(d): State<Arc<Daemon>>) -> Result<Json<serde_json::Value>,
         out.push(json!({
             "mapping": m.name(),
             "up": m.handle.is_up(),
+            "health": health(m),
             "panics": m.handle.panics(),
             "lag_ms": m.metrics.lag_ms(),
             "epoch": m.handle.epoch(),

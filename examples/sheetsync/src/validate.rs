@@ -12,6 +12,8 @@ use crate::config::{Config, ServerConfig};
 pub const MIN_POLL_MS: u64 = 100;
 /// The shortest HTTP timeout.
 pub const MIN_HTTP_TIMEOUT_MS: u64 = 100;
+/// The shortest interval between two progress lines of a long read.
+pub const MIN_PROGRESS_INTERVAL_MS: u64 = 100;
 /// The shortest admin token.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -26,6 +28,12 @@ pub fn problems(cfg: &mut Config) -> Vec<String> {
                 "log.filter = {filter:?}: {e}; write a filter such as \"info,sqlx=warn\""
             ));
         }
+    }
+    if cfg.log.progress_interval_ms < MIN_PROGRESS_INTERVAL_MS {
+        out.push(format!(
+            "log.progress_interval_ms = {}: a progress line more often than every {MIN_PROGRESS_INTERVAL_MS} ms floods the log; write a value such as 5000",
+            cfg.log.progress_interval_ms
+        ));
     }
     if cfg.mappings.is_empty() {
         out.push(

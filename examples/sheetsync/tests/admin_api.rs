@@ -84,6 +84,11 @@ async fn the_admin_api_needs_the_token_and_one_of_the_hosts_names() {
     // Health and metrics stay open: they show no rows.
     assert_eq!(raw(w.port, "GET", "/healthz", &host).0, 200);
     assert_eq!(raw(w.port, "GET", "/metrics", &host).0, 200);
+    // The status page holds no data: it is served without the token, under the Host check.
+    let (status, body) = raw(w.port, "GET", "/status", &host);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("/status/app.js"), "{body}");
+    assert_eq!(raw(w.port, "GET", "/status", &rebound).0, 403);
     // The demo's page and its edit endpoint exist in demo mode only.
     assert_eq!(raw(w.port, "POST", "/demo/api/edit", &host).0, 404);
     assert_eq!(raw(w.port, "GET", "/", &host).0, 404);
@@ -124,6 +129,9 @@ async fn without_a_token_or_listener_the_admin_api_is_off() {
     let (status, body) = raw(w.port, "GET", "/api/conflicts", "Host: 127.0.0.1\r\n");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("the admin API is off"), "{body}");
+    let (status, body) = raw(w.port, "GET", "/status", "Host: 127.0.0.1\r\n");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("the admin API is off"), "{body}");
     let out = w.cli(&w.cfg_path, &["status"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
@@ -154,6 +162,12 @@ async fn an_admin_listener_of_its_own_is_never_answered_by_the_webhook_listener(
     assert_eq!(raw(w.port, "POST", "/api/conflicts/resolve", &good).0, 404);
     let (status, body) = raw(admin_port, "GET", "/api/status", &good);
     assert_eq!(status, 200, "{body}");
+    // The status page goes where the admin API goes.
+    assert_eq!(raw(w.port, "GET", "/status", &good).0, 404);
+    assert_eq!(
+        raw(admin_port, "GET", "/status", "Host: 127.0.0.1\r\n").0,
+        200
+    );
     let out = w.cli(&w.cfg_path, &["status"]).await;
     assert_eq!(out.code, Some(0), "{out:?}");
     w.kill9();

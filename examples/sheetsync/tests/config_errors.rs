@@ -65,6 +65,7 @@ fn cases(w: &World) -> Vec<Case> {
         case("unset variable", base.replace(&w.secret, "${SHEETSYNC_TEST_NOT_SET}"), load("the configuration uses ${SHEETSYNC_TEST_NOT_SET} but the environment variable SHEETSYNC_TEST_NOT_SET is not set")),
         case("a value of the wrong type", mapping(&base, "header_row = \"two\""), Want::LoadContains(&["header_row", "expected u32"])),
         case("a log filter that does not parse", base.replace("filter = \"info,sqlx=warn\"", "filter = \"info,sqlx=loud\""), Want::LoadContains(&["log.filter = \"info,sqlx=loud\": ", "write a filter such as \"info,sqlx=warn\""])),
+        case("progress lines too often", base.replace("filter = \"info,sqlx=warn\"", "filter = \"info,sqlx=warn\"\nprogress_interval_ms = 10"), Want::LoadContains(&["log.progress_interval_ms = 10: ", "write a value such as 5000"])),
         case("unknown panic policy", mapping(&base, "on_panic = \"ignore\""), Want::LoadContains(&["unknown variant `ignore`"])),
         case("webhook path without /", server(&base, "webhook_path = \"hook\""), load("server.webhook_path = \"hook\": a path starts with '/'; write \"/hook\"")),
         case("webhook path the daemon uses", server(&base, "webhook_path = \"/healthz\""), load("server.webhook_path = \"/healthz\": the daemon answers there itself; write a path of its own such as \"/webhook\"")),

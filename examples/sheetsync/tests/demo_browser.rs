@@ -1,12 +1,10 @@
 //! The embedded demo, driven as a person would drive it: headless Chromium opens the demo page,
 //! clicks a cell of the Sheet grid, types a new value and presses Enter, and the SQLite file
-//! follows; then an `UPDATE` from another connection shows up in the page's grid.
+//! follows; then an `UPDATE` from another connection shows up in the page's grid; then a value
+//! that does not fit its column is typed, and the page lists the row as held, with the reason.
 //!
-//! Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
-//! messages separated by NUL bytes, commands on the browser's fd 3, answers on its fd 4), so the
-//! test needs no browser driver, no Node and no extra crate, only a `chromium` binary (Debian:
-//! `apt-get install -y chromium`; or point `SHEETSYNC_CHROMIUM` at one). A missing browser fails
-//! the test with that advice; it is never skipped.
+//! Chromium is driven over the DevTools protocol (see `tests/browser/mod.rs`); a missing
+//! browser fails the test with advice; it is never skipped.
 //!
 //! The daemon is this crate's `sheetsync` binary, which cargo builds for its tests
 //! (`CARGO_BIN_EXE_sheetsync`); `SHEETSYNC_BIN=<path>` runs another one instead (an installed
@@ -18,20 +16,18 @@
 //! logs under `target/tmp/demo_browser-run-<pid>/`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sheetsync::sql::sqlx::{self, sqlite::SqliteConnectOptions, ConnectOptions, SqliteConnection};
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(30);
-/// Between two looks at something that is expected to change.
-const POLL: Duration = Duration::from_millis(100);
+mod browser;
+
+use browser::{find_chromium, Browser, POLL, WAIT};
 
 /// The cell the test edits: column `qty` of the row whose first cell is `A-100`.
 const SKU: &str = "A-100";
@@ -40,6 +36,13 @@ const COLUMN: &str = "qty";
 const TYPED: &str = "4321";
 /// Written with SQL from the test's own connection.
 const FROM_SQL: i64 = 8765;
+/// Typed into the Sheet grid last: not an integer, so the row is held.
+const NOT_A_NUMBER: &str = "lots";
+
+/// The demo page's held-rows table: `[key, where, reason]` per row.
+const HELD_ROWS_JS: &str = r##"[...document.querySelectorAll("#held tbody tr")]
+  .filter(tr => tr.cells.length === 3)
+  .map(tr => [...tr.cells].map(td => td.textContent))"##;
 
 #[test]
 fn demo_page_edits_flow_both_ways_in_a_real_browser() {
@@ -69,7 +72,7 @@ fn demo_page_edits_flow_both_ways_in_a_real_browser() {
         .unwrap();
     let mut db = rt.block_on(open_db(&run_dir.join("demo").join("demo.sqlite")));
 
-    let mut browser = Browser::launch(&chromium, &run_dir);
+    let mut browser = Browser::launch(&chromium, &run_dir, &tmp.join("demo_browser-failure.png"));
     browser.open(&url);
 
     // The initial sync fills the Sheet from the database; the page shows it within a refresh.
@@ -113,6 +116,29 @@ fn demo_page_edits_flow_both_ways_in_a_real_browser() {
     browser.wait_for_cell(
         |c| c.text == want,
         &format!("the page's grid to show qty {want} for {SKU} after the SQL UPDATE"),
+    );
+
+    // A value that is not a quantity: the row is held, and the page says which and why.
+    browser.edit_cell(NOT_A_NUMBER);
+    let held = browser.wait_for(
+        HELD_ROWS_JS,
+        |v| {
+            v.as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r[0] == SKU
+                        && r[2]
+                            .as_str()
+                            .is_some_and(|why| why.contains(COLUMN) && why.contains(NOT_A_NUMBER))
+                })
+            })
+        },
+        &format!("the page to list {SKU} as held because of {NOT_A_NUMBER:?}"),
+    );
+    eprintln!("held rows on the page: {held}");
+    assert!(
+        rt.block_on(qty_equals(&mut db, FROM_SQL)),
+        "the held value reached the database: qty is {}",
+        rt.block_on(qty_quoted(&mut db))
     );
     browser.screenshot(&screenshot);
     eprintln!("screenshot: {}", screenshot.display());
@@ -269,31 +295,6 @@ impl Drop for Daemon {
 // ---------------------------------------------------------------------------------------------
 // Chromium over the DevTools protocol
 
-fn find_chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("SHEETSYNC_CHROMIUM") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "this test drives the demo page in headless Chromium, and no `chromium` was found on \
-         PATH. Install it (Debian/Ubuntu, as root: `apt-get update && apt-get install -y \
-         chromium`) or set SHEETSYNC_CHROMIUM to a Chromium or Chrome binary."
-    );
-}
-
 /// Where the edited cell is and what it shows.
 #[derive(Debug, Clone)]
 struct Cell {
@@ -325,153 +326,7 @@ const FIND_CELL_JS: &str = r#"(() => {
   return null;
 })()"#;
 
-/// Chromium with one page; the whole process group is killed on drop.
-struct Browser {
-    child: Child,
-    to_browser: ChildStdin,
-    from_browser: mpsc::Receiver<Value>,
-    next_id: u64,
-    session: Option<String>,
-    log: PathBuf,
-    profile: PathBuf,
-}
-
 impl Browser {
-    fn launch(chromium: &Path, run_dir: &Path) -> Browser {
-        let profile = run_dir.join("chromium-profile");
-        std::fs::create_dir_all(&profile).unwrap();
-        let log = run_dir.join("chromium.log");
-        // `--remote-debugging-pipe` reads commands from fd 3 and writes to fd 4: the shell moves
-        // our stdin/stdout pipes there, then becomes Chromium (same pid, own process group).
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >&2"#)
-            .arg(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--mute-audio",
-                "--window-size=1280,900",
-                "--remote-debugging-pipe",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("about:blank")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", chromium.display()));
-        let to_browser = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 64 * 1024];
-            loop {
-                let n = match stdout.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(end) = buf.iter().position(|&b| b == 0) {
-                    let msg: Vec<u8> = buf.drain(..=end).collect();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&msg[..end]) {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Browser {
-            child,
-            to_browser,
-            from_browser: rx,
-            next_id: 0,
-            session: None,
-            log,
-            profile,
-        }
-    }
-
-    /// One DevTools command; on the page's session once [`Browser::open`] attached to it.
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.try_call(method, params).unwrap_or_else(|e| {
-            panic!(
-                "DevTools {method}: {e} (browser log: {})",
-                self.log.display()
-            )
-        })
-    }
-
-    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, String> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut msg = json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = &self.session {
-            msg["sessionId"] = json!(s);
-        }
-        let mut bytes = serde_json::to_vec(&msg).unwrap();
-        bytes.push(0);
-        self.to_browser
-            .write_all(&bytes)
-            .and_then(|_| self.to_browser.flush())
-            .map_err(|e| format!("writing to the browser: {e}"))?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let v = self.from_browser.recv_timeout(left).map_err(|e| match e {
-                mpsc::RecvTimeoutError::Timeout => format!("no answer within {WAIT:?}"),
-                mpsc::RecvTimeoutError::Disconnected => "the browser closed the pipe".into(),
-            })?;
-            if v["id"] == json!(id) {
-                if let Some(err) = v.get("error") {
-                    return Err(err.to_string());
-                }
-                return Ok(v["result"].clone());
-            }
-            // Anything else is an event; none is needed.
-        }
-    }
-
-    /// Opens a page, attaches to it, and navigates it to `url`.
-    fn open(&mut self, url: &str) {
-        let target = self.call("Target.createTarget", json!({ "url": "about:blank" }));
-        let target_id = target["targetId"].clone();
-        let attached = self.call(
-            "Target.attachToTarget",
-            json!({ "targetId": target_id, "flatten": true }),
-        );
-        self.session = Some(attached["sessionId"].as_str().unwrap().to_string());
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
-        );
-        let nav = self.call("Page.navigate", json!({ "url": url }));
-        assert!(nav.get("errorText").is_none(), "navigating to {url}: {nav}");
-    }
-
-    /// Evaluates `expr` in the page and returns its value (JSON).
-    fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call(
-            "Runtime.evaluate",
-            json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
-        );
-        if let Some(ex) = r.get("exceptionDetails") {
-            panic!("evaluating in the page: {ex}");
-        }
-        r["result"]["value"].clone()
-    }
-
     fn find_cell(&mut self) -> Option<Cell> {
         let js = FIND_CELL_JS
             .replace("COLUMN", &format!("{COLUMN:?}"))
@@ -570,123 +425,4 @@ impl Browser {
         }
         panic!("typing {value:?} into the qty cell of {SKU} did not stick; focused element after each try: {tries:?}");
     }
-
-    fn click(&mut self, x: f64, y: f64) {
-        self.call(
-            "Input.dispatchMouseEvent",
-            json!({ "type": "mouseMoved", "x": x, "y": y }),
-        );
-        for kind in ["mousePressed", "mouseReleased"] {
-            self.call(
-                "Input.dispatchMouseEvent",
-                json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": 1, "clickCount": 1 }),
-            );
-        }
-    }
-
-    fn key(
-        &mut self,
-        key: &str,
-        code: &str,
-        vk: u32,
-        text: Option<&str>,
-        modifiers: u32,
-        commands: &[&str],
-    ) {
-        let mut down = json!({
-            "type": if text.is_some() { "keyDown" } else { "rawKeyDown" },
-            "key": key, "code": code, "windowsVirtualKeyCode": vk, "modifiers": modifiers,
-            "commands": commands,
-        });
-        if let Some(t) = text {
-            down["text"] = json!(t);
-            down["unmodifiedText"] = json!(t);
-        }
-        self.call("Input.dispatchKeyEvent", down);
-        self.call(
-            "Input.dispatchKeyEvent",
-            json!({ "type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": vk,
-                    "modifiers": modifiers }),
-        );
-    }
-
-    fn screenshot(&mut self, path: &Path) {
-        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" }));
-        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
-        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
-        std::fs::write(path, png).unwrap();
-    }
-
-    /// Asks Chromium to quit; [`Drop`] kills what is left.
-    fn close(&mut self) {
-        self.session = None;
-        let _ = self.try_call("Browser.close", json!({}));
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if std::thread::panicking() && self.session.is_some() {
-            let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo_browser-failure.png");
-            if let Ok(v) = self.try_call("Page.captureScreenshot", json!({ "format": "png" })) {
-                if let Some(data) = v["data"].as_str() {
-                    if std::fs::write(&shot, base64_decode(data)).is_ok() {
-                        eprintln!("screenshot at the failure: {}", shot.display());
-                    }
-                }
-            }
-        }
-        // The group is Chromium's own (process_group(0)): the browser, its renderers and helpers.
-        let pgid = self.child.id().to_string();
-        let group = |signal: &str| {
-            Command::new("/bin/sh")
-                .args(["-c", &format!("kill -{signal} -- -$0"), &pgid])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        group("KILL");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Renderers and helpers go a moment later; then the profile can be removed.
-        let start = Instant::now();
-        while group("0") && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(POLL);
-        }
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => (c - b'A') as u32,
-            b'a'..=b'z' => (c - b'a') as u32 + 26,
-            b'0'..=b'9' => (c - b'0') as u32 + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let bytes: Vec<u8> = s
-        .bytes()
-        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= val(c) << (18 - 6 * i);
-        }
-        let take = chunk.len() - 1;
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    out
 }

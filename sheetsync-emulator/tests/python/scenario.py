@@ -9,19 +9,12 @@ import sys
 
 import gspread
 import httplib2
-import requests
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
+from emulated import gspread_client
+
 BASE = sys.argv[1].rstrip("/")
-
-
-class EmuSession(requests.Session):
-    def request(self, method, url, *args, **kwargs):
-        for prefix in ("https://sheets.googleapis.com", "https://www.googleapis.com"):
-            if url.startswith(prefix):
-                url = BASE + url[len(prefix):]
-        return super().request(method, url, *args, **kwargs)
 
 
 def eq(got, want, what):
@@ -30,7 +23,7 @@ def eq(got, want, what):
 
 
 # ---------------------------------------------------------------- gspread
-gc = gspread.Client(auth=None, session=EmuSession())
+gc = gspread_client(BASE)
 sh = gc.create("Scenario")  # Drive v3 files.create
 eq(len(sh.id), 44, "gspread create returns a Google-shaped id")
 ws = sh.sheet1

@@ -670,6 +670,8 @@ pub struct World {
     pub admin_token: String,
     /// Extra TOML lines in `[server]`.
     pub server_extra: String,
+    /// Extra TOML lines in `[log]`.
+    pub log_extra: String,
     /// Run the daemon under this limit of open files.
     pub fd_limit: Option<u32>,
     pub mappings: Vec<MappingSpec>,
@@ -705,6 +707,7 @@ impl World {
             secret: format!("secret-{}", random_hex()),
             admin_token: format!("admin-{}", random_hex()),
             server_extra: String::new(),
+            log_extra: String::new(),
             fd_limit: None,
             mappings: Vec::new(),
             time_zone: None,
@@ -776,7 +779,7 @@ impl World {
             "[sheets]\nbase_url = \"{}\"\nreads_per_minute = 6000\nwrites_per_minute = 6000\n\
              change_detection = \"{}\"\n\n\
              [server]\nlisten = \"127.0.0.1:{}\"\n{}{}{}\n\
-             [log]\nfilter = \"{}\"\n{}",
+             [log]\nfilter = \"{}\"\n{}{}",
             self.emu.base_url(),
             self.change_detection,
             self.port,
@@ -795,6 +798,7 @@ impl World {
             std::env::var("SHEETSYNC_E2E_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
             self.log_format
                 .map_or(String::new(), |f| format!("format = \"{f}\"\n")),
+            self.log_extra,
         );
         for m in &self.mappings {
             s.push_str(&format!(
@@ -1074,6 +1078,17 @@ impl World {
     }
 
     // ---- the Sheet ----
+
+    /// Waits until mapping `m`'s tab has `n` rows, the header among them.
+    pub async fn wait_for_tab_rows(&self, m: usize, n: usize, what: &str) {
+        wait_until(what, || async {
+            match self.sheet_values(m).len() {
+                got if got == n => Ok(()),
+                got => Err(format!("{got} rows in the tab, not {n}")),
+            }
+        })
+        .await;
+    }
 
     /// The tab's values as the API returns them (unformatted), header first.
     pub fn sheet_values(&self, m: usize) -> Vec<Vec<Json>> {

@@ -10,7 +10,7 @@ use sheetsync::gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
 use sheetsync::sql::{SqlOptions, SqlTable};
 use sheetsync::*;
 
-use crate::harness::{random_hex, wait_until, Backend, Db, World};
+use crate::harness::{random_hex, Backend, Db, World};
 
 /// Full reads of both sides with no edit anywhere: each is one poll of an idle mapping.
 const IDLE_CYCLES: usize = 10;
@@ -196,13 +196,7 @@ async fn daemon_idles(backend: Backend) -> Vec<(String, u64)> {
     w.time_zone = Some("America/New_York".into());
     let m = w.add_mapping_sql("idle", &sql, extra).await;
     w.start().await;
-    wait_until("the initial sync", || async {
-        match w.sheet_values(m).len() {
-            5 => Ok(()),
-            n => Err(format!("{n} Sheet rows")),
-        }
-    })
-    .await;
+    w.wait_for_tab_rows(m, 5, "the initial sync").await;
     // The full read that follows the initial sync's writes, then a quiet start.
     tokio::time::sleep(std::time::Duration::from_secs(35)).await;
     w.emu.reset_counters();

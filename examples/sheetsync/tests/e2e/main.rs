@@ -15,6 +15,9 @@
 //! `SHEETSYNC_E2E_LOG` sets the daemon's log filter (default `info,sqlx=warn`); a failing test
 //! prints the end of the daemon's log and keeps its files (configuration, logs, SQLite database) in a temporary directory it names.
 
+#[path = "../browser/mod.rs"]
+mod browser;
+mod dates;
 mod harness;
 mod idle;
 mod journal;
@@ -24,6 +27,7 @@ mod replicas;
 mod round_trips;
 mod rules;
 mod scenarios;
+mod status_page;
 
 macro_rules! backend_tests {
     ($module:ident, $backend:ident; $($scenario:ident),* $(,)?) => {
@@ -99,3 +103,9 @@ per_backend!(journal_restart_and_trim, journal::a_restart_resumes_from_the_journ
     Postgres: postgres, MySql: mysql, Sqlite: sqlite);
 per_backend!(webhook_deliveries_counted, observability::webhook_deliveries_are_counted;
     Sqlite: sqlite);
+per_backend!(status_page_in_a_browser, status_page::shows_held_rows_conflicts_and_pending_deletes;
+    Sqlite: sqlite);
+per_backend!(long_full_reads_log_progress, observability::long_full_reads_log_their_progress;
+    Sqlite: sqlite);
+per_backend!(dates_through_gspread, dates::dates_read_as_dates_through_gspread;
+    Sqlite: sqlite, Postgres: postgres);

@@ -150,3 +150,64 @@ pub async fn webhook_deliveries_are_counted(backend: Backend) {
         .unwrap();
     assert!(cycles >= 1.0, "{cycles} cycles in the histogram");
 }
+
+/// A later full read that takes long (here: every Sheets request answered after 700 ms) logs
+/// how far it got, with the mapping, and that it ended; short reads log nothing of the kind.
+pub async fn long_full_reads_log_their_progress(backend: Backend) {
+    use sheetsync::emulator::Latency;
+    let mut w = World::new(backend, "readprogress").await;
+    w.log_extra = "progress_interval_ms = 400\n".into();
+    let rows: Vec<_> = (1..=300)
+        .map(|i| {
+            let (id, name) = (i.to_string(), format!("item {i}"));
+            (i, row([&id, &name, "", "2.50", "2024-05-01", "true"]))
+        })
+        .collect();
+    let m = w.add_mapping("items", &rows, "").await;
+    w.start().await;
+    w.converge(m, &rows_map(&rows)).await;
+    let daemon = w.running();
+    daemon.wait_for_log("items: initial sync done").await;
+    // Full reads every second, each quick: no progress lines.
+    let label = "mapping=\"items\"";
+    let cycles = w.metric("sheetsync_cycles_total", label).await.unwrap();
+    crate::harness::wait_until("a few quick cycles", || async {
+        let now = w.metric("sheetsync_cycles_total", label).await?;
+        match now >= cycles + 5.0 {
+            true => Ok(()),
+            false => Err(format!("{now} cycles")),
+        }
+    })
+    .await;
+    assert!(
+        !daemon.log().contains("items: full read"),
+        "a quick read logged progress:\n{}",
+        daemon.log()
+    );
+    w.emu.set_latency(Latency {
+        fixed_ms: 700,
+        jitter_ms: 0,
+    });
+    daemon
+        .wait_for_log("items: full read done: 300 Sheet rows")
+        .await;
+    w.emu.set_latency(Latency::default());
+    let log = daemon.log();
+    let progress: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("items: full read: 300 Sheet rows"))
+        .collect();
+    assert!(!progress.is_empty(), "no progress line:\n{log}");
+    eprintln!("progress lines: {progress:#?}");
+    for line in progress.iter().chain(
+        log.lines()
+            .filter(|l| l.contains("items: full read done"))
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        assert!(
+            line.contains(" INFO ") && line.contains("mapping=items"),
+            "{line}"
+        );
+    }
+}

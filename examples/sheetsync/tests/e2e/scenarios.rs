@@ -1226,13 +1226,7 @@ pub async fn new_sheet_rows_take_database_defaults(backend: Backend) {
     let timing = "timing = { poll_interval_ms = 200, full_scan_interval_ms = 600000 }";
     let m = w.add_mapping_sql("defaults", &[create], timing).await;
     w.start().await;
-    wait_until("the header", || async {
-        match w.sheet_values(m).len() {
-            1 => Ok(()),
-            n => Err(format!("{n} Sheet rows")),
-        }
-    })
-    .await;
+    w.wait_for_tab_rows(m, 1, "the header").await;
     w.type_rows(m, &[(1, row(["1", "typed", "", "2.5", "", ""]))]);
     let want: BTreeMap<i64, Canon> = [(1, row(["1", "typed", "C-new", "2.5", "", ""]))].into();
     w.converge(m, &want).await;
