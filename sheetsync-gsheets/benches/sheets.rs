@@ -7,6 +7,8 @@
 //! times are the adapter's own cost plus loopback HTTP and JSON; the end-to-end harness
 //! (`cargo bench -p sheetsync-cli --bench e2e`) adds Google-like latency.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +19,45 @@ use sheetsync_emulator::{Config, EmulatorHandle};
 use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
 
 const COLS: usize = 10;
+
+/// The system allocator, counting the bytes allocated now and at most: what the adapter keeps
+/// per row is the heap a full read leaves behind (the emulator's own data does not change).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[allow(unsafe_code)] // forwards to the system allocator, counting
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Heap bytes allocated now.
+fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Starts measuring the peak afresh; returns the heap now.
+fn reset_peak() -> usize {
+    let now = live();
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
 
 fn schema() -> TableSchema {
     let mut cols = vec![Column::new("id", ColumnType::Int).nullable(false)];
@@ -80,15 +121,20 @@ fn main() {
 
         // Load 100,000 rows (appends, in as few requests as the size budget allows).
         emu.reset_counters();
+        let before_load = reset_peak();
         let start = Instant::now();
         let ops: Vec<WriteOp> = (0..n)
             .map(|i| WriteOp::Upsert { row: row(i, 0), expected: Expected::Absent })
             .collect();
         t.apply(ops, &ctx).await.unwrap();
         let load = start.elapsed();
+        let load_peak = PEAK.load(Ordering::Relaxed) - before_load;
         let (load_writes, _) = writes(&emu);
 
-        // Full read of 100,000 rows x 10 columns.
+        // Full read of 100,000 rows x 10 columns: what the adapter keeps of it.
+        let before_read = live();
+        assert_eq!(scan_len(&t).await, n as usize);
+        let kept = live().saturating_sub(before_read);
         emu.reset_counters();
         let mut times = Vec::new();
         for _ in 0..3 {
@@ -135,7 +181,16 @@ fn main() {
 
         println!("| measurement | result |");
         println!("|---|---|");
-        println!("| load 100,000 rows (append) | {:.2} s, {load_writes} write calls |", load.as_secs_f64());
+        println!(
+            "| load 100,000 rows (append) | {:.2} s, {load_writes} write calls; peak heap {:.0} MB above the start (emulator included) |",
+            load.as_secs_f64(),
+            load_peak as f64 / 1e6
+        );
+        println!(
+            "| heap the adapter keeps after a full read (cached rows, keys by row, positions) | {:.0} bytes per row ({:.1} MB) |",
+            kept as f64 / n as f64,
+            kept as f64 / 1e6
+        );
         println!(
             "| full read, 100,000 rows x {COLS} columns (median of 3) | {:.0} ms, {} read calls per read |",
             times[1].as_secs_f64() * 1000.0,
