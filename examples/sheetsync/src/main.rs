@@ -495,7 +495,8 @@ async fn run(
     demo: Option<Arc<Demo>>,
 ) -> Result<()> {
     let mut builder = SheetSync::builder()
-        .sheets(cfg.sheets.clone())
+        .sheets(cfg.replicas.quota_part(&cfg.sheets))
+        .share(cfg.replicas.share_options())
         .install_capture(install)
         // The demo's Sheet lives in an emulator started anew each time: its state belongs to
         // the previous run's spreadsheet, so the demo starts the mapping afresh.
@@ -511,11 +512,16 @@ async fn run(
     // The first cycle of each mapping is the initial sync: show progress while it runs.
     let first: Vec<_> = sync.mappings().iter().map(|m| m.subscribe()).collect();
     sync.start();
-    for (m, events) in sync.mappings().iter().zip(first) {
-        initial_sync(m, events).await;
-    }
+    let running = async {
+        for (m, events) in sync.mappings().iter().zip(first) {
+            initial_sync(m, events).await;
+        }
+        wait_for_signal().await
+    };
+    // A mapping that cannot start (its state belongs to other sides, say) ends the daemon,
+    // during the initial syncs too.
     let outcome = tokio::select! {
-        _ = wait_for_signal() => Ok(()),
+        _ = running => Ok(()),
         e = sync.failed() => Err(e),
     };
     tracing::info!("shutting down");
@@ -649,6 +655,10 @@ async fn initial_sync(m: &MappingHandle, mut events: broadcast::Receiver<sheetsy
         let event = tokio::select! {
             e = events.recv() => e,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if let sheetsync::Placement::Waiting { owner, .. } = m.placement() {
+                    let by = owner.map_or("another replica".into(), |o| o.owner);
+                    break format!("{name}: runs elsewhere ({by}): this replica waits to take it over when needed");
+                }
                 if m.is_up() { continue }
                 break format!("{name}: initial sync: the engine panicked (see the log)");
             }

@@ -149,6 +149,8 @@ static STATE: StateSql = StateSql {
     bases: "_sheetsync_state_bases",
     intents: "_sheetsync_state_intents",
     leases: "_sheetsync_state_leases",
+    replicas: "_sheetsync_state_replicas",
+    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
@@ -160,12 +162,14 @@ static STATE: StateSql = StateSql {
             PRIMARY KEY (mapping, kh))",
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_leases (
             mapping TEXT PRIMARY KEY, epoch INTEGER NOT NULL, owner TEXT NOT NULL, since INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS _sheetsync_state_replicas (replica TEXT PRIMARY KEY, seen INTEGER NOT NULL)",
     ],
     uninstall: &[
         "DROP TABLE IF EXISTS _sheetsync_state_mappings",
         "DROP TABLE IF EXISTS _sheetsync_state_bases",
         "DROP TABLE IF EXISTS _sheetsync_state_intents",
         "DROP TABLE IF EXISTS _sheetsync_state_leases",
+        "DROP TABLE IF EXISTS _sheetsync_state_replicas",
     ],
     ensure_doc: "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, '{}')
         ON CONFLICT (mapping) DO NOTHING",
@@ -183,6 +187,7 @@ static STATE: StateSql = StateSql {
         take: "INSERT INTO _sheetsync_state_leases (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
             ON CONFLICT (mapping) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner,
             since = excluded.since",
+        beat_upsert: "ON CONFLICT (replica) DO UPDATE SET seen = excluded.seen",
     },
 };
 
