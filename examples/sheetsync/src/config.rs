@@ -541,4 +541,28 @@ guard = { max_share = 0.2 }
         let e = Config::parse(&bad, &env(&[("SECRET", "x")])).unwrap_err();
         assert!(e.to_string().contains("database_url must start"), "{e}");
     }
+
+    #[test]
+    fn replicas_share_the_mappings_and_split_the_quota() {
+        let secret = env(&[("SECRET", "x")]);
+        let cfg = Config::parse(SAMPLE, &secret).unwrap();
+        assert!(cfg.replicas.share && cfg.replicas.quota_split == 1);
+        let three = format!("[replicas]\nquota_split = 3\nshare = false\n{SAMPLE}");
+        let cfg = Config::parse(&three, &secret).unwrap();
+        assert!(!cfg.replicas.share_options().enabled);
+        let sheets = SheetsConfig {
+            reads_per_minute: 60,
+            writes_per_minute: 61,
+            ..SheetsConfig::default()
+        };
+        let part = cfg.replicas.quota_part(&sheets);
+        assert_eq!((part.reads_per_minute, part.writes_per_minute), (20, 20));
+        let bad = format!("[replicas]\nquota_split = 0\nttl_ms = 1000\n{SAMPLE}");
+        let e = Config::parse(&bad, &secret).unwrap_err().to_string();
+        assert!(e.contains("replicas.quota_split = 0"), "{e}");
+        assert!(
+            e.contains("replicas.ttl_ms = 1000 is less than two heartbeats"),
+            "{e}"
+        );
+    }
 }
