@@ -6,7 +6,10 @@
 //!   the database's clock). N is the number of replicas whose row in *any* of those databases
 //!   is younger than [`ShareOptions::ttl`]: with one configuration every replica beats in
 //!   every database, so each counts the same N; one cut off from a database is still counted
-//!   through the others. A clean shutdown deletes the rows at once.
+//!   through the others. A clean shutdown deletes the rows at once. SQLite keeps no
+//!   heartbeats (each commit to its file would wake every engine on it): replicas of mappings
+//!   on SQLite only count themselves alone, so the first runs every mapping and the others
+//!   stand by.
 //! * **Taking.** A replica tries a free mapping's lease only while it runs fewer than
 //!   ⌈M/N⌉ ([`step`]); it counts a mapping from the moment it tries until its engine (and
 //!   lease) is dropped, so its mappings' tasks never overshoot together.

@@ -3,10 +3,14 @@
 //! clock, so replicas on hosts whose clocks disagree still agree on who is alive. A replica is
 //! alive while its row was stamped within the time to live the caller gives; a clean shutdown
 //! deletes its row at once, and rows long expired are removed by the next heartbeat.
+//!
+//! SQLite keeps no membership ([`ErrorKind::Unsupported`]): each commit to its file wakes every
+//! engine on it, so a heartbeat a second would cost each mapping a cycle a second. Replicas on
+//! one SQLite database (one host) stand by instead: the first runs every mapping it can lease.
 
 use std::time::Duration;
 
-use sheetsync_core::{LeaseRecord, Result};
+use sheetsync_core::{Error, ErrorKind, LeaseRecord, Result};
 
 use crate::codec::Bind;
 use crate::dialect::audited;
@@ -23,13 +27,18 @@ pub(crate) async fn heartbeat<D: Driver>(
     ttl: Duration,
 ) -> Result<Vec<String>> {
     let (s, err) = (D::state(), |e| db_error(e, "replicas.heartbeat"));
+    let Some(upsert) = s.lease.beat_upsert else {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "this database keeps no replica membership (SQLite: replicas stand by)",
+        ));
+    };
     let mut conn = pool.acquire().await.map_err(err)?;
     let beat = format!(
-        "INSERT INTO {} (replica, seen) VALUES ({}, {}) {}",
+        "INSERT INTO {} (replica, seen) VALUES ({}, {}) {upsert}",
         s.replicas,
         s.param(1),
         s.now_ms,
-        s.lease.beat_upsert
     );
     D::execute(&mut conn, by_mapping::<D>(beat, replica))
         .await
@@ -60,6 +69,9 @@ pub(crate) async fn heartbeat<D: Driver>(
 /// Deletes `replica`'s heartbeat row.
 pub(crate) async fn leave<D: Driver>(pool: &sqlx::Pool<D>, replica: &str) -> Result<()> {
     let (s, err) = (D::state(), |e| db_error(e, "replicas.leave"));
+    if s.lease.beat_upsert.is_none() {
+        return Ok(());
+    }
     let mut conn = pool.acquire().await.map_err(err)?;
     let sql = format!("DELETE FROM {} WHERE replica = {}", s.replicas, s.param(1));
     D::execute(&mut conn, by_mapping::<D>(sql, replica))

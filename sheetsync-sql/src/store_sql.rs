@@ -55,6 +55,7 @@ pub(crate) struct LeaseSql {
     /// Inserts the mapping's lease row with epoch 1, or increments its epoch (binds: mapping,
     /// owner, since).
     pub take: &'static str,
-    /// What a heartbeat of a replica that has a row does: updates its `seen`.
-    pub beat_upsert: &'static str,
+    /// What a heartbeat of a replica that has a row does: updates its `seen`. `None`: the
+    /// database keeps no membership ([`crate::replicas`]).
+    pub beat_upsert: Option<&'static str>,
 }

@@ -253,6 +253,10 @@ async fn heartbeats_count_the_replicas_alive(db: Db) {
     tokio::time::sleep(Duration::from_millis(800)).await;
     // b's row is 1.8 s old, a's 0.8 s: only a counts.
     assert_eq!(db.a.heartbeat("a", ttl).await.unwrap(), ["a"], "expired");
+    the_lease_record_names_the_last_owner(&db).await;
+}
+
+async fn the_lease_record_names_the_last_owner(db: &Db) {
     assert_eq!(db.a.lease_record("orders").await.unwrap(), None);
     let lease = take(db.a.as_ref(), "orders", "host-a:1").await;
     let record =
@@ -293,7 +297,21 @@ mod older_epochs_are_fenced {
 
 mod replica_membership {
     use super::*;
-    per_database!(heartbeats_count_the_replicas_alive: sqlite, postgres, mysql;);
+    per_database!(heartbeats_count_the_replicas_alive: postgres, mysql;);
+
+    /// SQLite keeps no membership (a heartbeat would wake every engine on the file): its
+    /// replicas stand by.
+    #[tokio::test]
+    async fn sqlite_keeps_none() {
+        let db = super::sqlite().await;
+        let err =
+            db.a.heartbeat("a", Duration::from_secs(5))
+                .await
+                .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        db.a.leave("a").await.unwrap();
+        the_lease_record_names_the_last_owner(&db).await;
+    }
 }
 
 mod a_lost_lock_ends_the_lease {

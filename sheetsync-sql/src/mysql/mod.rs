@@ -188,7 +188,7 @@ static STATE: StateSql = StateSql {
         ),
         take: "INSERT INTO `_sheetsync_state_leases` (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
             ON DUPLICATE KEY UPDATE epoch = epoch + 1, owner = VALUES(owner), since = VALUES(since)",
-        beat_upsert: "ON DUPLICATE KEY UPDATE seen = VALUES(seen)",
+        beat_upsert: Some("ON DUPLICATE KEY UPDATE seen = VALUES(seen)"),
     },
 };
 

@@ -198,7 +198,7 @@ static STATE: StateSql = StateSql {
         take: "INSERT INTO sheetsync.state_leases (mapping, epoch, owner, since) VALUES ($1, 1, $2, $3)
             ON CONFLICT (mapping) DO UPDATE SET epoch = sheetsync.state_leases.epoch + 1,
             owner = EXCLUDED.owner, since = EXCLUDED.since",
-        beat_upsert: "ON CONFLICT (replica) DO UPDATE SET seen = EXCLUDED.seen",
+        beat_upsert: Some("ON CONFLICT (replica) DO UPDATE SET seen = EXCLUDED.seen"),
     },
 };
 

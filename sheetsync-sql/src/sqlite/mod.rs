@@ -150,7 +150,7 @@ static STATE: StateSql = StateSql {
     intents: "_sheetsync_state_intents",
     leases: "_sheetsync_state_leases",
     replicas: "_sheetsync_state_replicas",
-    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)", // (unused: no heartbeats)
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
@@ -162,7 +162,6 @@ static STATE: StateSql = StateSql {
             PRIMARY KEY (mapping, kh))",
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_leases (
             mapping TEXT PRIMARY KEY, epoch INTEGER NOT NULL, owner TEXT NOT NULL, since INTEGER NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS _sheetsync_state_replicas (replica TEXT PRIMARY KEY, seen INTEGER NOT NULL)",
     ],
     uninstall: &[
         "DROP TABLE IF EXISTS _sheetsync_state_mappings",
@@ -187,7 +186,10 @@ static STATE: StateSql = StateSql {
         take: "INSERT INTO _sheetsync_state_leases (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
             ON CONFLICT (mapping) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner,
             since = excluded.since",
-        beat_upsert: "ON CONFLICT (replica) DO UPDATE SET seen = excluded.seen",
+        // No heartbeats: every commit to the file wakes each engine on it (`data_version`),
+        // so one a second would run a needless cycle a second. Replicas on one SQLite
+        // database stand by instead of sharing (see `crate::replicas`).
+        beat_upsert: None,
     },
 };
 
