@@ -26,7 +26,9 @@
 
 pub use sheetsync_core::*;
 
+pub mod share;
 mod supervise;
+pub use share::{Placement, Seat, ShareOptions, ShareStatus};
 pub use supervise::{EngineFactory, MappingHandle, OnPanic, SheetSync, Supervised};
 
 #[cfg(all(

@@ -14,6 +14,8 @@ use sheetsync_core::{
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use crate::share::{Placement, Seat, Share, ShareStatus};
+
 /// What happens when a mapping's engine panics (a bug, or a driver that panics on a value).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,31 +37,32 @@ pub type EngineFactory =
 /// The first wait before a restart, and the longest.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
-/// One mapping of a [`SheetSync`]: its engine now, its events across restarts, its health.
+/// One mapping of a [`SheetSync`]: its engine while it runs here, its events across
+/// restarts, where it runs, its health.
 pub struct MappingHandle {
     name: String,
     on_panic: OnPanic,
     factory: EngineFactory,
-    engine: RwLock<Arc<Engine>>,
+    engine: RwLock<Option<Arc<Engine>>>,
     events: broadcast::Sender<Event>,
     up: AtomicBool,
     panics: AtomicU64,
+    seat: Arc<Seat>,
 }
 
 impl MappingHandle {
-    async fn new(name: String, on_panic: OnPanic, factory: EngineFactory) -> Result<Arc<Self>> {
-        let engine = Arc::new(factory().await?);
+    fn new(m: Supervised) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
-        forward(&engine, events.clone());
-        Ok(Arc::new(MappingHandle {
-            name,
-            on_panic,
-            factory,
-            engine: RwLock::new(engine),
+        Arc::new(MappingHandle {
+            name: m.name,
+            on_panic: m.on_panic,
+            factory: m.factory,
+            engine: RwLock::new(None),
             events,
             up: AtomicBool::new(true),
             panics: AtomicU64::new(0),
-        }))
+            seat: m.seat,
+        })
     }
 
     /// The mapping's name.
@@ -67,9 +70,28 @@ impl MappingHandle {
         &self.name
     }
 
-    /// The engine running now (a restart replaces it).
-    pub fn engine(&self) -> Arc<Engine> {
+    /// The engine running now (a restart replaces it); `None` while the mapping does not run
+    /// in this process (it waits for its lease or its turn: see [`MappingHandle::placement`]).
+    pub fn engine(&self) -> Option<Arc<Engine>> {
         self.engine.read().expect("engine lock").clone()
+    }
+
+    /// Where the mapping runs: here (under which epoch), or elsewhere (and who owns it).
+    pub fn placement(&self) -> Placement {
+        self.seat.placement()
+    }
+
+    fn running(&self) -> Result<Arc<Engine>> {
+        self.engine().ok_or_else(|| {
+            let owner = match self.placement() {
+                Placement::Waiting { owner: Some(o), .. } => format!(" ({} runs it, epoch {})", o.owner, o.epoch),
+                _ => String::new(),
+            };
+            Error::new(
+                ErrorKind::NotOwner,
+                format!("mapping {:?} does not run in this process{owner}: ask the replica that runs it", self.name),
+            )
+        })
     }
 
     /// The mapping's [`Event`]s from now on, across restarts of its engine.
@@ -77,14 +99,14 @@ impl MappingHandle {
         self.events.subscribe()
     }
 
-    /// False from a panic until the engine runs again.
+    /// False from a panic until the engine runs again (true while the mapping waits).
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
     /// The epoch of the lease this process runs the mapping under (`None` without leases).
     pub fn epoch(&self) -> Option<u64> {
-        self.engine().ownership_epoch()
+        self.engine().and_then(|e| e.ownership_epoch())
     }
 
     /// Panics of the mapping's engine since the start.
@@ -94,38 +116,55 @@ impl MappingHandle {
 
     /// Rows held back now.
     pub async fn held(&self) -> Vec<sheetsync_core::HeldRow> {
-        self.engine().held().await
+        match self.engine() {
+            Some(e) => e.held().await,
+            None => Vec::new(),
+        }
     }
 
     /// Conflicts kept for people now.
     pub async fn conflicts(&self) -> Vec<sheetsync_core::ConflictRecord> {
-        self.engine().conflicts().await
+        match self.engine() {
+            Some(e) => e.conflicts().await,
+            None => Vec::new(),
+        }
     }
 
     /// Resolves a kept conflict (see [`Engine::resolve_conflict`]).
     pub async fn resolve_conflict(&self, key: &RowKey, choice: Choice) -> Result<()> {
-        self.engine().resolve_conflict(key, choice).await
+        self.running()?.resolve_conflict(key, choice).await
     }
 
     /// The deletes waiting for approval.
     pub async fn pending_deletes(&self) -> Vec<PendingDelete> {
-        self.engine().pending_deletes().await
+        match self.engine() {
+            Some(e) => e.pending_deletes().await,
+            None => Vec::new(),
+        }
     }
 
     /// Approves pending deletes (see [`Engine::approve_deletes`]); returns how many.
     pub async fn approve_deletes(&self, which: &DeleteSelection) -> Result<usize> {
-        self.engine().approve_deletes(which).await
+        self.running()?.approve_deletes(which).await
     }
 
     /// Rejects pending deletes (see [`Engine::reject_deletes`]); returns how many.
     pub async fn reject_deletes(&self, which: &DeleteSelection) -> Result<usize> {
-        self.engine().reject_deletes(which).await
+        self.running()?.reject_deletes(which).await
     }
 
     fn replace(&self, engine: Engine) {
         let engine = Arc::new(engine);
         forward(&engine, self.events.clone());
-        *self.engine.write().expect("engine lock") = engine;
+        let epoch = engine.ownership_epoch();
+        *self.engine.write().expect("engine lock") = Some(engine);
+        self.seat.place(Placement::Running { epoch });
+    }
+
+    /// Drops the engine (and with it the lease): the mapping no longer runs here.
+    fn clear(&self) {
+        self.engine.write().expect("engine lock").take();
+        self.seat.place(Placement::Starting);
     }
 }
 
@@ -150,6 +189,7 @@ pub struct SheetSync {
     mappings: Vec<Arc<MappingHandle>>,
     control: Arc<Control>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) share: Option<Arc<Share>>,
     #[cfg(all(
         feature = "gsheets",
         any(feature = "postgres", feature = "mysql", feature = "sqlite")
@@ -165,22 +205,35 @@ pub struct Supervised {
     pub on_panic: OnPanic,
     /// Builds the engine, at the start and after a panic.
     pub factory: EngineFactory,
+    /// Where the mapping runs; the factory says so while it waits for the lease.
+    pub seat: Arc<Seat>,
+}
+
+impl Supervised {
+    /// A mapping to run, with a seat of its own.
+    pub fn new(name: impl Into<String>, on_panic: OnPanic, factory: EngineFactory) -> Self {
+        Supervised {
+            name: name.into(),
+            on_panic,
+            factory,
+            seat: Seat::new(),
+        }
+    }
 }
 
 impl SheetSync {
-    /// Builds each mapping's engine; nothing runs until [`SheetSync::start`].
+    /// The mappings to run; nothing is built or runs until [`SheetSync::start`], which
+    /// builds each engine (waiting for its lease where it has one).
     pub async fn supervise(mappings: Vec<Supervised>) -> Result<SheetSync> {
-        let mut handles = Vec::new();
-        for m in mappings {
-            handles.push(MappingHandle::new(m.name, m.on_panic, m.factory).await?);
-        }
         Ok(SheetSync {
-            mappings: handles,
+            mappings: mappings.into_iter().map(MappingHandle::new).collect(),
             control: Arc::new(Control {
                 stop: watch::channel(false).0,
                 failed: watch::channel(None).0,
+                error: std::sync::Mutex::new(None),
             }),
             tasks: std::sync::Mutex::new(Vec::new()),
+            share: None,
             #[cfg(all(
                 feature = "gsheets",
                 any(feature = "postgres", feature = "mysql", feature = "sqlite")
@@ -189,11 +242,17 @@ impl SheetSync {
         })
     }
 
-    /// Starts the mappings: their initial syncs (one cycle each) one after another, in the
-    /// order given, then each its loop ([`Engine::run`]). Subscribe to a mapping's events
-    /// before, to see its initial sync.
+    /// Starts the mappings: builds each engine (a mapping whose lease another process holds,
+    /// or beyond this replica's share, waits: [`MappingHandle::placement`]), runs their
+    /// initial syncs (one cycle each) one after another, in the order given, then each its
+    /// loop ([`Engine::run`]). Subscribe to a mapping's events before, to see its initial sync.
     pub fn start(&self) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
+        if let Some(share) = &self.share {
+            tasks.push(tokio::spawn(
+                share.clone().run(self.control.stop.subscribe()),
+            ));
+        }
         let mut previous: Option<watch::Receiver<bool>> = None;
         for m in &self.mappings {
             let (done, next) = watch::channel(false);
@@ -226,13 +285,21 @@ impl SheetSync {
         self.mappings.iter().find(|m| m.name == name)
     }
 
-    /// Resolves when a mapping with [`OnPanic::Exit`] panicked (every mapping is stopped by
-    /// then), with an error naming the mapping and the panic; never otherwise.
+    /// This replica's part in sharing the mappings (`None` without leases).
+    pub fn share(&self) -> Option<ShareStatus> {
+        self.share.as_ref().map(|s| s.status())
+    }
+
+    /// Resolves when a mapping with [`OnPanic::Exit`] panicked, or a mapping's first engine
+    /// could not be built (its state belongs to other sides, say), with that error (every
+    /// mapping is stopped by then); never otherwise.
     pub async fn failed(&self) -> Error {
         let mut rx = self.control.failed.subscribe();
         let message = rx.wait_for(Option::is_some).await.map(|m| m.clone());
-        match message {
-            Ok(Some(message)) => Error::new(ErrorKind::Unexpected, message),
+        let error = self.control.error.lock().expect("error lock").take();
+        match (error, message) {
+            (Some(e), _) => e,
+            (None, Ok(Some(message))) => Error::new(ErrorKind::Unexpected, message),
             _ => std::future::pending().await,
         }
     }
@@ -248,62 +315,129 @@ impl SheetSync {
     }
 }
 
-/// What the supervised tasks share: the stop signal and the fatal panic, if one.
+/// What the supervised tasks share: the stop signal and the fatal panic or error, if one.
 struct Control {
     stop: watch::Sender<bool>,
     failed: watch::Sender<Option<String>>,
+    error: std::sync::Mutex<Option<Error>>,
 }
 
-/// Runs a mapping's engine until stopped, answering panics by its [`OnPanic`].
+impl Control {
+    /// Stops every mapping with `message` (and `error`, when there is one to hand on).
+    fn fail(&self, message: String, error: Option<Error>) {
+        *self.error.lock().expect("error lock") = error;
+        self.failed.send_replace(Some(message));
+        self.stop.send_replace(true);
+    }
+}
+
+/// Builds a mapping's engine and runs it until stopped, answering panics by its
+/// [`OnPanic`], a lost lease by waiting for it again, and a request to hand the mapping over
+/// by stopping after the cycle and waiting again.
 async fn supervise(m: Arc<MappingHandle>, control: Arc<Control>, turn: InitialSync) {
     let mut stop = control.stop.subscribe();
-    let mut backoff = BACKOFF.0;
     let mut turn = Some(turn);
+    match build_first(&m, &mut stop, &mut turn).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::error!(mapping = %m.name, error = %e, "the mapping cannot start");
+            return control.fail(format!("mapping {:?} cannot start: {e}", m.name), Some(e));
+        }
+    }
+    let mut backoff = BACKOFF.0;
     loop {
-        let engine = m.engine();
+        let Some(engine) = m.engine() else { return };
         let watched = engine.clone();
-        let mut engine_stop = stop.clone();
+        let (mut engine_stop, seat) = (stop.clone(), m.seat.clone());
         let started = Instant::now();
         let initial = turn.take();
         let run = tokio::spawn(async move {
             if let Some(turn) = initial {
                 turn.run(&engine).await;
             }
-            engine
-                .run(async move {
-                    let _ = engine_stop.wait_for(|s| *s).await;
-                })
-                .await
+            let stop_or_hand_over = async move {
+                tokio::select! {
+                    _ = engine_stop.wait_for(|s| *s) => {}
+                    _ = seat.hand_over_asked() => {}
+                }
+            };
+            engine.run(stop_or_hand_over).await
         });
-        let panic = match run.await {
+        let outcome = run.await;
+        let lost = watched.lost_ownership();
+        drop(watched);
+        if *stop.borrow() {
+            return;
+        }
+        let panic = match outcome {
             Err(e) if e.is_panic() => panic_message(e.into_panic()),
-            Ok(()) if watched.lost_ownership() => {
-                // Another process may own the mapping now: wait for the lease again.
-                drop(watched);
-                m.up.store(false, Ordering::Relaxed);
-                if !restart(&m, &mut stop, &mut backoff).await {
+            Ok(()) if lost || m.seat.hand_over_requested() => {
+                // Another process may own the mapping now, or should: wait for the lease.
+                m.clear();
+                if !lost {
+                    tracing::info!(mapping = %m.name, "handed the mapping over: its lease is released for a replica below its share");
+                }
+                m.seat.handed_over();
+                let wait = if lost { backoff } else { Duration::ZERO };
+                if !rebuild(&m, &mut stop, wait, &mut backoff).await {
                     return;
                 }
                 continue;
             }
-            _ => return, // stopped (or cancelled with the runtime)
+            _ => return, // cancelled with the runtime
         };
+        m.clear();
         m.up.store(false, Ordering::Relaxed);
         let count = m.panics.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::error!(mapping = %m.name, panic = %panic, panics = count, on_panic = ?m.on_panic, "the mapping's engine panicked");
         if m.on_panic == OnPanic::Exit {
-            let message = format!("mapping {:?} panicked: {panic}", m.name);
-            control.failed.send_replace(Some(message));
-            control.stop.send_replace(true);
-            return;
+            return control.fail(format!("mapping {:?} panicked: {panic}", m.name), None);
         }
         if started.elapsed() >= BACKOFF.1 {
             backoff = BACKOFF.0; // it had run well for a while: this is a new episode
         }
-        if !restart(&m, &mut stop, &mut backoff).await {
+        let wait = backoff;
+        if !rebuild(&m, &mut stop, wait, &mut backoff).await {
             return;
         }
     }
+}
+
+/// Builds the mapping's first engine, waiting for its lease as long as it takes; while it
+/// waits, the next mapping's initial sync need not wait for this one's (`turn` is passed on).
+/// False when stopped meanwhile.
+async fn build_first(
+    m: &MappingHandle,
+    stop: &mut watch::Receiver<bool>,
+    turn: &mut Option<InitialSync>,
+) -> Result<bool> {
+    let mut build = tokio::spawn((m.factory)());
+    let built = loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {
+                build.abort();
+                return Ok(false);
+            }
+            built = &mut build => break built,
+            _ = m.seat.waiting(), if turn.is_some() => {
+                if let Some(t) = turn.take() {
+                    t.pass();
+                }
+            }
+        }
+    };
+    let engine = built.map_err(|e| {
+        let panic = e
+            .try_into_panic()
+            .map_or_else(|_| "cancelled".into(), panic_message);
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("building its engine panicked: {panic}"),
+        )
+    })??;
+    m.replace(engine);
+    Ok(true)
 }
 
 /// A mapping's turn for its initial sync: after the previous mapping's, and before its own
@@ -323,6 +457,17 @@ impl Drop for Done {
 }
 
 impl InitialSync {
+    /// Gives the turn on without an initial sync (the mapping does not run here yet): the
+    /// next mapping's comes once the previous one's is done.
+    fn pass(self) {
+        tokio::spawn(async move {
+            if let Some(mut after) = self.after {
+                let _ = after.wait_for(|done| *done).await;
+            }
+            drop(self.done);
+        });
+    }
+
     async fn run(self, engine: &Engine) {
         if let Some(mut after) = self.after {
             let _ = after.wait_for(|done| *done).await;
@@ -333,20 +478,23 @@ impl InitialSync {
     }
 }
 
-/// Waits out the backoff and builds the engine again (retrying a failed build with the same
-/// backoff); false when stopped meanwhile.
-async fn restart(
+/// Waits `wait`, then builds the engine again (retrying a failed build after `backoff`,
+/// which doubles each time); false when stopped meanwhile.
+async fn rebuild(
     m: &MappingHandle,
     stop: &mut watch::Receiver<bool>,
+    mut wait: Duration,
     backoff: &mut Duration,
 ) -> bool {
     loop {
-        tracing::warn!(mapping = %m.name, in_ms = backoff.as_millis() as u64, "restarting the mapping");
+        if !wait.is_zero() {
+            tracing::warn!(mapping = %m.name, in_ms = wait.as_millis() as u64, "restarting the mapping");
+            *backoff = (*backoff * 2).min(BACKOFF.1);
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return false,
-            _ = tokio::time::sleep(*backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        *backoff = (*backoff * 2).min(BACKOFF.1);
         // Building reads the saved state and both sides' identities: it may panic too. It
         // waits for the mapping's lease, too, which may take until another process stops.
         let mut build = tokio::spawn((m.factory)());
@@ -374,6 +522,7 @@ async fn restart(
                 tracing::error!(mapping = %m.name, panic = %panic, "rebuilding the mapping panicked")
             }
         }
+        wait = *backoff;
     }
 }
 

@@ -125,11 +125,7 @@ fn rig(name: &str, on_panic: OnPanic, panic_at: usize) -> Rig {
     Rig {
         sheet,
         db,
-        mapping: Supervised {
-            name: name.into(),
-            on_panic,
-            factory,
-        },
+        mapping: Supervised::new(name, on_panic, factory),
     }
 }
 

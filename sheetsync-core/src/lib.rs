@@ -99,7 +99,7 @@ pub use model::{
     KeyHashBuilder, KeyHasher, KeyMap, Observation, ParseDecimalError, Row, RowHash, RowKey, Side,
     TableSchema, UnkeyedRow, Value,
 };
-pub use ownership::Ownership;
+pub use ownership::{LeaseRecord, Ownership};
 #[cfg(feature = "rules")]
 pub use resolve::Rule;
 pub use resolve::{

@@ -25,3 +25,13 @@ pub trait Ownership: Send + Sync {
     /// Resolves when the lease is lost (never while it is held).
     async fn lost(&self);
 }
+
+/// Who last took a mapping's lease, as its store records it: the current owner while the
+/// lease is held (the record outlives an owner that died, until the next takeover).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The owner's name (host and process).
+    pub owner: String,
+    /// The epoch it took.
+    pub epoch: u64,
+}

@@ -92,6 +92,8 @@ mod driver;
 mod error;
 pub mod lease;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod replicas;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod session;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod state;

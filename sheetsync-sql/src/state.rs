@@ -19,12 +19,13 @@
 //! its new state then commit together.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sheetsync_core::{
-    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, MappingIdentity, PendingDelete,
-    RecentDeletes, Result, Row, RowBase, RowKey, Side, StateDelta, StateSnapshot, Value,
-    WriteIntent,
+    Choice, ConflictRecord, Cursor, Error, ErrorKind, HeldRow, LeaseRecord, MappingIdentity,
+    PendingDelete, RecentDeletes, Result, Row, RowBase, RowKey, Side, StateDelta, StateSnapshot,
+    Value, WriteIntent,
 };
 
 use crate::dialect::{audited, WaitSql};
@@ -466,6 +467,18 @@ impl<D: Driver> Store<D> {
         let file = D::database_file(&self.pool);
         crate::lease::try_acquire::<D>(&self.pool, file, mapping, owner).await
     }
+
+    pub(crate) async fn lease_record(&self, mapping: &str) -> Result<Option<LeaseRecord>> {
+        crate::replicas::lease_record::<D>(&self.pool, mapping).await
+    }
+
+    pub(crate) async fn heartbeat(&self, replica: &str, ttl: Duration) -> Result<Vec<String>> {
+        crate::replicas::heartbeat::<D>(&self.pool, replica, ttl).await
+    }
+
+    pub(crate) async fn leave(&self, replica: &str) -> Result<()> {
+        crate::replicas::leave::<D>(&self.pool, replica).await
+    }
 }
 
 /// The mapping's document, if it has one; `lock` is appended to the query.
@@ -638,6 +651,25 @@ macro_rules! state_store {
             ) -> Result<Option<std::sync::Arc<dyn sheetsync_core::Ownership>>> {
                 let lease = self.0.try_lease(mapping, owner).await?;
                 Ok(lease.map(|l| std::sync::Arc::new(l) as _))
+            }
+
+            async fn lease_record(
+                &self,
+                mapping: &str,
+            ) -> Result<Option<sheetsync_core::LeaseRecord>> {
+                self.0.lease_record(mapping).await
+            }
+
+            async fn heartbeat(
+                &self,
+                replica: &str,
+                ttl: std::time::Duration,
+            ) -> Result<Vec<String>> {
+                self.0.heartbeat(replica, ttl).await
+            }
+
+            async fn leave(&self, replica: &str) -> Result<()> {
+                self.0.leave(replica).await
             }
         }
     };

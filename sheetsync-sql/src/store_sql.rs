@@ -4,11 +4,16 @@
 
 /// The state store's statements on one database.
 pub(crate) struct StateSql {
-    /// The four tables, qualified and quoted.
+    /// The tables, qualified and quoted.
     pub mappings: &'static str,
     pub bases: &'static str,
     pub intents: &'static str,
     pub leases: &'static str,
+    /// The replicas' heartbeats ([`crate::replicas`]).
+    pub replicas: &'static str,
+    /// The database's clock in milliseconds since 1970, as an SQL expression: heartbeats are
+    /// stamped and compared by the database, so replicas' own clocks may disagree.
+    pub now_ms: &'static str,
     /// `$n` placeholders (PostgreSQL) rather than `?`.
     pub dollar: bool,
     /// Creates the tables (in one transaction begun with the driver's `BEGIN`).
@@ -50,4 +55,7 @@ pub(crate) struct LeaseSql {
     /// Inserts the mapping's lease row with epoch 1, or increments its epoch (binds: mapping,
     /// owner, since).
     pub take: &'static str,
+    /// What a heartbeat of a replica that has a row does: updates its `seen`. `None`: the
+    /// database keeps no membership ([`crate::replicas`]).
+    pub beat_upsert: Option<&'static str>,
 }

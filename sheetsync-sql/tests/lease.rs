@@ -238,6 +238,38 @@ async fn a_lost_lock_connection_ends_the_lease(db: Db) {
     assert_eq!(next.epoch(), lease.epoch() + 1);
 }
 
+/// Membership of replicas: each heartbeat counts its replica alive for the time to live, by
+/// the database's clock; leaving removes it at once; the lease record names the last owner.
+async fn heartbeats_count_the_replicas_alive(db: Db) {
+    let ttl = Duration::from_millis(1500);
+    assert_eq!(db.a.heartbeat("a", ttl).await.unwrap(), ["a"]);
+    assert_eq!(db.b.heartbeat("b", ttl).await.unwrap(), ["a", "b"]);
+    assert_eq!(db.a.heartbeat("a", ttl).await.unwrap(), ["a", "b"]);
+    db.b.leave("b").await.unwrap();
+    assert_eq!(db.a.heartbeat("a", ttl).await.unwrap(), ["a"], "left");
+    db.b.heartbeat("b", ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    db.a.heartbeat("a", ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // b's row is 1.8 s old, a's 0.8 s: only a counts.
+    assert_eq!(db.a.heartbeat("a", ttl).await.unwrap(), ["a"], "expired");
+    the_lease_record_names_the_last_owner(&db).await;
+}
+
+async fn the_lease_record_names_the_last_owner(db: &Db) {
+    assert_eq!(db.a.lease_record("orders").await.unwrap(), None);
+    let lease = take(db.a.as_ref(), "orders", "host-a:1").await;
+    let record =
+        db.b.lease_record("orders")
+            .await
+            .unwrap()
+            .expect("a record");
+    assert_eq!(
+        (record.owner.as_str(), record.epoch),
+        ("host-a:1", lease.epoch())
+    );
+}
+
 macro_rules! per_database {
     ($($check:ident: $($db:ident),*;)*) => {$($(
         paste_test!($check, $db);
@@ -261,6 +293,25 @@ mod one_owner_at_a_time {
 mod older_epochs_are_fenced {
     use super::*;
     per_database!(a_commit_from_an_older_epoch_is_refused: sqlite, postgres, mysql;);
+}
+
+mod replica_membership {
+    use super::*;
+    per_database!(heartbeats_count_the_replicas_alive: postgres, mysql;);
+
+    /// SQLite keeps no membership (a heartbeat would wake every engine on the file): its
+    /// replicas stand by.
+    #[tokio::test]
+    async fn sqlite_keeps_none() {
+        let db = super::sqlite().await;
+        let err =
+            db.a.heartbeat("a", Duration::from_secs(5))
+                .await
+                .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        db.a.leave("a").await.unwrap();
+        the_lease_record_names_the_last_owner(&db).await;
+    }
 }
 
 mod a_lost_lock_ends_the_lease {

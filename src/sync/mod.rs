@@ -18,6 +18,7 @@ use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClie
 pub use crate::sides::db::{db_location, redact, DbTable, Located};
 pub use crate::sides::Sides;
 
+use crate::share::{Placement, Seat, SeatedLease, Share, ShareOptions};
 use crate::sides::SheetsSide;
 use crate::supervise::{EngineFactory, OnPanic, SheetSync, Supervised};
 
@@ -354,6 +355,8 @@ pub struct SyncBuilder {
     afresh_when_moved: bool,
     /// Run without leases (see [`SyncBuilder::leases`]).
     unleased: bool,
+    /// How replicas share the mappings (see [`SyncBuilder::share`]).
+    share: ShareOptions,
     error: Option<Error>,
 }
 
@@ -454,15 +457,37 @@ impl SyncBuilder {
             sides.push(s);
         }
         let watchers = watchers_for(&sides, &client, &sheets.watch_options());
+        let mut stores = Vec::new();
+        for s in &sides {
+            stores.push(s.db.state_store().await?);
+        }
+        let seats: Vec<_> = sides
+            .iter()
+            .map(|s| (s.mapping.name.clone(), Seat::new()))
+            .collect();
+        let share = (!self.unleased).then(|| {
+            Share::new(
+                process_name(),
+                self.share.clone(),
+                one_per_database(&stores),
+                seats.clone(),
+            )
+        });
         let mut supervised = Vec::new();
-        for (m, s) in self.mappings.iter().zip(&sides) {
+        for (i, (m, s)) in self.mappings.iter().zip(&sides).enumerate() {
+            let lease = share.clone().map(|share| Leasing {
+                share,
+                seat: seats[i].1.clone(),
+            });
             supervised.push(Supervised {
                 name: s.mapping.name.clone(),
                 on_panic: m.on_panic,
-                factory: self.factory(s, watcher_of(&watchers, s)).await?,
+                factory: self.factory(s, stores[i].clone(), watcher_of(&watchers, s), lease),
+                seat: seats[i].1.clone(),
             });
         }
         let mut sync = SheetSync::supervise(supervised).await?;
+        sync.share = share;
         sync.sheets = Some(SheetsSide {
             client,
             router,
@@ -478,6 +503,14 @@ impl SyncBuilder {
     /// and takes the mapping over when the first stops or dies (see [`crate::ownership`]).
     pub fn leases(mut self, leases: bool) -> Self {
         self.unleased = !leases;
+        self
+    }
+
+    /// How replicas with the same mappings share them (default: divided, at most ⌈M/N⌉ each
+    /// of M mappings among N replicas alive; see [`crate::share`]). With leases off, every
+    /// mapping runs here regardless.
+    pub fn share(mut self, share: ShareOptions) -> Self {
+        self.share = share;
         self
     }
 
@@ -507,22 +540,27 @@ impl SyncBuilder {
     }
 
     /// Builds the mapping's engine on the state store in its own database, once this process
-    /// holds the mapping's lease there (see [`crate::ownership`]).
+    /// holds the mapping's lease there (see [`crate::ownership`]) within its share.
     /// The mapping's table is watched for changes only while this process runs it.
-    async fn factory(&self, s: &Sides, watcher: Option<Arc<Watcher>>) -> Result<EngineFactory> {
-        let (sides, store, afresh_when_moved) =
-            (s.clone(), s.db.state_store().await?, self.afresh_when_moved);
-        let leases = !self.unleased;
-        Ok(Arc::new(move || {
+    fn factory(
+        &self,
+        s: &Sides,
+        store: Arc<dyn StateStore>,
+        watcher: Option<Arc<Watcher>>,
+        lease: Option<Leasing>,
+    ) -> EngineFactory {
+        let (sides, afresh_when_moved) = (s.clone(), self.afresh_when_moved);
+        Arc::new(move || {
             let (sides, store, watcher) = (sides.clone(), store.clone(), watcher.clone());
+            let lease = lease.clone();
             Box::pin(async move {
                 let name = &sides.mapping.name;
                 if let Some(w) = &watcher {
                     w.remove(&sides.sheet);
                 }
-                let owner = match leases {
-                    true => wait_for_lease(&*store, name).await?,
-                    false => None,
+                let owner = match &lease {
+                    Some(l) => wait_for_lease(&*store, name, l).await?,
+                    None => None,
                 };
                 let engine = match sides.engine(store.clone(), false, owner.clone()).await {
                     Err(e) if afresh_when_moved && e.kind() == ErrorKind::IdentityMismatch => {
@@ -536,8 +574,28 @@ impl SyncBuilder {
                 }
                 Ok(engine)
             })
-        }))
+        })
     }
+}
+
+/// What a mapping's factory takes its lease with: this replica's share, and the mapping's
+/// seat, where it says that it waits.
+#[derive(Clone)]
+struct Leasing {
+    share: Arc<Share>,
+    seat: Arc<Seat>,
+}
+
+/// The first store of each database (by location) among `stores`: where replicas beat.
+fn one_per_database(stores: &[Arc<dyn StateStore>]) -> Vec<Arc<dyn StateStore>> {
+    let mut out: Vec<Arc<dyn StateStore>> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in stores {
+        if seen.insert(s.location().unwrap_or_default()) {
+            out.push(s.clone());
+        }
+    }
+    out
 }
 
 impl SheetSync {
@@ -575,43 +633,63 @@ impl SheetSync {
 /// How often a process waiting for a mapping's lease tries again, and how often it says so.
 const LEASE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const LEASE_WAIT_LOG: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a mapping looks whether its replica has counted the others yet, at start.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Takes the mapping's lease in `store`, waiting while another process holds it; `None` when
-/// the store keeps no leases (an in-memory SQLite database, which no other process can reach).
+/// Takes the mapping's lease in `store`, waiting while another process holds it or this
+/// replica runs its share already; `None` when the store keeps no leases (an in-memory SQLite
+/// database, which no other process can reach).
 async fn wait_for_lease(
     store: &dyn StateStore,
     mapping: &str,
+    l: &Leasing,
 ) -> Result<Option<Arc<dyn Ownership>>> {
     let owner = process_name();
     let mut said = None::<std::time::Instant>;
     loop {
-        match store.try_lease(mapping, &owner).await {
-            Ok(Some(lease)) => {
-                if said.is_some() {
-                    tracing::info!(
-                        mapping,
-                        epoch = lease.epoch(),
-                        "took the mapping over: the process that held it stopped"
-                    );
-                } else {
-                    tracing::debug!(
-                        mapping,
-                        epoch = lease.epoch(),
-                        "holding the mapping's lease"
-                    );
-                }
-                return Ok(Some(lease));
-            }
-            Ok(None) => {
-                if said.is_none_or(|t| t.elapsed() >= LEASE_WAIT_LOG) {
-                    tracing::warn!(mapping, "another process runs this mapping (its lease is held): waiting to take it over when that process stops");
-                    said = Some(std::time::Instant::now());
-                }
-                tokio::time::sleep(LEASE_RETRY).await;
-            }
-            Err(e) if e.kind() == ErrorKind::Unsupported => return Ok(None),
-            Err(e) => return Err(e),
+        if !l.share.settled() {
+            tokio::time::sleep(SETTLE_POLL).await;
+            continue;
         }
+        let reserved = l.share.try_reserve(mapping);
+        let full = reserved.is_none();
+        if let Some(reservation) = reserved {
+            match store.try_lease(mapping, &owner).await {
+                Ok(Some(lease)) => {
+                    let epoch = lease.epoch();
+                    match said {
+                        Some(_) => tracing::info!(mapping, epoch, "took the mapping over: the process that held it stopped, or handed it over"),
+                        None => tracing::info!(mapping, epoch, "running the mapping here (holding its lease)"),
+                    }
+                    return Ok(Some(SeatedLease::wrap(lease, Some(reservation))));
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Unsupported => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let holder = store.lease_record(mapping).await.unwrap_or_default();
+        l.seat.place(Placement::Waiting {
+            owner: holder.clone(),
+            full,
+        });
+        if said.is_none_or(|t| t.elapsed() >= LEASE_WAIT_LOG) {
+            let by = holder.map_or_else(
+                || "nobody yet".into(),
+                |h| format!("{} (epoch {})", h.owner, h.epoch),
+            );
+            match full {
+                true => {
+                    let s = l.share.status();
+                    tracing::info!(mapping, last_owner = %by, replicas = s.replicas, share = s.share, "this replica runs its share of the mappings: leaving this one to another replica");
+                }
+                false => {
+                    tracing::warn!(mapping, owner = %by, "another process runs this mapping (its lease is held): waiting to take it over when that process stops")
+                }
+            }
+            said = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(LEASE_RETRY).await;
     }
 }
 

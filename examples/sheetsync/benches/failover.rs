@@ -1,7 +1,7 @@
 //! Failover time of replicas: two daemons on one mapping, the owner killed with `kill -9`, 20
 //! times per database. Reports, per database, p50 and max of
-//! * **takeover**: kill → the standby holds the lease, built its engine from the saved state and
-//!   listens;
+//! * **takeover**: kill → the standby holds the lease and says so in its log (it builds its
+//!   engine from the saved state next);
 //! * **first change**: kill → a database row inserted right after the kill is in the Sheet
 //!   (the new owner's first cycles).
 //!
@@ -45,6 +45,9 @@ async fn measure(backend: Backend, kills: usize) -> Vec<(Duration, Duration)> {
         w.db.exec(&insert_sql(&t, &[(i, r.clone())])).await;
         want.insert(i, r);
         w.promote(standby, Duration::from_secs(60)).await;
+        w.running()
+            .wait_for_log_within("took the mapping over", Duration::from_secs(60))
+            .await;
         let takeover = killed.elapsed();
         w.converge(m, &want).await;
         out.push((takeover, killed.elapsed()));

@@ -23,6 +23,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// How replicas with this configuration share the mappings and the Google quota.
+    #[serde(default)]
+    pub replicas: ReplicasConfig,
     /// The mappings.
     #[serde(default, rename = "mapping")]
     pub mappings: Vec<SyncConfig>,
@@ -151,6 +154,76 @@ impl ServerConfig {
         AdminAccess {
             token: self.admin_token.clone(),
             hosts,
+        }
+    }
+}
+
+/// `[replicas]`: several daemons with this configuration divide the mappings between them
+/// (see the README's "Replicas").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicasConfig {
+    /// Divide the mappings, at most ⌈M/N⌉ each (default); false: hot standby, the first
+    /// replica to start runs every mapping and the others wait.
+    #[serde(default = "yes")]
+    pub share: bool,
+    /// How often a replica writes its heartbeat and reconsiders its share, in milliseconds.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// How long a replica counts as alive after its last heartbeat, in milliseconds.
+    #[serde(default = "default_replica_ttl_ms")]
+    pub ttl_ms: u64,
+    /// How many replicas share the Google credential's per-minute budget: each uses
+    /// `sheets.reads_per_minute / quota_split` (and writes alike), so together they stay
+    /// within it without talking to each other.
+    #[serde(default = "default_quota_split")]
+    pub quota_split: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_heartbeat_ms() -> u64 {
+    sheetsync::ShareOptions::default().heartbeat.as_millis() as u64
+}
+
+fn default_replica_ttl_ms() -> u64 {
+    sheetsync::ShareOptions::default().ttl.as_millis() as u64
+}
+
+fn default_quota_split() -> u32 {
+    1
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        ReplicasConfig {
+            share: true,
+            heartbeat_ms: default_heartbeat_ms(),
+            ttl_ms: default_replica_ttl_ms(),
+            quota_split: default_quota_split(),
+        }
+    }
+}
+
+impl ReplicasConfig {
+    /// The sharing settings of the library.
+    pub fn share_options(&self) -> sheetsync::ShareOptions {
+        sheetsync::ShareOptions {
+            enabled: self.share,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            ttl: Duration::from_millis(self.ttl_ms),
+        }
+    }
+
+    /// `sheets` with this replica's part of the per-minute budgets.
+    pub fn quota_part(&self, sheets: &SheetsConfig) -> SheetsConfig {
+        let split = self.quota_split.max(1);
+        SheetsConfig {
+            reads_per_minute: (sheets.reads_per_minute / split).max(1),
+            writes_per_minute: (sheets.writes_per_minute / split).max(1),
+            ..sheets.clone()
         }
     }
 }
@@ -492,5 +565,29 @@ guard = { max_share = 0.2 }
         let bad = SAMPLE.replace("postgres://", "oracle://");
         let e = Config::parse(&bad, &env(&[("SECRET", "x")])).unwrap_err();
         assert!(e.to_string().contains("database_url must start"), "{e}");
+    }
+
+    #[test]
+    fn replicas_share_the_mappings_and_split_the_quota() {
+        let secret = env(&[("SECRET", "x")]);
+        let cfg = Config::parse(SAMPLE, &secret).unwrap();
+        assert!(cfg.replicas.share && cfg.replicas.quota_split == 1);
+        let three = format!("[replicas]\nquota_split = 3\nshare = false\n{SAMPLE}");
+        let cfg = Config::parse(&three, &secret).unwrap();
+        assert!(!cfg.replicas.share_options().enabled);
+        let sheets = SheetsConfig {
+            reads_per_minute: 60,
+            writes_per_minute: 61,
+            ..SheetsConfig::default()
+        };
+        let part = cfg.replicas.quota_part(&sheets);
+        assert_eq!((part.reads_per_minute, part.writes_per_minute), (20, 20));
+        let bad = format!("[replicas]\nquota_split = 0\nttl_ms = 1000\n{SAMPLE}");
+        let e = Config::parse(&bad, &secret).unwrap_err().to_string();
+        assert!(e.contains("replicas.quota_split = 0"), "{e}");
+        assert!(
+            e.contains("replicas.ttl_ms = 1000 is less than two heartbeats"),
+            "{e}"
+        );
     }
 }

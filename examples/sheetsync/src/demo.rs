@@ -89,6 +89,7 @@ impl Demo {
                 ..ServerConfig::default()
             },
             log: LogConfig::default(),
+            replicas: Default::default(),
             mappings: vec![SyncConfig {
                 spreadsheet_id: spreadsheet_id.clone(),
                 sheet_id: 0,

@@ -497,7 +497,8 @@ async fn run(
     demo: Option<Arc<Demo>>,
 ) -> Result<()> {
     let mut builder = SheetSync::builder()
-        .sheets(cfg.sheets.clone())
+        .sheets(cfg.replicas.quota_part(&cfg.sheets))
+        .share(cfg.replicas.share_options())
         .install_capture(install)
         // The demo's Sheet lives in an emulator started anew each time: its state belongs to
         // the previous run's spreadsheet, so the demo starts the mapping afresh.
@@ -514,15 +515,20 @@ async fn run(
     let first: Vec<_> = sync.mappings().iter().map(|m| m.subscribe()).collect();
     sync.start();
     let every = cfg.log.progress_interval();
-    for (m, events) in sync.mappings().iter().zip(first) {
-        progress::initial_sync(m, events, every).await;
-    }
-    // Later full reads of a big tab take long too: they say how far they got in the same way.
-    for m in sync.mappings() {
-        progress::follow_long_reads(m.clone(), every);
-    }
+    let running = async {
+        for (m, events) in sync.mappings().iter().zip(first) {
+            progress::initial_sync(m, events, every).await;
+        }
+        // Later full reads of a big tab take long too: they say how far they got in the same way.
+        for m in sync.mappings() {
+            progress::follow_long_reads(m.clone(), every);
+        }
+        wait_for_signal().await
+    };
+    // A mapping that cannot start (its state belongs to other sides, say) ends the daemon,
+    // during the initial syncs too.
     let outcome = tokio::select! {
-        _ = wait_for_signal() => Ok(()),
+        _ = running => Ok(()),
         e = sync.failed() => Err(e),
     };
     tracing::info!("shutting down");

@@ -55,6 +55,10 @@ pub async fn initial_sync(
         let event = tokio::select! {
             e = events.recv() => e,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if let sheetsync::Placement::Waiting { owner, .. } = m.placement() {
+                    let by = owner.map_or("another replica".into(), |o| o.owner);
+                    break format!("{name}: runs elsewhere ({by}): this replica waits to take it over when needed");
+                }
                 if m.is_up() { continue }
                 break format!("{name}: initial sync: the engine panicked (see the log)");
             }

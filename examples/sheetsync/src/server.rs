@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sheetsync::gsheets::webhook::{WebhookConfig, WebhookReceiver};
 use sheetsync::{
-    Choice, DeleteDecision, DeleteSelection, MappingHandle, PendingDelete, Row, RowKey, SheetSync,
-    Side, TableSchema, Value,
+    Choice, DeleteDecision, DeleteSelection, Engine, MappingHandle, PendingDelete, Placement, Row,
+    RowKey, SheetSync, Side, TableSchema, Value,
 };
 
 use crate::metrics::{self, MappingMetrics};
@@ -30,6 +30,44 @@ pub struct MappingRuntime {
 impl MappingRuntime {
     fn name(&self) -> &str {
         self.handle.name()
+    }
+
+    /// The mapping's engine, or an answer saying that it runs elsewhere.
+    fn engine(&self) -> Result<Arc<Engine>, ApiError> {
+        self.handle.engine().ok_or_else(|| {
+            let elsewhere = match self.handle.placement() {
+                Placement::Waiting { owner: Some(o), .. } => {
+                    format!("it runs on replica {} (lease epoch {})", o.owner, o.epoch)
+                }
+                _ => "it runs on another replica, or starts".into(),
+            };
+            ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "mapping {:?} does not run in this process: {elsewhere}; ask that replica",
+                    self.name()
+                ),
+            )
+        })
+    }
+}
+
+/// Where a mapping runs, for `/api/status`: `placement` (`running`, `waiting` or
+/// `starting`), and the process that runs it (`replica`) with its lease `epoch`, when known.
+fn placement_json(handle: &MappingHandle) -> serde_json::Value {
+    match handle.placement() {
+        Placement::Running { epoch } => json!({
+            "placement": "running",
+            "epoch": epoch,
+            "replica": sheetsync::sync::process_name(),
+        }),
+        Placement::Waiting { owner, full } => json!({
+            "placement": "waiting",
+            "epoch": owner.as_ref().map(|o| o.epoch),
+            "replica": owner.as_ref().map(|o| o.owner.clone()),
+            "share_full": full,
+        }),
+        Placement::Starting => json!({ "placement": "starting", "epoch": null, "replica": null }),
     }
 }
 
@@ -233,19 +271,17 @@ pub async fn guard(State(access): State<Arc<AdminAccess>>, req: Request, next: N
     }
 }
 
-/// A mapping's health: `down` while its engine is down after a panic, `lagging` until it
-/// finished a cycle within ten poll intervals, else `ok`.
+/// A mapping's health: `down` while its engine is down after a panic, `elsewhere` while this
+/// replica does not run it (another replica reports it), `lagging` until it finished a cycle
+/// within ten poll intervals, else `ok`.
 fn health(m: &MappingRuntime) -> &'static str {
     if !m.handle.is_up() {
         return "down";
     }
-    let limit = 10
-        * m.handle
-            .engine()
-            .mapping()
-            .timing
-            .poll_interval_ms
-            .max(1000) as i64;
+    let Some(engine) = m.handle.engine() else {
+        return "elsewhere";
+    };
+    let limit = 10 * engine.mapping().timing.poll_interval_ms.max(1000) as i64;
     match m.metrics.lag_ms().is_none_or(|lag| lag > limit) {
         true => "lagging",
         false => "ok",
@@ -300,20 +336,33 @@ async fn metrics_text(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
 async fn status(State(d): State<Arc<Daemon>>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut out = Vec::new();
     for m in &d.mappings {
-        out.push(json!({
+        let mut one = json!({
             "mapping": m.name(),
             "up": m.handle.is_up(),
             "health": health(m),
             "panics": m.handle.panics(),
             "lag_ms": m.metrics.lag_ms(),
-            "epoch": m.handle.epoch(),
-            "replica": sheetsync::sync::process_name(),
             "held": m.handle.held().await,
             "conflicts": m.handle.conflicts().await.len(),
             "pending_deletes": m.handle.pending_deletes().await.len(),
-        }));
+        });
+        if let (Some(one), serde_json::Value::Object(place)) =
+            (one.as_object_mut(), placement_json(&m.handle))
+        {
+            one.extend(place);
+        }
+        out.push(one);
     }
-    Ok(Json(json!({ "mappings": out })))
+    let share = d.sync.share().map(|s| {
+        json!({
+            "replica": s.replica,
+            "replicas": s.replicas,
+            "share": s.share,
+            "running": s.held,
+            "sharing": s.enabled,
+        })
+    });
+    Ok(Json(json!({ "mappings": out, "replicas": share })))
 }
 
 #[derive(Deserialize)]
@@ -358,7 +407,7 @@ async fn resolve(
     Json(req): Json<ResolveRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let m = d.mapping(&req.mapping)?;
-    let engine = m.handle.engine();
+    let engine = m.engine()?;
     let schema = engine.schema();
     let bad = |msg: String| ApiError(StatusCode::BAD_REQUEST, msg);
     let key = parse_key(schema, &req.key)?;
@@ -438,7 +487,9 @@ async fn deletes(
         if q.mapping.as_ref().is_some_and(|n| n != m.name()) {
             continue;
         }
-        let engine = m.handle.engine();
+        let Some(engine) = m.handle.engine() else {
+            continue; // its replica lists them
+        };
         let schema = engine.schema();
         let pending: Vec<serde_json::Value> = engine
             .pending_deletes()
@@ -493,7 +544,7 @@ async fn decide(
         (false, false, None) => DeleteSelection::Keys(
             req.keys
                 .iter()
-                .map(|k| parse_key(m.handle.engine().schema(), k))
+                .map(|k| parse_key(m.engine()?.schema(), k))
                 .collect::<Result<_, _>>()?,
         ),
         (false, true, Some(secs)) => {
@@ -557,11 +608,7 @@ mod tests {
                     .await
             })
         });
-        let mapping = Supervised {
-            name: "m".into(),
-            on_panic: OnPanic::Restart,
-            factory,
-        };
+        let mapping = Supervised::new("m", OnPanic::Restart, factory);
         let sync = SheetSync::supervise(vec![mapping]).await.unwrap();
         sync.start();
         Arc::new(sync)

@@ -96,11 +96,46 @@ struct MappingStatus {
     epoch: Option<u64>,
     #[serde(default)]
     replica: Option<String>,
+    /// `running`, `waiting` or `starting` (absent from older daemons: running).
+    #[serde(default)]
+    placement: Option<String>,
+    #[serde(default)]
+    share_full: bool,
+}
+
+/// This replica's part in sharing the mappings.
+#[derive(Deserialize)]
+struct ReplicaShare {
+    replica: String,
+    replicas: usize,
+    share: usize,
+    running: Vec<String>,
+    sharing: bool,
 }
 
 #[derive(Deserialize)]
 struct Status {
     mappings: Vec<MappingStatus>,
+    #[serde(default)]
+    replicas: Option<ReplicaShare>,
+}
+
+/// Where a mapping runs, for people.
+fn placement_text(m: &MappingStatus) -> String {
+    let by = match (&m.replica, m.epoch) {
+        (Some(r), Some(e)) => format!("{r} (lease epoch {e})"),
+        (Some(r), None) => r.clone(),
+        _ => "nobody yet".into(),
+    };
+    match m.placement.as_deref() {
+        Some("waiting") if m.share_full => {
+            format!(", WAITING: this replica runs its share; last run by {by}")
+        }
+        Some("waiting") => format!(", WAITING: run by {by}"),
+        Some("starting") => ", starting".into(),
+        _ if m.epoch.is_some() => format!(", run here by {by}"),
+        _ => String::new(),
+    }
 }
 
 /// `sheetsync status` for people.
@@ -111,10 +146,7 @@ pub fn status(json: &str) -> Result<String> {
         let lag = m.lag_ms.map_or("no cycle yet".into(), |ms| {
             format!("lag {:.1} s", ms as f64 / 1000.0)
         });
-        let owner = match (m.epoch, &m.replica) {
-            (Some(e), Some(r)) => format!(", run by {r} (lease epoch {e})"),
-            _ => String::new(),
-        };
+        let owner = placement_text(&m);
         let _ = writeln!(
             out,
             "{}: {}, {lag}, {} held, {}, {} waiting for approval{owner}",
@@ -128,6 +160,22 @@ pub fn status(json: &str) -> Result<String> {
             let key = h.key.as_ref().map_or("(no key)".into(), |k| k.to_string());
             let _ = writeln!(out, "  held {key}: {}", h.reason);
         }
+    }
+    if let Some(r) = status.replicas {
+        let how = match r.sharing {
+            true => format!("its share is {}", r.share),
+            false => "sharing is off (hot standby)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "replica {}: {} alive, {how}; runs {}",
+            r.replica,
+            plural(r.replicas, "replica"),
+            match r.running.is_empty() {
+                true => "nothing".into(),
+                false => r.running.join(", "),
+            }
+        );
     }
     Ok(out)
 }
@@ -271,10 +319,20 @@ items: 2 conflicts kept for a person, 1 row held
              "conflicts": 1, "pending_deletes": 0, "epoch": 3, "replica": "host-a:42"},
             {"mapping": "orders", "up": false, "panics": 1, "lag_ms": null, "held": [],
              "conflicts": 0, "pending_deletes": 2},
-        ]});
+            {"mapping": "stock", "up": true, "panics": 0, "lag_ms": null, "held": [],
+             "conflicts": 0, "pending_deletes": 0, "placement": "waiting", "epoch": 7,
+             "replica": "host-b:7", "share_full": false},
+            {"mapping": "prices", "up": true, "panics": 0, "lag_ms": null, "held": [],
+             "conflicts": 0, "pending_deletes": 0, "placement": "waiting", "epoch": null,
+             "replica": null, "share_full": true},
+        ], "replicas": {"replica": "host-a:42", "replicas": 2, "share": 2,
+             "running": ["items", "orders"], "sharing": true}});
         let want = "\
-items: up, lag 1.2 s, 0 held, 1 conflict, 0 deletes waiting for approval, run by host-a:42 (lease epoch 3)
+items: up, lag 1.2 s, 0 held, 1 conflict, 0 deletes waiting for approval, run here by host-a:42 (lease epoch 3)
 orders: DOWN, no cycle yet, 0 held, 0 conflicts, 2 deletes waiting for approval
+stock: up, no cycle yet, 0 held, 0 conflicts, 0 deletes waiting for approval, WAITING: run by host-b:7 (lease epoch 7)
+prices: up, no cycle yet, 0 held, 0 conflicts, 0 deletes waiting for approval, WAITING: this replica runs its share; last run by nobody yet
+replica host-a:42: 2 replicas alive, its share is 2; runs items, orders
 ";
         assert_eq!(status(&json.to_string()).unwrap(), want);
     }

@@ -22,6 +22,7 @@ pub fn problems(cfg: &mut Config) -> Vec<String> {
     let mut out = Vec::new();
     server(&cfg.server, &mut out);
     sheets(cfg, &mut out);
+    replicas(cfg, &mut out);
     if let Some(filter) = &cfg.log.filter {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
             out.push(format!(
@@ -51,6 +52,26 @@ pub fn problems(cfg: &mut Config) -> Vec<String> {
         mapping(m, &mut out);
     }
     out
+}
+
+/// The shortest replica heartbeat.
+pub const MIN_HEARTBEAT_MS: u64 = 100;
+
+fn replicas(cfg: &Config, out: &mut Vec<String>) {
+    let r = &cfg.replicas;
+    if r.heartbeat_ms < MIN_HEARTBEAT_MS {
+        out.push(format!("replicas.heartbeat_ms = {}: below {MIN_HEARTBEAT_MS} ms every replica writes to every database all the time; write 1000", r.heartbeat_ms));
+    }
+    if r.ttl_ms < 2 * r.heartbeat_ms {
+        out.push(format!("replicas.ttl_ms = {} is less than two heartbeats ({} ms): one late heartbeat would count a live replica as gone; write at least {}", r.ttl_ms, 2 * r.heartbeat_ms, 2 * r.heartbeat_ms));
+    }
+    let budget = cfg
+        .sheets
+        .reads_per_minute
+        .min(cfg.sheets.writes_per_minute);
+    if r.quota_split == 0 || r.quota_split > budget {
+        out.push(format!("replicas.quota_split = {}: it divides the per-minute budgets (sheets.reads_per_minute = {}, sheets.writes_per_minute = {}) between the replicas, so write the number of replicas that share the credential, from 1 to {budget}", r.quota_split, cfg.sheets.reads_per_minute, cfg.sheets.writes_per_minute));
+    }
 }
 
 fn server(s: &ServerConfig, out: &mut Vec<String>) {

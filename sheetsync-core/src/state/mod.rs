@@ -303,4 +303,29 @@ pub trait StateStore: Send + Sync {
             format!("this state store keeps no leases (mapping {mapping:?})"),
         ))
     }
+
+    /// Who last took `mapping`'s lease (`None` if nobody did, or the store keeps no leases).
+    async fn lease_record(&self, mapping: &str) -> Result<Option<crate::LeaseRecord>> {
+        let _ = mapping;
+        Ok(None)
+    }
+
+    /// Membership of replicas sharing mappings: records that `replica` is alive now and
+    /// returns the replicas seen alive within `ttl` (`replica` among them), sorted. The
+    /// default, for stores that only one process can reach, keeps no membership:
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn heartbeat(&self, replica: &str, ttl: std::time::Duration) -> Result<Vec<String>> {
+        let _ = ttl;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("this state store keeps no replica membership (replica {replica:?})"),
+        ))
+    }
+
+    /// Removes `replica` from the membership at once (a clean shutdown), so that the others
+    /// need not wait for its heartbeat to expire.
+    async fn leave(&self, replica: &str) -> Result<()> {
+        let _ = replica;
+        Ok(())
+    }
 }

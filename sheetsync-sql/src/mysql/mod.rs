@@ -146,6 +146,8 @@ static STATE: StateSql = StateSql {
     bases: "`_sheetsync_state_bases`",
     intents: "`_sheetsync_state_intents`",
     leases: "`_sheetsync_state_leases`",
+    replicas: "`_sheetsync_state_replicas`",
+    now_ms: "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS `_sheetsync_state_mappings` (
@@ -164,9 +166,12 @@ static STATE: StateSql = StateSql {
             mapping VARCHAR(191) NOT NULL PRIMARY KEY, epoch BIGINT NOT NULL,
             owner VARCHAR(255) NOT NULL, since BIGINT NOT NULL
          ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE IF NOT EXISTS `_sheetsync_state_replicas` (
+            replica VARCHAR(191) NOT NULL PRIMARY KEY, seen BIGINT NOT NULL
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
     uninstall: &[
-        "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`, `_sheetsync_state_leases`",
+        "DROP TABLE IF EXISTS `_sheetsync_state_mappings`, `_sheetsync_state_bases`, `_sheetsync_state_intents`, `_sheetsync_state_leases`, `_sheetsync_state_replicas`",
     ],
     ensure_doc: "INSERT IGNORE INTO `_sheetsync_state_mappings` (mapping, doc) VALUES (?, '{}')",
     lock_doc: " FOR UPDATE",
@@ -183,6 +188,7 @@ static STATE: StateSql = StateSql {
         ),
         take: "INSERT INTO `_sheetsync_state_leases` (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
             ON DUPLICATE KEY UPDATE epoch = epoch + 1, owner = VALUES(owner), since = VALUES(since)",
+        beat_upsert: Some("ON DUPLICATE KEY UPDATE seen = VALUES(seen)"),
     },
 };
 

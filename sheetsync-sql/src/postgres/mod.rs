@@ -157,6 +157,8 @@ static STATE: StateSql = StateSql {
     bases: "sheetsync.state_bases",
     intents: "sheetsync.state_intents",
     leases: "sheetsync.state_leases",
+    replicas: "sheetsync.state_replicas",
+    now_ms: "(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
     dollar: true,
     install: &[
         "SELECT pg_advisory_xact_lock(hashtext('sheetsync.install'))",
@@ -170,12 +172,14 @@ static STATE: StateSql = StateSql {
             PRIMARY KEY (mapping, kh))",
         "CREATE TABLE IF NOT EXISTS sheetsync.state_leases (
             mapping text PRIMARY KEY, epoch bigint NOT NULL, owner text NOT NULL, since bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS sheetsync.state_replicas (replica text PRIMARY KEY, seen bigint NOT NULL)",
     ],
     uninstall: &[
         "DROP TABLE IF EXISTS sheetsync.state_mappings",
         "DROP TABLE IF EXISTS sheetsync.state_bases",
         "DROP TABLE IF EXISTS sheetsync.state_intents",
         "DROP TABLE IF EXISTS sheetsync.state_leases",
+        "DROP TABLE IF EXISTS sheetsync.state_replicas",
         "DO $$ BEGIN DROP SCHEMA IF EXISTS sheetsync; EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$",
     ],
     ensure_doc: "INSERT INTO sheetsync.state_mappings (mapping, doc) VALUES ($1, '{}') ON CONFLICT (mapping) DO NOTHING",
@@ -194,6 +198,7 @@ static STATE: StateSql = StateSql {
         take: "INSERT INTO sheetsync.state_leases (mapping, epoch, owner, since) VALUES ($1, 1, $2, $3)
             ON CONFLICT (mapping) DO UPDATE SET epoch = sheetsync.state_leases.epoch + 1,
             owner = EXCLUDED.owner, since = EXCLUDED.since",
+        beat_upsert: Some("ON CONFLICT (replica) DO UPDATE SET seen = EXCLUDED.seen"),
     },
 };
 

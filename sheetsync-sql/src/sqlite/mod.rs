@@ -149,6 +149,8 @@ static STATE: StateSql = StateSql {
     bases: "_sheetsync_state_bases",
     intents: "_sheetsync_state_intents",
     leases: "_sheetsync_state_leases",
+    replicas: "_sheetsync_state_replicas",
+    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)", // (unused: no heartbeats)
     dollar: false,
     install: &[
         "CREATE TABLE IF NOT EXISTS _sheetsync_state_mappings (mapping TEXT PRIMARY KEY, doc TEXT NOT NULL)",
@@ -166,6 +168,7 @@ static STATE: StateSql = StateSql {
         "DROP TABLE IF EXISTS _sheetsync_state_bases",
         "DROP TABLE IF EXISTS _sheetsync_state_intents",
         "DROP TABLE IF EXISTS _sheetsync_state_leases",
+        "DROP TABLE IF EXISTS _sheetsync_state_replicas",
     ],
     ensure_doc: "INSERT INTO _sheetsync_state_mappings (mapping, doc) VALUES (?, '{}')
         ON CONFLICT (mapping) DO NOTHING",
@@ -183,6 +186,10 @@ static STATE: StateSql = StateSql {
         take: "INSERT INTO _sheetsync_state_leases (mapping, epoch, owner, since) VALUES (?, 1, ?, ?)
             ON CONFLICT (mapping) DO UPDATE SET epoch = epoch + 1, owner = excluded.owner,
             since = excluded.since",
+        // No heartbeats: every commit to the file wakes each engine on it (`data_version`),
+        // so one a second would run a needless cycle a second. Replicas on one SQLite
+        // database stand by instead of sharing (see `crate::replicas`).
+        beat_upsert: None,
     },
 };
 

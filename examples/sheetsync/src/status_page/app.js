@@ -70,7 +70,7 @@ function renderMappings(status) {
     const runBy = m.replica ? `${m.replica} (lease epoch ${m.epoch})` : "";
     return [
       cell(m.mapping),
-      cell(health + (m.panics ? `, ${m.panics} panic(s)` : ""), health === "ok" ? "ok" : "bad"),
+      cell(health + (m.panics ? `, ${m.panics} panic(s)` : ""), health === "ok" || health === "elsewhere" ? "ok" : "bad"),
       cell(lagText(m.lag_ms)),
       cell(runBy),
       cell(String(m.held.length)),

@@ -551,14 +551,19 @@ impl Daemon {
 
     /// Waits (up to [`DEADLINE`]) until its log contains `needle`.
     pub async fn wait_for_log(&self, needle: &str) {
-        wait_until(&format!("the daemon logs {needle:?}"), || async {
+        self.wait_for_log_within(needle, DEADLINE).await;
+    }
+
+    /// Waits up to `limit` until its log contains `needle`; how long it took.
+    pub async fn wait_for_log_within(&self, needle: &str, limit: Duration) -> Duration {
+        wait_within(&format!("the daemon logs {needle:?}"), limit, || async {
             let log = self.log();
             match log.contains(needle) {
                 true => Ok(()),
                 false => Err(format!("its log so far:\n{log}")),
             }
         })
-        .await;
+        .await
     }
 
     /// Sends `signal` (`STOP`, `CONT`, ...) with `kill`.
@@ -601,6 +606,8 @@ impl Drop for Daemon {
 /// A daemon started beside another, not yet listening (see [`World::spawn`]).
 pub struct Standby {
     pub daemon: Daemon,
+    /// The port it listens on.
+    pub port: u16,
     ready: std::sync::mpsc::Receiver<()>,
 }
 
@@ -824,6 +831,17 @@ impl World {
         self.write_config();
         let standby = self.spawn(None);
         self.promote(standby, DEADLINE).await;
+        // The daemon listens at once; wait until it runs its mappings (alone, it runs all).
+        let n = self.mappings.len();
+        let daemon = self.daemon.as_ref().expect("promoted");
+        wait_until("the daemon runs its mappings", || async {
+            let log = daemon.log();
+            match log.matches("running the mapping here").count() >= n {
+                true => Ok(()),
+                false => Err(format!("its log so far:\n{log}")),
+            }
+        })
+        .await;
     }
 
     /// Starts one more `sheetsync -c <file> run` beside the running daemon (a replica on its
@@ -866,13 +884,19 @@ impl World {
             stdout: lines,
             stderr_path,
         };
-        Standby { daemon, ready: rx }
+        Standby {
+            daemon,
+            port: port.unwrap_or(self.port),
+            ready: rx,
+        }
     }
 
     /// Waits up to `limit` for `standby` to listen, then makes it the world's daemon.
     pub async fn promote(&mut self, standby: Standby, limit: Duration) {
         assert!(self.daemon.is_none(), "the daemon is already running");
-        let Standby { mut daemon, ready } = standby;
+        let Standby {
+            mut daemon, ready, ..
+        } = standby;
         let ready = tokio::task::spawn_blocking(move || ready.recv_timeout(limit))
             .await
             .unwrap();
@@ -995,7 +1019,11 @@ impl World {
 
     /// `GET path` on the daemon's listener (with the admin token).
     pub async fn http_get(&self, path: &str) -> Result<(u16, String), String> {
-        let port = self.port;
+        self.http_get_on(self.port, path).await
+    }
+
+    /// `GET path` on the listener at `port` (a replica's), with the admin token.
+    pub async fn http_get_on(&self, port: u16, path: &str) -> Result<(u16, String), String> {
         let path = path.to_string();
         let auth = match self.admin_token.as_str() {
             "" => String::new(),
@@ -1345,7 +1373,16 @@ pub fn diff(want: &BTreeMap<i64, Canon>, got: &BTreeMap<i64, Canon>) -> String {
 
 /// Polls `check` every 100 ms until it succeeds; fails the test with its last error after
 /// [`DEADLINE`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    wait_within(what, DEADLINE, check).await;
+}
+
+/// Polls `check` until it passes, failing the test after `limit`; returns how long it took.
+pub async fn wait_within<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -1353,11 +1390,11 @@ where
     let start = Instant::now();
     loop {
         let err = match check().await {
-            Ok(()) => return,
+            Ok(()) => return start.elapsed(),
             Err(e) => e,
         };
-        if start.elapsed() > DEADLINE {
-            panic!("timed out after {DEADLINE:?} waiting until {what}: {err}");
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting until {what}: {err}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

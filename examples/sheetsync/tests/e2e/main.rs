@@ -27,6 +27,7 @@ mod replicas;
 mod round_trips;
 mod rules;
 mod scenarios;
+mod sharing;
 mod status_page;
 
 macro_rules! backend_tests {
@@ -85,6 +86,9 @@ per_backend!(replicas_take_over, replicas::a_second_daemon_waits_then_takes_over
     Postgres: postgres, MySql: mysql, Sqlite: sqlite);
 per_backend!(rolling_restart_loses_nothing, replicas::a_rolling_restart_under_a_stream_of_edits_loses_nothing;
     Postgres: postgres, MySql: mysql, Sqlite: sqlite);
+
+per_backend!(replicas_share_mappings, sharing::three_replicas_share_six_mappings;
+    Postgres: postgres, MySql: mysql);
 
 // SQLite's lease is a file lock, held by a paused process too: PostgreSQL and MariaDB only.
 per_backend!(paused_owner_stands_down, replicas::a_paused_owner_stands_down_when_it_resumes;

@@ -47,6 +47,26 @@ pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
         .daemon
         .wait_for_log("another process runs this mapping")
         .await;
+    // The standby serves its status at once, and says that it waits, and for whom.
+    let (_, waiting) = w.http_get_on(standby.port, "/api/status").await.unwrap();
+    let waiting: serde_json::Value = serde_json::from_str(&waiting).unwrap();
+    let one = &waiting["mappings"][0];
+    assert_eq!(one["placement"], json!("waiting"), "{waiting}");
+    assert_eq!(
+        one["replica"], status["mappings"][0]["replica"],
+        "{waiting}"
+    );
+    assert_eq!(one["epoch"], json!(epoch as u64), "{waiting}");
+    assert_eq!(
+        status["mappings"][0]["placement"],
+        json!("running"),
+        "{status}"
+    );
+    let (_, health) = w.http_get_on(standby.port, "/healthz").await.unwrap();
+    assert!(
+        health.contains("\"ok\""),
+        "a waiting standby is healthy: {health}"
+    );
 
     // Both processes are up: each change is carried once.
     let two = row(["2", "Gadget", "", "", "", "false"]);
@@ -71,6 +91,9 @@ pub async fn a_second_daemon_waits_then_takes_over(backend: Backend) {
     let killed = Instant::now();
     w.kill9();
     w.promote(standby, TAKEOVER).await;
+    w.running()
+        .wait_for_log_within("took the mapping over", TAKEOVER)
+        .await;
     eprintln!(
         "{backend:?}: the standby took over {:?} after the kill",
         killed.elapsed()
@@ -103,6 +126,9 @@ pub async fn a_paused_owner_stands_down_when_it_resumes(backend: Backend) {
     old.signal("STOP");
     // The lease lives 10 s without an answer; the standby retries every second.
     w.promote(standby, Duration::from_secs(30)).await;
+    w.running()
+        .wait_for_log_within("took the mapping over", Duration::from_secs(30))
+        .await;
     eprintln!(
         "{backend:?}: the standby took over {:?} after the pause",
         paused.elapsed()
