@@ -1019,3 +1019,37 @@ async fn a_write_or_a_structural_edit_after_a_background_read_voids_it() {
     );
     assert_eq!(rows.len(), 9);
 }
+
+#[tokio::test]
+async fn a_full_read_never_drops_an_edit_our_write_overwrote() {
+    // No clock skew: the edit is older than the full read, which would drop it as seen.
+    let r = race(10, |o| o.clock_skew_ms = 0).await;
+    warm(&r).await;
+    // A person types id 5's name while our write of it is in flight; ours lands on top.
+    let t_edit = chrono::Utc::now().timestamp_millis() + 250;
+    let out = r
+        .apply_racing(vec![update(5, "new5")], |emu, id| {
+            emu.set_cells(id, "Sheet1!B6", vec![vec![json!("person")]])
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, vec![WriteOutcome::Applied]);
+    assert_eq!(r.by_id()[&5].0, "new5", "our write landed on top");
+    // The trigger's report of the person's edit comes after.
+    let mut edit = edit_of(vec![(6, vec![json!(5), json!("person"), json!("x5")])]);
+    (edit.timestamp_ms, edit.columns) = (t_edit, Some((2, 2)));
+    r.sheet.accept_edit(edit).unwrap();
+    // A full read now sees our write, not the person's edit: the edit must still come next.
+    let (cursor, rows) = engine_full_read(&r).await;
+    assert_eq!(rows[&5].0, "new5");
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(
+        batch
+            .changes
+            .iter()
+            .any(|o| matches!(&o.change, Change::Overwritten { row, .. } if row.0[1] == Value::Text("person".into()))),
+        "the person's edit is kept for the merge: {:?}",
+        batch.changes
+    );
+}

@@ -16,6 +16,11 @@
 use super::*;
 use read::FullRead;
 
+/// How long a background read waits for a write in flight to end: [`WRITE_WAITS`] ×
+/// [`WRITE_WAIT`], a minute (a write waiting for the rate limiter may take that long).
+const WRITE_WAITS: u32 = 1_200;
+const WRITE_WAIT: Duration = Duration::from_millis(50);
+
 /// The background read of one tab.
 #[derive(Default)]
 pub(super) struct Background {
@@ -96,17 +101,7 @@ impl SheetTable {
     }
 
     async fn background_read(&self) -> Result<Ready> {
-        use std::sync::atomic::Ordering;
-        let writes = self.writes.load(Ordering::Acquire);
-        let pending = self.unverified.lock().expect("unverified lock").is_some()
-            || self.pending_repair.lock().expect("repair lock").is_some();
-        if writes % 2 == 1 || pending {
-            // A write in flight or unsettled: only the engine's cycle may read around it.
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "a write of this tab is in flight",
-            ));
-        }
+        let writes = self.between_writes().await?;
         // Edits reported from now on are laid over the read when the engine takes it.
         self.feed.lock().expect("feed lock").overlay = Some(Vec::new());
         let version = self.drive_version().await;
@@ -116,6 +111,29 @@ impl SheetTable {
             writes,
             rescans: 0,
         })
+    }
+
+    /// Waits (a while) until no write of this tab is in flight; returns [`SheetTable::writes`]
+    /// then. A write left unsettled (its answer lost, a repair to retry) is the engine's cycle's
+    /// to settle before anything is read.
+    async fn between_writes(&self) -> Result<u64> {
+        use std::sync::atomic::Ordering;
+        for _ in 0..WRITE_WAITS {
+            let writes = self.writes.load(Ordering::Acquire);
+            let unsettled = self.unverified.lock().expect("unverified lock").is_some()
+                || self.pending_repair.lock().expect("repair lock").is_some();
+            if unsettled {
+                break;
+            }
+            if writes.is_multiple_of(2) {
+                return Ok(writes);
+            }
+            tokio::time::sleep(WRITE_WAIT).await;
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            "a write of this tab is in flight or unsettled",
+        ))
     }
 
     /// The background read the engine may take now, with the edits reported since it started

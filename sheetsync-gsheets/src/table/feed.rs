@@ -95,10 +95,39 @@ impl Feed {
         }
     }
 
-    /// The cursor after the last entry; every entry so far counts as handed out.
+    /// The cursor after the last entry, taken before a full read: every entry so far counts
+    /// as handed out, as the read sees what they reported. Except a person's edit that our own
+    /// write may have overwritten: the read sees our write on top of it, so the edit is moved
+    /// after the cursor, to be merged next as usual.
     pub fn cursor(&mut self) -> Cursor {
-        self.handed_out = self.seq;
-        self.cursor_at(self.seq)
+        let handed_out = self.handed_out;
+        let overwritten: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(s, o)| *s > handed_out && matches!(o.change, Change::Overwritten { .. }))
+            .map(|(s, _)| *s)
+            .collect();
+        let at = self.seq;
+        for old in overwritten {
+            let i = self
+                .entries
+                .iter()
+                .position(|(s, _)| *s == old)
+                .expect("listed");
+            let (_, o) = self.entries.remove(i).expect("listed");
+            self.seq += 1;
+            self.entries.push_back((self.seq, o));
+            if let Some(ed) = self.edited.remove(&old) {
+                self.edited.insert(self.seq, ed);
+            }
+            // Its journal entry is committed with it (the marks stay in order of their
+            // entries being acknowledged: a moved one only holds later ones back).
+            for m in self.journal.iter_mut().filter(|(f, _)| *f == old) {
+                m.0 = self.seq;
+            }
+        }
+        self.handed_out = at;
+        self.cursor_at(at)
     }
 
     /// Up to `limit` entries after `since`, the cursor after them, and whether more follow.
@@ -177,7 +206,9 @@ impl Feed {
             entries, edited, ..
         } = self;
         entries.retain(|(seq, o)| {
-            let drop = *seq > handed_out && covered(o);
+            // A full read cannot have seen an edit our write overwrote.
+            let overwritten = matches!(o.change, Change::Overwritten { .. });
+            let drop = *seq > handed_out && !overwritten && covered(o);
             if drop {
                 edited.remove(seq);
             }
