@@ -46,6 +46,18 @@ pub(crate) async fn connect_pool(url: &str) -> Result<MySqlPool> {
     crate::error::probe_server::<sqlx::MySqlConnection>(url, 3306).await?;
     MySqlPoolOptions::new()
         .max_connections(5)
+        // As on PostgreSQL: a paused process's open transaction ends after LEASE_TTL of
+        // silence (MariaDB's idle_transaction_timeout; MySQL has no such setting and keeps it).
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let secs = crate::lease::LEASE_TTL.as_secs();
+                let set = format!("SET SESSION idle_transaction_timeout = {secs}");
+                if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(set)).execute(conn).await {
+                    tracing::debug!(error = %e, "no idle_transaction_timeout (MySQL)");
+                }
+                Ok(())
+            })
+        })
         // Belt and braces: a connection never goes back to the pool with the engine's tag.
         .after_release(|conn, _| {
             Box::pin(async move {

@@ -41,6 +41,20 @@ pub(crate) async fn connect_pool(url: &str) -> Result<PgPool> {
     crate::error::probe_server::<sqlx::PgConnection>(url, 5432).await?;
     PgPoolOptions::new()
         .max_connections(5)
+        // A process paused mid-transaction (SIGSTOP, a frozen VM) loses its lease after
+        // LEASE_TTL of silence; its open transaction must not hold the mapping's state rows
+        // locked against the new owner any longer than that.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let secs = crate::lease::LEASE_TTL.as_secs();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET idle_in_transaction_session_timeout = '{secs}s'"
+                )))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
         .connect(url)
         .await
         .map_err(|e| db_error(e, "connect"))
