@@ -3,9 +3,10 @@
 //! [`shared_scenarios!`](crate::shared_scenarios).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use sheetsync_core::testkit::ExternalWriter;
 use sheetsync_core::{Engine, ErrorKind, MappingConfig, MemoryTable, Sink, StateStore, Table};
 use sheetsync_sql::{SqlOptions, SqlTable};
@@ -35,6 +36,15 @@ pub trait ItemsDb: Send + Sync {
     fn dialect(&self) -> Dialect;
 }
 
+/// A server database (PostgreSQL, MySQL) with the table `items`: one whose connections can be
+/// cut from outside.
+#[async_trait]
+pub trait ServerItemsDb: ItemsDb {
+    /// Ends every connection to the database but the caller's (as a failover or an
+    /// administrator would); returns how many it ended.
+    async fn kill_connections(&self) -> usize;
+}
+
 /// One `#[tokio::test]` per scenario, each on the fixture `$db` (an expression evaluated
 /// inside the test).
 #[macro_export]
@@ -53,7 +63,7 @@ macro_rules! shared_scenarios {
 /// The shared scenarios' fixture of a server database suite (PostgreSQL, MySQL): a database
 /// of its own (the suite's `TestDb`) with the table `items` through `$table`, its state in
 /// `$store`, another program on the suite's `Other` writer. Expects `TestDb` (with `table`,
-/// `open`, `other_pool` and `items_url`), `Other`, `quote` and the dialect `D` in scope.
+/// `open`, `other_pool`, `items_url` and `kill_connections`), `Other`, `quote` and the dialect `D` in scope.
 #[macro_export]
 macro_rules! server_items_fixture {
     ($table:ty, $store:ty) => {
@@ -125,6 +135,13 @@ macro_rules! server_items_fixture {
                     .unwrap();
             }
         }
+
+        #[async_trait]
+        impl common::scenarios::ServerItemsDb for Items {
+            async fn kill_connections(&self) -> usize {
+                self.db.kill_connections().await
+            }
+        }
     };
 }
 
@@ -146,17 +163,8 @@ pub async fn engine_round_trip_both_ways_without_echo(db: &dyn ItemsDb) {
 
 pub async fn concurrent_writers_during_sync_converge(db: &dyn ItemsDb) {
     let t = db.table();
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Arc::new(
-        Engine::builder(
-            MappingConfig::new("items", &["id"]),
-            sheet.clone(),
-            t.clone(),
-        )
-        .build()
-        .await
-        .unwrap(),
-    );
+    let (sheet, engine) = items_engine(t.clone()).await;
+    let engine = Arc::new(engine);
     let mut writers = Vec::new();
     for w in 0..3i64 {
         let o = db.writer().await;
@@ -329,4 +337,47 @@ fn dialect_of(t: &SqlTable) -> Dialect {
         #[cfg(feature = "sqlite")]
         SqlTable::Sqlite(_) => Dialect::Sqlite,
     }
+}
+
+/// Every connection cut (the engine's pool, its listener, another program's pool): the next
+/// cycles fail as temporary errors at most, the feed reports the loss as a wake-up (a catch-up
+/// poll), and what another program wrote meanwhile reaches the Sheet.
+pub async fn a_killed_connection_is_recovered_with_nothing_missed(db: &dyn ServerItemsDb) {
+    let (t, other) = (db.table(), db.writer().await);
+    let (sheet, engine) = items_engine(t.clone()).await;
+    other.upsert(item(1, "a", 1)).await.unwrap();
+    engine.run_once().await.unwrap();
+    let mut wake = t.wakeups().unwrap();
+    wake.next().await.unwrap(); // the catch-up when the feed starts
+    assert!(db.kill_connections().await > 0);
+    let cut_off = item(2, "written while the engine was cut off", 2);
+    // The other program's pool was cut too; its next write reconnects.
+    let _ = other.upsert(cut_off.clone()).await;
+    other.upsert(cut_off.clone()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), wake.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..5 {
+        match engine.run_once().await {
+            Ok(_) => {
+                ok = true;
+                break;
+            }
+            Err(e) => assert!(e.is_temporary(), "a dropped connection is temporary: {e}"),
+        }
+    }
+    assert!(ok, "the engine did not recover");
+    assert_eq!(sheet.rows(), vec![item(1, "a", 1), cut_off]);
+}
+
+/// An engine between `items` through `t` and an in-memory Sheet.
+async fn items_engine(t: Arc<dyn Table>) -> (Arc<MemoryTable>, Engine) {
+    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
+    let engine = Engine::builder(MappingConfig::new("items", &["id"]), sheet.clone(), t)
+        .build()
+        .await
+        .unwrap();
+    (sheet, engine)
 }
