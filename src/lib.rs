@@ -41,21 +41,41 @@ mod sides;
     feature = "gsheets",
     any(feature = "postgres", feature = "mysql", feature = "sqlite")
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "gsheets",
+        any(feature = "postgres", feature = "mysql", feature = "sqlite")
+    )))
+)]
 pub mod sync;
 #[cfg(all(
     feature = "gsheets",
     any(feature = "postgres", feature = "mysql", feature = "sqlite")
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "gsheets",
+        any(feature = "postgres", feature = "mysql", feature = "sqlite")
+    )))
+)]
 pub use sync::{SheetsConfig, SyncBuilder, SyncConfig};
 
 /// PostgreSQL, MySQL/MariaDB and SQLite adapters.
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
 pub use sheetsync_sql as sql;
 
 /// The Google Sheets adapter.
 #[cfg(feature = "gsheets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gsheets")))]
 pub use sheetsync_gsheets as gsheets;
 
 /// The Google Sheets API emulator.
 #[cfg(feature = "emulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub use sheetsync_emulator as emulator;

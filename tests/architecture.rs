@@ -1,17 +1,26 @@
-//! The module graph of each library crate is layered: no two sibling modules import each other,
-//! directly or around a loop (`scripts/module-cycles.py`). The daemon (`sheetsync-cli`, its
-//! `config <-> validate`) is left out while it still has one.
+//! The module graph of every crate of the workspace, the daemon's too, is layered: no two sibling
+//! modules import each other, directly or around a loop (`scripts/module-cycles.py`), but for
+//! the cycles listed in [`KNOWN_CYCLES`], which are to be taken apart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The crates whose module graph must stay acyclic.
+/// The crates whose module graph must stay acyclic: every crate of the workspace.
 const LAYERED: &[&str] = &[
     "sheetsync-core",
     "sheetsync-sql",
     "sheetsync-gsheets",
     "sheetsync-emulator",
     "sheetsync",
+    "sheetsync-cli",
+];
+
+/// Cycles not taken apart yet, exactly as the script prints them. The test fails on any other
+/// cycle, and on a listed one that is gone (so that the list only shrinks).
+const KNOWN_CYCLES: &[&str] = &[
+    // The status page uses the admin API's access check (`AdminAccess`, `guard`), which lives
+    // in the server module that mounts the page: the check belongs in a module of its own.
+    "sheetsync-cli: server <-> status_page",
 ];
 
 fn root() -> PathBuf {
@@ -39,12 +48,23 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-fn library_crates_have_no_module_cycles() {
+fn crates_have_no_module_cycles() {
     let out = module_cycles(&root(), LAYERED);
+    let report = text(&out);
     assert!(
-        out.status.success(),
-        "module import cycles (move the item that points up into the lower module):\n{}",
-        text(&out)
+        matches!(out.status.code(), Some(0 | 1)),
+        "the cycle check did not run:\n{report}"
+    );
+    let found: Vec<&str> = report.lines().filter(|l| l.contains(" <-> ")).collect();
+    let new: Vec<&&str> = found.iter().filter(|c| !KNOWN_CYCLES.contains(c)).collect();
+    assert!(
+        new.is_empty(),
+        "module import cycles (move the item that points up into the lower module):\n{new:#?}"
+    );
+    let gone: Vec<&&str> = KNOWN_CYCLES.iter().filter(|c| !found.contains(c)).collect();
+    assert!(
+        gone.is_empty(),
+        "these cycles are gone: remove them from KNOWN_CYCLES: {gone:?}"
     );
 }
 

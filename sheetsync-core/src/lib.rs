@@ -83,6 +83,7 @@ pub mod resolve;
 pub mod state;
 mod table;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
 pub use clock::Clock;
@@ -101,6 +102,7 @@ pub use model::{
 };
 pub use ownership::{LeaseRecord, Ownership};
 #[cfg(feature = "rules")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rules")))]
 pub use resolve::Rule;
 pub use resolve::{
     Chain, ColumnOwner, ConflictResolver, DeleteConflict, DeleteResolution, FieldConflict,

@@ -47,6 +47,7 @@ pub enum Auth {
     Provider(Arc<dyn TokenProvider>),
     /// A service account's JSON key (the spreadsheet must be shared with its e-mail).
     #[cfg(feature = "service-account")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "service-account")))]
     ServiceAccount(Box<yup_oauth2::ServiceAccountKey>),
 }
 
@@ -65,6 +66,7 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Reads a service-account JSON key file.
     #[cfg(feature = "service-account")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "service-account")))]
     pub async fn service_account_file(path: impl AsRef<std::path::Path>) -> Result<Auth> {
         let path = path.as_ref();
         let key = yup_oauth2::read_service_account_key(path)
@@ -143,6 +145,7 @@ enum TokenSource {
     Bearer(String),
     Provider(Arc<dyn TokenProvider>),
     #[cfg(feature = "service-account")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "service-account")))]
     ServiceAccount(yup_oauth2::authenticator::DefaultAuthenticator),
 }
 

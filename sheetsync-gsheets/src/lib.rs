@@ -35,6 +35,7 @@
 //! [`Sink`]: sheetsync_core::Sink
 #![deny(missing_docs)]
 #![warn(clippy::too_many_lines)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 pub mod convert;

@@ -12,18 +12,14 @@ use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, 
 use sheetsync_core::*;
 use sheetsync_emulator::{Config, EmulatorHandle, FaultRule, Latency};
 use sheetsync_gsheets::convert::{read_cell, write_cell};
-use sheetsync_gsheets::quota::Backoff;
 use sheetsync_gsheets::{ClientConfig, SheetEdit, SheetOptions, SheetTable, SheetsClient};
 
-fn fast_client(base: &str) -> ClientConfig {
-    let mut c = ClientConfig::emulator(base);
-    c.reads_per_minute = 100_000;
-    c.writes_per_minute = 100_000;
-    c.backoff = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(40),
-        max_retries: 12,
-    };
+mod common;
+use common::{fast_client, fast_client_as};
+
+/// More retries than the common client's: a storm of nine refusals in a row must pass.
+fn patient(mut c: ClientConfig) -> ClientConfig {
+    c.backoff.max_retries = 12;
     c
 }
 
@@ -45,13 +41,12 @@ async fn rig_with(schema: TableSchema, tune: impl FnOnce(&mut SheetOptions)) -> 
         .expect("emulator starts");
     let id = emu.create_spreadsheet("sync test").expect("spreadsheet");
     let client = Arc::new(
-        SheetsClient::new(fast_client(&emu.base_url()))
+        SheetsClient::new(patient(fast_client(&emu.base_url())))
             .await
             .unwrap(),
     );
-    let mut other_cfg = fast_client(&emu.base_url());
-    other_cfg.auth = sheetsync_gsheets::Auth::Bearer("other-program".into());
-    let other = Arc::new(SheetsClient::new(other_cfg).await.unwrap());
+    let other = patient(fast_client_as(&emu.base_url(), "other-program"));
+    let other = Arc::new(SheetsClient::new(other).await.unwrap());
     let mut opts = SheetOptions::new(&id, 0);
     tune(&mut opts);
     let sheet = Arc::new(SheetTable::new(client, opts, schema));

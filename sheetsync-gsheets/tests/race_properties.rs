@@ -11,28 +11,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
 use sheetsync_core::*;
 use sheetsync_emulator::{Config, EmulatorHandle, FaultRule};
-use sheetsync_gsheets::quota::Backoff;
-use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync_gsheets::{SheetOptions, SheetTable, SheetsClient};
 
-fn schema() -> TableSchema {
-    TableSchema::new(
-        "t",
-        vec![
-            Column::new("id", ColumnType::Int),
-            Column::new("name", ColumnType::Text),
-            Column::new("note", ColumnType::Text),
-        ],
-        &["id"],
-    )
-    .unwrap()
-}
+mod common;
+use common::{fast_client, id_name_note as schema};
 
 /// A person's structural edit, with positions drawn as fractions of the data rows.
 #[derive(Debug, Clone)]
@@ -242,15 +230,11 @@ fn sheet_order(emu: &EmulatorHandle, id: &str) -> Vec<Option<i64>> {
 }
 
 async fn table(emu: &EmulatorHandle, id: &str) -> SheetTable {
-    let mut cfg = ClientConfig::emulator(&emu.base_url());
-    cfg.reads_per_minute = 1_000_000;
-    cfg.writes_per_minute = 1_000_000;
-    cfg.backoff = Backoff {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-        max_retries: 3,
-    };
-    let client = Arc::new(SheetsClient::new(cfg).await.unwrap());
+    let client = Arc::new(
+        SheetsClient::new(fast_client(&emu.base_url()))
+            .await
+            .unwrap(),
+    );
     let mut opts = SheetOptions::new(id, 0);
     opts.use_drive_version = false;
     SheetTable::new(client, opts, schema())

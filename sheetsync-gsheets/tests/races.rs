@@ -14,21 +14,10 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 use sheetsync_core::*;
 use sheetsync_emulator::{Config, EmulatorHandle, FaultRule};
-use sheetsync_gsheets::quota::Backoff;
 use sheetsync_gsheets::{ClientConfig, SheetOptions, SheetTable, SheetsClient};
 
-fn schema() -> TableSchema {
-    TableSchema::new(
-        "t",
-        vec![
-            Column::new("id", ColumnType::Int),
-            Column::new("name", ColumnType::Text),
-            Column::new("note", ColumnType::Text),
-        ],
-        &["id"],
-    )
-    .unwrap()
-}
+mod common;
+use common::{fast_client, id_name_note as schema};
 
 fn row(id: i64, name: &str, note: &str) -> Row {
     Row::new(vec![Value::Int(id), name.into(), note.into()])
@@ -61,15 +50,11 @@ async fn race_on(config: Config, n: i64, tune: impl FnOnce(&mut SheetOptions)) -
     let mut values = vec![vec![json!("id"), json!("name"), json!("note")]];
     values.extend((1..=n).map(|i| vec![json!(i), json!(format!("n{i}")), json!(format!("x{i}"))]));
     emu.set_cells(&id, "Sheet1!A1", values).unwrap();
-    let mut cfg = ClientConfig::emulator(&emu.base_url());
-    cfg.reads_per_minute = 100_000;
-    cfg.writes_per_minute = 100_000;
-    cfg.backoff = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(20),
-        max_retries: 5,
-    };
-    let client = Arc::new(SheetsClient::new(cfg).await.unwrap());
+    let client = Arc::new(
+        SheetsClient::new(fast_client(&emu.base_url()))
+            .await
+            .unwrap(),
+    );
     let mut opts = SheetOptions::new(&id, 0);
     opts.use_drive_version = false;
     tune(&mut opts);

@@ -16,22 +16,11 @@ use sheetsync_core::{
     WriteContext, WriteOp,
 };
 use sheetsync_emulator::{Config, EmulatorHandle};
-use sheetsync_gsheets::quota::Backoff;
 use sheetsync_gsheets::watch::{create_journal, WatchOptions, Watcher, JOURNAL_TAB};
-use sheetsync_gsheets::{quote_title, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync_gsheets::{quote_title, SheetOptions, SheetTable, SheetsClient};
 
-fn client_config(base: &str, who: &str) -> ClientConfig {
-    let mut c = ClientConfig::emulator(base);
-    c.reads_per_minute = 100_000;
-    c.writes_per_minute = 100_000;
-    c.backoff = Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(40),
-        max_retries: 5,
-    };
-    c.auth = sheetsync_gsheets::Auth::Bearer(who.into());
-    c
-}
+mod common;
+use common::fast_client_as;
 
 fn schema() -> TableSchema {
     TableSchema::new(
@@ -60,12 +49,12 @@ impl Rig {
         let id = emu.create_spreadsheet("watched").unwrap();
         let base = emu.base_url();
         let client = Arc::new(
-            SheetsClient::new(client_config(&base, "daemon"))
+            SheetsClient::new(fast_client_as(&base, "daemon"))
                 .await
                 .unwrap(),
         );
         let script = Arc::new(
-            SheetsClient::new(client_config(&base, "script"))
+            SheetsClient::new(fast_client_as(&base, "script"))
                 .await
                 .unwrap(),
         );
@@ -360,7 +349,7 @@ async fn a_missing_journal_is_made_again() {
     let emu = EmulatorHandle::start(Config::default()).await.unwrap();
     let id = emu.create_spreadsheet("no journal yet").unwrap();
     let client = Arc::new(
-        SheetsClient::new(client_config(&emu.base_url(), "daemon"))
+        SheetsClient::new(fast_client_as(&emu.base_url(), "daemon"))
             .await
             .unwrap(),
     );
@@ -413,7 +402,7 @@ async fn a_new_process_skips_the_entries_the_saved_cursor_committed() {
     rig.person_edit(2, &[(3, vec![json!(2), json!("new")])])
         .await;
     let client = Arc::new(
-        SheetsClient::new(client_config(&rig.emu.base_url(), "daemon"))
+        SheetsClient::new(fast_client_as(&rig.emu.base_url(), "daemon"))
             .await
             .unwrap(),
     );

@@ -17,12 +17,15 @@ use crate::common::SqlOptions;
 pub enum SqlTable {
     /// A PostgreSQL table.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     Postgres(crate::PostgresTable),
     /// A MySQL or MariaDB table.
     #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     MySql(crate::MySqlTable),
     /// A SQLite table.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite(crate::SqliteTable),
 }
 

@@ -75,10 +75,15 @@
     not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
     allow(dead_code, unused_imports)
 )]
-// Each database uses its part of the shared modules (dialects, statements, values).
+// Each database uses its part of the shared modules (dialects, statements, values); the crate
+// docs name every database's types, which resolve with all three (as docs.rs builds).
 #![cfg_attr(
     not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
-    allow(dead_code)
+    allow(dead_code, rustdoc::broken_intra_doc_links)
+)]
+#![cfg_attr(
+    all(feature = "postgres", feature = "mysql", feature = "sqlite"),
+    deny(rustdoc::broken_intra_doc_links)
 )]
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
@@ -90,6 +95,11 @@ mod dialect;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod driver;
 mod error;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
 pub mod lease;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod replicas;
@@ -107,6 +117,10 @@ pub use common::SqlOptions;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod any;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
 pub use any::SqlTable;
 /// The sqlx this crate is built on, for building pools of the same version.
 pub use sqlx;
@@ -114,20 +128,26 @@ pub use sqlx;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresTable;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use state::PostgresStateStore;
 
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use mysql::MySqlTable;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use state::MySqlStateStore;
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteTable;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use state::SqliteStateStore;

@@ -13,8 +13,8 @@ use common::*;
 use futures::StreamExt;
 use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
-    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
-    Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
+    ColumnType, ErrorKind, Expected, Result, Row, RowKey, Sink, Source, Table, TableSchema, Value,
+    WriteOp, WriteOutcome,
 };
 use sheetsync_sql::{MySqlStateStore, MySqlTable, SqlOptions};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -84,9 +84,7 @@ impl TestDb {
             .execute(&self.pool)
             .await
             .unwrap();
-        let t = MySqlTable::open(self.pool.clone(), name, options)
-            .await
-            .unwrap();
+        let t = self.open(name, options).await;
         t.install().await.unwrap();
         let other = Other {
             pool: self.other_pool().await,
@@ -94,6 +92,39 @@ impl TestDb {
             schema: schema.clone(),
         };
         (Arc::new(t), Arc::new(other))
+    }
+
+    /// Ends every connection to this database but the caller's; returns how many.
+    async fn kill_connections(&self) -> usize {
+        let mut admin = sqlx::MySqlConnection::connect(&admin_url()).await.unwrap();
+        let ids: Vec<u64> = sqlx::query_scalar(
+            "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        for id in &ids {
+            let _ = sqlx::query(AssertSqlSafe(format!("KILL {id}")))
+                .execute(&mut admin)
+                .await;
+        }
+        admin.close().await.unwrap();
+        ids.len()
+    }
+
+    /// The adapter on the existing table `name`.
+    async fn open(&self, name: &str, options: SqlOptions) -> MySqlTable {
+        MySqlTable::open(self.pool.clone(), name, options)
+            .await
+            .unwrap()
+    }
+
+    /// The URL (as `mariadb:`) and table name that open `items` through `SqlTable::connect`.
+    fn items_url(&self) -> (String, String) {
+        let base = admin_url();
+        let url = format!("{}/{}", base.trim_end_matches('/'), self.name);
+        (url.replacen("mysql:", "mariadb:", 1), "items".into())
     }
 }
 
@@ -394,66 +425,6 @@ async fn a_transaction_that_commits_late_is_never_skipped() {
 }
 
 #[tokio::test]
-async fn a_killed_connection_is_recovered_with_nothing_missed() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Engine::builder(
-        MappingConfig::new("items", &["id"]),
-        sheet.clone(),
-        t.clone() as Arc<dyn Table>,
-    )
-    .build()
-    .await
-    .unwrap();
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    engine.run_once().await.unwrap();
-    let mut admin = sqlx::MySqlConnection::connect(&admin_url()).await.unwrap();
-    let ids: Vec<u64> = sqlx::query_scalar(
-        "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-    )
-    .bind(&db.name)
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert!(!ids.is_empty());
-    for id in ids {
-        let _ = sqlx::query(AssertSqlSafe(format!("KILL {id}")))
-            .execute(&mut admin)
-            .await;
-    }
-    other
-        .upsert(item(2, "written while the engine was cut off", 2))
-        .await
-        .ok();
-    other
-        .upsert(item(2, "written while the engine was cut off", 2))
-        .await
-        .unwrap();
-    let mut ok = false;
-    for _ in 0..5 {
-        match engine.run_once().await {
-            Ok(_) => {
-                ok = true;
-                break;
-            }
-            Err(e) => assert!(e.is_temporary(), "a dropped connection is temporary: {e}"),
-        }
-    }
-    assert!(ok, "the engine did not recover");
-    assert_eq!(
-        sheet.rows(),
-        vec![
-            item(1, "a", 1),
-            item(2, "written while the engine was cut off", 2)
-        ]
-    );
-    admin.close().await.unwrap();
-}
-
-#[tokio::test]
 async fn a_refused_row_is_held_and_the_rest_of_the_batch_applies() {
     let db = TestDb::new().await;
     let (t, _) = db
@@ -545,34 +516,6 @@ async fn hostile_names_are_quoted_everywhere() {
 }
 
 #[tokio::test]
-async fn generated_keys_come_back_with_the_stored_row() {
-    let db = TestDb::new().await;
-    let (t, _) = db
-        .table("items", &small_schema(), true, SqlOptions::default())
-        .await;
-    assert!(t.capabilities().generated_keys);
-    let mut new = item(0, "new", 1);
-    new.0[0] = Value::Null;
-    let out = t
-        .apply(
-            vec![
-                WriteOp::Insert { row: new.clone() },
-                WriteOp::Insert { row: new },
-            ],
-            &ctx(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![
-            WriteOutcome::Stored(item(1, "new", 1)),
-            WriteOutcome::Stored(item(2, "new", 1))
-        ]
-    );
-}
-
-#[tokio::test]
 async fn wakeups_follow_the_queue() {
     let db = TestDb::new().await;
     let (t, other) = db
@@ -591,51 +534,6 @@ async fn wakeups_follow_the_queue() {
 }
 
 #[tokio::test]
-async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let state = Arc::new(MySqlStateStore::new(db.pool.clone()).await.unwrap());
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    let engine = Engine::builder(
-        MappingConfig::new("items", &["id"]),
-        sheet.clone(),
-        t.clone() as Arc<dyn Table>,
-    )
-    .state(state.clone())
-    .build()
-    .await
-    .unwrap();
-    engine.run_once().await.unwrap();
-    drop(engine);
-    drop(t);
-    other.upsert(item(1, "a while stopped", 2)).await.unwrap();
-    other.upsert(item(2, "b while stopped", 3)).await.unwrap();
-    // A new process: a new adapter with no memory of what it handed out.
-    let t = Arc::new(
-        MySqlTable::open(db.pool.clone(), "items", SqlOptions::default())
-            .await
-            .unwrap(),
-    );
-    let engine = Engine::builder(
-        MappingConfig::new("items", &["id"]),
-        sheet.clone(),
-        t as Arc<dyn Table>,
-    )
-    .state(state)
-    .build()
-    .await
-    .unwrap();
-    engine.run_once().await.unwrap();
-    assert_eq!(
-        sheet.rows(),
-        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
-    );
-}
-
-#[tokio::test]
 async fn state_store_keeps_what_was_committed() {
     let db = TestDb::new().await;
     let store = MySqlStateStore::new(db.pool.clone()).await.unwrap();
@@ -644,32 +542,18 @@ async fn state_store_keeps_what_was_committed() {
     store.uninstall().await.unwrap();
 }
 
-#[tokio::test]
-async fn sql_table_opens_mariadb_by_url() {
-    let db = TestDb::new().await;
-    db.table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let base = admin_url();
-    let url =
-        format!("{}/{}", base.trim_end_matches('/'), db.name).replacen("mysql:", "mariadb:", 1);
-    let t = sheetsync_sql::SqlTable::connect(&url, "items", SqlOptions::default())
-        .await
-        .unwrap();
-    assert!(matches!(t, sheetsync_sql::SqlTable::MySql(_)));
-    t.apply(vec![upsert(item(1, "a", 1))], &ctx())
-        .await
-        .unwrap();
-    assert_eq!(scan_rows(&t).await, vec![item(1, "a", 1)]);
-    assert_eq!(
-        t.state_store().await.unwrap().load("m").await.unwrap(),
-        Default::default()
-    );
-}
+crate::server_items_fixture!(MySqlTable, MySqlStateStore);
 
-crate::server_items_fixture!(MySqlTable);
-
-crate::shared_scenarios!(Items::new().await =>
+crate::shared_scenarios!(Items::new(false).await =>
     engine_round_trip_both_ways_without_echo,
     concurrent_writers_during_sync_converge,
     a_key_change_reports_the_old_key_as_deleted,
+    engine_writes_never_come_back_but_other_writers_do,
+    changes_made_while_the_engine_was_stopped_are_picked_up,
+    sql_table_opens_the_database_by_url,
+    a_killed_connection_is_recovered_with_nothing_missed,
+);
+
+crate::shared_scenarios!(Items::new(true).await =>
+    generated_keys_come_back_and_skip_past_keys_written_explicitly,
 );

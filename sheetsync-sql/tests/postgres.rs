@@ -96,9 +96,7 @@ impl TestDb {
             .execute(&self.pool)
             .await
             .unwrap();
-        let t = PostgresTable::open(self.pool.clone(), None, name, options)
-            .await
-            .unwrap();
+        let t = self.open(name, options).await;
         t.install().await.unwrap();
         let other = Other {
             pool: self.other_pool().await,
@@ -106,6 +104,33 @@ impl TestDb {
             schema: schema.clone(),
         };
         (Arc::new(t), Arc::new(other))
+    }
+
+    /// Ends every connection to this database but the caller's; returns how many.
+    async fn kill_connections(&self) -> usize {
+        let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.unwrap();
+        killed.len()
+    }
+
+    /// The adapter on the existing table `name`.
+    async fn open(&self, name: &str, options: SqlOptions) -> PostgresTable {
+        PostgresTable::open(self.pool.clone(), None, name, options)
+            .await
+            .unwrap()
+    }
+
+    /// The URL and (qualified) table name that open `items` through `SqlTable::connect`.
+    fn items_url(&self) -> (String, String) {
+        let server = admin_url().rsplit_once('/').unwrap().0.to_string();
+        (format!("{server}/{}", self.name), "public.items".into())
     }
 }
 
@@ -389,46 +414,6 @@ async fn every_type_round_trips_exactly() {
 }
 
 #[tokio::test]
-async fn engine_writes_never_come_back_but_other_writers_do() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let c0 = t.cursor().await.unwrap().unwrap();
-    t.apply(
-        vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))],
-        &ctx(),
-    )
-    .await
-    .unwrap();
-    let (seen, c1) = drain(&*t, &c0).await;
-    assert!(
-        seen.is_empty(),
-        "the engine's own writes came back: {seen:?}"
-    );
-    other.upsert(item(2, "other", 22)).await.unwrap();
-    other.delete(int_key(1)).await.unwrap();
-    let (seen, c2) = drain(&*t, &c1).await;
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(seen[&int_key(2)], Some(item(2, "other", 22)));
-    assert_eq!(seen[&int_key(1)], None);
-    // The tag is transaction-local: the same pooled connection writes untagged afterwards.
-    sqlx::query("UPDATE items SET qty = 99 WHERE id = 2")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let (seen, c3) = drain(&*t, &c2).await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    // Acknowledged entries are pruned.
-    t.ack(&c3).await.unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sheetsync.changelog")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
-}
-
-#[tokio::test]
 async fn a_transaction_that_commits_late_is_never_skipped() {
     let db = TestDb::new().await;
     let (t, _) = db
@@ -468,70 +453,6 @@ async fn a_transaction_that_commits_late_is_never_skipped() {
     );
     a.close().await.unwrap();
     b.close().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_killed_connection_is_recovered_with_nothing_missed() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let engine = Engine::builder(
-        MappingConfig::new("items", &["id"]),
-        sheet.clone(),
-        t.clone() as Arc<dyn Table>,
-    )
-    .build()
-    .await
-    .unwrap();
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    engine.run_once().await.unwrap();
-    let mut wake = t.wakeups().unwrap();
-    wake.next().await.unwrap(); // the catch-up after LISTEN
-                                // Kill every connection of the engine's pool and of the listener.
-    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(&db.name)
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert!(!killed.is_empty());
-    other
-        .upsert(item(2, "written while the engine was cut off", 2))
-        .await
-        .ok();
-    // The other program's pool was killed too; its next write reconnects.
-    other
-        .upsert(item(2, "written while the engine was cut off", 2))
-        .await
-        .unwrap();
-    // The listener reports the lost connection as a wake-up (a catch-up poll).
-    tokio::time::timeout(Duration::from_secs(60), wake.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let mut ok = false;
-    for _ in 0..5 {
-        match engine.run_once().await {
-            Ok(_) => {
-                ok = true;
-                break;
-            }
-            Err(e) => assert!(e.is_temporary(), "a dropped connection is temporary: {e}"),
-        }
-    }
-    assert!(ok, "the engine did not recover");
-    assert_eq!(
-        sheet.rows(),
-        vec![
-            item(1, "a", 1),
-            item(2, "written while the engine was cut off", 2)
-        ]
-    );
-    admin.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -657,37 +578,6 @@ async fn wakeups_come_from_notify() {
         .await
         .unwrap()
         .unwrap();
-}
-
-#[tokio::test]
-async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
-    let db = TestDb::new().await;
-    let (t, other) = db
-        .table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let state = Arc::new(PostgresStateStore::new(db.pool.clone()).await.unwrap());
-    let build = || {
-        Engine::builder(
-            MappingConfig::new("items", &["id"]),
-            sheet.clone(),
-            t.clone() as Arc<dyn Table>,
-        )
-        .state(state.clone())
-        .build()
-    };
-    other.upsert(item(1, "a", 1)).await.unwrap();
-    let engine = build().await.unwrap();
-    engine.run_once().await.unwrap();
-    drop(engine);
-    other.upsert(item(1, "a while stopped", 2)).await.unwrap();
-    other.upsert(item(2, "b while stopped", 3)).await.unwrap();
-    let engine = build().await.unwrap();
-    engine.run_once().await.unwrap();
-    assert_eq!(
-        sheet.rows(),
-        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
-    );
 }
 
 #[tokio::test]
@@ -923,72 +813,18 @@ async fn sqlstates_are_classified_once() {
     assert_eq!(out[1], WriteOutcome::Applied);
 }
 
-#[tokio::test]
-async fn generated_keys_skip_past_keys_written_explicitly() {
-    let db = TestDb::new().await;
-    let (t, _) = db
-        .table("items", &small_schema(), true, SqlOptions::default())
-        .await;
-    assert!(t.capabilities().generated_keys);
-    // Rows from the Sheet with keys people typed: the identity sequence does not move.
-    t.apply(
-        vec![upsert(item(1, "a", 1)), upsert(item(2, "b", 2))],
-        &ctx(),
-    )
-    .await
-    .unwrap();
-    let mut new = item(0, "new", 3);
-    new.0[0] = Value::Null;
-    let out = t
-        .apply(
-            vec![
-                WriteOp::Insert { row: new.clone() },
-                WriteOp::Insert { row: new },
-            ],
-            &ctx(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![
-            WriteOutcome::Stored(item(3, "new", 3)),
-            WriteOutcome::Stored(item(4, "new", 3))
-        ]
-    );
-}
+crate::server_items_fixture!(PostgresTable, PostgresStateStore);
 
-#[tokio::test]
-async fn sql_table_opens_postgres_by_url() {
-    let db = TestDb::new().await;
-    db.table("items", &small_schema(), false, SqlOptions::default())
-        .await;
-    let url = format!("{}/{}", admin_url().rsplit_once('/').unwrap().0, db.name);
-    let t = sheetsync_sql::SqlTable::connect(&url, "public.items", SqlOptions::default())
-        .await
-        .unwrap();
-    assert!(matches!(t, sheetsync_sql::SqlTable::Postgres(_)));
-    assert!(t.is_installed().await.unwrap());
-    let c = t.cursor().await.unwrap().unwrap();
-    sqlx::query("INSERT INTO items (id, name) VALUES (7, 'x')")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let (seen, _) = drain(&t, &c).await;
-    assert!(seen.contains_key(&int_key(7)));
-    assert_eq!(
-        t.state_store().await.unwrap().load("m").await.unwrap(),
-        Default::default()
-    );
-    if let sheetsync_sql::SqlTable::Postgres(p) = &t {
-        p.pool().close().await;
-    }
-}
-
-crate::server_items_fixture!(PostgresTable);
-
-crate::shared_scenarios!(Items::new().await =>
+crate::shared_scenarios!(Items::new(false).await =>
     engine_round_trip_both_ways_without_echo,
     concurrent_writers_during_sync_converge,
     a_key_change_reports_the_old_key_as_deleted,
+    engine_writes_never_come_back_but_other_writers_do,
+    changes_made_while_the_engine_was_stopped_are_picked_up,
+    sql_table_opens_the_database_by_url,
+    a_killed_connection_is_recovered_with_nothing_missed,
+);
+
+crate::shared_scenarios!(Items::new(true).await =>
+    generated_keys_come_back_and_skip_past_keys_written_explicitly,
 );

@@ -9,8 +9,8 @@ use common::*;
 use futures::StreamExt;
 use sheetsync_core::testkit::{undeclared_capabilities, ExternalWriter, Fixture, FixtureFactory};
 use sheetsync_core::{
-    ColumnType, Engine, ErrorKind, Expected, MappingConfig, MemoryTable, Result, Row, RowKey, Sink,
-    Source, Table, TableSchema, Value, WriteOp, WriteOutcome,
+    ColumnType, ErrorKind, Expected, Result, Row, RowKey, Sink, Source, StateStore, Table,
+    TableSchema, Value, WriteOp, WriteOutcome,
 };
 use sheetsync_sql::{SqlOptions, SqliteStateStore, SqliteTable};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -280,10 +280,11 @@ async fn every_type_round_trips_exactly() {
     );
 }
 
+/// The origin row an engine's write transaction carries (SQLite's stand-in for a session tag)
+/// never stays behind.
 #[tokio::test]
-async fn engine_writes_never_come_back_but_other_writers_do() {
+async fn the_engines_origin_row_never_stays_behind() {
     let db = setup("items", &small_schema(), false).await;
-    let c0 = db.table.cursor().await.unwrap().unwrap();
     db.table
         .apply(
             vec![upsert(item(1, "engine", 1)), upsert(item(2, "engine", 2))],
@@ -291,32 +292,11 @@ async fn engine_writes_never_come_back_but_other_writers_do() {
         )
         .await
         .unwrap();
-    let (seen, c1) = drain(&*db.table, &c0).await;
-    assert!(
-        seen.is_empty(),
-        "the engine's own writes came back: {seen:?}"
-    );
-    db.other().upsert(item(2, "other", 22)).await.unwrap();
-    db.other().delete(int_key(1)).await.unwrap();
-    let (seen, c2) = drain(&*db.table, &c1).await;
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[&int_key(2)], Some(item(2, "other", 22)));
-    assert_eq!(seen[&int_key(1)], None);
-    // The origin row never stays behind.
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_ctx")
         .fetch_one(&db.other)
         .await
         .unwrap();
     assert_eq!(left, 0);
-    // Acknowledged entries are pruned; nothing is handed out twice.
-    db.table.ack(&c2).await.unwrap();
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM _sheetsync_changelog")
-        .fetch_one(&db.other)
-        .await
-        .unwrap();
-    assert_eq!(entries, 0);
-    let (seen, _) = drain(&*db.table, &c2).await;
-    assert!(seen.is_empty());
 }
 
 #[tokio::test]
@@ -472,33 +452,6 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() {
 }
 
 #[tokio::test]
-async fn generated_keys_come_back_with_the_stored_row() {
-    let db = setup("items", &small_schema(), true).await;
-    assert!(db.table.capabilities().generated_keys);
-    let mut new = item(0, "new", 1);
-    new.0[0] = Value::Null;
-    let out = db
-        .table
-        .apply(
-            vec![
-                WriteOp::Insert { row: new.clone() },
-                WriteOp::Insert { row: new },
-            ],
-            &ctx(),
-        )
-        .await
-        .unwrap();
-    let stored: Vec<Row> = out
-        .into_iter()
-        .map(|o| match o {
-            WriteOutcome::Stored(r) => r,
-            o => panic!("{o:?}"),
-        })
-        .collect();
-    assert_eq!(stored, vec![item(1, "new", 1), item(2, "new", 1)]);
-}
-
-#[tokio::test]
 async fn wakeups_follow_other_connections_commits() {
     let db = setup("items", &small_schema(), false).await;
     let mut w = db.table.wakeups().unwrap();
@@ -512,41 +465,6 @@ async fn wakeups_follow_other_connections_commits() {
         .await
         .unwrap()
         .unwrap();
-}
-
-#[tokio::test]
-async fn changes_made_while_the_engine_was_stopped_are_picked_up() {
-    let db = setup("items", &small_schema(), false).await;
-    let sheet = Arc::new(MemoryTable::sheet_like("sheet", small_schema()));
-    let state = Arc::new(SqliteStateStore::new(db.other.clone()).await.unwrap());
-    let build = || {
-        Engine::builder(
-            MappingConfig::new("items", &["id"]),
-            sheet.clone(),
-            db.table.clone() as Arc<dyn Table>,
-        )
-        .state(state.clone())
-        .build()
-    };
-    db.other().upsert(item(1, "a", 1)).await.unwrap();
-    let engine = build().await.unwrap();
-    engine.run_once().await.unwrap();
-    drop(engine);
-    // While no engine runs.
-    db.other()
-        .upsert(item(1, "a while stopped", 2))
-        .await
-        .unwrap();
-    db.other()
-        .upsert(item(2, "b while stopped", 3))
-        .await
-        .unwrap();
-    let engine = build().await.unwrap();
-    engine.run_once().await.unwrap();
-    assert_eq!(
-        sheet.rows(),
-        vec![item(1, "a while stopped", 2), item(2, "b while stopped", 3)]
-    );
 }
 
 #[tokio::test]
@@ -584,34 +502,13 @@ async fn a_cursor_into_an_earlier_change_log_restarts_the_feed() {
     assert!(db.table.full_scan_requested());
 }
 
-#[tokio::test]
-async fn sql_table_opens_sqlite_by_path() {
-    let db = setup("items", &small_schema(), false).await;
-    let t =
-        sheetsync_sql::SqlTable::connect(db.path.to_str().unwrap(), "items", SqlOptions::default())
-            .await
-            .unwrap();
-    assert!(matches!(t, sheetsync_sql::SqlTable::Sqlite(_)));
-    assert!(t.is_installed().await.unwrap());
-    t.apply(vec![upsert(item(1, "a", 1))], &ctx())
-        .await
-        .unwrap();
-    assert_eq!(scan_rows(&t).await, vec![item(1, "a", 1)]);
-    let store = t.state_store().await.unwrap();
-    assert_eq!(store.load("m").await.unwrap(), Default::default());
-    let e = sheetsync_sql::SqlTable::connect("oracle://x", "t", SqlOptions::default())
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(e.kind(), ErrorKind::ConfigInvalid);
-}
-
 /// The shared scenarios' fixture: a database file of its own with the table `items`.
 struct Items(Db);
 
 impl Items {
-    async fn new() -> Items {
-        Items(setup("items", &small_schema(), false).await)
+    /// `generated`: the key is generated by the database.
+    async fn new(generated: bool) -> Items {
+        Items(setup("items", &small_schema(), generated).await)
     }
 }
 
@@ -631,10 +528,52 @@ impl common::scenarios::ItemsDb for Items {
             .await
             .unwrap();
     }
+
+    async fn exec_on_adapters_pool(&self, sql: &str) {
+        sqlx::query(AssertSqlSafe(sql.to_string()))
+            .execute(self.0.table.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.0.other)
+            .await
+            .unwrap()
+    }
+
+    async fn reopen(&self) -> Arc<dyn Table> {
+        let pool = self.0.table.pool().clone();
+        Arc::new(
+            SqliteTable::open(pool, "items", SqlOptions::default())
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn state_store(&self) -> Arc<dyn StateStore> {
+        Arc::new(SqliteStateStore::new(self.0.other.clone()).await.unwrap())
+    }
+
+    fn url(&self) -> (String, String) {
+        (self.0.path.to_str().unwrap().into(), "items".into())
+    }
+
+    fn dialect(&self) -> Dialect {
+        D
+    }
 }
 
-crate::shared_scenarios!(Items::new().await =>
+crate::shared_scenarios!(Items::new(false).await =>
     engine_round_trip_both_ways_without_echo,
     concurrent_writers_during_sync_converge,
     a_key_change_reports_the_old_key_as_deleted,
+    engine_writes_never_come_back_but_other_writers_do,
+    changes_made_while_the_engine_was_stopped_are_picked_up,
+    sql_table_opens_the_database_by_url,
+);
+
+crate::shared_scenarios!(Items::new(true).await =>
+    generated_keys_come_back_and_skip_past_keys_written_explicitly,
 );

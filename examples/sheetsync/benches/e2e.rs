@@ -42,12 +42,10 @@ use sheetsync::emulator::{
 use sheetsync::gsheets::quota::LimiterStats;
 use sheetsync::gsheets::watch::{WatchOptions, Watcher};
 use sheetsync::gsheets::webhook::{EditRouter, WebhookConfig, WebhookReceiver};
-use sheetsync::gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync::gsheets::{Auth, ClientConfig, SheetsClient};
 use sheetsync::sql::sqlx::{self, AssertSqlSafe, Connection, MySqlPool, PgPool, SqlitePool};
-use sheetsync::sql::{
-    MySqlStateStore, MySqlTable, PostgresStateStore, PostgresTable, SqliteStateStore, SqliteTable,
-};
-use sheetsync::{CycleReport, Engine, Event, MappingConfig, StateStore, Table};
+use sheetsync::sync::Sides;
+use sheetsync::{CycleReport, Engine, Event, MappingConfig, OnPanic, SyncConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -595,28 +593,12 @@ impl Db {
         })
     }
 
-    /// The adapter (change capture installed) and its state store.
-    async fn open(&self) -> Res<(Arc<dyn Table>, Arc<dyn StateStore>)> {
-        Ok(match self {
-            Db::Sqlite { path, .. } => {
-                let t = SqliteTable::connect(&path.to_string_lossy(), "items").await?;
-                t.install().await?;
-                let store = Arc::new(SqliteStateStore::new(t.pool().clone()).await?);
-                (Arc::new(t), store)
-            }
-            Db::Postgres { url, .. } => {
-                let t = PostgresTable::connect(url, "items").await?;
-                t.install().await?;
-                let store = Arc::new(PostgresStateStore::new(t.pool().clone()).await?);
-                (Arc::new(t), store)
-            }
-            Db::Mysql { url, .. } => {
-                let t = MySqlTable::connect(url, "items").await?;
-                t.install().await?;
-                let store = Arc::new(MySqlStateStore::new(t.pool().clone()).await?);
-                (Arc::new(t), store)
-            }
-        })
+    /// Where the database is, as a mapping's `database_url` names it (SQLite: the file).
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite { path, .. } => path.to_string_lossy().into_owned(),
+            Db::Postgres { url, .. } | Db::Mysql { url, .. } => url.clone(),
+        }
     }
 
     async fn name_of(&self, id: i64) -> Res<Option<String>> {
@@ -763,7 +745,6 @@ impl Rig {
             .create_spreadsheet("sheetsync bench")
             .map_err(|e| format!("emulator: {e:?}"))?;
         let db = Db::create(kind, rows).await?;
-        let (table, store) = db.open().await?;
         let client = Arc::new(
             SheetsClient::new(ClientConfig {
                 auth: Auth::Bearer("bench-user".into()),
@@ -771,23 +752,26 @@ impl Rig {
             })
             .await?,
         );
-        let sheet = Arc::new(SheetTable::new(
-            client.clone(),
-            SheetOptions::new(&sid, 0),
-            table.schema().clone(),
-        ));
-        let mut mapping = MappingConfig::new("items", &["id"]);
+        // Both sides and the engine as the facade's builder opens them (the key from the
+        // table, its state store in the same database); the bench runs the loops itself.
+        let mut mapping = SyncConfig {
+            spreadsheet_id: sid.clone(),
+            sheet_id: 0,
+            header_row: 1,
+            database_url: db.url(),
+            table: "items".into(),
+            on_panic: OnPanic::default(),
+            sync: MappingConfig::new("items", &[]),
+        };
         if mode == Mode::Polling {
-            mapping.timing.poll_interval_ms = POLL_MS;
-            mapping.timing.full_scan_interval_ms = 0;
+            mapping.sync.timing.poll_interval_ms = POLL_MS;
+            mapping.sync.timing.full_scan_interval_ms = 0;
         }
-        let sheet_dyn: Arc<dyn Table> = sheet.clone();
-        let engine = Arc::new(
-            Engine::builder(mapping, sheet_dyn, table)
-                .state(store)
-                .build()
-                .await?,
-        );
+        let sides = Sides::open(&mapping, client.clone()).await?;
+        sides.db.install().await?;
+        let store = sides.db.state_store().await?;
+        let engine = Arc::new(sides.engine(store, false, None).await?);
+        let sheet = sides.sheet.clone();
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 

@@ -10,12 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use sheetsync::emulator::{Config as EmulatorConfig, EmulatorHandle, TriggerSpec};
 use sheetsync::{
-    Change, Error, ErrorKind, MappingConfig, MappingHandle, OnPanic, Result, SheetsConfig,
+    Error, ErrorKind, MappingConfig, MappingHandle, OnPanic, Result, SheetsConfig, SourceExt,
     SyncConfig, Table,
 };
 
@@ -224,28 +223,25 @@ async fn held_rows(State(m): State<Arc<MappingHandle>>) -> Json<serde_json::Valu
 }
 
 async fn db_rows(State(db): State<Arc<dyn Table>>) -> impl IntoResponse {
-    let schema = db.schema().clone();
-    let mut rows = Vec::new();
-    let mut pages = db.scan();
-    while let Some(page) = pages.next().await {
-        match page {
-            Ok(obs) => {
-                for o in obs {
-                    if let Change::Upsert(r) = o.change {
-                        rows.push(r.values().iter().map(|v| v.to_string()).collect::<Vec<_>>());
-                    }
-                }
-            }
-            Err(e) => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": e.to_string()})),
-                )
-            }
+    let rows = match db.scan_rows().await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
         }
-    }
-    rows.sort();
-    let columns: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    };
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.values().iter().map(|v| v.to_string()).collect())
+        .collect();
+    let columns: Vec<&str> = db
+        .schema()
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     (
         StatusCode::OK,
         Json(json!({ "columns": columns, "rows": rows })),
@@ -277,4 +273,52 @@ fn rand_u128() -> u128 {
     let a = RandomState::new().hash_one(1u8) as u128;
     let b = RandomState::new().hash_one(2u8) as u128;
     (a << 64) | b
+}
+
+#[cfg(test)]
+mod tests {
+    use sheetsync::{Column, ColumnType, MemoryTable, Row, TableSchema, Value};
+
+    use super::*;
+
+    async fn answer(db: Arc<dyn Table>) -> (StatusCode, serde_json::Value) {
+        let resp = db_rows(State(db)).await.into_response();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The page's database pane: every row, in key order (2 before 10), values as text; a
+    /// failed read is the error, not an empty table.
+    #[tokio::test]
+    async fn the_database_pane_lists_every_row_in_key_order() {
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("name", ColumnType::Text),
+            ],
+            &["id"],
+        )
+        .unwrap();
+        let db = Arc::new(MemoryTable::new("db", schema));
+        for (id, name) in [(10, "ten"), (2, "two")] {
+            db.upsert(Row::new(vec![Value::Int(id), name.into()]));
+        }
+        let (status, body) = answer(db.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({"columns": ["id", "name"], "rows": [["2", "two"], ["10", "ten"]]})
+        );
+        db.fail_next_scans(1);
+        let (status, body) = answer(db).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
 }

@@ -21,6 +21,7 @@ mod config;
 mod demo;
 mod http;
 mod inspect;
+mod load;
 mod metrics;
 mod progress;
 mod server;

@@ -28,19 +28,97 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The state store (default: a new [`crate::MemoryStateStore`]).
+    /// The state store (default: a new [`crate::MemoryStateStore`]). A store that outlives the
+    /// engine (the SQL adapters keep theirs in the database) lets a restarted engine continue
+    /// from the bases it agreed.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let store = Arc::new(MemoryStateStore::new());
+    /// let build = || {
+    ///     Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    ///         .state(store.clone())
+    ///         .build()
+    /// };
+    /// db.upsert(row("A-1", 5));
+    /// build().await?.run_once().await?;
+    /// // A new engine (a restart) on the same store: the row is known, nothing to write.
+    /// assert_eq!(build().await?.run_once().await?.writes.total(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state(mut self, store: Arc<dyn StateStore>) -> Self {
         self.store = Some(store);
         self
     }
 
     /// A resolver of the host's own, used instead of the mapping's configured chain.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    ///     .resolver(SideWins(Side::Db)) // the database wins every conflict
+    ///     .build()
+    ///     .await?;
+    /// db.upsert(row("A-1", 5));
+    /// engine.run_once().await?;
+    /// sheet.upsert(row("A-1", 7));
+    /// db.upsert(row("A-1", 9));
+    /// engine.run_once().await?;
+    /// assert_eq!(sheet.rows(), vec![row("A-1", 9)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resolver(mut self, resolver: impl ConflictResolver + 'static) -> Self {
         self.resolver = Some(Arc::new(resolver));
         self
     }
 
     /// The origin tag the engine's writes carry (default `sheetsync:<mapping name>`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet, db)
+    ///     .origin("inventory-sync")
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(engine.origin(), "inventory-sync");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
         self
@@ -62,6 +140,34 @@ impl EngineBuilder {
     /// first cycle is a union of both sides that deletes nothing on either. This is how a
     /// mapping is re-pointed at another spreadsheet, tab or table on purpose; without it the
     /// engine refuses state that belongs to other sides ([`ErrorKind::IdentityMismatch`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let store = Arc::new(MemoryStateStore::new());
+    /// let mapping = MappingConfig::new("stock", &["sku"]);
+    /// let build = |sheet: Arc<MemoryTable>| {
+    ///     Engine::builder(mapping.clone(), sheet, db.clone()).state(store.clone())
+    /// };
+    /// build(sheet).build().await?.run_once().await?;
+    /// // The mapping now points at another tab: its state is refused, unless on purpose.
+    /// let other_tab = Arc::new(MemoryTable::sheet_like("another tab", schema));
+    /// let refused = build(other_tab.clone()).build().await.err().unwrap();
+    /// assert_eq!(refused.kind(), ErrorKind::IdentityMismatch);
+    /// build(other_tab).start_afresh().build().await?.run_once().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start_afresh(mut self) -> Self {
         self.start_afresh = true;
         self

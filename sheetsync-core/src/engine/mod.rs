@@ -100,6 +100,31 @@ fn idx(side: Side) -> usize {
 
 impl Engine {
     /// Starts building an engine for `mapping` between a Sheet side and a database side.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// let db = Arc::new(MemoryTable::new("db", schema));
+    /// db.upsert(row("A-1", 5));
+    /// let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    ///     .build()
+    ///     .await?;
+    /// engine.run_once().await?;
+    /// assert_eq!(sheet.rows(), db.rows());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(
         mapping: MappingConfig,
         sheet: Arc<dyn Table>,
@@ -145,11 +170,43 @@ impl Engine {
     }
 
     /// A stream of [`Event`]s from now on.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// let mut events = engine.subscribe();
+    /// db.upsert(row("A-1", 5));
+    /// engine.run_once().await?;
+    /// let mut written = Vec::new();
+    /// while let Ok(event) = events.try_recv() {
+    ///     if let Event::Synced { key, side, .. } = event {
+    ///         written.push((key, side));
+    ///     }
+    /// }
+    /// let a1 = RowKey::from_values(&["A-1".into()]);
+    /// assert_eq!(written, vec![(Some(a1), Side::Sheet)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
-    /// Asks a running [`Engine::run`] loop for a cycle now.
+    /// Asks a running [`Engine::run`] loop for a cycle now (a host that knows a side changed,
+    /// say from a webhook, need not wait for the poll interval). See [`Engine::run`].
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -162,13 +219,64 @@ impl Engine {
     }
 
     /// What the next cycle would do, without writing anything or changing state.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// db.upsert(row("A-1", 5));
+    /// let plan = engine.plan().await?;
+    /// assert_eq!(plan.sheet.len(), 1, "the row would be written to the Sheet");
+    /// assert!(plan.db.is_empty());
+    /// assert!(sheet.rows().is_empty(), "a plan writes nothing");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn plan(&self) -> Result<Plan> {
         let st = self.state.lock().await;
         let reads = self.read_sides(&st).await?;
         Ok(self.make_plan(&st, &reads).plan)
     }
 
-    /// Runs one cycle.
+    /// Runs one cycle: reads both sides, merges, writes, and commits the new state. The report
+    /// says what it did.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// db.upsert(row("A-1", 5));
+    /// let report = engine.run_once().await?;
+    /// assert_eq!(report.writes.get(Side::Sheet), 1);
+    /// // Steady state: nothing to write, and the engine's own write is not taken for an edit.
+    /// assert_eq!(engine.run_once().await?.writes.total(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run_once(&self) -> Result<CycleReport> {
         let mut st = self.state.lock().await;
         st.cycle += 1;
@@ -224,6 +332,39 @@ impl Engine {
     /// Runs cycles until `shutdown` completes: after a wake-up from either side or
     /// [`Engine::wake`], and at least every poll interval. A failed cycle is reported as an
     /// [`Event::Error`] and retried with backoff; the loop itself never gives up.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// let engine = Arc::new(engine);
+    /// let mut events = engine.subscribe();
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let running = tokio::spawn({
+    ///     let engine = engine.clone();
+    ///     async move { engine.run(async { let _ = stopped.await; }).await }
+    /// });
+    /// db.upsert(row("A-1", 5));
+    /// engine.wake(); // a cycle now, not at the next poll
+    /// while !matches!(events.recv().await, Ok(Event::Cycle(r)) if r.writes.total() > 0) {}
+    /// assert_eq!(sheet.rows(), db.rows());
+    /// stop.send(()).unwrap();
+    /// running.await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut wakeups = futures::stream::select_all(
             [self.sheet.wakeups(), self.db.wakeups()]

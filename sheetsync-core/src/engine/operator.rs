@@ -63,6 +63,39 @@ impl Engine {
     ///
     /// While a cycle runs, the choice is checked against the conflicts it started with and
     /// applied when it ends.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    ///     .resolver(Manual) // every conflict waits for a person
+    ///     .build()
+    ///     .await?;
+    /// db.upsert(row("A-1", 5));
+    /// engine.run_once().await?;
+    /// // Both sides change the same row.
+    /// sheet.upsert(row("A-1", 7));
+    /// db.upsert(row("A-1", 9));
+    /// engine.run_once().await?;
+    /// let kept = engine.conflicts().await;
+    /// assert_eq!(kept.len(), 1);
+    /// engine.resolve_conflict(&kept[0].key, Choice::Side(Side::Sheet)).await?;
+    /// engine.run_once().await?;
+    /// assert_eq!(db.rows(), vec![row("A-1", 7)]);
+    /// assert!(engine.conflicts().await.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn resolve_conflict(&self, key: &RowKey, choice: Choice) -> Result<()> {
         match self.state.try_lock() {
             Ok(mut st) => {
@@ -82,12 +115,78 @@ impl Engine {
     /// Approves the selected pending deletes: the next cycle deletes those rows on the other
     /// side too (approved deletes do not count against the guard's window). Returns how many
     /// were approved.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// for sku in ["A-1", "A-2", "A-3"] {
+    ///     db.upsert(row(sku, 1));
+    /// }
+    /// engine.run_once().await?;
+    /// // Someone deletes two of the three rows in the Sheet: more than the guard's half.
+    /// for sku in ["A-1", "A-2"] {
+    ///     sheet.delete(&RowKey::from_values(&[sku.into()]));
+    /// }
+    /// engine.run_once().await?;
+    /// assert_eq!(engine.pending_deletes().await.len(), 2);
+    /// assert_eq!(db.rows().len(), 3, "parked, not applied");
+    /// assert_eq!(engine.approve_deletes(&DeleteSelection::All).await?, 2);
+    /// engine.run_once().await?;
+    /// assert_eq!(db.rows(), vec![row("A-3", 1)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn approve_deletes(&self, which: &DeleteSelection) -> Result<usize> {
         self.decide_deletes(which, DeleteDecision::Approve).await
     }
 
     /// Rejects the selected pending deletes: the next cycle restores those rows on the side
     /// that deleted them, as they are on the other side. Returns how many were rejected.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use sheetsync_core::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<()> {
+    /// # let schema = TableSchema::new(
+    /// #     "stock",
+    /// #     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+    /// #     &["sku"],
+    /// # )?;
+    /// # let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+    /// # let db = Arc::new(MemoryTable::new("db", schema.clone()));
+    /// # let row = |sku: &str, qty: i64| Row::new(vec![sku.into(), qty.into()]);
+    /// # let engine = Engine::builder(MappingConfig::new("stock", &["sku"]), sheet.clone(), db.clone())
+    /// #     .build()
+    /// #     .await?;
+    /// for sku in ["A-1", "A-2", "A-3"] {
+    ///     db.upsert(row(sku, 1));
+    /// }
+    /// engine.run_once().await?;
+    /// for sku in ["A-1", "A-2"] {
+    ///     sheet.delete(&RowKey::from_values(&[sku.into()]));
+    /// }
+    /// engine.run_once().await?;
+    /// let which = DeleteSelection::Keys(vec![RowKey::from_values(&["A-1".into()])]);
+    /// assert_eq!(engine.reject_deletes(&which).await?, 1);
+    /// engine.run_once().await?;
+    /// assert_eq!(sheet.rows(), vec![row("A-1", 1), row("A-3", 1)], "A-1 is back in the Sheet");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn reject_deletes(&self, which: &DeleteSelection) -> Result<usize> {
         self.decide_deletes(which, DeleteDecision::Reject).await
     }

@@ -19,6 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Column, Row, RowKey, Side, TableSchema, Value};
 
 #[cfg(feature = "rules")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rules")))]
 pub use rules::Rule;
 pub use spec::{RuleScope, RuleSpec};
 pub use strategies::{ColumnOwner, FnResolver, LastWriteWins, Manual, SideWins};

@@ -3,7 +3,7 @@
 //! A [`Watcher`] polls one spreadsheet for the [`SheetTable`]s that sync its tabs. Every poll
 //! asks Drive for the file's `version` (`files.get?fields=version`), which costs no Sheets
 //! quota and moves on every change to the file (Drive documents it as "a monotonically
-//! increasing version number for the file [that] reflects every change made to the file on the
+//! increasing version number for the file \[that\] reflects every change made to the file on the
 //! server"; that it moves *within a second* of a change is what the emulator does and what we
 //! have seen, not something Google promises). What a moved version leads to depends on the
 //! [`ChangeDetection`] mode:

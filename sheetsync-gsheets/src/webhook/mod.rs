@@ -69,6 +69,7 @@
 
 pub mod payload;
 #[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub mod receiver;
 mod router;
 #[cfg(feature = "webhook")]
@@ -78,10 +79,12 @@ pub use payload::{
     ChangeType, EditRange, PayloadError, PayloadRow, WebhookPayload, PAYLOAD_VERSION,
 };
 #[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use receiver::{
     RejectReason, WebhookConfig, WebhookHandler, WebhookReceiver, WebhookStats, SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 };
 pub use router::EditRouter;
 #[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use signature::{sign, verify};

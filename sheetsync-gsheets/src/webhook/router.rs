@@ -72,6 +72,7 @@ impl EditRouter {
     }
 
     #[cfg(feature = "webhook")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
     /// The handler for a [`super::WebhookReceiver`]: every verified delivery is routed.
     pub fn handler(&self) -> WebhookHandler {
         let router = self.clone();

@@ -20,6 +20,14 @@ pub enum Dialect {
     Sqlite,
 }
 
+/// The change log the capture triggers write.
+pub fn changelog_table(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "sheetsync.changelog",
+        _ => "_sheetsync_changelog",
+    }
+}
+
 pub fn quote(d: Dialect, ident: &str) -> String {
     match d {
         Dialect::MySql => format!("`{}`", ident.replace('`', "``")),
