@@ -41,7 +41,9 @@ struct Ready {
 
 impl SheetTable {
     /// Reads the tab in full in a task of its own, then asks the engine's next cycle to take
-    /// that read (see the [module docs](self)). A read asked for while one is in flight makes
+    /// that read instead of reading in its cycle, with the edits reported meanwhile laid over
+    /// it by key (a write of this table, a structural edit or another reason to read in full
+    /// voids it, and the engine reads as before). A read asked for while one is in flight makes
     /// that one read again when it ends. Where keys are is forgotten at once: whatever changed
     /// may have moved rows.
     pub fn read_in_background(self: &Arc<Self>) {
