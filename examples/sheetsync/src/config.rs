@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sheetsync::{SheetsConfig, SyncConfig};
 
+use crate::access::{host_name, AdminAccess};
 use crate::http::Limits;
-use crate::server::{host_name, AdminAccess};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]

@@ -15,6 +15,7 @@
 
 #![warn(clippy::too_many_lines)]
 
+mod access;
 mod admin;
 mod config;
 #[cfg(feature = "demo")]

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::server::{guard, AdminAccess};
+use crate::access::{guard, AdminAccess};
 
 /// Only this origin's script, style and requests; nothing inline, no frames, no forms posting
 /// anywhere, no plugins, no `<base>`.
