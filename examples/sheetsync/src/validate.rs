@@ -69,7 +69,8 @@ fn replicas(cfg: &Config, out: &mut Vec<String>) {
         .sheets
         .reads_per_minute
         .min(cfg.sheets.writes_per_minute);
-    if r.quota_split == 0 || r.quota_split > budget {
+    // A budget of 0 is reported on its own; the split of it says nothing more.
+    if budget > 0 && (r.quota_split == 0 || r.quota_split > budget) {
         out.push(format!("replicas.quota_split = {}: it divides the per-minute budgets (sheets.reads_per_minute = {}, sheets.writes_per_minute = {}) between the replicas, so write the number of replicas that share the credential, from 1 to {budget}", r.quota_split, cfg.sheets.reads_per_minute, cfg.sheets.writes_per_minute));
     }
 }
