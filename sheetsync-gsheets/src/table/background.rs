@@ -62,8 +62,12 @@ impl SheetTable {
 
     /// Whether a full read is asked for, or being made in the background for the engine.
     pub fn full_read_pending(&self) -> bool {
-        let bg = self.background.lock().expect("background lock");
-        bg.running || bg.ready.is_some() || self.feed.lock().expect("feed lock").rescan
+        // One lock at a time: `take_when_ready` holds the feed's while it takes this one.
+        let background = {
+            let bg = self.background.lock().expect("background lock");
+            bg.running || bg.ready.is_some()
+        };
+        background || self.feed.lock().expect("feed lock").rescan
     }
 
     async fn background_reads(&self) {
