@@ -2,14 +2,15 @@
 //! `sheetsync-emulator` binary started with `--port 0`, then stops it with SIGINT and checks
 //! that it saved its state file.
 //!
-//! The virtualenv lives under the cargo target dir and is reused between runs. Set
-//! `SHEETSYNC_PYTHON` to choose the interpreter (default `python3`).
+//! The virtualenv is the one `python/venv.rs` makes under the cargo target dir and reuses. Set
+//! `SHEETSYNC_PYTHON` to choose the interpreter that makes it (default `python3`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const PACKAGES: &[&str] = &["gspread==6.2.1", "google-api-python-client==2.202.0"];
+#[path = "python/venv.rs"]
+mod venv;
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
@@ -22,39 +23,6 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn venv_python(venv: &Path) -> PathBuf {
-    venv.join("bin").join("python")
-}
-
-fn ensure_venv() -> PathBuf {
-    let python = std::env::var("SHEETSYNC_PYTHON").unwrap_or_else(|_| "python3".into());
-    match Command::new(&python).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        other => panic!(
-            "this test needs Python 3 with the venv and pip modules to run gspread and \
-             google-api-python-client against the emulator; `{python} --version` gave {other:?}. \
-             Install python3 (e.g. `apt-get install python3 python3-venv`) or set SHEETSYNC_PYTHON."
-        ),
-    }
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sheetsync-emulator-pyvenv");
-    let marker = venv.join(format!(".installed-{}", PACKAGES.join("+")));
-    if !marker.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new(&python).args(["-m", "venv"]).arg(&venv),
-            "creating the virtualenv (python3 -m venv)",
-        );
-        run(
-            Command::new(venv_python(&venv))
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-                .args(PACKAGES),
-            "pip install gspread google-api-python-client",
-        );
-        std::fs::write(&marker, "ok").expect("write marker");
-    }
-    venv
 }
 
 /// Kills the emulator if the test panics before stopping it.
@@ -71,7 +39,7 @@ impl Drop for Guard {
 
 #[test]
 fn gspread_and_google_api_python_client_scenario_against_the_binary() {
-    let venv = ensure_venv();
+    let python = venv::python();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("py-scenario-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -97,7 +65,7 @@ fn gspread_and_google_api_python_client_scenario_against_the_binary() {
     );
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/scenario.py");
-    let out = Command::new(venv_python(&venv))
+    let out = Command::new(&python)
         .arg(&script)
         .arg(&url)
         .output()
@@ -125,4 +93,27 @@ fn gspread_and_google_api_python_client_scenario_against_the_binary() {
             .expect("state is JSON");
     assert!(saved["spreadsheets"].is_array());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Tests that make the virtualenv at once (the e2e date tests run side by side) each get a
+/// working one: one makes it, the others wait for it instead of breaking it half made.
+#[test]
+fn tests_making_the_virtualenv_at_once_all_get_a_working_one() {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pyvenv-race-{}", std::process::id()));
+    let makers: Vec<_> = (0..2)
+        .map(|_| {
+            let base = base.clone();
+            std::thread::spawn(move || venv::python_in(&base))
+        })
+        .collect();
+    for maker in makers {
+        let python = maker.join().expect("the virtualenv is made");
+        let imports = Command::new(&python)
+            .args(["-c", "import gspread, googleapiclient"])
+            .status()
+            .expect("run the virtualenv's python");
+        assert!(imports.success(), "gspread imports in {}", python.display());
+    }
+    let _ = std::fs::remove_dir_all(&base);
 }

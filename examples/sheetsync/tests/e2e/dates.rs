@@ -5,56 +5,13 @@
 //! person sees it and UNFORMATTED_VALUE as stored. `SHEETSYNC_PYTHON` chooses the interpreter
 //! (default `python3`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
 
 use crate::harness::{Backend, World};
-
-/// What the emulator's Python client test installs; the same list finds the same virtualenv.
-const PACKAGES: &[&str] = &["gspread==6.2.1", "google-api-python-client==2.202.0"];
-
-/// The virtualenv's Python, made (and the packages installed) on first use.
-fn python() -> PathBuf {
-    let system = std::env::var("SHEETSYNC_PYTHON").unwrap_or_else(|_| "python3".into());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sheetsync-emulator-pyvenv");
-    let python = venv.join("bin").join("python");
-    let marker = venv.join(format!(".installed-{}", PACKAGES.join("+")));
-    if marker.exists() {
-        return python;
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let steps: [(&Path, Vec<&str>); 2] = [
-        (
-            Path::new(&system),
-            vec!["-m", "venv", venv.to_str().unwrap()],
-        ),
-        (
-            &python,
-            [
-                &["-m", "pip", "install", "--disable-pip-version-check", "-q"][..],
-                PACKAGES,
-            ]
-            .concat(),
-        ),
-    ];
-    for (program, args) in steps {
-        let out = Command::new(program).args(&args).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            other => panic!(
-                "this test reads the Sheet with gspread, in a virtualenv: `{} {}` failed: {other:?}. \
-                 It needs Python 3 with venv and pip (`apt-get install python3 python3-venv`) and \
-                 access to PyPI, or SHEETSYNC_PYTHON set to such a Python.",
-                program.display(),
-                args.join(" ")
-            ),
-        }
-    }
-    std::fs::write(&marker, "ok").unwrap();
-    python
-}
+use crate::venv;
 
 pub async fn dates_read_as_dates_through_gspread(backend: Backend) {
     let mut w = World::new(backend, "gspreaddates").await;
@@ -73,7 +30,7 @@ pub async fn dates_read_as_dates_through_gspread(backend: Backend) {
     w.start().await;
     w.wait_for_tab_rows(m, 3, "the daemon fills the empty tab")
         .await;
-    let python = tokio::task::spawn_blocking(python).await.unwrap();
+    let python = tokio::task::spawn_blocking(venv::python).await.unwrap();
     // Beside the emulator's own gspread scenario, whose helpers it shares.
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../sheetsync-emulator/tests/python/sheet_dates.py");

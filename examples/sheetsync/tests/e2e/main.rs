@@ -29,6 +29,9 @@ mod rules;
 mod scenarios;
 mod sharing;
 mod status_page;
+// The gspread virtualenv the emulator's Python client test makes, shared with the date test.
+#[path = "../../../../sheetsync-emulator/tests/python/venv.rs"]
+mod venv;
 
 macro_rules! backend_tests {
     ($module:ident, $backend:ident; $($scenario:ident),* $(,)?) => {
