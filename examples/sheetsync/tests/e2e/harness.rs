@@ -912,6 +912,17 @@ impl World {
         self.daemon = Some(daemon);
     }
 
+    /// `kill -9` of the daemon at rest: once every mapping has finished a cycle since the call.
+    /// A cycle writes both sides before it saves its state, so sides that agree may not be
+    /// saved yet; a test that edits while the daemon is down, and expects the merge against
+    /// the state it saw, kills it here, not in the middle of a cycle.
+    pub async fn kill9_at_rest(&mut self) {
+        for m in 0..self.mappings.len() {
+            self.cycles_more(m, 1).await;
+        }
+        self.kill9();
+    }
+
     /// `kill -9` of the daemon.
     pub fn kill9(&mut self) {
         if let Some(mut d) = self.daemon.take() {
@@ -1080,33 +1091,30 @@ impl World {
         let label = format!("mapping=\"{}\"", self.mappings[m].name);
         // The cycle that made the sides converge may not have reported its writes yet: count
         // from the end of the next one.
-        let first = self.metric("sheetsync_cycles_total", &label).await.unwrap();
-        wait_until("one more cycle", || async {
-            let now = self.metric("sheetsync_cycles_total", &label).await?;
-            if now >= first + 2.0 {
-                Ok(())
-            } else {
-                Err(format!("{now} cycles"))
-            }
-        })
-        .await;
+        self.cycles_more(m, 2).await;
         let writes = self.metric("sheetsync_writes_total", &label).await.unwrap();
-        let cycles = self.metric("sheetsync_cycles_total", &label).await.unwrap();
-        wait_until("eight more cycles", || async {
-            let now = self.metric("sheetsync_cycles_total", &label).await?;
-            if now >= cycles + 8.0 {
-                Ok(())
-            } else {
-                Err(format!("{now} cycles"))
-            }
-        })
-        .await;
+        self.cycles_more(m, 8).await;
         let after = self.metric("sheetsync_writes_total", &label).await.unwrap();
         assert_eq!(
             after, writes,
             "mapping {} keeps writing after it converged",
             self.mappings[m].name
         );
+    }
+
+    /// Waits until mapping `m` has finished `n` more cycles than it had now.
+    pub async fn cycles_more(&self, m: usize, n: u32) {
+        let label = format!("mapping=\"{}\"", self.mappings[m].name);
+        let first = self.metric("sheetsync_cycles_total", &label).await.unwrap();
+        wait_until(&format!("{n} more cycles"), || async {
+            let now = self.metric("sheetsync_cycles_total", &label).await?;
+            if now >= first + f64::from(n) {
+                Ok(())
+            } else {
+                Err(format!("{now} cycles"))
+            }
+        })
+        .await;
     }
 
     // ---- the Sheet ----
@@ -1316,7 +1324,7 @@ impl Drop for World {
         // The daemon first (its Drop prints its log when the test failed), then the database.
         self.daemon.take();
         self.db.drop_database();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("SHEETSYNC_E2E_KEEP").is_some() {
             eprintln!("test files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

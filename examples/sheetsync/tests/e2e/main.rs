@@ -13,7 +13,8 @@
 //! The daemon is this crate's binary, built by cargo for the tests (`CARGO_BIN_EXE_sheetsync`);
 //! `SHEETSYNC_BIN=<path>` runs another one, such as an installed `sheetsync`.
 //! `SHEETSYNC_E2E_LOG` sets the daemon's log filter (default `info,sqlx=warn`); a failing test
-//! prints the end of the daemon's log and keeps its files (configuration, logs, SQLite database) in a temporary directory it names.
+//! prints the end of the daemon's log and keeps its files (configuration, logs, SQLite database) in a temporary directory it names;
+//! `SHEETSYNC_E2E_KEEP=1` keeps them for passing tests too.
 
 #[path = "../browser/mod.rs"]
 mod browser;

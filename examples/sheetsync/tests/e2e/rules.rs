@@ -125,7 +125,7 @@ pub async fn the_example_rules_decide_edits_on_both_sides(backend: Backend) {
     let mut want = rows_map(&seed());
     let mut want_x: Extras = (1..=7).map(|i| (i, extra("5", "open", false))).collect();
     settle(&w, m, [(&want, &want_x), (&want, &want_x)]).await;
-    w.kill9();
+    w.kill9_at_rest().await;
 
     let sql = |s: &str| format!("UPDATE {table} SET {s}");
     let set = |map: &mut BTreeMap<i64, Canon>, id: i64, col: usize, v: Option<&str>| {

@@ -152,7 +152,7 @@ pub async fn conflicts_under_each_resolver(backend: Backend) {
     for m in [lww, sw, dw, own, man] {
         w.converge(m, &rows_map(&seed())).await;
     }
-    w.kill9();
+    w.kill9_at_rest().await;
 
     let tables: Vec<String> = w.mappings.iter().map(|m| m.table.clone()).collect();
     let tbl = |m: usize| tables[m].clone();
@@ -540,7 +540,7 @@ pub async fn repointed_mapping_refused_until_reset(backend: Backend) {
     w.start().await;
     let want = rows_map(&rows);
     w.converge(m, &want).await;
-    w.kill9();
+    w.kill9_at_rest().await;
 
     let new_sheet = w.emu.create_spreadsheet("items, again").unwrap();
     w.emu
@@ -898,7 +898,7 @@ pub async fn check_and_plan(backend: Backend) {
     w.start().await;
     let want = rows_map(&seed());
     w.converge(m, &want).await;
-    w.kill9();
+    w.kill9_at_rest().await;
 
     let good = w.cli(&w.cfg_path, &["check"]).await;
     assert_eq!(
