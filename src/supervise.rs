@@ -185,6 +185,42 @@ fn forward(engine: &Engine, to: broadcast::Sender<Event>) {
 }
 
 /// Running mappings: each engine's loop in a supervised task, with their handles.
+///
+/// `SheetSync::builder` (features `gsheets` and a database) opens both sides from URLs, and
+/// `SyncBuilder` has an example; [`SheetSync::supervise`] runs engines built by the host, here
+/// on in-memory sides. A panic of an engine restarts it from its saved state ([`OnPanic`]):
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use sheetsync::*;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<()> {
+/// let schema = TableSchema::new(
+///     "stock",
+///     vec![Column::new("sku", ColumnType::Text).nullable(false), Column::new("qty", ColumnType::Int)],
+///     &["sku"],
+/// )?;
+/// let sheet = Arc::new(MemoryTable::sheet_like("sheet", schema.clone()));
+/// let db = Arc::new(MemoryTable::new("db", schema));
+/// db.upsert(Row::new(vec!["bolt".into(), 10i64.into()]));
+/// let store = Arc::new(MemoryStateStore::new());
+/// let factory: EngineFactory = {
+///     let (sheet, db) = (sheet.clone(), db.clone());
+///     Arc::new(move || {
+///         let mapping = MappingConfig::new("stock", &["sku"]);
+///         let engine = Engine::builder(mapping, sheet.clone(), db.clone()).state(store.clone());
+///         Box::pin(engine.build())
+///     })
+/// };
+/// let sync = SheetSync::supervise(vec![Supervised::new("stock", OnPanic::Restart, factory)]).await?;
+/// let mut events = sync.mapping("stock").expect("the mapping").subscribe();
+/// sync.start();
+/// while !matches!(events.recv().await, Ok(Event::Cycle(r)) if r.writes.total() > 0) {}
+/// assert_eq!(sheet.rows(), db.rows());
+/// sync.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct SheetSync {
     mappings: Vec<Arc<MappingHandle>>,
     control: Arc<Control>,

@@ -345,7 +345,59 @@ fn watcher_of(watchers: &[Arc<Watcher>], s: &Sides) -> Option<Arc<Watcher>> {
     watchers.iter().find(|w| w.spreadsheet_id() == id).cloned()
 }
 
-/// Builds a [`SheetSync`] from URLs. See the crate docs for an example.
+/// Builds a [`SheetSync`] from URLs: one mapping per [`database`](SyncBuilder::database) +
+/// [`sheet`](SyncBuilder::sheet) pair, the key and the columns read from the table.
+///
+/// A SQLite table and a spreadsheet in the [emulator](crate::emulator), which stands in for
+/// Google here (with Google, leave [`SyncBuilder::sheets`] out and set
+/// `GOOGLE_APPLICATION_CREDENTIALS`):
+///
+/// ```
+/// # #[cfg(all(feature = "sqlite", feature = "emulator"))]
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sheetsync::emulator::{Config, EmulatorHandle};
+/// use sheetsync::sql::sqlx::{self, Connection, SqliteConnection};
+/// use sheetsync::{Event, SheetSync, SheetsConfig};
+///
+/// let dir = std::env::temp_dir().join(format!("sheetsync-doc-builder-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let url = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
+/// let mut db = SqliteConnection::connect(&url).await?;
+/// sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL, qty INTEGER)")
+///     .execute(&mut db)
+///     .await?;
+/// sqlx::query("INSERT INTO orders VALUES (1, 'bolt', 10)").execute(&mut db).await?;
+/// let google = EmulatorHandle::start(Config::default()).await?;
+/// let sheet = google.create_spreadsheet("orders")?;
+///
+/// let sync = SheetSync::builder()
+///     .sheets(SheetsConfig { base_url: google.base_url(), ..SheetsConfig::default() })
+///     .database(&url, "orders") // the mapping is named after the table
+///     .sheet(&sheet) // an id, or the URL in the browser's address bar
+///     .configure(|m| m.sync.timing.poll_interval_ms = 100)
+///     .install_capture(true)
+///     .open()
+///     .await?;
+/// let mut events = sync.mapping("orders").expect("the mapping").subscribe();
+/// sync.start();
+/// while !matches!(events.recv().await?, Event::Cycle(r) if r.writes.total() > 0) {}
+/// let tab = google.read_values(&sheet, "Sheet1")?;
+/// assert_eq!(tab, serde_json::json!([["id", "item", "qty"], [1, "bolt", 10]]));
+///
+/// // A change in the database follows within the poll interval.
+/// sqlx::query("UPDATE orders SET qty = 11 WHERE id = 1").execute(&mut db).await?;
+/// while google.read_values(&sheet, "Sheet1")?[1][2] != 11 {
+///     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+/// }
+/// sync.shutdown().await?;
+/// # google.shutdown().await;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// # #[cfg(not(all(feature = "sqlite", feature = "emulator")))]
+/// # fn main() {}
+/// ```
 #[derive(Default)]
 pub struct SyncBuilder {
     sheets: Option<SheetsConfig>,
