@@ -30,6 +30,9 @@
 //! Progress goes to stderr; `RUST_LOG` shows the engine's logs (default `warn`), and
 //! `SHEETSYNC_BENCH_TRACE=1` prints every engine event and cycle report there.
 
+#[path = "../src/arenas.rs"]
+mod arenas;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -81,6 +84,12 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // As the daemon does (`MALLOC_ARENA_MAX` set: glibc's choice, e.g. 16 for its default here).
+    let arenas = arenas::apply();
+    eprintln!(
+        "malloc arenas: {}",
+        arenas.map_or("as MALLOC_ARENA_MAX says".into(), |n| n.to_string())
+    );
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,sqlx=error".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

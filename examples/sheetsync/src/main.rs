@@ -17,6 +17,7 @@
 
 mod access;
 mod admin;
+mod arenas;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
@@ -240,6 +241,7 @@ fn parse_side(s: &str) -> std::result::Result<Side, String> {
 }
 
 fn main() -> ExitCode {
+    arenas::apply(); // before the runtime's threads exist
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -786,6 +788,20 @@ async fn reset(cfg: &Config, mapping: &str) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_arena_bound_applies_unless_malloc_arena_max_is_set() {
+        assert_eq!(arenas::bound(None), Some(arenas::DEFAULT));
+        assert_eq!(arenas::bound(Some("8")), None);
+        let empty = arenas::bound(Some(""));
+        assert_eq!(empty, Some(arenas::DEFAULT), "an empty value sets nothing");
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn glibc_takes_the_arena_bound() {
+        assert!(arenas::set(arenas::DEFAULT), "mallopt(M_ARENA_MAX) refused");
+    }
 
     #[test]
     fn ages_parse_with_units() {
