@@ -84,6 +84,9 @@ pub(crate) enum Action {
     Delete,
     /// Paste the pre-image kept in this 0-based scratch row over the row (a repair).
     Paste(u32),
+    /// Set the note of the cell in this 0-based sheet column (`""` removes it); the values
+    /// stay as they are.
+    Note(u32, String),
 }
 
 /// One positional write.
@@ -265,6 +268,7 @@ fn action_requests(data: DataTab, scratch_id: i32, t: &Target) -> Vec<Request> {
             .map(|(c0, vals)| update_cells(data.sheet_id, t.row - 1, c0, vals))
             .collect(),
         Action::Paste(from) => vec![paste_back(data, scratch_id, *from, t.row - 1)],
+        Action::Note(col, note) => vec![set_note(data.sheet_id, t.row - 1, *col, note)],
         Action::Delete => Vec::new(),
     }
 }
@@ -378,6 +382,28 @@ fn update_cells(sheet_id: i32, row0: u32, col0: u32, values: Vec<Json>) -> Reque
             }),
             rows: Some(vec![row_data(&values)]),
             fields: Some(FieldMask::new(&["userEnteredValue"])),
+            range: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Sets (or, when `note` is empty, removes) one cell's note, leaving its value alone.
+fn set_note(sheet_id: i32, row0: u32, col0: u32, note: &str) -> Request {
+    Request {
+        update_cells: Some(UpdateCellsRequest {
+            start: Some(GridCoordinate {
+                sheet_id: Some(sheet_id),
+                row_index: Some(row0 as i32),
+                column_index: Some(col0 as i32),
+            }),
+            rows: Some(vec![RowData {
+                values: Some(vec![CellData {
+                    note: (!note.is_empty()).then(|| note.to_string()),
+                    ..Default::default()
+                }]),
+            }]),
+            fields: Some(FieldMask::new(&["note"])),
             range: None,
         }),
         ..Default::default()
@@ -524,7 +550,7 @@ impl PreImages {
 }
 
 /// A cell's computed value as the values API renders it unformatted.
-fn effective(v: Option<&ExtendedValue>) -> Json {
+pub(crate) fn effective(v: Option<&ExtendedValue>) -> Json {
     let Some(v) = v else {
         return Json::String(String::new());
     };

@@ -46,6 +46,8 @@ mod feed;
 mod read;
 mod write;
 
+pub use write::{SheetStatus, NOTE_PREFIX};
+
 use feed::{overwritten_by, Feed, WriteMark};
 
 /// Where the mapped tab is and how to read and write it.
@@ -72,6 +74,8 @@ pub struct SheetOptions {
     /// milliseconds. Edits this close to one of the adapter's own writes of the same row are
     /// treated as possibly overwritten by it.
     pub clock_skew_ms: i64,
+    /// Whether held rows and conflicts are shown in the tab (default: not).
+    pub sheet_status: SheetStatus,
 }
 
 impl SheetOptions {
@@ -87,6 +91,7 @@ impl SheetOptions {
             create_header: true,
             assume_header: false,
             clock_skew_ms: 1_000,
+            sheet_status: SheetStatus::Off,
         }
     }
 }

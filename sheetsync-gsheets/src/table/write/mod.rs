@@ -5,10 +5,12 @@
 
 mod formats;
 mod locate;
+mod notes;
 mod plan;
 mod repair;
 mod send;
 
+pub use notes::{SheetStatus, NOTE_PREFIX};
 use send::new_nonce;
 
 use super::*;
@@ -141,6 +143,10 @@ impl Sink for SheetTable {
             .into_iter()
             .map(|o| o.unwrap_or(WriteOutcome::Applied))
             .collect())
+    }
+
+    async fn annotate(&self, notices: &[sheetsync_core::RowNotice]) -> Result<()> {
+        self.annotate_rows(notices).await
     }
 }
 
