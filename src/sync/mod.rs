@@ -13,7 +13,7 @@ use sheetsync_core::{
 };
 use sheetsync_gsheets::watch::{ChangeDetection, WatchOptions, Watcher};
 use sheetsync_gsheets::webhook::EditRouter;
-use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetStatus, SheetTable, SheetsClient};
 
 pub use crate::sides::db::{db_location, redact, DbTable, Located};
 pub use crate::sides::Sides;
@@ -162,6 +162,10 @@ pub struct SyncConfig {
     /// What a panic of the mapping's engine leads to.
     #[serde(default)]
     pub on_panic: OnPanic,
+    /// Whether held rows and conflicts are shown in the Sheet itself (as a note on the row's
+    /// key cell), besides the log and the status page.
+    #[serde(default)]
+    pub sheet_status: SheetStatus,
     /// Everything else: name, key (default: the table's primary key), columns (default: all),
     /// resolvers, deletes, guard, keys, timing.
     #[serde(flatten)]
@@ -290,6 +294,7 @@ impl Sides {
         let schema = mapping.schema_from(&db.schema())?;
         let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
         opts.header_row = m.header_row;
+        opts.sheet_status = m.sheet_status.clone();
         let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));
         Ok(Sides {
             mapping,
@@ -372,6 +377,7 @@ impl SyncBuilder {
             header_row: 1,
             database_url: url.into(),
             on_panic: OnPanic::default(),
+            sheet_status: SheetStatus::Off,
             sync: MappingConfig::new(table.rsplit('.').next().unwrap_or(&table), &[]),
             table,
         });
@@ -727,6 +733,7 @@ mod tests {
             database_url: "sqlite://x.db".into(),
             table: "t".into(),
             on_panic: OnPanic::default(),
+            sheet_status: SheetStatus::Off,
             sync: MappingConfig::new("t", &[]),
         };
         m.resolve_spreadsheet().unwrap();

@@ -761,6 +761,7 @@ impl Rig {
             database_url: db.url(),
             table: "items".into(),
             on_panic: OnPanic::default(),
+            sheet_status: Default::default(),
             sync: MappingConfig::new("items", &[]),
         };
         if mode == Mode::Polling {

@@ -133,6 +133,7 @@ fn check_mapping_keys(doc: &toml::Table) -> Result<()> {
         "database_url",
         "table",
         "on_panic",
+        "sheet_status",
         "name",
         "key",
         "columns",

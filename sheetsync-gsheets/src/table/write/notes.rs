@@ -13,8 +13,10 @@ use sheetsync_core::RowNotice;
 use super::*;
 use crate::guard::effective;
 
-/// How sheetsync shows held rows and conflicts in the tab itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How sheetsync shows held rows and conflicts in the tab itself (`sheet_status = "off" |
+/// "note"` in a mapping's configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SheetStatus {
     /// Not at all (the log, the status page and the admin API still show them).
     #[default]
