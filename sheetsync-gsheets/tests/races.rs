@@ -1188,3 +1188,69 @@ async fn a_note_in_flight_during_a_sort_never_lands_on_another_row() {
     check(true);
     assert_eq!(r.by_id(), Race::expect(30, &[], &[]), "no value changed");
 }
+
+#[tokio::test]
+async fn the_status_column_is_added_written_and_cleared_and_never_synced() {
+    let status = sheetsync_gsheets::SheetStatus::Column("sync status".into());
+    let r = race(6, |o| o.sheet_status = status).await;
+    warm(&r).await;
+    let column_d = |r: &Race| -> Vec<Json> {
+        let v = r.emu.read_values(&r.id, "Sheet1!D1:D7").unwrap();
+        let rows: Vec<Vec<Json>> = serde_json::from_value(v).unwrap_or_default();
+        (0..7)
+            .map(|i| {
+                rows.get(i)
+                    .and_then(|c| c.first())
+                    .cloned()
+                    .unwrap_or(json!(""))
+            })
+            .collect()
+    };
+    r.sheet
+        .annotate(&[notice(2, "held — bad"), notice(5, "conflict on name")])
+        .await
+        .unwrap();
+    let mut want = vec![json!(""); 7];
+    want[0] = json!("sync status");
+    want[2] = json!("held — bad");
+    want[5] = json!("conflict on name");
+    assert_eq!(column_d(&r), want, "the header added after the last one");
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    let rows: Vec<Row> = r.sheet.scan_rows().await.unwrap();
+    let seed: Vec<Row> = (1..=6)
+        .map(|i| row(i, &format!("n{i}"), &format!("x{i}")))
+        .collect();
+    assert_eq!(rows, seed, "the status column is not part of the rows");
+    // A person types into the status column: not an edit of the row.
+    r.emu
+        .set_cells(&r.id, "Sheet1!D4", vec![vec![json!("done?")]])
+        .unwrap();
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            sheet_id: 0,
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            header: vec![
+                json!("id"),
+                json!("name"),
+                json!("note"),
+                json!("sync status"),
+            ],
+            rows: vec![(4, vec![json!(3), json!("n3"), json!("x3"), json!("done?")])],
+            structural: false,
+            columns: Some((4, 4)),
+        })
+        .unwrap();
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(batch.changes.is_empty(), "{:?}", batch.changes);
+    // Row 2 synced again; the status column is sheetsync's: what a person typed goes too.
+    r.sheet
+        .annotate(&[notice(5, "conflict on name")])
+        .await
+        .unwrap();
+    want[2] = json!("");
+    assert_eq!(column_d(&r), want);
+    r.sheet.annotate(&[]).await.unwrap();
+    want[5] = json!("");
+    assert_eq!(column_d(&r), want);
+    assert_eq!(r.by_id(), Race::expect(6, &[], &[]), "no value changed");
+}

@@ -762,6 +762,7 @@ impl Rig {
             table: "items".into(),
             on_panic: OnPanic::default(),
             sheet_status: Default::default(),
+            status_column: None,
             sync: MappingConfig::new("items", &[]),
         };
         if mode == Mode::Polling {

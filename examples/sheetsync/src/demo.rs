@@ -97,6 +97,7 @@ impl Demo {
                 table: "products".into(),
                 on_panic: OnPanic::Restart,
                 sheet_status: Default::default(),
+                status_column: None,
                 sync,
             }],
         };

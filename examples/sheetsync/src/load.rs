@@ -134,6 +134,7 @@ fn check_mapping_keys(doc: &toml::Table) -> Result<()> {
         "table",
         "on_panic",
         "sheet_status",
+        "status_column",
         "name",
         "key",
         "columns",

@@ -452,25 +452,7 @@ impl SheetTable {
             l.header_assumed = true;
             return Ok(());
         }
-        if l.column_count < n {
-            self.client
-                .batch_update(
-                    &self.opts.spreadsheet_id,
-                    BatchUpdateSpreadsheetRequest {
-                        requests: Some(vec![Request {
-                            append_dimension: Some(AppendDimensionRequest {
-                                sheet_id: Some(self.opts.sheet_id),
-                                dimension: Some("COLUMNS".into()),
-                                length: Some((n - l.column_count) as i32),
-                            }),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            l.column_count = n;
-        }
+        self.grow_columns(l, n).await?;
         let names: Vec<Json> = self
             .schema
             .columns
@@ -489,6 +471,31 @@ impl SheetTable {
             .await?;
         l.columns = (0..n).collect();
         tracing::info!(tab = %l.title, "wrote the header row");
+        Ok(())
+    }
+
+    /// Adds columns at the tab's right edge until it has `n` (appended, never set: a person's
+    /// own new columns are kept).
+    async fn grow_columns(&self, l: &mut Layout, n: u32) -> Result<()> {
+        if l.column_count >= n {
+            return Ok(());
+        }
+        let append = Request {
+            append_dimension: Some(AppendDimensionRequest {
+                sheet_id: Some(self.opts.sheet_id),
+                dimension: Some("COLUMNS".into()),
+                length: Some((n - l.column_count) as i32),
+            }),
+            ..Default::default()
+        };
+        let req = BatchUpdateSpreadsheetRequest {
+            requests: Some(vec![append]),
+            ..Default::default()
+        };
+        self.client
+            .batch_update(&self.opts.spreadsheet_id, req)
+            .await?;
+        l.column_count = n;
         Ok(())
     }
 

@@ -120,3 +120,5 @@ per_backend!(dates_through_gspread, dates::dates_read_as_dates_through_gspread;
     Sqlite: sqlite, Postgres: postgres);
 per_backend!(sheet_status_notes, sheet_status::held_rows_and_conflicts_get_notes_until_they_sync;
     Sqlite: sqlite, Postgres: postgres, MySql: mysql);
+per_backend!(sheet_status_column, sheet_status::held_rows_and_conflicts_fill_a_status_column_until_they_sync;
+    Sqlite: sqlite, Postgres: postgres);

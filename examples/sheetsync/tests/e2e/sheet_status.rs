@@ -160,3 +160,77 @@ pub async fn held_rows_and_conflicts_get_notes_until_they_sync(backend: Backend)
         "the notes' writes came back as edits"
     );
 }
+
+pub async fn held_rows_and_conflicts_fill_a_status_column_until_they_sync(backend: Backend) {
+    let mut w = World::new(backend, "statuscolumn").await;
+    let extra = "sheet_status = \"column\"\nstatus_column = \"sync status\"\n\
+                 resolvers = [{ strategy = \"manual\" }]";
+    let m = w.add_mapping("items", &seed(), extra).await;
+    let t = w.mappings[m].table.clone();
+    w.start().await;
+    w.converge(m, &rows_map(&seed())).await;
+    let status_of = |w: &World, id: i64| -> Result<String, String> {
+        let values = w.sheet_values(m);
+        let col = values[0]
+            .iter()
+            .position(|h| h == "sync status")
+            .ok_or_else(|| format!("no status column in {:?}", values[0]))?;
+        let cells = &values[w.sheet_row_of(m, id) as usize - 1];
+        Ok(cells
+            .get(col)
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string())
+    };
+    let wait_status = |id: i64, want: &'static str, what: &'static str| {
+        let w = &w;
+        async move {
+            wait_until(what, || async {
+                match status_of(w, id)? {
+                    s if s.starts_with(want) && (want.is_empty() == s.is_empty()) => Ok(()),
+                    s => Err(format!("row {id}'s status is {s:?}")),
+                }
+            })
+            .await
+        }
+    };
+
+    // A held row: the status column is added at the header's end and says why.
+    w.type_cell(m, 2, "price", json!("abc"));
+    wait_status(2, "held — column \"price\"", "row 2's status").await;
+    assert_eq!(
+        w.sheet_values(m)[0].len(),
+        COLUMNS.len() + 1,
+        "one column added"
+    );
+    // A person types into the status column: nothing syncs, nothing counts as an edit.
+    w.type_cell(m, 3, "sync status", json!("looks fine"));
+    w.cycles_more(m, 3).await;
+    w.type_cell(m, 2, "price", json!(2.5));
+    wait_status(2, "", "row 2 synced again").await;
+
+    // A conflict, until a person resolves it.
+    w.db.exec(&format!("UPDATE {t} SET name = 'db name' WHERE id = 1"))
+        .await;
+    w.type_cell(m, 1, "name", json!("sheet name"));
+    wait_status(1, "conflict on name — resolve with", "row 1's conflict").await;
+    let args = [
+        "conflicts",
+        "resolve",
+        "--mapping",
+        "items",
+        "--key",
+        "1",
+        "--side",
+        "sheet",
+    ];
+    let out = w.cli(&w.cfg_path, &args).await;
+    assert_eq!(out.code, Some(0), "conflicts resolve: {out:?}");
+    wait_status(1, "", "row 1 resolved").await;
+
+    let mut want = rows_map(&seed());
+    want.get_mut(&1).unwrap()[1] = Some("sheet name".into());
+    want.get_mut(&2).unwrap()[3] = Some("2.5".into());
+    w.converge(m, &want).await;
+    w.assert_quiet(m).await;
+}

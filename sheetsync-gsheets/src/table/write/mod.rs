@@ -5,13 +5,13 @@
 
 mod formats;
 mod locate;
-mod notes;
 mod plan;
 mod repair;
 mod send;
+mod status;
 
-pub use notes::{SheetStatus, NOTE_PREFIX};
 use send::new_nonce;
+pub use status::{SheetStatus, NOTE_PREFIX};
 
 use super::*;
 use crate::guard::{
