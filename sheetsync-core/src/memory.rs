@@ -19,8 +19,8 @@ use crate::model::{
 };
 use crate::state::{MemoryStateStore, StateDelta, StateStore};
 use crate::table::{
-    Capabilities, Expected, Sink, SinkTransaction, Source, TransactionalSink, WriteContext,
-    WriteOp, WriteOutcome,
+    Capabilities, Expected, RowNotice, Sink, SinkTransaction, Source, TransactionalSink,
+    WriteContext, WriteOp, WriteOutcome,
 };
 
 type Rule = Arc<dyn Fn(&Row) -> Option<String> + Send + Sync>;
@@ -51,6 +51,9 @@ struct Inner {
     fail_scans: usize,
     rule: Option<Rule>,
     calls: HashMap<&'static str, usize>,
+    /// What the last [`Sink::annotate`] call that succeeded asked to show.
+    notices: Vec<RowNotice>,
+    fail_annotations: usize,
 }
 
 impl MemoryTable {
@@ -230,6 +233,16 @@ impl MemoryTable {
     /// Accepts every row again.
     pub fn accept_all_rows(&self) {
         self.lock().rule = None;
+    }
+
+    /// What the last [`Sink::annotate`] call that succeeded asked to show, as a Sheet would.
+    pub fn notices(&self) -> Vec<RowNotice> {
+        self.lock().notices.clone()
+    }
+
+    /// Makes the next `n` calls of [`Sink::annotate`] fail.
+    pub fn fail_next_annotations(&self, n: usize) {
+        self.lock().fail_annotations = n;
     }
 
     fn count(&self, method: &'static str) {
@@ -484,6 +497,20 @@ impl Sink for MemoryTable {
         self.state
             .is_some()
             .then_some(self as &dyn TransactionalSink)
+    }
+
+    async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
+        self.count("annotate");
+        let mut g = self.lock();
+        if g.fail_annotations > 0 {
+            g.fail_annotations -= 1;
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!("{}: connection dropped during annotate", self.name),
+            ));
+        }
+        g.notices = notices.to_vec();
+        Ok(())
     }
 }
 
