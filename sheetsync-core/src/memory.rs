@@ -472,13 +472,7 @@ impl Sink for MemoryTable {
             ));
         }
         let mut g = self.lock();
-        if g.fail_applies > 0 {
-            g.fail_applies -= 1;
-            return Err(Error::new(
-                ErrorKind::Connection,
-                format!("{}: connection dropped during apply", self.name),
-            ));
-        }
+        dropped_once(&mut g.fail_applies, &self.name, "apply")?;
         let outcomes = ops
             .into_iter()
             .map(|op| self.apply_one(&mut g, op))
@@ -502,13 +496,7 @@ impl Sink for MemoryTable {
     async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
         self.count("annotate");
         let mut g = self.lock();
-        if g.fail_annotations > 0 {
-            g.fail_annotations -= 1;
-            return Err(Error::new(
-                ErrorKind::Connection,
-                format!("{}: connection dropped during annotate", self.name),
-            ));
-        }
+        dropped_once(&mut g.fail_annotations, &self.name, "annotate")?;
         g.notices = notices.to_vec();
         Ok(())
     }
@@ -546,13 +534,7 @@ impl SinkTransaction for MemoryTransaction<'_> {
         let t = self.table;
         t.count("apply");
         let mut g = t.lock();
-        if g.fail_applies > 0 {
-            g.fail_applies -= 1;
-            return Err(Error::new(
-                ErrorKind::Connection,
-                format!("{}: connection dropped during apply", t.name),
-            ));
-        }
+        dropped_once(&mut g.fail_applies, &t.name, "apply")?;
         let scratch = self.scratch.get_or_insert_with(|| g.clone());
         drop(g);
         self.ops.extend(ops.iter().cloned());
@@ -579,6 +561,19 @@ impl SinkTransaction for MemoryTransaction<'_> {
         }
         Ok(())
     }
+}
+
+/// A failure the test asked for (`remaining` more of them), as a dropped connection during
+/// `call` would be.
+fn dropped_once(remaining: &mut usize, table: &str, call: &str) -> Result<()> {
+    if *remaining == 0 {
+        return Ok(());
+    }
+    *remaining -= 1;
+    Err(Error::new(
+        ErrorKind::Connection,
+        format!("{table}: connection dropped during {call}"),
+    ))
 }
 
 /// A key for a single-column key table.

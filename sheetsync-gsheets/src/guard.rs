@@ -373,23 +373,28 @@ fn grid_range(sheet_id: i32, row0: u32, c0: u32, c1: u32) -> GridRange {
 }
 
 fn update_cells(sheet_id: i32, row0: u32, col0: u32, values: Vec<Json>) -> Request {
-    Request {
-        update_cells: Some(UpdateCellsRequest {
-            start: Some(GridCoordinate {
-                sheet_id: Some(sheet_id),
-                row_index: Some(row0 as i32),
-                column_index: Some(col0 as i32),
-            }),
-            rows: Some(vec![row_data(&values)]),
-            fields: Some(FieldMask::new(&["userEnteredValue"])),
-            range: None,
-        }),
-        ..Default::default()
-    }
+    update_row(
+        sheet_id,
+        (row0, col0),
+        row_data(&values),
+        "userEnteredValue",
+    )
 }
 
 /// Sets (or, when `note` is empty, removes) one cell's note, leaving its value alone.
 fn set_note(sheet_id: i32, row0: u32, col0: u32, note: &str) -> Request {
+    let cell = CellData {
+        note: (!note.is_empty()).then(|| note.to_string()),
+        ..Default::default()
+    };
+    let row = RowData {
+        values: Some(vec![cell]),
+    };
+    update_row(sheet_id, (row0, col0), row, "note")
+}
+
+/// `updateCells` of one row's cells from (`row0`, `col0`), only the `field` of each.
+fn update_row(sheet_id: i32, (row0, col0): (u32, u32), row: RowData, field: &str) -> Request {
     Request {
         update_cells: Some(UpdateCellsRequest {
             start: Some(GridCoordinate {
@@ -397,13 +402,8 @@ fn set_note(sheet_id: i32, row0: u32, col0: u32, note: &str) -> Request {
                 row_index: Some(row0 as i32),
                 column_index: Some(col0 as i32),
             }),
-            rows: Some(vec![RowData {
-                values: Some(vec![CellData {
-                    note: (!note.is_empty()).then(|| note.to_string()),
-                    ..Default::default()
-                }]),
-            }]),
-            fields: Some(FieldMask::new(&["note"])),
+            rows: Some(vec![row]),
+            fields: Some(FieldMask::new(&[field])),
             range: None,
         }),
         ..Default::default()

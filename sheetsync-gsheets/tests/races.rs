@@ -112,12 +112,8 @@ impl Race {
         m
     }
 
-    /// Applies `ops` while `person` runs during a delay of the next write request.
-    async fn apply_racing(
-        &self,
-        ops: Vec<WriteOp>,
-        person: impl FnOnce(&EmulatorHandle, &str),
-    ) -> Result<Vec<WriteOutcome>> {
+    /// Holds the next write request back for 600 ms (a person's edit can land meanwhile).
+    fn delay_next_write(&self) {
         self.emu.inject_fault(
             FaultRule {
                 kind: sheetsync_emulator::FaultKind::Delay { ms: 600 },
@@ -127,6 +123,15 @@ impl Race {
             }
             .for_method("spreadsheets.batchUpdate"),
         );
+    }
+
+    /// Applies `ops` while `person` runs during a delay of the next write request.
+    async fn apply_racing(
+        &self,
+        ops: Vec<WriteOp>,
+        person: impl FnOnce(&EmulatorHandle, &str),
+    ) -> Result<Vec<WriteOutcome>> {
+        self.delay_next_write();
         let sheet = self.sheet.clone();
         let task = tokio::spawn(async move { sheet.apply(ops, &ctx()).await });
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1146,15 +1151,7 @@ async fn a_note_in_flight_during_a_sort_never_lands_on_another_row() {
     r.sheet.annotate(&[notice(1, "held — x")]).await.unwrap();
     r.sheet.annotate(&[]).await.unwrap();
     r.person_note(r.row_of(9), 0, "mine").await;
-    r.emu.inject_fault(
-        FaultRule {
-            kind: sheetsync_emulator::FaultKind::Delay { ms: 600 },
-            times: Some(1),
-            rate: None,
-            method: None,
-        }
-        .for_method("spreadsheets.batchUpdate"),
-    );
+    r.delay_next_write();
     let waiting = [notice(20, "held — bad"), notice(5, "conflict on name")];
     let sheet = r.sheet.clone();
     let task = tokio::spawn(async move { sheet.annotate(&waiting).await });
@@ -1225,19 +1222,18 @@ async fn the_status_column_is_added_written_and_cleared_and_never_synced() {
     r.emu
         .set_cells(&r.id, "Sheet1!D4", vec![vec![json!("done?")]])
         .unwrap();
+    let typed = vec![json!(3), json!("n3"), json!("x3"), json!("done?")];
+    let header = vec![
+        json!("id"),
+        json!("name"),
+        json!("note"),
+        json!("sync status"),
+    ];
     r.sheet
         .accept_edit(sheetsync_gsheets::SheetEdit {
-            sheet_id: 0,
-            timestamp_ms: chrono::Utc::now().timestamp_millis(),
-            header: vec![
-                json!("id"),
-                json!("name"),
-                json!("note"),
-                json!("sync status"),
-            ],
-            rows: vec![(4, vec![json!(3), json!("n3"), json!("x3"), json!("done?")])],
-            structural: false,
+            header,
             columns: Some((4, 4)),
+            ..edit_of(vec![(4, typed)])
         })
         .unwrap();
     let batch = r.sheet.changes(&cursor, 100).await.unwrap();

@@ -83,6 +83,23 @@ impl World {
         .await;
     }
 
+    /// A person resolves the conflict of row `key` of mapping `items` with the CLI, taking the
+    /// Sheet's row.
+    async fn resolve_taking_the_sheet(&self, key: &str) {
+        let args = [
+            "conflicts",
+            "resolve",
+            "--mapping",
+            "items",
+            "--key",
+            key,
+            "--side",
+            "sheet",
+        ];
+        let out = self.cli(&self.cfg_path, &args).await;
+        assert_eq!(out.code, Some(0), "conflicts resolve: {out:?}");
+    }
+
     /// A person's own note on a cell (through the API: notes fire no trigger).
     async fn person_note(&self, m: usize, id: i64, column: &str, note: &str) {
         let col = COLUMNS.iter().position(|c| *c == column).unwrap();
@@ -136,18 +153,7 @@ pub async fn held_rows_and_conflicts_get_notes_until_they_sync(backend: Backend)
     let with_conflict = [people[0], people[1], (1, "id", conflict)];
     w.wait_for_notes(m, &with_conflict, "row 1's conflict note")
         .await;
-    let args = [
-        "conflicts",
-        "resolve",
-        "--mapping",
-        "items",
-        "--key",
-        "1",
-        "--side",
-        "sheet",
-    ];
-    let out = w.cli(&w.cfg_path, &args).await;
-    assert_eq!(out.code, Some(0), "conflicts resolve: {out:?}");
+    w.resolve_taking_the_sheet("1").await;
     w.wait_for_notes(m, &people, "row 1 resolved").await;
 
     // Nothing echoes: no writes to either side, and no more Sheets writes at all.
@@ -214,18 +220,7 @@ pub async fn held_rows_and_conflicts_fill_a_status_column_until_they_sync(backen
         .await;
     w.type_cell(m, 1, "name", json!("sheet name"));
     wait_status(1, "conflict on name — resolve with", "row 1's conflict").await;
-    let args = [
-        "conflicts",
-        "resolve",
-        "--mapping",
-        "items",
-        "--key",
-        "1",
-        "--side",
-        "sheet",
-    ];
-    let out = w.cli(&w.cfg_path, &args).await;
-    assert_eq!(out.code, Some(0), "conflicts resolve: {out:?}");
+    w.resolve_taking_the_sheet("1").await;
     wait_status(1, "", "row 1 resolved").await;
 
     let mut want = rows_map(&seed());
