@@ -60,7 +60,7 @@ pub mod sync;
         any(feature = "postgres", feature = "mysql", feature = "sqlite")
     )))
 )]
-pub use sync::{SheetsConfig, SyncBuilder, SyncConfig};
+pub use sync::{SheetStatusMode, SheetsConfig, SyncBuilder, SyncConfig};
 
 /// PostgreSQL, MySQL/MariaDB and SQLite adapters.
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

@@ -80,6 +80,9 @@ impl Sink for PanicsOnce {
     fn transactional(&self) -> Option<&dyn sheetsync::TransactionalSink> {
         None
     }
+    async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
+        self.inner.annotate(notices).await
+    }
 }
 
 fn schema() -> TableSchema {

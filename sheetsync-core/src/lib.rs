@@ -115,6 +115,6 @@ pub use state::{
     WriteIntent,
 };
 pub use table::{
-    Capabilities, Expected, Sink, SinkTransaction, Source, SourceExt, Table, TransactionalSink,
-    WriteContext, WriteOp, WriteOutcome,
+    Capabilities, Expected, RowNotice, Sink, SinkTransaction, Source, SourceExt, Table,
+    TransactionalSink, WriteContext, WriteOp, WriteOutcome,
 };

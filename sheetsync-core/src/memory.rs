@@ -19,8 +19,8 @@ use crate::model::{
 };
 use crate::state::{MemoryStateStore, StateDelta, StateStore};
 use crate::table::{
-    Capabilities, Expected, Sink, SinkTransaction, Source, TransactionalSink, WriteContext,
-    WriteOp, WriteOutcome,
+    Capabilities, Expected, RowNotice, Sink, SinkTransaction, Source, TransactionalSink,
+    WriteContext, WriteOp, WriteOutcome,
 };
 
 type Rule = Arc<dyn Fn(&Row) -> Option<String> + Send + Sync>;
@@ -51,6 +51,9 @@ struct Inner {
     fail_scans: usize,
     rule: Option<Rule>,
     calls: HashMap<&'static str, usize>,
+    /// What the last [`Sink::annotate`] call that succeeded asked to show.
+    notices: Vec<RowNotice>,
+    fail_annotations: usize,
 }
 
 impl MemoryTable {
@@ -230,6 +233,16 @@ impl MemoryTable {
     /// Accepts every row again.
     pub fn accept_all_rows(&self) {
         self.lock().rule = None;
+    }
+
+    /// What the last [`Sink::annotate`] call that succeeded asked to show, as a Sheet would.
+    pub fn notices(&self) -> Vec<RowNotice> {
+        self.lock().notices.clone()
+    }
+
+    /// Makes the next `n` calls of [`Sink::annotate`] fail.
+    pub fn fail_next_annotations(&self, n: usize) {
+        self.lock().fail_annotations = n;
     }
 
     fn count(&self, method: &'static str) {
@@ -459,13 +472,7 @@ impl Sink for MemoryTable {
             ));
         }
         let mut g = self.lock();
-        if g.fail_applies > 0 {
-            g.fail_applies -= 1;
-            return Err(Error::new(
-                ErrorKind::Connection,
-                format!("{}: connection dropped during apply", self.name),
-            ));
-        }
+        dropped_once(&mut g.fail_applies, &self.name, "apply")?;
         let outcomes = ops
             .into_iter()
             .map(|op| self.apply_one(&mut g, op))
@@ -484,6 +491,14 @@ impl Sink for MemoryTable {
         self.state
             .is_some()
             .then_some(self as &dyn TransactionalSink)
+    }
+
+    async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
+        self.count("annotate");
+        let mut g = self.lock();
+        dropped_once(&mut g.fail_annotations, &self.name, "annotate")?;
+        g.notices = notices.to_vec();
+        Ok(())
     }
 }
 
@@ -519,13 +534,7 @@ impl SinkTransaction for MemoryTransaction<'_> {
         let t = self.table;
         t.count("apply");
         let mut g = t.lock();
-        if g.fail_applies > 0 {
-            g.fail_applies -= 1;
-            return Err(Error::new(
-                ErrorKind::Connection,
-                format!("{}: connection dropped during apply", t.name),
-            ));
-        }
+        dropped_once(&mut g.fail_applies, &t.name, "apply")?;
         let scratch = self.scratch.get_or_insert_with(|| g.clone());
         drop(g);
         self.ops.extend(ops.iter().cloned());
@@ -552,6 +561,19 @@ impl SinkTransaction for MemoryTransaction<'_> {
         }
         Ok(())
     }
+}
+
+/// A failure the test asked for (`remaining` more of them), as a dropped connection during
+/// `call` would be.
+fn dropped_once(remaining: &mut usize, table: &str, call: &str) -> Result<()> {
+    if *remaining == 0 {
+        return Ok(());
+    }
+    *remaining -= 1;
+    Err(Error::new(
+        ErrorKind::Connection,
+        format!("{table}: connection dropped during {call}"),
+    ))
 }
 
 /// A key for a single-column key table.

@@ -187,6 +187,10 @@ impl Sink for MortalTable {
             .transactional()
             .map(|_| self as &dyn TransactionalSink)
     }
+
+    async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
+        self.inner.annotate(notices).await
+    }
 }
 
 /// The database's write transactions carry the state: the process can die at their commit.

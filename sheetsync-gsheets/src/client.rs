@@ -418,6 +418,25 @@ impl SheetsClient {
         .await
     }
 
+    /// `spreadsheets.get` of the grid data of A1 ranges, limited to a field mask (say, the
+    /// notes and values of one column: `sheets.data.rowData.values(note,effectiveValue)`).
+    pub async fn get_grid(&self, id: &str, ranges: &[String], fields: &str) -> Result<Spreadsheet> {
+        self.call(Access::Read, "spreadsheets.get", || {
+            let mut c = self
+                .hub
+                .spreadsheets()
+                .get(id)
+                .include_grid_data(true)
+                .param("fields", fields)
+                .add_scope(SCOPE_SHEETS);
+            for r in ranges {
+                c = c.add_ranges(r);
+            }
+            c.doit()
+        })
+        .await
+    }
+
     /// `values.batchGet` of A1 ranges, unformatted, dates as serial numbers.
     pub async fn batch_get(
         &self,

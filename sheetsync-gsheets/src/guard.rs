@@ -84,6 +84,9 @@ pub(crate) enum Action {
     Delete,
     /// Paste the pre-image kept in this 0-based scratch row over the row (a repair).
     Paste(u32),
+    /// Set the note of the cell in this 0-based sheet column (`""` removes it); the values
+    /// stay as they are.
+    Note(u32, String),
 }
 
 /// One positional write.
@@ -265,6 +268,7 @@ fn action_requests(data: DataTab, scratch_id: i32, t: &Target) -> Vec<Request> {
             .map(|(c0, vals)| update_cells(data.sheet_id, t.row - 1, c0, vals))
             .collect(),
         Action::Paste(from) => vec![paste_back(data, scratch_id, *from, t.row - 1)],
+        Action::Note(col, note) => vec![set_note(data.sheet_id, t.row - 1, *col, note)],
         Action::Delete => Vec::new(),
     }
 }
@@ -369,6 +373,28 @@ fn grid_range(sheet_id: i32, row0: u32, c0: u32, c1: u32) -> GridRange {
 }
 
 fn update_cells(sheet_id: i32, row0: u32, col0: u32, values: Vec<Json>) -> Request {
+    update_row(
+        sheet_id,
+        (row0, col0),
+        row_data(&values),
+        "userEnteredValue",
+    )
+}
+
+/// Sets (or, when `note` is empty, removes) one cell's note, leaving its value alone.
+fn set_note(sheet_id: i32, row0: u32, col0: u32, note: &str) -> Request {
+    let cell = CellData {
+        note: (!note.is_empty()).then(|| note.to_string()),
+        ..Default::default()
+    };
+    let row = RowData {
+        values: Some(vec![cell]),
+    };
+    update_row(sheet_id, (row0, col0), row, "note")
+}
+
+/// `updateCells` of one row's cells from (`row0`, `col0`), only the `field` of each.
+fn update_row(sheet_id: i32, (row0, col0): (u32, u32), row: RowData, field: &str) -> Request {
     Request {
         update_cells: Some(UpdateCellsRequest {
             start: Some(GridCoordinate {
@@ -376,8 +402,8 @@ fn update_cells(sheet_id: i32, row0: u32, col0: u32, values: Vec<Json>) -> Reque
                 row_index: Some(row0 as i32),
                 column_index: Some(col0 as i32),
             }),
-            rows: Some(vec![row_data(&values)]),
-            fields: Some(FieldMask::new(&["userEnteredValue"])),
+            rows: Some(vec![row]),
+            fields: Some(FieldMask::new(&[field])),
             range: None,
         }),
         ..Default::default()
@@ -524,7 +550,7 @@ impl PreImages {
 }
 
 /// A cell's computed value as the values API renders it unformatted.
-fn effective(v: Option<&ExtendedValue>) -> Json {
+pub(crate) fn effective(v: Option<&ExtendedValue>) -> Json {
     let Some(v) = v else {
         return Json::String(String::new());
     };

@@ -94,11 +94,7 @@ impl Layout {
     pub fn map_header(&mut self, header: &[Json], schema: &TableSchema) -> Result<()> {
         let mut found: HashMap<String, Vec<u32>> = HashMap::new();
         for (i, cell) in header.iter().enumerate() {
-            let text = match cell {
-                Json::String(s) => s.trim().to_string(),
-                Json::Null => String::new(),
-                other => other.to_string(),
-            };
+            let text = header_text(cell);
             if !text.is_empty() {
                 found.entry(text).or_default().push(i as u32);
             }
@@ -132,6 +128,15 @@ impl Layout {
         }
         self.columns = columns;
         Ok(())
+    }
+}
+
+/// A header cell's column name, as headers are matched: trimmed, `""` for a blank cell.
+pub(crate) fn header_text(cell: &Json) -> String {
+    match cell {
+        Json::String(s) => s.trim().to_string(),
+        Json::Null => String::new(),
+        other => other.to_string(),
     }
 }
 

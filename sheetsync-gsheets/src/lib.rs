@@ -68,7 +68,7 @@ pub use google_sheets4::api::BatchUpdateSpreadsheetRequest;
 pub use google_sheets4::api::ValueRange;
 pub use layout::{col_letters, quote_title, Layout};
 pub use quota::Priority;
-pub use table::{SheetEdit, SheetOptions, SheetTable};
+pub use table::{SheetEdit, SheetOptions, SheetStatus, SheetTable, NOTE_PREFIX};
 
 #[cfg(test)]
 mod tests {

@@ -112,12 +112,8 @@ impl Race {
         m
     }
 
-    /// Applies `ops` while `person` runs during a delay of the next write request.
-    async fn apply_racing(
-        &self,
-        ops: Vec<WriteOp>,
-        person: impl FnOnce(&EmulatorHandle, &str),
-    ) -> Result<Vec<WriteOutcome>> {
+    /// Holds the next write request back for 600 ms (a person's edit can land meanwhile).
+    fn delay_next_write(&self) {
         self.emu.inject_fault(
             FaultRule {
                 kind: sheetsync_emulator::FaultKind::Delay { ms: 600 },
@@ -127,6 +123,15 @@ impl Race {
             }
             .for_method("spreadsheets.batchUpdate"),
         );
+    }
+
+    /// Applies `ops` while `person` runs during a delay of the next write request.
+    async fn apply_racing(
+        &self,
+        ops: Vec<WriteOp>,
+        person: impl FnOnce(&EmulatorHandle, &str),
+    ) -> Result<Vec<WriteOutcome>> {
+        self.delay_next_write();
         let sheet = self.sheet.clone();
         let task = tokio::spawn(async move { sheet.apply(ops, &ctx()).await });
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1037,4 +1042,211 @@ async fn a_full_read_never_drops_an_edit_our_write_overwrote() {
         "the person's edit is kept for the merge: {:?}",
         batch.changes
     );
+}
+
+// ---- notes on rows that wait for a person (`sheet_status = "note"`) ----
+
+fn notice(id: i64, text: &str) -> RowNotice {
+    RowNotice {
+        key: key(id),
+        text: text.into(),
+    }
+}
+
+impl Race {
+    /// Every note in the tab: (1-based row, 0-based column) → text.
+    fn notes(&self) -> BTreeMap<(u32, u32), String> {
+        let ss = self.emu.spreadsheet(&self.id).unwrap();
+        let sheet = ss.sheets.iter().find(|s| s.props.sheet_id == 0).unwrap();
+        let mut out = BTreeMap::new();
+        for r in 0..sheet.props.row_count {
+            for (c, cell) in sheet.grid.row(r).unwrap_or_default().iter().enumerate() {
+                if let Some(n) = &cell.note {
+                    out.insert((r + 1, c as u32), n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The 1-based row holding `id`.
+    fn row_of(&self, id: i64) -> u32 {
+        let at = self.rows().iter().position(|(i, _, _)| *i == id);
+        at.expect("the id is in the tab") as u32 + 2
+    }
+
+    /// A person's own note on a cell (through the API: notes fire no trigger).
+    async fn person_note(&self, row: u32, col: u32, note: &str) {
+        let client = SheetsClient::new(fast_client(&self.emu.base_url()))
+            .await
+            .unwrap();
+        use google_sheets4::api::{CellData, GridCoordinate, Request, RowData, UpdateCellsRequest};
+        let req = sheetsync_gsheets::BatchUpdateSpreadsheetRequest {
+            requests: Some(vec![Request {
+                update_cells: Some(UpdateCellsRequest {
+                    start: Some(GridCoordinate {
+                        sheet_id: Some(0),
+                        row_index: Some(row as i32 - 1),
+                        column_index: Some(col as i32),
+                    }),
+                    rows: Some(vec![RowData {
+                        values: Some(vec![CellData {
+                            note: Some(note.into()),
+                            ..Default::default()
+                        }]),
+                    }]),
+                    fields: Some(google_sheets4::common::FieldMask::new(&["note"])),
+                    range: None,
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        client.batch_update(&self.id, req).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn notes_mark_rows_that_wait_and_go_when_they_sync_leaving_peoples_notes_alone() {
+    let r = race(6, |o| o.sheet_status = sheetsync_gsheets::SheetStatus::Note).await;
+    r.person_note(4, 0, "ask Ann first").await; // id 3's key cell
+    r.person_note(5, 1, "typo?").await; // id 4's name cell
+    let people: BTreeMap<(u32, u32), String> = [((4, 0), "ask Ann first"), ((5, 1), "typo?")]
+        .into_iter()
+        .map(|(at, n)| (at, n.to_string()))
+        .collect();
+    let waiting = [
+        notice(2, "held — column \"qty\": \"abc\" is not a valid integer"),
+        notice(3, "conflict on name"),
+        notice(4, "conflict on note"),
+    ];
+    r.sheet.annotate(&waiting).await.unwrap();
+    let mut want = people.clone();
+    for (row, text) in [(3, &waiting[0].text), (5, &waiting[2].text)] {
+        want.insert((row, 0), format!("sheetsync: {text}"));
+    }
+    assert_eq!(r.notes(), want, "id 3's key cell keeps the person's note");
+    let writes = r.emu.request_count("spreadsheets.batchUpdate");
+    r.sheet.annotate(&waiting).await.unwrap();
+    assert_eq!(
+        r.emu.request_count("spreadsheets.batchUpdate"),
+        writes,
+        "notes already right are not written again"
+    );
+    r.sheet.annotate(&waiting[2..]).await.unwrap();
+    want.remove(&(3, 0));
+    assert_eq!(r.notes(), want, "id 2 synced again: its note is gone");
+    r.sheet.annotate(&[]).await.unwrap();
+    assert_eq!(r.notes(), people, "only people's notes are left");
+    assert_eq!(r.by_id(), Race::expect(6, &[], &[]), "no value changed");
+}
+
+#[tokio::test]
+async fn a_note_in_flight_during_a_sort_never_lands_on_another_row() {
+    let r = race(30, |o| {
+        o.sheet_status = sheetsync_gsheets::SheetStatus::Note
+    })
+    .await;
+    // Warm up: layout, scratch tab.
+    r.sheet.annotate(&[notice(1, "held — x")]).await.unwrap();
+    r.sheet.annotate(&[]).await.unwrap();
+    r.person_note(r.row_of(9), 0, "mine").await;
+    r.delay_next_write();
+    let waiting = [notice(20, "held — bad"), notice(5, "conflict on name")];
+    let sheet = r.sheet.clone();
+    let task = tokio::spawn(async move { sheet.annotate(&waiting).await });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // By note, descending: x9, x8, ..., x30, x3, ... every row moves.
+    r.emu.sort_range(&r.id, "Sheet1!A2:C31", 3, false).unwrap();
+    let first = task.await.unwrap();
+    let check = |all: bool| {
+        let notes = r.notes();
+        for ((row, col), text) in &notes {
+            let id = r.rows()[*row as usize - 2].0;
+            let fine = match id {
+                9 => text == "mine",
+                20 => text == "sheetsync: held — bad",
+                5 => text == "sheetsync: conflict on name",
+                _ => false,
+            };
+            assert!(
+                fine && *col == 0,
+                "row {row} (id {id}) has note {text:?}: {notes:?}"
+            );
+        }
+        if all {
+            assert_eq!(notes.len(), 3, "{notes:?}");
+        }
+    };
+    check(false);
+    assert!(first.is_err(), "the notes that missed are reported");
+    let waiting = [notice(20, "held — bad"), notice(5, "conflict on name")];
+    r.sheet.annotate(&waiting).await.unwrap();
+    check(true);
+    assert_eq!(r.by_id(), Race::expect(30, &[], &[]), "no value changed");
+}
+
+#[tokio::test]
+async fn the_status_column_is_added_written_and_cleared_and_never_synced() {
+    let status = sheetsync_gsheets::SheetStatus::Column("sync status".into());
+    let r = race(6, |o| o.sheet_status = status).await;
+    warm(&r).await;
+    let column_d = |r: &Race| -> Vec<Json> {
+        let v = r.emu.read_values(&r.id, "Sheet1!D1:D7").unwrap();
+        let rows: Vec<Vec<Json>> = serde_json::from_value(v).unwrap_or_default();
+        (0..7)
+            .map(|i| {
+                rows.get(i)
+                    .and_then(|c| c.first())
+                    .cloned()
+                    .unwrap_or(json!(""))
+            })
+            .collect()
+    };
+    r.sheet
+        .annotate(&[notice(2, "held — bad"), notice(5, "conflict on name")])
+        .await
+        .unwrap();
+    let mut want = vec![json!(""); 7];
+    want[0] = json!("sync status");
+    want[2] = json!("held — bad");
+    want[5] = json!("conflict on name");
+    assert_eq!(column_d(&r), want, "the header added after the last one");
+    let cursor = r.sheet.cursor().await.unwrap().unwrap();
+    let rows: Vec<Row> = r.sheet.scan_rows().await.unwrap();
+    let seed: Vec<Row> = (1..=6)
+        .map(|i| row(i, &format!("n{i}"), &format!("x{i}")))
+        .collect();
+    assert_eq!(rows, seed, "the status column is not part of the rows");
+    // A person types into the status column: not an edit of the row.
+    r.emu
+        .set_cells(&r.id, "Sheet1!D4", vec![vec![json!("done?")]])
+        .unwrap();
+    let typed = vec![json!(3), json!("n3"), json!("x3"), json!("done?")];
+    let header = vec![
+        json!("id"),
+        json!("name"),
+        json!("note"),
+        json!("sync status"),
+    ];
+    r.sheet
+        .accept_edit(sheetsync_gsheets::SheetEdit {
+            header,
+            columns: Some((4, 4)),
+            ..edit_of(vec![(4, typed)])
+        })
+        .unwrap();
+    let batch = r.sheet.changes(&cursor, 100).await.unwrap();
+    assert!(batch.changes.is_empty(), "{:?}", batch.changes);
+    // Row 2 synced again; the status column is sheetsync's: what a person typed goes too.
+    r.sheet
+        .annotate(&[notice(5, "conflict on name")])
+        .await
+        .unwrap();
+    want[2] = json!("");
+    assert_eq!(column_d(&r), want);
+    r.sheet.annotate(&[]).await.unwrap();
+    want[5] = json!("");
+    assert_eq!(column_d(&r), want);
+    assert_eq!(r.by_id(), Race::expect(6, &[], &[]), "no value changed");
 }

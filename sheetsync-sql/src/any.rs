@@ -178,4 +178,8 @@ impl Sink for SqlTable {
     fn transactional(&self) -> Option<&dyn TransactionalSink> {
         each!(self, t => t.transactional())
     }
+
+    async fn annotate(&self, notices: &[sheetsync_core::RowNotice]) -> Result<()> {
+        each!(self, t => t.annotate(notices).await)
+    }
 }

@@ -154,6 +154,9 @@ impl Sink for Located {
     fn transactional(&self) -> Option<&dyn TransactionalSink> {
         self.inner.transactional()
     }
+    async fn annotate(&self, notices: &[sheetsync_core::RowNotice]) -> Result<()> {
+        self.inner.annotate(notices).await
+    }
 }
 
 /// The URL with its password replaced, for messages.

@@ -13,7 +13,7 @@ use sheetsync_core::{
 };
 use sheetsync_gsheets::watch::{ChangeDetection, WatchOptions, Watcher};
 use sheetsync_gsheets::webhook::EditRouter;
-use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetTable, SheetsClient};
+use sheetsync_gsheets::{Auth, ClientConfig, SheetOptions, SheetStatus, SheetTable, SheetsClient};
 
 pub use crate::sides::db::{db_location, redact, DbTable, Located};
 pub use crate::sides::Sides;
@@ -162,6 +162,13 @@ pub struct SyncConfig {
     /// What a panic of the mapping's engine leads to.
     #[serde(default)]
     pub on_panic: OnPanic,
+    /// Whether held rows and conflicts are shown in the Sheet itself (a note on the row's key
+    /// cell, or a status column), besides the log and the status page.
+    #[serde(default)]
+    pub sheet_status: SheetStatusMode,
+    /// The header of the status column, with `sheet_status = "column"`.
+    #[serde(default)]
+    pub status_column: Option<String>,
     /// Everything else: name, key (default: the table's primary key), columns (default: all),
     /// resolvers, deletes, guard, keys, timing.
     #[serde(flatten)]
@@ -170,6 +177,19 @@ pub struct SyncConfig {
 
 fn one() -> u32 {
     1
+}
+
+/// A mapping's `sheet_status`: whether the Sheet shows which rows wait for a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SheetStatusMode {
+    /// Only the log, the status page and the admin API show them.
+    #[default]
+    Off,
+    /// A note on the row's key cell, removed when the row syncs again.
+    Note,
+    /// A status column of its own (`status_column`), emptied when the row syncs again.
+    Column,
 }
 
 /// A spreadsheet's id and tab from its URL (`https://docs.google.com/spreadsheets/d/<id>/edit#gid=<tab>`),
@@ -218,6 +238,37 @@ fn split_sheet_ref(url_or_id: &str) -> Result<(String, Option<i32>)> {
 }
 
 impl SyncConfig {
+    /// The adapter's [`SheetStatus`] for `sheet_status` and `status_column`, checked: a status
+    /// column needs a header of its own, one that none of `mapped` (the mapped columns, when
+    /// known) uses.
+    pub fn sheet_status(&self, mapped: Option<&[String]>) -> Result<SheetStatus> {
+        let invalid = |m: String| Err(Error::new(ErrorKind::ConfigInvalid, m));
+        let column = self.status_column.as_deref().map(str::trim);
+        match (self.sheet_status, column) {
+            (SheetStatusMode::Column, None | Some("")) => invalid(
+                "sheet_status = \"column\" needs status_column, the header of the column \
+                 sheetsync writes, such as status_column = \"sync status\""
+                    .into(),
+            ),
+            (SheetStatusMode::Column, Some(c))
+                if mapped.is_some_and(|m| m.iter().any(|n| n.trim() == c)) =>
+            {
+                invalid(format!(
+                    "status_column = {c:?} is a mapped column: sheetsync would overwrite what \
+                     syncs; name a column of its own, such as \"sync status\""
+                ))
+            }
+            (SheetStatusMode::Column, Some(c)) => Ok(SheetStatus::Column(c.to_string())),
+            (_, Some(_)) => invalid(
+                "status_column is only used with sheet_status = \"column\"; add that, or \
+                 leave status_column out"
+                    .into(),
+            ),
+            (SheetStatusMode::Note, None) => Ok(SheetStatus::Note),
+            (SheetStatusMode::Off, None) => Ok(SheetStatus::Off),
+        }
+    }
+
     /// Takes a spreadsheet URL pasted as `spreadsheet_id` apart: the id stays, and the URL's
     /// `gid` becomes `sheet_id` (a `sheet_id` given as well must agree). A bare id stays as it
     /// is; anything else is an error saying what an id looks like.
@@ -290,6 +341,13 @@ impl Sides {
         let schema = mapping.schema_from(&db.schema())?;
         let mut opts = SheetOptions::new(&m.spreadsheet_id, m.sheet_id);
         opts.header_row = m.header_row;
+        let mapped: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+        opts.sheet_status = m.sheet_status(Some(&mapped)).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("mapping {:?}: {}", m.sync.name, e.message()),
+            )
+        })?;
         let sheet = Arc::new(SheetTable::new(client, opts, schema.clone()));
         Ok(Sides {
             mapping,
@@ -424,6 +482,8 @@ impl SyncBuilder {
             header_row: 1,
             database_url: url.into(),
             on_panic: OnPanic::default(),
+            sheet_status: SheetStatusMode::Off,
+            status_column: None,
             sync: MappingConfig::new(table.rsplit('.').next().unwrap_or(&table), &[]),
             table,
         });
@@ -779,6 +839,8 @@ mod tests {
             database_url: "sqlite://x.db".into(),
             table: "t".into(),
             on_panic: OnPanic::default(),
+            sheet_status: SheetStatusMode::Off,
+            status_column: None,
             sync: MappingConfig::new("t", &[]),
         };
         m.resolve_spreadsheet().unwrap();

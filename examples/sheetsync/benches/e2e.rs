@@ -770,6 +770,8 @@ impl Rig {
             database_url: db.url(),
             table: "items".into(),
             on_panic: OnPanic::default(),
+            sheet_status: Default::default(),
+            status_column: None,
             sync: MappingConfig::new("items", &[]),
         };
         if mode == Mode::Polling {

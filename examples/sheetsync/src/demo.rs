@@ -96,6 +96,8 @@ impl Demo {
                 database_url: format!("sqlite://{}", db_path.display()),
                 table: "products".into(),
                 on_panic: OnPanic::Restart,
+                sheet_status: Default::default(),
+                status_column: None,
                 sync,
             }],
         };

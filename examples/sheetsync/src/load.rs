@@ -133,6 +133,8 @@ fn check_mapping_keys(doc: &toml::Table) -> Result<()> {
         "database_url",
         "table",
         "on_panic",
+        "sheet_status",
+        "status_column",
         "name",
         "key",
         "columns",

@@ -288,6 +288,10 @@ fn mapping(m: &mut SyncConfig, out: &mut Vec<String>) {
     if t.change_batch == 0 {
         problem("timing.change_batch = 0: no change could be read; write 5000".into());
     }
+    let mapped: Vec<String> = m.sync.columns.iter().map(|c| c.name.clone()).collect();
+    if let Err(e) = m.sheet_status((!mapped.is_empty()).then_some(&mapped[..])) {
+        problem(e.message().to_string());
+    }
     let mut seen = std::collections::BTreeSet::new();
     for k in &m.sync.key {
         if !seen.insert(k) {

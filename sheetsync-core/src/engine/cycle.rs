@@ -66,6 +66,7 @@ impl Engine {
         let shown = std::mem::take(&mut out.shown);
         self.show_stored(st, shown, &ctx, &mut report).await;
         self.acknowledge(&reads).await;
+        self.annotate_sheet(st).await;
         report.held = st.held.len();
         report.conflicts = st.conflicts.len();
         report.pending = st.pending.len();

@@ -28,6 +28,7 @@ mod deletes;
 mod events;
 mod identity;
 mod intent;
+mod notices;
 mod operator;
 mod plan;
 mod read;
@@ -324,6 +325,7 @@ impl Engine {
             identity_to_record: keep.identity_to_record,
             first_seen: keep.first_seen,
             stuck: keep.stuck,
+            annotated: keep.annotated,
             ..fresh
         };
         Ok(())

@@ -44,6 +44,9 @@ pub(super) struct EngineState {
     /// A state commit failed: whether it landed is unknown, so the next cycle starts from what
     /// the store holds, as a restart would.
     pub reload: bool,
+    /// The notices the Sheet side last took ([`crate::Sink::annotate`]); `None` until the
+    /// first call succeeds.
+    pub annotated: Option<Vec<crate::table::RowNotice>>,
 }
 
 impl EngineState {

@@ -205,6 +205,26 @@ pub trait Sink: Send + Sync {
     fn transactional(&self) -> Option<&dyn TransactionalSink> {
         None
     }
+
+    /// Shows people, next to the rows themselves, which rows wait for them: `notices` is every
+    /// held or conflicted row that should carry one now (a row not in it should carry none).
+    /// Called after a cycle's state is safe, whenever the set changed since the last call
+    /// that succeeded (the first cycle always calls it, to clear what an earlier process left).
+    /// Best effort: an `Err` is logged and the call made again after the next cycle, so it
+    /// must be harmless to repeat. The default shows nothing.
+    async fn annotate(&self, notices: &[RowNotice]) -> Result<()> {
+        let _ = notices;
+        Ok(())
+    }
+}
+
+/// Why a row waits for a person, for [`Sink::annotate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowNotice {
+    /// The row.
+    pub key: RowKey,
+    /// What a person should know, in a short sentence (`held — …`, `conflict on …`).
+    pub text: String,
 }
 
 /// A sink whose writes and the engine's new state commit in one transaction: after a crash or

@@ -295,6 +295,11 @@ impl SheetTable {
             .as_ref()
             .map(|(l, _)| l.columns.clone());
         let edited = edited_columns(layout_columns.as_deref(), edit.columns);
+        if edited.as_ref().is_some_and(Vec::is_empty) {
+            // Only columns that do not sync (a status column, notes of one's own): not an
+            // edit of the row.
+            observations.clear();
+        }
         let marks = self.marks.lock().expect("marks lock");
         let observations: Vec<Observation> = observations
             .into_iter()

@@ -46,6 +46,8 @@ mod feed;
 mod read;
 mod write;
 
+pub use write::{SheetStatus, NOTE_PREFIX};
+
 use feed::{overwritten_by, Feed, WriteMark};
 
 /// Where the mapped tab is and how to read and write it.
@@ -72,6 +74,8 @@ pub struct SheetOptions {
     /// milliseconds. Edits this close to one of the adapter's own writes of the same row are
     /// treated as possibly overwritten by it.
     pub clock_skew_ms: i64,
+    /// Whether held rows and conflicts are shown in the tab (default: not).
+    pub sheet_status: SheetStatus,
 }
 
 impl SheetOptions {
@@ -87,6 +91,7 @@ impl SheetOptions {
             create_header: true,
             assume_header: false,
             clock_skew_ms: 1_000,
+            sheet_status: SheetStatus::Off,
         }
     }
 }
@@ -447,25 +452,7 @@ impl SheetTable {
             l.header_assumed = true;
             return Ok(());
         }
-        if l.column_count < n {
-            self.client
-                .batch_update(
-                    &self.opts.spreadsheet_id,
-                    BatchUpdateSpreadsheetRequest {
-                        requests: Some(vec![Request {
-                            append_dimension: Some(AppendDimensionRequest {
-                                sheet_id: Some(self.opts.sheet_id),
-                                dimension: Some("COLUMNS".into()),
-                                length: Some((n - l.column_count) as i32),
-                            }),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            l.column_count = n;
-        }
+        self.grow_columns(l, n).await?;
         let names: Vec<Json> = self
             .schema
             .columns
@@ -484,6 +471,31 @@ impl SheetTable {
             .await?;
         l.columns = (0..n).collect();
         tracing::info!(tab = %l.title, "wrote the header row");
+        Ok(())
+    }
+
+    /// Adds columns at the tab's right edge until it has `n` (appended, never set: a person's
+    /// own new columns are kept).
+    async fn grow_columns(&self, l: &mut Layout, n: u32) -> Result<()> {
+        if l.column_count >= n {
+            return Ok(());
+        }
+        let append = Request {
+            append_dimension: Some(AppendDimensionRequest {
+                sheet_id: Some(self.opts.sheet_id),
+                dimension: Some("COLUMNS".into()),
+                length: Some((n - l.column_count) as i32),
+            }),
+            ..Default::default()
+        };
+        let req = BatchUpdateSpreadsheetRequest {
+            requests: Some(vec![append]),
+            ..Default::default()
+        };
+        self.client
+            .batch_update(&self.opts.spreadsheet_id, req)
+            .await?;
+        l.column_count = n;
         Ok(())
     }
 

@@ -29,6 +29,7 @@ mod round_trips;
 mod rules;
 mod scenarios;
 mod sharing;
+mod sheet_status;
 mod status_page;
 // The gspread virtualenv the emulator's Python client test makes, shared with the date test.
 #[path = "../../../../sheetsync-emulator/tests/python/venv.rs"]
@@ -116,4 +117,8 @@ per_backend!(status_page_in_a_browser, status_page::shows_held_rows_conflicts_an
 per_backend!(long_full_reads_log_progress, observability::long_full_reads_log_their_progress;
     Sqlite: sqlite);
 per_backend!(dates_through_gspread, dates::dates_read_as_dates_through_gspread;
+    Sqlite: sqlite, Postgres: postgres);
+per_backend!(sheet_status_notes, sheet_status::held_rows_and_conflicts_get_notes_until_they_sync;
+    Sqlite: sqlite, Postgres: postgres, MySql: mysql);
+per_backend!(sheet_status_column, sheet_status::held_rows_and_conflicts_fill_a_status_column_until_they_sync;
     Sqlite: sqlite, Postgres: postgres);

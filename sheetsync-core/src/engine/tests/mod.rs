@@ -166,6 +166,53 @@ async fn bad_rows_are_held_and_released_and_never_deleted() {
 }
 
 #[tokio::test]
+async fn the_sheet_is_told_which_rows_wait_when_that_changes_and_again_after_a_failure() {
+    let rig = Rig::new();
+    let e = rig.engine().await;
+    rig.db.upsert(r(2, "b", 2));
+    e.run_once().await.unwrap();
+    assert_eq!(
+        rig.sheet.calls("annotate"),
+        1,
+        "the first cycle clears what was left"
+    );
+    rig.sheet.delete(&key_of(2));
+    rig.sheet.insert_invalid(InvalidRow {
+        key: Some(key_of(2)),
+        locator: None,
+        reason: "qty: \"lots\" is not a valid integer".into(),
+    });
+    e.run_once().await.unwrap();
+    let shown = |t: &MemoryTable| -> Vec<(String, String)> {
+        t.notices()
+            .into_iter()
+            .map(|n| (n.key.to_string(), n.text))
+            .collect()
+    };
+    let held = vec![(
+        "2".to_string(),
+        "held — qty: \"lots\" is not a valid integer".to_string(),
+    )];
+    assert_eq!(shown(&rig.sheet), held);
+    e.run_once().await.unwrap();
+    assert_eq!(
+        rig.sheet.calls("annotate"),
+        2,
+        "nothing changed: not asked again"
+    );
+    // Fixed, but the Sheet cannot be told at once: the cycle still syncs, the next one tells.
+    rig.sheet.clear_invalid();
+    rig.sheet.upsert(r(2, "b", 20));
+    rig.sheet.fail_next_annotations(1);
+    e.run_once().await.unwrap();
+    assert_eq!(rig.db.get(&key_of(2)), Some(r(2, "b", 20)));
+    assert_eq!(shown(&rig.sheet), held);
+    e.run_once().await.unwrap();
+    assert_eq!(shown(&rig.sheet), vec![]);
+    assert_eq!(rig.db.calls("annotate"), 0, "only the Sheet side is told");
+}
+
+#[tokio::test]
 async fn unidentifiable_rows_suspend_deletes_inferred_from_absence() {
     let rig = Rig::new();
     rig.db.upsert(r(1, "a", 1));
@@ -747,6 +794,10 @@ impl crate::Sink for Wrapped {
     /// None: every write goes through [`Wrapped::apply`], where the hooks are.
     fn transactional(&self) -> Option<&dyn crate::TransactionalSink> {
         None
+    }
+
+    async fn annotate(&self, notices: &[crate::RowNotice]) -> Result<()> {
+        self.inner.annotate(notices).await
     }
 }
 

@@ -8,8 +8,10 @@ mod locate;
 mod plan;
 mod repair;
 mod send;
+mod status;
 
 use send::new_nonce;
+pub use status::{SheetStatus, NOTE_PREFIX};
 
 use super::*;
 use crate::guard::{
@@ -141,6 +143,10 @@ impl Sink for SheetTable {
             .into_iter()
             .map(|o| o.unwrap_or(WriteOutcome::Applied))
             .collect())
+    }
+
+    async fn annotate(&self, notices: &[sheetsync_core::RowNotice]) -> Result<()> {
+        self.annotate_rows(notices).await
     }
 }
 

@@ -31,6 +31,15 @@ impl SheetTable {
                     restores.extend(restore_deleted(data, scratch.sheet_id, from, l.header_row))
                 }
                 Action::Delete => {}
+                // The row's values are as they were; pasting its pre-image puts its own
+                // note back.
+                Action::Note(..) => rewrites.push(Rewrite {
+                    op: t.op,
+                    from,
+                    holds: pre.clone(),
+                    key: None,
+                    pre: pre.clone(),
+                }),
                 Action::Cells(cells) => rewrites.push(Rewrite {
                     op: t.op,
                     from,
