@@ -175,16 +175,7 @@ pub async fn long_full_reads_log_their_progress(backend: Backend) {
     let daemon = w.running();
     daemon.wait_for_log("items: initial sync done").await;
     // Full reads every second, each quick: no progress lines.
-    let label = "mapping=\"items\"";
-    let cycles = w.metric("sheetsync_cycles_total", label).await.unwrap();
-    crate::harness::wait_until("a few quick cycles", || async {
-        let now = w.metric("sheetsync_cycles_total", label).await?;
-        match now >= cycles + 5.0 {
-            true => Ok(()),
-            false => Err(format!("{now} cycles")),
-        }
-    })
-    .await;
+    w.cycles_more(m, 5).await;
     assert!(
         !daemon.log().contains("items: full read"),
         "a quick read logged progress:\n{}",

@@ -357,21 +357,7 @@ pub async fn deletes_and_mass_delete_guard(backend: Backend) {
     })
     .await;
     // A few more cycles later the database still has every row.
-    let cycles = w
-        .metric("sheetsync_cycles_total", "mapping=\"items\"")
-        .await
-        .unwrap();
-    wait_until("three more cycles", || async {
-        let now = w
-            .metric("sheetsync_cycles_total", "mapping=\"items\"")
-            .await?;
-        if now >= cycles + 3.0 {
-            Ok(())
-        } else {
-            Err(format!("{now} cycles"))
-        }
-    })
-    .await;
+    w.cycles_more(m, 3).await;
     let db = w.db.rows(&t).await;
     assert_eq!(
         db,
