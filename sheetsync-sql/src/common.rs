@@ -125,6 +125,7 @@ impl Common {
             unkeyed_rows: false,
             source_timestamps: false,
             max_batch: self.options.max_batch.max(1),
+            annotations: false,
         }
     }
 

@@ -10,6 +10,9 @@ impl Engine {
     /// Hands the Sheet side the rows that wait for a person, when they changed since the last
     /// call that succeeded. Never fails the cycle: a failure is logged and retried next cycle.
     pub(super) async fn annotate_sheet(&self, st: &mut EngineState) {
+        if !self.sheet.capabilities().annotations {
+            return; // nothing to show them on: not worth a notice per row every cycle
+        }
         let notices = notices(st, &self.mapping.name);
         if st.annotated.as_ref() == Some(&notices) {
             return;

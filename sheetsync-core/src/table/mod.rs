@@ -34,6 +34,9 @@ pub struct Capabilities {
     pub source_timestamps: bool,
     /// The largest number of operations [`Sink::apply`] takes in one call.
     pub max_batch: usize,
+    /// [`Sink::annotate`] shows people which rows wait for them: the engine works out and
+    /// hands over those rows only to a side that says so.
+    pub annotations: bool,
 }
 
 impl Default for Capabilities {
@@ -47,6 +50,7 @@ impl Default for Capabilities {
             unkeyed_rows: false,
             source_timestamps: false,
             max_batch: 10_000,
+            annotations: false,
         }
     }
 }
@@ -208,7 +212,8 @@ pub trait Sink: Send + Sync {
 
     /// Shows people, next to the rows themselves, which rows wait for them: `notices` is every
     /// held or conflicted row that should carry one now (a row not in it should carry none).
-    /// Called after a cycle's state is safe, whenever the set changed since the last call
+    /// Called after a cycle's state is safe, on a side whose [`Capabilities::annotations`] is
+    /// set, whenever the set changed since the last call
     /// that succeeded (the first cycle always calls it, to clear what an earlier process left).
     /// Best effort: an `Err` is logged and the call made again after the next cycle, so it
     /// must be harmless to repeat. The default shows nothing.

@@ -582,6 +582,7 @@ impl Source for SheetTable {
             unkeyed_rows: true,
             source_timestamps: true,
             max_batch: 50_000,
+            annotations: self.opts.sheet_status != SheetStatus::Off,
             ..Capabilities::default()
         }
     }

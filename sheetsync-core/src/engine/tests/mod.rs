@@ -70,6 +70,18 @@ impl Rig {
         )
     }
 
+    /// The Sheet side shows the rows that wait for a person ([`Capabilities::annotations`]).
+    fn showing_notices(mut self) -> Self {
+        use crate::table::Source;
+        let schema = self.sheet.schema().clone();
+        let caps = Capabilities {
+            annotations: true,
+            ..self.sheet.capabilities()
+        };
+        self.sheet = Arc::new(MemoryTable::with_capabilities("sheet", schema, caps));
+        self
+    }
+
     async fn engine(&self) -> Engine {
         Engine::builder(self.mapping.clone(), self.sheet.clone(), self.db.clone())
             .state(self.store.clone())
@@ -166,8 +178,23 @@ async fn bad_rows_are_held_and_released_and_never_deleted() {
 }
 
 #[tokio::test]
-async fn the_sheet_is_told_which_rows_wait_when_that_changes_and_again_after_a_failure() {
+async fn a_sheet_that_shows_no_notices_is_never_asked_to() {
     let rig = Rig::new();
+    let e = rig.engine().await;
+    rig.sheet.insert_invalid(InvalidRow {
+        key: Some(key_of(2)),
+        locator: None,
+        reason: "qty: \"lots\" is not a valid integer".into(),
+    });
+    e.run_once().await.unwrap();
+    e.run_once().await.unwrap();
+    assert_eq!(e.held().await.len(), 1);
+    assert_eq!(rig.sheet.calls("annotate"), 0);
+}
+
+#[tokio::test]
+async fn the_sheet_is_told_which_rows_wait_when_that_changes_and_again_after_a_failure() {
+    let rig = Rig::new().showing_notices();
     let e = rig.engine().await;
     rig.db.upsert(r(2, "b", 2));
     e.run_once().await.unwrap();
