@@ -14,12 +14,16 @@ use google_sheets4::api::{
 use google_sheets4::common::{self, GetToken};
 use google_sheets4::Sheets;
 use http_body_util::BodyExt;
+use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sheetsync_core::{Error, ErrorKind, Result};
 
 use crate::quota::{Backoff, CallCounter, Priority, RateLimiter};
+use crate::wire;
 
 tokio::task_local! {
     /// The priority of the reads of the current scope: see [`SheetsClient::background`].
@@ -367,7 +371,7 @@ impl SheetsClient {
     async fn call<T, F, Fut>(&self, access: Access, method: &'static str, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = common::Result<(common::Response, T)>>,
+        Fut: Future<Output = Result<T>>,
     {
         let (limiter, priority) = match access {
             Access::Read => (&self.reads, read_priority()),
@@ -378,8 +382,8 @@ impl SheetsClient {
             limiter.acquire_with(priority).await;
             self.counter.count(method);
             let result = match tokio::time::timeout(self.config.request_timeout, f()).await {
-                Ok(Ok((_, v))) => return Ok(v),
-                Ok(Err(e)) => self.explain(map_error(e)),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => self.explain(e),
                 Err(_) => Error::new(
                     ErrorKind::Connection,
                     format!("no answer within {:?}", self.config.request_timeout),
@@ -414,6 +418,7 @@ impl SheetsClient {
                 .param("fields", fields)
                 .add_scope(SCOPE_SHEETS)
                 .doit()
+                .answer()
         })
         .await
     }
@@ -432,7 +437,7 @@ impl SheetsClient {
             for r in ranges {
                 c = c.add_ranges(r);
             }
-            c.doit()
+            c.doit().answer()
         })
         .await
     }
@@ -457,7 +462,7 @@ impl SheetsClient {
                 for r in ranges {
                     c = c.add_ranges(r);
                 }
-                c.doit()
+                c.doit().answer()
             })
             .await?;
         let got = resp.value_ranges.unwrap_or_default();
@@ -481,16 +486,10 @@ impl SheetsClient {
             value_input_option: Some("RAW".into()),
             ..Default::default()
         };
-        let _writing = self.activity.begin(id);
-        self.call(Access::WriteOnce, "values.batchUpdate", || {
-            self.hub
-                .spreadsheets()
-                .values_batch_update(req.clone(), id)
-                .add_scope(SCOPE_SHEETS)
-                .doit()
-        })
-        .await
-        .map(|_| ())
+        let path = format!("v4/spreadsheets/{}/values:batchUpdate", encode_range(id));
+        self.write::<serde_json::Value>(id, "values.batchUpdate", path, &req)
+            .await
+            .map(|_| ())
     }
 
     /// `values.append` of rows after the table anchored at `range`, inserting rows, RAW input.
@@ -505,19 +504,14 @@ impl SheetsClient {
             major_dimension: Some("ROWS".into()),
             range: None,
         };
-        let encoded = encode_range(range);
-        let _writing = self.activity.begin(id);
-        self.call(Access::WriteOnce, "values.append", || {
-            self.hub
-                .spreadsheets()
-                .values_append(body.clone(), id, &encoded)
-                .value_input_option("RAW")
-                .insert_data_option("INSERT_ROWS")
-                .add_scope(SCOPE_SHEETS)
-                .doit()
-        })
-        .await
-        .map(|_| ())
+        let path = format!(
+            "v4/spreadsheets/{}/values/{}:append?valueInputOption=RAW&insertDataOption=INSERT_ROWS",
+            encode_range(id),
+            encode_range(range)
+        );
+        self.write::<serde_json::Value>(id, "values.append", path, &body)
+            .await
+            .map(|_| ())
     }
 
     /// `spreadsheets.batchUpdate`: applied atomically (all requests, in order, or none).
@@ -533,19 +527,66 @@ impl SheetsClient {
         req: BatchUpdateSpreadsheetRequest,
         fields: Option<&str>,
     ) -> Result<BatchUpdateSpreadsheetResponse> {
+        let mut path = format!("v4/spreadsheets/{}:batchUpdate", encode_range(id));
+        if let Some(f) = fields {
+            path.push_str("?fields=");
+            path.push_str(&encode_range(f));
+        }
+        self.write(id, "spreadsheets.batchUpdate", path, &req).await
+    }
+
+    /// Sends a write: its body serialized once ([`crate::wire`]), under the write quota, counted
+    /// in [`WriteActivity`] while in flight.
+    async fn write<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        method: &'static str,
+        path: String,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        let body = Bytes::from(wire::to_vec(body).map_err(|e| {
+            Error::new(ErrorKind::InvalidData, format!("{method} body: {e}")).with_operation(method)
+        })?);
+        let url = format!("{}{path}", self.config.sheets_url);
         let _writing = self.activity.begin(id);
-        self.call(Access::WriteOnce, "spreadsheets.batchUpdate", || {
-            let mut c = self
-                .hub
-                .spreadsheets()
-                .batch_update(req.clone(), id)
-                .add_scope(SCOPE_SHEETS);
-            if let Some(f) = fields {
-                c = c.param("fields", f);
-            }
-            c.doit()
-        })
-        .await
+        self.call(Access::WriteOnce, method, || self.post(&url, body.clone()))
+            .await
+    }
+
+    /// One POST of a JSON body to the Sheets API, its answer parsed.
+    async fn post<T: DeserializeOwned>(&self, url: &str, body: Bytes) -> Result<T> {
+        let mut req = hyper::Request::post(url).header("content-type", "application/json");
+        if let Some(t) = self.token.get(&[SCOPE_SHEETS]).await? {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(common::to_body(Some(body)))
+            .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
+        let bytes = self.send(req).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::new(ErrorKind::Unexpected, format!("unreadable answer: {e}")))
+    }
+
+    /// Sends a request; a status other than 2xx becomes its error.
+    async fn send(&self, req: hyper::Request<common::Body>) -> Result<Bytes> {
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| connection_error(&e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Connection, e.to_string()).temporary())?
+            .to_bytes();
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else {
+            let json = serde_json::from_slice(&bytes).unwrap_or_default();
+            Err(status_error(status, &json))
+        }
     }
 
     /// The Drive `version` of the spreadsheet file: it changes with every change to the file, so
@@ -591,23 +632,11 @@ impl SheetsClient {
         let req = req
             .body(common::to_body::<String>(None))
             .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        let resp = tokio::time::timeout(self.config.request_timeout, self.http.request(req))
+        let bytes = tokio::time::timeout(self.config.request_timeout, self.send(req))
             .await
             .map_err(|_| Error::new(ErrorKind::Connection, "drive files.get timed out"))?
-            .map_err(|e| self.explain(connection_error(&e)))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Connection, e.to_string()))?
-            .to_bytes();
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if (200..300).contains(&status) {
-            Ok(json)
-        } else {
-            Err(self.explain(status_error(status, &json)))
-        }
+            .map_err(|e| self.explain(e))?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
     /// Adds what a person needs to fix an error: the server a connection failed to, or, for
@@ -725,6 +754,17 @@ fn status_error(status: u16, body: &serde_json::Value) -> Error {
     match kind {
         ErrorKind::RateLimited | ErrorKind::Connection => e.temporary(),
         _ => e.permanent(),
+    }
+}
+
+/// A google-sheets4 call's answer, its error mapped to sheetsync's.
+trait Answer<T> {
+    async fn answer(self) -> Result<T>;
+}
+
+impl<T, F: Future<Output = common::Result<(common::Response, T)>>> Answer<T> for F {
+    async fn answer(self) -> Result<T> {
+        self.await.map(|(_, v)| v).map_err(map_error)
     }
 }
 

@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sheetsync_core::RowKey;
 
+use crate::wire;
+
 /// The title of the scratch tab that serves the tab with `sheet_id`.
 pub(crate) fn scratch_title(sheet_id: i32) -> String {
     format!("sheetsync-scratch-{sheet_id}")
@@ -276,27 +278,20 @@ fn action_requests(data: DataTab, scratch_id: i32, t: &Target) -> Vec<Request> {
 /// The bytes a target adds to a batch's body: its copy, its action and its description.
 pub(crate) fn target_bytes(data: DataTab, t: &Target) -> usize {
     // The scratch tab's id and row numbers at their widest.
-    let mut n = json_len(&copy_row(data, t.row.max(1) - 1, i32::MAX, 999_999)) + 1;
+    let mut n = wire::len(&copy_row(data, t.row.max(1) - 1, i32::MAX, 999_999)) + 1;
     for r in action_requests(data, i32::MAX, t) {
-        n += json_len(&r) + 1;
+        n += wire::len(&r) + 1;
     }
     if t.action == Action::Delete {
         // Its own span at worst (neighbouring rows share one).
-        n += json_len(&delete_rows(data.sheet_id, t.row, t.row + 1)) + 1;
+        n += wire::len(&delete_rows(data.sheet_id, t.row, t.row + 1)) + 1;
     }
-    n + json_len(&row_data(&[Json::String(describe(t))])) + 1
-}
-
-/// The bytes `v` takes on the wire: google-sheets4 leaves out the fields that are not set.
-fn json_len(v: &impl Serialize) -> usize {
-    let mut json = serde_json::to_value(v).unwrap_or_default();
-    google_sheets4::common::remove_json_null_values(&mut json);
-    serde_json::to_vec(&json).map_or(0, |v| v.len())
+    n + wire::len(&row_data(&[Json::String(describe(t))])) + 1
 }
 
 /// The bytes a new row adds to a batch's body (its `appendCells` row).
 pub(crate) fn append_bytes(row: &[Json]) -> usize {
-    json_len(&row_data(row)) + 1
+    wire::len(&row_data(row)) + 1
 }
 
 /// Creates the scratch tab (hidden) or grows it to hold `rows` × `cols`.
@@ -773,7 +768,7 @@ mod tests {
             &targets,
             &rows,
         );
-        let body = json_len(&req);
+        let body = wire::len(&req);
         let estimate: usize = targets.iter().map(|t| target_bytes(data, t)).sum::<usize>()
             + rows.iter().map(|r| append_bytes(r)).sum::<usize>()
             + 1_024;

@@ -45,6 +45,7 @@ pub mod quota;
 mod table;
 pub mod watch;
 pub mod webhook;
+mod wire;
 
 /// The Apps Script (`apps-script/sheetsync.gs`) that sends a person's edits to the webhook.
 pub const APPS_SCRIPT: &str = include_str!("../apps-script/sheetsync.gs");
