@@ -132,7 +132,8 @@ impl DeleteGuard {
 /// How the engine schedules work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timing {
-    /// The longest wait between cycles when nothing wakes the engine, in milliseconds.
+    /// How far apart cycles start when nothing wakes the engine, in milliseconds (after a
+    /// cycle that took longer, the next waits a quarter of it).
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
     /// How often an incremental side is also read in full, to catch what its feed missed, in

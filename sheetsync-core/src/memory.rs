@@ -49,6 +49,7 @@ struct Inner {
     fail_applies: usize,
     lose_answers: usize,
     fail_scans: usize,
+    scan_delay: std::time::Duration,
     rule: Option<Rule>,
     calls: HashMap<&'static str, usize>,
     /// What the last [`Sink::annotate`] call that succeeded asked to show.
@@ -225,6 +226,11 @@ impl MemoryTable {
         self.lock().fail_scans = n;
     }
 
+    /// Makes every scan wait `delay` before its first page, as a read over a slow network would.
+    pub fn delay_scans(&self, delay: std::time::Duration) {
+        self.lock().scan_delay = delay;
+    }
+
     /// Refuses rows for which `rule` returns a reason, as a database constraint would.
     pub fn reject_rows(&self, rule: impl Fn(&Row) -> Option<String> + Send + Sync + 'static) {
         self.lock().rule = Some(Arc::new(rule));
@@ -392,6 +398,7 @@ impl Source for MemoryTable {
         );
         let fail = g.fail_scans > 0;
         g.fail_scans = g.fail_scans.saturating_sub(1);
+        let delay = g.scan_delay;
         drop(g);
         let mut pages: Vec<Result<Vec<Observation>>> =
             all.chunks(1000).map(|c| Ok(c.to_vec())).collect();
@@ -402,7 +409,9 @@ impl Source for MemoryTable {
                 format!("{}: connection dropped during scan", self.name),
             )));
         }
-        stream::iter(pages).boxed()
+        stream::once(tokio::time::sleep(delay))
+            .flat_map(move |()| stream::iter(std::mem::take(&mut pages)))
+            .boxed()
     }
 
     async fn cursor(&self) -> Result<Option<Cursor>> {

@@ -42,7 +42,7 @@ mod write;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::{broadcast, Mutex, Notify};
@@ -384,15 +384,16 @@ impl Engine {
         let poll = self.mapping.timing.poll_interval();
         let mut failures = 0u32;
         loop {
+            let started = tokio::time::Instant::now();
             let wait = match self.run_once().await {
                 Ok(_) => {
                     failures = 0;
-                    poll
+                    until_next_poll(poll, started.elapsed())
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "sync cycle failed");
                     failures = failures.saturating_add(1);
-                    let backoff = std::time::Duration::from_millis(200u64 << failures.min(8));
+                    let backoff = Duration::from_millis(200u64 << failures.min(8));
                     backoff.min(poll)
                 }
             };
@@ -406,12 +407,20 @@ impl Engine {
                 _ = self.wake.notified() => {}
                 Some(()) = wakeups.next(), if !wakeups.is_empty() => {
                     // Coalesce a burst of wake-ups into one cycle.
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
+}
+
+/// How long to wait after a cycle that took `took` for the next one: polls start `poll` apart
+/// (a change waits at most one interval for the next read to begin, however long reads take),
+/// but a cycle longer than the interval is followed by a quarter of it, so that reads are not
+/// made back to back.
+fn until_next_poll(poll: Duration, took: Duration) -> Duration {
+    poll.saturating_sub(took).max(poll / 4)
 }
 
 #[cfg(test)]

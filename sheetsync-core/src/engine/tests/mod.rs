@@ -562,6 +562,41 @@ async fn run_loop_wakes_on_changes_and_shuts_down() {
     runner.await.unwrap();
 }
 
+/// Polls start an interval apart however long the read takes (a change waits at most one
+/// interval for the read that sees it), and a read longer than the interval is followed by a
+/// quarter of it rather than by the next read at once.
+#[tokio::test(start_paused = true)]
+async fn polls_start_an_interval_apart_and_a_long_read_leaves_a_gap() {
+    // Over 10.4 s with a 1 s interval: reads of 0.6 s start every 1 s (11; 7 if the interval
+    // followed the read); reads of 1.5 s start every 1.75 s (6; 7 back to back, 5 after a
+    // whole interval).
+    for (read_ms, want) in [(600, 11), (1_500, 6)] {
+        let mut rig = Rig::new();
+        rig.mapping.timing.poll_interval_ms = 1_000;
+        let e = Arc::new(rig.engine().await);
+        rig.sheet.delay_scans(std::time::Duration::from_millis(read_ms));
+        let before = rig.sheet.calls("scan");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let runner = {
+            let e = e.clone();
+            tokio::spawn(async move {
+                e.run(async {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(10_400)).await;
+        tx.send(()).unwrap();
+        runner.await.unwrap();
+        assert_eq!(
+            rig.sheet.calls("scan") - before,
+            want,
+            "reads of {read_ms} ms with a 1 s interval"
+        );
+    }
+}
+
 #[tokio::test]
 async fn empty_text_and_null_are_one_value() {
     let mut s = schema(ColumnType::Int);
