@@ -531,20 +531,29 @@ async fn guard_count_limit() {
     assert_eq!(rig.sheet.rows().len(), 10);
 }
 
+/// `Engine::run` in a task; sending on the channel shuts it down.
+fn run_in_background(
+    e: &Arc<Engine>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let e = e.clone();
+    let runner = tokio::spawn(async move {
+        e.run(async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    (tx, runner)
+}
+
 #[tokio::test]
 async fn run_loop_wakes_on_changes_and_shuts_down() {
     let rig = Rig::new();
     let e = Arc::new(rig.engine().await);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let e = e.clone();
-        tokio::spawn(async move {
-            e.run(async {
-                let _ = rx.await;
-            })
-            .await
-        })
-    };
+    let (tx, runner) = run_in_background(&e);
     let mut events = e.subscribe();
     rig.db.upsert(r(1, "woken", 1));
     // Wait (bounded) until the row arrives.
@@ -574,18 +583,10 @@ async fn polls_start_an_interval_apart_and_a_long_read_leaves_a_gap() {
         let mut rig = Rig::new();
         rig.mapping.timing.poll_interval_ms = 1_000;
         let e = Arc::new(rig.engine().await);
-        rig.sheet.delay_scans(std::time::Duration::from_millis(read_ms));
+        rig.sheet
+            .delay_scans(std::time::Duration::from_millis(read_ms));
         let before = rig.sheet.calls("scan");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let runner = {
-            let e = e.clone();
-            tokio::spawn(async move {
-                e.run(async {
-                    let _ = rx.await;
-                })
-                .await
-            })
-        };
+        let (tx, runner) = run_in_background(&e);
         tokio::time::sleep(std::time::Duration::from_millis(10_400)).await;
         tx.send(()).unwrap();
         runner.await.unwrap();
