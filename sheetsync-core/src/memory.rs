@@ -409,6 +409,10 @@ impl Source for MemoryTable {
                 format!("{}: connection dropped during scan", self.name),
             )));
         }
+        if delay.is_zero() {
+            // No timer unless asked for: hosts may test on a runtime without one.
+            return stream::iter(pages).boxed();
+        }
         stream::once(tokio::time::sleep(delay))
             .flat_map(move |()| stream::iter(std::mem::take(&mut pages)))
             .boxed()

@@ -487,7 +487,7 @@ impl SheetsClient {
             ..Default::default()
         };
         let path = format!("v4/spreadsheets/{}/values:batchUpdate", encode_range(id));
-        self.write::<serde_json::Value>(id, "values.batchUpdate", path, &req)
+        self.write::<serde::de::IgnoredAny>(id, "values.batchUpdate", path, &req)
             .await
             .map(|_| ())
     }
@@ -509,7 +509,7 @@ impl SheetsClient {
             encode_range(id),
             encode_range(range)
         );
-        self.write::<serde_json::Value>(id, "values.append", path, &body)
+        self.write::<serde::de::IgnoredAny>(id, "values.append", path, &body)
             .await
             .map(|_| ())
     }
