@@ -58,7 +58,9 @@ impl FaultKind {
     pub fn applies_to(&self, method_id: &str) -> bool {
         match self {
             FaultKind::Truncate { .. } => {
-                method_id.ends_with("values.get") || method_id.ends_with("values.batchGet")
+                method_id.ends_with("values.get")
+                    || method_id.ends_with("values.batchGet")
+                    || method_id.ends_with("values.batchGetByDataFilter")
             }
             _ => true,
         }
@@ -121,7 +123,7 @@ impl FaultRule {
     }
 
     /// Cuts the last `rows` rows off the last value range of the next `n` `values.get` /
-    /// `values.batchGet` answers.
+    /// `values.batchGet` / `values.batchGetByDataFilter` answers.
     pub fn truncate_next(rows: u32, n: u32) -> Self {
         Self::next(FaultKind::Truncate { rows }, n)
     }
@@ -202,11 +204,13 @@ impl Faults {
 }
 
 /// Applies [`FaultKind::Truncate`] to a `values.get` answer (a `ValueRange`) or a
-/// `values.batchGet` answer (its last `valueRanges` entry): the last `rows` rows go, and what is
+/// `values.batchGet` / `values.batchGetByDataFilter` answer (its last `valueRanges` entry): the last `rows` rows go, and what is
 /// left is trimmed the way Google trims (no trailing empty rows; `values` omitted when empty).
 pub fn truncate_read(answer: &mut Value, rows: u32) {
     let target = match answer.get_mut("valueRanges").and_then(Value::as_array_mut) {
         Some(ranges) => match ranges.last_mut() {
+            // `values.batchGetByDataFilter` wraps each range with the filters it matched.
+            Some(last) if last.get("valueRange").is_some() => &mut last["valueRange"],
             Some(last) => last,
             None => return,
         },

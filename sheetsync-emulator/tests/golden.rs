@@ -277,9 +277,9 @@ async fn error_texts_and_shapes() {
     assert_eq!(r.body["error"]["status"], "NOT_FOUND");
     let r = raw(
         &emu,
-        "GET",
-        &format!("/v4/spreadsheets/{id}/values:batchGetByDataFilter"),
-        None,
+        "POST",
+        &format!("/v4/spreadsheets/{id}:getByDataFilter"),
+        Some(json!({})),
     )
     .await;
     assert_eq!(r.body["error"]["code"], 501);

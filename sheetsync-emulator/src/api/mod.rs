@@ -280,6 +280,9 @@ fn dispatch(shared: &Shared, route: &Route, q: &Query, bytes: &[u8]) -> Result<R
         Route::BatchUpdate(id) => batch::batch_update(shared, id, &body()?)?,
         Route::ValuesGet(id, range) => values::values_get(shared, id, range, q)?,
         Route::ValuesBatchGet(id) => values::values_batch_get(shared, id, q)?,
+        Route::ValuesBatchGetByDataFilter(id) => {
+            values::values_batch_get_by_data_filter(shared, id, &body()?)?
+        }
         Route::ValuesUpdate(id, range) => values::values_update(shared, id, range, q, &body()?)?,
         Route::ValuesBatchUpdate(id) => values::values_batch_update(shared, id, &body()?)?,
         Route::ValuesAppend(id, range) => values::values_append(shared, id, range, q, &body()?)?,

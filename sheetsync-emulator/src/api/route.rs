@@ -23,6 +23,8 @@ pub enum Route {
     ValuesClear(String, String),
     /// values.batchGet
     ValuesBatchGet(String),
+    /// values.batchGetByDataFilter
+    ValuesBatchGetByDataFilter(String),
     /// values.batchUpdate
     ValuesBatchUpdate(String),
     /// values.batchClear
@@ -61,6 +63,9 @@ impl Route {
             Route::ValuesAppend(..) => "sheets.spreadsheets.values.append",
             Route::ValuesClear(..) => "sheets.spreadsheets.values.clear",
             Route::ValuesBatchGet(_) => "sheets.spreadsheets.values.batchGet",
+            Route::ValuesBatchGetByDataFilter(_) => {
+                "sheets.spreadsheets.values.batchGetByDataFilter"
+            }
             Route::ValuesBatchUpdate(_) => "sheets.spreadsheets.values.batchUpdate",
             Route::ValuesBatchClear(_) => "sheets.spreadsheets.values.batchClear",
             Route::MetaSearch(_) => "sheets.spreadsheets.developerMetadata.search",
@@ -86,6 +91,7 @@ impl Route {
             | Route::ValuesAppend(id, _)
             | Route::ValuesClear(id, _)
             | Route::ValuesBatchGet(id)
+            | Route::ValuesBatchGetByDataFilter(id)
             | Route::ValuesBatchUpdate(id)
             | Route::ValuesBatchClear(id)
             | Route::MetaSearch(id)
@@ -103,6 +109,7 @@ impl Route {
             Route::Get(_)
             | Route::ValuesGet(..)
             | Route::ValuesBatchGet(_)
+            | Route::ValuesBatchGetByDataFilter(_)
             | Route::MetaSearch(_)
             | Route::MetaGet(..) => Some(false),
             Route::DriveCreate
@@ -162,9 +169,9 @@ pub fn route(method: &Method, raw_path: &str) -> Option<Route> {
         "/values:batchGet" => (m == Method::GET).then_some(Route::ValuesBatchGet(id)),
         "/values:batchUpdate" => (m == Method::POST).then_some(Route::ValuesBatchUpdate(id)),
         "/values:batchClear" => (m == Method::POST).then_some(Route::ValuesBatchClear(id)),
-        "/values:batchGetByDataFilter" => Some(Route::Unsupported(
-            "sheets.spreadsheets.values.batchGetByDataFilter",
-        )),
+        "/values:batchGetByDataFilter" => {
+            (m == Method::POST).then_some(Route::ValuesBatchGetByDataFilter(id))
+        }
         "/values:batchUpdateByDataFilter" => Some(Route::Unsupported(
             "sheets.spreadsheets.values.batchUpdateByDataFilter",
         )),
@@ -262,6 +269,15 @@ mod tests {
             route(&Method::GET, "/v4/spreadsheets/abc/values:batchGet"),
             Some(Route::ValuesBatchGet("abc".into()))
         );
+        let by_filter = route(
+            &Method::POST,
+            "/v4/spreadsheets/abc/values:batchGetByDataFilter",
+        );
+        assert_eq!(
+            by_filter,
+            Some(Route::ValuesBatchGetByDataFilter("abc".into()))
+        );
+        assert_eq!(by_filter.unwrap().sheets_write(), Some(false), "a read");
         assert_eq!(
             route(&Method::GET, "/v4/spreadsheets/abc/developerMetadata/12"),
             Some(Route::MetaGet("abc".into(), "12".into()))

@@ -131,6 +131,44 @@ pub fn resolve(ss: &Spreadsheet, text: &str, clip_explicit: bool) -> Result<Reso
     })
 }
 
+/// The index of the tab whose `sheetId` is `v` (missing: 0).
+pub fn sheet_of(ss: &Spreadsheet, v: Option<&Value>) -> Result<usize, ApiError> {
+    let id = v.and_then(Value::as_i64).unwrap_or(0) as i32;
+    ss.sheet_index_by_id(id)
+        .ok_or_else(|| ApiError::bad_request(format!("No grid with id: {id}")))
+}
+
+/// Resolves a `GridRange` (a missing bound: to the edge of the grid), which must lie inside
+/// the grid of the tab its `sheetId` names (missing: 0).
+pub fn resolve_grid(ss: &Spreadsheet, v: &Value) -> Result<Resolved, ApiError> {
+    let si = sheet_of(ss, v.get("sheetId"))?;
+    let p = &ss.sheets[si].props;
+    let bound = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as u32);
+    let r0 = bound("startRowIndex").unwrap_or(0);
+    let c0 = bound("startColumnIndex").unwrap_or(0);
+    let r1 = bound("endRowIndex").unwrap_or(p.row_count);
+    let c1 = bound("endColumnIndex").unwrap_or(p.column_count);
+    if r1 > p.row_count || c1 > p.column_count || r0 >= r1 || c0 >= c1 {
+        let text = a1::format_range(
+            &p.title,
+            r0,
+            c0,
+            r1.saturating_sub(1).max(r0),
+            c1.saturating_sub(1).max(c0),
+            false,
+        );
+        return Err(grid_error(&text, p.row_count, p.column_count));
+    }
+    Ok(Resolved {
+        sheet: si,
+        r0,
+        c0,
+        r1: r1 - 1,
+        c1: c1 - 1,
+        single: false,
+    })
+}
+
 /// Reads a range as a `ValueRange` (trimmed as Google does; `values` omitted when empty).
 pub fn read(ss: &Spreadsheet, res: &Resolved, major: Major, opts: RenderOpts) -> Value {
     let matrix = read_matrix(ss, res, opts);

@@ -1,14 +1,12 @@
 //! What the requests of a batch share: its context, and reading their common arguments
-//! (sheet ids, indexes, dimensions, `GridRange`s, `fields` masks).
+//! (sheet ids, indexes, dimensions, `fields` masks; `GridRange`s resolve in `values::ops`).
 
 use serde_json::Value;
 
-use crate::a1;
 use crate::api::fields::update_paths;
 use crate::error::ApiError;
 use crate::model::Spreadsheet;
 use crate::state::Shared;
-use crate::values::ops::{self, Resolved};
 
 /// Context of one batch.
 pub(crate) struct Ctx<'a> {
@@ -18,12 +16,7 @@ pub(crate) struct Ctx<'a> {
     pub limit: u64,
 }
 
-/// The index of the sheet whose `sheetId` is `v` (missing: 0).
-pub(super) fn sheet_idx(ss: &Spreadsheet, v: Option<&Value>) -> Result<usize, ApiError> {
-    let id = v.and_then(Value::as_i64).unwrap_or(0) as i32;
-    ss.sheet_index_by_id(id)
-        .ok_or_else(|| ApiError::bad_request(format!("No grid with id: {id}")))
-}
+pub(super) use crate::values::ops::sheet_of as sheet_idx;
 
 /// An unsigned field of an object.
 pub(super) fn u32_of(v: &Value, k: &str) -> Option<u32> {
@@ -55,39 +48,6 @@ pub(super) fn dimension_range(
         ));
     };
     Ok((si, rows, start, end))
-}
-
-/// A `GridRange` (missing bounds: the whole sheet) that must lie inside the grid.
-pub(super) fn grid_range(ss: &Spreadsheet, v: &Value) -> Result<Resolved, ApiError> {
-    let si = sheet_idx(ss, v.get("sheetId"))?;
-    let sh = &ss.sheets[si];
-    let r0 = u32_of(v, "startRowIndex").unwrap_or(0);
-    let c0 = u32_of(v, "startColumnIndex").unwrap_or(0);
-    let r1 = u32_of(v, "endRowIndex").unwrap_or(sh.props.row_count);
-    let c1 = u32_of(v, "endColumnIndex").unwrap_or(sh.props.column_count);
-    if r1 > sh.props.row_count || c1 > sh.props.column_count || r0 >= r1 || c0 >= c1 {
-        let text = a1::format_range(
-            &sh.props.title,
-            r0,
-            c0,
-            r1.saturating_sub(1).max(r0),
-            c1.saturating_sub(1).max(c0),
-            false,
-        );
-        return Err(ops::grid_error(
-            &text,
-            sh.props.row_count,
-            sh.props.column_count,
-        ));
-    }
-    Ok(Resolved {
-        sheet: si,
-        r0,
-        c0,
-        r1: r1 - 1,
-        c1: c1 - 1,
-        single: false,
-    })
 }
 
 /// The paths of an update request's `fields` mask; a missing or empty mask is an error.

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::args::{grid_range, sheet_idx, u32_of, update_fields, Ctx};
+use super::args::{sheet_idx, u32_of, update_fields, Ctx};
+use crate::values::ops::resolve_grid;
 
 use crate::a1;
 use crate::api::sheets::{apply_patch, parse_cell_data, CellPatch};
@@ -129,7 +130,7 @@ fn update_target(
         };
         Ok((target, false))
     } else if let Some(range) = req.get("range") {
-        Ok((grid_range(ss, range)?, true))
+        Ok((resolve_grid(ss, range)?, true))
     } else {
         Err(ApiError::bad_request("Either start or range must be set."))
     }

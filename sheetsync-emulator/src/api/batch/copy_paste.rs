@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::args::grid_range;
 use crate::a1;
 use crate::error::ApiError;
 use crate::model::{Cell, CellValue, Spreadsheet};
+use crate::values::ops::resolve_grid;
 use crate::values::ops::{self, Resolved};
 use crate::values::shift::offset_references;
 use crate::values::{Eff, Evaluator};
@@ -127,8 +127,8 @@ pub(super) fn copy_paste(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiErr
             "Both source and destination must be set.",
         ));
     };
-    let src = grid_range(ss, source)?;
-    let dst = grid_range(ss, destination)?;
+    let src = resolve_grid(ss, source)?;
+    let dst = resolve_grid(ss, destination)?;
     let (h, w) = (src.r1 - src.r0 + 1, src.c1 - src.c0 + 1);
     let rows = paste_span(h, dst.r1 - dst.r0 + 1);
     let cols = paste_span(w, dst.c1 - dst.c0 + 1);

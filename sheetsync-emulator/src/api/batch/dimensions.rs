@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::args::{dim_is_rows, dimension_range, grid_range, sheet_idx, u32_of, Ctx};
+use super::args::{dim_is_rows, dimension_range, sheet_idx, u32_of, Ctx};
+use crate::values::ops::resolve_grid;
 
 use crate::error::ApiError;
 use crate::model::Spreadsheet;
@@ -51,7 +52,7 @@ pub(super) fn move_block(ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiErr
 
 /// `sortRange` by its `sortSpecs` (ascending unless `DESCENDING`).
 pub(super) fn sort_range(ctx: &Ctx<'_>, ss: &mut Spreadsheet, req: &Value) -> Result<(), ApiError> {
-    let res = grid_range(ss, req.get("range").unwrap_or(&json!({})))?;
+    let res = resolve_grid(ss, req.get("range").unwrap_or(&json!({})))?;
     let specs: Vec<(u32, bool)> = req
         .get("sortSpecs")
         .and_then(Value::as_array)
