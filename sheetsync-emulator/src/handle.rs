@@ -381,6 +381,20 @@ impl EmulatorHandle {
         self.shared.counters.lock().clone()
     }
 
+    /// Requests received that read cell values: `values.get`, `values.batchGet` and
+    /// `values.batchGetByDataFilter`.
+    pub fn value_reads(&self) -> u64 {
+        let counters = self.shared.counters.lock();
+        [
+            "sheets.spreadsheets.values.get",
+            "sheets.spreadsheets.values.batchGet",
+            "sheets.spreadsheets.values.batchGetByDataFilter",
+        ]
+        .iter()
+        .filter_map(|m| counters.get(*m))
+        .sum()
+    }
+
     /// Requests received for one method id.
     pub fn request_count(&self, method_id: &str) -> u64 {
         self.shared

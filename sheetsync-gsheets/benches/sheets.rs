@@ -93,7 +93,7 @@ fn writes(emu: &EmulatorHandle) -> (u64, u64) {
         + get("sheets.spreadsheets.batchUpdate")
         + get("sheets.spreadsheets.values.append")
         + get("sheets.spreadsheets.values.update");
-    let reads = get("sheets.spreadsheets.values.batchGet") + get("sheets.spreadsheets.get");
+    let reads = emu.value_reads() + get("sheets.spreadsheets.get");
     (writes, reads)
 }
 

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use google_sheets4::api::{
-    BatchGetValuesResponse, BatchUpdateSpreadsheetRequest, BatchUpdateSpreadsheetResponse,
-    BatchUpdateValuesRequest, Spreadsheet, ValueRange,
+    BatchGetValuesByDataFilterRequest, BatchGetValuesByDataFilterResponse, BatchGetValuesResponse,
+    BatchUpdateSpreadsheetRequest, BatchUpdateSpreadsheetResponse, BatchUpdateValuesRequest,
+    DataFilter, GridRange, Spreadsheet, ValueRange,
 };
 use google_sheets4::common::{self, GetToken};
 use google_sheets4::Sheets;
@@ -246,7 +247,7 @@ impl Drop for WriteGuard<'_> {
 ///
 /// | request | access |
 /// |---|---|
-/// | `spreadsheets.get`, `values.batchGet`, Drive `files.get` | [`Access::Read`] |
+/// | `spreadsheets.get`, `values.batchGet`, `values.batchGetByDataFilter`, Drive `files.get` | [`Access::Read`] |
 /// | `values.batchUpdate`, `spreadsheets.batchUpdate`, `values.append` | [`Access::WriteOnce`] |
 ///
 /// Writes are all positional (they address rows by number, and people move rows) or not
@@ -465,18 +466,52 @@ impl SheetsClient {
                 c.doit().answer()
             })
             .await?;
+        as_asked(
+            "values.batchGet",
+            resp.value_ranges.unwrap_or_default(),
+            ranges.len(),
+        )
+    }
+
+    /// `values.batchGetByDataFilter` of grid ranges: tabs named by `sheetId` (a renamed tab is
+    /// still found, and another tab given its old title is not), a missing bound reaching the
+    /// grid's edge; unformatted, dates as serial numbers, in the order asked. Each answer's
+    /// `range` carries the tab's current title.
+    pub async fn batch_get_grid(
+        &self,
+        id: &str,
+        ranges: &[GridRange],
+        render: &str,
+    ) -> Result<Vec<ValueRange>> {
+        const METHOD: &str = "values.batchGetByDataFilter";
+        let req = BatchGetValuesByDataFilterRequest {
+            data_filters: Some(
+                ranges
+                    .iter()
+                    .map(|g| DataFilter {
+                        grid_range: Some(g.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            value_render_option: Some(render.into()),
+            date_time_render_option: Some("SERIAL_NUMBER".into()),
+            major_dimension: Some("ROWS".into()),
+        };
+        let body = Bytes::from(wire::to_vec(&req).map_err(|e| {
+            Error::new(ErrorKind::InvalidData, format!("{METHOD} body: {e}")).with_operation(METHOD)
+        })?);
+        let url = format!(
+            "{}v4/spreadsheets/{}/values:batchGetByDataFilter",
+            self.config.sheets_url,
+            encode_range(id)
+        );
+        let resp: BatchGetValuesByDataFilterResponse = self
+            .call(Access::Read, METHOD, || self.post(&url, body.clone()))
+            .await?;
         let got = resp.value_ranges.unwrap_or_default();
-        if got.len() != ranges.len() {
-            return Err(Error::new(
-                ErrorKind::Unexpected,
-                format!(
-                    "values.batchGet returned {} ranges for {} requested",
-                    got.len(),
-                    ranges.len()
-                ),
-            ));
-        }
-        Ok(got)
+        let got = got.into_iter().filter_map(|m| m.value_range).collect();
+        as_asked(METHOD, got, ranges.len())
     }
 
     /// `values.batchUpdate` with RAW input: text is never parsed (no formulas, no dates).
@@ -674,6 +709,21 @@ impl SheetsClient {
 }
 
 /// The priority of a read made now: Background inside [`SheetsClient::background`].
+/// The ranges of a read, which must be as many as were asked.
+fn as_asked(method: &'static str, got: Vec<ValueRange>, asked: usize) -> Result<Vec<ValueRange>> {
+    if got.len() == asked {
+        return Ok(got);
+    }
+    Err(Error::new(
+        ErrorKind::Unexpected,
+        format!(
+            "{method} returned {} ranges for {asked} requested",
+            got.len()
+        ),
+    )
+    .with_operation(method))
+}
+
 fn read_priority() -> Priority {
     READ_PRIORITY.try_with(|p| *p).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono_tz::Tz;
+use google_sheets4::api::GridRange;
 use serde_json::Value as Json;
 use sheetsync_core::{Error, ErrorKind, Result, TableSchema};
 
@@ -25,9 +26,31 @@ pub fn quote_title(title: &str) -> String {
     format!("'{}'", title.replace('\'', "''"))
 }
 
+/// The tab title of an A1 range as Google answers it (`'Jon''s Data'!A1:B2` → `Jon's Data`,
+/// `Sheet1!A1` → `Sheet1`); `None` without a title.
+pub fn range_title(range: &str) -> Option<String> {
+    let Some(quoted) = range.strip_prefix('\'') else {
+        return range.rfind('!').map(|i| range[..i].to_string());
+    };
+    let mut title = String::new();
+    let mut chars = quoted.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            title.push(c);
+        } else if chars.next_if_eq(&'\'').is_some() {
+            title.push('\'');
+        } else {
+            return Some(title);
+        }
+    }
+    None
+}
+
 /// The tab and where each mapped column is in it.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The tab's `sheetId`: what names it for good (titles change).
+    pub sheet_id: i32,
     /// The tab's current title.
     pub title: String,
     /// The spreadsheet's time zone.
@@ -85,6 +108,29 @@ impl Layout {
     pub fn column_down(&self, col: u32) -> String {
         let l = col_letters(col);
         format!("{}!{l}{}:{l}", self.quoted(), self.header_row + 1)
+    }
+
+    /// Whole rows `from..=to` (1-based) of this tab by `sheetId`; `to: None` reaches the last row
+    /// of the grid as it is when Google answers (a row count read earlier may be stale).
+    pub fn grid_rows(&self, from: u32, to: Option<u32>) -> GridRange {
+        GridRange {
+            sheet_id: Some(self.sheet_id),
+            start_row_index: Some(from as i32 - 1),
+            end_row_index: to.map(|t| t as i32),
+            start_column_index: None,
+            end_column_index: None,
+        }
+    }
+
+    /// One column from the first data row to the last row of the grid, by `sheetId`.
+    pub fn grid_column_down(&self, col: u32) -> GridRange {
+        GridRange {
+            sheet_id: Some(self.sheet_id),
+            start_row_index: Some(self.header_row as i32),
+            end_row_index: None,
+            start_column_index: Some(col as i32),
+            end_column_index: Some(col as i32 + 1),
+        }
     }
 
     /// Maps the header row's cells to the schema's columns. Every mapped column must appear
@@ -156,6 +202,7 @@ mod tests {
 
     fn layout() -> Layout {
         Layout {
+            sheet_id: 0,
             title: "Jon's Data".into(),
             tz: Tz::UTC,
             row_count: 1000,
@@ -175,6 +222,24 @@ mod tests {
         assert_eq!(col_letters(702), "AAA");
         assert_eq!(col_letters(18277), "ZZZ");
         assert_eq!(layout().cells(7, 26, 27), "'Jon''s Data'!AA7:AB7");
+    }
+
+    #[test]
+    fn titles_come_out_of_answered_ranges() {
+        assert_eq!(
+            range_title("'Jon''s Data'!A1:B2").as_deref(),
+            Some("Jon's Data")
+        );
+        assert_eq!(range_title("Sheet1!A1").as_deref(), Some("Sheet1"));
+        assert_eq!(range_title("'a!b'!A1").as_deref(), Some("a!b"));
+        assert_eq!(range_title("''''!A1").as_deref(), Some("'"));
+        assert_eq!(range_title("A1:B2"), None);
+        assert_eq!(range_title("'unclosed"), None);
+        let l = layout();
+        assert_eq!(
+            range_title(&l.cells(3, 0, 1)).as_deref(),
+            Some(l.title.as_str())
+        );
     }
 
     #[test]

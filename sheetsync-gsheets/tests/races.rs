@@ -449,19 +449,8 @@ async fn a_short_read_answer_never_deletes_rows() {
         }
         r.emu
             .inject_fault(FaultRule::truncate_next(5, 1).for_method("values.batchGet"));
-        let all = r.sheet.scan().next().await.unwrap().unwrap();
-        let ids: Vec<i64> = all
-            .iter()
-            .filter_map(|o| match &o.change {
-                Change::Upsert(row) => match row.0[0] {
-                    Value::Int(i) => Some(i),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            ids,
+            scanned_ids(&r).await,
             (1..=40).collect::<Vec<_>>(),
             "read again, nothing missing"
         );
@@ -554,19 +543,8 @@ async fn a_full_read_in_chunks_is_a_snapshot_when_rows_move_between_chunks() {
         r.emu
             .schedule_edit(&r.id, EditTrigger::after("values.batchGet").nth(nth), edit)
             .unwrap();
-        let all = r.sheet.scan().next().await.unwrap().unwrap();
-        let mut ids: Vec<i64> = all
-            .iter()
-            .filter_map(|o| match &o.change {
-                Change::Upsert(row) => match row.0[0] {
-                    Value::Int(i) => Some(i),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect();
+        let ids = scanned_ids(&r).await;
         assert_eq!(ids.len(), 1200, "no row invisible to the read");
-        ids.sort_unstable();
         assert_eq!(ids, (1..=1200).collect::<Vec<_>>());
         assert_eq!(r.emu.fired_edits().len(), 1, "the edit happened mid-read");
         r.emu.clear_scheduled_edits();
@@ -763,7 +741,7 @@ impl Race {
 
 /// Key-column (and other value) reads the client has sent so far.
 fn reads(r: &Race) -> u64 {
-    r.emu.request_count("sheets.spreadsheets.values.batchGet")
+    r.emu.value_reads()
 }
 
 fn insert_new(id: i64) -> WriteOp {
@@ -1249,4 +1227,136 @@ async fn the_status_column_is_added_written_and_cleared_and_never_synced() {
     want[5] = json!("");
     assert_eq!(column_d(&r), want);
     assert_eq!(r.by_id(), Race::expect(6, &[], &[]), "no value changed");
+}
+
+/// The ids of the rows a full read saw, sorted.
+async fn scanned_ids(r: &Race) -> Vec<i64> {
+    use futures::StreamExt;
+    let all = r.sheet.scan().next().await.unwrap().unwrap();
+    let mut ids: Vec<i64> = all
+        .iter()
+        .filter_map(|o| match &o.change {
+            Change::Upsert(row) => match row.0[0] {
+                Value::Int(i) => Some(i),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn layout_reads(r: &Race) -> u64 {
+    r.emu.request_count("sheets.spreadsheets.get")
+}
+
+#[tokio::test]
+async fn a_small_tab_reads_in_one_request_once_its_layout_is_known() {
+    let r = race(10, |_| {}).await;
+    assert_eq!(scanned_ids(&r).await, (1..=10).collect::<Vec<_>>());
+    let (values, layouts) = (reads(&r), layout_reads(&r));
+    r.emu
+        .set_cells(&r.id, "Sheet1!B3", vec![vec![json!("edited")]])
+        .unwrap();
+    assert_eq!(scanned_ids(&r).await.len(), 10);
+    assert_eq!(
+        reads(&r) - values,
+        1,
+        "header, rows and key columns in one request"
+    );
+    assert_eq!(layout_reads(&r), layouts, "the known layout serves");
+}
+
+/// People rename tabs and give another tab the old title (a copy renamed into place): full
+/// reads name the tab by sheetId, so they read the renamed tab, and writes follow it.
+#[tokio::test]
+async fn a_renamed_tab_is_read_by_id_not_the_tab_that_took_its_title() {
+    use google_sheets4::api::{
+        AddSheetRequest, BatchUpdateSpreadsheetRequest, Request, SheetProperties,
+        UpdateSheetPropertiesRequest,
+    };
+    let r = race(10, |_| {}).await;
+    assert_eq!(scanned_ids(&r).await.len(), 10, "layout known");
+    let tab = |sheet_id, title: &str| SheetProperties {
+        sheet_id,
+        title: Some(title.into()),
+        ..Default::default()
+    };
+    let requests = vec![
+        Request {
+            update_sheet_properties: Some(UpdateSheetPropertiesRequest {
+                properties: Some(tab(Some(0), "Renamed")),
+                fields: Some(google_sheets4::common::FieldMask::new(&["title"])),
+            }),
+            ..Default::default()
+        },
+        Request {
+            add_sheet: Some(AddSheetRequest {
+                properties: Some(tab(Some(77), "Sheet1")),
+            }),
+            ..Default::default()
+        },
+    ];
+    let client = SheetsClient::new(fast_client(&r.emu.base_url()))
+        .await
+        .unwrap();
+    let req = BatchUpdateSpreadsheetRequest {
+        requests: Some(requests),
+        ..Default::default()
+    };
+    client.batch_update(&r.id, req).await.unwrap();
+    let impostor = vec![
+        vec![json!("id"), json!("name"), json!("note")],
+        vec![json!(500), json!("other"), json!("tab")],
+    ];
+    r.emu.set_cells(&r.id, "Sheet1!A1", impostor).unwrap();
+
+    assert_eq!(scanned_ids(&r).await, (1..=10).collect::<Vec<_>>());
+    r.sheet
+        .apply(vec![update(3, "n3x"), insert_new(11)], &ctx())
+        .await
+        .unwrap();
+    let renamed = r.emu.read_values(&r.id, "Renamed!A2:B").unwrap();
+    assert_eq!(renamed[2], json!([3, "n3x"]));
+    assert_eq!(renamed[10], json!([11, "n11"]));
+    let other = r.emu.read_values(&r.id, "Sheet1!A1:C").unwrap();
+    assert_eq!(other.as_array().unwrap().len(), 2, "untouched: {other}");
+}
+
+/// The row count a full read chunks by may be stale: rows added past it are still read (the
+/// last chunk ends open), and a grid that shrank under it gets the tab looked up again.
+#[tokio::test]
+async fn a_stale_row_count_hides_no_rows_and_a_shrunk_grid_is_looked_up_again() {
+    let r = race(40, |o| o.read_chunk_cells = 600).await; // 200 rows a chunk, 1,000-row grid
+    assert_eq!(scanned_ids(&r).await.len(), 40, "layout known");
+    r.emu
+        .edit(
+            &r.id,
+            sheetsync_emulator::PersonEdit::InsertRows {
+                sheet: "Sheet1".into(),
+                before: 1001,
+                count: 500,
+            },
+        )
+        .unwrap();
+    r.emu
+        .set_cells(&r.id, "Sheet1!A1400", vec![vec![json!(41), json!("n41")]])
+        .unwrap();
+    let layouts = layout_reads(&r);
+    let ids = scanned_ids(&r).await;
+    assert_eq!(
+        ids,
+        (1..=41).collect::<Vec<_>>(),
+        "row 1,400 of a 1,500-row grid read"
+    );
+    assert_eq!(layout_reads(&r), layouts, "no lookup needed for that");
+
+    r.emu.delete_rows(&r.id, "Sheet1", 200, 1300).unwrap();
+    assert_eq!(
+        scanned_ids(&r).await,
+        (1..=40).collect::<Vec<_>>(),
+        "read whole with the grid looked up again"
+    );
+    assert_eq!(layout_reads(&r), layouts + 1);
 }

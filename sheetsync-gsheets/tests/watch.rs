@@ -133,8 +133,7 @@ impl Rig {
     }
 
     fn reads(&self) -> u64 {
-        self.emu
-            .request_count("sheets.spreadsheets.values.batchGet")
+        self.emu.value_reads()
     }
 
     /// Reads the tab in full, as the engine's first cycle does (taking a read made in the

@@ -42,7 +42,7 @@ use serde_json::{json, Value as Json};
 use sheetsync::emulator::{
     Config as EmuConfig, EmulatorHandle, JournalSpec, Latency, QuotaConfig, TriggerSpec,
 };
-use sheetsync::gsheets::quota::LimiterStats;
+use sheetsync::gsheets::quota::{CallCounter, LimiterStats};
 use sheetsync::gsheets::watch::{WatchOptions, Watcher};
 use sheetsync::gsheets::webhook::{EditRouter, WebhookConfig, WebhookReceiver};
 use sheetsync::gsheets::{Auth, ClientConfig, SheetsClient};
@@ -929,15 +929,7 @@ impl Rig {
 
     /// Sheets reads and writes the client sent so far (retries included), and Drive calls.
     fn api_calls(&self) -> (u64, u64, u64) {
-        let (mut r, mut w, mut d) = (0, 0, 0);
-        for (m, n) in self.client.counter().calls() {
-            match m {
-                "spreadsheets.get" | "values.batchGet" => r += n,
-                "drive.files.get" => d += n,
-                _ => w += n,
-            }
-        }
-        (r, w, d)
+        tally(self.client.counter())
     }
 
     /// The statistics of the client's read and write limiters.
@@ -1026,6 +1018,19 @@ async fn sheet_to_db(rig: &Rig, samples: usize, salt: u64, pause_ms: u64) -> Res
     (out.reads, out.writes) = (r1 - r0, w1 - w0);
     out.answered_429 = rig.answered_429() - q0;
     Ok(out)
+}
+
+/// Sheets reads and writes a client sent (retries included), and its Drive calls.
+fn tally(counter: &CallCounter) -> (u64, u64, u64) {
+    let (mut r, mut w, mut d) = (0, 0, 0);
+    for (m, n) in counter.calls() {
+        match m {
+            "spreadsheets.get" | "values.batchGet" | "values.batchGetByDataFilter" => r += n,
+            "drive.files.get" => d += n,
+            _ => w += n,
+        }
+    }
+    (r, w, d)
 }
 
 /// How far apart (at least) the spaced database → Sheet samples come: beyond the write
@@ -1122,14 +1127,7 @@ async fn sustained(rig: &Rig, p: &Params) -> Res<Sustained> {
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                let (mut r, mut w, mut d) = (0u64, 0u64, 0u64);
-                for (m, n) in client.counter().calls() {
-                    match m {
-                        "spreadsheets.get" | "values.batchGet" => r += n,
-                        "drive.files.get" => d += n,
-                        _ => w += n,
-                    }
-                }
+                let (r, w, d) = tally(client.counter());
                 samples.push((r, w, d));
             }
             samples

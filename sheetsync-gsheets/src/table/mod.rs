@@ -1,8 +1,10 @@
 //! [`SheetTable`]: one tab of a spreadsheet as a sheetsync [`Source`] and [`Sink`].
 //!
-//! Reads: one `spreadsheets.get` for the tab's title, time zone and grid, then `values.batchGet`
-//! in chunks sized to a cell budget; when the Drive `version` of the file has not moved since
-//! the last read, the last read is reused and no Sheets quota is spent. Edits reported by the
+//! Reads: `values.batchGetByDataFilter` in chunks sized to a cell budget, the tab named by its
+//! `sheetId` and the last chunk open-ended, so the tab's layout (title, time zone, grid: one
+//! `spreadsheets.get`) is looked up at most once a [`LAYOUT_TTL`] or when an answer says it
+//! changed, and a small tab reads in one request; when the Drive `version` of the file has not
+//! moved since the last read, the last read is reused and no Sheets quota is spent. Edits reported by the
 //! Apps Script trigger arrive through [`SheetTable::accept_edit`] and are served as the change
 //! feed, so most edits reach the database without reading the Sheet at all.
 //!
@@ -26,7 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use google_sheets4::api::{
-    AppendDimensionRequest, BatchUpdateSpreadsheetRequest, Request, ValueRange,
+    AppendDimensionRequest, BatchUpdateSpreadsheetRequest, GridRange, Request, ValueRange,
 };
 use serde_json::Value as Json;
 use sheetsync_core::{
@@ -39,7 +41,7 @@ use tokio::sync::broadcast;
 use crate::client::SheetsClient;
 use crate::convert::{parse_tz, read_cell, write_cell};
 use crate::guard::{scratch_title, Scratch};
-use crate::layout::{col_letters, Layout};
+use crate::layout::{col_letters, range_title, Layout};
 
 mod background;
 mod feed;
@@ -258,8 +260,8 @@ pub struct SheetTable {
 const LAYOUT_FIELDS: &str =
     "properties.timeZone,sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))";
 
-/// How long a layout read for one operation may be reused by the next. Structural changes
-/// force a fresh one (a full read always reads it), and a failed write drops it.
+/// How long a layout read for one operation may be reused by the next. A full read that the
+/// grid no longer fits, a header that moved and a failed write drop it.
 const LAYOUT_TTL: Duration = Duration::from_secs(60);
 
 impl SheetTable {
@@ -334,6 +336,7 @@ impl SheetTable {
             })?;
         let grid = sheet.grid_properties.unwrap_or_default();
         Ok(Layout {
+            sheet_id: self.opts.sheet_id,
             title: sheet.title.unwrap_or_default(),
             tz,
             row_count: grid.row_count.unwrap_or(0).max(0) as u32,
@@ -708,6 +711,7 @@ pub(crate) mod tests {
 
     pub fn layout() -> Layout {
         Layout {
+            sheet_id: 0,
             title: "Items".into(),
             tz: chrono_tz::UTC,
             row_count: 100,

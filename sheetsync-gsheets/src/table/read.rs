@@ -1,8 +1,10 @@
 //! The read path of [`SheetTable`]: full reads that are consistent snapshots, or are thrown
 //! away and read again.
 //!
-//! A full read of a big tab takes several `values.batchGet` requests, and people sort, drag,
-//! insert and delete rows between them; an answer can also come back well-formed but short.
+//! A full read of a big tab takes several `values.batchGetByDataFilter` requests (a small
+//! tab's takes one: ranges name the tab by `sheetId` and end open, so the layout looked up
+//! earlier serves), and people sort, drag, insert and delete rows between them; an answer can
+//! also come back well-formed but short.
 //! So the first and the last request of every full read also read the whole key column: the
 //! read is kept only when both key columns and the keys seen in the data rows agree row by
 //! row. Otherwise rows moved (or an answer lost its tail) during the read, and it starts again;
@@ -155,6 +157,14 @@ impl SheetTable {
         }
     }
 
+    /// The layout looked up less than [`LAYOUT_TTL`] ago, header mapped: full reads name the tab
+    /// by `sheetId` and end open, so a rename or new rows since do not make it wrong.
+    fn known_layout(&self) -> Option<Layout> {
+        let known = self.layout.lock().expect("layout lock");
+        let (l, at) = known.as_ref()?;
+        (at.elapsed() < LAYOUT_TTL && !l.columns.is_empty()).then(|| l.clone())
+    }
+
     /// The grid as it is now (one `spreadsheets.get`) with the header mapping of the last read;
     /// a tab never read (or whose header is missing) gets its header read (or written) first.
     async fn current_layout(&self) -> Result<Layout> {
@@ -163,21 +173,50 @@ impl SheetTable {
             .lock()
             .expect("layout lock")
             .as_ref()
-            .map(|(l, _)| l.columns.clone());
+            .map(|(l, _)| (l.columns.clone(), l.header_assumed));
         match known {
-            Some(columns) if !columns.is_empty() => {
+            Some((columns, header_assumed)) if !columns.is_empty() => {
                 let mut l = self.fetch_layout().await?;
                 l.columns = columns;
+                l.header_assumed = header_assumed;
+                *self.layout.lock().expect("layout lock") = Some((l.clone(), Instant::now()));
                 Ok(l)
             }
             _ => self.layout(true).await,
         }
     }
 
-    /// One full read in chunks, bracketed by two reads of the key column; the header row comes
-    /// with the first chunk, and a header that moved columns means reading again.
+    /// One full read: with the known layout if there is one, and with the tab looked up again
+    /// when Google answers that those ranges no longer fit (the grid shrank, the tab is gone).
     async fn read_snapshot(&self) -> Result<Snapshot> {
-        let l = self.current_layout().await?;
+        if let Some(l) = self.known_layout() {
+            match self.read_chunks(l).await {
+                Err(e) if layout_may_be_stale(&e) => {
+                    tracing::debug!(error = %e, "full read failed with the known layout; looking the tab up");
+                }
+                done => return done,
+            }
+        }
+        self.read_chunks(self.current_layout().await?).await
+    }
+
+    /// A read by `sheetId` is answered under the tab's current title: A1 ranges need it.
+    fn note_title(&self, l: &Layout, answer: &ValueRange) {
+        let Some(title) = answer.range.as_deref().and_then(range_title) else {
+            return;
+        };
+        if title != l.title {
+            if let Some((known, _)) = self.layout.lock().expect("layout lock").as_mut() {
+                tracing::info!(from = %known.title, to = %title, "the tab was renamed");
+                known.title = title;
+            }
+        }
+    }
+
+    /// One full read in chunks, bracketed by two reads of the key column; the header row comes
+    /// with the first chunk, and a header that moved columns means reading again. The last
+    /// chunk and the key columns end open: a row count read earlier never hides rows.
+    async fn read_chunks(&self, l: Layout) -> Result<Snapshot> {
         let width = l.width().max(1) as usize;
         let chunk_rows = (self.opts.read_chunk_cells / width).max(1) as u32;
         let first = l.header_row + 1;
@@ -189,7 +228,7 @@ impl SheetTable {
             Some(s) => s.0 = l.header_row,
             None => spans.push((l.header_row, l.header_row)),
         }
-        let key_ranges: Vec<String> = self.key_ranges(&l);
+        let key_ranges = self.key_grid_ranges(&l);
         let nk = key_ranges.len();
         let mut snap = Snapshot {
             observations: Vec::new(),
@@ -204,16 +243,17 @@ impl SheetTable {
             if i == 0 {
                 ranges.extend(key_ranges.iter().cloned());
             }
-            ranges.push(l.rows_range(*start, *end));
+            ranges.push(l.grid_rows(*start, (!last).then_some(*end)));
             if last {
                 ranges.extend(key_ranges.iter().cloned());
             }
             let got = self
                 .client
-                .batch_get(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
+                .batch_get_grid(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
                 .await?;
             let data_at = if i == 0 { nk } else { 0 };
             if i == 0 {
+                self.note_title(&l, &got[data_at]);
                 before = self.key_column_rows(&l, &got[..nk]);
             }
             if last {
@@ -267,4 +307,13 @@ impl SheetTable {
         }
         Ok(snap)
     }
+}
+
+/// Errors of a read that a fresh look at the tab may cure: a range outside the grid (400), a
+/// tab not found, an answer that does not match the ranges asked.
+fn layout_may_be_stale(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidData | ErrorKind::NotFound | ErrorKind::Unexpected
+    )
 }

@@ -111,9 +111,9 @@ pub async fn an_api_write_by_another_program_reaches_the_database(backend: Backe
     );
     // Once converged, an idle daemon reads nothing from Sheets: polls cost Drive calls only.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = w.emu.request_count("sheets.spreadsheets.values.batchGet");
+    let before = w.emu.value_reads();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = w.emu.request_count("sheets.spreadsheets.values.batchGet");
+    let after = w.emu.value_reads();
     assert_eq!(after, before, "an idle daemon reads no values");
 }
 

@@ -53,6 +53,15 @@ impl SheetTable {
             .collect()
     }
 
+    /// The key columns from the first data row to the grid's edge, by `sheetId`.
+    pub(in crate::table) fn key_grid_ranges(&self, l: &Layout) -> Vec<GridRange> {
+        self.schema
+            .key
+            .iter()
+            .map(|&k| l.grid_column_down(l.columns[k]))
+            .collect()
+    }
+
     /// Key → 1-based rows, from the key columns read from the first data row down.
     pub(in crate::table) fn key_positions(
         &self,
