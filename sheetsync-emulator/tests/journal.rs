@@ -77,12 +77,16 @@ fn text(hook: &Hook) -> String {
     String::from_utf8(hook.body.clone()).unwrap()
 }
 
-/// Waits for the deliveries of a sentinel edit (made after everything else), then returns the
-/// event ids of all deliveries: an extra trigger fired earlier would be among them.
+/// Waits for the delivery of a sentinel edit (made after everything else) and for `expected`
+/// more, then returns the event ids of all deliveries, sorted: an extra trigger fired earlier would be
+/// among them. Deliveries run side by side and each is logged when its POST is answered, so the
+/// sentinel's record can come before an earlier edit's; after the count is reached, a short
+/// pause lets a straggler show up.
 async fn delivered_ids(
     emu: &EmulatorHandle,
     id: &str,
     rx: &mut UnboundedReceiver<Hook>,
+    expected: usize,
 ) -> Vec<String> {
     emu.set_cells(id, "Z1", vec![vec![json!("sentinel")]])
         .unwrap();
@@ -91,11 +95,20 @@ async fn delivered_ids(
         .unwrap()
         .to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let others = |log: Vec<sheetsync_emulator::Delivery>| -> Option<Vec<String>> {
+        log.iter().any(|d| d.event_id == sentinel).then(|| {
+            log.into_iter()
+                .map(|d| d.event_id)
+                .filter(|e| *e != sentinel)
+                .collect()
+        })
+    };
     loop {
-        let log = emu.deliveries();
-        if log.iter().any(|d| d.event_id == sentinel) || std::time::Instant::now() > deadline {
-            let mut ids: Vec<String> = log.into_iter().map(|d| d.event_id).collect();
-            ids.retain(|e| *e != sentinel);
+        let done = others(emu.deliveries()).filter(|ids| ids.len() >= expected);
+        if done.is_some() || std::time::Instant::now() > deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut ids = others(emu.deliveries()).unwrap_or_default();
+            ids.sort();
             return ids;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -192,8 +205,9 @@ async fn edits_get_consecutive_seqs_and_the_append_moves_the_version_but_fires_n
     assert_eq!(rows.len(), 9);
     assert_eq!(rows[8], json!(["", "", "", "x"]));
     // The webhook saw the two edits only: the appends fired nothing.
-    let ids = delivered_ids(&emu, &id, &mut rx).await;
-    let expected = [&first, &second].map(|h| h.json()["eventId"].as_str().unwrap().to_string());
+    let ids = delivered_ids(&emu, &id, &mut rx, 2).await;
+    let mut expected = [&first, &second].map(|h| h.json()["eventId"].as_str().unwrap().to_string());
+    expected.sort();
     assert_eq!(ids, expected);
     emu.shutdown().await;
 }
@@ -234,7 +248,7 @@ async fn a_row_insertion_writes_one_entry_per_tab_but_sheetsyncs_own() {
     emu.set_cells(&id, "sheetsync-scratch-10!A2", vec![vec![json!("copy")]])
         .unwrap();
     assert_eq!(journal(&emu, &id).len(), 3);
-    let ids = delivered_ids(&emu, &id, &mut rx).await;
+    let ids = delivered_ids(&emu, &id, &mut rx, 1).await;
     assert_eq!(ids, [customers["eventId"].as_str().unwrap()]);
     emu.shutdown().await;
 }
