@@ -204,8 +204,9 @@ impl Faults {
 }
 
 /// Applies [`FaultKind::Truncate`] to a `values.get` answer (a `ValueRange`) or a
-/// `values.batchGet` / `values.batchGetByDataFilter` answer (its last `valueRanges` entry): the last `rows` rows go, and what is
-/// left is trimmed the way Google trims (no trailing empty rows; `values` omitted when empty).
+/// `values.batchGet` / `values.batchGetByDataFilter` answer (its last `valueRanges` entry): the
+/// last `rows` rows go, and what is left is trimmed the way Google trims (no trailing empty rows;
+/// `values` omitted when empty).
 pub fn truncate_read(answer: &mut Value, rows: u32) {
     let target = match answer.get_mut("valueRanges").and_then(Value::as_array_mut) {
         Some(ranges) => match ranges.last_mut() {

@@ -78,10 +78,10 @@ fn text(hook: &Hook) -> String {
 }
 
 /// Waits for the delivery of a sentinel edit (made after everything else) and for `expected`
-/// more, then returns the event ids of all deliveries, sorted: an extra trigger fired earlier would be
-/// among them. Deliveries run side by side and each is logged when its POST is answered, so the
-/// sentinel's record can come before an earlier edit's; after the count is reached, a short
-/// pause lets a straggler show up.
+/// more, then returns the event ids of all deliveries, sorted: an extra trigger fired earlier
+/// would be among them. Deliveries run side by side and each is logged when its POST is
+/// answered, so the sentinel's record can come before an earlier edit's; after the count is
+/// reached, a short pause lets a straggler show up.
 async fn delivered_ids(
     emu: &EmulatorHandle,
     id: &str,

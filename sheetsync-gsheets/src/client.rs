@@ -498,9 +498,7 @@ impl SheetsClient {
             date_time_render_option: Some("SERIAL_NUMBER".into()),
             major_dimension: Some("ROWS".into()),
         };
-        let body = Bytes::from(wire::to_vec(&req).map_err(|e| {
-            Error::new(ErrorKind::InvalidData, format!("{METHOD} body: {e}")).with_operation(METHOD)
-        })?);
+        let body = json_body(METHOD, &req)?;
         let url = format!(
             "{}v4/spreadsheets/{}/values:batchGetByDataFilter",
             self.config.sheets_url,
@@ -579,9 +577,7 @@ impl SheetsClient {
         path: String,
         body: &impl Serialize,
     ) -> Result<T> {
-        let body = Bytes::from(wire::to_vec(body).map_err(|e| {
-            Error::new(ErrorKind::InvalidData, format!("{method} body: {e}")).with_operation(method)
-        })?);
+        let body = json_body(method, body)?;
         let url = format!("{}{path}", self.config.sheets_url);
         let _writing = self.activity.begin(id);
         self.call(Access::WriteOnce, method, || self.post(&url, body.clone()))
@@ -709,6 +705,13 @@ impl SheetsClient {
 }
 
 /// The priority of a read made now: Background inside [`SheetsClient::background`].
+/// A request body, serialized once ([`crate::wire`]).
+fn json_body(method: &'static str, body: &impl Serialize) -> Result<Bytes> {
+    wire::to_vec(body).map(Bytes::from).map_err(|e| {
+        Error::new(ErrorKind::InvalidData, format!("{method} body: {e}")).with_operation(method)
+    })
+}
+
 /// The ranges of a read, which must be as many as were asked.
 fn as_asked(method: &'static str, got: Vec<ValueRange>, asked: usize) -> Result<Vec<ValueRange>> {
     if got.len() == asked {

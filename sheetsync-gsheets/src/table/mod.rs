@@ -4,9 +4,9 @@
 //! `sheetId` and the last chunk open-ended, so the tab's layout (title, time zone, grid: one
 //! `spreadsheets.get`) is looked up at most once a [`LAYOUT_TTL`] or when an answer says it
 //! changed, and a small tab reads in one request; when the Drive `version` of the file has not
-//! moved since the last read, the last read is reused and no Sheets quota is spent. Edits reported by the
-//! Apps Script trigger arrive through [`SheetTable::accept_edit`] and are served as the change
-//! feed, so most edits reach the database without reading the Sheet at all.
+//! moved since the last read, the last read is reused and no Sheets quota is spent. Edits reported
+//! by the Apps Script trigger arrive through [`SheetTable::accept_edit`] and are served as the
+//! change feed, so most edits reach the database without reading the Sheet at all.
 //!
 //! Writes, per cycle: the rows are located (from the full read that just ended, or by reading
 //! the key column), then each batch of writes goes in one atomic `spreadsheets.batchUpdate`
@@ -261,7 +261,7 @@ const LAYOUT_FIELDS: &str =
     "properties.timeZone,sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))";
 
 /// How long a layout read for one operation may be reused by the next. A full read that the
-/// grid no longer fits, a header that moved and a failed write drop it.
+/// grid no longer fits looks it up again; a header that moved and a failed write drop it.
 const LAYOUT_TTL: Duration = Duration::from_secs(60);
 
 impl SheetTable {
