@@ -44,6 +44,24 @@ fn requests(v: Value) -> BatchUpdateSpreadsheetRequest {
     serde_json::from_str(&json!({ "requests": v }).to_string()).expect("typed requests")
 }
 
+/// One `updateCells` of typed rows at `(row, column)` of the tab with id 77.
+async fn update_cells(
+    h: &Hub,
+    id: &str,
+    (row, column): (i32, i32),
+    rows: Value,
+) -> Result<(), google_sheets4::Error> {
+    let request = requests(json!([{"updateCells": {
+        "start": {"sheetId": 77, "rowIndex": row, "columnIndex": column},
+        "rows": rows,
+        "fields": "userEnteredValue"}}]));
+    h.spreadsheets()
+        .batch_update(request, id)
+        .doit()
+        .await
+        .map(drop)
+}
+
 /// `spreadsheets.get` through field masks: the engine's metadata read, and a typed read that
 /// selects grid data without `includeGridData`.
 async fn get_through_field_masks(h: &Hub, id: &str) {
@@ -567,19 +585,10 @@ async fn batch_errors_are_prefixed_and_atomic(h: &Hub, id: &str) {
 /// `updateCells` and `appendCells` write typed values; outside the grid they fail.
 async fn batch_writes_typed_cells(h: &Hub, id: &str) {
     // updateCells writes typed values: a string that looks like a formula stays a string.
-    h.spreadsheets()
-        .batch_update(
-            requests(json!([{"updateCells": {
-                "start": {"sheetId": 77, "rowIndex": 0, "columnIndex": 0},
-                "rows": [{"values": [{"userEnteredValue": {"stringValue": "=1+1"}},
-                                     {"userEnteredValue": {"numberValue": 3}},
-                                     {"userEnteredValue": {"boolValue": true}}]}],
-                "fields": "userEnteredValue"}}])),
-            id,
-        )
-        .doit()
-        .await
-        .unwrap();
+    let typed = json!([{"values": [{"userEnteredValue": {"stringValue": "=1+1"}},
+                                   {"userEnteredValue": {"numberValue": 3}},
+                                   {"userEnteredValue": {"boolValue": true}}]}]);
+    update_cells(h, id, (0, 0), typed).await.unwrap();
     let (_, g) = h
         .spreadsheets()
         .values_get(id, &enc("'Data Sheet'!A1:C1"))
@@ -627,17 +636,45 @@ async fn batch_writes_typed_cells(h: &Hub, id: &str) {
         .await
         .unwrap();
 
+    // With a start and no range, only the cells given are written: a row given no cells, and
+    // the cells past a row's last, keep what they hold (sheetsync skips rows this way).
+    let cells = |vs: &[&str]| json!({"values": vs.iter().map(|v| json!({"userEnteredValue": {"stringValue": v}})).collect::<Vec<_>>()});
+    for (start, rows) in [
+        (
+            (1, 0),
+            json!([
+                cells(&["a2", "b2", "c2"]),
+                cells(&["a3", "b3", "c3"]),
+                cells(&["a4", "b4", "c4"])
+            ]),
+        ),
+        ((1, 1), json!([cells(&["B2"]), {}, cells(&["B4", "C4"])])),
+    ] {
+        update_cells(h, id, start, rows).await.unwrap();
+    }
+    let (_, g) = h
+        .spreadsheets()
+        .values_get(id, &enc("'Data Sheet'!A2:C4"))
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(g.values.unwrap()).unwrap(),
+        json!([["a2", "B2", "c2"], ["a3", "b3", "c3"], ["a4", "B4", "C4"]])
+    );
+    h.spreadsheets()
+        .values_clear(
+            ClearValuesRequest::default(),
+            id,
+            &enc("'Data Sheet'!A2:C4"),
+        )
+        .doit()
+        .await
+        .unwrap();
+
     // updateCells outside the grid.
     let err = bad_request(
-        h.spreadsheets()
-            .batch_update(
-                requests(json!([{"updateCells": {
-                    "start": {"sheetId": 77, "rowIndex": 5, "columnIndex": 0},
-                    "rows": [{"values": [{"userEnteredValue": {"stringValue": "x"}}]}],
-                    "fields": "userEnteredValue"}}])),
-                id,
-            )
-            .doit()
+        update_cells(h, id, (5, 0), json!([cells(&["x"])]))
             .await
             .unwrap_err(),
     );

@@ -16,7 +16,7 @@ pub use status::{SheetStatus, NOTE_PREFIX};
 use super::*;
 use crate::guard::{
     append_bytes, described_targets, guarded_batch, overlay, restore_deleted, scratch_range,
-    target_bytes, verify, Action, DataTab, Expect, PreImages, Scratch, Stamp, Target, Verdict,
+    verify, Action, BatchSize, DataTab, Expect, PreImages, Scratch, Stamp, Target, Verdict,
     ANSWER_FIELDS,
 };
 

@@ -13,30 +13,31 @@ impl SheetTable {
             cols: l.column_count.max(l.width()).max(1),
         };
         let mut targets = std::mem::take(&mut plan.targets);
+        // Cell writes top down (neighbouring rows share requests), deletes bottom up.
         targets.sort_by_key(|t| match t.action {
             Action::Delete => (1, u32::MAX - t.row),
-            _ => (0, 0),
+            _ => (0, t.row),
         });
         // Room for the stamp, the scratch sizing and the request's own fields.
         let budget = self.opts.max_write_bytes.saturating_sub(1_024).max(1);
-        let mut batches = chunk_by_size(targets, budget, |t| target_bytes(data, t));
-        let appends = std::mem::take(&mut plan.appends);
-        let used = batches.last().map_or(0, |b| {
-            b.iter().map(|t| target_bytes(data, t)).sum::<usize>()
-        });
+        let mut batches = chunk_by_size(targets, budget, |s: &mut BatchSize, t| s.add(data, t));
+        let used = batches.last().map_or(0, |(_, used)| *used);
         // A new row also carries the number formats of its date-like cells.
         let formatted = formats::format_bytes(&formats::date_columns(l, &self.schema));
-        let row_bytes = |r: &[Json]| append_bytes(r) + formatted;
-        let mut appends = chunk_by_size(appends, budget, |(_, r)| row_bytes(r)).into_iter();
+        let row_bytes = |_: &mut (), (_, r): &(usize, Vec<Json>)| append_bytes(r) + formatted;
+        let appends = std::mem::take(&mut plan.appends);
+        let mut appends = chunk_by_size(appends, budget, row_bytes).into_iter();
         // New rows share the last batch when they fit in what it leaves.
         let mut first_appends = Vec::new();
-        if let Some(a) = appends.as_slice().first() {
-            if used + a.iter().map(|(_, r)| row_bytes(r)).sum::<usize>() <= budget {
-                first_appends = appends.next().unwrap_or_default();
-            }
+        if appends
+            .as_slice()
+            .first()
+            .is_some_and(|(_, n)| used + n <= budget)
+        {
+            first_appends = appends.next().map(|(a, _)| a).unwrap_or_default();
         }
         let last = batches.len();
-        for (i, chunk) in batches.drain(..).enumerate() {
+        for (i, (chunk, _)) in batches.drain(..).enumerate() {
             let rows = if i + 1 == last {
                 std::mem::take(&mut first_appends)
             } else {
@@ -48,7 +49,7 @@ impl SheetTable {
             self.send_batch(l, data, Vec::new(), first_appends, plan)
                 .await?;
         }
-        for chunk in appends {
+        for (chunk, _) in appends {
             self.send_batch(l, data, Vec::new(), chunk, plan).await?;
         }
         Ok(())
@@ -223,21 +224,28 @@ pub(super) fn new_nonce() -> String {
     format!("sheetsync:{:016x}", rand::random::<u64>())
 }
 
-pub(super) fn chunk_by_size<T>(
+/// Cuts `items` into chunks of at most `budget` bytes (an item larger than the budget goes
+/// alone), each with its bytes: `size` counts an item after the chunk's earlier ones, in a
+/// state `S` that starts afresh with each chunk.
+pub(super) fn chunk_by_size<T, S: Default>(
     items: Vec<T>,
     budget: usize,
-    size: impl Fn(&T) -> usize,
-) -> Vec<Vec<T>> {
-    let mut out: Vec<Vec<T>> = Vec::new();
-    let mut used = 0;
+    mut size: impl FnMut(&mut S, &T) -> usize,
+) -> Vec<(Vec<T>, usize)> {
+    let mut out: Vec<(Vec<T>, usize)> = Vec::new();
+    let mut state = S::default();
     for item in items {
-        let s = size(&item);
-        if out.is_empty() || (used + s > budget && !out.last().is_some_and(Vec::is_empty)) {
-            out.push(Vec::new());
-            used = 0;
+        let mut s = size(&mut state, &item);
+        if out.last().is_none_or(|(_, used)| used + s > budget) {
+            if !out.is_empty() {
+                state = S::default();
+                s = size(&mut state, &item);
+            }
+            out.push((Vec::new(), 0));
         }
-        used += s;
-        out.last_mut().expect("pushed").push(item);
+        let (chunk, used) = out.last_mut().expect("pushed");
+        chunk.push(item);
+        *used += s;
     }
     out
 }
@@ -248,7 +256,17 @@ mod tests {
 
     #[test]
     fn chunks_respect_the_budget() {
-        let chunks = chunk_by_size(vec![5, 5, 5, 20, 1], 10, |x| *x);
+        let chunks = chunk_by_size(vec![5, 5, 5, 20, 1], 10, |_: &mut (), x| *x);
+        let chunks: Vec<Vec<usize>> = chunks.into_iter().map(|(c, _)| c).collect();
         assert_eq!(chunks, vec![vec![5, 5], vec![5], vec![20], vec![1]]);
+    }
+
+    #[test]
+    fn each_chunk_counts_its_items_from_a_fresh_state() {
+        // The first item of a chunk costs 10, each later one 1.
+        let size = |seen: &mut bool, _: &u8| if std::mem::replace(seen, true) { 1 } else { 10 };
+        let chunks = chunk_by_size(vec![0u8; 7], 12, size);
+        let sizes: Vec<(usize, usize)> = chunks.iter().map(|(c, n)| (c.len(), *n)).collect();
+        assert_eq!(sizes, vec![(3, 12), (3, 12), (1, 10)]);
     }
 }
