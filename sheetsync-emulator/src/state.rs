@@ -34,6 +34,8 @@ pub struct RequestRecord {
     pub user: String,
     /// HTTP status answered (a dropped connection is logged as 500).
     pub status: u16,
+    /// Bytes of the request body as received (what Google's 2 MB recommendation counts).
+    pub body_bytes: u64,
 }
 
 /// Most requests kept in the log.

@@ -285,6 +285,33 @@ async fn control_surface_over_http() {
     assert_eq!(c.body["counts"]["sheets.spreadsheets.values.get"], 2);
     assert_eq!(c.body["total"], 2);
 
+    // The request log counts each body's bytes.
+    let body = json!({"values": [["x", "y"]]});
+    let path = "/v4/spreadsheets/seeded-sheet/values/Data!A3?valueInputOption=RAW";
+    assert_eq!(raw(&emu, "PUT", path, Some(body.clone())).await.status, 200);
+    let log = raw(&emu, "GET", "/__emulator/requests", None).await;
+    let sizes: Vec<(&str, u64)> = log
+        .body
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["methodId"].as_str().unwrap_or(""),
+                r["bodyBytes"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let put = (
+        "sheets.spreadsheets.values.update",
+        body.to_string().len() as u64,
+    );
+    assert_eq!(sizes.last(), Some(&put), "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|(_, n)| *n == 0),
+        "{sizes:?}"
+    );
+
     faults_over_http(&emu).await;
     latency_quota_and_clock_over_http(&emu).await;
 

@@ -86,15 +86,28 @@ fn row(id: i64, v: i64) -> Row {
     Row::new(r)
 }
 
+const WRITE_METHODS: [&str; 4] = [
+    "sheets.spreadsheets.values.batchUpdate",
+    "sheets.spreadsheets.batchUpdate",
+    "sheets.spreadsheets.values.append",
+    "sheets.spreadsheets.values.update",
+];
+
 fn writes(emu: &EmulatorHandle) -> (u64, u64) {
     let c = emu.request_counts();
     let get = |k: &str| c.get(k).copied().unwrap_or(0);
-    let writes = get("sheets.spreadsheets.values.batchUpdate")
-        + get("sheets.spreadsheets.batchUpdate")
-        + get("sheets.spreadsheets.values.append")
-        + get("sheets.spreadsheets.values.update");
+    let writes = WRITE_METHODS.iter().map(|m| get(m)).sum();
     let reads = emu.value_reads() + get("sheets.spreadsheets.get");
     (writes, reads)
+}
+
+/// Bytes of the write requests' bodies since the counters were reset.
+fn write_bytes(emu: &EmulatorHandle) -> u64 {
+    let log = emu.request_log();
+    let writes = log
+        .iter()
+        .filter(|r| WRITE_METHODS.contains(&r.method_id.as_str()));
+    writes.map(|r| r.body_bytes).sum()
 }
 
 async fn scan_len(t: &SheetTable) -> usize {
@@ -178,6 +191,7 @@ fn main() {
         t.apply(changes(1, 0), &ctx).await.unwrap();
         let apply = start.elapsed();
         let (change_writes, change_reads) = writes(&emu);
+        let change_bytes = write_bytes(&emu);
 
         println!("| measurement | result |");
         println!("|---|---|");
@@ -203,6 +217,11 @@ fn main() {
         println!(
             "| apply 10,000 changed rows on its own (locates the keys itself) | {:.2} s, {change_writes} write calls, {change_reads} read calls |",
             apply.as_secs_f64()
+        );
+        println!(
+            "| write request bodies of that apply | {:.2} MB, {:.0} bytes per changed row |",
+            change_bytes as f64 / 1e6,
+            change_bytes as f64 / 10_000.0
         );
         emu.shutdown().await;
     });

@@ -94,6 +94,7 @@ pub(crate) async fn handle(
         query: parts.uri.query().unwrap_or_default().to_string(),
         user,
         status: resp.status().as_u16(),
+        body_bytes: bytes.len() as u64,
     });
     resp
 }
