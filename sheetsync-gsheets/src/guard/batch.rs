@@ -23,7 +23,8 @@ use google_sheets4::api::{
 use google_sheets4::common::FieldMask;
 use serde_json::Value as Json;
 
-use super::{Action, DataTab, Expect, Scratch, Stamp, Target};
+use super::describe::describe;
+use super::{Action, DataTab, Scratch, Stamp, Target};
 use crate::wire;
 
 /// Rows between two targets that one cell request skips as empty rows: beyond this, a new
@@ -247,19 +248,6 @@ impl BatchSize {
 
 /// A target as kept in column A of its pre-image row (Google keeps at most 50,000 characters
 /// in a cell: a larger one is kept without its cells, and is then verified but not repaired).
-fn describe(t: &Target) -> String {
-    // The columns a write changed are enough to find the row again (by its expected key) and to
-    // recognise it (the other cells equal the pre-image): the values would double the request.
-    let mut short = t.clone();
-    if let Action::Cells(cells) = &mut short.action {
-        cells.iter_mut().for_each(|(_, v)| *v = Json::Null);
-    }
-    if let Expect::Content(_) = short.expect {
-        short.expect = Expect::Content(Vec::new());
-    }
-    serde_json::to_string(&short).expect("targets serialise")
-}
-
 /// The bytes a new row adds to a batch's body (its `appendCells` row).
 pub(crate) fn append_bytes(row: &[Json]) -> usize {
     wire::len(&row_data(row)) + 1
@@ -463,6 +451,7 @@ pub(crate) fn spans(rows: &[u32]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::Expect;
     use serde_json::json;
     use sheetsync_core::{RowKey, Value};
 

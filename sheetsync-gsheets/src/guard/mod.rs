@@ -21,9 +21,10 @@
 //!
 //! 4. If the process dies before it verified a batch, the next process finds the batch in the
 //!    scratch tab (the stamp in B1 says which tab and rows it wrote, and each pre-image row
-//!    carries the target it was copied for, in column A) and verifies and repairs it before it
-//!    reads or writes anything. Verifying a batch again is harmless: pre-images do not change,
-//!    and a repair is itself a batch that replaces the stamp.
+//!    carries a short description of the target it was copied for, in column A: see
+//!    `describe`) and verifies and repairs it before it reads or writes anything. Verifying a
+//!    batch again is harmless: pre-images do not change, and a repair is itself a batch that
+//!    replaces the stamp.
 //!
 //! Updates also write the row's key cells with the key they expect: a mis-hit then shows as a
 //! duplicated key (held by the engine, which suspends inferred deletes) rather than as one row's
@@ -41,6 +42,7 @@ use serde_json::Value as Json;
 use sheetsync_core::RowKey;
 
 mod batch;
+mod describe;
 
 use batch::grid_range;
 pub(crate) use batch::{append_bytes, guarded_batch, scratch_range, BatchSize};
@@ -144,7 +146,7 @@ pub(crate) fn described_targets(rows: &[Vec<Json>], stamp: &Stamp) -> Option<Vec
     (0..stamp.targets as usize)
         .map(|i| {
             let cell = rows.get(stamp.base as usize + i + 1)?.first()?;
-            serde_json::from_str(cell.as_str()?).ok()
+            describe::parse(cell.as_str()?)
         })
         .collect()
 }
