@@ -12,8 +12,8 @@
 # Needs Linux (/proc), sqlite3 and curl. Builds both binaries in release first.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-sizes=("${@:-100000 1000000}")
-read -r -a sizes <<<"${sizes[*]}"
+[ $# -gt 0 ] || set -- 100000 1000000
+sizes=("$@")
 
 cargo build --release -q -p sheetsync-cli --bin sheetsync
 cargo build --release -q -p sheetsync-emulator --features cli --bin sheetsync-emulator

@@ -165,14 +165,13 @@ fn cell_requests(sheet_id: i32, targets: &[Target]) -> Vec<Request> {
             let gap = block
                 .as_ref()
                 .and_then(|(first, rows)| joins(first + rows.len() as u32, row0));
-            let (first, mut rows) = match (block, gap) {
-                (Some(b), Some(_)) => b,
-                (other, _) => {
-                    if let Some(b) = other {
-                        close(c0, b, &mut out);
-                    }
+            let (first, mut rows) = match block {
+                Some(b) if gap.is_some() => b,
+                Some(b) => {
+                    close(c0, b, &mut out);
                     (row0, Vec::new())
                 }
+                None => (row0, Vec::new()),
             };
             rows.extend((0..gap.unwrap_or(0)).map(|_| RowData::default()));
             rows.push(row_data(&vals));
@@ -246,8 +245,6 @@ impl BatchSize {
     }
 }
 
-/// A target as kept in column A of its pre-image row (Google keeps at most 50,000 characters
-/// in a cell: a larger one is kept without its cells, and is then verified but not repaired).
 /// The bytes a new row adds to a batch's body (its `appendCells` row).
 pub(crate) fn append_bytes(row: &[Json]) -> usize {
     wire::len(&row_data(row)) + 1
