@@ -2,7 +2,9 @@
 //! its own, up to eight per core, and each arena keeps the memory it has held: under a steady
 //! load on many runtime threads a daemon's resident memory creeps up (issue 17 measured 205 →
 //! 392 MB over 180 s at 100,000 rows, and a flat 201 MB with one arena). The daemon starts with
-//! [`DEFAULT`] arenas; glibc's own `MALLOC_ARENA_MAX`, when set, is left to decide.
+//! [`DEFAULT`] arenas; glibc's own `MALLOC_ARENA_MAX`, when set, is left to decide. With the
+//! `jemalloc` feature (`alloc.rs`) Rust's allocations go to jemalloc and glibc serves only the
+//! C libraries (SQLite), which the bound still covers.
 
 /// Arenas the daemon allows unless `MALLOC_ARENA_MAX` is set: one per core of a small host.
 pub const DEFAULT: i32 = 2;

@@ -17,6 +17,8 @@
 
 mod access;
 mod admin;
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+mod alloc;
 mod arenas;
 mod config;
 #[cfg(feature = "demo")]
