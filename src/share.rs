@@ -88,7 +88,7 @@ pub fn step(held: usize, mappings: usize, replicas: usize) -> Step {
 pub fn rank(replica: &str, mapping: &str) -> u64 {
     sheetsync_core::Row::new(vec![replica.into(), mapping.into()])
         .hash()
-        .0 as u64
+        .get() as u64
 }
 
 /// Which of the mappings `replica` runs it hands over: the one it ranks lowest.

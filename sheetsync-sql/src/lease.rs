@@ -169,7 +169,7 @@ async fn lock<D: Driver>(
 
 /// `<database>.sheetsync-lease-<hash of the mapping>`, locked exclusively without waiting.
 fn lock_file(database: PathBuf, mapping: &str) -> Result<Option<std::fs::File>> {
-    let hash = sheetsync_core::Row::new(vec![mapping.into()]).hash().0;
+    let hash = sheetsync_core::Row::new(vec![mapping.into()]).hash().get();
     let mut name = database.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".sheetsync-lease-{:08x}", hash as u32));
     let path = database.with_file_name(name);

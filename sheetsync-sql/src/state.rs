@@ -157,7 +157,7 @@ pub(crate) fn encode_intent(intent: &WriteIntent) -> Vec<u8> {
         None => out.push(0),
         Some(h) => {
             out.push(1);
-            out.extend_from_slice(&h.0.to_be_bytes());
+            out.extend_from_slice(&h.get().to_be_bytes());
         }
     }
     out.push(intent.sides.len() as u8);
@@ -196,7 +196,7 @@ pub(crate) fn decode_intent(k: &[u8], data: &[u8]) -> Result<WriteIntent> {
         let target = row(&mut rest)?;
         let base = match take(&mut rest, 1)?[0] {
             0 => None,
-            _ => Some(sheetsync_core::RowHash(u128::from_be_bytes(
+            _ => Some(sheetsync_core::RowHash::new(u128::from_be_bytes(
                 take(&mut rest, 16)?.try_into().ok()?,
             ))),
         };
@@ -277,7 +277,7 @@ pub(crate) fn pool_location<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> String
 pub(crate) fn key_hash(key: &RowKey) -> Vec<u8> {
     // `Row::hash` is xxh3-128 of the concatenated canonical encodings, which is what a key's
     // bytes are.
-    Row::new(key.values()).hash().0.to_be_bytes().to_vec()
+    Row::new(key.values()).hash().get().to_be_bytes().to_vec()
 }
 
 /// The canonical encoding of a row.

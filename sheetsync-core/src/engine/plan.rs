@@ -114,7 +114,7 @@ impl Engine {
             let at = if row.is_none() && at == 0 { now } else { at };
             // A row retried with the content it had when first seen keeps the time it was first
             // seen (a re-read knows only when it read).
-            let hash = row.map_or(RowHash(0), Row::hash);
+            let hash = row.map_or(RowHash::new(0), Row::hash);
             let at = match st.first_seen.get(k).and_then(|f| f[idx(side)]) {
                 Some((h, first)) if h == hash => first.min(at),
                 _ => at,
@@ -164,7 +164,7 @@ impl Engine {
         let [sheet, db] = views.map(|v| v.merge);
         work.seen.insert(
             k.clone(),
-            [sheet, db].map(|v| Some((v.row.map_or(RowHash(0), Row::hash), v.at))),
+            [sheet, db].map(|v| Some((v.row.map_or(RowHash::new(0), Row::hash), v.at))),
         );
         let mut merged = match st.choices.get(k) {
             Some(Choice::Side(s)) => {

@@ -145,7 +145,7 @@ pub(super) fn read_hashes(
     [0, 1].map(|i| {
         reads[i]
             .row_of(k, entry)
-            .map(|(row, _)| row.map_or(RowHash(0), Row::hash))
+            .map(|(row, _)| row.map_or(RowHash::new(0), Row::hash))
     })
 }
 
@@ -175,7 +175,7 @@ pub(super) fn next(
         let written_side = work.intents.get(k).into_iter().flat_map(|i| &i.sides);
         for before in written_side.filter(|b| Some(b.side) != failure.side()) {
             let target = work.targets.get(k).and_then(|t| t.as_ref());
-            seen[idx(before.side)] = Some(target.map_or(RowHash(0), Row::hash));
+            seen[idx(before.side)] = Some(target.map_or(RowHash::new(0), Row::hash));
         }
         if let Some(s) = Stuck::record(st.stuck.get(k), failure, seen, now) {
             stuck.insert(k.clone(), s);
@@ -188,7 +188,7 @@ pub(super) fn next(
 mod tests {
     use super::*;
 
-    const SEEN: [Option<RowHash>; 2] = [Some(RowHash(1)), Some(RowHash(2))];
+    const SEEN: [Option<RowHash>; 2] = [Some(RowHash::new(1)), Some(RowHash::new(2))];
 
     fn fail(times: u32, failure: &Failure) -> Option<Stuck> {
         (0..times).fold(None, |s, _| {
@@ -209,7 +209,7 @@ mod tests {
         assert!(!before.sits_out([None, None]));
         let parked = fail(MAX_ATTEMPTS, &stale).unwrap();
         assert!(parked.sits_out([None, None]));
-        assert!(parked.sits_out([Some(RowHash(1)), Some(RowHash(2))]));
+        assert!(parked.sits_out([Some(RowHash::new(1)), Some(RowHash::new(2))]));
         let held = parked.held(&crate::memory::key_of(1), "items").unwrap();
         assert!(
             held.reason.contains("changed under every write"),
@@ -225,9 +225,9 @@ mod tests {
             &Failure::Refused(Side::Sheet, "too big".into()),
         )
         .unwrap();
-        assert!(!parked.sits_out([None, Some(RowHash(9))]));
+        assert!(!parked.sits_out([None, Some(RowHash::new(9))]));
         // The refusing side's own changes do not matter (a stale row changes there every time).
-        assert!(parked.sits_out([Some(RowHash(9)), None]));
+        assert!(parked.sits_out([Some(RowHash::new(9)), None]));
     }
 
     #[test]

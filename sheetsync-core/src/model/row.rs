@@ -29,7 +29,7 @@ impl Row {
         for v in &self.0 {
             v.encode(&mut buf);
         }
-        RowHash(xxhash_rust::xxh3::xxh3_128(&buf))
+        RowHash::new(xxhash_rust::xxh3::xxh3_128(&buf))
     }
 
     /// The row's key under `schema`, or `None` when a key value is `Null` (a new Sheet row that
@@ -219,12 +219,52 @@ impl std::hash::Hasher for KeyHasher {
 pub type KeyMap<V> = std::collections::HashMap<RowKey, V, KeyHashBuilder>;
 
 /// A 128-bit content hash of a row's canonical encoding.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RowHash(pub u128);
+///
+/// Held as two 64-bit halves: a `u128` field would align the engine's per-row base to 16
+/// bytes, 24 bytes more per row in its map. It orders, formats (`{:x}`) and serializes as
+/// the `u128`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowHash {
+    hi: u64,
+    lo: u64,
+}
+
+impl RowHash {
+    /// The hash with this value.
+    pub const fn new(value: u128) -> Self {
+        RowHash {
+            hi: (value >> 64) as u64,
+            lo: value as u64,
+        }
+    }
+
+    /// The hash's value.
+    pub const fn get(self) -> u128 {
+        ((self.hi as u128) << 64) | self.lo as u128
+    }
+}
 
 impl fmt::Debug for RowHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RowHash({:032x})", self.0)
+        write!(f, "RowHash({self:032x})")
+    }
+}
+
+impl fmt::LowerHex for RowHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.get(), f)
+    }
+}
+
+impl Serialize for RowHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RowHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        u128::deserialize(d).map(RowHash::new)
     }
 }
 
@@ -254,6 +294,23 @@ mod tests {
             .key(&schema)
             .is_none());
         assert!(RowKey::from_bytes(&[200]).is_none());
+    }
+
+    #[test]
+    fn a_hash_orders_formats_and_serializes_as_its_u128() {
+        let (a, b) = (1u128 << 64, (1u128 << 64) - 1);
+        assert!(
+            RowHash::new(a) > RowHash::new(b),
+            "the high half orders first"
+        );
+        assert_eq!(RowHash::new(a).get(), a);
+        assert_eq!(format!("{:032x}", RowHash::new(b)), format!("{b:032x}"));
+        let json = serde_json::to_string(&RowHash::new(u128::MAX)).unwrap();
+        assert_eq!(json, serde_json::to_string(&u128::MAX).unwrap());
+        assert_eq!(
+            serde_json::from_str::<RowHash>(&json).unwrap().get(),
+            u128::MAX
+        );
     }
 
     #[test]

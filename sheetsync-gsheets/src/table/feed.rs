@@ -406,7 +406,7 @@ impl SheetTable {
                                 .is_some_and(|p| p.holds(k, *row_no))
                         });
                         // A row that held another key before: that key may be gone.
-                        if let Some(old) = cache.keys_by_row.get(row_no) {
+                        if let Some(old) = cache.row_keys.get(*row_no) {
                             if Some(old) != new_key.as_ref() {
                                 rescan = true;
                             }
@@ -416,7 +416,7 @@ impl SheetTable {
                         let elsewhere: Vec<u32> = new_key
                             .as_ref()
                             .and_then(|k| cache.key_rows.get(k))
-                            .map(|rows| rows.iter().copied().filter(|r| r != row_no).collect())
+                            .map(|rows| rows.into_iter().filter(|r| r != row_no).collect())
                             .unwrap_or_default();
                         let obs = match (obs, &new_key) {
                             (Some(_), Some(k)) if !elsewhere.is_empty() => {

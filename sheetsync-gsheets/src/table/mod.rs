@@ -45,12 +45,14 @@ use crate::layout::{col_letters, range_title, Layout};
 
 mod background;
 mod feed;
+mod positions;
 mod read;
 mod write;
 
 pub use write::{SheetStatus, NOTE_PREFIX};
 
 use feed::{overwritten_by, Feed, WriteMark};
+pub(crate) use positions::{KeyRows, Positions, RowKeys};
 
 /// Where the mapped tab is and how to read and write it.
 #[derive(Debug, Clone)]
@@ -126,65 +128,16 @@ fn now_ms() -> i64 {
 struct ReadCache {
     version: Option<String>,
     observations: Option<Arc<Vec<Observation>>>,
-    /// Key at each 1-based row, from the last full read.
-    keys_by_row: HashMap<u32, RowKey>,
+    /// The key in each row, from the last full read.
+    row_keys: RowKeys,
     /// Where each key is, as far as this process knows (see [`Positions`]).
     positions: Option<Positions>,
     /// Moves on every event that may have moved rows behind our back: positions learned by a
     /// read that started before the move are not kept.
     positions_gen: u64,
-    /// Where each key was in the last full read (kept until the next one).
-    key_rows: HashMap<RowKey, Vec<u32>>,
-}
-
-/// Where each key of the tab is, kept from a read (full, or of the key column) across this
-/// process's own writes, which move rows in known ways: cell writes move nothing, a delete
-/// shifts the rows below it up, and an append puts its row at a place the answer does not
-/// tell (the key is then known to be there, at an unknown row). Anything else that may move
-/// rows (a person's structural edit or new row, a change nobody reported, a write that missed
-/// or whose answer was lost) forgets them, and the next write reads the key column again.
-/// Positions that went stale unnoticed (a sort no trigger reported) are safe: every write's
-/// pre-image check catches a row that moved ([`crate::guard`]).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Positions {
-    /// Key → 1-based rows (more than one: a duplicated key).
-    pub(crate) rows: HashMap<RowKey, Vec<u32>>,
-    /// Keys this process appended since: in the tab, at rows not known.
-    pub(crate) unplaced: HashSet<RowKey>,
-}
-
-impl Positions {
-    /// From a read of every key.
-    pub(crate) fn read(rows: HashMap<RowKey, Vec<u32>>) -> Self {
-        Positions {
-            rows,
-            unplaced: HashSet::new(),
-        }
-    }
-
-    /// Whether `key` is known to be at `row`, and only there.
-    pub(crate) fn holds(&self, key: &RowKey, row: u32) -> bool {
-        !self.unplaced.contains(key) && self.rows.get(key).is_some_and(|r| r.as_slice() == [row])
-    }
-
-    /// After a write that deleted the rows of `deleted` (keys and 1-based rows) and appended
-    /// rows with `appended` keys.
-    pub(crate) fn advance(&mut self, deleted: &[(RowKey, u32)], appended: &[RowKey]) {
-        let mut gone: Vec<u32> = deleted.iter().map(|(_, r)| *r).collect();
-        gone.sort_unstable();
-        for (k, _) in deleted {
-            self.rows.remove(k);
-            self.unplaced.remove(k);
-        }
-        if !gone.is_empty() {
-            for rows in self.rows.values_mut() {
-                for r in rows.iter_mut() {
-                    *r -= gone.partition_point(|g| *g < *r) as u32;
-                }
-            }
-        }
-        self.unplaced.extend(appended.iter().cloned());
-    }
+    /// Where each key was in the last full read (kept until the next one; shared with
+    /// `positions` until a write moves rows).
+    key_rows: Arc<KeyRows>,
 }
 
 impl ReadCache {
@@ -202,8 +155,8 @@ impl ReadCache {
     }
 
     /// Keys that the last full read found in more than one row.
-    fn duplicates(&self) -> impl Iterator<Item = (&RowKey, &Vec<u32>)> {
-        self.key_rows.iter().filter(|(_, rows)| rows.len() > 1)
+    fn duplicates(&self) -> impl Iterator<Item = (&RowKey, Vec<u32>)> {
+        self.key_rows.duplicates()
     }
 }
 
@@ -550,7 +503,7 @@ impl SheetTable {
             })
         } else if key.is_none() {
             Change::Unkeyed(UnkeyedRow {
-                locator: format!("{row_no}:{:032x}", row.hash().0),
+                locator: format!("{row_no}:{:032x}", row.hash()),
                 row,
             })
         } else {
@@ -613,7 +566,7 @@ impl Source for SheetTable {
         changes.extend(
             cache
                 .duplicates()
-                .map(|(k, rows)| duplicate(k, rows, self.name())),
+                .map(|(k, rows)| duplicate(k, &rows, self.name())),
         );
         Ok(ChangeBatch {
             changes,
@@ -653,7 +606,7 @@ impl Source for SheetTable {
             };
             if let Some(rows) = k.as_ref().and_then(|k| cache.key_rows.get(k)) {
                 if rows.len() > 1 {
-                    *o = duplicate(k.as_ref().expect("matched"), rows, self.name());
+                    *o = duplicate(k.as_ref().expect("matched"), &rows, self.name());
                 }
             }
         }

@@ -18,8 +18,8 @@ const READ_ATTEMPTS: usize = 3;
 /// What one consistent full read saw.
 pub(super) struct Snapshot {
     pub(super) observations: Vec<Observation>,
-    keys_by_row: HashMap<u32, RowKey>,
-    positions: HashMap<RowKey, Vec<u32>>,
+    row_keys: RowKeys,
+    key_rows: KeyRows,
 }
 
 /// A consistent full read, and what it was read against.
@@ -101,9 +101,10 @@ impl SheetTable {
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = version;
         cache.observations = Some(observations.clone());
-        cache.keys_by_row = snap.keys_by_row;
-        cache.key_rows = snap.positions.clone();
-        cache.learn_positions(gen, Positions::read(snap.positions));
+        let key_rows = Arc::new(snap.key_rows);
+        cache.row_keys = snap.row_keys;
+        cache.key_rows = key_rows.clone();
+        cache.learn_positions(gen, Positions::read(key_rows));
         observations
     }
 
@@ -230,11 +231,7 @@ impl SheetTable {
         }
         let key_ranges = self.key_grid_ranges(&l);
         let nk = key_ranges.len();
-        let mut snap = Snapshot {
-            observations: Vec::new(),
-            keys_by_row: HashMap::new(),
-            positions: HashMap::new(),
-        };
+        let mut observations = Vec::new();
         let mut data_keys: Vec<Option<RowKey>> = Vec::new();
         let (mut before, mut after) = (Vec::new(), Vec::new());
         for (i, (start, end)) in spans.iter().enumerate() {
@@ -247,7 +244,7 @@ impl SheetTable {
             if last {
                 ranges.extend(key_ranges.iter().cloned());
             }
-            let got = self
+            let mut got = self
                 .client
                 .batch_get_grid(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
                 .await?;
@@ -259,7 +256,8 @@ impl SheetTable {
             if last {
                 after = self.key_column_rows(&l, &got[data_at + 1..]);
             }
-            let mut rows = got[data_at].values.clone().unwrap_or_default();
+            // Taken, not copied: a chunk is up to the whole tab.
+            let mut rows = std::mem::take(&mut got[data_at].values).unwrap_or_default();
             if i == 0 {
                 self.check_header(&l, rows.first().map(Vec::as_slice).unwrap_or_default())?;
                 rows = rows.split_off(1.min(rows.len()));
@@ -269,14 +267,7 @@ impl SheetTable {
             for (j, cells) in rows.iter().enumerate() {
                 let row_no = start + j as u32;
                 data_keys.push(self.key_of_row(&l, cells));
-                if let Some(obs) = self.observe_row(&l, row_no, cells, None) {
-                    if let Change::Upsert(r) = &obs.change {
-                        if let Some(k) = r.key(&self.schema) {
-                            snap.keys_by_row.insert(row_no, k);
-                        }
-                    }
-                    snap.observations.push(obs);
-                }
+                observations.extend(self.observe_row(&l, row_no, cells, None));
             }
         }
         let trim = |v: &mut Vec<Option<RowKey>>| {
@@ -300,12 +291,12 @@ impl SheetTable {
                 ),
             ));
         }
-        for (i, k) in data_keys.into_iter().enumerate() {
-            if let Some(k) = k {
-                snap.positions.entry(k).or_default().push(first + i as u32);
-            }
-        }
-        Ok(snap)
+        let row_keys = RowKeys::new(first, data_keys);
+        Ok(Snapshot {
+            observations,
+            key_rows: row_keys.key_rows(),
+            row_keys,
+        })
     }
 }
 

@@ -28,11 +28,14 @@ impl SheetTable {
             .batch_get(&self.opts.spreadsheet_id, &ranges, "UNFORMATTED_VALUE")
             .await?;
         let nkeys = self.schema.key.len();
-        let positions = self.key_positions(l, &got[..nkeys]);
+        let all = Arc::new(self.key_positions(l, &got[..nkeys]));
+        let positions = op_keys(ops, &self.schema)
+            .filter_map(|k| all.get(&k).map(|rows| (k, rows)))
+            .collect();
         self.cache
             .lock()
             .expect("cache lock")
-            .learn_positions(gen, Positions::read(positions.clone()));
+            .learn_positions(gen, Positions::read(all));
         let set_key_cells = set_key_rows
             .iter()
             .zip(&got[nkeys..])
@@ -63,21 +66,8 @@ impl SheetTable {
     }
 
     /// Key → 1-based rows, from the key columns read from the first data row down.
-    pub(in crate::table) fn key_positions(
-        &self,
-        l: &Layout,
-        columns: &[ValueRange],
-    ) -> HashMap<RowKey, Vec<u32>> {
-        let mut positions: HashMap<RowKey, Vec<u32>> = HashMap::new();
-        for (i, k) in self.key_column_rows(l, columns).into_iter().enumerate() {
-            if let Some(k) = k {
-                positions
-                    .entry(k)
-                    .or_default()
-                    .push(l.header_row + 1 + i as u32);
-            }
-        }
-        positions
+    pub(in crate::table) fn key_positions(&self, l: &Layout, columns: &[ValueRange]) -> KeyRows {
+        RowKeys::new(l.header_row + 1, self.key_column_rows(l, columns)).key_rows()
     }
 
     /// The key of each row from the first data row down (`None` where a part is missing),
@@ -146,7 +136,7 @@ impl SheetTable {
             Expect::Key(k) => self.key_of_row(l, row).as_ref() == Some(k),
             Expect::Fingerprint(fp) => matches!(
                 self.observe_row(l, 0, row, None).map(|o| o.change),
-                Some(Change::Unkeyed(u)) if format!("{:032x}", u.row.hash().0) == *fp
+                Some(Change::Unkeyed(u)) if format!("{:032x}", u.row.hash()) == *fp
             ),
             Expect::Content(c) => same_cells(row, c),
         }
@@ -167,12 +157,21 @@ impl SheetTable {
             if known.unplaced.contains(&key) {
                 return None;
             }
-            if let Some(rows) = known.rows.get(&key) {
-                out.insert(key, rows.clone());
+            if let Some(rows) = known.rows(&key) {
+                out.insert(key, rows);
             }
         }
         Some(out)
     }
+}
+
+/// The keys whose rows a plan looks up: those of upserts and deletes.
+fn op_keys<'a>(ops: &'a [WriteOp], schema: &'a TableSchema) -> impl Iterator<Item = RowKey> + 'a {
+    ops.iter().filter_map(|op| match op {
+        WriteOp::Upsert { row, .. } => row.key(schema),
+        WriteOp::Delete { key, .. } => Some(key.clone()),
+        WriteOp::SetKey { .. } | WriteOp::Insert { .. } => None,
+    })
 }
 
 #[cfg(test)]
@@ -205,8 +204,10 @@ mod tests {
         assert_eq!(rows, vec![key(7), None, None, key(8), key(7)]);
         let positions = t.key_positions(&l, &[ids]);
         assert_eq!(positions.len(), 2);
-        assert_eq!(positions[&key(7).unwrap()], vec![2, 6]);
-        assert_eq!(positions[&key(8).unwrap()], vec![5]);
+        assert_eq!(positions.get(&key(7).unwrap()), Some(vec![2, 6]));
+        assert_eq!(positions.get(&key(8).unwrap()), Some(vec![5]));
+        let dups: Vec<_> = positions.duplicates().collect();
+        assert_eq!(dups, vec![(&key(7).unwrap(), vec![2, 6])]);
     }
 
     #[tokio::test]
@@ -236,7 +237,7 @@ mod tests {
         ));
         let unkeyed = vec![json!(""), json!(2), json!("five")];
         let fp = match t.observe_row(&l, 4, &unkeyed, None).map(|o| o.change) {
-            Some(Change::Unkeyed(u)) => format!("{:032x}", u.row.hash().0),
+            Some(Change::Unkeyed(u)) => format!("{:032x}", u.row.hash()),
             other => panic!("{other:?}"),
         };
         assert!(t.meets(&l, &Expect::Fingerprint(fp.clone()), &unkeyed));
@@ -255,22 +256,45 @@ mod tests {
 
     #[test]
     fn a_delete_shifts_the_rows_below_and_an_append_is_there_but_unplaced() {
-        let rows = (1..=5).map(|i| (k(i), vec![i as u32 + 1])).collect();
-        let mut p = Positions::read(rows);
-        p.advance(&[(k(2), 3), (k(4), 5)], &[k(9)]);
+        let rows = (1..=5).map(|i| (k(i), i as u32 + 1)).collect();
+        let mut p = Positions::read(Arc::new(rows));
+        assert!(p.advance(&[(k(2), 3), (k(4), 5)], &[k(9)]));
         assert!(p.holds(&k(1), 2), "above the deletes: unmoved");
         assert!(p.holds(&k(3), 3), "below one delete: one up");
         assert!(p.holds(&k(5), 4), "below two: two up");
-        assert!(!p.rows.contains_key(&k(2)) && !p.rows.contains_key(&k(4)));
+        assert!(p.rows(&k(2)).is_none() && p.rows(&k(4)).is_none());
         assert!(p.unplaced.contains(&k(9)) && !p.holds(&k(9), 7));
+    }
+
+    #[test]
+    fn later_deletes_are_numbered_as_the_tab_is_then() {
+        // Rows 2..=7 hold keys 1..=6; delete key 2 (row 3), then key 5, which is at row 5 now.
+        let rows = (1..=6).map(|i| (k(i), i as u32 + 1)).collect();
+        let mut p = Positions::read(Arc::new(rows));
+        assert!(p.advance(&[(k(2), 3)], &[]));
+        assert!(p.advance(&[(k(5), 5), (k(3), 3)], &[]));
+        assert!(p.holds(&k(1), 2));
+        assert!(p.holds(&k(4), 3), "read at row 5, two rows above it gone");
+        assert!(p.holds(&k(6), 4), "read at row 7, three rows above it gone");
+        assert!(p.rows(&k(5)).is_none());
+    }
+
+    #[test]
+    fn a_delete_where_the_positions_had_no_such_row_forgets_them() {
+        let rows = (1..=3).map(|i| (k(i), i as u32 + 1)).collect();
+        let mut p = Positions::read(Arc::new(rows));
+        assert!(!p.advance(&[(k(2), 4)], &[]), "key 2 is at row 3, not 4");
+        let mut p = Positions::read(Arc::new((1..=3).map(|i| (k(i), i as u32 + 1)).collect()));
+        assert!(p.advance(&[(k(2), 3)], &[]));
+        assert!(!p.advance(&[(k(2), 3)], &[]), "deleted already");
     }
 
     #[tokio::test]
     async fn known_positions_serve_a_write_only_when_every_key_is_placed() {
         let t = table().await;
-        let rows = [(k(1), vec![2]), (k(2), vec![3])].into_iter().collect();
-        let mut p = Positions::read(rows);
-        p.advance(&[], &[k(9)]);
+        let rows = [(k(1), 2), (k(2), 3)].into_iter().collect();
+        let mut p = Positions::read(Arc::new(rows));
+        assert!(p.advance(&[], &[k(9)]));
         t.cache.lock().unwrap().positions = Some(p);
         let up = |id, name| WriteOp::Upsert {
             row: row(id, name, 1),

@@ -131,9 +131,12 @@ impl Sink for SheetTable {
             *self.layout.lock().expect("layout lock") = None;
         }
         let mut cache = self.cache.lock().expect("cache lock");
-        match (&result, plan.positions_lost, cache.positions.as_mut()) {
+        let kept = match (&result, plan.positions_lost, cache.positions.as_mut()) {
             (Ok(()), false, Some(known)) => known.advance(&deleted, &appended),
-            _ => cache.positions_unknown(),
+            _ => false,
+        };
+        if !kept {
+            cache.positions_unknown();
         }
         drop(cache);
         result?;

@@ -319,7 +319,7 @@ mod tests {
         let mut at = located(&t, &[(1, &[5])]);
         let unkeyed = vec![json!(""), json!(2), json!("typed")];
         let fp = match t.observe_row(&l, 8, &unkeyed, None).map(|o| o.change) {
-            Some(Change::Unkeyed(u)) => format!("{:032x}", u.row.hash().0),
+            Some(Change::Unkeyed(u)) => format!("{:032x}", u.row.hash()),
             other => panic!("{other:?}"),
         };
         at.set_key_cells.insert(8, unkeyed);

@@ -206,7 +206,7 @@ impl SheetTable {
                     .key
                     .clone()
                     .or_else(|| self.key_of_row(l, &r.holds))
-                    .and_then(|k| positions.get(&k).cloned())
+                    .and_then(|k| positions.get(&k))
                     .unwrap_or_default();
                 rows.into_iter().map(move |p| (i, p))
             })
