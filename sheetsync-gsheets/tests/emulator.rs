@@ -729,3 +729,46 @@ async fn new_rows_show_dates_as_dates() {
     );
     assert_eq!(engine.run_once().await.unwrap().writes.total(), 0);
 }
+
+/// A full read of a file whose Drive version has not moved is served from the last one (kept
+/// compact): no Sheets read, the same observations, and a person's edit is read afresh.
+#[tokio::test]
+async fn an_unchanged_file_is_not_read_again() {
+    let rig = rig(items()).await;
+    let db = Arc::new(MemoryTable::new("db", items()));
+    for i in 1..=50 {
+        db.upsert(item(i, &format!("name {i}"), i));
+    }
+    let e = engine_for(&rig, db.clone()).await;
+    e.run_once().await.unwrap();
+    let first = rig.sheet.scan_all().await.unwrap();
+    rig.emu.reset_counters();
+    let again = rig.sheet.scan_all().await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(again.len(), 50);
+    let counts = rig.emu.request_counts();
+    let sheets_reads: u64 = counts
+        .iter()
+        .filter(|(m, _)| m.starts_with("sheets.") && m.to_lowercase().contains("get"))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(sheets_reads, 0, "{counts:?}");
+    rig.other
+        .batch_update_values(
+            &rig.id,
+            vec![google_sheets4::api::ValueRange {
+                range: Some("Sheet1!B2".into()),
+                values: Some(vec![vec![json!("edited")]]),
+                ..Default::default()
+            }],
+        )
+        .await
+        .unwrap();
+    let edited = rig.sheet.scan_all().await.unwrap();
+    assert!(
+        edited.iter().any(
+            |o| matches!(&o.change, Change::Upsert(r) if r.0[1] == Value::Text("edited".into()))
+        ),
+        "{edited:?}"
+    );
+}

@@ -3,9 +3,9 @@
 # and the release `sheetsync-emulator` run as two processes, so the emulator's copy of the Sheet
 # is not counted. For each row count, a fresh SQLite table `items(id, name, qty, price)` is
 # synced into an empty tab (no quotas, no latency); once the daemon logs "initial sync done",
-# its VmRSS is sampled every half second for SHEETSYNC_MEMORY_SETTLE seconds (default 20) and
-# the lowest is kept (what it holds between cycles: the polling cycles' full reads come and
-# go), then its VmHWM (peak). The bytes per row are the slope between two sizes, so what the
+# its VmRSS is sampled every half second for SHEETSYNC_MEMORY_SETTLE seconds (default 60) and
+# the median kept (what it holds between cycles: the polling cycles' full reads come and go),
+# then its VmHWM (peak). The bytes per row are the slope between two sizes, so what the
 # daemon holds whatever the size (code, runtime, buffers) drops out.
 #
 #   examples/sheetsync/benches/memory.sh            # 100,000 and 1,000,000 rows
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 [ $# -gt 0 ] || set -- 100000 1000000
 sizes=("$@")
-settle=${SHEETSYNC_MEMORY_SETTLE:-20}
+settle=${SHEETSYNC_MEMORY_SETTLE:-60}
 
 cargo build --release -q -p sheetsync-cli --bin sheetsync
 cargo build --release -q -p sheetsync-emulator --features cli --bin sheetsync-emulator
@@ -67,21 +67,20 @@ EOF
     sleep 0.5
   done
   local took=$((SECONDS - start))
-  # The cycles after the sync still read the tab in full now and then: what the daemon holds
-  # between them is the lowest resident size over a while, not a single reading.
-  local rss hwm now
-  rss=$(kb VmRSS "$daemon")
+  # The cycles after the sync still read the tab in full now and then, and each read holds
+  # its answer for a moment: what the daemon holds between them is the median of the samples.
+  local rss hwm samples=()
   for _ in $(seq 1 $((settle * 2))); do
     sleep 0.5
-    now=$(kb VmRSS "$daemon")
-    [ "$now" -lt "$rss" ] && rss=$now
+    samples+=("$(kb VmRSS "$daemon")")
   done
+  rss=$(printf '%s\n' "${samples[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   hwm=$(kb VmHWM "$daemon")
   echo "$rows $rss $hwm $took"
   kill "$daemon" "$emu"; wait "$daemon" "$emu" 2>/dev/null || true
 }
 
-echo "| rows | daemon RSS after the initial sync (lowest in ${settle} s) | peak RSS | initial sync |" >&2
+echo "| rows | daemon RSS after the initial sync (median over ${settle} s) | peak RSS | initial sync |" >&2
 echo "|---|---|---|---|" >&2
 results=()
 for rows in "${sizes[@]}"; do

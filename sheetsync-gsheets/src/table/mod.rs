@@ -45,6 +45,7 @@ use crate::layout::{col_letters, range_title, Layout};
 
 mod background;
 mod feed;
+mod kept;
 mod positions;
 mod read;
 mod write;
@@ -52,6 +53,7 @@ mod write;
 pub use write::{SheetStatus, NOTE_PREFIX};
 
 use feed::{overwritten_by, Feed, WriteMark};
+use kept::KeptRead;
 pub(crate) use positions::{KeyRows, Positions, RowKeys};
 
 /// Where the mapped tab is and how to read and write it.
@@ -127,7 +129,8 @@ fn now_ms() -> i64 {
 #[derive(Default)]
 struct ReadCache {
     version: Option<String>,
-    observations: Option<Arc<Vec<Observation>>>,
+    /// The last full read, to serve again while the version stays the same.
+    kept: Option<Arc<KeptRead>>,
     /// The key in each row, from the last full read.
     row_keys: RowKeys,
     /// Where each key is, as far as this process knows (see [`Positions`]).
@@ -520,7 +523,7 @@ impl SheetTable {
     fn forget_read(&self) {
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = None;
-        cache.observations = None;
+        cache.kept = None;
     }
 }
 

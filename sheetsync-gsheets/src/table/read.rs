@@ -48,11 +48,16 @@ impl SheetTable {
         }
         let version = self.drive_version().await;
         if let Some(v) = &version {
-            let cache = self.cache.lock().expect("cache lock");
-            if cache.version.as_ref() == Some(v) {
-                if let Some(obs) = &cache.observations {
-                    return Ok(obs.clone());
-                }
+            let kept = {
+                let cache = self.cache.lock().expect("cache lock");
+                cache
+                    .kept
+                    .clone()
+                    .filter(|_| cache.version.as_ref() == Some(v))
+            };
+            // Decoded outside the lock: at a million rows it takes a moment.
+            if let Some(obs) = kept.and_then(|k| k.observations()) {
+                return Ok(Arc::new(obs));
             }
         }
         let read = self.consistent_read(version).await?;
@@ -94,13 +99,14 @@ impl SheetTable {
         } = read;
         let mut observations = snap.observations;
         self.restore_edit_times(&mut observations);
+        let kept = KeptRead::new(&observations);
         let observations = Arc::new(observations);
         self.last_read_ms
             .store(read_start, std::sync::atomic::Ordering::Relaxed);
         self.drop_covered_edits(read_start);
         let mut cache = self.cache.lock().expect("cache lock");
         cache.version = version;
-        cache.observations = Some(observations.clone());
+        cache.kept = Some(Arc::new(kept));
         let key_rows = Arc::new(snap.key_rows);
         cache.row_keys = snap.row_keys;
         cache.key_rows = key_rows.clone();
