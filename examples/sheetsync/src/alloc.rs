@@ -38,7 +38,9 @@ mod tests {
     #[test]
     fn memory_freed_among_live_allocations_goes_back_to_the_system() {
         // 256 MB in 1 KB rows, then all but one row in 256 freed: the freed memory lies
-        // between live allocations, where glibc keeps it resident.
+        // between live allocations, where glibc keeps it resident (it gave back nothing
+        // when tried). Half of it must go back: other tests of this binary may allocate
+        // meanwhile when they share the process (`cargo test`).
         let mut rows: Vec<Vec<u8>> = (0..256 * 1024).map(|i| vec![i as u8; 1024]).collect();
         let before = resident_kb();
         let mut i = 0;
@@ -48,12 +50,12 @@ mod tests {
         });
         rows.shrink_to_fit();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while resident_kb() + 200 * 1024 > before && Instant::now() < deadline {
+        while resident_kb() + 128 * 1024 > before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         let after = resident_kb();
         assert!(
-            after + 200 * 1024 <= before,
+            after + 128 * 1024 <= before,
             "resident {before} kB with the rows, still {after} kB after freeing 255 of 256"
         );
         assert_eq!(rows.len(), 1024);
