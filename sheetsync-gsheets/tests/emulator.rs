@@ -210,6 +210,17 @@ async fn engine_for(rig: &Rig, db: Arc<MemoryTable>) -> Engine {
         .unwrap()
 }
 
+/// A database table holding `rows`, and an engine that has synced it into the rig's tab.
+async fn synced(rig: &Rig, rows: impl IntoIterator<Item = Row>) -> (Arc<MemoryTable>, Engine) {
+    let db = Arc::new(MemoryTable::new("db", items()));
+    for row in rows {
+        db.upsert(row);
+    }
+    let e = engine_for(rig, db.clone()).await;
+    e.run_once().await.unwrap();
+    (db, e)
+}
+
 fn sheet_rows(rig: &Rig) -> Vec<Json> {
     let v = rig.emu.read_values(&rig.id, "Sheet1").unwrap();
     v.as_array().cloned().unwrap_or_default()
@@ -218,12 +229,7 @@ fn sheet_rows(rig: &Rig) -> Vec<Json> {
 #[tokio::test]
 async fn a_person_rearranging_the_sheet_changes_nothing_and_edits_sync() {
     let rig = rig(items()).await;
-    let db = Arc::new(MemoryTable::new("db", items()));
-    for i in 1..=6 {
-        db.upsert(item(i, &format!("item {i}"), i * 10));
-    }
-    let e = engine_for(&rig, db.clone()).await;
-    e.run_once().await.unwrap();
+    let (db, e) = synced(&rig, (1..=6).map(|i| item(i, &format!("item {i}"), i * 10))).await;
     let rows = sheet_rows(&rig);
     assert_eq!(
         rows[0],
@@ -312,12 +318,7 @@ async fn a_person_rearranging_the_sheet_changes_nothing_and_edits_sync() {
 #[tokio::test]
 async fn a_cleared_key_cell_is_restored_and_bad_cells_are_held() {
     let rig = rig(items()).await;
-    let db = Arc::new(MemoryTable::new("db", items()));
-    for i in 1..=3 {
-        db.upsert(item(i, &format!("item {i}"), i));
-    }
-    let e = engine_for(&rig, db.clone()).await;
-    e.run_once().await.unwrap();
+    let (db, e) = synced(&rig, (1..=3).map(|i| item(i, &format!("item {i}"), i))).await;
     let values = sheet_rows(&rig);
     let r2 = values.iter().position(|r| r[0] == json!(2)).unwrap() as u32 + 1;
     rig.emu
@@ -542,12 +543,7 @@ async fn an_edit_whose_webhook_never_arrives_is_caught_by_the_next_read() {
 #[tokio::test]
 async fn writes_per_cycle_do_not_grow_with_rows() {
     let rig = rig(items()).await;
-    let db = Arc::new(MemoryTable::new("db", items()));
-    for i in 1..=1000 {
-        db.upsert(item(i, "x", i));
-    }
-    let e = engine_for(&rig, db.clone()).await;
-    e.run_once().await.unwrap();
+    let (db, e) = synced(&rig, (1..=1000).map(|i| item(i, "x", i))).await;
     rig.emu.reset_counters();
     for i in 1..=1000 {
         if i % 3 == 0 {
@@ -735,12 +731,7 @@ async fn new_rows_show_dates_as_dates() {
 #[tokio::test]
 async fn an_unchanged_file_is_not_read_again() {
     let rig = rig(items()).await;
-    let db = Arc::new(MemoryTable::new("db", items()));
-    for i in 1..=50 {
-        db.upsert(item(i, &format!("name {i}"), i));
-    }
-    let e = engine_for(&rig, db.clone()).await;
-    e.run_once().await.unwrap();
+    let _synced = synced(&rig, (1..=50).map(|i| item(i, &format!("name {i}"), i))).await;
     let first = rig.sheet.scan_all().await.unwrap();
     rig.emu.reset_counters();
     let again = rig.sheet.scan_all().await.unwrap();

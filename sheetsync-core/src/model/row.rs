@@ -26,10 +26,25 @@ impl Row {
     /// The content hash of the canonical encoding of every value.
     pub fn hash(&self) -> RowHash {
         let mut buf = Vec::with_capacity(16 * self.0.len());
-        for v in &self.0 {
-            v.encode(&mut buf);
-        }
+        self.encode(&mut buf);
         RowHash::new(xxhash_rust::xxh3::xxh3_128(&buf))
+    }
+
+    /// Appends the canonical encoding of every value ([`Value::encode`], what [`Row::hash`]
+    /// hashes), which [`Row::decode`] reads back.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for v in &self.0 {
+            v.encode(out);
+        }
+    }
+
+    /// The row whose [`Row::encode`]ing is all of `bytes`; `None` if any part does not decode.
+    pub fn decode(mut bytes: &[u8]) -> Option<Row> {
+        let mut values = Vec::new();
+        while !bytes.is_empty() {
+            values.push(Value::decode(&mut bytes)?);
+        }
+        Some(Row::new(values))
     }
 
     /// The row's key under `schema`, or `None` when a key value is `Null` (a new Sheet row that
@@ -311,6 +326,16 @@ mod tests {
             serde_json::from_str::<RowHash>(&json).unwrap().get(),
             u128::MAX
         );
+    }
+
+    #[test]
+    fn a_row_decodes_from_its_encoding_and_a_cut_one_does_not() {
+        let row = Row::new(vec![Value::Int(7), Value::Null, Value::Text("é".into())]);
+        let mut buf = Vec::new();
+        row.encode(&mut buf);
+        assert_eq!(Row::decode(&buf), Some(row));
+        assert_eq!(Row::decode(&buf[..buf.len() - 1]), None);
+        assert_eq!(Row::decode(&[]), Some(Row::new(Vec::new())));
     }
 
     #[test]

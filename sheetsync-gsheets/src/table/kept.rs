@@ -8,7 +8,7 @@ use super::*;
 /// A full read's observations, compact.
 #[derive(Debug, Default)]
 pub(super) struct KeptRead {
-    /// Every plain row's values, [`Value::encode`]d one after another.
+    /// Every plain row, [`Row::encode`]d one after another.
     bytes: Vec<u8>,
     entries: Vec<Kept>,
 }
@@ -31,9 +31,7 @@ impl KeptRead {
         for o in observations {
             let entry = match (&o.change, o.at) {
                 (Change::Upsert(row), None) => {
-                    for v in row.values() {
-                        v.encode(&mut kept.bytes);
-                    }
+                    row.encode(&mut kept.bytes);
                     Kept::Row {
                         end: kept.bytes.len(),
                     }
@@ -54,7 +52,7 @@ impl KeptRead {
         for e in &self.entries {
             out.push(match e {
                 Kept::Row { end } => {
-                    let row = decode_row(self.bytes.get(start..*end)?)?;
+                    let row = Row::decode(self.bytes.get(start..*end)?)?;
                     start = *end;
                     Observation::new(Change::Upsert(row))
                 }
@@ -63,14 +61,6 @@ impl KeptRead {
         }
         Some(out)
     }
-}
-
-fn decode_row(mut bytes: &[u8]) -> Option<Row> {
-    let mut values = Vec::new();
-    while !bytes.is_empty() {
-        values.push(Value::decode(&mut bytes)?);
-    }
-    Some(Row::new(values))
 }
 
 #[cfg(test)]
