@@ -37,10 +37,28 @@ mod tests {
 
     #[test]
     fn memory_freed_among_live_allocations_goes_back_to_the_system() {
+        // Measured in a process of its own: under `cargo test` the binary's other tests
+        // allocate and free beside it, and the process's resident size is theirs too.
+        const INNER: &str = "alloc::tests::freed_memory_goes_back_in_this_process";
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args(["--exact", INNER, "--ignored", "--test-threads=1"])
+            .output()
+            .expect("the test binary runs");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && log.contains("1 passed"), "{log}");
+    }
+
+    #[test]
+    #[ignore = "run in a process of its own by memory_freed_among_live_allocations_goes_back_to_the_system"]
+    fn freed_memory_goes_back_in_this_process() {
         // 256 MB in 1 KB rows, then all but one row in 256 freed: the freed memory lies
         // between live allocations, where glibc keeps it resident (it gave back nothing
-        // when tried). Half of it must go back: other tests of this binary may allocate
-        // meanwhile when they share the process (`cargo test`).
+        // when tried).
         let mut rows: Vec<Vec<u8>> = (0..256 * 1024).map(|i| vec![i as u8; 1024]).collect();
         let before = resident_kb();
         let mut i = 0;
@@ -50,12 +68,12 @@ mod tests {
         });
         rows.shrink_to_fit();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while resident_kb() + 128 * 1024 > before && Instant::now() < deadline {
+        while resident_kb() + 200 * 1024 > before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         let after = resident_kb();
         assert!(
-            after + 128 * 1024 <= before,
+            after + 200 * 1024 <= before,
             "resident {before} kB with the rows, still {after} kB after freeing 255 of 256"
         );
         assert_eq!(rows.len(), 1024);
