@@ -86,6 +86,21 @@ mod table;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
+/// Not part of the API: the engine's internals that the benchmarks measure.
+#[doc(hidden)]
+pub mod __bench {
+    use crate::model::{KeyMap, RowKey};
+    use crate::state::RowBase;
+
+    /// The engine's map of merge bases, built from `bases` as the engine keeps them.
+    pub fn base_map(bases: impl IntoIterator<Item = (RowKey, RowBase)>) -> impl Sized {
+        bases
+            .into_iter()
+            .map(|(k, b)| (k, crate::engine::BaseEntry::new(b)))
+            .collect::<KeyMap<_>>()
+    }
+}
+
 pub use clock::Clock;
 pub use engine::{
     CycleReport, DeleteSelection, Engine, EngineBuilder, Event, Plan, PlannedOp, QueueChange,

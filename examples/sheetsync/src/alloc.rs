@@ -22,6 +22,28 @@ static MALLOC_CONF: Option<&'static c_char> = Some(
     unsafe { &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() },
 );
 
+/// What the allocator holds: bytes in live allocations, and bytes of the pages it keeps
+/// resident for them (live bytes, the free space between them, and its own metadata). The
+/// difference is the cost of fragmentation.
+#[derive(Debug, Clone, Copy)]
+pub struct Heap {
+    /// Bytes the daemon has allocated and not freed.
+    pub allocated: u64,
+    /// Bytes in the allocator's resident pages.
+    pub resident: u64,
+}
+
+/// The allocator's figures as of now, or `None` if it cannot give them.
+pub fn heap() -> Option<Heap> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The statistics are a snapshot that advancing the epoch refreshes.
+    epoch::advance().ok()?;
+    Some(Heap {
+        allocated: stats::allocated::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+    })
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::time::{Duration, Instant};
@@ -51,6 +73,18 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.status.success() && log.contains("1 passed"), "{log}");
+    }
+
+    #[test]
+    fn the_heap_figures_follow_a_large_allocation() {
+        // Other tests allocate and free beside this one: only what this one holds is sure.
+        // The figures are read once before, so the second reading must be a fresh one.
+        super::heap().expect("jemalloc's statistics");
+        let block = vec![1u8; 64 << 20];
+        let during = super::heap().expect("jemalloc's statistics");
+        assert!(during.allocated >= 64 << 20, "{during:?}");
+        assert!(during.resident >= during.allocated, "{during:?}");
+        drop(block);
     }
 
     #[test]

@@ -276,6 +276,22 @@ pub fn render(
         "Google API retries after 429, 5xx or timeouts, by method.",
         by_method(api_retries),
     );
+    #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+    if let Some(heap) = crate::alloc::heap() {
+        let one = |v: u64| vec![(String::new(), v as f64)];
+        family(
+            "sheetsync_heap_allocated_bytes",
+            "gauge",
+            "Bytes in the daemon's live allocations (jemalloc's count).",
+            one(heap.allocated),
+        );
+        family(
+            "sheetsync_heap_resident_bytes",
+            "gauge",
+            "Bytes of the pages the allocator keeps resident: live allocations, the free space between them, and its own metadata.",
+            one(heap.resident),
+        );
+    }
     cycle_histogram(&mut out, mappings);
     out
 }

@@ -134,7 +134,7 @@ impl Engine {
                 );
                 if !auto {
                     for k in new {
-                        let row = st.bases.get(&k).map(|e| e.base.row.clone());
+                        let row = st.bases.get(&k).map(|e| e.base().row);
                         work.queued.push(PendingDelete {
                             key: k.clone(),
                             deleted_on: side.other(),
@@ -277,7 +277,7 @@ pub(super) fn next_recent_deletes(
 fn live_rows(st: &EngineState, work: &Work) -> usize {
     let mut rows = st.live_bases as isize;
     for (k, target) in &work.completed {
-        let was_live = st.bases.get(k).is_some_and(|e| !e.base.tombstone);
+        let was_live = st.bases.get(k).is_some_and(|e| !e.tombstone);
         rows += target.is_some() as isize - was_live as isize;
     }
     rows.max(0) as usize

@@ -3,13 +3,14 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::read::SideRead;
+use super::state::agrees;
 use super::view::View;
 use super::work::{PlannedOp, Work};
-use super::{deletes, idx, intent, stuck, Engine, EngineState};
+use super::{deletes, idx, intent, stuck, BaseEntry, Engine, EngineState};
 use crate::mapping::KeyStrategy;
 use crate::merge::{merge_row, MergePolicy, Merged, SideState};
 use crate::model::{ColumnType, Row, RowHash, RowKey, Side, Value};
-use crate::state::{Choice, HeldRow};
+use crate::state::{Choice, HeldRow, RowBase};
 use crate::table::{Expected, WriteOp};
 
 impl Engine {
@@ -63,8 +64,7 @@ impl Engine {
             let r = &reads[idx(side)];
             let mut changed = 0;
             for (k, seen) in &r.rows {
-                let base = st.bases.get(k).and_then(|e| e.base.live_row());
-                if seen.row.as_ref() != base {
+                if !agrees(st.bases.get(k), seen.row.as_ref()) {
                     dirty.insert(k.clone());
                     changed += 1;
                 }
@@ -72,7 +72,7 @@ impl Engine {
             // Rows missing from a full read; skipped when every based row was seen.
             if r.full && !r.has_unidentified() && r.seen_with_base < st.live_bases {
                 for (k, e) in &st.bases {
-                    if !e.base.tombstone && !r.saw(k, Some(e)) && !restored[idx(side)].contains(k) {
+                    if !e.tombstone && !r.saw(k, Some(e)) && !restored[idx(side)].contains(k) {
                         dirty.insert(k.clone());
                         changed += 1;
                     }
@@ -83,17 +83,17 @@ impl Engine {
         dirty
     }
 
-    /// Both sides' views of row `k`, from the reads (or the base where a read does not tell).
+    /// Both sides' views of row `k`, from the reads (or its `base`, decoded, where a read does
+    /// not tell).
     fn observe<'a>(
         &self,
         st: &'a EngineState,
         reads: &'a [SideRead; 2],
         restored: &[HashSet<RowKey>; 2],
-        k: &RowKey,
+        (k, base): (&RowKey, Option<&'a RowBase>),
         now: u64,
     ) -> [View<'a>; 2] {
         let entry = st.bases.get(k);
-        let base = entry.map(|e| &e.base);
         let assumed = View {
             merge: SideState {
                 row: base.and_then(|b| b.live_row()),
@@ -107,7 +107,7 @@ impl Engine {
                 return assumed;
             }
             let read = &reads[idx(side)];
-            let Some((row, at)) = read.row_of(k, entry) else {
+            let Some((row, at)) = read.row_of(k, entry, base) else {
                 // Not in the feed: unchanged since the base.
                 return assumed;
             };
@@ -139,9 +139,10 @@ impl Engine {
         now: u64,
         work: &mut Work,
     ) {
-        let base = st.bases.get(k).map(|e| &e.base);
+        let base = st.bases.get(k).map(BaseEntry::base);
+        let base = base.as_ref();
         let base_row = base.and_then(|b| b.live_row());
-        let mut views = self.observe(st, reads, restored, k, now);
+        let mut views = self.observe(st, reads, restored, (k, base), now);
         // The engine's own unsaved writes are never a person's edits.
         let merge_base = match st.intents.get(k) {
             Some(i) if intent::applies(i, base_row) => {
@@ -231,11 +232,11 @@ impl Engine {
                 .all(|(i, (x, y))| key_cols.contains(&i) || x == y)
         };
         // Rows whose key vanished from this full read: a cleared key cell, most likely.
-        let vanished: Vec<(&RowKey, &Row)> = if read.full {
+        let vanished: Vec<(&RowKey, Row)> = if read.full {
             st.bases
                 .iter()
                 .filter(|(k, e)| !read.saw(k, Some(e)))
-                .filter_map(|(k, e)| e.base.live_row().map(|r| (k, r)))
+                .filter_map(|(k, e)| e.live_row().map(|r| (k, r)))
                 .collect()
         } else {
             Vec::new()
@@ -255,7 +256,7 @@ impl Engine {
                     Some((*k).clone()),
                     WriteOp::SetKey {
                         locator: u.locator.clone(),
-                        row: (*base).clone(),
+                        row: base.clone(),
                     },
                 ));
                 continue;

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Change, Cursor, InvalidRow, KeyMap, Observation, Row, RowKey, Side, TableSchema, UnkeyedRow,
 };
+use crate::state::RowBase;
 use std::sync::atomic::Ordering;
 
 use super::{idx, BaseEntry, Engine, EngineState, Event};
@@ -54,6 +55,8 @@ pub(crate) struct SideRead {
     pub cursor: Option<Cursor>,
     /// The feed's position before this read, to ack after persisting.
     pub ack: Option<Cursor>,
+    /// Full scan: a row's encoding, to compare it with its base's (reused row after row).
+    encoded: Vec<u8>,
 }
 
 impl SideRead {
@@ -70,11 +73,13 @@ impl SideRead {
             || self.new_seen.contains_key(key)
     }
 
-    /// The row this side holds for `key`, if the read tells: `Some(None)` for absent.
+    /// The row this side holds for `key`, if the read tells: `Some(None)` for absent. `base`
+    /// is `entry`'s, decoded.
     pub fn row_of<'a>(
         &'a self,
         key: &RowKey,
-        entry: Option<&'a BaseEntry>,
+        entry: Option<&BaseEntry>,
+        base: Option<&'a RowBase>,
     ) -> Option<(Option<&'a Row>, u64)> {
         if let Some(seen) = self.rows.get(key) {
             return Some((seen.row.as_ref(), seen.at));
@@ -82,7 +87,6 @@ impl SideRead {
         if self.full {
             if self.saw(key, entry) {
                 // Seen and equal to its base.
-                let base = entry.map(|e| &e.base);
                 return Some((
                     base.and_then(|b| b.live_row()),
                     base.map_or(0, |b| b.synced_at),
@@ -140,7 +144,6 @@ impl SideRead {
                 Some(key) => {
                     if let Some(bases) = bases {
                         let entry = bases.get(&key);
-                        let base = entry.and_then(|e| e.base.live_row());
                         // Mark the key seen: in its base when it has one (no second map to
                         // fill for the common case), else in `new_seen`.
                         let again = match entry {
@@ -150,16 +153,20 @@ impl SideRead {
                             None => self.new_seen.insert(key.clone(), ()).is_some(),
                         };
                         if again {
-                            let prev = self.rows.get(&key).map_or(base, |s| s.row.as_ref());
                             let locs = self.duplicates.entry(key.clone()).or_default();
                             if locs.is_empty() {
-                                locs.push(describe(prev));
+                                let prev = match self.rows.get(&key) {
+                                    Some(s) => describe(s.row.as_ref()),
+                                    None => describe(entry.and_then(|e| e.live_row()).as_ref()),
+                                };
+                                locs.push(prev);
                             }
                             locs.push(describe(Some(&row)));
-                        } else if base.is_some() {
+                        } else if entry.is_some_and(|e| !e.tombstone) {
                             self.seen_with_base += 1;
                         }
-                        if base == Some(&row) && !self.duplicates.contains_key(&key) {
+                        let unchanged = entry.is_some_and(|e| e.holds(&row, &mut self.encoded));
+                        if unchanged && !self.duplicates.contains_key(&key) {
                             return;
                         }
                     }

@@ -263,7 +263,7 @@ fn prunable_tombstones(
     let renewed: HashSet<&RowKey> = new_bases.iter().map(|(k, _)| k).collect();
     st.bases
         .iter()
-        .filter(|(k, e)| e.base.tombstone && !renewed.contains(k))
+        .filter(|(k, e)| e.tombstone && !renewed.contains(k))
         .map(|(k, _)| k.clone())
         .collect()
 }
@@ -290,7 +290,7 @@ impl EngineState {
         }
         for k in &delta.remove {
             if let Some(old) = self.bases.remove(k) {
-                self.live_bases -= !old.base.tombstone as usize;
+                self.live_bases -= !old.tombstone as usize;
             }
         }
         self.cursors.extend(delta.cursors);

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use super::read::SideRead;
 use super::work::Work;
-use super::{idx, EngineState};
+use super::{idx, BaseEntry, EngineState};
 use crate::model::{KeyMap, Row, RowHash, RowKey, Side};
 use crate::state::{HeldRow, RowBase};
 
@@ -142,9 +142,10 @@ pub(super) fn read_hashes(
     k: &RowKey,
 ) -> [Option<RowHash>; 2] {
     let entry = st.bases.get(k);
+    let base = entry.map(BaseEntry::base);
     [0, 1].map(|i| {
         reads[i]
-            .row_of(k, entry)
+            .row_of(k, entry, base.as_ref())
             .map(|(row, _)| row.map_or(RowHash::new(0), Row::hash))
     })
 }

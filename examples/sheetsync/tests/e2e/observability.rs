@@ -90,7 +90,7 @@ pub async fn held_rows_and_deletes_are_logged_once(backend: Backend) {
 }
 
 /// The webhook's counters are metrics: a person's edit is an accepted delivery, a forged one a
-/// refusal with its reason.
+/// refusal with its reason; the allocator's figures are there too.
 pub async fn webhook_deliveries_are_counted(backend: Backend) {
     let mut w = World::new(backend, "hooks").await;
     let m = w.add_mapping("items", &seed(), "").await;
@@ -141,6 +141,16 @@ pub async fn webhook_deliveries_are_counted(backend: Backend) {
     assert_eq!(refused, 1.0);
     let build = w.metric("sheetsync_build_info", "version=").await.unwrap();
     assert_eq!(build, 1.0);
+    // The allocator's figures (the default build allocates with jemalloc).
+    let allocated = w
+        .metric("sheetsync_heap_allocated_bytes", "")
+        .await
+        .unwrap();
+    let resident = w.metric("sheetsync_heap_resident_bytes", "").await.unwrap();
+    assert!(
+        allocated > 1e6 && resident >= allocated,
+        "{allocated} {resident}"
+    );
     // The delivery's own cycle may still be running: the histogram counts it once it ends.
     crate::harness::wait_until("a cycle is in the histogram", || async {
         let cycles = w
