@@ -90,7 +90,8 @@ impl Engine {
         st: &'a EngineState,
         reads: &'a [SideRead; 2],
         restored: &[HashSet<RowKey>; 2],
-        (k, base): (&RowKey, Option<&'a RowBase>),
+        k: &RowKey,
+        base: Option<&'a RowBase>,
         now: u64,
     ) -> [View<'a>; 2] {
         let entry = st.bases.get(k);
@@ -142,7 +143,7 @@ impl Engine {
         let base = st.bases.get(k).map(BaseEntry::base);
         let base = base.as_ref();
         let base_row = base.and_then(|b| b.live_row());
-        let mut views = self.observe(st, reads, restored, (k, base), now);
+        let mut views = self.observe(st, reads, restored, k, base, now);
         // The engine's own unsaved writes are never a person's edits.
         let merge_base = match st.intents.get(k) {
             Some(i) if intent::applies(i, base_row) => {
